@@ -1,0 +1,397 @@
+"""The `fleet-tui` command line: verbs, argument parsing, exit codes.
+
+Imports are lazy per verb: `ps`, `heartbeat` and the hooks must start fast, so nothing here
+imports Textual unless the dashboard is asked for. Errors are one line on stderr, never a
+traceback (set FLEET_TUI_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from typing import NoReturn
+
+from fleet_tui import __version__
+from fleet_tui.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    AgentNotFound,
+    BadInput,
+    FleetError,
+    NotConfirmed,
+)
+
+PROG = "fleet-tui"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
+    if not value > 0 or value > 86400:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds: '{text}'")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    S = argparse.SUPPRESS
+    p.add_argument(
+        "--roster", metavar="PATH", default=S, help="roster.yaml (env MOSAIC_FLEET_ROSTER)"
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="PATH",
+        default=S,
+        help="state dir: spool, logs, audit (env MOSAIC_FLEET_STATE_DIR)",
+    )
+    p.add_argument(
+        "--heartbeat-timeout",
+        metavar="S",
+        type=_positive,
+        default=S,
+        help="heartbeat timeout N in seconds (default: roster, else 30)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="The terminal dashboard of Mosaic Fleet.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    _common(parser)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+
+    p = sub.add_parser("ps", help="the joined fleet table")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print ps v1 JSON (mosaic.fleet.ps/v1)")
+    p.add_argument("--all", action="store_true", help="also sessions that are not agents")
+    p.add_argument("--tenant", metavar="T", help="only this tenant")
+    p.add_argument("--host", metavar="H", help="only this host")
+
+    p = sub.add_parser("heartbeat", help="write a heartbeat v1 (for wrappers and hooks)")
+    _common(p)
+    p.add_argument("name")
+    p.add_argument("--state", required=True, choices=_states())
+    p.add_argument("--detail", default=None)
+    p.add_argument("--ack", metavar="TEXT", default=None, help="a message this runtime accepted")
+    p.add_argument("--interval", metavar="S", type=_positive, default=None)
+    p.add_argument("--runtime", default=None)
+    p.add_argument("--model", default=None)
+    p.add_argument(
+        "--pid", type=int, default=None, help="the runtime's pid (omit for short-lived callers)"
+    )
+
+    p = sub.add_parser("probe", help="ping an agent and wait for the echo")
+    _common(p)
+    p.add_argument("name")
+    p.add_argument("--timeout", metavar="S", type=_positive, default=10.0)
+
+    p = sub.add_parser("stub", help="the dogfood stub runtime (runs inside a pane)")
+    _common(p)
+    p.add_argument("name")
+    p.add_argument("--interval", metavar="S", type=_positive, default=5.0)
+    p.add_argument(
+        "--fail-after",
+        metavar="S",
+        type=_positive,
+        default=None,
+        help="stop heartbeating after S seconds (a wedged agent)",
+    )
+    p.add_argument(
+        "--waiting", action="store_true", help="start by waiting for the operator's input"
+    )
+
+    p = sub.add_parser("demo", help="start (or stop) a demo fleet on a private tmux socket")
+    p.add_argument("--agents", metavar="N", type=int, default=6)
+    p.add_argument("--down", action="store_true", help="stop the demo fleet")
+    p.add_argument(
+        "--no-ui",
+        action="store_true",
+        help="start it and print the table instead of opening the dashboard",
+    )
+
+    sub.add_parser("tui", help="the dashboard (the default)")
+    return parser
+
+
+def _states() -> list[str]:
+    from fleet_tui.model import AgentState
+
+    return [s.value for s in AgentState]
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from fleet_tui.service import FleetConfig
+
+    return FleetConfig.from_flags(
+        getattr(args, "roster", None),
+        getattr(args, "state_dir", None),
+        getattr(args, "heartbeat_timeout", None),
+    )
+
+
+# -- verbs ------------------------------------------------------------------------------------
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from fleet_tui.render_text import render_summary, render_table, use_color
+    from fleet_tui.service import FleetCollector
+
+    snapshot = FleetCollector(_config(args)).collect()
+    agents = [
+        a
+        for a in snapshot.agents
+        if (args.all or a.is_agent)
+        and (args.tenant is None or a.tenant_id == args.tenant)
+        and (args.host is None or a.host == args.host)
+    ]
+    if args.json:
+        shown = snapshot.model_copy(update={"agents": agents})
+        sys.stdout.write(shown.to_json(indent=2) + "\n")
+        return EXIT_OK
+    tty = sys.stdout.isatty()
+    width = shutil.get_terminal_size((100, 24)).columns if tty else None
+    if width is None and os.environ.get("COLUMNS", "").isdigit():
+        width = int(os.environ["COLUMNS"])
+    ascii_only = (sys.stdout.encoding or "").lower().replace("-", "") not in ("utf8", "utf_8")
+    color = use_color(tty)
+    if agents:
+        print(render_table(snapshot, agents, width=width, color=color, ascii_only=ascii_only))
+    else:
+        print(_empty_hint(snapshot, args))
+    print(render_summary(snapshot, agents))
+    for w in snapshot.warnings:
+        sys.stderr.write(f"warning: {w}\n")
+    return EXIT_OK
+
+
+def _empty_hint(snapshot, args: argparse.Namespace) -> str:  # type: ignore[no-untyped-def]
+    where = ", ".join(s.name for s in snapshot.sockets) or "none"
+    lines = ["No agents found."]
+    lines.append(f"  roster: {snapshot.roster_path or 'none'}; tmux sockets: {where}")
+    if not args.all:
+        lines.append("  'fleet-tui ps --all' also lists sessions that are not agents;")
+    lines.append("  'fleet-tui demo' starts a demo fleet on a private socket.")
+    return "\n".join(lines)
+
+
+def cmd_heartbeat(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from fleet_tui.core.protocol import add_ack, message_hash
+    from fleet_tui.model import AgentState, Heartbeat
+    from fleet_tui.service import load_configured_roster, local_identity
+    from fleet_tui.sources.spool import HeartbeatSpool
+    from fleet_tui.tmux import check_session_name
+
+    check_session_name(args.name)
+    config = _config(args)
+    loaded = load_configured_roster(config)
+    tenant, host = local_identity(loaded.roster if loaded else None)
+    spool = HeartbeatSpool(config.state_dir)
+    spool.ensure_writable()
+    prev = spool.read_heartbeat(args.name).heartbeat
+    acks = list(prev.acks) if prev else []
+    if args.ack is not None:
+        acks = add_ack(acks, message_hash(args.ack))
+    ping = spool.read_ping(args.name)
+    hb = Heartbeat(
+        v=1,
+        tenant_id=tenant,
+        host=host,
+        agent=args.name,
+        seq=(prev.seq + 1) if prev else 0,
+        ts=datetime.now(UTC),
+        interval_s=args.interval or (prev.interval_s if prev else 10.0),
+        state=AgentState(args.state),
+        detail=args.detail,
+        runtime=args.runtime or (prev.runtime if prev else None),
+        model=args.model or (prev.model if prev else None),
+        pid=args.pid,
+        echo=ping.nonce if ping else (prev.echo if prev else None),
+        acks=acks,
+        usage=prev.usage if prev else None,
+    )
+    spool.write_heartbeat(hb)
+    return EXIT_OK
+
+
+def _find_agent(snapshot, name: str):  # type: ignore[no-untyped-def]
+    exact = [a for a in snapshot.agents if a.name == name]
+    if exact:
+        return exact[0]
+    near = sorted(
+        a.name for a in snapshot.agents if a.name.startswith(name) or name.startswith(a.name)
+    )
+    hint = f" (did you mean {', '.join(near[:3])}?)" if near else ""
+    raise AgentNotFound(f"no agent named '{name}'{hint}")
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    import secrets
+    from datetime import UTC, datetime
+
+    from fleet_tui.audit import record_action
+    from fleet_tui.service import FleetCollector
+    from fleet_tui.sources.spool import HeartbeatSpool
+    from fleet_tui.tmux import check_session_name
+
+    check_session_name(args.name)
+    config = _config(args)
+    snapshot = FleetCollector(config).collect()
+    agent = _find_agent(snapshot, args.name)
+    spool = HeartbeatSpool(config.state_dir)
+    nonce = secrets.token_hex(8)
+    sent = datetime.now(UTC)
+    t0 = time.monotonic()
+    spool.write_ping(args.name, nonce, sent)
+    answered = None
+    while time.monotonic() - t0 < args.timeout:
+        hb = spool.read_heartbeat(args.name).heartbeat
+        if hb is not None and hb.echo == nonce:
+            answered = hb
+            break
+        time.sleep(0.02)
+    rtt = time.monotonic() - t0
+
+    def audit(outcome: str, detail: str) -> None:
+        try:
+            record_action(
+                config.state_dir,
+                now=datetime.now(UTC),
+                tenant_id=agent.tenant_id,
+                host=agent.host,
+                action="probe",
+                agent=args.name,
+                outcome=outcome,
+                detail=detail,
+            )
+        except OSError as exc:
+            sys.stderr.write(f"warning: audit log not written: {exc.strerror}\n")
+
+    if answered is None:
+        audit("unanswered", f"timeout {args.timeout:g} s")
+        raise NotConfirmed(f"probe {args.name}: no echo within {args.timeout:g} s")
+    audit("answered", f"{rtt * 1000:.0f} ms")
+    print(
+        f"probe {args.name}: answered in {rtt * 1000:.0f} ms (seq {answered.seq}, state {answered.state.value})"
+    )
+    return EXIT_OK
+
+
+def cmd_stub(args: argparse.Namespace) -> int:
+    from fleet_tui.service import load_configured_roster, local_identity
+    from fleet_tui.sources.spool import HeartbeatSpool
+    from fleet_tui.stub import Stub, run_stub
+    from fleet_tui.tmux import check_session_name
+
+    check_session_name(args.name)
+    config = _config(args)
+    loaded = load_configured_roster(config)
+    tenant, host = local_identity(loaded.roster if loaded else None)
+    spool = HeartbeatSpool(config.state_dir)
+    spool.ensure_writable()
+    stub = Stub(
+        args.name,
+        spool,
+        tenant_id=tenant,
+        host=host,
+        interval_s=args.interval,
+        fail_after_s=args.fail_after,
+        waiting=args.waiting,
+    )
+    return run_stub(stub)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fleet_tui.demo import DEMO_SOCKET, demo_env, hostname, start_demo, stop_demo
+    from fleet_tui.tmux import TmuxRunner
+
+    runner = TmuxRunner()
+    if args.down:
+        stopped = stop_demo(runner)
+        print(
+            f"demo fleet stopped (socket {DEMO_SOCKET})" if stopped else "no demo fleet was running"
+        )
+        return EXIT_OK
+    if not 2 <= args.agents <= 300:
+        raise BadInput(f"--agents: between 2 and 300 (got {args.agents})")
+    home = start_demo(runner, args.agents, hostname())
+    env = demo_env(home)
+    os.environ.update(env)
+    exports = " ".join(f"{k}={v}" for k, v in env.items())
+    if args.no_ui or not sys.stdout.isatty():
+        ns = argparse.Namespace(json=False, all=False, tenant=None, host=None)
+        code = cmd_ps(ns)
+        print(f"\nThe demo fleet runs on the private tmux socket '{DEMO_SOCKET}'. Try:")
+        print(f"  {exports} fleet-tui ps")
+        print("  fleet-tui demo --down    # stop it")
+        return code
+    return cmd_tui(
+        argparse.Namespace(
+            roster=env["MOSAIC_FLEET_ROSTER"], state_dir=env["MOSAIC_FLEET_STATE_DIR"]
+        )
+    )
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    import importlib
+
+    try:
+        run_dashboard = importlib.import_module("fleet_tui.app").run_dashboard
+    except ImportError:
+        sys.stderr.write("fleet-tui: the dashboard is not built yet; showing 'ps'\n")
+        return cmd_ps(
+            argparse.Namespace(
+                json=False,
+                all=False,
+                tenant=None,
+                host=None,
+                **{
+                    k: v
+                    for k, v in vars(args).items()
+                    if k in ("roster", "state_dir", "heartbeat_timeout")
+                },
+            )
+        )
+    return int(run_dashboard(_config(args)))
+
+
+VERBS = {
+    "ps": cmd_ps,
+    "heartbeat": cmd_heartbeat,
+    "probe": cmd_probe,
+    "stub": cmd_stub,
+    "demo": cmd_demo,
+    "tui": cmd_tui,
+    None: cmd_tui,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return VERBS[args.verb](args)
+    except FleetError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        if os.environ.get("FLEET_TUI_DEBUG"):
+            raise
+        sys.stderr.write(f"{PROG}: unexpected error: {type(exc).__name__}: {exc}\n")
+        return EXIT_FAILURE

@@ -1,0 +1,351 @@
+"""Records and enums of the fleet: the `ps --json` v1 contract and the heartbeat protocol v1.
+
+Pure data (pydantic); imports nothing of the project. Field names follow DESIGN.md exactly, since
+other tools, hooks and hosts read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+PS_SCHEMA = "mosaic.fleet.ps/v1"
+
+
+def format_ts(ts: datetime) -> str:
+    """RFC 3339 UTC with milliseconds and a `Z`, as the protocol writes timestamps."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
+
+
+class Health(StrEnum):
+    """Liveness only (DESIGN.md "Health"); `state` is shown beside it."""
+
+    HEALTHY = "healthy"
+    STALE = "stale"
+    UNRESPONSIVE = "unresponsive"
+    UNKNOWN = "unknown"
+    DOWN = "down"
+
+
+class AgentState(StrEnum):
+    """What the runtime says it is doing (heartbeat `state`)."""
+
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    WAITING_INPUT = "waiting_input"
+    BLOCKED = "blocked"
+    ERROR = "error"
+    STOPPING = "stopping"
+
+
+class Drift(StrEnum):
+    """Differences between what the roster says and what runs (DESIGN.md "Drift flags")."""
+
+    MISSING_SESSION = "missing_session"
+    NOT_IN_ROSTER = "not_in_roster"
+    SOCKET_MISMATCH = "socket_mismatch"
+    DUPLICATE = "duplicate"
+    PANE_DEAD = "pane_dead"
+    UNIT_INACTIVE = "unit_inactive"
+    UNIT_WITHOUT_SESSION = "unit_without_session"
+    BOOT_DISABLED = "boot_disabled"
+    RUNTIME_MISMATCH = "runtime_mismatch"
+
+
+class SocketState(StrEnum):
+    """What a socket file in the tmux folder turned out to be."""
+
+    LIVE = "live"
+    STALE = "stale"
+    HUNG = "hung"
+    DENIED = "denied"
+
+
+class Lifecycle(StrEnum):
+    ALWAYS_ON = "always-on"
+    EPHEMERAL = "ephemeral"
+
+
+KNOWN_RUNTIMES = ("claude", "codex", "pi", "opencode", "stub", "other")
+AGENT_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RosterAgent(_Record):
+    """One agent of roster.yaml v1."""
+
+    name: str = Field(pattern=AGENT_NAME_PATTERN, max_length=64)
+    role: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    alias: str | None = None
+    runtime: str = "other"
+    model: str | None = None
+    lifecycle: Lifecycle = Lifecycle.ALWAYS_ON
+    unit: str | None = None
+    socket_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class Roster(_Record):
+    """roster.yaml v1, validated."""
+
+    version: int
+    tenant_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str | None = None
+    socket_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=86400)
+    agents: list[RosterAgent] = Field(default_factory=list)
+
+    def agent_socket(self, agent: RosterAgent) -> str:
+        """The socket an agent is expected on: its own, else the roster's, else `default`."""
+        return agent.socket_name or self.socket_name or "default"
+
+
+class Heartbeat(BaseModel):
+    """A heartbeat v1 record as written to `heartbeats/<agent>.json`.
+
+    Unknown fields are kept (the contract may grow); types are checked.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    v: int = 1
+    tenant_id: str
+    host: str
+    agent: str
+    seq: int = Field(ge=0)
+    ts: Timestamp
+    interval_s: float = Field(gt=0)
+    state: AgentState
+    detail: str | None = None
+    runtime: str | None = None
+    model: str | None = None
+    pid: int | None = None
+    echo: str | None = None
+    acks: list[str] = Field(default_factory=list)
+    usage: dict[str, Any] | None = None
+
+
+class Ping(BaseModel):
+    """A ping written by an observer to `pings/<agent>.json`."""
+
+    nonce: str
+    ts: Timestamp
+
+
+class TmuxInfo(_Record):
+    session_id: str
+    pane_id: str
+    pane_pid: int | None
+    pane_dead: bool
+    current_command: str | None
+    attached_clients: int
+    activity_at: Timestamp | None
+    idle_s: float | None
+    pane_title: str | None = None
+    pane_pipe: bool = False
+    pane_in_mode: bool = False
+    window_size: str | None = None
+
+
+class SystemdInfo(_Record):
+    unit: str
+    active_state: str | None
+    sub_state: str | None = None
+    enabled: bool | None
+    linger: bool | None
+
+
+class ProcessInfo(_Record):
+    pid: int
+    runtime_detected: str | None
+    cpu_percent: float | None
+    rss_bytes: int | None
+    processes: int = 1
+
+
+class HeartbeatInfo(_Record):
+    ts: Timestamp
+    age_s: float
+    seq: int
+    state: AgentState
+    detail: str | None
+    interval_s: float | None = None
+    pid: int | None = None
+    echo: str | None = None
+
+
+class SocketInfo(_Record):
+    name: str
+    path: str
+    state: SocketState
+    sessions: int
+    reason: str | None = None
+    listed_in_ms: float | None = None
+
+
+class AgentRecord(_Record):
+    tenant_id: str
+    host: str
+    name: str
+    role: str | None
+    alias: str | None
+    runtime: str | None
+    model: str | None
+    lifecycle: Lifecycle | None
+    in_roster: bool
+    is_agent: bool = True
+    socket: str | None
+    session: str | None
+    tmux: TmuxInfo | None
+    systemd: SystemdInfo | None
+    process: ProcessInfo | None
+    heartbeat: HeartbeatInfo | None
+    health: Health
+    health_reason: str
+    drift: list[Drift]
+
+    @property
+    def key(self) -> str:
+        """A key unique within a snapshot: the same name can live on two sockets."""
+        return f"{self.tenant_id}/{self.host}/{self.socket or '-'}/{self.name}"
+
+
+class FleetSnapshot(_Record):
+    """The joined fleet at one moment: what `ps --json` prints and the dashboard renders."""
+
+    schema_: str = Field(default=PS_SCHEMA, alias="schema")
+    generated_at: Timestamp
+    host: str
+    tenant_id: str
+    heartbeat_timeout_s: float
+    roster_path: str | None = None
+    roster_loaded: bool = False
+    systemd: str | None = None
+    sockets: list[SocketInfo]
+    agents: list[AgentRecord]
+    warnings: list[str]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        return self.model_dump_json(by_alias=True, indent=indent)
+
+
+# -- Observations of the sources (plain data handed from sources to the core join) --------------
+
+ENABLED_STATES = frozenset({"enabled", "enabled-runtime", "alias", "generated", "indirect"})
+
+
+@dataclass(frozen=True)
+class PaneRow:
+    """One pane line of `list-panes -a`, typed."""
+
+    session_name: str
+    session_id: str
+    session_created: int | None
+    session_activity: int | None
+    session_attached: int
+    window_index: int | None
+    window_active: bool
+    pane_active: bool
+    pane_id: str
+    pane_pid: int | None
+    current_command: str
+    pane_dead: bool
+    pane_pipe: bool
+    pane_in_mode: bool
+    window_activity: int | None
+    mosaic_agent: str
+    window_size: str
+    pane_title: str
+
+
+@dataclass
+class SocketScan:
+    """What one socket file turned out to be, and its sessions when it is live."""
+
+    name: str
+    path: str
+    state: SocketState
+    panes: list[PaneRow] = field(default_factory=list)
+    reason: str | None = None
+    listed_in_ms: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the listing of this socket can be trusted (live and answered)."""
+        return self.state is SocketState.LIVE and self.reason is None
+
+    def sessions(self) -> dict[str, PaneRow]:
+        """One pane per session: the active pane of the active window (else the first seen)."""
+        chosen: dict[str, PaneRow] = {}
+        for row in self.panes:
+            cur = chosen.get(row.session_name)
+            if cur is None or (row.window_active and row.pane_active):
+                chosen[row.session_name] = row
+        return chosen
+
+
+@dataclass(frozen=True)
+class SpoolRead:
+    """A heartbeat as read: the record, or why there is none (`missing` when no file)."""
+
+    heartbeat: Heartbeat | None
+    error: str | None = None
+    mtime: float | None = None
+
+    @property
+    def missing(self) -> bool:
+        return self.heartbeat is None and self.error is None
+
+
+@dataclass(frozen=True)
+class UnitState:
+    unit: str
+    load_state: str | None
+    active_state: str | None
+    sub_state: str | None
+    unit_file_state: str | None
+
+    @property
+    def enabled(self) -> bool | None:
+        if self.load_state == "not-found":
+            return False
+        if not self.unit_file_state:
+            return None
+        return self.unit_file_state in ENABLED_STATES
+
+
+@dataclass
+class SystemdScan:
+    """What systemd --user knows of the roster's units, or why we cannot ask."""
+
+    available: bool
+    reason: str | None = None
+    units: dict[str, UnitState] = field(default_factory=dict)
+    linger: bool | None = None
+
+    @property
+    def label(self) -> str:
+        return "available" if self.available else (self.reason or "unavailable")
+
+
+@dataclass(frozen=True)
+class TreeSample:
+    """The process tree under one pane: its runtime, summed CPU and memory."""
+
+    pid: int
+    runtime: str | None
+    cpu_percent: float | None
+    rss_bytes: int
+    processes: int

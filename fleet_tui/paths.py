@@ -1,0 +1,49 @@
+"""Where fleet files live (DESIGN.md "Files and environment"): flag, then environment, then XDG."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value and os.path.isabs(value) else Path.home() / fallback
+
+
+def default_roster_path() -> Path:
+    return _xdg("XDG_CONFIG_HOME", ".config") / "mosaic" / "roster.yaml"
+
+
+def default_state_dir() -> Path:
+    return _xdg("XDG_STATE_HOME", ".local/state") / "mosaic" / "fleet"
+
+
+def default_budgets_path() -> Path:
+    return _xdg("XDG_CONFIG_HOME", ".config") / "mosaic" / "budgets.yaml"
+
+
+@dataclass(frozen=True)
+class Located:
+    """A path and whether the user named it (a named file that is missing is an error)."""
+
+    path: Path
+    explicit: bool
+
+
+def locate(flag: str | None, env: str, default: Path) -> Located:
+    if flag:
+        return Located(Path(flag).expanduser(), True)
+    value = os.environ.get(env)
+    if value:
+        return Located(Path(value).expanduser(), True)
+    return Located(default, False)
+
+
+def roster_location(flag: str | None = None) -> Located:
+    return locate(flag, "MOSAIC_FLEET_ROSTER", default_roster_path())
+
+
+def state_dir_location(flag: str | None = None) -> Located:
+    return locate(flag, "MOSAIC_FLEET_STATE_DIR", default_state_dir())

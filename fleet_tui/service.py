@@ -1,0 +1,152 @@
+"""The collector: runs the sources and joins them into one `FleetSnapshot`.
+
+Used by `ps` once and by the dashboard's poller on a schedule (it keeps the process sampler, so
+CPU is a rate between polls). Blocking: call it off the UI thread.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket as _socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fleet_tui.core.join import FleetInputs, build_snapshot
+from fleet_tui.errors import RosterError
+from fleet_tui.model import FleetSnapshot, Ping, Roster, SpoolRead
+from fleet_tui.paths import Located, roster_location, state_dir_location
+from fleet_tui.sources.procs import ProcessSampler, pid_alive
+from fleet_tui.sources.roster import LoadedRoster, load_roster
+from fleet_tui.sources.spool import HeartbeatSpool
+from fleet_tui.sources.systemd import scan_systemd
+from fleet_tui.sources.tmux import scan_all
+from fleet_tui.tmux import TmuxRunner
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def local_identity(roster: Roster | None) -> tuple[str, str]:
+    """(tenant_id, host) of local records: the roster's, else login name and hostname."""
+    host = (roster.host if roster and roster.host else None) or _socket.gethostname()
+    if roster is not None:
+        return roster.tenant_id, host
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return user, host
+
+
+@dataclass
+class FleetConfig:
+    roster: Located
+    state_dir: Path
+    heartbeat_timeout_s: float | None = None
+    tmux_timeout_s: float = 2.0
+
+    @classmethod
+    def from_flags(
+        cls,
+        roster: str | None = None,
+        state_dir: str | None = None,
+        heartbeat_timeout_s: float | None = None,
+    ) -> FleetConfig:
+        return cls(roster_location(roster), state_dir_location(state_dir).path, heartbeat_timeout_s)
+
+
+def load_configured_roster(config: FleetConfig) -> LoadedRoster | None:
+    """The roster, or None when the default one does not exist. A named one must exist."""
+    if not config.roster.explicit and not config.roster.path.exists():
+        return None
+    try:
+        return load_roster(config.roster.path)
+    except RosterError:
+        raise
+
+
+class FleetCollector:
+    """Collects snapshots; one instance per poller (keeps CPU sampling state)."""
+
+    def __init__(
+        self,
+        config: FleetConfig,
+        *,
+        runner: TmuxRunner | None = None,
+        clock: Clock = utcnow,
+        sampler: ProcessSampler | None = None,
+    ) -> None:
+        self.config = config
+        self.runner = runner or TmuxRunner(timeout=config.tmux_timeout_s)
+        self.clock = clock
+        self.sampler = sampler or ProcessSampler()
+        self.spool = HeartbeatSpool(config.state_dir)
+
+    def _read_spool(self) -> tuple[dict[str, SpoolRead], dict[str, Ping]]:
+        beats: dict[str, SpoolRead] = {}
+        pings: dict[str, Ping] = {}
+        for folder, is_beat in ((self.spool.heartbeats, True), (self.spool.pings, False)):
+            try:
+                entries = [e.name for e in os.scandir(folder)]
+            except OSError:
+                continue
+            for fname in entries:
+                if not fname.endswith(".json") or fname.startswith("."):
+                    continue
+                agent = fname[:-5]
+                if is_beat:
+                    beats[agent] = self.spool.read_heartbeat(agent)
+                else:
+                    ping = self.spool.read_ping(agent)
+                    if ping is not None:
+                        pings[agent] = ping
+        return beats, pings
+
+    def collect(self) -> FleetSnapshot:
+        """One snapshot. Raises only for what the user must fix (roster, socket folder, no tmux)."""
+        loaded = load_configured_roster(self.config)
+        roster = loaded.roster if loaded else None
+        _ = self.runner.binary  # tmux missing is one clear error, not N degraded sockets
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            tmux_future = pool.submit(scan_all, self.runner)
+            beats, pings = self._read_spool()
+            scans = tmux_future.result()
+        tenant, host = local_identity(roster)
+        pane_pids = [
+            row.pane_pid for scan in scans for row in scan.sessions().values() if row.pane_pid
+        ]
+        processes = self.sampler.sample(pane_pids)
+        dead = {
+            r.heartbeat.pid
+            for r in beats.values()
+            if r.heartbeat is not None
+            and r.heartbeat.pid is not None
+            and r.heartbeat.host == host
+            and not pid_alive(r.heartbeat.pid)
+        }
+        units = sorted({a.unit for a in roster.agents if a.unit}) if roster else []
+        inputs = FleetInputs(
+            now=self.clock(),
+            host=host,
+            tenant_id=tenant,
+            sockets=scans,
+            roster=roster,
+            roster_path=str(loaded.path) if loaded else None,
+            roster_warnings=loaded.warnings if loaded else [],
+            heartbeat_timeout_s=self.config.heartbeat_timeout_s,
+            heartbeats=beats,
+            pings=pings,
+            systemd=scan_systemd(units),
+            processes=processes,
+            dead_pids=dead,
+        )
+        if loaded is None:
+            inputs.extra_warnings.append(f"looked for a roster at {self.config.roster.path}")
+        return build_snapshot(inputs)

@@ -1,0 +1,1 @@
+"""Read-only sources of fleet data: tmux, roster, heartbeat spool, systemd, processes."""

@@ -1,0 +1,192 @@
+"""Process source: the runtime under each pane (claude, codex, pi, opencode, stub), CPU and memory.
+
+Reads /proc directly: a pane's tree comes from `/proc/PID/task/PID/children`, so a poll touches
+only the processes under the fleet's panes instead of scanning every process on the host (what
+psutil's `children()` does). Linux only, like the rest of the fleet (systemd, uids).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet_tui.model import TreeSample
+
+PROC = Path("/proc")
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+MAX_TREE = 64
+_SHELLS = frozenset({"sh", "bash", "zsh", "fish", "dash", "ksh", "tmux", "env", "sudo", "login"})
+_AMBIGUOUS = frozenset({"node", "python", "python3", "bun", "deno", "npx", "uv", "uvx"})
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    ppid: int
+    comm: str
+    ticks: int
+    start_ticks: int
+    rss_bytes: int
+
+
+def read_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
+    try:
+        raw = (proc / str(pid) / "stat").read_bytes()
+    except OSError:
+        return None
+    lp, rp = raw.find(b"("), raw.rfind(b")")
+    if lp < 0 or rp < 0:
+        return None
+    comm = raw[lp + 1 : rp].decode("utf-8", "replace")
+    rest = raw[rp + 2 :].split()
+    try:
+        # fields after comm start at field 3 (state): ppid=4, utime=14, stime=15, start=22, rss=24
+        return ProcStat(
+            pid=pid,
+            ppid=int(rest[1]),
+            comm=comm,
+            ticks=int(rest[11]) + int(rest[12]),
+            start_ticks=int(rest[19]),
+            rss_bytes=int(rest[21]) * _PAGE,
+        )
+    except (IndexError, ValueError):
+        return None
+
+
+def read_cmdline(pid: int, proc: Path = PROC) -> list[str]:
+    try:
+        raw = (proc / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return []
+    return [p.decode("utf-8", "replace") for p in raw.split(b"\0") if p]
+
+
+def children(pid: int, proc: Path = PROC) -> list[int]:
+    try:
+        raw = (proc / str(pid) / "task" / str(pid) / "children").read_bytes()
+    except OSError:
+        return []
+    return [int(x) for x in raw.split()]
+
+
+def pid_alive(pid: int, proc: Path = PROC) -> bool:
+    """True when a process with this pid exists on this host (zombies count as dead)."""
+    st = read_stat_state(pid, proc)
+    return st is not None and st not in ("Z", "X")
+
+
+def read_stat_state(pid: int, proc: Path = PROC) -> str | None:
+    try:
+        raw = (proc / str(pid) / "stat").read_bytes()
+    except OSError:
+        return None
+    rp = raw.rfind(b")")
+    return raw[rp + 2 : rp + 3].decode("ascii", "replace") if rp >= 0 else None
+
+
+def detect_runtime(comm: str, argv: list[str]) -> str | None:
+    """Name the agent runtime a process is, from its name and arguments; None if none."""
+    names = [comm.lower()]
+    names += [os.path.basename(a).lower() for a in argv[:3]]
+    for name in names:
+        base = name.removesuffix(".js").removesuffix(".mjs").removesuffix(".exe")
+        if base in ("claude", "claude-code"):
+            return "claude"
+        if base in ("codex", "codex-tui", "codex-exec"):
+            return "codex"
+        if base == "opencode":
+            return "opencode"
+        if base in ("pi", "pi-coding-agent"):
+            return "pi"
+    if "stub" in argv and any(
+        a in ("fleet-tui", "fleet_tui") or a.endswith("/fleet-tui") for a in argv[:4]
+    ):
+        return "stub"
+    return None
+
+
+class ProcessSampler:
+    """Samples pane process trees. Kept across polls, CPU is the rate since the last poll;
+    on the first sample it is the lifetime average."""
+
+    def __init__(self, proc: Path = PROC) -> None:
+        self.proc = proc
+        self._prev: dict[tuple[int, int], tuple[int, float]] = {}
+        self._cmd_cache: dict[tuple[int, int], str | None] = {}
+        self._uptime_base = self._boot_time()
+
+    def _boot_time(self) -> float:
+        try:
+            up = float((self.proc / "uptime").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return time.time()
+        return time.time() - up
+
+    def sample(self, pane_pids: list[int]) -> dict[int, TreeSample]:
+        now = time.time()
+        out: dict[int, TreeSample] = {}
+        seen: set[tuple[int, int]] = set()
+        for root in pane_pids:
+            tree = self._tree(root)
+            if not tree:
+                continue
+            cpu = 0.0
+            rss = 0
+            runtime: str | None = None
+            runtime_pid = root
+            for st in tree:
+                key = (st.pid, st.start_ticks)
+                seen.add(key)
+                prev = self._prev.get(key)
+                if prev is None:
+                    started = self._uptime_base + st.start_ticks / _CLK_TCK
+                    span = max(now - started, 1e-3)
+                    cpu += (st.ticks / _CLK_TCK) / span * 100
+                else:
+                    span = max(now - prev[1], 1e-3)
+                    cpu += max(st.ticks - prev[0], 0) / _CLK_TCK / span * 100
+                self._prev[key] = (st.ticks, now)
+                rss += st.rss_bytes
+                if runtime is None:
+                    found = self._runtime_of(st, key)
+                    if found is not None:
+                        runtime, runtime_pid = found, st.pid
+            out[root] = TreeSample(runtime_pid, runtime, round(cpu, 1), rss, len(tree))
+        for key in list(self._prev):
+            if key not in seen:
+                del self._prev[key]
+                self._cmd_cache.pop(key, None)
+        return out
+
+    def _runtime_of(self, st: ProcStat, key: tuple[int, int]) -> str | None:
+        if key in self._cmd_cache:
+            return self._cmd_cache[key]
+        comm = st.comm.lower()
+        if comm in _SHELLS:
+            found = None
+        elif comm in _AMBIGUOUS or comm.startswith("python"):
+            found = detect_runtime(st.comm, read_cmdline(st.pid, self.proc))
+        else:
+            found = detect_runtime(st.comm, [])
+            if found is None:
+                found = detect_runtime(st.comm, read_cmdline(st.pid, self.proc))
+        self._cmd_cache[key] = found
+        return found
+
+    def _tree(self, root: int) -> list[ProcStat]:
+        first = read_stat(root, self.proc)
+        if first is None:
+            return []
+        tree = [first]
+        queue = [root]
+        while queue and len(tree) < MAX_TREE:
+            pid = queue.pop(0)
+            for child in children(pid, self.proc):
+                st = read_stat(child, self.proc)
+                if st is not None:
+                    tree.append(st)
+                    queue.append(child)
+        return tree

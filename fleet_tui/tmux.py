@@ -1,0 +1,248 @@
+"""The one runner for every tmux call: argument lists, a timeout, exact targets, typed errors.
+
+Nothing else in fleet_tui spawns tmux. Facts it is built on: TMUX-FACTS.md (bare `-t name`
+prefix-matches, `=NAME:` is exact; a stopped server accepts connections and then hangs; a dead
+server leaves its socket file behind).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import socket as _socket
+import stat
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet_tui.errors import (
+    InvalidAgentName,
+    SocketDirError,
+    TmuxError,
+    TmuxNotInstalled,
+    TmuxServerGone,
+    TmuxTargetMissing,
+    TmuxTimeout,
+)
+
+DEFAULT_TIMEOUT_S = 3.0
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_GONE_MARKERS = (
+    "no server running",
+    "server exited unexpectedly",
+    "error connecting to",
+    "lost server",
+)
+_MISSING_MARKERS = ("can't find session", "can't find pane", "can't find window", "no such session")
+
+
+def check_session_name(name: str) -> str:
+    """Return `name` if tmux keeps it as is and it is a valid agent name, else raise.
+
+    tmux rewrites `.` and `:` (`a.b:c` becomes `a_b_c`), so such a name could never be found
+    again; anything outside `[A-Za-z0-9_-]` is refused for the same reason.
+    """
+    if not name or not _NAME_RE.match(name) or len(name) > 64:
+        shown = name.encode("unicode_escape").decode("ascii")[:80]
+        why = (
+            "tmux rewrites '.' and ':' in session names"
+            if ("." in name or ":" in name)
+            else "use letters, digits, '_' and '-'"
+        )
+        raise InvalidAgentName(f"invalid agent name '{shown}': {why}")
+    return name
+
+
+def session_target(name: str) -> str:
+    """The exact target of a session's current pane: `=NAME:` (never a bare, prefix-matching name)."""
+    return f"={check_session_name(name)}:"
+
+
+def socket_dir(tmpdir: str | None = None, uid: int | None = None) -> Path:
+    """`$TMUX_TMPDIR/tmux-$UID/`, where tmux keeps one socket file per `-L` name."""
+    base = tmpdir if tmpdir is not None else os.environ.get("TMUX_TMPDIR") or "/tmp"
+    return Path(base) / f"tmux-{os.getuid() if uid is None else uid}"
+
+
+def check_socket_dir(path: Path) -> bool:
+    """True when the folder exists and is ours; False when it does not exist.
+
+    Raises `SocketDirError` when it is not ours or open to others: tmux refuses such a folder
+    too, and reading sockets there would show someone else's fleet.
+    """
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise SocketDirError(f"cannot read tmux socket folder {path}: {exc.strerror}") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise SocketDirError(f"tmux socket folder {path} is not a directory")
+    if st.st_uid != os.getuid():
+        raise SocketDirError(
+            f"tmux socket folder {path} belongs to uid {st.st_uid}, not to you (uid {os.getuid()})"
+        )
+    if st.st_mode & 0o077:
+        raise SocketDirError(
+            f"tmux socket folder {path} has unsafe permissions {stat.S_IMODE(st.st_mode):04o} "
+            "(tmux wants 0700)"
+        )
+    return True
+
+
+class Liveness:
+    LIVE = "live"
+    STALE = "stale"
+    DENIED = "denied"
+    MISSING = "missing"
+
+
+def probe_socket(path: Path, timeout: float = 0.5) -> str:
+    """Tell a live server from a stale socket file without starting a process (~0.02 ms).
+
+    A stopped or wedged server still accepts the connection: only a tmux call's timeout tells
+    `hung` apart, so this answers `live` for it.
+    """
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except FileNotFoundError:
+        return Liveness.MISSING
+    except PermissionError:
+        return Liveness.DENIED
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOTSOCK):
+            return Liveness.STALE
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return Liveness.DENIED
+        if isinstance(exc, TimeoutError) or exc.errno == errno.EAGAIN:
+            return Liveness.LIVE  # the backlog is full: a server is there, busy or hung
+        return Liveness.STALE
+    finally:
+        sock.close()
+    return Liveness.LIVE
+
+
+@dataclass(frozen=True)
+class TmuxResult:
+    stdout: str
+    stderr: str
+    returncode: int
+
+
+class TmuxRunner:
+    """Runs tmux against one socket folder. Every call names its socket explicitly.
+
+    `socket` is a `-L` name resolved inside the folder (so the runner always passes `-S PATH`):
+    a test's runner with its own `TMUX_TMPDIR` can never reach the user's servers.
+    """
+
+    def __init__(
+        self,
+        *,
+        tmpdir: str | None = None,
+        binary: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.tmpdir = tmpdir if tmpdir is not None else os.environ.get("TMUX_TMPDIR") or "/tmp"
+        self._binary = binary
+        self.timeout = timeout
+        base_env = dict(os.environ if env is None else env)
+        base_env["TMUX_TMPDIR"] = self.tmpdir
+        base_env.pop("TMUX", None)  # never let an outer tmux pick the server for us
+        base_env.pop("TMUX_PANE", None)
+        self._env = base_env
+
+    @property
+    def socket_dir(self) -> Path:
+        return socket_dir(self.tmpdir)
+
+    def ensure_socket_dir(self) -> Path:
+        """Create this user's socket folder as tmux would (mode 0700) before starting a server
+        with `-S`; tmux only creates it itself for `-L`."""
+        folder = self.socket_dir
+        if not check_socket_dir(folder):
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, exist_ok=True)
+            check_socket_dir(folder)
+        return folder
+
+    def socket_path(self, socket: str) -> Path:
+        if "/" in socket or socket in ("", ".", ".."):
+            raise SocketDirError(f"invalid tmux socket name '{socket}'")
+        return self.socket_dir / socket
+
+    @property
+    def binary(self) -> str:
+        if self._binary is None:
+            found = shutil.which("tmux", path=self._env.get("PATH"))
+            if found is None:
+                raise TmuxNotInstalled(
+                    "tmux is not installed (no 'tmux' on PATH); install it, e.g. "
+                    "'apt-get install tmux'"
+                )
+            self._binary = found
+        return self._binary
+
+    def argv(self, socket: str, *args: str) -> list[str]:
+        """The full argument list of a call, for the few callers that must exec tmux themselves
+        (attach hands the terminal over)."""
+        return [self.binary, "-S", str(self.socket_path(socket)), *args]
+
+    def run(
+        self,
+        socket: str,
+        *args: str,
+        input: str | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> TmuxResult:
+        """Run one tmux command on `socket` and return its output, or raise a typed error."""
+        argv = self.argv(socket, *args)
+        limit = self.timeout if timeout is None else timeout
+        try:
+            proc = subprocess.run(
+                argv,
+                input=input,
+                capture_output=True,
+                text=True,
+                errors="surrogateescape",
+                timeout=limit,
+                env=self._env,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise TmuxTimeout(
+                f"tmux server '{socket}' did not answer within {limit:g} s (hung?)", socket=socket
+            ) from exc
+        except FileNotFoundError as exc:
+            self._binary = None
+            raise TmuxNotInstalled(
+                "tmux is not installed (no 'tmux' on PATH); install it, e.g. 'apt-get install tmux'"
+            ) from exc
+        result = TmuxResult(proc.stdout, proc.stderr, proc.returncode)
+        if check and proc.returncode != 0:
+            raise self._classify(socket, args, result)
+        return result
+
+    @staticmethod
+    def _classify(socket: str, args: Sequence[str], result: TmuxResult) -> TmuxError:
+        err = result.stderr.strip()
+        low = err.lower()
+        verb = args[0] if args else "tmux"
+        if any(m in low for m in _GONE_MARKERS):
+            return TmuxServerGone(f"no tmux server on socket '{socket}'", socket=socket, stderr=err)
+        if any(m in low for m in _MISSING_MARKERS):
+            return TmuxTargetMissing(
+                f"tmux {verb} on '{socket}': {err.splitlines()[0] if err else 'target not found'}",
+                socket=socket,
+                stderr=err,
+            )
+        first = err.splitlines()[0] if err else f"exit status {result.returncode}"
+        return TmuxError(f"tmux {verb} on '{socket}' failed: {first}", socket=socket, stderr=err)
