@@ -1,0 +1,311 @@
+"""FleetApp: the dashboard. A thin App: settings, themes, the first screen, and the poller.
+
+Polling: one thread worker at a time (polls never overlap: the next is armed when the last one
+ends), a watchfiles worker on the heartbeat spool that asks for a poll within a second of a new
+heartbeat, and no polling while another program holds the terminal (suspend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.signal import Signal
+from textual.theme import Theme
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState
+
+from fleet_tui.commands import FleetCommands
+from fleet_tui.core.sanitize import clean_text
+from fleet_tui.model import AgentRecord, FleetSnapshot
+from fleet_tui.poll_source import SnapshotSource
+from fleet_tui.screens import AgentDetailScreen, FleetScreen, HelpScreen
+from fleet_tui.settings import DashboardSettings
+
+HISTORY = 120
+
+
+def styles_dir() -> Path:
+    """`styles/` ships inside the wheel as fleet_tui/styles; in a checkout it is top-level."""
+    here = Path(__file__).resolve().parent
+    inside = here / "styles"
+    return inside if inside.is_dir() else here.parent / "styles"
+
+
+THEMES = [
+    Theme(
+        name="fleet-dark",
+        primary="#5fafd7",
+        secondary="#875fd7",
+        accent="#ffaf00",
+        warning="#ffaf00",
+        error="#ff5f5f",
+        success="#5fd75f",
+        foreground="#d0d0d0",
+        background="#121212",
+        surface="#1c1c1c",
+        panel="#262626",
+        dark=True,
+    ),
+    Theme(
+        name="fleet-light",
+        primary="#005f87",
+        secondary="#5f00af",
+        accent="#af5f00",
+        warning="#af5f00",
+        error="#d70000",
+        success="#008700",
+        foreground="#1c1c1c",
+        background="#ffffff",
+        surface="#f2f2f2",
+        panel="#e4e4e4",
+        dark=False,
+    ),
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class FleetApp(App[int]):
+    CSS_PATH = str(styles_dir() / "app.tcss")
+    TITLE = "fleet-tui"
+    COMMANDS = App.COMMANDS | {FleetCommands}
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("ctrl+p", "command_palette", "Palette", id="app.palette"),
+    ]
+
+    def __init__(
+        self,
+        source: SnapshotSource,
+        *,
+        settings: DashboardSettings | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        poll: bool = True,
+        watch: bool = True,
+        startup_notice: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.settings = settings or DashboardSettings()
+        self.clock = clock
+        self._poll_enabled = poll
+        self._watch_enabled = watch
+        self._startup_notice = startup_notice
+        self.snapshot: FleetSnapshot | None = None
+        self.poll_error: str | None = None
+        self.polled_at: datetime | None = None
+        self.polls = 0
+        self.polling_paused = False
+        self._polling = False
+        self._poll_again = False
+        self._timer: Timer | None = None
+        self._history: dict[str, deque[float]] = {}
+        self.snapshot_signal: Signal[FleetSnapshot | None] = Signal(self, "snapshot")
+        for theme in THEMES:
+            self.register_theme(theme)
+
+    # -- start -----------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        try:
+            self.theme = self.settings.theme
+        except Exception:
+            self.theme = "fleet-dark"
+            self.notify(
+                f"unknown theme '{clean_text(self.settings.theme)}'; using fleet-dark",
+                severity="warning",
+            )
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
+        self.fleet_screen = FleetScreen()
+        self.push_screen(self.fleet_screen)
+        if self._startup_notice:
+            self.notify(self._startup_notice, severity="warning", timeout=10)
+        self.app_suspend_signal.subscribe(self, self._on_suspend)
+        self.app_resume_signal.subscribe(self, self._on_resume)
+        if self._poll_enabled:
+            self.request_poll()
+            if self._watch_enabled and self.source.watch_dir is not None:
+                self.watch_spool(self.source.watch_dir)
+
+    # -- polling ---------------------------------------------------------------------------
+    def request_poll(self) -> None:
+        """Poll now, or right after the poll that is running (never two at once)."""
+        if self.polling_paused:
+            return
+        if self._polling:
+            self._poll_again = True
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._polling = True
+        self.run_worker(
+            self.source.poll,
+            thread=True,
+            group="poll",
+            exit_on_error=False,
+            description="poll the fleet",
+            name="poll",
+        )
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != "poll" or event.state not in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+            WorkerState.CANCELLED,
+        ):
+            return
+        self._polling = False
+        if event.state is WorkerState.SUCCESS and isinstance(worker.result, FleetSnapshot):
+            self.apply_snapshot(worker.result)
+        elif event.state is WorkerState.ERROR:
+            self.poll_error = clean_text(
+                str(worker.error) or type(worker.error).__name__, max_len=300
+            )
+            self._publish()
+        if self._poll_again:
+            self._poll_again = False
+            self.request_poll()
+        elif self._poll_enabled and not self.polling_paused:
+            self._timer = self.set_timer(
+                self.settings.poll_interval_s, self.request_poll, name="poll timer"
+            )
+
+    def apply_snapshot(self, snapshot: FleetSnapshot) -> None:
+        self.snapshot = snapshot
+        self.poll_error = None
+        self.polled_at = self.clock()
+        self.polls += 1
+        for a in snapshot.agents:
+            if a.heartbeat is not None:
+                self._history.setdefault(a.key, deque(maxlen=HISTORY)).append(a.heartbeat.age_s)
+        self._publish()
+
+    def _publish(self) -> None:
+        self.fleet_screen.show_snapshot(self.snapshot, self.poll_error, self.polled_at)
+        if isinstance(self.screen, AgentDetailScreen):
+            self.screen.refresh_record()
+
+    def heartbeat_history(self, key: str) -> list[float]:
+        return list(self._history.get(key, ()))
+
+    @work(group="watch", exit_on_error=False, description="watch the heartbeat spool")
+    async def watch_spool(self, folder: Path) -> None:
+        from watchfiles import awatch
+
+        while not folder.is_dir():
+            await asyncio.sleep(2.0)
+        async for _changes in awatch(folder, debounce=200, step=50, recursive=False):
+            self.request_poll()
+
+    def _on_suspend(self, app: App[object]) -> None:
+        self.polling_paused = True
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def _on_resume(self, app: App[object]) -> None:
+        self.polling_paused = False
+        self.request_poll()
+
+    # -- pane capture for the detail screen ------------------------------------------------
+    def request_capture(self, screen: AgentDetailScreen, record: AgentRecord) -> None:
+        self._capture(screen, record)
+
+    @work(
+        thread=True,
+        group="capture",
+        exclusive=True,
+        exit_on_error=False,
+        description="capture a pane",
+    )
+    def _capture(self, screen: AgentDetailScreen, record: AgentRecord) -> None:
+        try:
+            lines = self.source.capture(record)
+            self.call_from_thread(screen.show_output, lines)
+        except Exception as exc:  # a failing capture is shown, never a crash
+            self.call_from_thread(screen.show_output, None, f"output not available: {exc}")
+
+    # -- navigation ------------------------------------------------------------------------
+    def open_detail(self, key: str) -> None:
+        if isinstance(self.screen, AgentDetailScreen):
+            self.pop_screen()
+        self.push_screen(AgentDetailScreen(key))
+
+    def go_to_agent(self, key: str) -> None:
+        self.action_show_fleet()
+        self.fleet_screen.go_to_agent(key)
+
+    def action_show_fleet(self) -> None:
+        while self.screen is not self.fleet_screen and len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_waiting(self) -> None:
+        self.action_show_fleet()
+        self.fleet_screen.action_waiting()
+
+    def action_clear_filter(self) -> None:
+        self.action_show_fleet()
+        self.fleet_screen.view = self.fleet_screen.view.__class__(
+            sort_key=self.fleet_screen.view.sort_key,
+            sort_reverse=self.fleet_screen.view.sort_reverse,
+            show_all=self.fleet_screen.view.show_all,
+        )
+        self.fleet_screen.action_clear()
+        self.fleet_screen.refresh_view()
+
+    def action_toggle_all(self) -> None:
+        self.action_show_fleet()
+        self.fleet_screen.action_toggle_all()
+
+    def action_sort(self, column: str) -> None:
+        self.action_show_fleet()
+        self.fleet_screen.action_sort(column)
+
+    def binding_rows(self) -> list[tuple[str, str, str]]:
+        """(keys, description, id) of every documented binding, with the user's keymap applied."""
+        from fleet_tui.screens.detail import AgentDetailScreen as Detail
+        from fleet_tui.widgets import FleetTable
+
+        keymap = self.settings.keymap
+        rows: list[tuple[str, str, str]] = []
+        for group in (
+            FleetApp.BINDINGS,
+            FleetScreen.BINDINGS,
+            FleetTable.BINDINGS,
+            Detail.BINDINGS,
+        ):
+            for b in group:
+                if isinstance(b, Binding) and b.id:
+                    rows.append((keymap.get(b.id, b.key), b.description, b.id))
+        return rows
+
+
+def run_dashboard(config: object, *, settings: DashboardSettings | None = None) -> int:
+    """Start the dashboard on the live sources (blocks until the operator quits)."""
+    from fleet_tui.poll_source import LiveSource
+    from fleet_tui.service import FleetConfig
+    from fleet_tui.settings import load_settings
+
+    assert isinstance(config, FleetConfig)
+    notice = None
+    if settings is None:
+        settings, notice = load_settings()
+    app = FleetApp(LiveSource(config), settings=settings, startup_notice=notice)
+    app.run()
+    return 0

@@ -1,0 +1,220 @@
+"""Fleet table columns, shared by `fleet-tui ps` and the dashboard: one definition of what each
+column shows, its priority when the screen is narrow, and the status symbols.
+
+Pure: records in, plain strings out (already sanitized by the join). Status is a symbol AND a
+word; colour is added by the renderers, never the only signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fleet_tui.core.timefmt import human_bytes, human_duration
+from fleet_tui.model import AgentRecord, AgentState, Health
+
+HEALTH_SYMBOL = {
+    Health.HEALTHY: "●",
+    Health.STALE: "◐",
+    Health.UNRESPONSIVE: "✖",
+    Health.UNKNOWN: "?",
+    Health.DOWN: "○",
+}
+HEALTH_ASCII = {
+    Health.HEALTHY: "+",
+    Health.STALE: "~",
+    Health.UNRESPONSIVE: "x",
+    Health.UNKNOWN: "?",
+    Health.DOWN: "-",
+}
+ATTENTION_STATES = (AgentState.WAITING_INPUT, AgentState.BLOCKED)
+DRIFT_SHORT = {
+    "missing_session": "missing",
+    "not_in_roster": "unlisted",
+    "socket_mismatch": "socket",
+    "duplicate": "dup",
+    "pane_dead": "dead-pane",
+    "unit_inactive": "unit-off",
+    "unit_without_session": "unit-only",
+    "boot_disabled": "no-boot",
+    "runtime_mismatch": "runtime",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its title, a stable key, its drop priority (0 never drops) and its cell."""
+
+    title: str
+    key: str
+    priority: int  # 0 is never dropped; larger drops first
+    cell: Callable[[AgentRecord], str]
+    right: bool = False
+    flexible: bool = False
+    sort: Callable[[AgentRecord], Any] | None = None
+
+    def sort_key(self, r: AgentRecord) -> Any:
+        return self.sort(r) if self.sort is not None else self.cell(r)
+
+
+def health_cell(r: AgentRecord, ascii_only: bool = False) -> str:
+    symbols = HEALTH_ASCII if ascii_only else HEALTH_SYMBOL
+    return f"{symbols[r.health]} {r.health.value}"
+
+
+def _state(r: AgentRecord) -> str:
+    if r.heartbeat is None:
+        return "-"
+    mark = "★ " if r.heartbeat.state in ATTENTION_STATES else ""
+    return f"{mark}{r.heartbeat.state.value}"
+
+
+def _runtime(r: AgentRecord) -> str:
+    rt = r.runtime or (r.process.runtime_detected if r.process else None) or "-"
+    return f"{rt}/{r.model}" if r.model else rt
+
+
+def _agent(r: AgentRecord) -> str:
+    return f"{r.name} ({r.alias})" if r.alias else r.name
+
+
+def _systemd(r: AgentRecord) -> str:
+    if r.systemd is None:
+        return "-"
+    active = r.systemd.active_state or "?"
+    boot = {True: "boot", False: "no-boot", None: "?"}[
+        None
+        if r.systemd.enabled is None
+        else bool(r.systemd.enabled and r.systemd.linger is not False)
+    ]
+    return f"{active},{boot}"
+
+
+HEALTH_SEVERITY = {
+    Health.DOWN: 0,
+    Health.UNRESPONSIVE: 1,
+    Health.UNKNOWN: 2,
+    Health.STALE: 3,
+    Health.HEALTHY: 4,
+}
+_BIG = float("inf")
+
+
+def _hb_age(r: AgentRecord) -> float:
+    return r.heartbeat.age_s if r.heartbeat else _BIG
+
+
+def _idle(r: AgentRecord) -> float:
+    return r.tmux.idle_s if r.tmux and r.tmux.idle_s is not None else _BIG
+
+
+def _cpu(r: AgentRecord) -> float:
+    return r.process.cpu_percent if r.process and r.process.cpu_percent is not None else -1.0
+
+
+def _mem(r: AgentRecord) -> float:
+    return float(r.process.rss_bytes) if r.process and r.process.rss_bytes is not None else -1.0
+
+
+def _cpu_cell(r: AgentRecord) -> str:
+    return (
+        f"{r.process.cpu_percent:.1f}" if r.process and r.process.cpu_percent is not None else "-"
+    )
+
+
+def _drift(r: AgentRecord) -> str:
+    return ",".join(DRIFT_SHORT.get(d.value, d.value) for d in r.drift) or "-"
+
+
+COLUMNS: list[Column] = [
+    Column("TENANT", "tenant", 7, lambda r: r.tenant_id),
+    Column("HOST", "host", 6, lambda r: r.host),
+    Column("AGENT", "agent", 0, _agent, sort=lambda r: r.name),
+    Column("ROLE", "role", 3, lambda r: r.role or "-"),
+    Column("HEALTH", "health", 0, health_cell, sort=lambda r: HEALTH_SEVERITY[r.health]),
+    Column("STATE", "state", 1, _state),
+    Column(
+        "HB",
+        "hb",
+        1,
+        lambda r: human_duration(r.heartbeat.age_s) if r.heartbeat else "-",
+        right=True,
+        sort=_hb_age,
+    ),
+    Column(
+        "IDLE",
+        "idle",
+        4,
+        lambda r: human_duration(r.tmux.idle_s) if r.tmux else "-",
+        right=True,
+        sort=_idle,
+    ),
+    Column("RUNTIME", "runtime", 4, _runtime),
+    Column("SOCKET", "socket", 5, lambda r: r.socket or "-"),
+    Column(
+        "PID",
+        "pid",
+        8,
+        lambda r: str(r.process.pid) if r.process else "-",
+        right=True,
+        sort=lambda r: r.process.pid if r.process else -1,
+    ),
+    Column("CPU", "cpu", 6, _cpu_cell, right=True, sort=_cpu),
+    Column(
+        "MEM",
+        "mem",
+        6,
+        lambda r: human_bytes(r.process.rss_bytes) if r.process else "-",
+        right=True,
+        sort=_mem,
+    ),
+    Column("SYSTEMD", "systemd", 7, _systemd),
+    Column("DRIFT", "drift", 2, _drift, sort=lambda r: (-len(r.drift), _drift(r))),
+    Column("REASON", "reason", 9, lambda r: r.health_reason, flexible=True),
+]
+COLUMNS_BY_KEY = {c.key: c for c in COLUMNS}
+GAP = 2
+FLEX_MIN = 30
+
+
+def visible_columns(agents: list[AgentRecord], columns: list[Column] = COLUMNS) -> list[Column]:
+    """Tenant and host columns only when the view spans several tenants or hosts."""
+    multi_tenant = len({a.tenant_id for a in agents}) > 1
+    multi_host = len({a.host for a in agents}) > 1
+    return [
+        c
+        for c in columns
+        if (c.key != "tenant" or multi_tenant) and (c.key != "host" or multi_host)
+    ]
+
+
+def fit_columns(
+    columns: list[Column], widths: dict[str, int], width: int | None
+) -> tuple[list[Column], dict[str, int]]:
+    """Drop the least important columns until the table fits `width`; size the flexible one.
+
+    `widths` holds each column's natural width (title and cells); returns the columns kept, in
+    their order, and the width each gets.
+    """
+    out = dict(widths)
+    chosen = list(columns)
+    if width is None:
+        return chosen, out
+
+    def total(cs: list[Column]) -> int:
+        return sum(min(out[c.key], FLEX_MIN) if c.flexible else out[c.key] for c in cs) + GAP * (
+            len(cs) - 1
+        )
+
+    for prio in sorted({c.priority for c in columns}, reverse=True):
+        if total(chosen) <= width or prio == 0:
+            break
+        chosen = [c for c in chosen if c.priority != prio]
+    while total(chosen) > width and out.get("agent", 0) > 12:
+        out["agent"] -= 1
+    fixed = sum(out[c.key] for c in chosen if not c.flexible) + GAP * (len(chosen) - 1)
+    for c in chosen:
+        if c.flexible:
+            out[c.key] = max(width - fixed, 6)
+    return chosen, out

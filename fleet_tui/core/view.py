@@ -1,0 +1,102 @@
+"""What the fleet table shows: the filter (k9s style, `!` inverts) and the sort. Pure.
+
+Filter syntax: words separated by spaces, all must match. A bare word matches name, alias,
+role, runtime, model, socket, health, state or drift flags (substring, case-insensitive);
+`tenant:T`, `host:H`, `role:R`, `health:H`, `socket:S`, `state:S`, `runtime:R` match one field.
+A leading `!` inverts the whole filter. `waiting` = only agents waiting for you.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleet_tui.core.columns import ATTENTION_STATES, COLUMNS_BY_KEY
+from fleet_tui.model import AgentRecord
+
+FIELDS = ("tenant", "host", "role", "health", "socket", "state", "runtime", "name", "drift")
+
+
+def _field(r: AgentRecord, name: str) -> str:
+    match name:
+        case "tenant":
+            return r.tenant_id
+        case "host":
+            return r.host
+        case "role":
+            return r.role or ""
+        case "health":
+            return r.health.value
+        case "socket":
+            return r.socket or ""
+        case "state":
+            return r.heartbeat.state.value if r.heartbeat else ""
+        case "runtime":
+            return " ".join(
+                x
+                for x in (r.runtime, r.model, r.process.runtime_detected if r.process else None)
+                if x
+            )
+        case "name":
+            return f"{r.name} {r.alias or ''}"
+        case "drift":
+            return " ".join(d.value for d in r.drift)
+    return ""
+
+
+def _haystack(r: AgentRecord) -> str:
+    return " ".join(_field(r, f) for f in FIELDS).lower()
+
+
+@dataclass(frozen=True)
+class FleetView:
+    filter: str = ""
+    only_waiting: bool = False
+    show_all: bool = False
+    sort_key: str | None = None
+    sort_reverse: bool = False
+
+    @property
+    def inverted(self) -> bool:
+        return self.filter.strip().startswith("!")
+
+    def matches(self, r: AgentRecord) -> bool:
+        if not self.show_all and not r.is_agent:
+            return False
+        if self.only_waiting and not (r.heartbeat and r.heartbeat.state in ATTENTION_STATES):
+            return False
+        text = self.filter.strip()
+        if not text or text == "!":
+            return True
+        invert = text.startswith("!")
+        words = text.lstrip("!").lower().split()
+        hay = _haystack(r)
+        ok = True
+        for w in words:
+            key, sep, value = w.partition(":")
+            if sep and key in FIELDS:
+                if value not in _field(r, key).lower():
+                    ok = False
+                    break
+            elif w not in hay:
+                ok = False
+                break
+        return ok != invert
+
+    def apply(self, records: list[AgentRecord]) -> list[AgentRecord]:
+        shown = [r for r in records if self.matches(r)]
+        column = COLUMNS_BY_KEY.get(self.sort_key or "")
+        if column is not None:
+            shown.sort(key=column.sort_key, reverse=self.sort_reverse)
+        return shown
+
+    def describe(self) -> str:
+        parts = []
+        if self.filter.strip():
+            parts.append(f"filter {self.filter.strip()}")
+        if self.only_waiting:
+            parts.append("★ waiting only")
+        if self.show_all:
+            parts.append("all sessions")
+        if self.sort_key:
+            parts.append(f"sort {self.sort_key}{' ▲' if self.sort_reverse else ''}")
+        return " · ".join(parts)

@@ -1,0 +1,64 @@
+"""What the dashboard polls: a `SnapshotSource`. The live one wraps the collector and reads pane
+captures through the tmux runner; tests inject fixed ones (deterministic snapshots).
+
+Every method blocks: the app calls them from thread workers, never on the UI thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from fleet_tui.model import AgentRecord, FleetSnapshot
+from fleet_tui.service import FleetCollector, FleetConfig
+from fleet_tui.tmux import TmuxRunner
+
+CAPTURE_LINES = 30
+
+
+class SnapshotSource(Protocol):
+    """Where the dashboard's data comes from."""
+
+    @property
+    def watch_dir(self) -> Path | None:
+        """A folder whose changes mean "heartbeats changed: poll now" (None: no watching)."""
+
+    def poll(self) -> FleetSnapshot:
+        """One full snapshot; raises FleetError for what the user must fix."""
+
+    def capture(self, record: AgentRecord) -> list[str]:
+        """The last lines the agent's pane shows (raw: the caller sanitizes)."""
+
+
+class LiveSource:
+    """Local tmux, spool, systemd and processes, through one long-lived collector."""
+
+    def __init__(self, config: FleetConfig, runner: TmuxRunner | None = None) -> None:
+        self.collector = FleetCollector(config, runner=runner)
+        self.runner = self.collector.runner
+
+    @property
+    def watch_dir(self) -> Path | None:
+        return self.collector.spool.heartbeats
+
+    def poll(self) -> FleetSnapshot:
+        return self.collector.collect()
+
+    def capture(self, record: AgentRecord) -> list[str]:
+        if record.tmux is None or record.socket is None:
+            return []
+        res = self.runner.run(
+            record.socket,
+            "capture-pane",
+            "-p",
+            "-J",
+            "-t",
+            record.tmux.pane_id,
+            "-S",
+            f"-{CAPTURE_LINES}",
+            timeout=2.0,
+        )
+        lines = res.stdout.rstrip("\n").splitlines()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        return lines[-CAPTURE_LINES:]

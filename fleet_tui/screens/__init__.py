@@ -1,0 +1,7 @@
+"""Dashboard screens."""
+
+from fleet_tui.screens.detail import AgentDetailScreen
+from fleet_tui.screens.fleet import FleetScreen
+from fleet_tui.screens.help import HelpScreen
+
+__all__ = ["AgentDetailScreen", "FleetScreen", "HelpScreen"]

@@ -1,0 +1,210 @@
+"""AgentDetailScreen: everything known about one agent, its heartbeat history, its last output.
+
+Read-only. Agent-controlled strings were sanitized by the join; the pane capture is sanitized
+here before it reaches a widget, and nothing is ever parsed as markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Sparkline, Static
+
+from fleet_tui.core.columns import ATTENTION_STATES, HEALTH_SYMBOL
+from fleet_tui.core.sanitize import clean_text
+from fleet_tui.core.timefmt import human_bytes, human_duration
+from fleet_tui.model import AgentRecord, Drift, FleetSnapshot
+from fleet_tui.widgets.header import HEALTH_STYLE
+
+if TYPE_CHECKING:
+    from fleet_tui.app import FleetApp
+
+DRIFT_EXPLAINED = {
+    Drift.MISSING_SESSION: "always-on in the roster, but no tmux session runs it",
+    Drift.NOT_IN_ROSTER: "runs as an agent, but the roster does not list it",
+    Drift.SOCKET_MISMATCH: "runs on another tmux socket than the roster says",
+    Drift.DUPLICATE: "a session of this name runs on more than one socket",
+    Drift.PANE_DEAD: "the pane's process has exited (the pane is kept for inspection)",
+    Drift.UNIT_INACTIVE: "its systemd --user unit is not active",
+    Drift.UNIT_WITHOUT_SESSION: "its systemd unit is active, but no session runs",
+    Drift.BOOT_DISABLED: "will not come back after a reboot (unit not enabled, or no linger)",
+    Drift.RUNTIME_MISMATCH: "the runtime seen in the pane differs from the roster's",
+}
+
+
+def _kv(rows: Sequence[tuple[str, str | None]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column(overflow="fold")
+    for k, v in rows:
+        table.add_row(Text(k), Text(clean_text(v) if v else "-"))
+    return table
+
+
+def summary_text(r: AgentRecord) -> Text:
+    t = Text()
+    t.append(r.name, style="bold")
+    if r.alias:
+        t.append(f" ({r.alias})")
+    t.append(f"  {r.role or 'no role'} · {r.tenant_id}@{r.host}", style="dim")
+    t.append("\n")
+    t.append(f"{HEALTH_SYMBOL[r.health]} {r.health.value}", style=HEALTH_STYLE[r.health])
+    t.append(f" — {r.health_reason}")
+    if r.heartbeat:
+        t.append("\nstate ", style="dim")
+        attention = r.heartbeat.state in ATTENTION_STATES
+        t.append(
+            ("★ " if attention else "") + r.heartbeat.state.value,
+            style="bold yellow" if attention else "",
+        )
+        if r.heartbeat.detail:
+            t.append(f" — {r.heartbeat.detail}")
+    if r.drift:
+        t.append("\n\nDrift\n", style="bold")
+        for d in r.drift:
+            t.append(f"  ⚑ {d.value}", style="yellow")
+            t.append(f": {DRIFT_EXPLAINED[d]}\n")
+    return t
+
+
+def facts_table(r: AgentRecord, snapshot: FleetSnapshot | None) -> Table:
+    outer = Table.grid(padding=(0, 4))
+    outer.add_column()
+    outer.add_column()
+    roster = _kv(
+        [
+            ("in roster", "yes" if r.in_roster else "no"),
+            ("role", r.role),
+            ("runtime", r.runtime),
+            ("model", r.model),
+            ("lifecycle", r.lifecycle.value if r.lifecycle else None),
+            ("unit", r.systemd.unit if r.systemd else None),
+            ("socket", r.socket),
+        ]
+    )
+    tm = r.tmux
+    tmux = _kv(
+        [
+            ("session", f"{r.session} {tm.session_id}" if tm else "no session"),
+            ("pane", f"{tm.pane_id} pid {tm.pane_pid}" if tm else None),
+            ("command", tm.current_command if tm else None),
+            ("title", tm.pane_title if tm else None),
+            ("idle", human_duration(tm.idle_s) if tm else None),
+            ("clients", str(tm.attached_clients) if tm else None),
+            ("window size", tm.window_size if tm else None),
+        ]
+    )
+    p = r.process
+    sd = r.systemd
+    systemd_state = (
+        "no unit"
+        if sd is None
+        else (
+            f"{sd.active_state or '?'}, {'enabled' if sd.enabled else 'not enabled' if sd.enabled is False else '?'}"
+            f", linger {'yes' if sd.linger else 'no' if sd.linger is False else '?'}"
+        )
+    )
+    if snapshot and snapshot.systemd and snapshot.systemd != "available":
+        systemd_state += f" ({snapshot.systemd})"
+    proc = _kv(
+        [
+            ("pid", str(p.pid) if p else None),
+            ("runtime seen", p.runtime_detected if p else None),
+            ("cpu", f"{p.cpu_percent:.1f} %" if p and p.cpu_percent is not None else None),
+            ("memory", human_bytes(p.rss_bytes) if p else None),
+            ("processes", str(p.processes) if p else None),
+            ("systemd", systemd_state),
+        ]
+    )
+    hb = r.heartbeat
+    beat = _kv(
+        [
+            ("last", f"{human_duration(hb.age_s)} ago (seq {hb.seq})" if hb else "none"),
+            ("interval", human_duration(hb.interval_s) if hb and hb.interval_s else None),
+            ("pid", str(hb.pid) if hb and hb.pid else None),
+            ("ping echo", hb.echo if hb else None),
+        ]
+    )
+    outer.add_row(Text("Roster", style="bold"), Text("tmux", style="bold"))
+    outer.add_row(roster, tmux)
+    outer.add_row(Text("Process", style="bold"), Text("Heartbeat", style="bold"))
+    outer.add_row(proc, beat)
+    return outer
+
+
+class AgentDetailScreen(Screen[None]):
+    """Pushed with `enter` on a row; follows the agent as snapshots arrive."""
+
+    BINDINGS = [
+        Binding("escape,q", "app.pop_screen", "Back", id="detail.back"),
+    ]
+
+    def __init__(self, key: str) -> None:
+        super().__init__(id="detail")
+        self.key = key
+        self._last_activity: object = None
+
+    @property
+    def fleet_app(self) -> FleetApp:
+        return cast("FleetApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail-body"):
+            yield Static("", id="summary")
+            yield Static("", id="facts")
+            yield Static(
+                Text("Heartbeat age over the last polls (s)", style="bold"), id="chart-title"
+            )
+            yield Sparkline([], id="chart")
+            yield Static(Text("Last output (read-only)", style="bold"), id="output-title")
+            yield Static("", id="output")
+            yield Static(
+                Text(
+                    "Actions: s stream · w watch · a attach (asks first) · m send — "
+                    "not in this build yet; use tmux for now.",
+                    style="dim",
+                ),
+                id="actions",
+            )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_record()
+
+    def record(self) -> AgentRecord | None:
+        snap = self.fleet_app.snapshot
+        if snap is None:
+            return None
+        return next((a for a in snap.agents if a.key == self.key), None)
+
+    def refresh_record(self) -> None:
+        r = self.record()
+        summary = self.query_one("#summary", Static)
+        if r is None:
+            summary.update(Text("This agent is no longer in the fleet snapshot.", style="bold red"))
+            return
+        summary.update(summary_text(r))
+        self.query_one("#facts", Static).update(facts_table(r, self.fleet_app.snapshot))
+        history = self.fleet_app.heartbeat_history(self.key)
+        self.query_one("#chart", Sparkline).data = history or [0.0]
+        activity = (r.tmux.pane_id, r.tmux.activity_at) if r.tmux else None
+        if activity != self._last_activity:
+            self._last_activity = activity
+            self.fleet_app.request_capture(self, r)
+
+    def show_output(self, lines: list[str] | None, error: str | None = None) -> None:
+        out = self.query_one("#output", Static)
+        if error:
+            out.update(Text(clean_text(error, max_len=300), style="dim"))
+            return
+        text = Text()
+        for line in lines or []:
+            text.append(clean_text(line, max_len=500) + "\n")
+        out.update(text if text.plain.strip() else Text("(no output)", style="dim"))

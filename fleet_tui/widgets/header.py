@@ -1,0 +1,140 @@
+"""FleetHeader: two lines above the table: the fleet at a glance, sockets and freshness.
+
+Only this small widget repaints each second (ages of the data); the table does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from rich.text import Text
+from textual.widgets import Static
+
+from fleet_tui.core.columns import ATTENTION_STATES, HEALTH_SYMBOL
+from fleet_tui.core.sanitize import clean_text
+from fleet_tui.core.timefmt import human_duration
+from fleet_tui.model import FleetSnapshot, Health, SocketState
+
+HEALTH_STYLE = {
+    Health.HEALTHY: "green",
+    Health.STALE: "yellow",
+    Health.UNRESPONSIVE: "bold red",
+    Health.UNKNOWN: "magenta",
+    Health.DOWN: "red",
+}
+SOCKET_MARK = {
+    SocketState.LIVE: "●",
+    SocketState.STALE: "○",
+    SocketState.HUNG: "✖",
+    SocketState.DENIED: "⊘",
+}
+
+
+def header_text(
+    snapshot: FleetSnapshot | None,
+    now: datetime,
+    *,
+    shown: int | None = None,
+    view: str = "",
+    error: str | None = None,
+    polled_at: datetime | None = None,
+) -> Text:
+    """Both header lines as plain, styled text (no markup is parsed)."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append("◆ fleet-tui", style="bold")
+    if snapshot is None:
+        t.append("  collecting the fleet…" if error is None else "  no data yet", style="dim")
+        if error:
+            t.append("\n⚠ ", style="bold red")
+            t.append(clean_text(error, max_len=300), style="red")
+        return t
+    agents = [a for a in snapshot.agents if a.is_agent]
+    t.append(f"  {clean_text(snapshot.tenant_id)}@{clean_text(snapshot.host)}  ", style="bold")
+    t.append(f"{len(agents)} agents")
+    if shown is not None and shown != len(snapshot.agents):
+        t.append(f" ({shown} shown)", style="dim")
+    counts: dict[Health, int] = {}
+    for a in agents:
+        counts[a.health] = counts.get(a.health, 0) + 1
+    for h in Health:
+        if counts.get(h):
+            t.append("  ")
+            t.append(f"{HEALTH_SYMBOL[h]} {counts[h]} {h.value}", style=HEALTH_STYLE[h])
+    waiting = sum(1 for a in agents if a.heartbeat and a.heartbeat.state in ATTENTION_STATES)
+    if waiting:
+        t.append(f"  ★ {waiting} waiting for you", style="bold yellow")
+    t.append("\n")
+    t.append("sockets ", style="dim")
+    if not snapshot.sockets:
+        t.append("none", style="yellow")
+    for s in snapshot.sockets:
+        style = {SocketState.LIVE: "", SocketState.STALE: "dim"}.get(s.state, "bold red")
+        label = f"{SOCKET_MARK[s.state]} {s.name}"
+        label += f" ({s.sessions})" if s.state is SocketState.LIVE else f" {s.state.value}"
+        t.append(label + "  ", style=style)
+    age = (now - (polled_at or snapshot.generated_at)).total_seconds()
+    stale = age > max(3 * 2.0, 10)
+    t.append("· data ", style="dim")
+    t.append(f"{human_duration(max(age, 0))} old", style="bold red" if stale else "")
+    if snapshot.systemd and snapshot.systemd != "available":
+        t.append("  · systemd: ", style="dim")
+        t.append(snapshot.systemd.split(" (")[0], style="dim")
+    if view:
+        t.append("  · ", style="dim")
+        t.append(clean_text(view, max_len=80), style="bold cyan")
+    if error:
+        t.append("\n⚠ ", style="bold red")
+        t.append(clean_text(error, max_len=300), style="red")
+    return t
+
+
+class FleetHeader(Static):
+    """Renders `header_text` for the screen's current snapshot, view and clock."""
+
+    DEFAULT_CSS = """
+    FleetHeader { height: auto; max-height: 4; padding: 0 1; }
+    """
+
+    def __init__(self, clock: Callable[[], datetime], *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.clock = clock
+        self.snapshot: FleetSnapshot | None = None
+        self.shown: int | None = None
+        self.view = ""
+        self.error: str | None = None
+        self.polled_at: datetime | None = None
+
+    def show(
+        self,
+        snapshot: FleetSnapshot | None,
+        *,
+        shown: int | None = None,
+        view: str = "",
+        error: str | None = None,
+        polled_at: datetime | None = None,
+    ) -> None:
+        self.snapshot, self.shown, self.view, self.error = snapshot, shown, view, error
+        self.polled_at = polled_at
+        self.tick()
+
+    def tick(self) -> None:
+        text = header_text(
+            self.snapshot,
+            self.clock(),
+            shown=self.shown,
+            view=self.view,
+            error=self.error,
+            polled_at=self.polled_at,
+        )
+        width = self.content_size.width
+        if width > 0:
+            # one line per line: cut with an ellipsis, never wrap (rows below would move)
+            lines = text.split("\n", allow_blank=True)
+            for line in lines:
+                line.truncate(width, overflow="ellipsis")
+            text = Text("\n").join(lines)
+        self.update(text)
+
+    def on_resize(self) -> None:
+        self.tick()
