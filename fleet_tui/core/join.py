@@ -152,8 +152,10 @@ def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
                 f"{clean_text(hb.host)}, not {tenant}@{host}: ignored"
             )
             read, hb = SpoolRead(None, "heartbeat from another tenant or host"), None
-        if read is not None and read.error:
-            warnings.append(f"agent '{clean_text(name)}': {read.error}")
+        # Spool errors quote the file's content (e.g. the agent it names): untrusted text.
+        read_error = clean_text(read.error, max_len=200) if read and read.error else None
+        if read_error:
+            warnings.append(f"agent '{clean_text(name)}': {read_error}")
         pid_dead = bool(hb and hb.pid is not None and hb.pid in inputs.dead_pids)
         if health_override is not None:
             health, reason, age = health_override[0], health_override[1], None
@@ -166,7 +168,7 @@ def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
                 has_session=row is not None,
                 pane_dead=bool(row and row.pane_dead),
                 heartbeat=hb,
-                heartbeat_error=read.error if read else None,
+                heartbeat_error=read_error,
                 ping=inputs.pings.get(name),
                 pid_dead=pid_dead,
             )
@@ -228,7 +230,7 @@ def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
                 lifecycle=ragent.lifecycle if ragent else None,
                 in_roster=ragent is not None,
                 is_agent=is_agent,
-                socket=found.socket
+                socket=clean_text(found.socket, max_len=64)
                 if found
                 else (roster.agent_socket(ragent) if roster and ragent else None),
                 session=clean_text(name, max_len=64) if found else None,
@@ -267,7 +269,7 @@ def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
             and not exp_scan.ok
             and exp_scan.state in (SocketState.HUNG, SocketState.DENIED, SocketState.LIVE)
         ):
-            why = exp_scan.reason or exp_scan.state.value
+            why = clean_text(exp_scan.reason or exp_scan.state.value, max_len=200)
             record(
                 ragent.name,
                 None,
@@ -314,14 +316,16 @@ def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
                 path=clean_text(scan.path, max_len=256),
                 state=scan.state,
                 sessions=len(scan.sessions()),
-                reason=scan.reason,
+                reason=clean_text(scan.reason, max_len=200) if scan.reason else None,
                 listed_in_ms=round(scan.listed_in_ms, 2) if scan.listed_in_ms is not None else None,
             )
         )
         if scan.state in (SocketState.HUNG, SocketState.DENIED) or (
             scan.state is SocketState.LIVE and scan.reason
         ):
-            warnings.append(f"socket '{clean_text(scan.name)}' {scan.state.value}: {scan.reason}")
+            warnings.append(
+                f"socket '{clean_text(scan.name)}' {scan.state.value}: {clean_text(scan.reason)}"
+            )
     if roster is None:
         warnings.append("no roster found: showing the sessions that look like agents")
     warnings.extend(inputs.extra_warnings)

@@ -52,5 +52,5 @@ def clean_text(
     if one_line:
         out = out.replace("\t", " ").replace("\n", " ")
     if max_len is not None and len(out) > max_len:
-        out = out[: max(max_len - 1, 0)] + "…"
+        out = out[: max_len - 1] + "…" if max_len > 0 else ""
     return out

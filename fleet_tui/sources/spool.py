@@ -76,7 +76,12 @@ class HeartbeatSpool:
         except UnicodeDecodeError:
             return SpoolRead(None, "heartbeat file is not UTF-8", mtime)
         except json.JSONDecodeError as exc:
-            truncated = exc.pos >= len(exc.doc.rstrip()) and exc.doc.lstrip().startswith("{")
+            # A cut object: the error is at the end, or the text stops before its closing brace
+            # (a cut inside a string or a literal reports an earlier position).
+            body = exc.doc.strip()
+            truncated = body.startswith("{") and (
+                exc.pos >= len(exc.doc.rstrip()) or not body.endswith("}")
+            )
             why = "truncated (JSON ends early)" if truncated else "not JSON"
             return SpoolRead(None, f"heartbeat file is {why}", mtime)
         if not isinstance(data, dict):

@@ -1,0 +1,802 @@
+"""The join (DESIGN.md "ps --json v1", "Drift flags", agent classification, invariants 1, 3, 5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from factories import (
+    HOST,
+    NOW,
+    TENANT,
+    agent,
+    beats,
+    heartbeat,
+    inputs,
+    pane,
+    ping,
+    roster,
+    socket,
+)
+
+from fleet_tui.core.join import build_snapshot
+from fleet_tui.model import (
+    AgentRecord,
+    Drift,
+    FleetSnapshot,
+    Health,
+    Lifecycle,
+    SocketState,
+    SpoolRead,
+    SystemdScan,
+    TreeSample,
+    UnitState,
+)
+from fleet_tui.sources.roster import parse_roster
+from fleet_tui.sources.spool import HeartbeatSpool
+
+FLEET = "mosaic-fleet"
+FACTORY = "mosaic-factory"
+
+
+def records(snap: FleetSnapshot, name: str) -> list[AgentRecord]:
+    return [r for r in snap.agents if r.name == name]
+
+
+def one(snap: FleetSnapshot, name: str) -> AgentRecord:
+    found = records(snap, name)
+    assert len(found) == 1, f"expected one record named {name!r}, got {found}"
+    return found[0]
+
+
+def unit(name: str, active: str = "active", file_state: str = "enabled") -> UnitState:
+    return UnitState(
+        unit=name,
+        load_state="loaded",
+        active_state=active,
+        sub_state="running" if active == "active" else "dead",
+        unit_file_state=file_state,
+    )
+
+
+def systemd(*units: UnitState, linger: bool | None = True) -> SystemdScan:
+    return SystemdScan(True, None, {u.unit: u for u in units}, linger)
+
+
+# -- a healthy fleet ---------------------------------------------------------------------------
+
+
+def test_roster_agent_with_session_and_fresh_heartbeat_is_healthy_without_drift() -> None:
+    r = roster(agent("orchestrator", "orchestrator", runtime="claude", alias="Mos"))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("orchestrator", pid=123, command="node")),
+            roster=r,
+            heartbeats=beats(heartbeat("orchestrator", age_s=4, runtime="claude")),
+            processes={123: TreeSample(123, "claude", 1.5, 1234, 3)},
+        )
+    )
+    rec = one(snap, "orchestrator")
+    assert rec.health is Health.HEALTHY
+    assert rec.health_reason == "heartbeat 4 s ago, timeout 30 s"
+    assert rec.drift == []
+    assert rec.in_roster and rec.is_agent
+    assert (rec.socket, rec.session, rec.alias, rec.role) == (
+        FLEET,
+        "orchestrator",
+        "Mos",
+        "orchestrator",
+    )
+    assert rec.tmux is not None and rec.tmux.pane_pid == 123 and rec.tmux.current_command == "node"
+    assert rec.process is not None and rec.process.runtime_detected == "claude"
+    assert rec.heartbeat is not None and rec.heartbeat.age_s == 4.0 and rec.heartbeat.seq == 17
+
+
+def test_live_pane_without_heartbeat_is_unknown_not_healthy() -> None:
+    """Invariant 3: a live pane alone never makes an agent healthy."""
+    r = roster(agent("orchestrator", "orchestrator"))
+    snap = build_snapshot(inputs(socket(FLEET, pane("orchestrator")), roster=r))
+    rec = one(snap, "orchestrator")
+    assert rec.health is Health.UNKNOWN
+    assert rec.heartbeat is None
+
+
+def test_unreadable_heartbeat_makes_the_agent_unknown_and_warns() -> None:
+    r = roster(agent("c1"))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("c1")),
+            roster=r,
+            heartbeats={"c1": SpoolRead(None, "heartbeat file is not JSON")},
+        )
+    )
+    rec = one(snap, "c1")
+    assert rec.health is Health.UNKNOWN
+    assert rec.health_reason == "heartbeat file is not JSON"
+    assert any("c1" in w and "not JSON" in w for w in snap.warnings)
+
+
+def test_unanswered_ping_and_dead_pid_reach_the_record() -> None:
+    r = roster(agent("c1"), agent("c2"))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("c1"), pane("c2")),
+            roster=r,
+            heartbeats=beats(heartbeat("c1", age_s=1, pid=11), heartbeat("c2", age_s=1, pid=22)),
+            pings={"c1": ping("n-1", age_s=45)},
+            dead_pids={22},
+        )
+    )
+    assert one(snap, "c1").health is Health.UNRESPONSIVE
+    assert "ping" in one(snap, "c1").health_reason
+    assert one(snap, "c2").health is Health.UNRESPONSIVE
+    assert "22" in one(snap, "c2").health_reason
+
+
+def test_heartbeat_of_another_tenant_is_ignored_with_a_warning() -> None:
+    r = roster(agent("c1"))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("c1")),
+            roster=r,
+            heartbeats=beats(heartbeat("c1", tenant_id="mallory")),
+        )
+    )
+    rec = one(snap, "c1")
+    assert rec.health is Health.UNKNOWN
+    assert rec.heartbeat is None
+    assert any("mallory" in w and "ignored" in w for w in snap.warnings)
+
+
+def test_future_heartbeat_warns_about_clock_skew() -> None:
+    from datetime import timedelta
+
+    r = roster(agent("c1"))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("c1")),
+            roster=r,
+            heartbeats=beats(heartbeat("c1", ts=NOW + timedelta(minutes=5))),
+        )
+    )
+    assert one(snap, "c1").health is not Health.HEALTHY
+    assert any("c1" in w and "clock skew" in w for w in snap.warnings)
+
+
+@pytest.mark.parametrize(
+    ("given", "roster_value", "expected"),
+    [(None, None, 30.0), (None, 12.0, 12.0), (45.0, 12.0, 45.0)],
+)
+def test_heartbeat_timeout_flag_then_roster_then_30(
+    given: float | None, roster_value: float | None, expected: float
+) -> None:
+    r = roster(agent("c1"), heartbeat_timeout_s=roster_value)
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("c1")),
+            roster=r,
+            heartbeat_timeout_s=given,
+            heartbeats=beats(heartbeat("c1", age_s=20)),
+        )
+    )
+    assert snap.heartbeat_timeout_s == expected
+    expected_health = Health.HEALTHY if expected >= 20 else Health.STALE
+    assert one(snap, "c1").health is expected_health
+
+
+# -- drift flags ---------------------------------------------------------------------------
+
+
+def test_missing_session_always_on_roster_agent_is_down() -> None:
+    r = roster(agent("orchestrator", "orchestrator"), agent("coder1"))
+    snap = build_snapshot(inputs(socket(FLEET, pane("orchestrator")), roster=r))
+    rec = one(snap, "coder1")
+    assert rec.health is Health.DOWN
+    assert rec.drift == [Drift.MISSING_SESSION]
+    assert rec.session is None and rec.tmux is None
+    assert rec.socket == FLEET
+    assert "coder1" in rec.health_reason and FLEET in rec.health_reason
+
+
+def test_missing_session_when_the_socket_has_no_server_says_so() -> None:
+    r = roster(agent("coder1"))
+    for scans in ([], [socket(FLEET, state=SocketState.STALE)]):
+        snap = build_snapshot(inputs(*scans, roster=r))
+        rec = one(snap, "coder1")
+        assert rec.health is Health.DOWN
+        assert rec.drift == [Drift.MISSING_SESSION]
+        assert "no server" in rec.health_reason
+
+
+def test_ephemeral_agent_without_session_is_not_missing() -> None:
+    r = roster(agent("research1", "research", lifecycle=Lifecycle.EPHEMERAL))
+    snap = build_snapshot(inputs(socket(FLEET), roster=r))
+    rec = one(snap, "research1")
+    assert Drift.MISSING_SESSION not in rec.drift
+    assert rec.drift == []
+    assert rec.health is Health.DOWN
+    assert "ephemeral" in rec.health_reason
+
+
+def test_not_in_roster_for_a_fleet_socket_session_outside_the_roster() -> None:
+    r = roster(agent("orchestrator", "orchestrator"))
+    snap = build_snapshot(inputs(socket(FLEET, pane("orchestrator"), pane("stray")), roster=r))
+    rec = one(snap, "stray")
+    assert rec.is_agent and not rec.in_roster
+    assert rec.drift == [Drift.NOT_IN_ROSTER]
+    assert one(snap, "orchestrator").drift == []
+
+
+def test_without_roster_nothing_is_flagged_not_in_roster_and_a_warning_says_why() -> None:
+    snap = build_snapshot(inputs(socket(FLEET, pane("stray"))))
+    rec = one(snap, "stray")
+    assert rec.is_agent
+    assert rec.drift == []
+    assert snap.roster_loaded is False
+    assert any("no roster" in w for w in snap.warnings)
+
+
+def test_socket_mismatch_roster_agent_found_on_another_socket() -> None:
+    r = roster(agent("coder1"))  # expected on mosaic-fleet
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET),
+            socket(FACTORY, pane("coder1")),
+            roster=r,
+            heartbeats=beats(heartbeat("coder1")),
+        )
+    )
+    rec = one(snap, "coder1")
+    assert rec.drift == [Drift.SOCKET_MISMATCH]
+    assert rec.socket == FACTORY
+    assert rec.in_roster
+    assert rec.health is Health.HEALTHY  # found, just not where the roster says
+
+
+def test_duplicate_roster_agent_on_two_sockets_gives_two_flagged_records() -> None:
+    r = roster(agent("coder1"))
+    snap = build_snapshot(
+        inputs(socket(FLEET, pane("coder1")), socket(FACTORY, pane("coder1")), roster=r)
+    )
+    recs = {rec.socket: rec for rec in records(snap, "coder1")}
+    assert set(recs) == {FLEET, FACTORY}
+    assert recs[FLEET].drift == [Drift.DUPLICATE]
+    assert recs[FACTORY].drift == [Drift.SOCKET_MISMATCH, Drift.DUPLICATE]
+    assert len({rec.key for rec in recs.values()}) == 2
+
+
+def test_duplicate_outside_the_roster() -> None:
+    snap = build_snapshot(inputs(socket(FLEET, pane("x")), socket(FACTORY, pane("x"))))
+    recs = records(snap, "x")
+    assert len(recs) == 2
+    assert all(rec.drift == [Drift.DUPLICATE] for rec in recs)
+
+
+def test_pane_dead_is_drift_and_down() -> None:
+    r = roster(agent("coder1"))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("coder1", dead=True)),
+            roster=r,
+            heartbeats=beats(heartbeat("coder1", age_s=1)),
+        )
+    )
+    rec = one(snap, "coder1")
+    assert rec.drift == [Drift.PANE_DEAD]
+    assert rec.health is Health.DOWN
+    assert rec.tmux is not None and rec.tmux.pane_dead is True
+
+
+def test_unit_inactive() -> None:
+    u = "mosaic-agent@coder1.service"
+    r = roster(agent("coder1", unit=u))
+    snap = build_snapshot(
+        inputs(socket(FLEET, pane("coder1")), roster=r, systemd=systemd(unit(u, active="failed")))
+    )
+    rec = one(snap, "coder1")
+    assert rec.drift == [Drift.UNIT_INACTIVE]
+    assert rec.systemd is not None
+    assert (rec.systemd.unit, rec.systemd.active_state) == (u, "failed")
+
+
+def test_unit_of_the_roster_unknown_to_systemd_is_inactive_and_not_enabled() -> None:
+    u = "mosaic-agent@coder1.service"
+    r = roster(agent("coder1", unit=u))
+    snap = build_snapshot(inputs(socket(FLEET, pane("coder1")), roster=r, systemd=systemd()))
+    rec = one(snap, "coder1")
+    assert Drift.UNIT_INACTIVE in rec.drift
+    assert Drift.BOOT_DISABLED in rec.drift
+
+
+def test_unit_without_session() -> None:
+    u = "mosaic-agent@coder1.service"
+    r = roster(agent("coder1", unit=u))
+    snap = build_snapshot(inputs(socket(FLEET), roster=r, systemd=systemd(unit(u))))
+    rec = one(snap, "coder1")
+    assert rec.drift == [Drift.MISSING_SESSION, Drift.UNIT_WITHOUT_SESSION]
+    assert rec.health is Health.DOWN
+
+
+def test_active_enabled_lingering_unit_with_session_has_no_drift() -> None:
+    u = "mosaic-agent@coder1.service"
+    r = roster(agent("coder1", unit=u))
+    snap = build_snapshot(
+        inputs(socket(FLEET, pane("coder1")), roster=r, systemd=systemd(unit(u), linger=True))
+    )
+    rec = one(snap, "coder1")
+    assert rec.drift == []
+    assert rec.systemd is not None
+    assert (rec.systemd.enabled, rec.systemd.linger) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("file_state", "linger"), [("disabled", True), ("enabled", False), ("masked", True)]
+)
+def test_boot_disabled_when_unit_not_enabled_or_user_not_lingering(
+    file_state: str, linger: bool
+) -> None:
+    u = "mosaic-agent@coder1.service"
+    r = roster(agent("coder1", unit=u))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("coder1")),
+            roster=r,
+            systemd=systemd(unit(u, file_state=file_state), linger=linger),
+        )
+    )
+    assert one(snap, "coder1").drift == [Drift.BOOT_DISABLED]
+
+
+def test_ephemeral_agent_with_a_disabled_unit_is_not_boot_disabled() -> None:
+    u = "mosaic-agent@r1.service"
+    r = roster(agent("r1", "research", unit=u, lifecycle=Lifecycle.EPHEMERAL))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("r1")),
+            roster=r,
+            systemd=systemd(unit(u, file_state="disabled"), linger=False),
+        )
+    )
+    assert one(snap, "r1").drift == []
+
+
+def test_without_systemd_no_unit_flag_is_raised_and_a_warning_says_so() -> None:
+    u = "mosaic-agent@coder1.service"
+    r = roster(agent("coder1", unit=u))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("coder1")),
+            roster=r,
+            systemd=SystemdScan(False, "no systemd (/run/systemd/system absent)"),
+        )
+    )
+    rec = one(snap, "coder1")
+    assert rec.drift == []
+    assert rec.systemd is not None
+    assert (rec.systemd.unit, rec.systemd.active_state, rec.systemd.enabled) == (u, None, None)
+    assert snap.systemd == "no systemd (/run/systemd/system absent)"
+    assert any(w.startswith("systemd: no systemd") and "not checked" in w for w in snap.warnings)
+
+
+def test_runtime_mismatch_when_the_observed_runtime_differs() -> None:
+    r = roster(agent("c1", runtime="claude"), agent("c2", runtime="codex"), agent("c3"))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("c1", pid=1), pane("c2", pid=2), pane("c3", pid=3)),
+            roster=r,
+            processes={
+                1: TreeSample(1, "codex", 0.0, 1, 1),
+                2: TreeSample(2, "codex", 0.0, 1, 1),
+                3: TreeSample(3, "pi", 0.0, 1, 1),  # roster says "other": nothing to compare
+            },
+        )
+    )
+    assert one(snap, "c1").drift == [Drift.RUNTIME_MISMATCH]
+    assert one(snap, "c1").runtime == "claude"
+    assert one(snap, "c1").process is not None
+    assert one(snap, "c2").drift == []
+    assert one(snap, "c3").drift == []
+
+
+def test_drift_flags_come_in_design_order_without_repeats() -> None:
+    u = "mosaic-agent@coder1.service"
+    r = roster(agent("coder1", unit=u, runtime="claude"))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("coder1", pid=9, dead=True)),
+            socket(FACTORY, pane("coder1", pid=8)),
+            roster=r,
+            systemd=systemd(unit(u, active="inactive", file_state="disabled")),
+            processes={8: TreeSample(8, "codex", 0.0, 1, 1)},
+        )
+    )
+    by_socket = {rec.socket: rec for rec in records(snap, "coder1")}
+    assert by_socket[FLEET].drift == [
+        Drift.DUPLICATE,
+        Drift.PANE_DEAD,
+        Drift.UNIT_INACTIVE,
+        Drift.BOOT_DISABLED,
+    ]
+    assert by_socket[FACTORY].drift == [
+        Drift.SOCKET_MISMATCH,
+        Drift.DUPLICATE,
+        Drift.UNIT_INACTIVE,
+        Drift.BOOT_DISABLED,
+        Drift.RUNTIME_MISMATCH,
+    ]
+
+
+# -- which sessions are agents -----------------------------------------------------------
+
+
+def test_operator_shell_on_the_default_socket_is_not_an_agent() -> None:
+    snap = build_snapshot(inputs(socket("default", pane("main", command="bash"))))
+    rec = one(snap, "main")
+    assert rec.is_agent is False
+    assert rec.drift == []
+    assert rec.in_roster is False
+
+
+def test_operator_shell_is_not_an_agent_even_beside_a_roster() -> None:
+    r = roster(agent("orchestrator", "orchestrator"))
+    snap = build_snapshot(
+        inputs(socket(FLEET, pane("orchestrator")), socket("default", pane("main")), roster=r)
+    )
+    rec = one(snap, "main")
+    assert rec.is_agent is False
+    assert Drift.NOT_IN_ROSTER not in rec.drift
+    # agents are listed before non-agents (the `--all` extras)
+    assert snap.agents[-1].name == "main"
+
+
+@pytest.mark.parametrize("sock", [FLEET, FACTORY])
+def test_every_session_on_a_fleet_socket_is_an_agent(sock: str) -> None:
+    snap = build_snapshot(inputs(socket(sock, pane("anything"))))
+    assert one(snap, "anything").is_agent is True
+
+
+def test_session_with_the_mosaic_agent_option_is_an_agent_on_any_socket() -> None:
+    snap = build_snapshot(
+        inputs(socket("default", pane("helper", mosaic_agent="1"), pane("shell")))
+    )
+    assert one(snap, "helper").is_agent is True
+    assert one(snap, "shell").is_agent is False
+
+
+def test_every_session_on_a_roster_socket_is_an_agent() -> None:
+    r = roster(
+        agent("orchestrator", "orchestrator"),
+        agent("solo", socket_name="solo-sock"),
+        socket_name="team-a",
+    )
+    snap = build_snapshot(
+        inputs(
+            socket("team-a", pane("orchestrator"), pane("extra")),
+            socket("solo-sock", pane("solo"), pane("solo-extra")),
+            socket("other", pane("bystander")),
+            roster=r,
+        )
+    )
+    assert one(snap, "extra").is_agent and one(snap, "extra").drift == [Drift.NOT_IN_ROSTER]
+    assert one(snap, "solo-extra").is_agent
+    assert one(snap, "solo").in_roster and one(snap, "solo").drift == []
+    assert one(snap, "bystander").is_agent is False
+
+
+def test_roster_agent_on_the_default_socket_is_an_agent_but_its_neighbours_are_not() -> None:
+    r = roster(agent("orchestrator", "orchestrator"), socket_name=None)
+    snap = build_snapshot(
+        inputs(socket("default", pane("orchestrator"), pane("my-shell")), roster=r)
+    )
+    orch = one(snap, "orchestrator")
+    assert orch.is_agent and orch.in_roster and orch.drift == []
+    assert orch.socket == "default"
+    assert one(snap, "my-shell").is_agent is False
+
+
+def test_prefix_colliding_names_do_not_match() -> None:
+    r = roster(agent("coder0"))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("coder0-0")),
+            roster=r,
+            heartbeats=beats(heartbeat("coder0-0")),
+        )
+    )
+    roster_rec = one(snap, "coder0")
+    assert roster_rec.drift == [Drift.MISSING_SESSION]
+    assert roster_rec.health is Health.DOWN
+    assert roster_rec.heartbeat is None
+    stray = one(snap, "coder0-0")
+    assert stray.in_roster is False
+    assert stray.drift == [Drift.NOT_IN_ROSTER]
+    assert stray.health is Health.HEALTHY
+
+
+def test_prefix_colliding_names_do_not_match_the_other_way() -> None:
+    r = roster(agent("coder0-0"))
+    snap = build_snapshot(inputs(socket(FLEET, pane("coder0")), roster=r))
+    assert one(snap, "coder0-0").drift == [Drift.MISSING_SESSION]
+    assert one(snap, "coder0").drift == [Drift.NOT_IN_ROSTER]
+
+
+# -- hung or denied sockets --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (SocketState.HUNG, "tmux did not answer within 2 s"),
+        (SocketState.DENIED, "permission denied"),
+        (SocketState.LIVE, "list-panes failed"),
+    ],
+)
+def test_unreadable_socket_makes_its_roster_agents_unknown_never_down(
+    state: SocketState, reason: str
+) -> None:
+    r = roster(agent("orchestrator", "orchestrator"), agent("coder1"))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, state=state, reason=reason),
+            roster=r,
+            heartbeats=beats(heartbeat("coder1", age_s=2)),
+        )
+    )
+    for name in ("orchestrator", "coder1"):
+        rec = one(snap, name)
+        assert rec.health is Health.UNKNOWN
+        assert Drift.MISSING_SESSION not in rec.drift
+        assert FLEET in rec.health_reason and state.value in rec.health_reason
+        assert rec.socket == FLEET
+    assert any(FLEET in w and state.value in w for w in snap.warnings)
+    assert snap.sockets[0].state is state
+
+
+# -- tenant and host on every record (invariant 1) --------------------------------------------
+
+
+def test_every_record_carries_the_roster_tenant_and_host() -> None:
+    r = roster(agent("orchestrator", "orchestrator"), agent("gone"))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("orchestrator"), pane("stray")),
+            socket("default", pane("shell")),
+            roster=r,
+            tenant_id=r.tenant_id,
+            host=r.host or "",
+        )
+    )
+    assert len(snap.agents) == 4
+    assert {(rec.tenant_id, rec.host) for rec in snap.agents} == {(TENANT, HOST)}
+    assert (snap.tenant_id, snap.host) == (TENANT, HOST)
+
+
+def test_without_roster_records_carry_the_login_and_hostname_given() -> None:
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("a1")),
+            socket("default", pane("shell")),
+            tenant_id="alice",
+            host="vm",
+        )
+    )
+    assert {(rec.tenant_id, rec.host) for rec in snap.agents} == {("alice", "vm")}
+    data = json.loads(snap.to_json())
+    assert data["host"] == "vm"
+    assert all(a["tenant_id"] == "alice" and a["host"] == "vm" for a in data["agents"])
+
+
+# -- the two-agent floor -------------------------------------------------------------------
+
+
+def test_two_agent_floor_warnings_of_the_roster_loader_reach_the_snapshot(
+    tmp_path: Path,
+) -> None:
+    text = "version: 1\ntenant_id: jarvis\nagents:\n  - name: coder1\n    role: coder\n"
+    loaded = parse_roster(text, tmp_path / "roster.yaml")
+    assert len(loaded.warnings) == 2
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("coder1")),
+            roster=loaded.roster,
+            roster_path=str(loaded.path),
+            roster_warnings=loaded.warnings,
+        )
+    )
+    floor = [w for w in snap.warnings if "two-agent floor" in w]
+    assert len(floor) == 2
+    assert any("no orchestrator" in w for w in floor)
+    assert any("no enhancer" in w for w in floor)
+    assert snap.roster_loaded is True and snap.roster_path == str(tmp_path / "roster.yaml")
+
+
+# -- ps --json v1 -------------------------------------------------------------------------
+
+AGENT_KEYS = {
+    "tenant_id",
+    "host",
+    "name",
+    "role",
+    "alias",
+    "runtime",
+    "model",
+    "lifecycle",
+    "in_roster",
+    "socket",
+    "session",
+    "tmux",
+    "systemd",
+    "process",
+    "heartbeat",
+    "health",
+    "health_reason",
+    "drift",
+}
+TMUX_KEYS = {
+    "session_id",
+    "pane_id",
+    "pane_pid",
+    "pane_dead",
+    "current_command",
+    "attached_clients",
+    "activity_at",
+    "idle_s",
+}
+
+
+def test_ps_json_v1_has_the_schema_and_the_fields_of_the_design_example() -> None:
+    u = "mosaic-agent@coder0-0.service"
+    r = roster(
+        agent("orchestrator", "orchestrator", runtime="claude"),
+        agent("coder0-0", runtime="codex", model="gpt-5.5", unit=u),
+        agent("coder9"),
+    )
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("coder0-0", pid=123), pane("orchestrator", pid=124)),
+            roster=r,
+            heartbeats=beats(heartbeat("coder0-0", age_s=4.1)),
+            processes={123: TreeSample(130, "codex", 1.2, 1234, 2)},
+            systemd=systemd(unit(u)),
+        )
+    )
+    data = json.loads(snap.to_json())
+    assert data["schema"] == "mosaic.fleet.ps/v1"
+    assert data["generated_at"] == "2026-11-26T04:00:00.000Z"
+    assert data["host"] == HOST
+    assert data["heartbeat_timeout_s"] == 30
+    assert isinstance(data["warnings"], list)
+    assert data["sockets"] == [
+        {
+            "name": FLEET,
+            "path": f"/tmp/tmux-0/{FLEET}",
+            "state": "live",
+            "sessions": 2,
+            "reason": None,
+            "listed_in_ms": 1.5,
+        }
+    ]
+    for a in data["agents"]:
+        assert AGENT_KEYS <= set(a), AGENT_KEYS - set(a)
+    coder = next(a for a in data["agents"] if a["name"] == "coder0-0")
+    assert coder["tenant_id"] == TENANT
+    assert coder["role"] == "coder"
+    assert coder["alias"] is None
+    assert (coder["runtime"], coder["model"], coder["lifecycle"]) == (
+        "codex",
+        "gpt-5.5",
+        "always-on",
+    )
+    assert coder["in_roster"] is True
+    assert (coder["socket"], coder["session"]) == (FLEET, "coder0-0")
+    assert TMUX_KEYS <= set(coder["tmux"])
+    assert coder["tmux"]["pane_pid"] == 123 and coder["tmux"]["pane_dead"] is False
+    assert coder["tmux"]["idle_s"] == 10.0
+    assert coder["tmux"]["activity_at"].endswith("Z")
+    assert {"unit", "active_state", "enabled", "linger"} <= set(coder["systemd"])
+    assert coder["systemd"]["unit"] == u and coder["systemd"]["enabled"] is True
+    assert {"pid", "runtime_detected", "cpu_percent", "rss_bytes"} <= set(coder["process"])
+    assert coder["process"]["pid"] == 130 and coder["process"]["rss_bytes"] == 1234
+    hb = coder["heartbeat"]
+    assert {"ts", "age_s", "seq", "state", "detail"} <= set(hb)
+    assert (hb["age_s"], hb["seq"], hb["state"], hb["detail"]) == (4.1, 17, "busy", "running tests")
+    assert hb["ts"] == "2026-11-26T03:59:55.900Z"
+    assert coder["health"] == "healthy"
+    assert coder["health_reason"] == "heartbeat 4 s ago, timeout 30 s"
+    assert coder["drift"] == []
+    # unknowns are null, not absent
+    gone = next(a for a in data["agents"] if a["name"] == "coder9")
+    assert gone["tmux"] is None and gone["process"] is None and gone["heartbeat"] is None
+    assert gone["systemd"] is None and gone["session"] is None
+    assert gone["health"] == "down" and gone["drift"] == ["missing_session"]
+    orch = next(a for a in data["agents"] if a["name"] == "orchestrator")
+    assert orch["health"] == "unknown" and orch["heartbeat"] is None
+
+
+# -- hostile text (invariant 5) -------------------------------------------------------------
+
+OSC52 = "\x1b]52;c;ZXZpbA==\x07"
+HOSTILE = [
+    OSC52 + "clip",
+    "\x1bc" + "reset",
+    "\x1b[2J\x1b[Hcsi\x1b[6n",
+    "c1\x9b31m\x9d0;title\x9c\x85",
+    "bell\x07\x00nul\x7fdel",
+    "[link=http://evil.example]click[/link]",
+    "\x1b]8;;http://evil.example\x1b\\osc8\x1b]8;;\x1b\\",
+    "\x1bP+q\x1b\\dcs",
+]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _assert_terminal_safe(snap: FleetSnapshot) -> None:
+    texts = _strings(json.loads(snap.to_json())) + _strings(snap.model_dump(mode="json"))
+    bad = [t for t in texts if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in t)]
+    assert bad == []
+
+
+@pytest.mark.parametrize("evil", HOSTILE)
+def test_hostile_session_title_command_and_detail_come_out_as_plain_text(evil: str) -> None:
+    name = "ag" + evil
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane(name, title=evil, command=evil)),
+            heartbeats=beats(heartbeat(name, detail=evil, runtime=evil, model=evil, echo=evil)),
+        )
+    )
+    _assert_terminal_safe(snap)
+    rec = snap.agents[0]
+    assert rec.heartbeat is not None and rec.tmux is not None
+    assert "ZXZpbA==" not in rec.name  # the clipboard payload is not shown either
+
+
+def test_hostile_session_outside_agents_and_markup_survive_only_as_plain_text() -> None:
+    markup = "[link=http://evil.example]click[/link]"
+    snap = build_snapshot(inputs(socket("default", pane(markup + "\x1b[31m", title=markup))))
+    _assert_terminal_safe(snap)
+    rec = snap.agents[0]
+    assert rec.name == markup  # plain characters, never interpreted by the renderers
+    assert rec.tmux is not None and rec.tmux.pane_title == markup
+
+
+def test_hostile_socket_names_and_reasons_are_cleaned() -> None:
+    """A socket file name in the tmux folder and tmux's error text are untrusted too."""
+    evil_sock = "sock" + OSC52
+    r = roster(agent("orchestrator", "orchestrator"), agent("c1"))
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, state=SocketState.HUNG, reason="hung\x1bc" + OSC52),
+            socket(evil_sock, pane("helper", mosaic_agent="1")),
+            roster=r,
+        )
+    )
+    _assert_terminal_safe(snap)
+    assert one(snap, "helper").socket is not None
+
+
+def test_hostile_heartbeat_file_errors_are_cleaned(tmp_path: Path) -> None:
+    """A heartbeat naming another (hostile) agent: its error reaches reasons and warnings."""
+    spool = HeartbeatSpool(tmp_path)
+    spool.ensure_writable()
+    record = heartbeat("c1").model_dump(mode="json")
+    record["agent"] = "x" + OSC52 + "\x1bc\x9b2J"
+    spool.heartbeat_path("c1").write_text(json.dumps(record))
+    read = spool.read_heartbeat("c1")
+    assert read.heartbeat is None and read.error
+    r = roster(agent("c1"))
+    snap = build_snapshot(inputs(socket(FLEET, pane("c1")), roster=r, heartbeats={"c1": read}))
+    _assert_terminal_safe(snap)
+    rec = one(snap, "c1")
+    assert rec.health is Health.UNKNOWN
+    assert "names agent" in rec.health_reason
