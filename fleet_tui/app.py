@@ -292,7 +292,9 @@ class FleetApp(App[int]):
         ):
             for b in group:
                 if isinstance(b, Binding) and b.id:
-                    rows.append((keymap.get(b.id, b.key), b.description, b.id))
+                    keys = keymap.get(b.id, b.key).split(",")
+                    shown = ", ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys)
+                    rows.append((shown, b.description, b.id))
         return rows
 
 

@@ -3,7 +3,8 @@
 Filter syntax: words separated by spaces, all must match. A bare word matches name, alias,
 role, runtime, model, socket, health, state or drift flags (substring, case-insensitive);
 `tenant:T`, `host:H`, `role:R`, `health:H`, `socket:S`, `state:S`, `runtime:R` match one field.
-A leading `!` inverts the whole filter. `waiting` = only agents waiting for you.
+A leading `!` inverts the whole filter. The `*` key shows only agents waiting for you
+(state waiting_input or blocked).
 """
 
 from __future__ import annotations

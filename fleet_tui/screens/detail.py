@@ -139,6 +139,19 @@ def facts_table(r: AgentRecord, snapshot: FleetSnapshot | None) -> Table:
     return outer
 
 
+def chart_title(history: list[float]) -> Text:
+    t = Text("Heartbeat age over the last polls", style="bold")
+    if len(history) < 2:
+        t.append("  (collecting…)", style="dim")
+    else:
+        t.append(
+            f"  {len(history)} polls · min {human_duration(min(history))} · "
+            f"max {human_duration(max(history))} · now {human_duration(history[-1])}",
+            style="dim",
+        )
+    return t
+
+
 class AgentDetailScreen(Screen[None]):
     """Pushed with `enter` on a row; follows the agent as snapshots arrive."""
 
@@ -194,6 +207,7 @@ class AgentDetailScreen(Screen[None]):
         self.query_one("#facts", Static).update(facts_table(r, self.fleet_app.snapshot))
         history = self.fleet_app.heartbeat_history(self.key)
         self.query_one("#chart", Sparkline).data = history or [0.0]
+        self.query_one("#chart-title", Static).update(chart_title(history))
         activity = (r.tmux.pane_id, r.tmux.activity_at) if r.tmux else None
         if activity != self._last_activity:
             self._last_activity = activity

@@ -105,7 +105,7 @@ class FleetTable(ScrollView, can_focus=True):
         self._shown: list[tuple[int, Column]] = []
         self._widths: dict[str, int] = {}
         self._layout_version = 0
-        self._layout_for: tuple[int, tuple[str, ...], tuple[tuple[str, int], ...]] | None = None
+        self._layout_for: tuple[int, tuple[str, ...], tuple[int, ...]] | None = None
         self._strips: dict[str, tuple[tuple[object, ...], Strip]] = {}
         self._styles: dict[str, Style] | None = None
         self.cursor_key: str | None = None
@@ -177,7 +177,7 @@ class FleetTable(ScrollView, can_focus=True):
         width = max(self.size.width, 20)
         natural = self._natural_widths()
         chosen, widths = fit_columns(self._columns, natural, width)
-        signature = (width, tuple(c.key for c in chosen), tuple(sorted(widths.items())))
+        signature = (width, tuple(c.key for c in chosen), tuple(widths[c.key] for c in chosen))
         if signature == self._layout_for:
             return False
         self._layout_for = signature

@@ -54,6 +54,9 @@ def header_text(
     t.append(f"{len(agents)} agents")
     if shown is not None and shown != len(snapshot.agents):
         t.append(f" ({shown} shown)", style="dim")
+    waiting = sum(1 for a in agents if a.heartbeat and a.heartbeat.state in ATTENTION_STATES)
+    if waiting:
+        t.append(f"  ★ {waiting} waiting for you", style="bold yellow")
     counts: dict[Health, int] = {}
     for a in agents:
         counts[a.health] = counts.get(a.health, 0) + 1
@@ -61,9 +64,6 @@ def header_text(
         if counts.get(h):
             t.append("  ")
             t.append(f"{HEALTH_SYMBOL[h]} {counts[h]} {h.value}", style=HEALTH_STYLE[h])
-    waiting = sum(1 for a in agents if a.heartbeat and a.heartbeat.state in ATTENTION_STATES)
-    if waiting:
-        t.append(f"  ★ {waiting} waiting for you", style="bold yellow")
     t.append("\n")
     t.append("sockets ", style="dim")
     if not snapshot.sockets:

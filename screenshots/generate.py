@@ -1,0 +1,58 @@
+"""Regenerate the SVG screenshots in this folder from the deterministic fixtures.
+
+    .venv/bin/python screenshots/generate.py
+
+The same fleets as the snapshot tests (fleet_tui/fixtures.py): no tmux, a fixed clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from fleet_tui.app import FleetApp
+from fleet_tui.errors import TmuxNotInstalled
+from fleet_tui.fixtures import NOW, FixedSource, empty_snapshot, fleet_snapshot
+from fleet_tui.settings import DashboardSettings
+
+HERE = Path(__file__).resolve().parent
+
+SHOTS: list[tuple[str, Callable[[], FixedSource], tuple[int, int], tuple[str, ...]]] = [
+    ("fleet-160x48", lambda: FixedSource(fleet_snapshot()), (160, 48), ()),
+    ("fleet-80x24", lambda: FixedSource(fleet_snapshot()), (80, 24), ()),
+    ("fleet-filter-waiting", lambda: FixedSource(fleet_snapshot()), (120, 30), ("asterisk",)),
+    ("fleet-sorted-by-health", lambda: FixedSource(fleet_snapshot()), (120, 30), ("H",)),
+    ("fleet-degraded", lambda: FixedSource(fleet_snapshot(hung=True, systemd=False, roster=False)), (120, 30), ()),
+    ("detail", lambda: FixedSource(fleet_snapshot()), (120, 40), ("down", "down", "enter")),
+    ("help", lambda: FixedSource(fleet_snapshot()), (120, 40), ("question_mark",)),
+    ("empty-fleet", lambda: FixedSource(empty_snapshot()), (100, 24), ()),
+    ("no-tmux", lambda: FixedSource(TmuxNotInstalled("tmux is not installed (no 'tmux' on PATH); install it, e.g. 'apt-get install tmux'")), (100, 24), ()),
+]
+
+
+async def shoot(name: str, source: FixedSource, size: tuple[int, int], keys: tuple[str, ...]) -> Path:
+    app = FleetApp(source, settings=DashboardSettings(poll_interval_s=3600), clock=lambda: NOW + timedelta(seconds=1), watch=False)
+    async with app.run_test(size=size) as pilot:
+        for _ in range(100):
+            await pilot.pause()
+            if app.polls or app.poll_error:
+                break
+        if keys:
+            await pilot.press(*keys)
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        path = HERE / f"{name}.svg"
+        path.write_text(app.export_screenshot(title=f"fleet-tui — {name}"))
+        return path
+
+
+async def main() -> None:
+    for name, source, size, keys in SHOTS:
+        print(await shoot(name, source(), size, keys))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,297 @@
+"""Pilot tests of the dashboard on deterministic fleets: navigation, filter, sort, detail,
+help, palette, degraded states, and the cursor staying on its agent across updates."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from textual.widgets import Input, Sparkline, Static
+
+from fleet_tui.app import FleetApp
+from fleet_tui.errors import TmuxNotInstalled
+from fleet_tui.fixtures import NOW, FixedSource, big_snapshot, empty_snapshot, fleet_snapshot
+from fleet_tui.screens import AgentDetailScreen, HelpScreen
+from fleet_tui.settings import DashboardSettings
+from fleet_tui.widgets import FleetTable
+
+SETTINGS = DashboardSettings(poll_interval_s=3600)
+
+
+def make_app(source: FixedSource, **kw: object) -> FleetApp:
+    return FleetApp(source, settings=kw.pop("settings", SETTINGS), clock=lambda: NOW + timedelta(seconds=1), watch=False, **kw)  # type: ignore[arg-type]
+
+
+async def first_poll(pilot, app: FleetApp) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(100):
+        await pilot.pause()
+        if app.polls >= 1 or app.poll_error:
+            return
+    raise AssertionError("the first poll never arrived")
+
+
+def table(app: FleetApp) -> FleetTable:
+    return app.fleet_screen.query_one(FleetTable)
+
+
+def screen_text(app: FleetApp) -> str:
+    """What the table shows, line by line, as the terminal would (plain text)."""
+    t = table(app)
+    return "\n".join(t.render_line(y).text for y in range(t.size.height))
+
+
+async def test_table_lists_agents_with_health_words() -> None:
+    app = make_app(FixedSource(fleet_snapshot()))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await first_poll(pilot, app)
+        text = screen_text(app)
+        assert "orchestrator (Mos)" in text
+        for word in ("healthy", "stale", "unresponsive", "unknown", "down"):
+            assert word in text
+        assert "★ waiting_input" in text
+        # the operator's own shell on the default socket is not an agent
+        assert "ops-shell" not in text
+
+
+async def test_80x24_drops_columns_but_keeps_agent_and_health() -> None:
+    app = make_app(FixedSource(fleet_snapshot()))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_poll(pilot, app)
+        lines = screen_text(app).splitlines()
+        assert lines[0].startswith("AGENT")
+        assert "HEALTH" in lines[0] and "MEM" not in lines[0]
+        assert all(len(line) <= 80 for line in lines)
+
+
+async def test_navigation_and_detail_then_back() -> None:
+    app = make_app(FixedSource(fleet_snapshot()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        t = table(app)
+        assert t.cursor_key is not None and t.cursor_key.endswith("/orchestrator")
+        await pilot.press("down", "down")
+        assert t.cursor_key.endswith("/coder0-0")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, AgentDetailScreen)
+        summary = str(app.screen.query_one("#summary", Static).render())
+        assert "coder0-0" in summary and "stale" in summary and "45 s" in summary
+        await pilot.pause()
+        output = str(app.screen.query_one("#output", Static).render())
+        assert "142 passed" in output
+        await pilot.press("escape")
+        assert app.screen is app.fleet_screen
+        assert t.cursor_key.endswith("/coder0-0")
+
+
+async def test_detail_explains_drift_in_words() -> None:
+    app = make_app(FixedSource(fleet_snapshot()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        key = next(a.key for a in app.snapshot.agents if a.name == "security")  # type: ignore[union-attr]
+        app.open_detail(key)
+        await pilot.pause()
+        summary = str(app.screen.query_one("#summary", Static).render())
+        assert "pane_dead" in summary and "process has exited" in summary
+
+
+async def test_filter_inverts_with_bang_and_escape_clears() -> None:
+    app = make_app(FixedSource(fleet_snapshot()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        t = table(app)
+        total = t.row_count
+        await pilot.press("slash")
+        await pilot.press(*"coder")
+        assert all("/coder" in k for k in t.keys) and t.row_count == 4
+        box = app.fleet_screen.query_one("#filter", Input)
+        box.value = "!coder"
+        await pilot.pause()
+        assert t.row_count == total - 4 and not any("/coder" in k for k in t.keys)
+        box.value = "health:down"
+        await pilot.pause()
+        assert {k.rsplit("/", 1)[1] for k in t.keys} == {"research", "security", "coder1-0"}
+        await pilot.press("escape")
+        assert t.row_count == total
+
+
+async def test_waiting_for_you_filter() -> None:
+    app = make_app(FixedSource(fleet_snapshot()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        await pilot.press("asterisk")
+        names = {k.rsplit("/", 1)[1] for k in table(app).keys}
+        assert names == {"review", "scratch"}
+        header = str(app.fleet_screen.query_one("#header", Static).render())
+        assert "2 waiting for you" in header
+
+
+async def test_sort_by_health_puts_worst_first_and_keeps_cursor() -> None:
+    app = make_app(FixedSource(fleet_snapshot()))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await first_poll(pilot, app)
+        t = table(app)
+        await pilot.press("down")
+        before = t.cursor_key
+        await pilot.press("H")
+        assert t.keys[0].rsplit("/", 1)[1] in {"research", "security", "coder1-0"}
+        assert t.cursor_key == before
+        assert "HEALTH▼" in t.render_line(0).text
+        await pilot.press("H")
+        assert "HEALTH▲" in t.render_line(0).text
+        assert t.keys[-1].rsplit("/", 1)[1] in {"research", "security", "coder1-0"}
+
+
+async def test_cursor_stays_on_agent_across_updates_and_only_changed_rows_repaint() -> None:
+    snaps = [big_snapshot(300, seed=1), big_snapshot(300, seed=1, now=NOW + timedelta(seconds=2))]
+    source = FixedSource(lambda: snaps[min(source.polls - 1, 1)])
+    app = make_app(source)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await first_poll(pilot, app)
+        t = table(app)
+        await pilot.press("H")  # sort by health
+        for _ in range(7):
+            await pilot.press("down")
+        chosen = t.cursor_key
+        row_before = t.cursor_row
+        scroll_before = t.scroll_offset.y
+        app.request_poll()
+        for _ in range(50):
+            await pilot.pause()
+            if app.polls >= 2:
+                break
+        assert app.polls == 2
+        assert t.cursor_key == chosen
+        assert t.scroll_offset.y == scroll_before
+        assert t.cursor_row is not None and row_before is not None
+
+
+async def test_update_repaints_only_changed_rows() -> None:
+    base = big_snapshot(300, seed=3)
+    changed_names = {f"agent{i:03d}" for i in range(0, 300, 10)}  # 10 % of the fleet
+    agents = [
+        a.model_copy(update={"health_reason": a.health_reason + " (changed)"}) if a.name in changed_names else a
+        for a in base.agents
+    ]
+    updated = base.model_copy(update={"agents": agents})
+    app = make_app(FixedSource(base))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await first_poll(pilot, app)
+        await pilot.pause()
+        t = table(app)
+        rendered = t.rows_rendered
+        app.apply_snapshot(updated)
+        await pilot.pause()
+        await pilot.pause()
+        repainted = t.rows_rendered - rendered
+        visible_changed = sum(1 for k in t.keys[: t.size.height - 1] if k.rsplit("/", 1)[1] in changed_names)
+        assert 0 < repainted <= visible_changed + 1
+
+
+async def test_help_lists_binding_ids_and_keymap_remaps() -> None:
+    settings = DashboardSettings(poll_interval_s=3600, keymap={"fleet.filter": "f"})
+    app = make_app(FixedSource(fleet_snapshot()), settings=settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        await pilot.press("f")  # remapped filter key
+        assert app.fleet_screen.query_one("#filter", Input).has_focus
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        rows = app.binding_rows()
+        assert ("f", "Filter", "fleet.filter") in rows
+        assert ("?", "Help", "app.help") in rows
+        await pilot.press("escape")
+        assert app.screen is app.fleet_screen
+
+
+async def test_palette_goes_to_agent_by_name() -> None:
+    app = make_app(FixedSource(fleet_snapshot()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        await pilot.press("slash", *"orch")  # a filter that hides the target
+        await pilot.press("enter")
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"go to agent review")
+        for _ in range(20):
+            await pilot.pause(0.05)
+        await pilot.press("enter")
+        await pilot.pause()
+        t = table(app)
+        assert t.cursor_key is not None and t.cursor_key.endswith("/review")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (FixedSource(empty_snapshot()), ["No agents found", "roster.yaml", "fleet-tui demo"]),
+        (FixedSource(TmuxNotInstalled("tmux is not installed (no 'tmux' on PATH)")), ["could not be read", "tmux is not installed", "apt-get install tmux"]),
+    ],
+)
+async def test_empty_and_failing_fleets_are_explained(source: FixedSource, expected: list[str]) -> None:
+    app = make_app(source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await first_poll(pilot, app)
+        empty = app.fleet_screen.query_one("#empty", Static)
+        assert empty.display
+        text = str(empty.render())
+        for e in expected:
+            assert e in text
+
+
+async def test_failing_poll_keeps_last_data_and_says_so() -> None:
+    good = fleet_snapshot()
+    calls = {"n": 0}
+
+    def flaky():  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise TmuxNotInstalled("tmux is not installed (no 'tmux' on PATH)")
+        return good
+
+    app = make_app(FixedSource(flaky))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        rows = table(app).row_count
+        app.request_poll()
+        for _ in range(50):
+            await pilot.pause()
+            if app.poll_error:
+                break
+        assert app.poll_error and "tmux is not installed" in app.poll_error
+        assert table(app).row_count == rows  # the last good data stays
+        header = str(app.fleet_screen.query_one("#header", Static).render())
+        assert "⚠" in header and "tmux is not installed" in header
+
+
+async def test_hostile_agent_text_never_reaches_widgets_as_escapes() -> None:
+    snap = fleet_snapshot()
+    evil = "\x1b]52;c;ZXZpbA==\x07\x1b]0;pwned\x07[link=http://evil.example]click[/link]\x9b2J\x1bc"
+    agents = [a.model_copy(update={"health_reason": evil}) if a.name == "orchestrator" else a for a in snap.agents]
+    app = make_app(FixedSource(snap.model_copy(update={"agents": agents})))
+    async with app.run_test(size=(200, 40)) as pilot:
+        await first_poll(pilot, app)
+        text = screen_text(app)
+        assert "\x1b" not in text and "\x9b" not in text and "\x07" not in text
+        # markup stays literal text: no link style is produced
+        line = table(app).render_line(1)
+        assert all(seg.style is None or seg.style.link is None for seg in line)
+
+
+async def test_detail_heartbeat_history_chart_grows() -> None:
+    snaps = [fleet_snapshot(), fleet_snapshot()]
+    source = FixedSource(lambda: snaps[0])
+    app = make_app(source)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        app.request_poll()
+        for _ in range(50):
+            await pilot.pause()
+            if app.polls >= 2:
+                break
+        key = next(a.key for a in app.snapshot.agents if a.name == "enhancer")  # type: ignore[union-attr]
+        app.open_detail(key)
+        await pilot.pause()
+        assert list(app.screen.query_one(Sparkline).data or []) == [12.0, 12.0]

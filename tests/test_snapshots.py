@@ -1,0 +1,68 @@
+"""Snapshot tests (pytest-textual-snapshot) of each screen on deterministic fleets, at 80x24 and
+160x48, including degraded states. Update with `pytest tests/test_snapshots.py --snapshot-update`
+after checking the new pictures (snapshot_report.html)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from fleet_tui.app import FleetApp
+from fleet_tui.errors import TmuxNotInstalled
+from fleet_tui.fixtures import NOW, FixedSource, empty_snapshot, fleet_snapshot
+from fleet_tui.settings import DashboardSettings
+
+SIZES = [(80, 24), (160, 48)]
+
+
+def app_for(source: FixedSource) -> FleetApp:
+    return FleetApp(
+        source,
+        settings=DashboardSettings(poll_interval_s=3600),
+        clock=lambda: NOW + timedelta(seconds=1),
+        watch=False,
+    )
+
+
+async def _ready(pilot) -> None:  # type: ignore[no-untyped-def]
+    app = pilot.app
+    for _ in range(100):
+        await pilot.pause()
+        if app.polls or app.poll_error:
+            break
+    await pilot.pause()
+
+
+def _then(*keys: str) -> Callable[..., object]:
+    async def run(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _ready(pilot)
+        if keys:
+            await pilot.press(*keys)
+        for _ in range(5):
+            await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    return run
+
+
+CASES = {
+    "fleet": (lambda: FixedSource(fleet_snapshot()), ()),
+    "fleet_no_roster": (lambda: FixedSource(fleet_snapshot(roster=False)), ()),
+    "fleet_hung_socket_no_systemd": (lambda: FixedSource(fleet_snapshot(hung=True, systemd=False)), ()),
+    "fleet_no_heartbeats": (lambda: FixedSource(fleet_snapshot(heartbeats=False)), ()),
+    "fleet_waiting_filter": (lambda: FixedSource(fleet_snapshot()), ("asterisk",)),
+    "detail": (lambda: FixedSource(fleet_snapshot()), ("down", "down", "enter")),
+    "help": (lambda: FixedSource(fleet_snapshot()), ("question_mark",)),
+    "empty_fleet": (lambda: FixedSource(empty_snapshot()), ()),
+    "no_tmux": (lambda: FixedSource(TmuxNotInstalled("tmux is not installed (no 'tmux' on PATH); install it, e.g. 'apt-get install tmux'")), ()),
+}
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("case", list(CASES))
+def test_screen(snap_compare, case: str, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    make_source, keys = CASES[case]
+    assert snap_compare(app_for(make_source()), terminal_size=size, run_before=_then(*keys))
