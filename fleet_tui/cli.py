@@ -169,10 +169,27 @@ def cmd_ps(args: argparse.Namespace) -> int:
         print(render_table(snapshot, agents, width=width, color=color, ascii_only=ascii_only))
     else:
         print(_empty_hint(snapshot, args))
-    print(render_summary(snapshot, agents))
+    print(_fold_summary(render_summary(snapshot, agents), width))
     for w in snapshot.warnings:
         sys.stderr.write(f"warning: {w}\n")
     return EXIT_OK
+
+
+def _fold_summary(text: str, width: int | None) -> str:
+    """The summary line folded at ' · ' (then at spaces) so that it fits `width` columns."""
+    if width is None or len(text) <= width:
+        return text
+    import textwrap
+
+    width = max(width, 20)
+    lines: list[str] = []
+    for part in text.split(" · "):
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+        else:
+            wrapped = textwrap.wrap(part, width, subsequent_indent="  ", break_on_hyphens=False)
+            lines += wrapped or [""]
+    return "\n".join(lines)
 
 
 def _empty_hint(snapshot, args: argparse.Namespace) -> str:  # type: ignore[no-untyped-def]
@@ -249,7 +266,27 @@ def cmd_probe(args: argparse.Namespace) -> int:
     check_session_name(args.name)
     config = _config(args)
     snapshot = FleetCollector(config).collect()
-    agent = _find_agent(snapshot, args.name)
+
+    def audit(outcome: str, detail: str) -> None:
+        try:
+            record_action(
+                config.state_dir,
+                now=datetime.now(UTC),
+                tenant_id=snapshot.tenant_id,
+                host=snapshot.host,
+                action="probe",
+                agent=args.name,
+                outcome=outcome,
+                detail=detail,
+            )
+        except OSError as exc:
+            sys.stderr.write(f"warning: audit log not written: {exc.strerror}\n")
+
+    try:
+        _find_agent(snapshot, args.name)
+    except AgentNotFound:
+        audit("not_found", "no agent with this exact name")
+        raise
     spool = HeartbeatSpool(config.state_dir)
     nonce = secrets.token_hex(8)
     sent = datetime.now(UTC)
@@ -263,21 +300,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
             break
         time.sleep(0.02)
     rtt = time.monotonic() - t0
-
-    def audit(outcome: str, detail: str) -> None:
-        try:
-            record_action(
-                config.state_dir,
-                now=datetime.now(UTC),
-                tenant_id=agent.tenant_id,
-                host=agent.host,
-                action="probe",
-                agent=args.name,
-                outcome=outcome,
-                detail=detail,
-            )
-        except OSError as exc:
-            sys.stderr.write(f"warning: audit log not written: {exc.strerror}\n")
 
     if answered is None:
         audit("unanswered", f"timeout {args.timeout:g} s")

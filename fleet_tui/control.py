@@ -36,11 +36,25 @@ def new_agent_session(
         args += ["-c", cwd]
     for key, value in (env or {}).items():
         args += ["-e", f"{key}={value}"]
-    runner.run(socket, *args, *argv)
     target = session_target(name)
-    runner.run(socket, "set-option", "-t", target, "@mosaic_agent", "1")
-    runner.run(socket, "set-option", "-w", "-t", target, "window-size", "manual")
-    runner.run(socket, "set-option", "-w", "-t", target, "remain-on-exit", "on")
+    # One tmux command list: the options are set before the server can reap a process that
+    # exits at once (separate calls lost such a session, and with it the server).
+    runner.run(
+        socket,
+        *args,
+        *(_literal(a) for a in argv),
+        ";",
+        "set-option", "-t", target, "@mosaic_agent", "1",
+        ";",
+        "set-option", "-w", "-t", target, "window-size", "manual",
+        ";",
+        "set-option", "-w", "-t", target, "remain-on-exit", "on",
+    )  # fmt: skip
+
+
+def _literal(arg: str) -> str:
+    """tmux ends a command at an argument ending in ';' unless it ends in '\\;'."""
+    return arg[:-1] + "\\;" if arg.endswith(";") else arg
 
 
 def kill_server(runner: TmuxRunner, socket: str) -> bool:

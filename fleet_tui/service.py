@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket as _socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,6 +73,26 @@ def load_configured_roster(config: FleetConfig) -> LoadedRoster | None:
         raise
 
 
+_FileKey = tuple[str, int, int, int, int, int]
+# File times are coarse (a clock tick) and inode numbers are reused: a file changed within this
+# long may change again with the same stat, so it is not cached ("racy" entries, as in git).
+_SETTLED_NS = 2_000_000_000
+
+
+def _stat_key(path: str, st: os.stat_result) -> _FileKey | None:
+    """What identifies one version of a file; None when it is too fresh to be trusted."""
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _SETTLED_NS:
+        return None
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _file_key(path: Path) -> _FileKey | None:
+    try:
+        return _stat_key(str(path), path.stat())
+    except OSError:
+        return None
+
+
 class FleetCollector:
     """Collects snapshots; one instance per poller (keeps CPU sampling state)."""
 
@@ -88,49 +109,78 @@ class FleetCollector:
         self.clock = clock
         self.sampler = sampler or ProcessSampler()
         self.spool = HeartbeatSpool(config.state_dir)
+        # Polls are far more frequent than file changes: parsing a 300-agent roster costs
+        # ~100 ms and a heartbeat ~30 us, so both are re-read only when the file's identity
+        # (path, device, inode, size, mtime, ctime) changed, or while it is fresh.
+        self._roster_cache: tuple[_FileKey, LoadedRoster] | None = None
+        self._beat_cache: dict[str, tuple[_FileKey, SpoolRead]] = {}
+
+    def _load_roster(self) -> LoadedRoster | None:
+        key = _file_key(self.config.roster.path)
+        cached = self._roster_cache
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        loaded = load_configured_roster(self.config)
+        self._roster_cache = (key, loaded) if key is not None and loaded is not None else None
+        return loaded
 
     def _read_spool(self) -> tuple[dict[str, SpoolRead], dict[str, Ping]]:
         beats: dict[str, SpoolRead] = {}
         pings: dict[str, Ping] = {}
+        beat_cache: dict[str, tuple[_FileKey, SpoolRead]] = {}
         for folder, is_beat in ((self.spool.heartbeats, True), (self.spool.pings, False)):
             try:
-                entries = [e.name for e in os.scandir(folder)]
+                entries = list(os.scandir(folder))
             except OSError:
                 continue
-            for fname in entries:
+            for entry in entries:
+                fname = entry.name
                 if not fname.endswith(".json") or fname.startswith("."):
                     continue
                 agent = fname[:-5]
                 if is_beat:
-                    beats[agent] = self.spool.read_heartbeat(agent)
+                    try:
+                        key = _stat_key(entry.path, entry.stat())
+                    except OSError:
+                        key = None
+                    cached = self._beat_cache.get(agent)
+                    if key is not None and cached is not None and cached[0] == key:
+                        read = cached[1]
+                    else:
+                        read = self.spool.read_heartbeat(agent)
+                    beats[agent] = read
+                    if key is not None:
+                        beat_cache[agent] = (key, read)
                 else:
                     ping = self.spool.read_ping(agent)
                     if ping is not None:
                         pings[agent] = ping
+        self._beat_cache = beat_cache
         return beats, pings
 
     def collect(self) -> FleetSnapshot:
         """One snapshot. Raises only for what the user must fix (roster, socket folder, no tmux)."""
-        loaded = load_configured_roster(self.config)
+        loaded = self._load_roster()
         roster = loaded.roster if loaded else None
         _ = self.runner.binary  # tmux missing is one clear error, not N degraded sockets
+        tenant, host = local_identity(roster)
         with ThreadPoolExecutor(max_workers=1) as pool:
             tmux_future = pool.submit(scan_all, self.runner)
+            # While tmux answers (the scan waits on subprocesses): the spool and its pids.
             beats, pings = self._read_spool()
+            dead = {
+                r.heartbeat.pid
+                for r in beats.values()
+                if r.heartbeat is not None
+                and r.heartbeat.pid is not None
+                and r.heartbeat.host == host
+                and not pid_alive(r.heartbeat.pid)
+            }
             scans = tmux_future.result()
-        tenant, host = local_identity(roster)
         pane_pids = [
             row.pane_pid for scan in scans for row in scan.sessions().values() if row.pane_pid
         ]
         processes = self.sampler.sample(pane_pids)
-        dead = {
-            r.heartbeat.pid
-            for r in beats.values()
-            if r.heartbeat is not None
-            and r.heartbeat.pid is not None
-            and r.heartbeat.host == host
-            and not pid_alive(r.heartbeat.pid)
-        }
         units = sorted({a.unit for a in roster.agents if a.unit}) if roster else []
         inputs = FleetInputs(
             now=self.clock(),

@@ -206,7 +206,9 @@ class AgentDetailScreen(Screen[None]):
         summary.update(summary_text(r))
         self.query_one("#facts", Static).update(facts_table(r, self.fleet_app.snapshot))
         history = self.fleet_app.heartbeat_history(self.key)
-        self.query_one("#chart", Sparkline).data = history or [0.0]
+        chart = self.query_one("#chart", Sparkline)
+        chart.data = history or [0.0]
+        chart.display = len(history) >= 2  # one sample draws as a solid bar: say "collecting"
         self.query_one("#chart-title", Static).update(chart_title(history))
         activity = (r.tmux.pane_id, r.tmux.activity_at) if r.tmux else None
         if activity != self._last_activity:

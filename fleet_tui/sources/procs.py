@@ -32,9 +32,28 @@ class ProcStat:
     rss_bytes: int
 
 
+def _read(path: str) -> bytes:
+    """A whole small file (/proc entries), without pathlib or buffered-IO overhead: a poll of a
+    300-agent fleet reads ~900 of them."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, 65536)
+        # A /proc read may return less than asked with more to come, but never less than a
+        # page minus one record (seq_file fills its page-sized buffer; cmdline fills the
+        # request): a short answer well below a page is the whole file.
+        if len(data) < 2048:
+            return data
+        chunks = [data]
+        while data := os.read(fd, 65536):
+            chunks.append(data)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
     try:
-        raw = (proc / str(pid) / "stat").read_bytes()
+        raw = _read(f"{proc}/{pid}/stat")
     except OSError:
         return None
     lp, rp = raw.find(b"("), raw.rfind(b")")
@@ -58,7 +77,7 @@ def read_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
 
 def read_cmdline(pid: int, proc: Path = PROC) -> list[str]:
     try:
-        raw = (proc / str(pid) / "cmdline").read_bytes()
+        raw = _read(f"{proc}/{pid}/cmdline")
     except OSError:
         return []
     return [p.decode("utf-8", "replace") for p in raw.split(b"\0") if p]
@@ -66,7 +85,7 @@ def read_cmdline(pid: int, proc: Path = PROC) -> list[str]:
 
 def children(pid: int, proc: Path = PROC) -> list[int]:
     try:
-        raw = (proc / str(pid) / "task" / str(pid) / "children").read_bytes()
+        raw = _read(f"{proc}/{pid}/task/{pid}/children")
     except OSError:
         return []
     return [int(x) for x in raw.split()]
@@ -80,7 +99,7 @@ def pid_alive(pid: int, proc: Path = PROC) -> bool:
 
 def read_stat_state(pid: int, proc: Path = PROC) -> str | None:
     try:
-        raw = (proc / str(pid) / "stat").read_bytes()
+        raw = _read(f"{proc}/{pid}/stat")
     except OSError:
         return None
     rp = raw.rfind(b")")
