@@ -11,6 +11,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from textual import work
@@ -25,7 +26,7 @@ from fleet_tui.commands import FleetCommands
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model import AgentRecord, FleetSnapshot
 from fleet_tui.poll_source import SnapshotSource
-from fleet_tui.screens import AgentDetailScreen, FleetScreen, HelpScreen
+from fleet_tui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
 from fleet_tui.settings import DashboardSettings
 
 HISTORY = 120
@@ -81,6 +82,7 @@ class FleetApp(App[int]):
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("W", "warnings", "Warnings", show=False, id="app.warnings"),
         Binding("ctrl+p", "command_palette", "Palette", id="app.palette"),
     ]
 
@@ -108,6 +110,8 @@ class FleetApp(App[int]):
         self.polling_paused = False
         self._polling = False
         self._poll_again = False
+        self._again_full = False
+        self._poll_full = True
         self._timer: Timer | None = None
         self._history: dict[str, deque[float]] = {}
         self.snapshot_signal: Signal[FleetSnapshot | None] = Signal(self, "snapshot")
@@ -138,19 +142,24 @@ class FleetApp(App[int]):
                 self.watch_spool(self.source.watch_dir)
 
     # -- polling ---------------------------------------------------------------------------
-    def request_poll(self) -> None:
-        """Poll now, or right after the poll that is running (never two at once)."""
+    def request_poll(self, *, heartbeats_only: bool = False) -> None:
+        """Poll now, or right after the poll that is running (never two at once).
+
+        A heartbeat-only poll re-reads the spool and reuses the last tmux and process
+        observations; it leaves the timer of the next full poll alone."""
         if self.polling_paused:
             return
         if self._polling:
             self._poll_again = True
+            self._again_full = self._again_full or not heartbeats_only
             return
-        if self._timer is not None:
+        if not heartbeats_only and self._timer is not None:
             self._timer.stop()
             self._timer = None
         self._polling = True
+        self._poll_full = not heartbeats_only
         self.run_worker(
-            self.source.poll,
+            partial(self.source.poll, heartbeats_only=heartbeats_only),
             thread=True,
             group="poll",
             exit_on_error=False,
@@ -175,9 +184,13 @@ class FleetApp(App[int]):
             )
             self._publish()
         if self._poll_again:
-            self._poll_again = False
-            self.request_poll()
-        elif self._poll_enabled and not self.polling_paused:
+            full, self._poll_again, self._again_full = self._again_full, False, False
+            self.request_poll(heartbeats_only=not full)
+        elif (
+            self._poll_enabled
+            and not self.polling_paused
+            and (self._poll_full or self._timer is None)
+        ):
             self._timer = self.set_timer(
                 self.settings.poll_interval_s, self.request_poll, name="poll timer"
             )
@@ -207,7 +220,7 @@ class FleetApp(App[int]):
         while not folder.is_dir():
             await asyncio.sleep(2.0)
         async for _changes in awatch(folder, debounce=200, step=50, recursive=False):
-            self.request_poll()
+            self.request_poll(heartbeats_only=True)
 
     def _on_suspend(self, app: App[object]) -> None:
         self.polling_paused = True
@@ -254,6 +267,10 @@ class FleetApp(App[int]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_warnings(self) -> None:
+        if not isinstance(self.screen, WarningsScreen):
+            self.push_screen(WarningsScreen())
 
     def action_waiting(self) -> None:
         self.action_show_fleet()
@@ -308,6 +325,7 @@ def run_dashboard(config: object, *, settings: DashboardSettings | None = None) 
     notice = None
     if settings is None:
         settings, notice = load_settings()
-    app = FleetApp(LiveSource(config), settings=settings, startup_notice=notice)
+    source = LiveSource(config, systemd_interval_s=settings.systemd_interval_s)
+    app = FleetApp(source, settings=settings, startup_notice=notice)
     app.run()
     return 0

@@ -40,6 +40,7 @@ class FleetCommands(Provider):
         out.append(("Show all sessions (also non-agents)", app.action_toggle_all, "toggle"))
         out.append(("Show the fleet", app.action_show_fleet, "back to the fleet table"))
         out.append(("Help: keys and filter syntax", app.action_help, "?"))
+        out.append(("Show warnings", app.action_warnings, "W"))
         for col, label in (
             ("health", "health"),
             ("agent", "name"),

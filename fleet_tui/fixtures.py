@@ -22,6 +22,7 @@ from fleet_tui.model import (
     RosterAgent,
     SocketScan,
     SocketState,
+    SourceStatus,
     SpoolRead,
     SystemdScan,
     TreeSample,
@@ -228,6 +229,16 @@ def fleet_inputs(
         heartbeats=beats if heartbeats else {},
         systemd=sd,
         processes=procs,
+        sources=[
+            SourceStatus(
+                name="tmux",
+                observed_at=NOW,
+                ok=not hung,
+                detail="a socket is hung or unreadable" if hung else None,
+            ),
+            SourceStatus(name="heartbeats", observed_at=NOW),
+            SourceStatus(name="systemd", observed_at=NOW, ok=systemd, detail=sd.reason),
+        ],
     )
 
 
@@ -321,7 +332,7 @@ class FixedSource:
     def watch_dir(self) -> Path | None:
         return None
 
-    def poll(self) -> FleetSnapshot:
+    def poll(self, *, heartbeats_only: bool = False) -> FleetSnapshot:
         self.polls += 1
         if isinstance(self._snapshot, Exception):
             raise self._snapshot

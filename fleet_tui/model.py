@@ -220,6 +220,15 @@ class AgentRecord(_Record):
         return f"{self.tenant_id}/{self.host}/{self.socket or '-'}/{self.name}"
 
 
+class SourceStatus(_Record):
+    """How fresh one source's data in a snapshot is, and whether its last read failed."""
+
+    name: str
+    observed_at: Timestamp | None
+    ok: bool = True
+    detail: str | None = None
+
+
 class FleetSnapshot(_Record):
     """The joined fleet at one moment: what `ps --json` prints and the dashboard renders."""
 
@@ -234,6 +243,7 @@ class FleetSnapshot(_Record):
     sockets: list[SocketInfo]
     agents: list[AgentRecord]
     warnings: list[str]
+    sources: list[SourceStatus] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -23,8 +23,9 @@ class SnapshotSource(Protocol):
     def watch_dir(self) -> Path | None:
         """A folder whose changes mean "heartbeats changed: poll now" (None: no watching)."""
 
-    def poll(self) -> FleetSnapshot:
-        """One full snapshot; raises FleetError for what the user must fix."""
+    def poll(self, *, heartbeats_only: bool = False) -> FleetSnapshot:
+        """One snapshot; raises FleetError for what the user must fix. `heartbeats_only`: the
+        spool changed, the rest of the last observation may be reused."""
 
     def capture(self, record: AgentRecord) -> list[str]:
         """The last lines the agent's pane shows (raw: the caller sanitizes)."""
@@ -33,16 +34,24 @@ class SnapshotSource(Protocol):
 class LiveSource:
     """Local tmux, spool, systemd and processes, through one long-lived collector."""
 
-    def __init__(self, config: FleetConfig, runner: TmuxRunner | None = None) -> None:
-        self.collector = FleetCollector(config, runner=runner)
+    def __init__(
+        self,
+        config: FleetConfig,
+        runner: TmuxRunner | None = None,
+        *,
+        systemd_interval_s: float = 30.0,
+    ) -> None:
+        self.collector = FleetCollector(
+            config, runner=runner, keep_last_good=True, systemd_interval_s=systemd_interval_s
+        )
         self.runner = self.collector.runner
 
     @property
     def watch_dir(self) -> Path | None:
         return self.collector.spool.heartbeats
 
-    def poll(self) -> FleetSnapshot:
-        return self.collector.collect()
+    def poll(self, *, heartbeats_only: bool = False) -> FleetSnapshot:
+        return self.collector.collect(heartbeats_only=heartbeats_only)
 
     def capture(self, record: AgentRecord) -> list[str]:
         if record.tmux is None or record.socket is None:

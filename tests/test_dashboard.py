@@ -295,3 +295,18 @@ async def test_detail_heartbeat_history_chart_grows() -> None:
         app.open_detail(key)
         await pilot.pause()
         assert list(app.screen.query_one(Sparkline).data or []) == [12.0, 12.0]
+
+
+async def test_warnings_show_in_header_and_list() -> None:
+    app = make_app(FixedSource(fleet_snapshot(hung=True, roster=False)))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await first_poll(pilot, app)
+        header = str(app.fleet_screen.query_one("#header", Static).render())
+        assert "⚠" in header and "more: W" in header
+        assert "tmux 1 s degraded" in header  # the hung socket marks the tmux source
+        await pilot.press("W")
+        await pilot.pause()
+        body = " ".join(str(w.render()) for w in app.screen.query(Static))
+        assert "socket 'lab' hung" in body and "no roster found" in body
+        await pilot.press("escape")
+        assert app.screen is app.fleet_screen

@@ -27,6 +27,7 @@ from fleet_tui.model import (
     SocketInfo,
     SocketScan,
     SocketState,
+    SourceStatus,
     SpoolRead,
     SystemdInfo,
     SystemdScan,
@@ -57,6 +58,7 @@ class FleetInputs:
     processes: dict[int, TreeSample] = field(default_factory=dict)
     dead_pids: set[int] = field(default_factory=set)
     extra_warnings: list[str] = field(default_factory=list)
+    sources: list[SourceStatus] = field(default_factory=list)
 
 
 def timeout_of(inputs: FleetInputs) -> float:
@@ -327,7 +329,8 @@ def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
                 f"socket '{clean_text(scan.name)}' {scan.state.value}: {clean_text(scan.reason)}"
             )
     if roster is None:
-        warnings.append("no roster found: showing the sessions that look like agents")
+        where = f" at {clean_text(inputs.roster_path)}" if inputs.roster_path else ""
+        warnings.append(f"no roster found{where}: showing the sessions that look like agents")
     warnings.extend(inputs.extra_warnings)
     if (
         inputs.systemd is not None
@@ -351,6 +354,7 @@ def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
         sockets=socket_infos,
         agents=records,
         warnings=list(dict.fromkeys(warnings)),
+        sources=list(inputs.sources),
     )
 
 

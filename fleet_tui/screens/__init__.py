@@ -2,6 +2,6 @@
 
 from fleet_tui.screens.detail import AgentDetailScreen
 from fleet_tui.screens.fleet import FleetScreen
-from fleet_tui.screens.help import HelpScreen
+from fleet_tui.screens.help import HelpScreen, WarningsScreen
 
-__all__ = ["AgentDetailScreen", "FleetScreen", "HelpScreen"]
+__all__ = ["AgentDetailScreen", "FleetScreen", "HelpScreen", "WarningsScreen"]

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from fleet_tui.core import view as view_module
+from fleet_tui.core.sanitize import clean_text
 
 if TYPE_CHECKING:
     from fleet_tui.app import FleetApp
@@ -48,3 +49,21 @@ class HelpScreen(ModalScreen[None]):
                 )
             )
             yield Static(Text("esc closes this help", style="dim"))
+
+
+class WarningsScreen(ModalScreen[None]):
+    """`W`: every warning of the current snapshot (sockets, roster, heartbeat files...)."""
+
+    BINDINGS = [Binding("escape,q,W", "dismiss", "Close", id="warnings.close")]
+
+    def compose(self) -> ComposeResult:
+        app = cast("FleetApp", self.app)
+        warnings = app.snapshot.warnings if app.snapshot else []
+        with VerticalScroll(id="help-body"):
+            yield Static(Text(f"Warnings ({len(warnings)})", style="bold"))
+            text = Text()
+            for w in warnings or ["none"]:
+                text.append("⚠ ", style="yellow")
+                text.append(clean_text(w, max_len=500) + "\n")
+            yield Static(text)
+            yield Static(Text("esc closes this list", style="dim"))

@@ -23,6 +23,7 @@ HEALTH_STYLE = {
     Health.UNKNOWN: "magenta",
     Health.DOWN: "red",
 }
+STALE_AFTER_S = 10.0
 SOCKET_MARK = {
     SocketState.LIVE: "●",
     SocketState.STALE: "○",
@@ -73,19 +74,48 @@ def header_text(
         label = f"{SOCKET_MARK[s.state]} {s.name}"
         label += f" ({s.sessions})" if s.state is SocketState.LIVE else f" {s.state.value}"
         t.append(label + "  ", style=style)
-    age = (now - (polled_at or snapshot.generated_at)).total_seconds()
-    stale = age > max(3 * 2.0, 10)
-    t.append("· data ", style="dim")
-    t.append(f"{human_duration(max(age, 0))} old", style="bold red" if stale else "")
-    if snapshot.systemd and snapshot.systemd != "available":
-        t.append("  · systemd: ", style="dim")
-        t.append(snapshot.systemd.split(" (")[0], style="dim")
+    if snapshot.sources:
+        # per source: how old its data is; a failing source is marked and keeps its last age
+        for src in snapshot.sources:
+            if (src.name in ("roster", "systemd") and src.ok) or src.name == "processes":
+                continue
+            age = (now - src.observed_at).total_seconds() if src.observed_at else None
+            late = age is not None and age > STALE_AFTER_S
+            t.append(f"· {src.name} ", style="dim")
+            text = "never" if age is None else human_duration(max(age, 0.0))
+            if not src.ok:
+                label = (
+                    "degraded"
+                    if src.name != "systemd"
+                    else clean_text(src.detail or "off").split(" (")[0]
+                )
+                t.append(
+                    f"{text} {label}" if src.name != "systemd" else label,
+                    style="bold red" if src.name != "systemd" else "dim",
+                )
+            else:
+                t.append(text, style="bold red" if late else "")
+            t.append(" ")
+    else:
+        age = (now - (polled_at or snapshot.generated_at)).total_seconds()
+        t.append("· data ", style="dim")
+        t.append(
+            f"{human_duration(max(age, 0))} old", style="bold red" if age > STALE_AFTER_S else ""
+        )
+        if snapshot.systemd and snapshot.systemd != "available":
+            t.append("  · systemd: ", style="dim")
+            t.append(snapshot.systemd.split(" (")[0], style="dim")
     if view:
         t.append("  · ", style="dim")
         t.append(clean_text(view, max_len=80), style="bold cyan")
     if error:
         t.append("\n⚠ ", style="bold red")
         t.append(clean_text(error, max_len=300), style="red")
+    elif snapshot.warnings:
+        t.append("\n⚠ ", style="yellow")
+        t.append(clean_text(snapshot.warnings[0], max_len=300), style="yellow")
+        if len(snapshot.warnings) > 1:
+            t.append(f"  (+{len(snapshot.warnings) - 1} more: W)", style="dim")
     return t
 
 
