@@ -217,8 +217,13 @@ class FleetApp(App[int]):
     async def watch_spool(self, folder: Path) -> None:
         from watchfiles import awatch
 
-        while not folder.is_dir():
-            await asyncio.sleep(2.0)
+        while True:
+            try:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                break
+            except OSError:  # not ours to create (yet): the timer polls keep working
+                await asyncio.sleep(5.0)
+        self.request_poll(heartbeats_only=True)  # whatever arrived before the watch began
         async for _changes in awatch(folder, debounce=200, step=50, recursive=False):
             self.request_poll(heartbeats_only=True)
 
