@@ -8,6 +8,8 @@ heartbeat, and no polling while another program holds the terminal (suspend).
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,21 +17,26 @@ from functools import partial
 from pathlib import Path
 
 from textual import work
-from textual.app import App
+from textual.app import App, SuspendNotSupported
 from textual.binding import Binding
 from textual.signal import Signal
 from textual.theme import Theme
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
+from fleet_tui.actions import OperatorActions
 from fleet_tui.commands import FleetCommands
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model import AgentRecord, FleetSnapshot
 from fleet_tui.poll_source import SnapshotSource
 from fleet_tui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
+from fleet_tui.screens.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
+from fleet_tui.screens.stream import StreamScreen
 from fleet_tui.settings import DashboardSettings
+from fleet_tui.widgets import FleetTable
 
 HISTORY = 120
+HEARTBEAT_REFRESH_S = 1.0
 
 
 def styles_dir() -> Path:
@@ -83,6 +90,7 @@ class FleetApp(App[int]):
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("W", "warnings", "Warnings", show=False, id="app.warnings"),
+        Binding("L", "audit", "Audit log", show=False, id="app.audit"),
         Binding("ctrl+p", "command_palette", "Palette", id="app.palette"),
     ]
 
@@ -95,9 +103,11 @@ class FleetApp(App[int]):
         poll: bool = True,
         watch: bool = True,
         startup_notice: str | None = None,
+        actions: OperatorActions | None = None,
     ) -> None:
         super().__init__()
         self.source = source
+        self.actions = actions
         self.settings = settings or DashboardSettings()
         self.clock = clock
         self._poll_enabled = poll
@@ -226,6 +236,10 @@ class FleetApp(App[int]):
         self.request_poll(heartbeats_only=True)  # whatever arrived before the watch began
         async for _changes in awatch(folder, debounce=200, step=50, recursive=False):
             self.request_poll(heartbeats_only=True)
+            # 50 agents beating every 10 s are 5 changes a second: one refresh per second
+            # shows each within about a second and keeps the dashboard idle (changes made
+            # meanwhile are collected by the watcher and arrive as the next batch).
+            await asyncio.sleep(HEARTBEAT_REFRESH_S)
 
     def _on_suspend(self, app: App[object]) -> None:
         self.polling_paused = True
@@ -272,6 +286,141 @@ class FleetApp(App[int]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    # -- operator actions (all behind a screen or a confirmation) ---------------------------
+    def current_record(self) -> AgentRecord | None:
+        """The agent the operator is looking at: the detail's, the stream's, or the cursor's."""
+        screen = self.screen
+        key = getattr(screen, "key", None)
+        if key is None and isinstance(screen, StreamScreen):
+            key = screen.record.key
+        if key is None:
+            key = self.fleet_screen.query_one(FleetTable).cursor_key
+        if self.snapshot is None or key is None:
+            return None
+        return next((a for a in self.snapshot.agents if a.key == key), None)
+
+    def _actionable(self, verb: str, *, needs_actions: bool = True) -> AgentRecord | None:
+        record = self.current_record()
+        if record is None:
+            self.notify(f"{verb}: select an agent first", severity="warning")
+            return None
+        if record.tmux is None:
+            self.notify(f"{verb}: {record.name} has no tmux session", severity="warning")
+            return None
+        if needs_actions and self.actions is None:
+            self.notify(f"{verb}: not available in this view", severity="warning")
+            return None
+        return record
+
+    def action_stream(self) -> None:
+        record = self._actionable("stream", needs_actions=False)
+        if record is not None:
+            self.push_screen(StreamScreen(record))
+
+    def action_watch(self) -> None:
+        record = self._actionable("watch")
+        if record is not None:
+            self.hand_over(record, interactive=False)
+
+    def action_attach(self) -> None:
+        record = self._actionable("attach")
+        if record is None:
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.hand_over(record, interactive=True)
+            elif self.actions is not None:
+                self.actions.audit("attach", record, "declined", "confirmation cancelled")
+
+        self.push_screen(ConfirmAttachScreen(record), confirmed)
+
+    def hand_over(self, record: AgentRecord, *, interactive: bool) -> None:
+        """Give the terminal to `tmux attach` (read-only for watch) and come back on detach."""
+        assert self.actions is not None
+        verb = "attach" if interactive else "watch"
+        try:
+            handover = self.actions.handover(record, interactive=interactive)
+        except Exception as exc:
+            self.actions.audit(verb, record, "failed", clean_text(str(exc), max_len=200))
+            self.notify(f"{verb}: {clean_text(str(exc), max_len=200)}", severity="error")
+            return
+        if not handover.blocking:  # inside tmux: a popup or a client switch, we keep running
+            self.actions.audit(verb, record, "started", "popup")
+            self.run_worker(
+                self._run_detached(handover.argv, handover.env),
+                group="handover",
+                exit_on_error=False,
+            )
+            return
+        try:
+            with self.suspend():
+                rc = subprocess.call(handover.argv, env=handover.env)
+        except SuspendNotSupported:
+            self.actions.audit(verb, record, "failed", "this terminal cannot be handed over")
+            self.notify(f"{verb}: this terminal cannot be handed over", severity="error")
+            return
+        except OSError as exc:
+            self.actions.audit(verb, record, "failed", clean_text(str(exc), max_len=200))
+            self.notify(f"{verb}: {clean_text(str(exc), max_len=200)}", severity="error")
+            return
+        outcome = "detached" if rc == 0 else f"exit {rc}"
+        self.actions.audit(verb, record, outcome)
+        if rc != 0:
+            self.notify(f"{verb}: tmux exited with status {rc}", severity="error")
+        self.request_poll()
+
+    async def _run_detached(self, argv: list[str], env: dict[str, str]) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=env,
+        )
+        await proc.wait()
+        self.request_poll()
+
+    def action_message(self) -> None:
+        record = self._actionable("send")
+        if record is None:
+            return
+
+        def composed(text: str | None) -> None:
+            if text:
+                self._send(record, text)
+
+        self.push_screen(ComposeMessageScreen(record), composed)
+
+    @work(thread=True, group="send", exit_on_error=False, description="send a message")
+    def _send(self, record: AgentRecord, text: str) -> None:
+        assert self.actions is not None
+        try:
+            result = self.actions.send(record, text)
+        except Exception as exc:
+            self.call_from_thread(
+                self.notify,
+                f"send to {record.name} failed: {clean_text(str(exc), max_len=200)}",
+                severity="error",
+            )
+            return
+        self.call_from_thread(
+            self.notify, f"sent to {record.name} ({result.length} chars); waiting for its ack…"
+        )
+        accepted = wait_for_ack(self.source, record, result.hash, timeout_s=10.0)
+        if accepted:
+            self.call_from_thread(self.notify, f"{record.name} accepted the message")
+        else:
+            self.call_from_thread(
+                self.notify,
+                f"{record.name}: delivered, not confirmed within 10 s",
+                severity="warning",
+            )
+
+    def action_audit(self) -> None:
+        lines = self.actions.audit_lines() if self.actions is not None else []
+        self.push_screen(AuditScreen(lines))
 
     def action_warnings(self) -> None:
         if not isinstance(self.screen, WarningsScreen):
@@ -330,7 +479,26 @@ def run_dashboard(config: object, *, settings: DashboardSettings | None = None) 
     notice = None
     if settings is None:
         settings, notice = load_settings()
+    from fleet_tui.actions import LiveActions
+
     source = LiveSource(config, systemd_interval_s=settings.systemd_interval_s)
-    app = FleetApp(source, settings=settings, startup_notice=notice)
+    actions = LiveActions(source.runner, config.state_dir)
+    app = FleetApp(source, settings=settings, startup_notice=notice, actions=actions)
     app.run()
     return 0
+
+
+def wait_for_ack(
+    source: SnapshotSource, record: AgentRecord, digest: str, *, timeout_s: float
+) -> bool:
+    """Block (in a worker) until the agent's heartbeat lists `digest` among its acks."""
+    spool = getattr(source, "spool", None)
+    if spool is None:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        read = spool.read_heartbeat(record.name)
+        if read.heartbeat is not None and digest in read.heartbeat.acks:
+            return True
+        time.sleep(0.1)
+    return False

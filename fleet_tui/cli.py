@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from fleet_tui import __version__
 from fleet_tui.errors import (
@@ -24,7 +24,11 @@ from fleet_tui.errors import (
     BadInput,
     FleetError,
     NotConfirmed,
+    Refused,
 )
+
+if TYPE_CHECKING:
+    from fleet_tui.model import AgentRecord
 
 PROG = "fleet-tui"
 
@@ -109,6 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--waiting", action="store_true", help="start by waiting for the operator's input"
+    )
+
+    p = sub.add_parser(
+        "send",
+        help="type a message into an agent ('-' reads it from stdin)",
+        description="Type TEXT into the agent's pane and press Enter. A TEXT that starts with "
+        "'-' and has no space goes after '--'. Exit 0 sent (with --verify: accepted), 3 no such "
+        "agent or no live pane, 4 not accepted within --timeout.",
+    )
+    _common(p)
+    p.add_argument("name")
+    p.add_argument("text", metavar="TEXT|-")
+    p.add_argument("--verify", action="store_true", help="wait for the runtime's ack")
+    p.add_argument("--timeout", metavar="S", type=_positive, default=10.0)
+
+    p = sub.add_parser("watch", help="read-only attach: no keystrokes, no resize of the agent")
+    _common(p)
+    p.add_argument("name")
+
+    p = sub.add_parser("attach", help="interactive takeover (asks for confirmation on a TTY)")
+    _common(p)
+    p.add_argument("name")
+    p.add_argument(
+        "--yes", action="store_true", help="do not ask; needed to attach without a terminal"
     )
 
     p = sub.add_parser("demo", help="start (or stop) a demo fleet on a private tmux socket")
@@ -311,6 +339,203 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- control verbs: send, watch, attach (the only verbs that write to a pane) -----------------
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+class _Control:
+    """The agent a control verb acts on, found by its exact name, and its audit trail."""
+
+    def __init__(self, args: argparse.Namespace, action: str) -> None:
+        from fleet_tui.service import FleetCollector
+        from fleet_tui.tmux import TmuxRunner, check_session_name
+
+        check_session_name(args.name)
+        self.name: str = args.name
+        self.action = action
+        self.config = _config(args)
+        self.snapshot = FleetCollector(self.config).collect()
+        self.runner = TmuxRunner(timeout=self.config.tmux_timeout_s)
+        try:
+            self.agent = self._find()
+        except AgentNotFound:
+            self.audit("not_found", "no agent with this exact name")
+            raise
+
+    def _find(self) -> AgentRecord:
+        """Exact names only, agents only (an operator's own shell is never typed into); a name
+        on several sockets prefers the live, rostered one, and is refused when still ambiguous."""
+        agents = [a for a in self.snapshot.agents if a.is_agent]
+        _find_agent(self.snapshot.model_copy(update={"agents": agents}), self.name)
+        exact = [a for a in agents if a.name == self.name]
+        for keep in (lambda a: a.tmux is not None, lambda a: a.in_roster):
+            if len(exact) > 1 and any(keep(a) for a in exact):
+                exact = [a for a in exact if keep(a)]
+        if len(exact) > 1:
+            where = ", ".join(sorted(a.socket or "-" for a in exact))
+            raise BadInput(f"agent '{self.name}' runs on several tmux sockets ({where})")
+        return exact[0]
+
+    @property
+    def socket(self) -> str:
+        return str(self.agent.socket)
+
+    def need_session(self, *, live: bool) -> str:
+        """The agent's pane id; exit 3 when it has no session (or, with `live`, a dead pane)."""
+        tm = self.agent.tmux
+        if tm is None or self.agent.socket is None:
+            self.audit("not_found", "no tmux session")
+            raise AgentNotFound(f"agent '{self.name}' has no tmux session (down)")
+        if live and tm.pane_dead:
+            self.audit("not_found", "pane dead")
+            raise AgentNotFound(f"agent '{self.name}': the process in its pane has exited")
+        return str(tm.pane_id)
+
+    def audit(self, outcome: str, detail: str = "") -> None:
+        from datetime import UTC, datetime
+
+        from fleet_tui.audit import record_action
+
+        agent = getattr(self, "agent", None)
+        try:
+            record_action(
+                self.config.state_dir,
+                now=datetime.now(UTC),
+                tenant_id=agent.tenant_id if agent else self.snapshot.tenant_id,
+                host=agent.host if agent else self.snapshot.host,
+                action=self.action,
+                agent=self.name,
+                outcome=outcome,
+                detail=detail,
+            )
+        except OSError as exc:
+            sys.stderr.write(f"warning: audit log not written: {exc.strerror}\n")
+
+    def hand_over(self, *, read_only: bool) -> int:
+        """Fix the window size, then give the terminal to `attach [-r]` (a popup or
+        switch-client inside tmux); 0 when the client detached normally."""
+        import subprocess
+
+        from fleet_tui.control import plan_handover, prepare_watch
+
+        prepare_watch(self.runner, self.socket, self.name)
+        plan = plan_handover(self.runner, self.socket, self.name, read_only=read_only)
+        self.audit("attached" if not read_only else "started", f"via {plan.how}")
+        rc = subprocess.call(plan.argv, env=plan.env)
+        if rc != 0:
+            raise FleetError(f"{self.action} {self.name}: tmux ended with exit status {rc}")
+        return EXIT_OK
+
+
+def _has_tty() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _ellipsis() -> str:
+    enc = (sys.stdout.encoding or "").lower().replace("-", "")
+    return "…" if enc in ("utf8", "utf_8") else "..."
+
+
+def _read_message(arg: str) -> str:
+    if arg != "-":
+        return arg
+    data = sys.stdin.buffer.read(MAX_MESSAGE_BYTES + 1)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise BadInput(f"message on stdin is larger than {MAX_MESSAGE_BYTES} bytes")
+    return data.decode("utf-8", "replace")
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Deliver a message (audited by hash and length, never by text); with --verify wait until
+    the runtime's heartbeat acks its hash. Exit 3 for no such agent, no session or a dead pane."""
+    from fleet_tui.control import ControlError, ack_accepted, clean_message, send_message
+    from fleet_tui.sources.spool import HeartbeatSpool
+
+    text = _read_message(args.text)
+    if not clean_message(text).strip():
+        raise BadInput("empty message: nothing to send")
+    ctl = _Control(args, "send")
+    pane_id = ctl.need_session(live=True)
+    spool = HeartbeatSpool(ctl.config.state_dir)
+    before = spool.read_heartbeat(ctl.name).heartbeat
+    try:
+        sent = send_message(ctl.runner, ctl.socket, pane_id, text)
+    except ControlError as exc:
+        ctl.audit("not_found", str(exc)[:200])
+        raise AgentNotFound(f"agent '{ctl.name}': {exc}") from None
+    except FleetError as exc:
+        ctl.audit("failed", str(exc)[:200])
+        raise
+    t0 = time.monotonic()
+    detail = f"{sent.hash} length={sent.length} lines={sent.lines} via={sent.method}"
+    shown = f"sent to {ctl.name} ({sent.length} chars, {sent.hash[:19]}{_ellipsis()})"
+    if not args.verify:
+        ctl.audit("delivered", detail)
+        print(shown)
+        return EXIT_OK
+    accepted = False
+    try:
+        while True:
+            hb = spool.read_heartbeat(ctl.name).heartbeat
+            if hb is not None:
+                newer = before is None or (hb.pid, hb.seq, hb.ts) != (
+                    before.pid,
+                    before.seq,
+                    before.ts,
+                )
+                if ack_accepted(before.acks if before else None, hb.acks, sent.hash, newer=newer):
+                    accepted = True
+                    break
+            if time.monotonic() - t0 >= args.timeout:
+                break
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        ctl.audit("delivered", detail + " verify=interrupted")
+        raise
+    took = time.monotonic() - t0
+    if not accepted:
+        ctl.audit("unconfirmed", detail + f" timeout={args.timeout:g}s")
+        raise NotConfirmed(f"{shown}; not accepted within {args.timeout:g} s")
+    ctl.audit("accepted", detail + f" after={took:.1f}s")
+    print(f"{shown}; accepted in {took:.1f} s")
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Read-only attach (`attach -r`, window size fixed first); needs a terminal (exit 5)."""
+    ctl = _Control(args, "watch")
+    ctl.need_session(live=False)
+    if not _has_tty():
+        ctl.audit("refused", "no terminal")
+        raise Refused(f"watch {ctl.name}: needs a terminal (stdin and stdout must be a TTY)")
+    return ctl.hand_over(read_only=True)
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    """Interactive takeover: on a terminal the operator types the agent's name to confirm;
+    without one only with --yes (exit 5 otherwise). Audited: declined, refused or attached."""
+    from fleet_tui.core.sanitize import clean_text
+
+    ctl = _Control(args, "attach")
+    ctl.need_session(live=False)
+    if not args.yes:
+        if not _has_tty():
+            ctl.audit("refused", "no terminal and no --yes")
+            raise Refused(f"attach {ctl.name}: no terminal to confirm on (use --yes to skip)")
+        tenant, host = clean_text(ctl.agent.tenant_id), clean_text(ctl.agent.host)
+        sys.stderr.write(
+            f"Attach to {ctl.name} (tenant {tenant}, host {host})? "
+            "Type the agent's name to confirm: "
+        )
+        sys.stderr.flush()
+        typed = sys.stdin.readline().strip()
+        if typed != ctl.name:
+            ctl.audit("declined", "typed name did not match" if typed else "nothing typed")
+            raise Refused(f"attach {ctl.name}: declined (the typed name did not match)")
+    return ctl.hand_over(read_only=False)
+
+
 def cmd_stub(args: argparse.Namespace) -> int:
     from fleet_tui.service import load_configured_roster, local_identity
     from fleet_tui.sources.spool import HeartbeatSpool
@@ -393,6 +618,9 @@ VERBS = {
     "ps": cmd_ps,
     "heartbeat": cmd_heartbeat,
     "probe": cmd_probe,
+    "send": cmd_send,
+    "watch": cmd_watch,
+    "attach": cmd_attach,
     "stub": cmd_stub,
     "demo": cmd_demo,
     "tui": cmd_tui,

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from fleet_tui.actions import Handover
+from fleet_tui.control import ControlError, SendResult
 from fleet_tui.core.join import FleetInputs, build_snapshot
 from fleet_tui.model import (
     AgentRecord,
@@ -325,6 +327,12 @@ class FixedSource:
                 "  ⎿ Bash(pytest -q) ⎿ 142 passed in 3.1s",
             ]
         )
+        self.screen_lines = [
+            "\x1b[1m● planning mission M-12\x1b[0m",
+            "  \x1b[2m⎿\x1b[0m Read(docs/MISSION-MANIFEST.md) ⎿ 212 lines",
+            "  \x1b[2m⎿\x1b[0m Bash(pytest -q) ⎿ \x1b[32m142 passed\x1b[0m in 3.1s",
+            "\x1b[1;33m? Allow Edit(src/fleet/join.py)?\x1b[0m",
+        ]
         self.polls = 0
         self.captures = 0
 
@@ -343,3 +351,53 @@ class FixedSource:
     def capture(self, record: AgentRecord) -> list[str]:
         self.captures += 1
         return list(self.lines)
+
+    def capture_screen(self, record: AgentRecord) -> str:
+        self.captures += 1
+        return "\n".join(self.screen_lines)
+
+    def pane_activity(self, record: AgentRecord) -> str | None:
+        return "fixed"
+
+
+AUDIT_LINES = [
+    '{"ts": "2026-11-26T09:12:03.114Z", "tenant_id": "jarvis", "host": "w-jarvis", "uid": 1000, "user": "jarvis", "action": "probe", "agent": "coder0-1", "outcome": "unanswered", "detail": "timeout 10 s"}',
+    '{"ts": "2026-11-26T09:14:40.020Z", "tenant_id": "jarvis", "host": "w-jarvis", "uid": 1000, "user": "jarvis", "action": "watch", "agent": "orchestrator", "outcome": "detached", "detail": ""}',
+    '{"ts": "2026-11-26T09:20:11.907Z", "tenant_id": "jarvis", "host": "w-jarvis", "uid": 1000, "user": "jarvis", "action": "send", "agent": "review", "outcome": "delivered", "detail": "sha256:3f2a9c… length=24"}',
+]
+
+
+class RecordingActions:
+    """Operator actions for screenshots and UI tests: they record what was asked and touch no
+    tmux (the real ones are tested against private tmux servers)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+
+    def open_log(self, record: AgentRecord) -> tuple[Path | None, str]:
+        return None, "fixture: screen mode only"
+
+    def send(self, record: AgentRecord, text: str) -> SendResult:
+        from fleet_tui.control import clean_message
+        from fleet_tui.core.protocol import message_hash
+
+        clean = clean_message(text)
+        self.calls.append(("send", record.name, message_hash(clean)))
+        return SendResult(
+            pane_id=record.tmux.pane_id if record.tmux else "%0",
+            hash=message_hash(clean),
+            length=len(clean),
+            lines=clean.count("\n") + 1,
+            method="keys",
+            left_mode=False,
+        )
+
+    def handover(self, record: AgentRecord, *, interactive: bool) -> Handover:
+        self.calls.append(("attach" if interactive else "watch", record.name, ""))
+        raise ControlError("no terminal hand-over in a fixture")
+
+    def audit(self, action: str, record: AgentRecord, outcome: str, detail: str = "") -> None:
+        self.calls.append((action, record.name, outcome))
+
+    def audit_lines(self, limit: int = 200) -> list[str]:
+        return AUDIT_LINES[-limit:]

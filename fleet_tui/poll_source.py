@@ -30,6 +30,12 @@ class SnapshotSource(Protocol):
     def capture(self, record: AgentRecord) -> list[str]:
         """The last lines the agent's pane shows (raw: the caller sanitizes)."""
 
+    def capture_screen(self, record: AgentRecord) -> str:
+        """What the pane shows now, with SGR colours (raw: the caller sanitizes)."""
+
+    def pane_activity(self, record: AgentRecord) -> str | None:
+        """A stamp that changes when the pane shows something new."""
+
 
 class LiveSource:
     """Local tmux, spool, systemd and processes, through one long-lived collector."""
@@ -45,6 +51,7 @@ class LiveSource:
             config, runner=runner, keep_last_good=True, systemd_interval_s=systemd_interval_s
         )
         self.runner = self.collector.runner
+        self.spool = self.collector.spool
 
     @property
     def watch_dir(self) -> Path | None:
@@ -71,3 +78,25 @@ class LiveSource:
         while lines and not lines[-1].strip():
             lines.pop()
         return lines[-CAPTURE_LINES:]
+
+    def capture_screen(self, record: AgentRecord) -> str:
+        if record.tmux is None or record.socket is None:
+            return ""
+        res = self.runner.run(
+            record.socket, "capture-pane", "-e", "-p", "-t", record.tmux.pane_id, timeout=2.0
+        )
+        return res.stdout
+
+    def pane_activity(self, record: AgentRecord) -> str | None:
+        if record.tmux is None or record.socket is None:
+            return None
+        res = self.runner.run(
+            record.socket,
+            "display-message",
+            "-p",
+            "-t",
+            record.tmux.pane_id,
+            "#{window_activity}:#{pane_dead}:#{cursor_x},#{cursor_y}",
+            timeout=2.0,
+        )
+        return res.stdout.strip()

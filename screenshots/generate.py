@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fleet_tui.app import FleetApp
 from fleet_tui.errors import TmuxNotInstalled
-from fleet_tui.fixtures import NOW, FixedSource, empty_snapshot, fleet_snapshot
+from fleet_tui.fixtures import NOW, FixedSource, RecordingActions, empty_snapshot, fleet_snapshot
 from fleet_tui.settings import DashboardSettings
 
 HERE = Path(__file__).resolve().parent
@@ -27,13 +27,17 @@ SHOTS: list[tuple[str, Callable[[], FixedSource], tuple[int, int], tuple[str, ..
     ("fleet-degraded", lambda: FixedSource(fleet_snapshot(hung=True, systemd=False, roster=False)), (120, 30), ()),
     ("detail", lambda: FixedSource(fleet_snapshot()), (120, 40), ("down", "down", "enter")),
     ("help", lambda: FixedSource(fleet_snapshot()), (120, 40), ("question_mark",)),
+    ("stream", lambda: FixedSource(fleet_snapshot()), (120, 30), ("s",)),
+    ("attach-confirm", lambda: FixedSource(fleet_snapshot()), (120, 30), ("a",)),
+    ("send-composer", lambda: FixedSource(fleet_snapshot()), (120, 30), ("m", *"please", "space", *"rebase")),
+    ("audit-log", lambda: FixedSource(fleet_snapshot()), (120, 30), ("L",)),
     ("empty-fleet", lambda: FixedSource(empty_snapshot()), (100, 24), ()),
     ("no-tmux", lambda: FixedSource(TmuxNotInstalled("tmux is not installed (no 'tmux' on PATH); install it, e.g. 'apt-get install tmux'")), (100, 24), ()),
 ]
 
 
 async def shoot(name: str, source: FixedSource, size: tuple[int, int], keys: tuple[str, ...]) -> Path:
-    app = FleetApp(source, settings=DashboardSettings(poll_interval_s=3600), clock=lambda: NOW + timedelta(seconds=1), watch=False)
+    app = FleetApp(source, actions=RecordingActions(), settings=DashboardSettings(poll_interval_s=3600), clock=lambda: NOW + timedelta(seconds=1), watch=False)
     async with app.run_test(size=size) as pilot:
         for _ in range(100):
             await pilot.pause()
@@ -41,8 +45,11 @@ async def shoot(name: str, source: FixedSource, size: tuple[int, int], keys: tup
                 break
         if keys:
             await pilot.press(*keys)
-        await pilot.pause()
-        await app.workers.wait_for_complete()
+        for _ in range(10):
+            await pilot.pause(0.05)
+        others = [w for w in app.workers if w.group != "stream"]  # the stream follows forever
+        if others:
+            await app.workers.wait_for_complete(others)
         await pilot.pause()
         path = HERE / f"{name}.svg"
         path.write_text(app.export_screenshot(title=f"fleet-tui — {name}"))

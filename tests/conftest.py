@@ -60,6 +60,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # pyproject.toml declares it too; registering here keeps `--strict-markers` runs working
     # when the suite is run from another rootdir.
     config.addinivalue_line("markers", "tmux: runs real tmux servers on private sockets")
+    config.addinivalue_line("markers", "slow: tens of seconds (builds and installs the wheel)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`slow` tests first (stable order otherwise): under `pytest -n 2` one worker takes them
+    while the other runs the rest, instead of one long test alone at the end of the run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def wait_until(

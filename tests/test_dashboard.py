@@ -19,7 +19,13 @@ SETTINGS = DashboardSettings(poll_interval_s=3600)
 
 
 def make_app(source: FixedSource, **kw: object) -> FleetApp:
-    return FleetApp(source, settings=kw.pop("settings", SETTINGS), clock=lambda: NOW + timedelta(seconds=1), watch=False, **kw)  # type: ignore[arg-type]
+    return FleetApp(
+        source,
+        settings=kw.pop("settings", SETTINGS),
+        clock=lambda: NOW + timedelta(seconds=1),
+        watch=False,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 async def first_poll(pilot, app: FleetApp) -> None:  # type: ignore[no-untyped-def]
@@ -170,7 +176,9 @@ async def test_update_repaints_only_changed_rows() -> None:
     base = big_snapshot(300, seed=3)
     changed_names = {f"agent{i:03d}" for i in range(0, 300, 10)}  # 10 % of the fleet
     agents = [
-        a.model_copy(update={"health_reason": a.health_reason + " (changed)"}) if a.name in changed_names else a
+        a.model_copy(update={"health_reason": a.health_reason + " (changed)"})
+        if a.name in changed_names
+        else a
         for a in base.agents
     ]
     updated = base.model_copy(update={"agents": agents})
@@ -184,7 +192,9 @@ async def test_update_repaints_only_changed_rows() -> None:
         await pilot.pause()
         await pilot.pause()
         repainted = t.rows_rendered - rendered
-        visible_changed = sum(1 for k in t.keys[: t.size.height - 1] if k.rsplit("/", 1)[1] in changed_names)
+        visible_changed = sum(
+            1 for k in t.keys[: t.size.height - 1] if k.rsplit("/", 1)[1] in changed_names
+        )
         assert 0 < repainted <= visible_changed + 1
 
 
@@ -227,10 +237,15 @@ async def test_palette_goes_to_agent_by_name() -> None:
     ("source", "expected"),
     [
         (FixedSource(empty_snapshot()), ["No agents found", "roster.yaml", "fleet-tui demo"]),
-        (FixedSource(TmuxNotInstalled("tmux is not installed (no 'tmux' on PATH)")), ["could not be read", "tmux is not installed", "apt-get install tmux"]),
+        (
+            FixedSource(TmuxNotInstalled("tmux is not installed (no 'tmux' on PATH)")),
+            ["could not be read", "tmux is not installed", "apt-get install tmux"],
+        ),
     ],
 )
-async def test_empty_and_failing_fleets_are_explained(source: FixedSource, expected: list[str]) -> None:
+async def test_empty_and_failing_fleets_are_explained(
+    source: FixedSource, expected: list[str]
+) -> None:
     app = make_app(source)
     async with app.run_test(size=(100, 30)) as pilot:
         await first_poll(pilot, app)
@@ -269,7 +284,10 @@ async def test_failing_poll_keeps_last_data_and_says_so() -> None:
 async def test_hostile_agent_text_never_reaches_widgets_as_escapes() -> None:
     snap = fleet_snapshot()
     evil = "\x1b]52;c;ZXZpbA==\x07\x1b]0;pwned\x07[link=http://evil.example]click[/link]\x9b2J\x1bc"
-    agents = [a.model_copy(update={"health_reason": evil}) if a.name == "orchestrator" else a for a in snap.agents]
+    agents = [
+        a.model_copy(update={"health_reason": evil}) if a.name == "orchestrator" else a
+        for a in snap.agents
+    ]
     app = make_app(FixedSource(snap.model_copy(update={"agents": agents})))
     async with app.run_test(size=(200, 40)) as pilot:
         await first_poll(pilot, app)

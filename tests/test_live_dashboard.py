@@ -60,16 +60,23 @@ async def test_new_heartbeat_shows_within_a_second_without_a_full_poll(fleet_env
         await wait_for(pilot, lambda: app.polls >= 1, 10, "the first poll")
         await pilot.pause(0.5)  # let the watcher start
         assert "unknown" in row_text(app, "orchestrator")
-        rc = fleet_env.cli("heartbeat", "orchestrator", "--state", "waiting_input", "--detail", "approve?")
+        rc = fleet_env.cli(
+            "heartbeat", "orchestrator", "--state", "waiting_input", "--detail", "approve?"
+        )
         assert rc.rc == 0, rc.stderr
         took = await wait_for(
-            pilot, lambda: "★ waiting_input" in row_text(app, "orchestrator"), 3, "the new heartbeat"
+            pilot,
+            lambda: "★ waiting_input" in row_text(app, "orchestrator"),
+            3,
+            "the new heartbeat",
         )
         assert took < 1.5
         assert "healthy" in row_text(app, "orchestrator")
 
 
-async def test_a_hung_server_degrades_one_socket_and_the_rest_keeps_updating(fleet_env: FleetEnv) -> None:
+async def test_a_hung_server_degrades_one_socket_and_the_rest_keeps_updating(
+    fleet_env: FleetEnv,
+) -> None:
     fleet_env.write_roster(ROSTER, timeout_s=30)
     fleet_env.start("mosaic-fleet", "orchestrator", ["sleep", "300"])
     fleet_env.start("lab", "enhancer", ["sleep", "300"])  # the roster wants it on mosaic-fleet
@@ -95,7 +102,9 @@ async def test_a_hung_server_degrades_one_socket_and_the_rest_keeps_updating(fle
             os.kill(hung, signal.SIGCONT)
 
 
-def test_a_roster_that_turns_bad_keeps_the_last_good_one_in_the_dashboard(fleet_env: FleetEnv) -> None:
+def test_a_roster_that_turns_bad_keeps_the_last_good_one_in_the_dashboard(
+    fleet_env: FleetEnv,
+) -> None:
     path = fleet_env.write_roster(ROSTER)
     collector = FleetCollector(FleetConfig.from_flags(), keep_last_good=True)
     first = collector.collect()

@@ -11,7 +11,7 @@ import pytest
 
 from fleet_tui.app import FleetApp
 from fleet_tui.errors import TmuxNotInstalled
-from fleet_tui.fixtures import NOW, FixedSource, empty_snapshot, fleet_snapshot
+from fleet_tui.fixtures import NOW, FixedSource, RecordingActions, empty_snapshot, fleet_snapshot
 from fleet_tui.settings import DashboardSettings
 
 SIZES = [(80, 24), (160, 48)]
@@ -20,6 +20,7 @@ SIZES = [(80, 24), (160, 48)]
 def app_for(source: FixedSource) -> FleetApp:
     return FleetApp(
         source,
+        actions=RecordingActions(),
         settings=DashboardSettings(poll_interval_s=3600),
         clock=lambda: NOW + timedelta(seconds=1),
         watch=False,
@@ -42,7 +43,15 @@ def _then(*keys: str) -> Callable[..., object]:
             await pilot.press(*keys)
         for _ in range(5):
             await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
+        app = pilot.app
+        # the stream's follower runs until the screen closes: wait for its first capture only
+        for _ in range(100):
+            if getattr(app.screen, "captures", 1) >= 1:
+                break
+            await pilot.pause(0.02)
+        others = [w for w in app.workers if w.group != "stream"]
+        if others:  # (an empty list would mean "all workers")
+            await app.workers.wait_for_complete(others)
         await pilot.pause()
 
     return run
@@ -51,13 +60,27 @@ def _then(*keys: str) -> Callable[..., object]:
 CASES = {
     "fleet": (lambda: FixedSource(fleet_snapshot()), ()),
     "fleet_no_roster": (lambda: FixedSource(fleet_snapshot(roster=False)), ()),
-    "fleet_hung_socket_no_systemd": (lambda: FixedSource(fleet_snapshot(hung=True, systemd=False)), ()),
+    "fleet_hung_socket_no_systemd": (
+        lambda: FixedSource(fleet_snapshot(hung=True, systemd=False)),
+        (),
+    ),
     "fleet_no_heartbeats": (lambda: FixedSource(fleet_snapshot(heartbeats=False)), ()),
     "fleet_waiting_filter": (lambda: FixedSource(fleet_snapshot()), ("asterisk",)),
     "detail": (lambda: FixedSource(fleet_snapshot()), ("down", "down", "enter")),
     "help": (lambda: FixedSource(fleet_snapshot()), ("question_mark",)),
+    "stream": (lambda: FixedSource(fleet_snapshot()), ("s",)),
+    "attach_confirm": (lambda: FixedSource(fleet_snapshot()), ("a",)),
+    "compose": (lambda: FixedSource(fleet_snapshot()), ("m", *"please", "space", *"rebase")),
+    "audit": (lambda: FixedSource(fleet_snapshot()), ("L",)),
     "empty_fleet": (lambda: FixedSource(empty_snapshot()), ()),
-    "no_tmux": (lambda: FixedSource(TmuxNotInstalled("tmux is not installed (no 'tmux' on PATH); install it, e.g. 'apt-get install tmux'")), ()),
+    "no_tmux": (
+        lambda: FixedSource(
+            TmuxNotInstalled(
+                "tmux is not installed (no 'tmux' on PATH); install it, e.g. 'apt-get install tmux'"
+            )
+        ),
+        (),
+    ),
 }
 
 

@@ -157,6 +157,10 @@ class AgentDetailScreen(Screen[None]):
 
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back", id="detail.back"),
+        Binding("s", "app.stream", "Stream", id="detail.stream"),
+        Binding("w", "app.watch", "Watch", id="detail.watch"),
+        Binding("a", "app.attach", "Attach…", id="detail.attach"),
+        Binding("m", "app.message", "Send…", id="detail.message"),
     ]
 
     def __init__(self, key: str) -> None:
@@ -180,8 +184,8 @@ class AgentDetailScreen(Screen[None]):
             yield Static("", id="output")
             yield Static(
                 Text(
-                    "Actions: s stream · w watch · a attach (asks first) · m send — "
-                    "not in this build yet; use tmux for now.",
+                    "Actions: s stream (read-only) · w watch (read-only attach) · "
+                    "a attach (asks you to type the name) · m send a message · L audit log",
                     style="dim",
                 ),
                 id="actions",

@@ -85,6 +85,10 @@ class FleetScreen(Screen[None]):
     """The main screen. The app hands it snapshots; it keeps its own view (filter, sort)."""
 
     BINDINGS = [
+        Binding("s", "app.stream", "Stream", id="fleet.stream"),
+        Binding("w", "app.watch", "Watch", id="fleet.watch"),
+        Binding("a", "app.attach", "Attach…", id="fleet.attach"),
+        Binding("m", "app.message", "Send…", id="fleet.message"),
         Binding("slash", "filter", "Filter", id="fleet.filter"),
         Binding("asterisk", "waiting", "★ Waiting", id="fleet.waiting"),
         Binding("A", "toggle_all", "All sessions", show=False, id="fleet.all"),

@@ -134,6 +134,7 @@ class FleetHeader(Static):
         self.view = ""
         self.error: str | None = None
         self.polled_at: datetime | None = None
+        self._painted: tuple[Text, int, int] | None = None  # text on screen, lines, width
 
     def show(
         self,
@@ -164,7 +165,15 @@ class FleetHeader(Static):
             for line in lines:
                 line.truncate(width, overflow="ellipsis")
             text = Text("\n").join(lines)
-        self.update(text)
+        # Polls come several times a second (each heartbeat) and ages tick once a second:
+        # repaint only when the text changed, and lay the screen out again only when the
+        # header's height (its line count) changed. A layout pass costs several ms.
+        height = text.plain.count("\n") + 1
+        painted = self._painted
+        if painted == (text, height, width):
+            return
+        self._painted = (text, height, width)
+        self.update(text, layout=painted is None or painted[1] != height)
 
     def on_resize(self) -> None:
         self.tick()

@@ -1,0 +1,992 @@
+"""Benchmark: what the dashboard costs against a stock Textual DataTable, in the same run.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/bench_dashboard.py [--quick] [--only updates,idle,startup]
+
+Three figures, each against a baseline built in the same run from the same data (the fixture
+fleet `big_snapshot`, the column strings of `fleet_tui.core.columns.COLUMNS`):
+
+1. updates: main-thread CPU (`time.thread_time()`) of ONE table update with its repaint, in a
+   160x48 headless app (`App.run_test`), median over many updates: 300 agents of which 30 changed
+   (random rows; all off-screen; all 300), and a sort. FleetTable (`set_records`, and the whole
+   `FleetApp.apply_snapshot` path) against a stock `DataTable` updated in place with
+   `update_cell(row_key, col_key, Text)` inside `app.batch_update()`.
+2. idle: CPU of the whole dashboard (`python -m fleet_tui`) watching a REAL fleet of 50 stub
+   agents (`fleet-tui stub NAME --interval 10`) on a private tmux socket, at the default poll
+   (2 s), read from /proc/PID/stat over a window, from outside the process. Measured over the
+   same window: a stock-DataTable app showing the same 50 rows whose age cells tick every 2 s,
+   and FleetApp on the fixture (no tmux) polling every 2 s.
+3. startup: time from launching the process in a 160x48 tmux pane to the first screen that shows
+   an agent row (`capture-pane -p` polled every 10 ms), 300 agents: FleetApp on the fixture against
+   the DataTable app on the same fixture.
+
+Every tmux server runs on a socket inside a temporary folder (`/tmp/ftdXXXX`, `TMUX` unset), so
+the user's own servers are never touched. On exit (Ctrl-C and SIGTERM included) every server and
+process it started is stopped and the folder removed. Results: benchmarks/results/dashboard.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+RESULTS = REPO / "benchmarks" / "results" / "dashboard.json"
+APPS = REPO / "benchmarks" / "dashboard_apps.py"
+SIZE = (160, 48)
+N_UPDATE = 300
+N_CHANGED = 30
+N_IDLE = 50
+N_START = 300
+TMUX_TIMEOUT_S = 30.0
+GOAL_UPDATE_MS = 16.0
+GOAL_IDLE_PCT = 2.0
+GOAL_START_S = 1.0
+ROW_MARK = "agent000"  # the first row of the fixture fleet and of the live fleet
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def med(samples: list[float]) -> float:
+    return statistics.median(samples) if samples else float("nan")
+
+
+# =============================================================================================
+# 1. One table update, in-process, headless
+# =============================================================================================
+
+CASES = ("random30", "offscreen30", "all300", "sort")
+CASE_LABEL = {
+    "noop": "no update (the measuring floor)",
+    "random30": "30 of 300 rows changed (random)",
+    "offscreen30": "30 of 300 changed, all off-screen",
+    "all300": "all 300 rows changed",
+    "sort": "sort by name (flip order)",
+    "dashboard30": "30 changed, whole apply_snapshot",
+}
+
+
+class FrameCounter:
+    """Wraps `app._display`: counts the frames the compositor hands to the driver and, since the
+    headless driver writes nothing, encodes each one as a terminal would get it (the cost of
+    `render_segments`, which a real terminal pays, stays in the measurement)."""
+
+    def __init__(self, app: Any) -> None:
+        from textual._compositor import CompositorUpdate
+
+        self.frames = 0
+        self.app = app
+        original = app._display
+
+        def display(screen: Any, renderable: Any) -> None:
+            if renderable is not None and not app._batch_count:
+                if isinstance(renderable, CompositorUpdate):
+                    renderable.render_segments(app.console)
+                self.frames += 1
+            original(screen, renderable)
+
+        app._display = display
+
+
+def _dirty(app: Any) -> bool:
+    screen = app.screen
+    return bool(
+        getattr(screen, "_dirty_widgets", None)
+        or getattr(screen, "_layout_required", False)
+        or getattr(screen, "_repaint_required", False)
+        or getattr(screen, "_scroll_required", False)
+    )
+
+
+async def until_drawn(pilot: Any, counter: FrameCounter) -> int:
+    """Let the app process what was posted and draw, until a pause draws nothing more."""
+    pauses = 0
+    for _ in range(20):
+        before = counter.frames
+        await pilot.pause()
+        pauses += 1
+        if counter.frames == before and not _dirty(pilot.app):
+            break
+    return pauses
+
+
+def changed_records(records: list[Any], indices: list[int], k: int) -> list[Any]:
+    """The same fleet with new heartbeat age, state and CPU in the rows at `indices` (values
+    chosen so no column changes width: the update repaints rows, not the layout)."""
+    from fleet_tui.model import AgentState
+
+    states = list(AgentState)
+    out = list(records)
+    for j, i in enumerate(indices):
+        r = out[i]
+        hb = r.heartbeat.model_copy(
+            update={
+                "age_s": float((int(r.heartbeat.age_s) + 1 + k + j) % 20),
+                "state": states[(states.index(r.heartbeat.state) + 1 + k) % len(states)],
+            }
+        )
+        proc = r.process.model_copy(update={"cpu_percent": float((k * 7 + j) % 50) + 0.5})
+        out[i] = r.model_copy(update={"heartbeat": hb, "process": proc})
+    return out
+
+
+def pick(case: str, rng: random.Random, n: int) -> list[int]:
+    if case == "random30":
+        return sorted(rng.sample(range(n), N_CHANGED))
+    if case in ("offscreen30", "dashboard30"):
+        lo = 100 if case == "offscreen30" else 0
+        return sorted(rng.sample(range(lo, n), N_CHANGED))
+    if case == "all300":
+        return list(range(n))
+    return []
+
+
+class UpdateTarget:
+    """One app under test: applies an update (records in display order) or a sort."""
+
+    name = ""
+    cases: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    def make_app(self, snapshot: Any) -> Any:
+        raise NotImplementedError
+
+    async def setup(self, pilot: Any) -> None:
+        return None
+
+    def prepare(self, records: list[Any], case: str) -> None:
+        """Work done before the clock starts (building the snapshot an update hands over)."""
+        return None
+
+    def update(self, records: list[Any], case: str) -> None:
+        raise NotImplementedError
+
+    def sort(self, reverse: bool, records: list[Any]) -> None:
+        raise NotImplementedError
+
+    def rendered(self) -> int:
+        return 0
+
+
+class FleetTarget(UpdateTarget):
+    name = "FleetTable"
+    cases = ("noop", *CASES[:3], "dashboard30", "sort")
+
+    def make_app(self, snapshot: Any) -> Any:
+        from fleet_tui.app import FleetApp
+        from fleet_tui.fixtures import NOW, FixedSource
+        from fleet_tui.settings import DashboardSettings
+
+        self.snapshot = snapshot
+        self.app = FleetApp(
+            FixedSource(snapshot),
+            settings=DashboardSettings(poll_interval_s=3600),
+            clock=lambda: NOW,
+            poll=False,
+            watch=False,
+        )
+        return self.app
+
+    async def setup(self, pilot: Any) -> None:
+        from fleet_tui.widgets import FleetTable
+
+        self.app.apply_snapshot(self.snapshot)
+        self.table = self.app.fleet_screen.query_one(FleetTable)
+        self.layouts = self.table._layout_version
+
+    def update(self, records: list[Any], case: str) -> None:
+        if case == "dashboard30":
+            self.app.apply_snapshot(self.pending_snapshot)
+        else:
+            self.table.set_records(records)
+
+    def prepare(self, records: list[Any], case: str) -> None:
+        if case == "dashboard30":
+            self.pending_snapshot = self.snapshot.model_copy(update={"agents": records})
+
+    def sort(self, reverse: bool, records: list[Any]) -> None:
+        from fleet_tui.core.columns import COLUMNS_BY_KEY
+
+        # What FleetScreen.refresh_view does on a sort key: sort the records, hand them over.
+        shown = sorted(records, key=COLUMNS_BY_KEY["agent"].sort_key, reverse=reverse)
+        self.table.sort_key, self.table.sort_reverse = "agent", reverse
+        self.table.set_records(shown)
+
+    def rendered(self) -> int:
+        return int(self.table.rows_rendered)
+
+
+class DataTableTarget(UpdateTarget):
+    name = "DataTable"
+    cases = ("noop", *CASES)
+
+    def make_app(self, snapshot: Any) -> Any:
+        from rich.text import Text
+        from textual.app import App, ComposeResult
+        from textual.widgets import DataTable
+
+        from fleet_tui.core.columns import COLUMNS, visible_columns
+        from fleet_tui.core.sanitize import clean_text
+
+        records = list(snapshot.agents)
+        columns = visible_columns(records, COLUMNS)
+        self.columns = columns
+        self.cells: dict[str, list[str]] = {}
+        target = self
+
+        class DataTableApp(App[None]):
+            def compose(self) -> ComposeResult:
+                yield DataTable(id="table", cursor_type="row")
+
+            def on_mount(self) -> None:
+                table = self.query_one(DataTable)
+                for c in columns:
+                    table.add_column(c.title, key=c.key)
+                for r in records:
+                    cells = [clean_text(c.cell(r)) for c in columns]
+                    target.cells[r.key] = cells
+                    table.add_row(*[Text(s) for s in cells], key=r.key)
+                table.focus()
+
+        self.Text = Text
+        self.clean_text = clean_text
+        self.app = DataTableApp()
+        return self.app
+
+    async def setup(self, pilot: Any) -> None:
+        from textual.widgets import DataTable
+
+        self.table = self.app.query_one(DataTable)
+
+    def update(self, records: list[Any], case: str) -> None:
+        # The dolphie way: compute every row's cells, update in place the cells that differ.
+        table, cols, text, clean = self.table, self.columns, self.Text, self.clean_text
+        with self.app.batch_update():
+            for r in records:
+                new = [clean(c.cell(r)) for c in cols]
+                old = self.cells[r.key]
+                if new != old:
+                    for c, a, b in zip(cols, old, new, strict=True):
+                        if a != b:
+                            table.update_cell(r.key, c.key, text(b))
+                    self.cells[r.key] = new
+
+    def sort(self, reverse: bool, records: list[Any]) -> None:
+        with self.app.batch_update():
+            self.table.sort("agent", key=lambda t: t.plain, reverse=reverse)
+
+
+async def _session(target: Any, snapshot: Any, repeat: int, seed: int) -> dict[str, Any]:
+    app = target.make_app(snapshot)
+    samples: dict[str, list[float]] = {c: [] for c in target.cases}
+    walls: dict[str, list[float]] = {c: [] for c in target.cases}
+    repaint_rows: dict[str, list[int]] = {c: [] for c in target.cases}
+    frames: dict[str, list[int]] = {c: [] for c in target.cases}
+    async with app.run_test(size=SIZE) as pilot:
+        counter = FrameCounter(app)
+        await target.setup(pilot)
+        for _ in range(3):
+            await until_drawn(pilot, counter)
+        records = list(snapshot.agents)
+        rng = random.Random(seed)
+        plain = [c for c in target.cases if c != "sort"]
+        k = 0
+        for r in range(repeat):
+            order = plain[r % len(plain) :] + plain[: r % len(plain)]
+            for case in order:
+                k += 1
+                indices = pick(case, rng, len(records))
+                new = changed_records(records, indices, k) if indices else records
+                target.prepare(new, case)
+                await until_drawn(pilot, counter)
+                rows0, f0 = target.rendered(), counter.frames
+                w0 = time.perf_counter()
+                t0 = time.thread_time()
+                if case != "noop":
+                    target.update(new, case)
+                await until_drawn(pilot, counter)
+                samples[case].append(time.thread_time() - t0)
+                walls[case].append(time.perf_counter() - w0)
+                repaint_rows[case].append(target.rendered() - rows0)
+                frames[case].append(counter.frames - f0)
+                records = new
+        if "sort" in target.cases:
+            for r in range(repeat):
+                await until_drawn(pilot, counter)
+                rows0, f0 = target.rendered(), counter.frames
+                w0 = time.perf_counter()
+                t0 = time.thread_time()
+                target.sort(r % 2 == 0, records)
+                await until_drawn(pilot, counter)
+                samples["sort"].append(time.thread_time() - t0)
+                walls["sort"].append(time.perf_counter() - w0)
+                repaint_rows["sort"].append(target.rendered() - rows0)
+                frames["sort"].append(counter.frames - f0)
+        extra: dict[str, Any] = {}
+        if isinstance(target, FleetTarget):
+            extra["layout_changes"] = target.table._layout_version - target.layouts
+        await pilot.pause()
+    return {
+        "cpu": samples,
+        "wall": walls,
+        "rows_rendered": repaint_rows,
+        "frames": frames,
+        **extra,
+    }
+
+
+def measure_updates(repeat: int) -> dict[str, Any]:
+    """Sessions F D D F (each half the repeats), so drift in machine load hits both widgets."""
+    from fleet_tui.fixtures import big_snapshot
+
+    snapshot = big_snapshot(N_UPDATE, seed=1)
+    assert len(snapshot.agents) == N_UPDATE
+    half = max(repeat // 2, 1)
+    merged: dict[str, dict[str, Any]] = {}
+    layout_changes = 0
+    for i, cls in enumerate((FleetTarget, DataTableTarget, DataTableTarget, FleetTarget)):
+        target = cls()
+        print(f"   session {i + 1}/4: {target.name}, {half} updates per case", flush=True)
+        res = asyncio.run(_session(target, snapshot, half, seed=100 + i // 2))
+        layout_changes += res.get("layout_changes", 0)
+        into = merged.setdefault(
+            target.name, {"cpu": {}, "wall": {}, "rows_rendered": {}, "frames": {}}
+        )
+        for kind in ("cpu", "wall", "rows_rendered", "frames"):
+            for case, values in res[kind].items():
+                into[kind].setdefault(case, []).extend(values)
+    out: dict[str, Any] = {"repeat": 2 * half, "fleet_layout_changes": layout_changes, "cases": {}}
+    for case in ("noop", *CASES[:3], "dashboard30", "sort"):
+        row: dict[str, Any] = {"label": CASE_LABEL[case]}
+        for name in ("FleetTable", "DataTable"):
+            d = merged[name]
+            if case not in d["cpu"]:
+                continue
+            row[name] = {
+                "cpu_ms": ms(med(d["cpu"][case])),
+                "cpu_min_ms": ms(min(d["cpu"][case])),
+                "wall_ms": ms(med(d["wall"][case])),
+                "frames": med(d["frames"][case]),
+                "rows_rendered": med(d["rows_rendered"][case]) if name == "FleetTable" else None,
+            }
+        dt_case = "random30" if case == "dashboard30" else case
+        if "FleetTable" in row and dt_case in merged["DataTable"]["cpu"]:
+            dt = ms(med(merged["DataTable"]["cpu"][dt_case]))
+            row["vs_case"] = dt_case
+            row["ratio_datatable_over_fleet"] = round(
+                dt / max(row["FleetTable"]["cpu_ms"], 0.01), 1
+            )
+        out["cases"][case] = row
+    return out
+
+
+# =============================================================================================
+# tmux plumbing for 2. and 3.
+# =============================================================================================
+
+
+def _connects(path: Path) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is gone for our purpose
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def cpu_ticks(pid: int) -> tuple[int, int]:
+    """(utime+stime, cutime+cstime) of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12]), int(rest[13]) + int(rest[14])
+
+
+class Lab:
+    """A temporary TMUX_TMPDIR with the fleet's socket (`fleet`, found by the dashboard) and the
+    socket of the terminal panes the apps run in (`ui`, outside the folder the dashboard scans)."""
+
+    def __init__(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="ftd", dir="/tmp")
+        os.environ["TMUX_TMPDIR"] = self.tmp
+        os.environ.pop("TMUX", None)
+        os.environ.pop("TMUX_PANE", None)
+        self.tmux = shutil.which("tmux") or "tmux"
+        self.python = str(REPO / ".venv" / "bin" / "python")
+        if not os.path.exists(self.python):
+            self.python = sys.executable
+        self.ui_sock = Path(self.tmp) / "ui"
+        self.sockets: set[Path] = set()
+        self.pids: set[int] = set()
+        self.settings = Path(self.tmp) / "fleet-tui.yaml"
+        self.settings.write_text("poll_interval_s: 2\n")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("TEXTUAL", "MOSAIC_"))}
+        self.env.update(
+            {
+                "TMUX_TMPDIR": self.tmp,
+                "MOSAIC_FLEET_TUI_CONFIG": str(self.settings),
+                "COLORTERM": "truecolor",
+                "PYTHONPATH": str(REPO),  # every process runs the checkout this script is in
+            }
+        )
+        self.ui_started = False
+
+    def run(self, sock: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [self.tmux, "-S", str(sock), *args],
+            capture_output=True,
+            text=True,
+            timeout=TMUX_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            check=False,
+        )
+        if check and res.returncode != 0:
+            raise RuntimeError(f"tmux {' '.join(args[:3])}: {res.stderr.strip()}")
+        return res
+
+    def start_ui(self) -> None:
+        """The terminal server: every window 160x48, truecolor, panes kept after exit."""
+        if self.ui_started:
+            return
+        conf = Path(self.tmp) / "ui.conf"
+        conf.write_text(
+            "set -g default-terminal tmux-256color\n"
+            f"set -g default-size {SIZE[0]}x{SIZE[1]}\n"
+            "set -gw remain-on-exit on\n"
+            "set -g status off\n"
+        )
+        self.sockets.add(self.ui_sock)
+        self.run(self.ui_sock, "-f", str(conf), "new-session", "-d", "-s", "ui", "-n", "idle",
+                 "-x", str(SIZE[0]), "-y", str(SIZE[1]), "sleep", "3600")  # fmt: skip
+        self.ui_started = True
+
+    def launch(self, argv: list[str], name: str) -> tuple[int, str]:
+        """Start argv in a new 160x48 window of the ui server; (pid, pane id)."""
+        self.start_ui()
+        res = self.run(
+            self.ui_sock, "new-window", "-d", "-P", "-F", "#{pane_pid} #{pane_id}",
+            "-t", "=ui:", "-n", name, *argv,
+        )  # fmt: skip
+        pid_s, pane = res.stdout.split()
+        pid = int(pid_s)
+        self.pids.add(pid)
+        return pid, pane
+
+    def pane_size(self, pane: str) -> str:
+        return self.run(
+            self.ui_sock, "display-message", "-p", "-t", pane, "#{pane_width}x#{pane_height}"
+        ).stdout.strip()
+
+    def capture(self, pane: str) -> str:
+        return self.run(self.ui_sock, "capture-pane", "-p", "-t", pane, check=False).stdout
+
+    def close(self, pid: int, pane: str) -> None:
+        self.run(self.ui_sock, "kill-pane", "-t", pane, check=False)
+        self.wait_gone([pid])
+
+    def wait_gone(self, pids: list[int], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        for pid in pids:
+            while time.monotonic() < deadline and pid_alive(pid):
+                time.sleep(0.02)
+            if pid_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            self.pids.discard(pid)
+
+    def cleanup(self) -> None:
+        for path in sorted(self.sockets):
+            if not _connects(path):
+                continue
+            try:
+                out = self.run(path, "list-panes", "-a", "-F", "#{pane_pid}", check=False)
+                self.pids.update(int(p) for p in out.stdout.split() if p.isdigit())
+                self.run(path, "kill-server", check=False)
+            except (OSError, subprocess.SubprocessError):
+                pass
+        deadline = time.monotonic() + 5
+        for path in sorted(self.sockets):
+            while time.monotonic() < deadline and _connects(path):
+                time.sleep(0.02)
+        self.wait_gone(sorted(self.pids))
+        self.sockets.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- the live fleet ------------------------------------------------------------------
+    def start_fleet(self, n: int) -> tuple[Path, Path]:
+        import yaml
+
+        from fleet_tui.control import new_agent_session
+        from fleet_tui.sources.spool import HeartbeatSpool
+        from fleet_tui.tmux import TmuxRunner
+
+        home = Path(self.tmp) / "fleet"
+        roster, state = home / "roster.yaml", home / "state"
+        names = [f"agent{i:03d}" for i in range(n)]
+        doc = {
+            "version": 1,
+            "tenant_id": "bench",
+            "host": socket.gethostname(),
+            "socket_name": "fleet",
+            "heartbeat_timeout_s": 30,
+            "agents": [
+                {
+                    "name": name,
+                    "role": ("orchestrator", "enhancer")[i] if i < 2 else "coder",
+                    "runtime": "stub",
+                    "model": "sonnet",
+                }
+                for i, name in enumerate(names)
+            ],
+        }
+        home.mkdir(parents=True)
+        roster.write_text(yaml.safe_dump(doc, sort_keys=False))
+        HeartbeatSpool(state).ensure_writable()
+        runner = TmuxRunner(tmpdir=self.tmp, env=self.env)
+        self.sockets.add(runner.socket_path("fleet"))
+        env = {
+            "MOSAIC_FLEET_ROSTER": str(roster),
+            "MOSAIC_FLEET_STATE_DIR": str(state),
+            "PYTHONUNBUFFERED": "1",
+        }
+        for name in names:
+            argv = [self.python, "-m", "fleet_tui", "stub", name, "--interval", "10"]
+            new_agent_session(runner, "fleet", name, argv, env=env, cwd=str(home))
+        spool = HeartbeatSpool(state)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if all(spool.heartbeat_path(name).exists() for name in names):
+                break
+            time.sleep(0.2)
+        else:
+            missing = sum(1 for name in names if not spool.heartbeat_path(name).exists())
+            print(f"   warning: {missing}/{n} stubs have not written a heartbeat", flush=True)
+        return roster, state
+
+
+def first_paint(
+    lab: Lab, argv: list[str], name: str, timeout: float = 20.0
+) -> tuple[float, int, str]:
+    """Seconds from launching argv in a pane to the first capture showing an agent row."""
+    t0 = time.perf_counter()
+    pid, pane = lab.launch(argv, name)
+    deadline = t0 + timeout
+    while time.perf_counter() < deadline:
+        if ROW_MARK in lab.capture(pane):
+            return time.perf_counter() - t0, pid, pane
+        time.sleep(0.01)
+    tail = lab.capture(pane).strip().splitlines()[-3:]
+    raise RuntimeError(f"{name}: no agent row after {timeout:g} s; pane shows {tail}")
+
+
+# =============================================================================================
+# 2. Idle CPU, from outside
+# =============================================================================================
+
+
+def idle_breakdown(roster: Path, state: Path, window: float) -> dict[str, Any]:
+    """Where the dashboard's idle CPU goes: the same FleetApp on the same live fleet, in-process
+    and headless (frames encoded as for a terminal, see FrameCounter), with the source's polls
+    and `apply_snapshot` timed. Polls run in worker threads; the rest is the main thread."""
+    from fleet_tui.app import FleetApp
+    from fleet_tui.poll_source import LiveSource
+    from fleet_tui.service import FleetConfig
+    from fleet_tui.settings import DashboardSettings
+
+    source = LiveSource(FleetConfig.from_flags(str(roster), str(state), None))
+    st: dict[str, float] = {
+        "full": 0, "heartbeats_only": 0, "cpu_full": 0.0, "cpu_heartbeats_only": 0.0,
+        "apply": 0.0, "applies": 0,
+    }  # fmt: skip
+    real_poll = source.poll
+
+    def poll(**kw: Any) -> Any:
+        t0 = time.thread_time()
+        try:
+            return real_poll(**kw)
+        finally:
+            kind = "heartbeats_only" if kw.get("heartbeats_only") else "full"
+            st[kind] += 1
+            st[f"cpu_{kind}"] += time.thread_time() - t0
+
+    source.poll = poll  # type: ignore[method-assign]
+    app = FleetApp(source, settings=DashboardSettings(poll_interval_s=2))
+    real_apply = app.apply_snapshot
+
+    def apply(snapshot: Any) -> None:
+        t0 = time.thread_time()
+        real_apply(snapshot)
+        st["apply"] += time.thread_time() - t0
+        st["applies"] += 1
+
+    app.apply_snapshot = apply  # type: ignore[method-assign]
+    out: dict[str, Any] = {}
+
+    async def run() -> None:
+        async with app.run_test(size=SIZE):
+            counter = FrameCounter(app)
+            await asyncio.sleep(3)
+            s0, f0 = dict(st), counter.frames
+            t0, p0, w0 = time.thread_time(), time.process_time(), time.monotonic()
+            await asyncio.sleep(window)
+            el = time.monotonic() - w0
+            main = time.thread_time() - t0
+            d = {k: st[k] - s0[k] for k in st}
+            workers = d["cpu_full"] + d["cpu_heartbeats_only"]
+            out.update(
+                {
+                    "window_s": round(el, 1),
+                    "process_pct": round((time.process_time() - p0) / el * 100, 2),
+                    "main_thread_pct": round(main / el * 100, 2),
+                    "poll_workers_pct": round(workers / el * 100, 2),
+                    "full_polls_per_s": round(d["full"] / el, 2),
+                    "heartbeat_polls_per_s": round(d["heartbeats_only"] / el, 2),
+                    "full_poll_cpu_ms": ms(d["cpu_full"] / max(d["full"], 1)),
+                    "heartbeat_poll_cpu_ms": ms(
+                        d["cpu_heartbeats_only"] / max(d["heartbeats_only"], 1)
+                    ),
+                    "apply_snapshot_ms": ms(d["apply"] / max(d["applies"], 1)),
+                    "apply_snapshot_pct": round(d["apply"] / el * 100, 2),
+                    "main_rest_pct": round((main - d["apply"]) / el * 100, 2),
+                    "frames_per_s": round((counter.frames - f0) / el, 2),
+                }
+            )
+
+    asyncio.run(run())
+    return out
+
+
+def measure_idle(lab: Lab, settle: float, window: float, breakdown_s: float) -> dict[str, Any]:
+    print(f"   starting a fleet of {N_IDLE} stub agents on a private tmux socket", flush=True)
+    t = time.perf_counter()
+    roster, state = lab.start_fleet(N_IDLE)
+    fleet_s = time.perf_counter() - t
+    time.sleep(2)  # let the stubs' start-up burst pass before launching the dashboard
+    dash_argv = [lab.python, "-m", "fleet_tui", "--roster", str(roster), "--state-dir", str(state)]
+    print("   starting the dashboard in a 160x48 pane", flush=True)
+    paint_s, dash_pid, dash_pane = first_paint(lab, dash_argv, "dashboard")
+    procs: dict[str, tuple[int, str]] = {"dashboard": (dash_pid, dash_pane)}
+    print("   starting the baselines: stock DataTable app, FleetApp on the fixture", flush=True)
+    for key, argv in (
+        ("datatable", [lab.python, str(APPS), "datatable", "--rows", str(N_IDLE), "--tick", "2"]),
+        ("fleet_fixture", [lab.python, str(APPS), "fleet", "--rows", str(N_IDLE), "--tick", "2"]),
+    ):
+        _, pid, pane = first_paint(lab, argv, key)
+        procs[key] = (pid, pane)
+    sizes = {k: lab.pane_size(p) for k, (_, p) in procs.items()}
+    print(f"   settling {settle:g} s, then measuring {window:g} s", flush=True)
+    time.sleep(settle)
+    for key, (pid, _) in procs.items():
+        if not pid_alive(pid):
+            raise RuntimeError(f"{key} exited early; pane: {lab.capture(procs[key][1])[-400:]}")
+    hz = os.sysconf("SC_CLK_TCK")
+    slices = max(int(window // 10), 1)
+    step = window / slices
+    start = {k: cpu_ticks(pid) for k, (pid, _) in procs.items()}
+    marks = [dict(start)]
+    w0 = time.monotonic()
+    for _ in range(slices):
+        time.sleep(step)
+        marks.append({k: cpu_ticks(pid) for k, (pid, _) in procs.items()})
+    elapsed = time.monotonic() - w0
+    load = list(os.getloadavg())
+    out: dict[str, Any] = {
+        "agents": N_IDLE,
+        "poll_interval_s": 2,
+        "settle_s": settle,
+        "window_s": round(elapsed, 1),
+        "fleet_start_s": round(fleet_s, 1),
+        "dashboard_first_paint_s": round(paint_s, 3),
+        "pane_sizes": sizes,
+        "loadavg_during": load,
+        "procs": {},
+    }
+    for key in procs:
+        self0, kids0 = start[key]
+        self1, kids1 = marks[-1][key]
+        per_min = (self1 - self0) / hz * 60 / elapsed
+        kids_min = (kids1 - kids0) / hz * 60 / elapsed
+        slice_pct = [
+            round((marks[i + 1][key][0] - marks[i][key][0]) / hz / step * 100, 2)
+            for i in range(slices)
+        ]
+        out["procs"][key] = {
+            "cpu_s_per_min": round(per_min, 3),
+            "pct_core": round(per_min / 60 * 100, 2),
+            "children_cpu_s_per_min": round(kids_min, 3),
+            "pct_core_with_children": round((per_min + kids_min) / 60 * 100, 2),
+            "slices_pct": slice_pct,
+        }
+    screen = lab.capture(dash_pane).splitlines()
+    out["dashboard_header"] = [line.rstrip() for line in screen[:2]]
+    out["dashboard_agent_rows"] = sum(1 for line in screen if "agent0" in line)
+    for pid, pane in procs.values():
+        lab.close(pid, pane)
+    print(
+        f"   where the time goes: the same dashboard in-process for {breakdown_s:g} s", flush=True
+    )
+    out["breakdown"] = idle_breakdown(roster, state, breakdown_s)
+    return out
+
+
+# =============================================================================================
+# 3. Time to first useful paint, from outside
+# =============================================================================================
+
+
+def measure_startup(lab: Lab, repeat: int) -> dict[str, Any]:
+    argvs = {
+        "FleetApp": [lab.python, str(APPS), "fleet", "--rows", str(N_START)],
+        "DataTable": [lab.python, str(APPS), "datatable", "--rows", str(N_START)],
+    }
+    samples: dict[str, list[float]] = {k: [] for k in argvs}
+    names = list(argvs)
+    for r in range(repeat + 1):  # round 0 warms the page cache and the bytecode: not counted
+        order = names[r % 2 :] + names[: r % 2]
+        for name in order:
+            secs, pid, pane = first_paint(lab, argvs[name], f"{name}-{r}")
+            lab.close(pid, pane)
+            if r:
+                samples[name].append(secs)
+            time.sleep(0.3)
+    return {
+        "agents": N_START,
+        "repeat": repeat,
+        "median_s": {k: round(med(v), 3) for k, v in samples.items()},
+        "min_s": {k: round(min(v), 3) for k, v in samples.items()},
+        "samples_s": {k: [round(x, 3) for x in v] for k, v in samples.items()},
+        "ratio_datatable_over_fleet": round(
+            med(samples["DataTable"]) / med(samples["FleetApp"]), 2
+        ),
+    }
+
+
+# =============================================================================================
+# report
+# =============================================================================================
+
+
+def print_report(doc: dict[str, Any]) -> list[str]:
+    goals: list[str] = []
+    up = doc.get("updates")
+    if up:
+        print()
+        print(
+            f"1. One table update + repaint, main-thread CPU ms (median of {up['repeat']}), "
+            f"{N_UPDATE} agents, {SIZE[0]}x{SIZE[1]} headless"
+        )
+        head = f"{'case':<36} {'FleetTable':>10} {'DataTable':>10} {'DT/FT':>6} {'FT rows':>8}"
+        print(head)
+        print("-" * len(head))
+        for row in up["cases"].values():
+            ft = row.get("FleetTable", {})
+            dt = row.get("DataTable", {})
+            vs = row.get("vs_case")
+            dt_ms = up["cases"][vs]["DataTable"]["cpu_ms"] if vs else dt.get("cpu_ms")
+            ratio = row.get("ratio_datatable_over_fleet")
+            print(
+                f"{row['label']:<36} {ft.get('cpu_ms', float('nan')):>10.2f} "
+                f"{dt_ms if dt_ms is not None else float('nan'):>10.2f} "
+                f"{ratio if ratio is not None else '-':>6} "
+                f"{ft.get('rows_rendered', '-') if ft else '-':>8}"
+            )
+        worst = max(up["cases"][c]["FleetTable"]["cpu_ms"] for c in ("random30", "dashboard30"))
+        ok = worst < GOAL_UPDATE_MS
+        goals.append(
+            f"update of 30/300 under {GOAL_UPDATE_MS:g} ms: {'met' if ok else 'MISSED'} "
+            f"({worst:.1f} ms worst of table/dashboard path)"
+        )
+        if up["fleet_layout_changes"]:
+            print(f"   note: FleetTable relaid out {up['fleet_layout_changes']} times (unexpected)")
+    idle = doc.get("idle")
+    if idle:
+        print()
+        print(
+            f"2. Idle CPU over {idle['window_s']:g} s, {idle['agents']} agents, poll 2 s "
+            f"(load average {idle['loadavg_during'][0]:.2f})"
+        )
+        head = f"{'process':<44} {'CPU-s/min':>9} {'% core':>7} {'+children %':>12}"
+        print(head)
+        print("-" * len(head))
+        labels = {
+            "dashboard": "dashboard, live fleet of stubs (tmux)",
+            "datatable": "baseline: DataTable, 50 age cells / 2 s",
+            "fleet_fixture": "FleetApp on the fixture, poll 2 s (no tmux)",
+        }
+        for key, p in idle["procs"].items():
+            print(
+                f"{labels[key]:<44} {p['cpu_s_per_min']:>9.2f} {p['pct_core']:>7.2f} "
+                f"{p['pct_core_with_children']:>12.2f}"
+            )
+        d = idle["procs"]["dashboard"]
+        ok = d["pct_core"] < GOAL_IDLE_PCT
+        goals.append(
+            f"dashboard idle under {GOAL_IDLE_PCT:g} % of a core: {'met' if ok else 'MISSED'} "
+            f"({d['pct_core']:.2f} %, {d['pct_core_with_children']:.2f} % with its tmux children)"
+        )
+        b = idle.get("breakdown")
+        if b:
+            print(
+                f"   where it goes (in-process, headless, {b['window_s']:g} s): "
+                f"{b['process_pct']:.2f} % = poll workers {b['poll_workers_pct']:.2f} % "
+                f"({b['full_polls_per_s']:.2f} full polls/s x {b['full_poll_cpu_ms']:.1f} ms, "
+                f"{b['heartbeat_polls_per_s']:.2f} heartbeat polls/s x "
+                f"{b['heartbeat_poll_cpu_ms']:.1f} ms)"
+            )
+            print(
+                f"      + main thread {b['main_thread_pct']:.2f} % (apply_snapshot "
+                f"{b['apply_snapshot_ms']:.2f} ms each = {b['apply_snapshot_pct']:.2f} %; frames, "
+                f"header clock, events {b['main_rest_pct']:.2f} %; {b['frames_per_s']:.1f} frames/s)"
+            )
+        print(
+            f"   real dashboard, {idle['agents']} live agents: first paint "
+            f"{idle['dashboard_first_paint_s']:.2f} s, showing {idle['dashboard_agent_rows']} "
+            f"agent rows"
+        )
+    st = doc.get("startup")
+    if st:
+        print()
+        print(
+            f"3. Launch to first frame with agent rows, {st['agents']} agents, "
+            f"{SIZE[0]}x{SIZE[1]} tmux pane (median of {st['repeat']})"
+        )
+        for k in ("FleetApp", "DataTable"):
+            print(
+                f"   {k:<10} {st['median_s'][k] * 1000:>7.0f} ms   (min {st['min_s'][k] * 1000:.0f})"
+            )
+        print(f"   DataTable / FleetApp: {st['ratio_datatable_over_fleet']}")
+        ok = st["median_s"]["FleetApp"] < GOAL_START_S
+        goals.append(
+            f"first useful paint under {GOAL_START_S:g} s: {'met' if ok else 'MISSED'} "
+            f"({st['median_s']['FleetApp'] * 1000:.0f} ms)"
+        )
+    print()
+    for g in goals:
+        print(f"goal {g}")
+    return goals
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="fewer repeats, shorter idle window")
+    p.add_argument("--only", default="updates,idle,startup", help="which figures, comma-separated")
+    p.add_argument("--out", default=str(RESULTS), help="JSON results file")
+    args = p.parse_args(argv)
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    if not only <= {"updates", "idle", "startup"}:
+        p.error(f"--only: unknown {sorted(only - {'updates', 'idle', 'startup'})}")
+    if only & {"idle", "startup"} and not shutil.which("tmux"):
+        print("tmux is not installed", file=sys.stderr)
+        return 2
+    repeat = 8 if args.quick else 20
+    settle, window, breakdown_s = (5.0, 20.0, 10.0) if args.quick else (10.0, 60.0, 30.0)
+    start_repeat = 2 if args.quick else 5
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    t_start = time.monotonic()
+    doc: dict[str, Any] = {
+        "schema": "fleet_tui.bench.dashboard/v1",
+        "generated_at": datetime.now(UTC).isoformat(),
+        "command": " ".join([".venv/bin/python", "benchmarks/bench_dashboard.py", *sys.argv[1:]]),
+        "quick": args.quick,
+    }
+    lab: Lab | None = None
+    try:
+        if "updates" in only:
+            print("-- 1. table updates (in-process, headless)", flush=True)
+            doc["updates"] = measure_updates(repeat)
+        if only & {"idle", "startup"}:
+            lab = Lab()
+        if "startup" in only and lab is not None:
+            print("-- 3. start-up to first useful paint (tmux pane)", flush=True)
+            doc["startup"] = measure_startup(lab, start_repeat)
+        if "idle" in only and lab is not None:
+            print("-- 2. idle CPU (real fleet, measured from outside)", flush=True)
+            doc["idle"] = measure_idle(lab, settle, window, breakdown_s)
+    except KeyboardInterrupt:
+        print("\ninterrupted: cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        if lab is not None:
+            lab.cleanup()
+    doc["goals"] = print_report(doc)
+    tmux_version = subprocess.run(
+        [shutil.which("tmux") or "tmux", "-V"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    import rich
+    import textual
+
+    doc["machine"] = {
+        "python": platform.python_version(),
+        "textual": textual.__version__,
+        "rich": getattr(rich, "__version__", None) or _dist_version("rich"),
+        "tmux": tmux_version,
+        "cpus": os.cpu_count(),
+        "loadavg_after": list(os.getloadavg()),
+    }
+    doc["run_s"] = round(time.monotonic() - t_start, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"\nwrote {out} (run took {doc['run_s']:.0f} s)")
+    return 0
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

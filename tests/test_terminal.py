@@ -1,0 +1,249 @@
+"""The real dashboard in a real terminal (a pane of a private outer tmux server), driven with
+send-keys and read with capture-pane; pipe-pane on that pane records every byte the dashboard
+writes to its terminal.
+
+The outer server uses the prefix C-a, so a C-b d typed into the dashboard's terminal reaches
+the inner `tmux attach` client, exactly as it would for an operator.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FleetEnv, wait_until
+
+from fleet_tui.core.protocol import message_hash
+
+pytestmark = pytest.mark.tmux
+
+OUTER = "term"
+AGENTS = "mosaic-fleet"
+ROSTER = [
+    {"name": "orchestrator", "role": "orchestrator"},
+    {"name": "enhancer", "role": "enhancer"},
+]
+HOSTILE = (
+    "printf 'plain-text-ok\\n"
+    "\\033]52;c;UFdORUQ=\\007"  # clipboard write
+    "\\033]2;PWNTITLE\\033\\\\"  # window title
+    "\\033]8;;http://evil.example/\\033\\\\click-me\\033]8;;\\033\\\\\\n"  # hyperlink
+    "\\033Pq#PWNDCS\\033\\\\"  # DCS (sixel)
+    "\\033[6n\\033[c"  # report requests
+    "\\302\\2332J\\033c"  # 8-bit CSI clear, full reset
+    "after-hostile\\n'; sleep 300"
+)
+
+
+def dashboard(env: FleetEnv, out: Path) -> None:
+    """Start the dashboard in a 120x30 pane of the outer server; record its output bytes."""
+    env.runner.ensure_socket_dir()
+    argv = [
+        "env",
+        "-u",
+        "TMUX",
+        "-u",
+        "TMUX_PANE",
+        f"TMUX_TMPDIR={env.base}",
+        f"HOME={env.home}",
+        f"XDG_STATE_HOME={env.state_home}",
+        f"XDG_CONFIG_HOME={env.config_home}",
+        "TERM=xterm-256color",
+        sys.executable,
+        "-m",
+        "fleet_tui",
+    ]
+    env.tmux(
+        OUTER,
+        "new-session",
+        "-d",
+        "-s",
+        "op",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        *argv,
+        ";",
+        "set-option",
+        "-g",
+        "prefix",
+        "C-a",
+        ";",
+        "pipe-pane",
+        "-t",
+        "=op:",
+        f"exec cat >> {out}",
+    )
+
+
+def screen(env: FleetEnv) -> str:
+    return env.tmux(OUTER, "capture-pane", "-p", "-t", "=op:").stdout
+
+
+def keys(env: FleetEnv, *k: str) -> None:
+    env.tmux(OUTER, "send-keys", "-t", "=op:", *k)
+
+
+def clients(env: FleetEnv) -> list[str]:
+    out = env.tmux(AGENTS, "list-clients", "-F", "#{client_readonly} #{session_name}").stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def wait_screen(env: FleetEnv, text: str, timeout: float = 15.0) -> str:
+    def seen() -> str | None:
+        shown = screen(env)
+        return shown if text in shown else None
+
+    return wait_until(seen, timeout=timeout, message=f"{text!r} on the dashboard's screen")
+
+
+def wait_gone(env: FleetEnv, text: str, timeout: float = 15.0) -> None:
+    wait_until(lambda: text not in screen(env), timeout=timeout, message=f"{text!r} to go away")
+
+
+def test_attach_needs_the_name_escape_attaches_nothing_detach_comes_back(
+    fleet_env: FleetEnv, tmp_path: Path
+) -> None:
+    fleet_env.write_roster(ROSTER)
+    fleet_env.stub(AGENTS, "orchestrator")
+    fleet_env.stub(AGENTS, "enhancer")
+    dashboard(fleet_env, tmp_path / "out.bin")
+    wait_screen(fleet_env, "enhancer")
+    # escape: nothing attached
+    keys(fleet_env, "a")
+    wait_screen(fleet_env, "type orchestrator to attach")
+    keys(fleet_env, "Escape")
+    wait_gone(fleet_env, "type orchestrator to attach")
+    assert clients(fleet_env) == []
+    # a wrong name: nothing attached
+    keys(fleet_env, "a")
+    wait_screen(fleet_env, "type orchestrator to attach")
+    keys(fleet_env, "-l", "enhancer")
+    keys(fleet_env, "Enter")
+    wait_screen(fleet_env, "not the agent's name")
+    assert clients(fleet_env) == []
+    keys(fleet_env, "Escape")
+    wait_gone(fleet_env, "type orchestrator to attach")
+    # the name: attached, hands on; C-b d comes back to the dashboard
+    keys(fleet_env, "a")
+    wait_screen(fleet_env, "type orchestrator to attach")
+    keys(fleet_env, "-l", "orchestrator")
+    keys(fleet_env, "Enter")
+    wait_until(
+        lambda: clients(fleet_env) == ["0 orchestrator"],
+        timeout=10,
+        message="an interactive client",
+    )
+    wait_screen(fleet_env, "stub runtime")
+    keys(fleet_env, "C-b", "d")
+    wait_until(lambda: clients(fleet_env) == [], timeout=10, message="the detach")
+    wait_screen(fleet_env, "◆ fleet-tui")
+    wait_screen(fleet_env, "enhancer")  # the table is back and keys work again
+    keys(fleet_env, "down")
+    audit = [(e["action"], e["agent"], e["outcome"]) for e in fleet_env.audit_lines()]
+    assert ("attach", "orchestrator", "declined") in audit
+    assert ("attach", "orchestrator", "detached") in audit
+
+
+def test_watch_is_read_only_and_keeps_the_agent_size(fleet_env: FleetEnv, tmp_path: Path) -> None:
+    fleet_env.write_roster(ROSTER)
+    fleet_env.stub(AGENTS, "orchestrator")
+    size = fleet_env.tmux(
+        AGENTS, "display-message", "-p", "-t", "=orchestrator:", "#{window_width}x#{window_height}"
+    ).stdout
+    dashboard(fleet_env, tmp_path / "out.bin")
+    wait_screen(fleet_env, "orchestrator")
+    keys(fleet_env, "w")
+    wait_until(
+        lambda: clients(fleet_env) == ["1 orchestrator"], timeout=10, message="a read-only client"
+    )
+    keys(fleet_env, "-l", "echo pwned")
+    keys(fleet_env, "Enter")
+    time.sleep(1.5)  # give a leak every chance to arrive (the stub acks whatever it reads)
+    keys(fleet_env, "C-b", "d")
+    wait_until(lambda: clients(fleet_env) == [], timeout=10, message="the detach")
+    wait_screen(fleet_env, "◆ fleet-tui")
+    beat = fleet_env.heartbeat("orchestrator") or {}
+    assert message_hash("echo pwned") not in beat.get("acks", [])
+    after = fleet_env.tmux(
+        AGENTS, "display-message", "-p", "-t", "=orchestrator:", "#{window_width}x#{window_height}"
+    ).stdout
+    assert after == size
+    assert ("watch", "orchestrator", "detached") in [
+        (e["action"], e["agent"], e["outcome"]) for e in fleet_env.audit_lines()
+    ]
+
+
+def test_stream_shows_live_output_and_typing_never_reaches_the_agent(
+    fleet_env: FleetEnv, tmp_path: Path
+) -> None:
+    fleet_env.write_roster(ROSTER)
+    fleet_env.stub(AGENTS, "orchestrator")
+    dashboard(fleet_env, tmp_path / "out.bin")
+    wait_screen(fleet_env, "orchestrator")
+    keys(fleet_env, "s")
+    wait_screen(fleet_env, "read-only")
+    wait_screen(fleet_env, "stub runtime")  # the pane's screen, live
+    keys(fleet_env, "-l", "hello agent")  # typed into the stream screen
+    keys(fleet_env, "Enter")
+    keys(fleet_env, "Tab")  # log mode: the pipe-pane log
+    wait_screen(fleet_env, "log mode")
+    time.sleep(1.0)
+    beat = fleet_env.heartbeat("orchestrator") or {}
+    assert message_hash("hello agent") not in beat.get("acks", [])
+    assert not any(message_hash(t) in beat.get("acks", []) for t in ("hello", "hello agent\n"))
+
+
+def test_hostile_output_never_reaches_the_operators_terminal(
+    fleet_env: FleetEnv, tmp_path: Path
+) -> None:
+    fleet_env.write_roster(
+        [{"name": "orchestrator", "role": "orchestrator", "runtime": "other"}, ROSTER[1]]
+    )
+    fleet_env.start(AGENTS, "orchestrator", ["sh", "-c", HOSTILE])
+    assert (
+        fleet_env.cli(
+            "heartbeat",
+            "orchestrator",
+            "--state",
+            "busy",
+            "--detail",
+            "\x1b]52;c;UFdORUQ=\x07detail\x1b]8;;http://evil.example/\x1b\\x\x1b]8;;\x1b\\",
+        ).rc
+        == 0
+    )
+    out = tmp_path / "out.bin"
+    dashboard(fleet_env, out)
+    wait_screen(fleet_env, "orchestrator")
+    keys(fleet_env, "Enter")  # detail: last output, pane title, heartbeat detail
+    wait_screen(fleet_env, "after-hostile")
+    keys(fleet_env, "Escape")
+    keys(fleet_env, "s")  # the stream: screen mode, then log mode
+    wait_screen(fleet_env, "after-hostile")
+    keys(fleet_env, "Tab")
+    time.sleep(1.5)
+    keys(fleet_env, "q")
+    keys(fleet_env, "q")
+    time.sleep(0.5)
+    data = out.read_bytes()
+    assert b"plain-text-ok" in data or b"after-hostile" in data  # we did record the dashboard
+    # the pane's title may be SHOWN (plain text in the detail screen), never SET as a title
+    assert b"PWNTITLE" in data and b";PWNTITLE" not in data
+    for marker in (
+        b"UFdORUQ",  # the clipboard payload
+        b"evil.example",  # the hyperlink target
+        b"PWNDCS",
+        b"\x1b[6n",
+        b"\x1b[c",
+        b"\x1bc",
+        b"\xc2\x9b",
+        b"\x1b]52",
+        b"\x1b]8;",
+        b"\x1bP",
+    ):
+        assert marker not in data, f"{marker!r} reached the operator's terminal"
+    json.dumps(fleet_env.audit_lines())  # the audit log stays valid JSON
