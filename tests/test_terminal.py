@@ -192,6 +192,8 @@ def test_stream_shows_live_output_and_typing_never_reaches_the_agent(
     keys(fleet_env, "Enter")
     keys(fleet_env, "Tab")  # log mode: the pipe-pane log
     wait_screen(fleet_env, "log mode")
+    wait_screen(fleet_env, "⎿")  # the stub's tool lines, read from the pipe log
+    assert (fleet_env.state_dir / "logs" / "mosaic-fleet.orchestrator.log").stat().st_size > 0
     time.sleep(1.0)
     beat = fleet_env.heartbeat("orchestrator") or {}
     assert message_hash("hello agent") not in beat.get("acks", [])
