@@ -32,7 +32,8 @@ from fleet_tui.tmux import session_target
 pytestmark = pytest.mark.tmux
 
 SOCK = "mosaic-fleet"
-SLEEP = ["sleep", "300"]
+# Lives until teardown reaps it: a fleet member must not expire on a wall clock in a slow run.
+SLEEP = ["sleep", "infinity"]
 STUBS = ("orchestrator", "enhancer", "coder0-0")
 ROSTER = [
     {"name": "orchestrator", "role": "orchestrator", "alias": "Mos"},
@@ -55,9 +56,17 @@ def fleet(module_env: FleetEnv) -> Iterator[FleetEnv]:
     env.start(SOCK, "crasher", ["sh", "-c", "exit 3"])
     env.start(SOCK, "rogue", SLEEP, agent=False)
     env.start("default", "shell", SLEEP, agent=False)
+    # Fully up before any test looks: every stub heartbeats, crasher's pane is dead (its
+    # `sh` exits at once, but on a loaded machine "at once" is after a first `ps`).
     for name in STUBS:
         env.wait_heartbeat(name)
+    wait_until(lambda: _pane_dead(env, "crasher"), message="crasher's pane to die")
     yield env
+
+
+def _pane_dead(env: FleetEnv, name: str) -> bool:
+    target = session_target(name)
+    return env.tmux(SOCK, "display-message", "-p", "-t", target, "#{pane_dead}").stdout == "1\n"
 
 
 def _agents(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -123,12 +132,18 @@ def test_ps_all_shows_the_operators_own_session(fleet: FleetEnv) -> None:
     assert "shell" in fleet.cli("ps", "--all").stdout
 
 
+def _who(data: dict[str, Any]) -> list[tuple[str, str | None, str]]:
+    """Which agents a `ps --json` showed, where, and how they were (for failure messages)."""
+    return sorted((a["name"], a["socket"], a["health"]) for a in data["agents"])
+
+
 def test_ps_tenant_and_host_filters(fleet: FleetEnv) -> None:
-    everyone = len(fleet.ps_json()["agents"])
-    assert everyone == 6
-    assert len(fleet.ps_json("--tenant", "acme")["agents"]) == everyone
-    assert len(fleet.ps_json("--host", "h1")["agents"]) == everyone
-    assert len(fleet.ps_json("--tenant", "acme", "--host", "h1")["agents"]) == everyone
+    first = fleet.ps_json()
+    everyone = len(first["agents"])
+    assert everyone == 6, (_who(first), first["sockets"], first["warnings"])
+    for args in (("--tenant", "acme"), ("--host", "h1"), ("--tenant", "acme", "--host", "h1")):
+        data = fleet.ps_json(*args)
+        assert len(data["agents"]) == everyone, (args, _who(data), _who(first), data["sockets"])
     assert fleet.ps_json("--tenant", "other")["agents"] == []
     assert fleet.ps_json("--host", "elsewhere")["agents"] == []
     res = fleet.cli("ps", "--tenant", "other")
