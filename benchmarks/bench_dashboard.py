@@ -40,7 +40,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +48,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from _lab import TmuxLab, cpu_ticks  # noqa: E402
+
+from fleet_tui.sources.procs import pid_alive  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "dashboard.json"
 APPS = REPO / "benchmarks" / "dashboard_apps.py"
@@ -57,7 +59,6 @@ N_UPDATE = 300
 N_CHANGED = 30
 N_IDLE = 50
 N_START = 300
-TMUX_TIMEOUT_S = 30.0
 GOAL_UPDATE_MS = 16.0
 GOAL_IDLE_PCT = 2.0
 GOAL_START_S = 1.0
@@ -408,81 +409,13 @@ def measure_updates(repeat: int) -> dict[str, Any]:
 # =============================================================================================
 
 
-def _connects(path: Path) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is gone for our purpose
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def cpu_ticks(pid: int) -> tuple[int, int]:
-    """(utime+stime, cutime+cstime) of a process, in clock ticks."""
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    return int(rest[11]) + int(rest[12]), int(rest[13]) + int(rest[14])
-
-
-class Lab:
+class Lab(TmuxLab):
     """A temporary TMUX_TMPDIR with the fleet's socket (`fleet`, found by the dashboard) and the
     socket of the terminal panes the apps run in (`ui`, outside the folder the dashboard scans)."""
 
     def __init__(self) -> None:
-        self.tmp = tempfile.mkdtemp(prefix="ftd", dir="/tmp")
-        os.environ["TMUX_TMPDIR"] = self.tmp
-        os.environ.pop("TMUX", None)
-        os.environ.pop("TMUX_PANE", None)
-        self.tmux = shutil.which("tmux") or "tmux"
-        self.python = str(REPO / ".venv" / "bin" / "python")
-        if not os.path.exists(self.python):
-            self.python = sys.executable
-        self.ui_sock = Path(self.tmp) / "ui"
-        self.sockets: set[Path] = set()
-        self.pids: set[int] = set()
-        self.settings = Path(self.tmp) / "fleet-tui.yaml"
-        self.settings.write_text("poll_interval_s: 2\n")
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("TEXTUAL", "MOSAIC_"))}
-        self.env.update(
-            {
-                "TMUX_TMPDIR": self.tmp,
-                "MOSAIC_FLEET_TUI_CONFIG": str(self.settings),
-                "COLORTERM": "truecolor",
-                "PYTHONPATH": str(REPO),  # every process runs the checkout this script is in
-            }
-        )
+        super().__init__("ftd")
         self.ui_started = False
-
-    def run(self, sock: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [self.tmux, "-S", str(sock), *args],
-            capture_output=True,
-            text=True,
-            timeout=TMUX_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-            env=self.env,
-            check=False,
-        )
-        if check and res.returncode != 0:
-            raise RuntimeError(f"tmux {' '.join(args[:3])}: {res.stderr.strip()}")
-        return res
 
     def start_ui(self) -> None:
         """The terminal server: every window 160x48, truecolor, panes kept after exit."""
@@ -517,42 +450,9 @@ class Lab:
             self.ui_sock, "display-message", "-p", "-t", pane, "#{pane_width}x#{pane_height}"
         ).stdout.strip()
 
-    def capture(self, pane: str) -> str:
-        return self.run(self.ui_sock, "capture-pane", "-p", "-t", pane, check=False).stdout
-
     def close(self, pid: int, pane: str) -> None:
         self.run(self.ui_sock, "kill-pane", "-t", pane, check=False)
         self.wait_gone([pid])
-
-    def wait_gone(self, pids: list[int], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        for pid in pids:
-            while time.monotonic() < deadline and pid_alive(pid):
-                time.sleep(0.02)
-            if pid_alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            self.pids.discard(pid)
-
-    def cleanup(self) -> None:
-        for path in sorted(self.sockets):
-            if not _connects(path):
-                continue
-            try:
-                out = self.run(path, "list-panes", "-a", "-F", "#{pane_pid}", check=False)
-                self.pids.update(int(p) for p in out.stdout.split() if p.isdigit())
-                self.run(path, "kill-server", check=False)
-            except (OSError, subprocess.SubprocessError):
-                pass
-        deadline = time.monotonic() + 5
-        for path in sorted(self.sockets):
-            while time.monotonic() < deadline and _connects(path):
-                time.sleep(0.02)
-        self.wait_gone(sorted(self.pids))
-        self.sockets.clear()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- the live fleet ------------------------------------------------------------------
     def start_fleet(self, n: int) -> tuple[Path, Path]:

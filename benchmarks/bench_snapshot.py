@@ -93,6 +93,8 @@ class Bench:
         )
 
     def kill_servers(self) -> None:
+        from fleet_tui.tmux import Liveness, probe_socket
+
         for path in sorted(self.started):
             try:
                 subprocess.run(
@@ -107,7 +109,7 @@ class Bench:
         # kill-server returns before the server has gone: wait until no socket answers.
         deadline = time.monotonic() + 5
         for path in sorted(self.started):
-            while time.monotonic() < deadline and _connects(path):
+            while time.monotonic() < deadline and probe_socket(path) == Liveness.LIVE:
                 time.sleep(0.02)
         self.started.clear()
 
@@ -349,17 +351,6 @@ class Bench:
     def cleanup(self) -> None:
         self.kill_servers()
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _connects(path: Path) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def breakdown(collector: Any) -> dict[str, float]:

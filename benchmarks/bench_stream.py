@@ -36,7 +36,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -47,10 +46,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from _lab import TmuxLab, cpu_ticks, rss_kb  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "stream.json"
 SIZE = (160, 48)
-TMUX_TIMEOUT_S = 30.0
 PROBE_EVERY_S = 0.5
 POLL_S = 0.01
 PROBE_TIMEOUT_S = 5.0
@@ -137,45 +136,6 @@ def summary(samples: list[float], timeouts: int) -> dict[str, Any]:
     }
 
 
-def _connects(path: Path) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def cpu_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    return int(rest[11]) + int(rest[12])
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def python_pid(pid: int) -> int:
     """The pane's process, or its python child when the pane runs a wrapper."""
     try:
@@ -197,55 +157,20 @@ def python_pid(pid: int) -> int:
     return pid
 
 
-class Lab:
+class Lab(TmuxLab):
     """The temporary TMUX_TMPDIR: the fleet's socket (found by the dashboard), the `ui` socket
     for the dashboard's terminal (outside the folder the dashboard scans), roster and state."""
 
     def __init__(self, rate_mb: float, seconds: float) -> None:
+        super().__init__("ftx")
         self.rate_mb, self.seconds = rate_mb, seconds
         self.marker = f"BENCH-END-{uuid.uuid4().hex[:12]}"
-        self.tmp = tempfile.mkdtemp(prefix="ftx", dir="/tmp")
-        os.environ["TMUX_TMPDIR"] = self.tmp
-        os.environ.pop("TMUX", None)
-        os.environ.pop("TMUX_PANE", None)
-        self.tmux = shutil.which("tmux") or "tmux"
-        self.python = str(REPO / ".venv" / "bin" / "python")
-        if not os.path.exists(self.python):
-            self.python = sys.executable
-        self.ui_sock = Path(self.tmp) / "ui"
-        self.sockets: set[Path] = set()
-        self.pids: set[int] = set()
         self.home = Path(self.tmp) / "fleet"
         self.roster = self.home / "roster.yaml"
         self.state = self.home / "state"
         self.start_file = Path(self.tmp) / "go"
         self.done_file = Path(self.tmp) / "done.json"
-        self.settings = Path(self.tmp) / "fleet-tui.yaml"
-        self.settings.write_text("poll_interval_s: 2\n")
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("TEXTUAL", "MOSAIC_"))}
-        self.env.update(
-            {
-                "TMUX_TMPDIR": self.tmp,
-                "MOSAIC_FLEET_TUI_CONFIG": str(self.settings),
-                "COLORTERM": "truecolor",
-                "PYTHONPATH": str(REPO),
-            }
-        )
         self.fleet_sock: Path | None = None
-
-    def run(self, sock: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [self.tmux, "-S", str(sock), *args],
-            capture_output=True,
-            text=True,
-            timeout=TMUX_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-            env=self.env,
-            check=False,
-        )
-        if check and res.returncode != 0:
-            raise RuntimeError(f"tmux {' '.join(args[:3])}: {res.stderr.strip()}")
-        return res
 
     def start_fleet(self) -> tuple[int, int]:
         """Roster + state dir, `busy` (the writer) and `calm` (a stub); their pane pids."""
@@ -326,9 +251,6 @@ class Lab:
         self.pids.add(int(pid_s))
         return int(pid_s), pane
 
-    def capture(self, pane: str) -> str:
-        return self.run(self.ui_sock, "capture-pane", "-p", "-t", pane, check=False).stdout
-
     def keys(self, pane: str, *k: str) -> None:
         self.run(self.ui_sock, "send-keys", "-t", pane, *k)
 
@@ -342,36 +264,6 @@ class Lab:
             time.sleep(0.05)
         tail = [line.rstrip() for line in shown.splitlines() if line.strip()][:6]
         raise RuntimeError(f"{text!r} did not show within {timeout:g} s; screen: {tail}")
-
-    def wait_gone(self, pids: list[int], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        for pid in pids:
-            while time.monotonic() < deadline and pid_alive(pid):
-                time.sleep(0.02)
-            if pid_alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            self.pids.discard(pid)
-
-    def cleanup(self) -> None:
-        for path in sorted(self.sockets):
-            if not _connects(path):
-                continue
-            try:
-                out = self.run(path, "list-panes", "-a", "-F", "#{pane_pid}", check=False)
-                self.pids.update(int(p) for p in out.stdout.split() if p.isdigit())
-                self.run(path, "kill-server", check=False)
-            except (OSError, subprocess.SubprocessError):
-                pass
-        deadline = time.monotonic() + 5
-        for path in sorted(self.sockets):
-            while time.monotonic() < deadline and _connects(path):
-                time.sleep(0.02)
-        self.wait_gone(sorted(self.pids))
-        self.sockets.clear()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class Sampler(threading.Thread):
@@ -387,7 +279,7 @@ class Sampler(threading.Thread):
         row: dict[str, tuple[int, int]] = {}
         for name, pid in self.pids.items():
             try:
-                row[name] = (rss_kb(pid), cpu_ticks(pid))
+                row[name] = (rss_kb(pid), cpu_ticks(pid)[0])
             except (OSError, ValueError, IndexError):
                 row[name] = (0, 0)
         s = (time.monotonic(), row)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from textual.worker import Worker, WorkerState
 
 from fleet_tui.actions import OperatorActions
 from fleet_tui.commands import FleetCommands
+from fleet_tui.control import wait_for_ack
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model import AgentRecord, FleetSnapshot
 from fleet_tui.poll_source import SnapshotSource
@@ -396,6 +396,8 @@ class FleetApp(App[int]):
     @work(thread=True, group="send", exit_on_error=False, description="send a message")
     def _send(self, record: AgentRecord, text: str) -> None:
         assert self.actions is not None
+        spool = getattr(self.source, "spool", None)
+        before = spool.read_heartbeat(record.name).heartbeat if spool is not None else None
         try:
             result = self.actions.send(record, text)
         except Exception as exc:
@@ -408,7 +410,15 @@ class FleetApp(App[int]):
         self.call_from_thread(
             self.notify, f"sent to {record.name} ({result.length} chars); waiting for its ack…"
         )
-        accepted = wait_for_ack(self.source, record, result.hash, timeout_s=10.0)
+        accepted = spool is not None and (
+            wait_for_ack(
+                lambda: spool.read_heartbeat(record.name).heartbeat,
+                before,
+                result.hash,
+                timeout_s=10.0,
+            )
+            is not None
+        )
         if accepted:
             self.call_from_thread(self.notify, f"{record.name} accepted the message")
         else:
@@ -432,13 +442,7 @@ class FleetApp(App[int]):
 
     def action_clear_filter(self) -> None:
         self.action_show_fleet()
-        self.fleet_screen.view = self.fleet_screen.view.__class__(
-            sort_key=self.fleet_screen.view.sort_key,
-            sort_reverse=self.fleet_screen.view.sort_reverse,
-            show_all=self.fleet_screen.view.show_all,
-        )
         self.fleet_screen.action_clear()
-        self.fleet_screen.refresh_view()
 
     def action_toggle_all(self) -> None:
         self.action_show_fleet()
@@ -486,19 +490,3 @@ def run_dashboard(config: object, *, settings: DashboardSettings | None = None) 
     app = FleetApp(source, settings=settings, startup_notice=notice, actions=actions)
     app.run()
     return 0
-
-
-def wait_for_ack(
-    source: SnapshotSource, record: AgentRecord, digest: str, *, timeout_s: float
-) -> bool:
-    """Block (in a worker) until the agent's heartbeat lists `digest` among its acks."""
-    spool = getattr(source, "spool", None)
-    if spool is None:
-        return False
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        read = spool.read_heartbeat(record.name)
-        if read.heartbeat is not None and digest in read.heartbeat.acks:
-            return True
-        time.sleep(0.1)
-    return False

@@ -449,7 +449,7 @@ def _read_message(arg: str) -> str:
 def cmd_send(args: argparse.Namespace) -> int:
     """Deliver a message (audited by hash and length, never by text); with --verify wait until
     the runtime's heartbeat acks its hash. Exit 3 for no such agent, no session or a dead pane."""
-    from fleet_tui.control import ControlError, ack_accepted, clean_message, send_message
+    from fleet_tui.control import ControlError, clean_message, send_message, wait_for_ack
     from fleet_tui.sources.spool import HeartbeatSpool
 
     text = _read_message(args.text)
@@ -467,34 +467,23 @@ def cmd_send(args: argparse.Namespace) -> int:
     except FleetError as exc:
         ctl.audit("failed", str(exc)[:200])
         raise
-    t0 = time.monotonic()
     detail = f"{sent.hash} length={sent.length} lines={sent.lines} via={sent.method}"
     shown = f"sent to {ctl.name} ({sent.length} chars, {sent.hash[:19]}{_ellipsis()})"
     if not args.verify:
         ctl.audit("delivered", detail)
         print(shown)
         return EXIT_OK
-    accepted = False
     try:
-        while True:
-            hb = spool.read_heartbeat(ctl.name).heartbeat
-            if hb is not None:
-                newer = before is None or (hb.pid, hb.seq, hb.ts) != (
-                    before.pid,
-                    before.seq,
-                    before.ts,
-                )
-                if ack_accepted(before.acks if before else None, hb.acks, sent.hash, newer=newer):
-                    accepted = True
-                    break
-            if time.monotonic() - t0 >= args.timeout:
-                break
-            time.sleep(0.05)
+        took = wait_for_ack(
+            lambda: spool.read_heartbeat(ctl.name).heartbeat,
+            before,
+            sent.hash,
+            timeout_s=args.timeout,
+        )
     except KeyboardInterrupt:
         ctl.audit("delivered", detail + " verify=interrupted")
         raise
-    took = time.monotonic() - t0
-    if not accepted:
+    if took is None:
         ctl.audit("unconfirmed", detail + f" timeout={args.timeout:g}s")
         raise NotConfirmed(f"{shown}; not accepted within {args.timeout:g} s")
     ctl.audit("accepted", detail + f" after={took:.1f}s")

@@ -20,7 +20,7 @@ import re
 import secrets
 import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,6 +34,7 @@ from fleet_tui.errors import (
     TmuxServerGone,
     TmuxTargetMissing,
 )
+from fleet_tui.model import Heartbeat
 from fleet_tui.tmux import TmuxRunner, check_session_name, session_target
 
 
@@ -225,6 +226,28 @@ def ack_accepted(
     if old == 0:
         return newer and new == 0
     return new < old
+
+
+def wait_for_ack(
+    read: Callable[[], Heartbeat | None],
+    before: Heartbeat | None,
+    digest: str,
+    *,
+    timeout_s: float,
+    poll_s: float = 0.05,
+) -> float | None:
+    """Seconds until the runtime's heartbeat (`read()`) accepts `digest`, judged against the
+    heartbeat read just before sending (`ack_accepted`); None when `timeout_s` passes first."""
+    t0 = time.monotonic()
+    while True:
+        hb = read()
+        if hb is not None:
+            newer = before is None or (hb.pid, hb.seq, hb.ts) != (before.pid, before.seq, before.ts)
+            if ack_accepted(before.acks if before else None, hb.acks, digest, newer=newer):
+                return time.monotonic() - t0
+        if time.monotonic() - t0 >= timeout_s:
+            return None
+        time.sleep(poll_s)
 
 
 # -- the pane's output as a stream log ------------------------------------------------------------

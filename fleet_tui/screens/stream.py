@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Input, Static
 from textual.worker import get_current_worker
 
-from fleet_tui.core.sanitize import StreamSanitizer, ansi_to_text, clean_text
+from fleet_tui.core.sanitize import StreamSanitizer, ansi_to_text, clean_text, sanitize_stream
 from fleet_tui.model import AgentRecord
 from fleet_tui.widgets.stream_log import MAX_LINES, StreamLog
 
@@ -157,7 +157,7 @@ class StreamScreen(Screen[None]):
                 self._last_capture = now
                 try:
                     raw = source.capture_screen(self.record)
-                    text = sanitizer_once(raw)
+                    text = sanitize_stream(raw)
                     self._deliver(self._show_capture, text)
                 except Exception as exc:
                     self._deliver(self._show_capture, f"(capture failed: {exc})")
@@ -169,7 +169,9 @@ class StreamScreen(Screen[None]):
         """False once the screen left or the app is exiting (the thread must end by itself:
         asyncio waits for executor threads when the app stops)."""
         app = self.app
-        return not (self._stop_follow or self._closing or self._closed or app._closing or app._closed)
+        return not (
+            self._stop_follow or self._closing or self._closed or app._closing or app._closed
+        )
 
     def on_unmount(self) -> None:
         self._stop_follow = True
@@ -270,9 +272,3 @@ class StreamScreen(Screen[None]):
             self.query_one(StreamLog).focus()
             return
         self.app.pop_screen()
-
-
-def sanitizer_once(raw: str | bytes) -> str:
-    from fleet_tui.core.sanitize import sanitize_stream
-
-    return sanitize_stream(raw)
