@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fleet_tui import __version__
 from fleet_tui.errors import (
@@ -149,7 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("tui", help="the dashboard (the default)")
+    for ext in _extensions():
+        ext.add_parsers(sub, _common)
     return parser
+
+
+# Verbs of the runtime adapters, usage, budgets and the gateway live in their own modules, each
+# with `add_parsers(sub, common)` and `VERBS`; they import only argparse at module level.
+EXTENSIONS = (
+    "fleet_tui.cli_hooks",
+    "fleet_tui.cli_usage",
+    "fleet_tui.cli_budget",
+    "fleet_tui.cli_gateway",
+)
+
+
+def _extensions() -> list[Any]:
+    import importlib
+
+    return [importlib.import_module(name) for name in EXTENSIONS]
 
 
 def _states() -> list[str]:
@@ -620,8 +638,11 @@ VERBS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    verbs = dict(VERBS)
+    for ext in _extensions():
+        verbs.update(ext.VERBS)
     try:
-        return VERBS[args.verb](args)
+        return verbs[args.verb](args)
     except FleetError as exc:
         sys.stderr.write(f"{PROG}: {exc}\n")
         return exc.exit_code

@@ -133,6 +133,9 @@ class Heartbeat(BaseModel):
     echo: str | None = None
     acks: list[str] = Field(default_factory=list)
     usage: dict[str, Any] | None = None
+    # Grown after v1: who wrote it when not the runtime itself ("hook:claude", "hook:codex",
+    # "keepalive:claude"). Absent means the runtime speaks the protocol natively.
+    via: str | None = None
 
 
 class Ping(BaseModel):
@@ -193,6 +196,72 @@ class SocketInfo(_Record):
     listed_in_ms: float | None = None
 
 
+class StateSource(StrEnum):
+    HEARTBEAT = "heartbeat"
+    HOOK = "hook"
+    INFERRED = "inferred"
+
+
+class InferredState(_Record):
+    """A state read off the pane (activity, title, prompt patterns): a guess, shown as one."""
+
+    state: AgentState
+    reason: str
+
+
+class BudgetBrief(_Record):
+    """The budget of the account an agent spends from, in one line (the fleet table's cell)."""
+
+    account: str
+    window: str | None = None
+    used_percent: float | None = None
+    pace: float | None = None
+    status: str
+    rung: str | None = None
+
+
+class UsageSample(BaseModel):
+    """One usage-vs-limit observation of an account window (`usage.jsonl`, DESIGN.md Budgets).
+
+    Lenient on purpose: readers report bad values (negative, above 100, unknown account)
+    with file and line instead of losing the rest of the ledger.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    tenant_id: str
+    host: str
+    account: str
+    window: str
+    window_minutes: int | None = None
+    used_percent: float
+    resets_at: Timestamp | None = None
+    reset_confidence: str = "unknown"
+    observed_at: Timestamp
+    source: str
+
+
+class SpendRecord(BaseModel):
+    """One metered spend (`spend.jsonl`, DESIGN.md Budgets)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tenant_id: str
+    host: str
+    ts: Timestamp
+    agent: str | None = None
+    account: str
+    model: str | None = None
+    mission: str | None = None
+    task: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = None
+    projected_tokens: int | None = None
+
+
 class AgentRecord(_Record):
     tenant_id: str
     host: str
@@ -213,6 +282,13 @@ class AgentRecord(_Record):
     health: Health
     health_reason: str
     drift: list[Drift]
+    # Grown after v1 (DESIGN.md: contracts may grow fields). Where the agent's `state` comes
+    # from: "heartbeat" (the runtime speaks the protocol), "hook" (a runtime hook adapter wrote
+    # it), "inferred" (read off the pane; never makes an agent healthy), None (nothing known).
+    state_source: StateSource | None = None
+    inferred: InferredState | None = None
+    tokens_today: int | None = None
+    budget: BudgetBrief | None = None
 
     @property
     def key(self) -> str:
