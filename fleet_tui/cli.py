@@ -161,6 +161,7 @@ EXTENSIONS = (
     "fleet_tui.cli_usage",
     "fleet_tui.cli_budget",
     "fleet_tui.cli_gateway",
+    "fleet_tui.cli_publish",
 )
 
 

@@ -1,4 +1,4 @@
-"""Verbs of the cross-host register: `gateway serve|token`, `publish`.
+"""Verbs of the cross-host register: `gateway serve`, `gateway token create`.
 
 Imports only argparse at module level (the CLI loads every verb module to build its parser).
 """

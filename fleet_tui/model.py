@@ -158,6 +158,7 @@ class TmuxInfo(_Record):
     pane_pipe: bool = False
     pane_in_mode: bool = False
     window_size: str | None = None
+    cwd: str | None = None  # pane_current_path: what transcripts of this agent are matched on
 
 
 class SystemdInfo(_Record):
@@ -354,6 +355,7 @@ class PaneRow:
     mosaic_agent: str
     window_size: str
     pane_title: str
+    current_path: str = ""
 
 
 @dataclass
