@@ -24,12 +24,14 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from fleet_tui.actions import OperatorActions
+from fleet_tui.budget_service import BudgetSource
 from fleet_tui.commands import FleetCommands
 from fleet_tui.control import wait_for_ack
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model import AgentRecord, FleetSnapshot
 from fleet_tui.poll_source import SnapshotSource
 from fleet_tui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
+from fleet_tui.screens.budget import BudgetScreen
 from fleet_tui.screens.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
 from fleet_tui.screens.stream import StreamScreen
 from fleet_tui.settings import DashboardSettings
@@ -91,6 +93,7 @@ class FleetApp(App[int]):
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("W", "warnings", "Warnings", show=False, id="app.warnings"),
         Binding("L", "audit", "Audit log", show=False, id="app.audit"),
+        Binding("b", "budgets", "Budgets", id="app.budgets"),
         Binding("ctrl+p", "command_palette", "Palette", id="app.palette"),
     ]
 
@@ -104,9 +107,11 @@ class FleetApp(App[int]):
         watch: bool = True,
         startup_notice: str | None = None,
         actions: OperatorActions | None = None,
+        budget_source: BudgetSource | None = None,
     ) -> None:
         super().__init__()
         self.source = source
+        self.budget_source = budget_source
         self.actions = actions
         self.settings = settings or DashboardSettings()
         self.clock = clock
@@ -432,6 +437,10 @@ class FleetApp(App[int]):
         lines = self.actions.audit_lines() if self.actions is not None else []
         self.push_screen(AuditScreen(lines))
 
+    def action_budgets(self) -> None:
+        if not isinstance(self.screen, BudgetScreen):
+            self.push_screen(BudgetScreen())
+
     def action_warnings(self) -> None:
         if not isinstance(self.screen, WarningsScreen):
             self.push_screen(WarningsScreen())
@@ -484,9 +493,13 @@ def run_dashboard(config: object, *, settings: DashboardSettings | None = None) 
     if settings is None:
         settings, notice = load_settings()
     from fleet_tui.actions import LiveActions
+    from fleet_tui.budget_service import LiveBudgetSource
 
     source = LiveSource(config, systemd_interval_s=settings.systemd_interval_s)
     actions = LiveActions(source.runner, config.state_dir)
-    app = FleetApp(source, settings=settings, startup_notice=notice, actions=actions)
+    budgets = LiveBudgetSource.for_config(config)
+    app = FleetApp(
+        source, settings=settings, startup_notice=notice, actions=actions, budget_source=budgets
+    )
     app.run()
     return 0

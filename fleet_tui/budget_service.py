@@ -1,0 +1,593 @@
+"""The budget service: loads budgets.yaml and the usage/spend ledgers, paces every account
+window, decides each account's ladder rung, and builds the `BudgetReport` that `budget --json`
+prints and the budget screen renders.
+
+Blocking (file reads): the dashboard calls it from a thread worker. The budgets file is cached by
+its stat; the ledgers are read incrementally (only what was appended) and their readers' state
+is checkpointed in the state dir, so a restart does not read a large ledger again. Samples from
+the gateway (`add_samples`) join the local ones in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from fleet_tui.core.ladder import AccountStanding, Rung, RungDecision, decide
+from fleet_tui.core.pacing import (
+    DAY_S,
+    Series,
+    WindowPace,
+    pace_spend,
+    pace_window,
+    period_bounds,
+    window_curve,
+    worst,
+)
+from fleet_tui.ledger import spend_path, usage_path
+from fleet_tui.model import AgentRecord, BudgetBrief, UsageSample, format_ts
+from fleet_tui.paths import Located, default_budgets_path, locate
+from fleet_tui.sources.budgets import EXAMPLE, BudgetsError, LoadedBudgets, load_budgets
+from fleet_tui.sources.ledger_read import SpendLedgerReader, UsageLedgerReader
+
+BUDGET_SCHEMA = "mosaic.fleet.budget/v1"
+CURVE_COLUMNS = 96
+CHECKPOINT_EVERY_BYTES = 1 << 20
+SPEND_TRAILING_S = DAY_S
+
+
+def budgets_location(flag: str | None = None) -> Located:
+    """`--budgets PATH`, else `MOSAIC_FLEET_BUDGETS`, else `$XDG_CONFIG_HOME/mosaic/budgets.yaml`."""
+    return locate(flag, "MOSAIC_FLEET_BUDGETS", default_budgets_path())
+
+
+@dataclass(frozen=True)
+class AccountReport:
+    tenant_id: str
+    host: str
+    account: str
+    provider: str
+    regime: str
+    runtime: str | None
+    pacing: str
+    rapid_authorized_until: datetime | None
+    windows: list[WindowPace]
+    spent_usd: float | None
+    ceiling_usd: float | None
+    period: str | None
+    rung: str | None
+    rung_action: str
+    rung_reason: str
+    rung_until: datetime | None
+    agents: list[str] | None
+    max_agents: int | None
+    curves: dict[str, list[float | None]] = field(default_factory=dict)
+    urgent_action: str | None = None  # what urgent work gets (differs only when authorized)
+    urgent_reason: str | None = None
+
+    @property
+    def binding(self) -> WindowPace | None:
+        """The window that binds this account (exhausted, else the most ahead)."""
+        return worst(self.windows)
+
+
+@dataclass(frozen=True)
+class AgentSpend:
+    agent: str
+    cost_usd: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class BudgetReport:
+    generated_at: datetime
+    tenant_id: str
+    host: str
+    budgets_path: str
+    budgets_found: bool
+    accounts: list[AccountReport]
+    spend_today: list[AgentSpend]
+    warnings: list[str]
+    max_agents: int | None = None
+    error: str | None = None
+
+    @property
+    def example(self) -> str:
+        return EXAMPLE
+
+
+class BudgetSource(Protocol):
+    """What the dashboard's budget screen polls (blocking; called from a thread worker)."""
+
+    def load(self) -> BudgetReport: ...
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class BudgetService:
+    """Budgets + ledgers -> `BudgetReport`, with caches that make a refresh cheap."""
+
+    def __init__(
+        self,
+        budgets: Located,
+        state_dir: Path,
+        *,
+        tenant_id: str | None = None,
+        host: str | None = None,
+        checkpoints: bool = True,
+    ) -> None:
+        self.budgets_at = budgets
+        self.state_dir = state_dir
+        self.tenant_fallback = tenant_id
+        self.host_fallback = host or socket.gethostname()
+        self.checkpoints = checkpoints
+        self.usage = UsageLedgerReader(usage_path(state_dir))
+        self.spend = SpendLedgerReader(spend_path(state_dir))
+        self.gateway: dict[tuple[str, str, str], Series] = {}
+        self._budgets: LoadedBudgets | None = None
+        self._budgets_key: tuple[int, int, int] | None = None
+        self._since_save = {"usage": 0, "spend": 0}
+        if checkpoints:
+            self._restore("usage", self.usage)
+            self._restore("spend", self.spend)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _ckpt_path(self, name: str) -> Path:
+        return self.state_dir / f"{name}.jsonl.checkpoint"
+
+    def _restore(self, name: str, reader: UsageLedgerReader | SpendLedgerReader) -> None:
+        try:
+            data = json.loads(self._ckpt_path(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if isinstance(data, dict):
+            reader.restore(data)
+
+    def _save(self, name: str, reader: UsageLedgerReader | SpendLedgerReader) -> None:
+        try:
+            _atomic_write(self._ckpt_path(name), json.dumps(reader.checkpoint()))
+            self._since_save[name] = 0
+        except OSError:
+            pass  # a read-only state dir: the next start reads the ledger again
+
+    # -- inputs -----------------------------------------------------------------------------
+    def load_budgets(self) -> LoadedBudgets | None:
+        """The budgets (cached by stat), None when the default file does not exist."""
+        path = self.budgets_at.path
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self._budgets, self._budgets_key = None, None
+            if self.budgets_at.explicit:
+                raise BudgetsError(f"{path}: budgets file not found") from None
+            return None
+        except OSError as exc:
+            raise BudgetsError(f"{path}: cannot read budgets: {exc.strerror}") from None
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._budgets is not None and key == self._budgets_key:
+            return self._budgets
+        loaded = load_budgets(path)
+        self._budgets, self._budgets_key = loaded, key
+        return loaded
+
+    def read_ledgers(self) -> None:
+        """Read what was appended to the ledgers since the last call."""
+        for name, reader in (("usage", self.usage), ("spend", self.spend)):
+            stats = reader.read()
+            self._since_save[name] += stats.bytes
+            if self.checkpoints and (
+                self._since_save[name] >= CHECKPOINT_EVERY_BYTES or stats.restarted
+            ):
+                self._save(name, reader)
+
+    def add_samples(self, samples: Iterable[UsageSample]) -> int:
+        """Usage samples from elsewhere (the gateway's budgets): kept in memory, paced with
+        the local ones. Returns how many were taken (out-of-range ones are left out)."""
+        n = 0
+        for s in samples:
+            if not 0.0 <= s.used_percent <= 100.0:
+                continue
+            key = (s.tenant_id, s.account, s.window)
+            series = self.gateway.setdefault(key, Series())
+            series.add(
+                s.observed_at.timestamp(),
+                s.used_percent,
+                s.resets_at.timestamp() if s.resets_at else None,
+                s.reset_confidence,
+                float(s.window_minutes) if s.window_minutes else None,
+            )
+            n += 1
+        return n
+
+    def load(self, now: datetime | None = None) -> BudgetReport:
+        """Read everything new and build the report (BudgetsError when the file is bad)."""
+        loaded = self.load_budgets()
+        self.read_ledgers()
+        return self.report(loaded, now or datetime.now(UTC))
+
+    # -- the report -------------------------------------------------------------------------
+    def _series(self, tenant: str, account: str) -> dict[str, Series]:
+        out: dict[str, Series] = {}
+        for src in (self.usage.series, self.gateway):
+            for (t, a, w), s in src.items():
+                if t != tenant or a != account:
+                    continue
+                if w in out:  # local and gateway samples of the same window: merge
+                    merged = Series()
+                    for x in (out[w], s):
+                        x.ensure_sorted()
+                        for i in range(len(x)):
+                            merged.add(x.t[i], x.used[i], x.resets[i], x.confidence, x.minutes)
+                    out[w] = merged
+                else:
+                    out[w] = s
+        return out
+
+    def report(self, loaded: LoadedBudgets | None, now: datetime) -> BudgetReport:
+        warnings: list[str] = []
+        budgets_path = str(self.budgets_at.path)
+        if loaded is None:
+            tenant = self.tenant_fallback or ""
+            host = self.host_fallback
+        else:
+            tenant = loaded.config.tenant_id
+            host = loaded.config.host or self.host_fallback
+            warnings += loaded.warnings
+        warnings += self.usage.warnings
+        warnings += self.spend.warnings
+        accounts: list[AccountReport] = []
+        if loaded is not None:
+            accounts = self._accounts(loaded, tenant, host, now, warnings)
+        others = {t for (t, _a, _w) in self.usage.series if t != tenant}
+        if others:
+            warnings.append(
+                f"{self.usage.path}: samples of other tenants ignored "
+                f"({', '.join(sorted(others)[:3])})"
+            )
+        today = int(now.timestamp() // DAY_S)
+        spend_today = sorted(
+            (
+                AgentSpend(agent, round(v[0], 6), int(v[1]))
+                for (t, agent, day), v in self.spend.totals.by_agent_day.items()
+                if t == tenant and day == today
+            ),
+            key=lambda s: (-s.cost_usd, -s.tokens, s.agent),
+        )
+        return BudgetReport(
+            generated_at=now,
+            tenant_id=tenant,
+            host=host,
+            budgets_path=budgets_path,
+            budgets_found=loaded is not None,
+            accounts=accounts,
+            spend_today=spend_today,
+            warnings=warnings,
+            max_agents=loaded.config.concurrency.max_agents if loaded else None,
+        )
+
+    def _accounts(
+        self, loaded: LoadedBudgets, tenant: str, host: str, now: datetime, warnings: list[str]
+    ) -> list[AccountReport]:
+        cfg = loaded.config
+        known = {a.id for a in cfg.accounts}
+        for (t, a), line in sorted(self.usage.first_line.items(), key=lambda kv: kv[1]):
+            if t == tenant and a not in known:
+                warnings.append(
+                    f"{self.usage.path}:{line}: account: '{a}' is not in {loaded.path} "
+                    "(its samples are left out)"
+                )
+        now_h = now.timestamp() / 3600.0
+        paced: list[tuple[Any, list[WindowPace], float | None, dict[str, list[float | None]]]] = []
+        for acct in cfg.accounts:
+            windows: list[WindowPace] = []
+            curves: dict[str, list[float | None]] = {}
+            spent: float | None = None
+            if acct.regime == "api":
+                start, _end = period_bounds(acct.period, now)
+                spent = self.spend.totals.spent(tenant, acct.id, start.timestamp() / 3600, now_h)
+                trailing = self.spend.totals.spent(
+                    tenant, acct.id, now_h - SPEND_TRAILING_S / 3600, now_h
+                )
+                windows.append(
+                    pace_spend(
+                        acct.period, acct.ceiling_usd, spent, trailing, SPEND_TRAILING_S, now
+                    )
+                )
+            else:
+                series = self._series(tenant, acct.id)
+                names = [w.name for w in acct.windows] + sorted(
+                    n for n in series if n not in {w.name for w in acct.windows}
+                )
+                for name in names:
+                    wcfg = next((w for w in acct.windows if w.name == name), None)
+                    s = series.get(name)
+                    wp = pace_window(
+                        name,
+                        wcfg.minutes if wcfg else None,
+                        s,
+                        now,
+                        resets_at=wcfg.resets_at if wcfg else None,
+                        reset_confidence=(wcfg.confidence if wcfg and wcfg.resets_at else None),
+                    )
+                    windows.append(wp)
+                    for note in wp.notes:
+                        if "rolled forward" in note or "clock skew" in note:
+                            warnings.append(f"{acct.id} {name}: {note}")
+                    if wp.window_start is not None and wp.resets_at is not None:
+                        curves[name] = window_curve(
+                            s, wp.window_start, wp.resets_at, now, CURVE_COLUMNS
+                        )
+            paced.append((acct, windows, spent, curves))
+
+        standings = {acct.id: _standing(acct, windows, now) for acct, windows, _s, _c in paced}
+        ladder = [Rung(name, account) for name, account in loaded.ladder]
+        out: list[AccountReport] = []
+        for acct, windows, spent, curves in paced:
+            decision: RungDecision = decide(acct.id, ladder, standings, now)
+            urgent = decide(acct.id, ladder, standings, now, urgent=True)
+            if acct.regime == "api" and acct.ceiling_usd is None:
+                decision = RungDecision(
+                    decision.rung, decision.action, "no ceiling_usd set: spend is not limited"
+                )
+            out.append(
+                AccountReport(
+                    tenant_id=tenant,
+                    host=host,
+                    account=acct.id,
+                    provider=acct.provider,
+                    regime=acct.regime,
+                    runtime=acct.runtime,
+                    pacing=acct.pacing,
+                    rapid_authorized_until=acct.rapid_authorized_until,
+                    windows=windows,
+                    spent_usd=round(spent, 6) if spent is not None else None,
+                    ceiling_usd=acct.ceiling_usd,
+                    period=acct.period if acct.regime == "api" else None,
+                    rung=decision.rung,
+                    rung_action=decision.action,
+                    rung_reason=decision.reason,
+                    rung_until=decision.until,
+                    agents=acct.agents,
+                    max_agents=acct.max_agents,
+                    curves=curves,
+                    urgent_action=urgent.action,
+                    urgent_reason=urgent.reason,
+                )
+            )
+        return out
+
+
+def _pct(v: float | None) -> str:
+    return "?" if v is None else f"{v:.1f} %"
+
+
+def _standing(acct: Any, windows: Sequence[WindowPace], now: datetime) -> AccountStanding:
+    """What the ladder needs of an account: exhausted windows and when they all reset; the
+    window most ahead of pace."""
+    exhausted = [w for w in windows if w.status == "exhausted"]
+    ahead = [w for w in windows if w.status == "ahead"]
+    if exhausted:
+        resets = [w.resets_at for w in exhausted]
+        available = None if any(r is None for r in resets) else max(r for r in resets if r)
+        what = (
+            f"ceiling ${acct.ceiling_usd:g} reached this {acct.period}"
+            if acct.regime == "api"
+            else " and ".join(f"{w.name} window exhausted" for w in exhausted)
+        )
+        return AccountStanding(
+            acct.id,
+            exhausted=True,
+            exhausted_why=f"{acct.id}: {what}",
+            available_at=available,
+            pacing=acct.pacing,
+            rapid_authorized_until=acct.rapid_authorized_until,
+        )
+    if ahead:
+        w = max(ahead, key=lambda w: w.pace or 0.0)
+        allowed = f"{w.allowed_per_day:.1f} %/day" if w.allowed_per_day is not None else "?"
+        why = (
+            f"{w.name} {_pct(w.used_percent)} used vs {_pct(w.ideal_used_percent)} ideal "
+            f"(even rate {allowed})"
+        )
+        return AccountStanding(
+            acct.id,
+            ahead=True,
+            ahead_why=why,
+            pacing=acct.pacing,
+            rapid_authorized_until=acct.rapid_authorized_until,
+        )
+    return AccountStanding(
+        acct.id, pacing=acct.pacing, rapid_authorized_until=acct.rapid_authorized_until
+    )
+
+
+# -- the fleet table's cell -------------------------------------------------------------------
+
+
+def account_for(agent: AgentRecord, accounts: Sequence[AccountReport]) -> AccountReport | None:
+    """The account an agent spends from: one that lists it in `agents`, else the first whose
+    runtime is the agent's (accounts without an `agents` list first)."""
+    for a in accounts:
+        if a.agents and agent.name in a.agents:
+            return a
+    if not agent.runtime:
+        return None
+    matching = [a for a in accounts if a.runtime == agent.runtime]
+    open_ = [a for a in matching if not a.agents]
+    chosen = open_ or matching
+    return chosen[0] if chosen else None
+
+
+def briefs_for(report: BudgetReport, agents: Iterable[AgentRecord]) -> dict[str, BudgetBrief]:
+    """Agent name -> the one-line budget of its account (agents without an account: absent)."""
+    out: dict[str, BudgetBrief] = {}
+    for agent in agents:
+        acct = account_for(agent, report.accounts)
+        if acct is None:
+            continue
+        w = acct.binding
+        out[agent.name] = BudgetBrief(
+            account=acct.account,
+            window=w.name if w else None,
+            used_percent=round(w.used_percent, 1) if w and w.used_percent is not None else None,
+            pace=round(w.pace, 2) if w and w.pace is not None else None,
+            status=w.status if w else "unknown",
+            rung=acct.rung,
+        )
+    return out
+
+
+# -- budget --json v1 -------------------------------------------------------------------------
+
+
+def _ts(t: datetime | None) -> str | None:
+    return format_ts(t) if t is not None else None
+
+
+def _r(v: float | None, nd: int = 2) -> float | None:
+    return None if v is None else round(v, nd)
+
+
+def window_json(w: WindowPace) -> dict[str, Any]:
+    return {
+        "name": w.name,
+        "window_minutes": _r(w.window_minutes, 1),
+        "used_percent": _r(w.used_percent),
+        "resets_at": _ts(w.resets_at),
+        "reset_confidence": w.reset_confidence,
+        "observed_at": _ts(w.observed_at),
+        "ideal_used_percent": _r(w.ideal_used_percent),
+        "pace": _r(w.pace, 3),
+        "allowed_per_day": _r(w.allowed_per_day, 3),
+        "recent_rate_per_day": _r(w.recent_rate_per_day, 3),
+        "projected_at_reset": _r(w.projected_at_reset),
+        "exhaust_at": _ts(w.exhaust_at),
+        "status": w.status,
+        "window_start": _ts(w.window_start),
+        "reset_rolled": w.reset_rolled,
+        "notes": list(w.notes),
+    }
+
+
+def report_json(report: BudgetReport) -> dict[str, Any]:
+    """`budget --json` v1 (DESIGN.md), with grown fields (rung_action, spend_today, ...)."""
+    return {
+        "schema": BUDGET_SCHEMA,
+        "generated_at": format_ts(report.generated_at),
+        "tenant_id": report.tenant_id,
+        "host": report.host,
+        "budgets_path": report.budgets_path,
+        "budgets_found": report.budgets_found,
+        "accounts": [
+            {
+                "tenant_id": a.tenant_id,
+                "host": a.host,
+                "account": a.account,
+                "provider": a.provider,
+                "regime": a.regime,
+                "runtime": a.runtime,
+                "pacing": a.pacing,
+                "rapid_authorized_until": _ts(a.rapid_authorized_until),
+                "windows": [window_json(w) for w in a.windows],
+                "spent_usd": a.spent_usd,
+                "ceiling_usd": a.ceiling_usd,
+                "period": a.period,
+                "rung": a.rung,
+                "rung_action": a.rung_action,
+                "rung_reason": a.rung_reason,
+                "rung_until": _ts(a.rung_until),
+                "urgent": {"action": a.urgent_action, "reason": a.urgent_reason},
+                "agents": a.agents,
+                "max_agents": a.max_agents,
+            }
+            for a in report.accounts
+        ],
+        "concurrency": {"max_agents": report.max_agents},
+        "spend_today": [
+            {"agent": s.agent, "cost_usd": s.cost_usd, "tokens": s.tokens}
+            for s in report.spend_today
+        ],
+        "warnings": report.warnings,
+    }
+
+
+class LiveBudgetSource:
+    """The dashboard's budget source: one long-lived service; errors become a degraded report."""
+
+    def __init__(
+        self,
+        budgets: Located,
+        state_dir: Path,
+        *,
+        tenant_id: str | None = None,
+        host: str | None = None,
+    ) -> None:
+        self.service = BudgetService(budgets, state_dir, tenant_id=tenant_id, host=host)
+
+    @classmethod
+    def for_config(cls, config: Any) -> LiveBudgetSource:
+        """For the dashboard: the budgets of the environment, the tenant of the roster (else
+        the login name), so that spend still shows while the budgets file is broken."""
+        from fleet_tui.service import load_configured_roster, local_identity
+
+        try:
+            loaded = load_configured_roster(config)
+            tenant, host = local_identity(loaded.roster if loaded else None)
+        except Exception:  # a broken roster is the fleet screen's to report
+            tenant, host = local_identity(None)
+        return cls(budgets_location(), config.state_dir, tenant_id=tenant, host=host)
+
+    def load(self) -> BudgetReport:
+        now = datetime.now(UTC)
+        try:
+            report = self.service.load(now)
+            self.service.tenant_fallback = report.tenant_id or self.service.tenant_fallback
+            return report
+        except BudgetsError as exc:
+            self.service.read_ledgers()
+            base = self.service.report(None, now)
+            return BudgetReport(
+                generated_at=now,
+                tenant_id=base.tenant_id,
+                host=base.host,
+                budgets_path=base.budgets_path,
+                budgets_found=True,
+                accounts=[],
+                spend_today=base.spend_today,
+                warnings=base.warnings,
+                error=str(exc),
+            )
+
+
+__all__ = [
+    "BUDGET_SCHEMA",
+    "AccountReport",
+    "AgentSpend",
+    "BudgetReport",
+    "BudgetService",
+    "BudgetSource",
+    "LiveBudgetSource",
+    "briefs_for",
+    "budgets_location",
+    "report_json",
+]

@@ -1,0 +1,127 @@
+"""Plain-text pieces of the budget views, shared by `fleet-tui budget` and the budget screen:
+the gauge (used against the ideal-pace marker), countdowns, rates, the text chart. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+STATUS_MARK = {
+    "on_pace": "= on pace",
+    "ahead": "▲ ahead",
+    "behind": "▽ behind",
+    "exhausted": "✖ exhausted",
+    "unknown": "? unknown",
+}
+STATUS_MARK_ASCII = {
+    "on_pace": "= on pace",
+    "ahead": "^ AHEAD",
+    "behind": "v behind",
+    "exhausted": "X EXHAUSTED",
+    "unknown": "? unknown",
+}
+ACTION_MARK = {
+    "normal": "normal",
+    "throttle": "THROTTLE",
+    "downgrade": "DOWNGRADE",
+    "queue": "QUEUE",
+    "refuse": "REFUSE",
+}
+
+
+def gauge(
+    used: float | None, ideal: float | None, width: int, *, ascii_only: bool = False
+) -> tuple[str, int | None, int]:
+    """A bar of `width` cells: filled up to `used`, and the column of the ideal marker.
+
+    Returns (bar, marker column or None, filled cells). The marker replaces the cell it
+    falls on ('│', or '|' in ASCII)."""
+    width = max(width, 4)
+    full, empty, mark = ("#", "-", "|") if ascii_only else ("█", "░", "│")
+    filled = 0 if used is None else round(min(max(used, 0.0), 100.0) / 100.0 * width)
+    cells = [full] * filled + [empty] * (width - filled)
+    col = None
+    if ideal is not None:
+        col = min(int(min(max(ideal, 0.0), 100.0) / 100.0 * width), width - 1)
+        cells[col] = mark
+    return "".join(cells), col, filled
+
+
+def countdown(seconds: float | None) -> str:
+    """`3 d 14 h`, `5 h 12 m`, `4 m`, or `now`."""
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    if s <= 0:
+        return "now"
+    d, rem = divmod(s, 86400)
+    h, rem = divmod(rem, 3600)
+    m = rem // 60
+    if d:
+        return f"{d} d {h} h"
+    if h:
+        return f"{h} h {m} m"
+    return f"{max(m, 1)} m"
+
+
+def pct(v: float | None, nd: int = 1) -> str:
+    return "?" if v is None else f"{v:.{nd}f} %"
+
+
+def rate(v: float | None) -> str:
+    return "?" if v is None else f"{v:.1f} %/day"
+
+
+def stamp(t: datetime | None) -> str:
+    return "?" if t is None else t.strftime("%Y-%m-%d %H:%M") + "Z"
+
+
+def usd(v: float | None) -> str:
+    return "-" if v is None else f"${v:,.2f}"
+
+
+def resample(curve: Sequence[float | None], columns: int) -> list[float | None]:
+    """A curve stretched or squeezed to `columns` (the last value of each span)."""
+    if columns <= 0 or not curve:
+        return [None] * max(columns, 0)
+    n = len(curve)
+    out: list[float | None] = []
+    for c in range(columns):
+        hi = min(n, max(1, round((c + 1) * n / columns)))
+        lo = min(round(c * n / columns), hi - 1)
+        vals = [v for v in curve[lo:hi] if v is not None]
+        out.append(vals[-1] if vals else None)
+    return out
+
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def chart_rows(
+    curve: Sequence[float | None], rows: int, *, ascii_only: bool = False
+) -> list[list[tuple[str, str]]]:
+    """A chart of used % (0..100, bottom to top) per column against the even-spread line
+    (0 % at the window's start to 100 % at its reset). Each cell is (char, kind) with kind
+    `used`, `ideal`, `over` (used above the ideal line), `future` or `empty`; rows top first."""
+    cols = len(curve)
+    rows = max(rows, 2)
+    grid: list[list[tuple[str, str]]] = [[(" ", "empty")] * cols for _ in range(rows)]
+    for c, v in enumerate(curve):
+        ideal = 100.0 * (c + 0.5) / cols if cols else 0.0
+        ideal_row = min(int(ideal / 100.0 * rows), rows - 1)  # from the bottom
+        for r in range(rows):  # r from the bottom
+            lo = r * 100.0 / rows
+            kind = "empty"
+            ch = " "
+            if v is not None and v > lo:
+                frac = min((v - lo) / (100.0 / rows), 1.0)
+                if ascii_only:
+                    ch = "#" if frac >= 0.5 else "."
+                else:
+                    ch = BLOCKS[max(1, round(frac * 8))]
+                kind = "over" if v > ideal + 0.5 else "used"
+            elif r == ideal_row:
+                ch = "." if ascii_only else "·"
+                kind = "ideal" if v is not None else "future"
+            grid[rows - 1 - r][c] = (ch, kind)
+    return grid

@@ -1,0 +1,267 @@
+"""budgets.yaml v1 (DESIGN.md "Budgets, version 1"): load and validate, with errors that name the
+file, the line and the field (`file:line: field: why`), parsed with libyaml like the roster.
+
+Grown after v1 (optional): `agents: [names]` on an account (which agents spend from it; else
+agents match by runtime), `max_agents` on an account, and ladder rungs written as
+`{rung: NAME, account: ID}` to name the account that pays for a rung.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fleet_tui.errors import BadInput
+from fleet_tui.sources.roster import _DupKey, _field_path, _index_lines, _nearest_line
+
+MAX_BUDGETS_BYTES = 1 << 20
+
+EXAMPLE = """\
+version: 1
+tenant_id: jarvis
+accounts:
+  - id: claude-max-a
+    provider: anthropic
+    runtime: claude
+    regime: subscription
+    windows:
+      - {name: 5h, minutes: 300}
+      - {name: weekly, minutes: 10080, resets_at: "2026-11-30T00:00:00Z", reset_confidence: user}
+  - id: openai-api
+    provider: openai
+    runtime: codex
+    regime: api
+    ceiling_usd: 200
+    period: month
+ladder: [claude-opus, claude-sonnet, claude-haiku, codex]
+"""
+
+
+class BudgetsError(BadInput):
+    """budgets.yaml is missing (when named), unreadable or invalid; names file, line, field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _aware(v: datetime | None) -> datetime | None:
+    if v is not None and v.tzinfo is None:
+        raise ValueError("needs a time zone (e.g. 2026-11-30T00:00:00Z)")
+    return v
+
+
+class WindowConfig(_Strict):
+    name: str = Field(min_length=1, max_length=40)
+    minutes: int = Field(gt=0, le=366 * 24 * 60)
+    resets_at: datetime | None = None
+    reset_confidence: Literal["user", "provider", "estimated", "unknown"] | None = None
+
+    _tz = field_validator("resets_at")(_aware)
+
+    @property
+    def confidence(self) -> str:
+        """As written; a reset time given without one is the user's."""
+        if self.reset_confidence:
+            return self.reset_confidence
+        return "user" if self.resets_at is not None else "unknown"
+
+
+class AccountConfig(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
+    provider: Literal["anthropic", "openai", "other"] = "other"
+    runtime: str | None = None
+    regime: Literal["subscription", "api"] = "subscription"
+    windows: list[WindowConfig] = Field(default_factory=list)
+    pacing: Literal["even", "rapid"] = "even"
+    rapid_authorized_until: datetime | None = None
+    ceiling_usd: float | None = Field(default=None, gt=0)
+    period: Literal["day", "week", "month"] = "month"
+    agents: list[str] | None = None
+    max_agents: int | None = Field(default=None, ge=0)
+
+    _tz = field_validator("rapid_authorized_until")(_aware)
+
+
+class RungConfig(_Strict):
+    rung: str = Field(min_length=1)
+    account: str | None = None
+
+
+class Concurrency(_Strict):
+    max_agents: int | None = Field(default=None, ge=0)
+
+
+class BudgetsConfig(_Strict):
+    version: int
+    tenant_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str | None = None
+    accounts: list[AccountConfig] = Field(default_factory=list)
+    ladder: list[str | RungConfig] = Field(default_factory=list)
+    concurrency: Concurrency = Field(default_factory=Concurrency)
+
+    def account(self, account_id: str) -> AccountConfig | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
+
+
+@dataclass
+class LoadedBudgets:
+    config: BudgetsConfig
+    path: Path
+    warnings: list[str] = field(default_factory=list)
+    ladder: list[tuple[str, str | None]] = field(default_factory=list)  # (rung, account)
+
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _rung_account(rung: str, accounts: list[AccountConfig]) -> str | None:
+    """Which account pays for a rung named by a string: an account of that id, else the first
+    account whose runtime is the rung's first word ("claude-opus" -> runtime claude)."""
+    for a in accounts:
+        if a.id == rung:
+            return a.id
+    head = rung.split("-", 1)[0]
+    for a in accounts:
+        if a.runtime in (rung, head):
+            return a.id
+    return None
+
+
+def parse_budgets(text: str, path: Path) -> LoadedBudgets:
+    """Parse and validate budgets text; `path` is only used in messages."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f":{mark.line + 1}" if mark else ""
+        raise BudgetsError(f"{path}{where}: not valid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise BudgetsError(f"{path}: not valid YAML: {exc}") from None
+    if node is None:
+        loader.dispose()
+        raise BudgetsError(f"{path}: the budgets file is empty (expected 'version: 1', ...)")
+    lines: dict[tuple[str | int, ...], int] = {}
+    try:
+        _index_lines(node, lines, ())
+        data: Any = loader.construct_document(node)
+    except _DupKey as exc:
+        raise BudgetsError(f"{path}:{exc.line}: duplicate key '{exc.key}'") from None
+    except yaml.YAMLError as exc:
+        raise BudgetsError(f"{path}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise BudgetsError(f"{path}:1: budgets must be a mapping with 'version', 'accounts'")
+    version = data.get("version")
+    if version != 1:
+        line = lines.get(("version",), 1)
+        got = "missing" if version is None else repr(version)
+        raise BudgetsError(
+            f"{path}:{line}: version: this fleet-tui reads budgets version 1 (got {got})"
+        )
+    try:
+        config = BudgetsConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p[:1].isupper()))
+        loc = tuple(p for p in loc if p not in ("str", "RungConfig"))
+        line = _nearest_line(lines, loc)
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = msg.removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        got = ""
+        if (
+            "input" in err
+            and err["type"] != "missing"
+            and not isinstance(err["input"], (dict, list))
+        ):
+            got = f" (got {err['input']!r})"
+        raise BudgetsError(f"{path}:{line}: {_field_path(loc)}: {msg}{got}{more}") from None
+    return _check(config, lines, path)
+
+
+def _check(
+    config: BudgetsConfig, lines: dict[tuple[str | int, ...], int], path: Path
+) -> LoadedBudgets:
+    def at(*loc: str | int) -> int:
+        return _nearest_line(lines, loc)
+
+    seen: dict[str, int] = {}
+    warnings: list[str] = []
+    for i, a in enumerate(config.accounts):
+        if a.id in seen:
+            raise BudgetsError(
+                f"{path}:{at('accounts', i, 'id')}: accounts[{i}].id: '{a.id}' is already "
+                f"defined (accounts[{seen[a.id]}])"
+            )
+        seen[a.id] = i
+        names: set[str] = set()
+        for j, w in enumerate(a.windows):
+            if w.name in names:
+                raise BudgetsError(
+                    f"{path}:{at('accounts', i, 'windows', j, 'name')}: "
+                    f"accounts[{i}].windows[{j}].name: '{w.name}' is already defined"
+                )
+            names.add(w.name)
+        if a.pacing == "rapid" and a.rapid_authorized_until is None:
+            raise BudgetsError(
+                f"{path}:{at('accounts', i, 'pacing')}: accounts[{i}].pacing: rapid needs "
+                "rapid_authorized_until (an explicit authorization with an end)"
+            )
+        if a.regime == "api" and a.ceiling_usd is None:
+            warnings.append(
+                f"{path}:{at('accounts', i)}: accounts[{i}].ceiling_usd: missing: api account "
+                f"'{a.id}' has no $ ceiling, its spend is shown but not limited"
+            )
+        if a.regime == "subscription" and not a.windows:
+            warnings.append(
+                f"{path}:{at('accounts', i)}: accounts[{i}].windows: none: the windows of "
+                f"'{a.id}' come from usage samples only"
+            )
+    ladder: list[tuple[str, str | None]] = []
+    for k, item in enumerate(config.ladder):
+        if isinstance(item, RungConfig):
+            if item.account is not None and item.account not in seen:
+                raise BudgetsError(
+                    f"{path}:{at('ladder', k, 'account')}: ladder[{k}].account: no account "
+                    f"'{item.account}' in accounts"
+                )
+            acct = item.account or _rung_account(item.rung, config.accounts)
+            ladder.append((item.rung, acct))
+        else:
+            acct = _rung_account(item, config.accounts)
+            ladder.append((item, acct))
+        if acct is None:
+            warnings.append(
+                f"{path}:{at('ladder', k)}: ladder[{k}]: no account pays for rung "
+                f"'{ladder[-1][0]}' (name an account id, or a runtime as its first word)"
+            )
+    return LoadedBudgets(config, path, warnings, ladder)
+
+
+def load_budgets(path: Path) -> LoadedBudgets:
+    """Read and validate a budgets file. Raises `BudgetsError` with file, line and field."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BUDGETS_BYTES:
+            raise BudgetsError(f"{path}: budgets file is {size} bytes, larger than 1 MiB")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BudgetsError(f"{path}: budgets file not found") from None
+    except IsADirectoryError:
+        raise BudgetsError(f"{path}: budgets path is a directory") from None
+    except OSError as exc:
+        raise BudgetsError(f"{path}: cannot read budgets: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise BudgetsError(f"{path}:{line}: budgets file is not UTF-8 text") from None
+    return parse_budgets(text, path)

@@ -1,0 +1,500 @@
+"""Incremental readers of the state dir's append-only ledgers `usage.jsonl` and `spend.jsonl`.
+
+Each read starts at the byte offset where the last one stopped and consumes whole lines only: a
+partial last line (a writer mid-append) is left for the next read. A broken line (not JSON, a
+field of the wrong type, a usage outside 0..100 %) is reported once as `file:line: field: why`
+and skipped; nothing else is lost. A file that was replaced or truncated (another inode, a
+shorter size, a different first line) is read again from the start.
+
+Memory is bounded: spend is kept as sums per (tenant, account, hour) and per (tenant, agent, UTC
+day) for RETAIN_DAYS, usage as the samples of the last 10 days per account window (at most
+USAGE_MAX_SAMPLES each), warnings
+as the first MAX_WARNINGS plus a count. `checkpoint()` / `restore()` turn a reader's state
+(offset included) into JSON-able data, which the service keeps in the state dir so that a
+restart does not read a large ledger again. Read-only: this module never writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from fleet_tui.usage_series import Series
+
+CHUNK = 4 << 20
+MAX_LINE = 1 << 20
+MAX_WARNINGS = 20
+RETAIN_DAYS = 40
+USAGE_RETAIN_S = 10 * 86400.0
+USAGE_MAX_SAMPLES = 30_000
+MAX_KEYS = 100_000  # distinct accounts x windows (usage) or accounts x hours (spend)
+HEAD_BYTES = 256
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class Cursor:
+    """Where the last read of a ledger stopped, and which file that was."""
+
+    offset: int = 0
+    line_no: int = 0
+    inode: int | None = None
+    head: str | None = None  # sha256 of the first HEAD_BYTES, to notice a replaced file
+
+
+@dataclass
+class ReadStats:
+    lines: int = 0
+    bytes: int = 0
+    restarted: bool = False
+    missing: bool = False
+
+
+def _head_digest(f: Any, size: int) -> str:
+    f.seek(0)
+    return hashlib.sha256(f.read(min(HEAD_BYTES, size))).hexdigest()
+
+
+def _open_at(path: Path, cur: Cursor, stats: ReadStats) -> BinaryIO | None:
+    """The ledger opened at the cursor (None when there is no file). A replaced or truncated
+    file resets the cursor to the start and sets `stats.restarted`."""
+    try:
+        f = open(path, "rb")  # the caller closes it
+    except FileNotFoundError:
+        stats.missing = True
+        return None
+    st = os.fstat(f.fileno())
+    head = _head_digest(f, st.st_size) if st.st_size >= HEAD_BYTES else None
+    if (
+        cur.inode not in (None, st.st_ino)
+        or st.st_size < cur.offset
+        or (cur.head is not None and head is not None and head != cur.head)
+    ):
+        cur.offset, cur.line_no, cur.head = 0, 0, None
+        stats.restarted = True
+    cur.inode = st.st_ino
+    if cur.head is None and head is not None:
+        cur.head = head
+    f.seek(cur.offset)
+    return f
+
+
+def _new_lines(f: BinaryIO, cur: Cursor, stats: ReadStats) -> Iterator[tuple[int, bytes]]:
+    """(line number, line without the newline) of each whole line after the cursor; moves the
+    cursor past each line it yields. A line longer than MAX_LINE is yielded as b"" (broken)."""
+    pending = b""
+    skipping = False
+    while True:
+        chunk = f.read(CHUNK)
+        if not chunk:
+            return
+        data = pending + chunk if pending else chunk
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                break
+            line = data[start:nl]
+            cur.line_no += 1
+            cur.offset += nl + 1 - start
+            stats.lines += 1
+            stats.bytes += nl + 1 - start
+            start = nl + 1
+            if skipping:
+                skipping = False
+                yield cur.line_no, b""
+            else:
+                yield cur.line_no, line
+        pending = data[start:]
+        if len(pending) > MAX_LINE:
+            # A line this long is broken: consume it up to its newline, then report it.
+            cur.offset += len(pending)
+            stats.bytes += len(pending)
+            pending = b""
+            skipping = True
+
+
+class _Warnings:
+    def __init__(self) -> None:
+        self.first: list[str] = []
+        self.more = 0
+
+    def add(self, text: str) -> None:
+        if len(self.first) < MAX_WARNINGS:
+            self.first.append(text)
+        else:
+            self.more += 1
+
+    def lines(self, what: str) -> list[str]:
+        out = list(self.first)
+        if self.more:
+            out.append(f"{what}: {self.more} more broken line(s) skipped")
+        return out
+
+
+_HOUR_CACHE: dict[str, int] = {}
+
+
+def _epoch(ts: Any) -> float:
+    if not isinstance(ts, str):
+        raise ValueError("not a timestamp string")
+    dt = datetime.fromisoformat(ts)
+    if dt.tzinfo is None:
+        raise ValueError("timestamp without a time zone")
+    return dt.timestamp()
+
+
+def _hour(ts: Any) -> int:
+    """Hour bucket (epoch hours) of an RFC 3339 timestamp; UTC ones are cached by prefix."""
+    if isinstance(ts, str) and len(ts) >= 20 and (ts[-1] == "Z" or ts.endswith("+00:00")):
+        key = ts[:13]
+        h = _HOUR_CACHE.get(key)
+        if h is None:
+            h = int(_epoch(ts) // 3600)
+            if len(_HOUR_CACHE) > 100_000:
+                _HOUR_CACHE.clear()
+            _HOUR_CACHE[key] = h
+        return h
+    return int(_epoch(ts) // 3600)
+
+
+def _text(d: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+    v = d.get(key)
+    if v is None:
+        if required:
+            raise KeyError(key)
+        return None
+    if not isinstance(v, str):
+        raise TypeError(key)
+    return v
+
+
+@dataclass
+class SpendTotals:
+    """Sums of a spend ledger: cost and tokens per hour and account, cost per agent and day."""
+
+    by_hour: dict[tuple[str, str, int], list[float]] = field(default_factory=dict)
+    by_agent_day: dict[tuple[str, str, int], list[float]] = field(default_factory=dict)
+    records: int = 0
+    without_cost: int = 0
+
+    def spent(self, tenant: str, account: str, start_h: float, end_h: float) -> float:
+        """$ spent by an account in hours [start_h, end_h) (epoch hours, fractions allowed:
+        a partly covered hour counts in proportion)."""
+        total = 0.0
+        for (t, a, h), v in self.by_hour.items():
+            if t != tenant or a != account or h + 1 <= start_h or h >= end_h:
+                continue
+            # the hour holding `end_h` counts whole (its records are before the end)
+            covered = (h + 1 if h <= end_h < h + 1 else min(h + 1, end_h)) - max(h, start_h)
+            total += v[0] * max(min(covered, 1.0), 0.0)
+        return total
+
+
+class SpendLedgerReader:
+    """`spend.jsonl`, read incrementally into `SpendTotals`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.cursor = Cursor()
+        self.totals = SpendTotals()
+        self._warnings = _Warnings()
+
+    def read(self) -> ReadStats:
+        stats = ReadStats()
+        f = _open_at(self.path, self.cursor, stats)
+        if f is None:
+            return stats
+        if stats.restarted:
+            self.totals, self._warnings = SpendTotals(), _Warnings()
+        with f:
+            self._consume(f, stats)
+        self._prune()
+        return stats
+
+    def _consume(self, f: BinaryIO, stats: ReadStats) -> None:
+        by_hour, by_day = self.totals.by_hour, self.totals.by_agent_day
+        loads = json.loads
+        field_name = "(line)"
+        for n, line in _new_lines(f, self.cursor, stats):
+            if not line.strip():
+                if line == b"":
+                    self._warnings.add(f"{self.path}:{n}: line longer than {MAX_LINE} bytes")
+                continue
+            try:
+                d = loads(line)
+                if not isinstance(d, dict):
+                    raise ValueError("not a JSON object")
+                field_name = "ts"
+                hour = _hour(d.get("ts"))
+                field_name = "account"
+                account = _text(d, "account")
+                field_name = "tenant_id"
+                tenant = _text(d, "tenant_id")
+                field_name = "agent"
+                agent = _text(d, "agent", required=False) or "-"
+                field_name = "cost_usd"
+                cost = d.get("cost_usd")
+                if cost is not None and (
+                    isinstance(cost, bool)
+                    or not isinstance(cost, (int, float))
+                    or not math.isfinite(cost)
+                    or cost < 0
+                ):
+                    raise ValueError("must be a non-negative number")
+                field_name = "tokens"
+                tokens = 0
+                for k in (
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_tokens",
+                    "cache_write_tokens",
+                ):
+                    v = d.get(k, 0)
+                    if v is None:
+                        continue
+                    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                        field_name = k
+                        raise ValueError("must be a non-negative integer")
+                    tokens += v
+            except json.JSONDecodeError:
+                self._warnings.add(f"{self.path}:{n}: not JSON")
+                continue
+            except ValueError as exc:
+                self._warnings.add(f"{self.path}:{n}: {field_name}: {exc}")
+                continue
+            except KeyError as exc:
+                self._warnings.add(f"{self.path}:{n}: {exc.args[0]}: missing")
+                continue
+            except TypeError as exc:
+                self._warnings.add(f"{self.path}:{n}: {exc.args[0]}: must be a string")
+                continue
+            assert account is not None and tenant is not None
+            self.totals.records += 1
+            if cost is None:
+                self.totals.without_cost += 1
+                cost = 0.0
+            k1 = (tenant, account, hour)
+            v1 = by_hour.get(k1)
+            if v1 is None and len(by_hour) >= MAX_KEYS:
+                self._warnings.add(f"{self.path}:{n}: account: too many accounts and hours")
+                continue
+            if v1 is None:
+                by_hour[k1] = [float(cost), float(tokens)]
+            else:
+                v1[0] += cost
+                v1[1] += tokens
+            k2 = (tenant, agent, hour // 24)
+            v2 = by_day.get(k2)
+            if v2 is None and len(by_day) >= MAX_KEYS:
+                continue  # counted for its account; too many agents to keep per agent
+            if v2 is None:
+                by_day[k2] = [float(cost), float(tokens)]
+            else:
+                v2[0] += cost
+                v2[1] += tokens
+
+    def _prune(self) -> None:
+        if not self.totals.by_hour:
+            return
+        newest = max(k[2] for k in self.totals.by_hour)
+        cut = newest - RETAIN_DAYS * 24
+        for k in [k for k in self.totals.by_hour if k[2] < cut]:
+            del self.totals.by_hour[k]
+        for k in [k for k in self.totals.by_agent_day if k[2] < cut // 24]:
+            del self.totals.by_agent_day[k]
+
+    @property
+    def warnings(self) -> list[str]:
+        out = self._warnings.lines(str(self.path))
+        if self.totals.without_cost:
+            out.append(
+                f"{self.path}: {self.totals.without_cost} spend record(s) without cost_usd "
+                "(tokens counted, $ unknown)"
+            )
+        return out
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "v": CHECKPOINT_VERSION,
+            "path": str(self.path),
+            "cursor": vars(self.cursor),
+            "by_hour": [[*k, *v] for k, v in self.totals.by_hour.items()],
+            "by_agent_day": [[*k, *v] for k, v in self.totals.by_agent_day.items()],
+            "records": self.totals.records,
+            "without_cost": self.totals.without_cost,
+            "warnings": self._warnings.first,
+            "more": self._warnings.more,
+        }
+
+    def restore(self, data: dict[str, Any]) -> bool:
+        """Take a checkpoint's state; False (and nothing changed) when it does not fit."""
+        try:
+            if data.get("v") != CHECKPOINT_VERSION or data.get("path") != str(self.path):
+                return False
+            cursor = Cursor(**data["cursor"])
+            totals = SpendTotals(
+                by_hour={(t, a, int(h)): [c, k] for t, a, h, c, k in data["by_hour"]},
+                by_agent_day={(t, a, int(d)): [c, k] for t, a, d, c, k in data["by_agent_day"]},
+                records=int(data["records"]),
+                without_cost=int(data["without_cost"]),
+            )
+            warnings = _Warnings()
+            warnings.first = [str(w) for w in data["warnings"]][:MAX_WARNINGS]
+            warnings.more = int(data["more"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        self.cursor, self.totals, self._warnings = cursor, totals, warnings
+        return True
+
+
+class UsageLedgerReader:
+    """`usage.jsonl`, read incrementally into one `Series` per (tenant, account, window)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.cursor = Cursor()
+        self.series: dict[tuple[str, str, str], Series] = {}
+        self.first_line: dict[tuple[str, str], int] = {}  # (tenant, account) -> line
+        self._warnings = _Warnings()
+
+    def read(self) -> ReadStats:
+        stats = ReadStats()
+        f = _open_at(self.path, self.cursor, stats)
+        if f is None:
+            return stats
+        if stats.restarted:
+            self.series, self.first_line, self._warnings = {}, {}, _Warnings()
+        with f:
+            self._consume(f, stats)
+        return stats
+
+    def _consume(self, f: BinaryIO, stats: ReadStats) -> None:
+        loads = json.loads
+        for n, line in _new_lines(f, self.cursor, stats):
+            if not line.strip():
+                if line == b"":
+                    self._warnings.add(f"{self.path}:{n}: line longer than {MAX_LINE} bytes")
+                continue
+            field_name = "(line)"
+            try:
+                d = loads(line)
+                if not isinstance(d, dict):
+                    raise ValueError("not a JSON object")
+                field_name = "tenant_id"
+                tenant = _text(d, "tenant_id")
+                field_name = "account"
+                account = _text(d, "account")
+                field_name = "window"
+                window = _text(d, "window")
+                field_name = "observed_at"
+                t = _epoch(d.get("observed_at"))
+                field_name = "used_percent"
+                used = d.get("used_percent")
+                if isinstance(used, bool) or not isinstance(used, (int, float)):
+                    raise ValueError("must be a number")
+                if not math.isfinite(used) or used < 0 or used > 100:
+                    raise ValueError(f"must be between 0 and 100 (got {used!r})")
+                field_name = "resets_at"
+                r = d.get("resets_at")
+                resets = _epoch(r) if r is not None else None
+                field_name = "window_minutes"
+                minutes = d.get("window_minutes")
+                if minutes is not None and (
+                    isinstance(minutes, bool)
+                    or not isinstance(minutes, (int, float))
+                    or minutes <= 0
+                ):
+                    raise ValueError("must be a positive number")
+                field_name = "reset_confidence"
+                conf = d.get("reset_confidence") or "unknown"
+                if conf not in ("user", "provider", "estimated", "unknown"):
+                    raise ValueError("must be user, provider, estimated or unknown")
+            except json.JSONDecodeError:
+                self._warnings.add(f"{self.path}:{n}: not JSON")
+                continue
+            except ValueError as exc:
+                self._warnings.add(f"{self.path}:{n}: {field_name}: {exc}")
+                continue
+            except KeyError as exc:
+                self._warnings.add(f"{self.path}:{n}: {exc.args[0]}: missing")
+                continue
+            except TypeError as exc:
+                self._warnings.add(f"{self.path}:{n}: {exc.args[0]}: must be a string")
+                continue
+            assert tenant is not None and account is not None and window is not None
+            key = (tenant, account, window)
+            s = self.series.get(key)
+            if s is None:
+                if len(self.series) >= MAX_KEYS:
+                    self._warnings.add(f"{self.path}:{n}: account: too many account windows")
+                    continue
+                s = self.series[key] = Series()
+                self.first_line.setdefault((tenant, account), n)
+            s.add(t, float(used), resets, conf, float(minutes) if minutes else None)
+            if len(s) > USAGE_MAX_SAMPLES:
+                s.drop_before(s.t[-1] - USAGE_RETAIN_S)
+                if len(s) > USAGE_MAX_SAMPLES:
+                    s.drop_first(len(s) - USAGE_MAX_SAMPLES * 3 // 4)
+
+    @property
+    def warnings(self) -> list[str]:
+        return self._warnings.lines(str(self.path))
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "v": CHECKPOINT_VERSION,
+            "path": str(self.path),
+            "cursor": vars(self.cursor),
+            "series": [
+                [
+                    *k,
+                    s.confidence,
+                    s.minutes,
+                    s.t,
+                    s.used,
+                    [None if math.isnan(r) else r for r in s.resets],
+                ]
+                for k, s in self.series.items()
+            ],
+            "first_line": [[t, a, n] for (t, a), n in self.first_line.items()],
+            "warnings": self._warnings.first,
+            "more": self._warnings.more,
+        }
+
+    def restore(self, data: dict[str, Any]) -> bool:
+        try:
+            if data.get("v") != CHECKPOINT_VERSION or data.get("path") != str(self.path):
+                return False
+            cursor = Cursor(**data["cursor"])
+            series: dict[tuple[str, str, str], Series] = {}
+            for tenant, account, window, conf, minutes, ts, used, resets in data["series"]:
+                s = Series(
+                    t=[float(x) for x in ts],
+                    used=[float(x) for x in used],
+                    resets=[math.nan if x is None else float(x) for x in resets],
+                    confidence=str(conf),
+                    minutes=minutes,
+                )
+                s._sorted = False
+                series[(tenant, account, window)] = s
+            first = {(t, a): int(n) for t, a, n in data["first_line"]}
+            warnings = _Warnings()
+            warnings.first = [str(w) for w in data["warnings"]][:MAX_WARNINGS]
+            warnings.more = int(data["more"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        self.cursor, self.series, self.first_line, self._warnings = cursor, series, first, warnings
+        return True
+
+
+def utc_day(t: datetime) -> int:
+    """Epoch day number (UTC) of a time: the key of the per-agent daily sums."""
+    return int(t.astimezone(UTC).timestamp() // 86400)
