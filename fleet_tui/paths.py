@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -24,9 +24,10 @@ def default_budgets_path() -> Path:
     return _xdg("XDG_CONFIG_HOME", ".config") / "mosaic" / "budgets.yaml"
 
 
-@dataclass(frozen=True)
-class Located:
-    """A path and whether the user named it (a named file that is missing is an error)."""
+class Located(NamedTuple):
+    """A path and whether the user named it (a named file that is missing is an error).
+
+    A NamedTuple, not a dataclass: importing `dataclasses` costs the hook adapters ~9 ms."""
 
     path: Path
     explicit: bool

@@ -1,0 +1,64 @@
+"""Claude Code hook events to heartbeat states (RUNTIME-FORMATS.md "Claude Code hooks")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleet_tui.adapters.common import Event, ack_of, model_name, safe_detail
+
+_NOTIFICATIONS: dict[str, tuple[str | None, str]] = {
+    "permission_prompt": ("waiting_input", "permission prompt"),
+    "elicitation_dialog": ("waiting_input", "question for the operator"),
+    "idle_prompt": ("idle", "waiting for a prompt"),
+}
+
+
+def _text(payload: dict[str, Any], key: str) -> str:
+    value = payload.get(key)
+    return safe_detail(value, 40) if isinstance(value, str) else ""
+
+
+def claude_event(payload: dict[str, Any]) -> Event | None:
+    """What one hook payload means; None when it is not a hook payload at all."""
+    name = payload.get("hook_event_name")
+    if not isinstance(name, str) or not name:
+        return None
+    model = model_name(payload.get("model"))
+    if name == "SessionStart":
+        source = _text(payload, "source") or "startup"
+        # startup / resume / clear: the runtime is up and at its prompt, waiting for input (a
+        # "starting" state would last until the first prompt, hours for an always-on agent);
+        # compact can come mid-turn: unchanged.
+        state = {"compact": None}.get(source, "idle")
+        return Event(state, f"session start ({source})", model=model, starts_session=True)
+    if name == "UserPromptSubmit":
+        return Event("busy", "prompt submitted", model=model, acks=ack_of(payload.get("prompt")))
+    if name in ("PreToolUse", "PostToolUse"):
+        tool = _text(payload, "tool_name") or "?"
+        verb = "tool" if name == "PreToolUse" else "tool done"
+        return Event("busy", f"{verb}: {tool}", model=model)
+    if name == "PermissionRequest":
+        tool = _text(payload, "tool_name")
+        return Event(
+            "waiting_input",
+            f"permission request: {tool}" if tool else "permission request",
+            model=model,
+        )
+    if name == "Notification":
+        kind = _text(payload, "notification_type")
+        known = _NOTIFICATIONS.get(kind)
+        if known is None:
+            return Event(None, f"notification: {kind or '?'}", model=model)
+        return Event(known[0], known[1], model=model)
+    if name == "Stop":
+        return Event("idle", "turn finished", model=model)
+    if name == "StopFailure":
+        kind = _text(payload, "error_type") or "unknown"
+        if kind == "rate_limit":
+            return Event("blocked", "rate limited", model=model)
+        return Event("error", f"error: {kind}", model=model)
+    if name == "SessionEnd":
+        reason = _text(payload, "reason") or "other"
+        return Event("stopping", f"session end ({reason})", model=model, ends_session=True)
+    # SubagentStop, PreCompact and events added later: a sign of life, the state unchanged.
+    return Event(None, f"event: {safe_detail(name, 40)}", model=model)

@@ -1,0 +1,516 @@
+"""What every hook adapter shares: finding the agent, the runtime's pid, tenant and host, and
+writing heartbeat v1 records to the spool with the standard library only (no pydantic).
+
+The records written here have exactly the shape `fleet_tui.model.Heartbeat` dumps (the tests
+validate them with the model). Problems never reach the terminal: they go to a small, bounded
+`hooks/hooks.log` in the state dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+STATES = ("starting", "idle", "busy", "waiting_input", "blocked", "error", "stopping")
+DEFAULT_INTERVAL_S = 10.0
+MAX_JSON_BYTES = 64 * 1024
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+LOG_LIMIT_BYTES = 64 * 1024
+LOCK_WAIT_S = 1.0
+DETAIL_MAX = 80
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Detail text written by an adapter: printable ASCII words only. Stricter than clean_text (which
+# every reader applies again before display), and it costs no import of Rich.
+_UNSAFE = re.compile(r"[^A-Za-z0-9 _.:/@()+=,#-]+")
+# Escape sequences go whole, payload included (an OSC title, a CSI), as in clean_text.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]).*?(?:\x07|\x1b\\|\x9c|$)"
+    r"|\x1b[ -/]*[0-~]?",
+    re.DOTALL,
+)
+_RUNTIME_NAMES = {
+    "claude": ("claude", "claude-code"),
+    "codex": ("codex", "codex-tui", "codex-exec"),
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_ts(ts: datetime) -> str:
+    """RFC 3339 UTC with milliseconds and a `Z` (as `fleet_tui.model.format_ts`)."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_ts(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def safe_detail(text: object, max_len: int = DETAIL_MAX) -> str:
+    """A short, plain, printable description built from runtime-supplied words."""
+    out = _UNSAFE.sub(" ", _ESCAPES.sub("", str(text))).strip()
+    out = re.sub(r"\s+", " ", out)
+    return out[: max_len - 1] + "…" if len(out) > max_len else out
+
+
+def valid_name(name: object) -> bool:
+    return isinstance(name, str) and bool(_NAME_RE.match(name))
+
+
+# -- where: state dir, log -------------------------------------------------------------------
+
+
+def state_dir_for(flag: str | None) -> Path:
+    from fleet_tui.paths import state_dir_location
+
+    return state_dir_location(flag).path
+
+
+def hooks_dir(state_dir: Path) -> Path:
+    return state_dir / "hooks"
+
+
+def log_problem(state_dir: Path | None, message: str) -> None:
+    """One line in `hooks/hooks.log` (kept under LOG_LIMIT_BYTES, one older file); never raises."""
+    if state_dir is None:
+        return
+    with contextlib.suppress(Exception):
+        folder = hooks_dir(state_dir)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / "hooks.log"
+        with contextlib.suppress(OSError):
+            if path.stat().st_size > LOG_LIMIT_BYTES:
+                os.replace(path, folder / "hooks.log.1")
+        line = f"{format_ts(utcnow())} pid={os.getpid()} {safe_detail(message, 300)}\n"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+
+# -- who: tenant and host ----------------------------------------------------------------------
+
+
+def local_identity(state_dir: Path, roster_flag: str | None) -> tuple[str, str]:
+    """(tenant_id, host) as `service.local_identity` decides them: the roster's, else the login
+    name and the hostname. The roster's two fields are cached in the state dir by the roster
+    file's identity (inode, size, mtime), so most hooks never import YAML."""
+    from fleet_tui.paths import roster_location
+
+    located = roster_location(roster_flag)
+    hostname = os.uname().nodename  # socket.gethostname() on Linux, without importing socket
+    try:
+        st = located.path.stat()
+    except OSError:
+        if located.explicit:
+            log_problem(state_dir, f"roster {located.path} not readable: using login and hostname")
+        return _login(), hostname
+    key = [str(located.path), st.st_ino, st.st_size, st.st_mtime_ns]
+    cache = hooks_dir(state_dir) / "identity.json"
+    cached = read_json(cache)
+    if cached and cached.get("key") == key:
+        tenant, host = cached.get("tenant_id"), cached.get("host")
+        if isinstance(tenant, str) and tenant:
+            return tenant, host if isinstance(host, str) and host else hostname
+    tenant, host = _roster_identity(located.path, state_dir)
+    if tenant is None:
+        return _login(), hostname
+    with contextlib.suppress(Exception):
+        hooks_dir(state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(cache, json.dumps({"key": key, "tenant_id": tenant, "host": host}).encode())
+    return tenant, host or hostname
+
+
+def _roster_identity(path: Path, state_dir: Path) -> tuple[str | None, str | None]:
+    try:
+        import yaml
+
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except Exception as exc:
+        log_problem(state_dir, f"roster {path} unreadable ({type(exc).__name__})")
+        return None, None
+    if not isinstance(data, dict) or not isinstance(data.get("tenant_id"), str):
+        log_problem(state_dir, f"roster {path}: no tenant_id")
+        return None, None
+    host = data.get("host")
+    return data["tenant_id"], host if isinstance(host, str) and host else None
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+# -- the runtime's pid: the first ancestor that is the runtime ---------------------------------
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    lp, rp = raw.find(b"("), raw.rfind(b")")
+    if lp < 0 or rp < 0:
+        return None
+    fields = raw[rp + 2 :].split()
+    try:
+        return raw[lp + 1 : rp].decode("utf-8", "replace"), int(fields[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0")[:4] if a]
+
+
+def is_runtime(runtime: str, comm: str, argv: list[str]) -> bool:
+    names = _RUNTIME_NAMES.get(runtime, (runtime,))
+    candidates = [comm.lower(), *(os.path.basename(a).lower() for a in argv[:3])]
+    for name in candidates:
+        base = name.removesuffix(".js").removesuffix(".mjs").removesuffix(".exe")
+        if base in names:
+            return True
+    if comm == "node" or comm.startswith("node"):
+        return any(n in a.lower() for a in argv for n in names)
+    return False
+
+
+_LAUNCHERS = frozenset({"sh", "bash", "dash", "zsh", "fish", "ksh", "env", "timeout", "nice"})
+
+
+def runtime_pid(runtime: str, start: int | None = None, depth: int = 12) -> int:
+    """The first ancestor of this process that is the runtime. When none is (an unknown build,
+    a wrapper), the first ancestor that is not a shell or launcher: the shell a runtime starts
+    a hook command in exits with the hook, and a dead pid would mark the agent unresponsive."""
+    parent = os.getppid() if start is None else start
+    pid = parent
+    fallback: int | None = None
+    for _ in range(depth):
+        if pid <= 1:
+            break
+        st = _stat(pid)
+        if st is None:
+            break
+        comm, ppid = st
+        if is_runtime(runtime, comm, _argv(pid)):
+            return pid
+        if fallback is None and comm not in _LAUNCHERS:
+            fallback = pid
+        pid = ppid
+    return fallback or parent
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists on this host (zombies count as dead)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    rp = raw.rfind(b")")
+    return raw[rp + 2 : rp + 3] not in (b"Z", b"X")
+
+
+# -- the spool, with the standard library ----------------------------------------------------
+
+
+def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> dict[str, Any] | None:
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(limit + 1)
+        if len(raw) > limit:
+            return None
+        data = json.loads(raw)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` atomically: a temp file in the same folder, then rename."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def spool_dirs(state_dir: Path) -> tuple[Path, Path]:
+    hb, pings = state_dir / "heartbeats", state_dir / "pings"
+    for folder in (hb, pings, hooks_dir(state_dir)):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return hb, pings
+
+
+def heartbeat_path(state_dir: Path, agent: str) -> Path:
+    return state_dir / "heartbeats" / f"{agent}.json"
+
+
+def read_heartbeat(state_dir: Path, agent: str) -> dict[str, Any] | None:
+    hb = read_json(heartbeat_path(state_dir, agent))
+    if hb is None or hb.get("agent") != agent:
+        return None
+    return hb
+
+
+def read_ping_nonce(state_dir: Path, agent: str) -> str | None:
+    ping = read_json(state_dir / "pings" / f"{agent}.json", 4096)
+    nonce = ping.get("nonce") if ping else None
+    return nonce if isinstance(nonce, str) else None
+
+
+@contextlib.contextmanager
+def heartbeat_lock(state_dir: Path, agent: str, wait_s: float = LOCK_WAIT_S) -> Iterator[bool]:
+    """Serialise read-modify-write of one agent's heartbeat between hooks and the keepalive.
+    Yields whether the lock was taken (after `wait_s` the writer goes on without it)."""
+    path = hooks_dir(state_dir) / f"{agent}.write.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait_s
+    locked = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+        yield locked
+    finally:
+        os.close(fd)
+
+
+def build_heartbeat(
+    prev: dict[str, Any] | None,
+    *,
+    tenant_id: str,
+    host: str,
+    agent: str,
+    now: datetime,
+    state: str,
+    detail: str | None,
+    runtime: str,
+    model: str | None,
+    pid: int,
+    echo: str | None,
+    via: str,
+    new_acks: list[str] | None = None,
+    interval_s: float = DEFAULT_INTERVAL_S,
+) -> dict[str, Any]:
+    """The next heartbeat v1 record, in the key order `Heartbeat.model_dump_json` writes.
+    `seq` continues the previous one when it came from the same runtime pid, else restarts."""
+    same_run = prev is not None and prev.get("pid") == pid and isinstance(prev.get("seq"), int)
+    seq = int(prev["seq"]) + 1 if same_run and prev is not None else 0
+    acks = [a for a in (prev or {}).get("acks") or [] if isinstance(a, str)]
+    if new_acks:
+        from fleet_tui.core.protocol import add_ack
+
+        for digest in new_acks:
+            acks = add_ack(acks, digest)
+    prev_model = prev.get("model") if same_run and prev is not None else None
+    usage = prev.get("usage") if prev is not None else None
+    return {
+        "v": 1,
+        "tenant_id": tenant_id,
+        "host": host,
+        "agent": agent,
+        "seq": max(seq, 0),
+        "ts": format_ts(now),
+        "interval_s": interval_s,
+        "state": state,
+        "detail": detail,
+        "runtime": runtime,
+        "model": model or (prev_model if isinstance(prev_model, str) else None),
+        "pid": pid,
+        "echo": echo,
+        "acks": acks,
+        "usage": usage if isinstance(usage, dict) else None,
+        "via": via,
+    }
+
+
+def write_heartbeat(state_dir: Path, record: dict[str, Any]) -> None:
+    data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    atomic_write(heartbeat_path(state_dir, str(record["agent"])), data)
+
+
+# -- one event, end to end -------------------------------------------------------------------
+
+
+class Event:
+    """What a runtime event means for the heartbeat. `state` None keeps the previous state.
+    (Plain classes here, not dataclasses: importing `dataclasses` costs a hook ~20 ms.)"""
+
+    __slots__ = ("acks", "detail", "ends_session", "model", "starts_session", "state")
+
+    def __init__(
+        self,
+        state: str | None,
+        detail: str,
+        *,
+        model: str | None = None,
+        acks: list[str] | None = None,
+        ends_session: bool = False,
+        starts_session: bool = False,
+    ) -> None:
+        self.state = state
+        self.detail = detail
+        self.model = model
+        self.acks = acks or []
+        self.ends_session = ends_session
+        self.starts_session = starts_session
+
+
+class HookOptions:
+    """How a hook run was asked for (flags of `hook claude|codex`)."""
+
+    __slots__ = (
+        "agent",
+        "busy_silence_s",
+        "keepalive",
+        "keepalive_interval_s",
+        "roster",
+        "runtime",
+        "state_dir",
+    )
+
+    def __init__(
+        self,
+        runtime: str,
+        *,
+        agent: str | None = None,
+        state_dir: str | None = None,
+        roster: str | None = None,
+        keepalive: bool = True,
+        keepalive_interval_s: float = DEFAULT_INTERVAL_S,
+        busy_silence_s: float = 900.0,
+    ) -> None:
+        self.runtime = runtime
+        self.agent = agent
+        self.state_dir = state_dir
+        self.roster = roster
+        self.keepalive = keepalive
+        self.keepalive_interval_s = keepalive_interval_s
+        self.busy_silence_s = busy_silence_s
+
+
+def ack_of(text: object) -> list[str]:
+    """The message hash of an accepted prompt (hashlib is imported only when there is one)."""
+    if not isinstance(text, str) or not text.strip():
+        return []
+    from fleet_tui.core.protocol import message_hash
+
+    return [message_hash(text)]
+
+
+def apply_event(opts: HookOptions, event: Event, state_dir: Path) -> dict[str, Any] | None:
+    """Find the agent, write its next heartbeat, start a keepalive if none runs. Raises on
+    trouble (the caller logs it); returns the record written, or None when no agent is known."""
+    if opts.agent:
+        agent: str | None = opts.agent
+    else:
+        from fleet_tui.adapters.pane import agent_from_tmux
+
+        agent = agent_from_tmux(os.environ, state_dir)
+    if agent is None:
+        log_problem(state_dir, f"hook {opts.runtime}: no agent (no --agent, not in a tmux pane)")
+        return None
+    if not valid_name(agent):
+        log_problem(state_dir, f"hook {opts.runtime}: invalid agent name")
+        return None
+    spool_dirs(state_dir)
+    tenant, host = local_identity(state_dir, opts.roster)
+    pid = runtime_pid(opts.runtime)
+    with heartbeat_lock(state_dir, agent):
+        prev = read_heartbeat(state_dir, agent)
+        prev_state = prev.get("state") if prev else None
+        state = event.state or (prev_state if prev_state in STATES else "idle")
+        echo = read_ping_nonce(state_dir, agent) or (prev.get("echo") if prev else None)
+        record = build_heartbeat(
+            prev,
+            tenant_id=tenant,
+            host=host,
+            agent=agent,
+            now=utcnow(),
+            state=str(state),
+            detail=event.detail,
+            runtime=opts.runtime,
+            model=event.model,
+            pid=pid,
+            echo=echo if isinstance(echo, str) else None,
+            via=f"hook:{opts.runtime}",
+            new_acks=event.acks,
+            interval_s=opts.keepalive_interval_s,
+        )
+        write_heartbeat(state_dir, record)
+    if opts.keepalive and not event.ends_session:
+        from fleet_tui.adapters.keepalive import ensure_keepalive
+
+        ensure_keepalive(state_dir, agent, pid, opts)
+    return record
+
+
+def read_stdin_payload() -> dict[str, Any] | None:
+    """The JSON object on stdin (bounded); None when it is absent, too large or not an object."""
+    import sys
+
+    try:
+        if sys.stdin is None or sys.stdin.isatty():
+            return None
+        raw = sys.stdin.buffer.read(MAX_PAYLOAD_BYTES + 1)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return parse_payload(raw)
+
+
+def parse_payload(raw: bytes | str) -> dict[str, Any] | None:
+    if len(raw) > MAX_PAYLOAD_BYTES or not raw.strip():
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def model_name(value: object) -> str | None:
+    """A model from a payload: a string, or an object with `id` / `display_name`."""
+    if isinstance(value, dict):
+        value = value.get("id") or value.get("display_name")
+    if isinstance(value, str) and value.strip():
+        return safe_detail(value, 64) or None
+    return None

@@ -1,0 +1,348 @@
+"""`fleet-tui install-hooks`: wire the hook adapters into Claude Code's or Codex's settings.
+
+Merges our entries into what is there and touches nothing else: other keys, other hooks, the
+operator's own statusLine or notify. Installing twice changes nothing; `--uninstall` removes
+only our entries (and the empty lists and objects they leave). Files are replaced atomically,
+after a backup beside them (`<name>.bak-fleet-tui`).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from fleet_tui.adapters.common import atomic_write
+from fleet_tui.errors import BadInput
+
+BACKUP_SUFFIX = ".bak-fleet-tui"
+HOOK_TIMEOUT_S = 5
+CLAUDE_EVENTS = (
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PostToolUse",
+    "Notification",
+    "Stop",
+    "StopFailure",
+    "SessionEnd",
+)
+CODEX_EVENTS = (
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PermissionRequest",
+    "PostToolUse",
+    "Stop",
+    "StopFailure",
+)
+# Tool events take a tool-name matcher; "*" is every tool.
+MATCHERS = {"PreToolUse": "*", "PostToolUse": "*", "PermissionRequest": "*"}
+
+
+def fleet_tui_path() -> str:
+    """The absolute path of this `fleet-tui` (the one running, else the one beside Python)."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if argv0 is not None and argv0.name == "fleet-tui" and argv0.exists():
+        return str(argv0.resolve())
+    beside = Path(sys.executable).parent / "fleet-tui"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("fleet-tui")
+    if found:
+        return str(Path(found).resolve())
+    raise BadInput("cannot find the fleet-tui executable (is it installed on PATH?)")
+
+
+def _is_ours(command: object, *words: str) -> bool:
+    """Whether a hook command (a string or an argv list) runs our `fleet-tui WORDS...`."""
+    if isinstance(command, str):
+        try:
+            argv = shlex.split(command)
+        except ValueError:
+            return False
+    elif isinstance(command, list) and all(isinstance(a, str) for a in command):
+        argv = list(command)
+    else:
+        return False
+    return bool(argv) and os.path.basename(argv[0]) == "fleet-tui" and argv[1:] == list(words)
+
+
+def _show(path: Path) -> str:
+    return str(path).replace("\n", "?")
+
+
+# -- Claude Code ------------------------------------------------------------------------------
+
+
+def claude_settings_path(flag: str | None) -> Path:
+    if flag:
+        return Path(flag).expanduser()
+    config = os.environ.get("CLAUDE_CONFIG_DIR", "")
+    first = next((p.strip() for p in config.split(",") if p.strip()), "")
+    base = Path(first).expanduser() if first else Path.home() / ".claude"
+    return base / "settings.json"
+
+
+def _load_json(path: Path) -> tuple[dict[str, Any], str | None]:
+    """(settings, original text); a missing file is an empty object."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{_show(path)}: cannot read: {exc}") from None
+    if not text.strip():
+        return {}, text
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(
+            f"{_show(path)}:{exc.lineno}: invalid JSON: {exc.msg}; not changed"
+        ) from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{_show(path)}:1: settings must be a JSON object; not changed")
+    return data, text
+
+
+def _hooks_table(settings: dict[str, Any], path: Path) -> dict[str, Any]:
+    hooks = settings.get("hooks", {})
+    if not isinstance(hooks, dict):
+        raise BadInput(f"{_show(path)}: hooks: must be an object; not changed")
+    for event, groups in hooks.items():
+        if not isinstance(groups, list):
+            raise BadInput(f"{_show(path)}: hooks.{event}: must be a list; not changed")
+    return hooks
+
+
+def remove_hook_entries(hooks: dict[str, Any], *words: str) -> dict[str, Any]:
+    """`hooks` without our commands, and without the groups and events left empty by that."""
+    out: dict[str, Any] = {}
+    for event, groups in hooks.items():
+        kept_groups = []
+        for group in groups:
+            if not isinstance(group, dict) or not isinstance(group.get("hooks"), list):
+                kept_groups.append(group)
+                continue
+            entries = [
+                h
+                for h in group["hooks"]
+                if not (isinstance(h, dict) and _is_ours(h.get("command"), *words))
+            ]
+            if entries:
+                kept_groups.append({**group, "hooks": entries})
+            elif not group["hooks"]:
+                kept_groups.append(group)  # an empty group of theirs: not ours to remove
+        if kept_groups or not groups:
+            out[event] = kept_groups
+    return out
+
+
+def add_hook_entries(
+    hooks: dict[str, Any], events: tuple[str, ...], command: str
+) -> dict[str, Any]:
+    out = copy.deepcopy(hooks)
+    for event in events:
+        group: dict[str, Any] = {}
+        if event in MATCHERS:
+            group["matcher"] = MATCHERS[event]
+        group["hooks"] = [{"type": "command", "command": command, "timeout": HOOK_TIMEOUT_S}]
+        out.setdefault(event, []).append(group)
+    return out
+
+
+def merge_claude(
+    settings: dict[str, Any], exe: str, *, uninstall: bool, path: Path
+) -> tuple[dict[str, Any], list[str]]:
+    """The settings with our hooks and statusLine merged in (or taken out); notes to print."""
+    notes: list[str] = []
+    result = copy.deepcopy(settings)
+    had_hooks = "hooks" in settings
+    hooks = remove_hook_entries(_hooks_table(settings, path), "hook", "claude")
+    if not uninstall:
+        hooks = add_hook_entries(hooks, CLAUDE_EVENTS, f"{shlex.quote(exe)} hook claude")
+    if hooks or (had_hooks and not settings["hooks"]):
+        result["hooks"] = hooks
+    else:
+        result.pop("hooks", None)
+    status = settings.get("statusLine")
+    ours = isinstance(status, dict) and _is_ours(status.get("command"), "statusline")
+    if uninstall:
+        if ours:
+            result.pop("statusLine", None)
+    elif status is None or ours:
+        result["statusLine"] = {"type": "command", "command": f"{shlex.quote(exe)} statusline"}
+    else:
+        notes.append(
+            "statusLine: another statusLine is set; kept it (rate-limit windows are recorded "
+            "only by 'fleet-tui statusline')"
+        )
+    return result, notes
+
+
+def _dump_json(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+# -- Codex ------------------------------------------------------------------------------------
+
+
+def codex_config_path(flag: str | None) -> Path:
+    if flag:
+        return Path(flag).expanduser()
+    home = os.environ.get("CODEX_HOME")
+    return (Path(home).expanduser() if home else Path.home() / ".codex") / "config.toml"
+
+
+def merge_codex_toml(
+    text: str, exe: str, *, uninstall: bool, force: bool, path: Path
+) -> tuple[str, list[str]]:
+    """config.toml with our `notify` set (or removed), comments and all else preserved."""
+    try:
+        import tomlkit
+        from tomlkit.exceptions import ParseError
+    except ImportError:
+        raise BadInput("install-hooks --runtime codex needs the 'tomlkit' package") from None
+    try:
+        doc = tomlkit.parse(text)
+    except ParseError as exc:
+        raise BadInput(f"{_show(path)}:{exc.line}: invalid TOML: {exc}; not changed") from None
+    notes: list[str] = []
+    current = doc.get("notify")
+    plain = current.unwrap() if current is not None and hasattr(current, "unwrap") else current
+    ours = _is_ours(plain, "hook", "codex")
+    if uninstall:
+        if ours:
+            del doc["notify"]
+    elif current is None or ours:
+        if not ours or plain != [exe, "hook", "codex"]:
+            if current is not None:
+                del doc["notify"]
+            doc["notify"] = [exe, "hook", "codex"]
+    elif force:
+        notes.append(f"notify: replaced {json.dumps(plain)[:120]}")
+        del doc["notify"]
+        doc["notify"] = [exe, "hook", "codex"]
+    else:
+        raise BadInput(
+            f"{_show(path)}: notify is already set to another program "
+            f"({json.dumps(plain)[:80]}); Codex runs only one: use --force to replace it"
+        )
+    return tomlkit.dumps(doc), notes
+
+
+def merge_codex_hooks(
+    hooks_doc: dict[str, Any], exe: str, *, uninstall: bool, path: Path
+) -> dict[str, Any]:
+    result = copy.deepcopy(hooks_doc)
+    had = "hooks" in hooks_doc
+    hooks = remove_hook_entries(_hooks_table(hooks_doc, path), "hook", "codex")
+    if not uninstall:
+        hooks = add_hook_entries(hooks, CODEX_EVENTS, f"{shlex.quote(exe)} hook codex")
+    if hooks or (had and not hooks_doc["hooks"]):
+        result["hooks"] = hooks
+    else:
+        result.pop("hooks", None)
+    return result
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def _diff(path: Path, old: str | None, new: str) -> str:
+    lines = difflib.unified_diff(
+        (old or "").splitlines(keepends=True),
+        new.splitlines(keepends=True),
+        fromfile=f"{path}" if old is not None else "/dev/null",
+        tofile=f"{path}",
+    )
+    return "".join(lines)
+
+
+def _write(path: Path, old: str | None, new: str) -> None:
+    if path.is_symlink():
+        path = path.resolve()  # a dotfiles link stays a link: its target is what changes
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if old is not None:
+            atomic_write(path.with_name(path.name + BACKUP_SUFFIX), old.encode("utf-8"))
+            mode = path.stat().st_mode & 0o777
+        else:
+            mode = 0o600
+        atomic_write(path, new.encode("utf-8"))
+        os.chmod(path, mode)
+    except OSError as exc:
+        raise BadInput(f"{_show(path)}: cannot write: {exc.strerror}") from None
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{_show(path)}: cannot read: {exc}") from None
+
+
+def install_hooks(
+    runtime: str,
+    *,
+    settings: str | None = None,
+    dry_run: bool = False,
+    uninstall: bool = False,
+    force: bool = False,
+) -> int:
+    exe = fleet_tui_path()
+    # (path, old text, new text) of each file; all are computed before any is written.
+    changes: list[tuple[Path, str | None, str]] = []
+    notes: list[str] = []
+    if runtime == "claude":
+        path = claude_settings_path(settings)
+        data, old = _load_json(path)
+        merged, notes = merge_claude(data, exe, uninstall=uninstall, path=path)
+        if merged != data or (old is None and not uninstall):
+            changes.append((path, old, _dump_json(merged)))
+    else:
+        path = codex_config_path(settings)
+        old_toml = _read_text(path)
+        new_toml, notes = merge_codex_toml(
+            old_toml or "", exe, uninstall=uninstall, force=force, path=path
+        )
+        if new_toml != (old_toml or "") and not (old_toml is None and uninstall):
+            changes.append((path, old_toml, new_toml))
+        hooks_path = path.with_name("hooks.json")
+        hooks_doc, old_hooks = _load_json(hooks_path)
+        merged_hooks = merge_codex_hooks(hooks_doc, exe, uninstall=uninstall, path=hooks_path)
+        if merged_hooks != hooks_doc:
+            changes.append((hooks_path, old_hooks, _dump_json(merged_hooks)))
+    verb = "uninstall" if uninstall else "install"
+    for note in notes:
+        print(note)
+    if not changes:
+        print(
+            f"{verb}: nothing to change ({', '.join(_show(p) for p in _paths(runtime, settings))})"
+        )
+        return 0
+    if dry_run:
+        for path, old, new in changes:
+            sys.stdout.write(_diff(path, old, new) or f"(no textual change in {path})\n")
+        print(f"{verb} (dry run): {len(changes)} file(s) would change; nothing written")
+        return 0
+    for path, old, new in changes:
+        _write(path, old, new)
+        backup = f" (backup: {path.name}{BACKUP_SUFFIX})" if old is not None else ""
+        print(f"{verb}: {'removed from' if uninstall else 'wrote'} {_show(path)}{backup}")
+    return 0
+
+
+def _paths(runtime: str, settings: str | None) -> list[Path]:
+    if runtime == "claude":
+        return [claude_settings_path(settings)]
+    config = codex_config_path(settings)
+    return [config, config.with_name("hooks.json")]
