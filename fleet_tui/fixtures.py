@@ -1,7 +1,9 @@
 """Deterministic fleets for snapshot tests, screenshots and benchmarks (no tmux, no clock).
 
 Each builder returns a `FleetSnapshot` made by the real join from fixed observations, so what
-the screenshots show is what the join really produces for such a fleet.
+the screenshots show is what the join really produces for such a fleet: heartbeats from runtimes
+and from hook adapters, states inferred from panes without one (a spinner, a permission prompt),
+token use today and budget briefs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fleet_tui.core.join import FleetInputs, build_snapshot
 from fleet_tui.model import (
     AgentRecord,
     AgentState,
+    BudgetBrief,
     FleetSnapshot,
     Heartbeat,
     PaneRow,
@@ -44,6 +47,7 @@ def _pane(
     idle_s: int = 5,
     cmd: str = "node",
     agent_opt: str = "1",
+    title: str | None = None,
 ) -> PaneRow:
     t = int(NOW.timestamp())
     return PaneRow(
@@ -64,7 +68,8 @@ def _pane(
         window_activity=t - idle_s,
         mosaic_agent=agent_opt,
         window_size="manual",
-        pane_title=name,
+        pane_title=name if title is None else title,
+        current_path=f"/home/jarvis/work/{name}",
     )
 
 
@@ -76,6 +81,7 @@ def _beat(
     runtime: str,
     model: str | None,
     seq: int = 42,
+    via: str | None = None,
 ) -> SpoolRead:
     return SpoolRead(
         Heartbeat(
@@ -91,6 +97,7 @@ def _beat(
             runtime=runtime,
             model=model,
             pid=None,
+            via=via,
         )
     )
 
@@ -124,15 +131,82 @@ ROSTER = Roster(
         RosterAgent(name="review", role="code-review", runtime="claude", model="sonnet"),
         RosterAgent(name="security", role="security-review", runtime="opencode"),
         RosterAgent(name="coder1-0", role="coder", runtime="codex", model="gpt-5.5"),
+        RosterAgent(name="planner", role="board", runtime="claude", model="opus"),
         RosterAgent(name="research", role="research", runtime="claude", lifecycle="ephemeral"),
     ],
 )
 
+# What the panes without a heartbeat show (sanitized lines, as the collector captures them).
+PLANNER_SCREEN = [
+    "● I'll apply the pending migrations.",
+    "",
+    "● Bash(alembic upgrade head)",
+    "╭──────────────────────────────────────────────────────────────╮",
+    "│ Bash command                                                 │",
+    "│                                                              │",
+    "│   alembic upgrade head                                       │",
+    "│   Apply the pending database migrations                      │",
+    "│                                                              │",
+    "│ Do you want to proceed?                                      │",
+    "│ ❯ 1. Yes                                                     │",
+    "│   2. Yes, and don't ask again for alembic commands           │",
+    "│   3. No, and tell Claude what to do differently (esc)        │",
+    "╰──────────────────────────────────────────────────────────────╯",
+]
+PI_SCREEN = [
+    "> refactor the settings loader",
+    "",
+    " Reading fleet_tui/settings.py",
+    " Editing fleet_tui/settings.py",
+    "⠙ Working...",
+]
+CLAUDE_MAX = BudgetBrief(
+    account="claude-max-a",
+    window="weekly",
+    used_percent=62.0,
+    pace=1.31,
+    status="ahead",
+    rung="claude-sonnet",
+)
+OPENAI_PRO = BudgetBrief(
+    account="openai-pro",
+    window="weekly",
+    used_percent=37.5,
+    pace=0.89,
+    status="on_pace",
+    rung="codex",
+)
+TOKENS_TODAY = {
+    "orchestrator": 1_234_567,
+    "enhancer": 48_200,
+    "coder0-0": 312_400,
+    "coder0-1": 12_345,
+    "review": 5_600,
+    "scratch": 950,
+    "planner": 88_000,
+}
+BUDGETS = {
+    "orchestrator": CLAUDE_MAX,
+    "coder0-1": CLAUDE_MAX,
+    "review": CLAUDE_MAX,
+    "scratch": CLAUDE_MAX,
+    "planner": CLAUDE_MAX,
+    "enhancer": OPENAI_PRO,
+    "coder0-0": OPENAI_PRO,
+}
+
 
 def fleet_inputs(
-    *, roster: bool = True, hung: bool = False, systemd: bool = True, heartbeats: bool = True
+    *,
+    roster: bool = True,
+    hung: bool = False,
+    systemd: bool = True,
+    heartbeats: bool = True,
+    usage: bool = True,
 ) -> FleetInputs:
-    """A fleet of nine sessions showing every health and most drift flags."""
+    """A fleet of ten sessions showing every health, most drift flags, every state source
+    (runtime heartbeat, hook, inferred busy and inferred waiting_input), token use and budgets.
+    """
     names = [
         "orchestrator",
         "enhancer",
@@ -143,11 +217,19 @@ def fleet_inputs(
         "security",
         "scratch",
     ]
-    fleet_panes = [_pane(n, i) for i, n in enumerate(names) if n != "security"]
+    titles = {"coder0-2": "⠙ pi: refactor settings", "planner": "⠐ Migrate schema"}
+    fleet_panes = [_pane(n, i, title=titles.get(n)) for i, n in enumerate(names) if n != "security"]
     fleet_panes.append(_pane("security", 8, dead=True, cmd="bash"))
+    fleet_panes.append(_pane("planner", 9, idle_s=40, title=titles["planner"]))
     beats = {
         "orchestrator": _beat(
-            "orchestrator", 3, AgentState.BUSY, "planning mission M-12", "claude", "opus"
+            "orchestrator",
+            3,
+            AgentState.BUSY,
+            "planning mission M-12",
+            "claude",
+            "opus",
+            via="hook:claude",
         ),
         "enhancer": _beat(
             "enhancer", 12, AgentState.IDLE, "waiting for the next task", "codex", "gpt-5.5"
@@ -155,10 +237,22 @@ def fleet_inputs(
         "coder0-0": _beat("coder0-0", 45, AgentState.BUSY, "running tests", "codex", "gpt-5.5"),
         "coder0-1": _beat("coder0-1", 300, AgentState.BUSY, "editing join.py", "claude", "sonnet"),
         "review": _beat(
-            "review", 6, AgentState.WAITING_INPUT, "permission: run migrations?", "claude", "sonnet"
+            "review",
+            6,
+            AgentState.WAITING_INPUT,
+            "permission: run migrations?",
+            "claude",
+            "sonnet",
+            via="hook:claude",
         ),
         "scratch": _beat(
-            "scratch", 2, AgentState.BLOCKED, "rate limit until 12:00", "claude", None
+            "scratch",
+            2,
+            AgentState.BLOCKED,
+            "rate limit until 12:00",
+            "claude",
+            None,
+            via="hook:claude",
         ),
     }
     procs = {
@@ -173,6 +267,8 @@ def fleet_inputs(
                 ("claude", 0.8, 430 << 20),
                 ("claude", 0.1, 300 << 20),
                 (None, 0.0, 4 << 20),
+                (None, 0.0, 4 << 20),
+                ("claude", 0.4, 350 << 20),
             ]
         )
     }
@@ -241,6 +337,12 @@ def fleet_inputs(
             SourceStatus(name="heartbeats", observed_at=NOW),
             SourceStatus(name="systemd", observed_at=NOW, ok=systemd, detail=sd.reason),
         ],
+        captures={
+            ("mosaic-fleet", "%4"): PI_SCREEN,
+            ("mosaic-fleet", "%9"): PLANNER_SCREEN,
+        },
+        tokens_today=TOKENS_TODAY if usage else {},
+        budgets=BUDGETS if usage else {},
     )
 
 

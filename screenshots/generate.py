@@ -1,6 +1,6 @@
 """Regenerate the SVG screenshots in this folder from the deterministic fixtures.
 
-    .venv/bin/python screenshots/generate.py
+    .venv/bin/python screenshots/generate.py [WORD]   # WORD: only the shots whose name has it
 
 The same fleets as the snapshot tests (fleet_tui/fixtures.py): no tmux, a fixed clock.
 """
@@ -8,6 +8,7 @@ The same fleets as the snapshot tests (fleet_tui/fixtures.py): no tmux, a fixed 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,12 @@ from pathlib import Path
 from fleet_tui.app import FleetApp
 from fleet_tui.errors import TmuxNotInstalled
 from fleet_tui.fixtures import NOW, FixedSource, RecordingActions, empty_snapshot, fleet_snapshot
+from fleet_tui.fixtures_budget import (
+    FixedBudgetSource,
+    broken_budgets_report,
+    budget_report,
+    missing_budgets_report,
+)
 from fleet_tui.settings import DashboardSettings
 
 HERE = Path(__file__).resolve().parent
@@ -26,6 +33,7 @@ SHOTS: list[tuple[str, Callable[[], FixedSource], tuple[int, int], tuple[str, ..
     ("fleet-sorted-by-health", lambda: FixedSource(fleet_snapshot()), (120, 30), ("H",)),
     ("fleet-degraded", lambda: FixedSource(fleet_snapshot(hung=True, systemd=False, roster=False)), (120, 30), ()),
     ("detail", lambda: FixedSource(fleet_snapshot()), (120, 40), ("down", "down", "enter")),
+    ("detail-inferred", lambda: FixedSource(fleet_snapshot()), (120, 40), (*["down"] * 6, "enter")),
     ("help", lambda: FixedSource(fleet_snapshot()), (120, 40), ("question_mark",)),
     ("stream", lambda: FixedSource(fleet_snapshot()), (120, 30), ("s",)),
     ("attach-confirm", lambda: FixedSource(fleet_snapshot()), (120, 30), ("a",)),
@@ -36,8 +44,17 @@ SHOTS: list[tuple[str, Callable[[], FixedSource], tuple[int, int], tuple[str, ..
 ]
 
 
-async def shoot(name: str, source: FixedSource, size: tuple[int, int], keys: tuple[str, ...]) -> Path:
-    app = FleetApp(source, actions=RecordingActions(), settings=DashboardSettings(poll_interval_s=3600), clock=lambda: NOW + timedelta(seconds=1), watch=False)
+# The budget screen (`b`) on the fixed budgets of fleet_tui/fixtures_budget.py.
+BUDGET_SHOTS: list[tuple[str, Callable[[], FixedBudgetSource], tuple[int, int]]] = [
+    ("budget-160x48", lambda: FixedBudgetSource(budget_report()), (160, 48)),
+    ("budget-80x24", lambda: FixedBudgetSource(budget_report()), (80, 24)),
+    ("budget-no-file", lambda: FixedBudgetSource(missing_budgets_report()), (100, 30)),
+    ("budget-broken-file", lambda: FixedBudgetSource(broken_budgets_report()), (120, 24)),
+]
+
+
+async def shoot(name: str, source: FixedSource, size: tuple[int, int], keys: tuple[str, ...], budgets: FixedBudgetSource | None = None) -> Path:
+    app = FleetApp(source, actions=RecordingActions(), settings=DashboardSettings(poll_interval_s=3600), clock=lambda: NOW + timedelta(seconds=1), watch=False, budget_source=budgets)
     async with app.run_test(size=size) as pilot:
         for _ in range(100):
             await pilot.pause()
@@ -57,8 +74,13 @@ async def shoot(name: str, source: FixedSource, size: tuple[int, int], keys: tup
 
 
 async def main() -> None:
+    only = sys.argv[1] if len(sys.argv) > 1 else ""
     for name, source, size, keys in SHOTS:
-        print(await shoot(name, source(), size, keys))
+        if only in name:
+            print(await shoot(name, source(), size, keys))
+    for name, budgets, size in BUDGET_SHOTS:
+        if only in name:
+            print(await shoot(name, FixedSource(fleet_snapshot()), size, ("b",), budgets()))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def pane(
     mosaic_agent: str = "",
     title: str = "",
     activity: int | None = None,
+    cwd: str = "/w/app",
 ) -> PaneRow:
     n = next(_pane_counter)
     return PaneRow(
@@ -55,6 +56,7 @@ def pane(
         mosaic_agent=mosaic_agent,
         window_size="200x50",
         pane_title=title,
+        current_path=cwd,
     )
 
 

@@ -21,15 +21,19 @@ from factories import (
     socket,
 )
 
-from fleet_tui.core.join import build_snapshot
+from fleet_tui.core.infer import compile_rules
+from fleet_tui.core.join import apply_usage, build_snapshot, inference_targets
 from fleet_tui.model import (
     AgentRecord,
+    AgentState,
+    BudgetBrief,
     Drift,
     FleetSnapshot,
     Health,
     Lifecycle,
     SocketState,
     SpoolRead,
+    StateSource,
     SystemdScan,
     TreeSample,
     UnitState,
@@ -800,3 +804,252 @@ def test_hostile_heartbeat_file_errors_are_cleaned(tmp_path: Path) -> None:
     rec = one(snap, "c1")
     assert rec.health is Health.UNKNOWN
     assert "names agent" in rec.health_reason
+
+
+# -- state source, inferred state, token use and budgets ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("via", "source"),
+    [
+        (None, StateSource.HEARTBEAT),
+        ("hook:claude", StateSource.HOOK),
+        ("keepalive:claude", StateSource.HOOK),
+        ("hook:codex", StateSource.HOOK),
+        ("wrapper", StateSource.HEARTBEAT),  # only the adapters' prefixes mean "hook"
+    ],
+)
+def test_state_source_says_who_wrote_the_heartbeat(via: str | None, source: StateSource) -> None:
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("c1")),
+            roster=roster(agent("c1")),
+            heartbeats=beats(heartbeat("c1", via=via)),
+        )
+    )
+    rec = one(snap, "c1")
+    assert rec.state_source is source
+    assert rec.inferred is None  # a heartbeat is never second-guessed from the pane
+    assert json.loads(snap.to_json())["agents"][0]["state_source"] == source.value
+
+
+BUSY_LOOKING = pane(
+    "c1", title="⠙ Claude Code", command="claude", activity=int(NOW.timestamp()) - 1
+)
+
+
+def test_a_busy_looking_pane_without_heartbeat_is_inferred_busy_and_stays_unknown() -> None:
+    """Invariant 3: a spinner, fresh output and 'esc to interrupt' are a guess, never health."""
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, BUSY_LOOKING),
+            roster=roster(agent("c1", runtime="claude")),
+            captures={(FLEET, BUSY_LOOKING.pane_id): ["✻ Thinking… (3s · esc to interrupt)"]},
+        )
+    )
+    rec = one(snap, "c1")
+    assert rec.state_source is StateSource.INFERRED
+    assert rec.inferred is not None and rec.inferred.state is AgentState.BUSY
+    assert rec.health is Health.UNKNOWN and rec.heartbeat is None
+    data = json.loads(snap.to_json())["agents"][0]
+    assert data["health"] == "unknown"
+    assert data["inferred"] == {"state": "busy", "reason": rec.inferred.reason}
+
+
+def test_a_permission_prompt_without_heartbeat_is_inferred_waiting_input() -> None:
+    p = pane("c1", command="claude", title="⠐ Claude Code")
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, p),
+            roster=roster(agent("c1", runtime="claude")),
+            captures={(FLEET, p.pane_id): ["│ Do you want to proceed?", "│ ❯ 1. Yes", "│   2. No"]},
+        )
+    )
+    rec = one(snap, "c1")
+    assert rec.inferred is not None
+    assert rec.inferred.state is AgentState.WAITING_INPUT
+    assert "Do you want to proceed?" in rec.inferred.reason
+    assert rec.health is Health.UNKNOWN
+
+
+def test_an_unreadable_heartbeat_is_no_heartbeat_so_the_pane_is_inferred() -> None:
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, BUSY_LOOKING),
+            roster=roster(agent("c1")),
+            heartbeats={"c1": SpoolRead(None, "heartbeats/c1.json: not valid JSON")},
+        )
+    )
+    rec = one(snap, "c1")
+    assert rec.state_source is StateSource.INFERRED and rec.health is Health.UNKNOWN
+
+
+def test_no_inference_for_dead_panes_missing_sessions_or_operator_shells() -> None:
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("dead", dead=True)),
+            socket("default", pane("shell", command="bash")),
+            roster=roster(agent("dead"), agent("gone")),
+        )
+    )
+    for name in ("dead", "gone", "shell"):
+        rec = one(snap, name)
+        assert rec.state_source is None and rec.inferred is None, name
+
+
+def test_inference_targets_are_live_agent_panes_without_a_heartbeat() -> None:
+    with_beat, without, dead = pane("a"), pane("b"), pane("c", dead=True)
+    other_tenant = pane("d")
+    shell = pane("shell", command="bash")
+    marked = pane("marked", mosaic_agent="1")
+    ins = inputs(
+        socket(FLEET, with_beat, without, dead, other_tenant),
+        socket("default", shell, marked),
+        roster=roster(agent("a"), agent("b"), agent("c"), agent("d")),
+        heartbeats=beats(heartbeat("a"), heartbeat("d", tenant_id="someone-else")),
+    )
+    assert set(inference_targets(ins)) == {
+        (FLEET, without.pane_id),
+        (FLEET, other_tenant.pane_id),  # another tenant's heartbeat is ignored: read the pane
+        ("default", marked.pane_id),
+    }
+
+
+def test_inference_rules_are_given_to_the_join() -> None:
+    rules, notices = compile_rules({"claude": {"prompt": ["Approve the plan\\?"]}})
+    p = pane("c1", command="claude")
+    ins = inputs(
+        socket(FLEET, p),
+        roster=roster(agent("c1", runtime="claude")),
+        captures={(FLEET, p.pane_id): ["Approve the plan?"]},
+    )
+    assert one(build_snapshot(ins), "c1").inferred.state is AgentState.IDLE  # type: ignore[union-attr]
+    ins.inference = rules
+    assert notices == []
+    assert one(build_snapshot(ins), "c1").inferred.state is AgentState.WAITING_INPUT  # type: ignore[union-attr]
+
+
+def test_tokens_today_and_budget_brief_land_on_their_agents_by_name() -> None:
+    brief = BudgetBrief(
+        account="claude-max-a", window="weekly", used_percent=62, pace=1.3, status="ahead"
+    )
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("c1"), pane("c2")),
+            roster=roster(agent("c1"), agent("c2"), agent("c3")),
+            tokens_today={"c1": 12_345, "nobody": 5},
+            budgets={"c1": brief, "c3": brief},
+        )
+    )
+    assert (one(snap, "c1").tokens_today, one(snap, "c1").budget) == (12_345, brief)
+    assert (one(snap, "c2").tokens_today, one(snap, "c2").budget) == (None, None)
+    assert one(snap, "c3").budget == brief  # down agents keep their account's budget
+    data = {a["name"]: a for a in json.loads(snap.to_json())["agents"]}
+    assert data["c1"]["tokens_today"] == 12_345
+    assert data["c1"]["budget"]["status"] == "ahead" and data["c2"]["budget"] is None
+
+
+def test_apply_usage_updates_only_the_agents_it_names() -> None:
+    snap = build_snapshot(
+        inputs(socket(FLEET, pane("c1"), pane("c2")), roster=roster(agent("c1"), agent("c2")))
+    )
+    after = apply_usage(snap, {"c1": 7}, {})
+    assert one(after, "c1").tokens_today == 7 and one(after, "c2").tokens_today is None
+    assert one(after, "c2") is one(snap, "c2")
+    assert one(snap, "c1").tokens_today is None  # the snapshot given is not changed
+
+
+def test_pane_cwd_is_reported_and_cleaned() -> None:
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, pane("c1", cwd="/home/j/w/app é"), pane("c2", cwd="/w/\u202eevil\x9b2J")),
+            roster=roster(agent("c1"), agent("c2")),
+        )
+    )
+    assert one(snap, "c1").tmux.cwd == "/home/j/w/app é"  # type: ignore[union-attr]
+    hostile = one(snap, "c2").tmux.cwd  # type: ignore[union-attr]
+    assert hostile is not None and hostile.startswith("/w/evil")
+    assert "\u202e" not in hostile and "\x9b" not in hostile
+
+
+# -- how the table shows them (core/columns.py) --------------------------------------------------
+
+
+def test_state_cell_marks_its_source_and_src_column_names_it() -> None:
+    from fleet_tui.core.columns import COLUMNS_BY_KEY
+    from fleet_tui.fixtures import fleet_snapshot
+
+    snap = fleet_snapshot()
+    state, src = COLUMNS_BY_KEY["state"], COLUMNS_BY_KEY["src"]
+    cells = {a.name: (state.cell(a), src.cell(a)) for a in snap.agents}
+    assert cells["enhancer"] == ("idle", "heartbeat")
+    assert cells["orchestrator"] == ("busyʰ", "hook")
+    assert cells["review"] == ("★ waiting_inputʰ", "hook")
+    assert cells["coder0-2"] == ("~busy", "inferred")
+    assert cells["planner"] == ("★ ~waiting_input", "inferred")
+    assert cells["coder1-0"] == ("-", "-")
+    # sorting by state puts everyone waiting for the operator first, inferred ones included
+    ordered = sorted(snap.agents, key=state.sort_key)
+    assert {a.name for a in ordered[:3]} == {"planner", "review", "scratch"}
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (None, "-"),
+        (0, "0"),
+        (950, "950"),
+        (12_345, "12.3k"),
+        (312_400, "312k"),
+        (1_234_567, "1.2M"),
+        (987_654_321, "988M"),
+        (3_400_000_000, "3.4B"),
+        (999_999, "1.0M"),  # never "1000k"
+    ],
+)
+def test_tokens_are_compact(n: int | None, text: str) -> None:
+    from fleet_tui.core.columns import human_tokens
+
+    assert human_tokens(n) == text
+
+
+def test_budget_cell_and_its_sort_put_exhausted_and_ahead_first() -> None:
+    from fleet_tui.core.columns import COLUMNS_BY_KEY, budget_cell
+
+    def brief(used: float | None, status: str) -> BudgetBrief:
+        return BudgetBrief(account="a", used_percent=used, status=status)
+
+    assert budget_cell(None) == "-"
+    assert budget_cell(brief(61.6, "ahead")) == "62% ▲"
+    assert budget_cell(brief(100, "exhausted")) == "100% ✖"
+    assert budget_cell(brief(37.5, "on_pace")) == "38%"
+    assert budget_cell(brief(None, "unknown")) == "?"
+    snap = build_snapshot(
+        inputs(
+            socket(FLEET, *(pane(n) for n in ("a", "b", "c", "d"))),
+            roster=roster(*(agent(n) for n in ("a", "b", "c", "d"))),
+            budgets={
+                "a": brief(20, "on_pace"),
+                "b": brief(100, "exhausted"),
+                "c": brief(70, "ahead"),
+            },
+        )
+    )
+    ordered = sorted(snap.agents, key=COLUMNS_BY_KEY["budget"].sort_key)
+    assert [a.name for a in ordered] == ["b", "c", "a", "d"]
+
+
+def test_80_columns_keep_state_and_budget_and_drop_src_and_tokens() -> None:
+    from fleet_tui.core.columns import COLUMNS, fit_columns, visible_columns
+    from fleet_tui.fixtures import fleet_snapshot
+
+    agents = [a for a in fleet_snapshot().agents if a.is_agent]
+    cols = visible_columns(agents, COLUMNS)
+    natural = {c.key: max([len(c.title), *(len(c.cell(a)) for a in agents)]) for c in cols}
+    chosen, widths = fit_columns(cols, natural, 80)
+    keys = [c.key for c in chosen]
+    assert {"agent", "health", "state", "budget"} <= set(keys)
+    assert "src" not in keys and "tokens" not in keys
+    assert sum(widths[k] for k in keys) + 2 * (len(keys) - 1) <= 80
+    wide, _ = fit_columns(cols, natural, 200)
+    assert {"src", "tokens", "budget"} <= {c.key for c in wide}

@@ -67,6 +67,8 @@ CASES = {
     "fleet_no_heartbeats": (lambda: FixedSource(fleet_snapshot(heartbeats=False)), ()),
     "fleet_waiting_filter": (lambda: FixedSource(fleet_snapshot()), ("asterisk",)),
     "detail": (lambda: FixedSource(fleet_snapshot()), ("down", "down", "enter")),
+    # planner: no heartbeat, a Claude permission prompt on screen -> inferred waiting_input
+    "detail_inferred": (lambda: FixedSource(fleet_snapshot()), (*["down"] * 6, "enter")),
     "help": (lambda: FixedSource(fleet_snapshot()), ("question_mark",)),
     "stream": (lambda: FixedSource(fleet_snapshot()), ("s",)),
     "attach_confirm": (lambda: FixedSource(fleet_snapshot()), ("a",)),

@@ -3,6 +3,11 @@ column shows, its priority when the screen is narrow, and the status symbols.
 
 Pure: records in, plain strings out (already sanitized by the join). Status is a symbol AND a
 word; colour is added by the renderers, never the only signal.
+
+STATE says where the state comes from: `busy` from the runtime's own heartbeat, `busyʰ` from a
+runtime hook adapter, `~busy` inferred from the pane (a guess; never makes an agent healthy).
+BUDGET shows the used share of the agent's account window, `▲` when spending ahead of the even
+pace, `✖` when exhausted.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleet_tui.core.timefmt import human_bytes, human_duration
-from fleet_tui.model import AgentRecord, AgentState, Health
+from fleet_tui.model import AgentRecord, AgentState, BudgetBrief, Health, StateSource
 
 HEALTH_SYMBOL = {
     Health.HEALTHY: "●",
@@ -63,11 +68,97 @@ def health_cell(r: AgentRecord, ascii_only: bool = False) -> str:
     return f"{symbols[r.health]} {r.health.value}"
 
 
+HOOK_MARK = "ʰ"
+INFERRED_MARK = "~"
+SOURCE_WORD = {
+    StateSource.HEARTBEAT: "heartbeat",
+    StateSource.HOOK: "hook",
+    StateSource.INFERRED: "inferred",
+}
+STATE_LEGEND = (
+    f"STATE: busy = the runtime's heartbeat, busy{HOOK_MARK} = a runtime hook's, "
+    f"{INFERRED_MARK}busy = inferred from the pane (a guess: never healthy)."
+)
+BUDGET_LEGEND = "BUDGET: share of the account window used; ▲ ahead of the even pace, ✖ exhausted."
+
+
+def shown_state(r: AgentRecord) -> tuple[AgentState | None, StateSource | None]:
+    """The state an agent is shown with and where it comes from: its heartbeat (the runtime's
+    or a hook's), else the state inferred from its pane, else nothing."""
+    if r.heartbeat is not None:
+        return r.heartbeat.state, r.state_source or StateSource.HEARTBEAT
+    if r.inferred is not None:
+        return r.inferred.state, StateSource.INFERRED
+    return None, None
+
+
+def needs_attention(r: AgentRecord) -> bool:
+    """Waiting for the operator (waiting_input or blocked), reported or inferred."""
+    return shown_state(r)[0] in ATTENTION_STATES
+
+
 def _state(r: AgentRecord) -> str:
-    if r.heartbeat is None:
+    state, source = shown_state(r)
+    if state is None:
         return "-"
-    mark = "★ " if r.heartbeat.state in ATTENTION_STATES else ""
-    return f"{mark}{r.heartbeat.state.value}"
+    mark = "★ " if state in ATTENTION_STATES else ""
+    if source is StateSource.INFERRED:
+        return f"{mark}{INFERRED_MARK}{state.value}"
+    if source is StateSource.HOOK:
+        return f"{mark}{state.value}{HOOK_MARK}"
+    return f"{mark}{state.value}"
+
+
+_SOURCE_ORDER = {StateSource.HEARTBEAT: 0, StateSource.HOOK: 1, StateSource.INFERRED: 2, None: 3}
+
+
+def _state_sort(r: AgentRecord) -> tuple[int, str, int]:
+    """Agents waiting for the operator first, then by state; reported before inferred."""
+    state, source = shown_state(r)
+    return (
+        0 if state in ATTENTION_STATES else 1,
+        state.value if state is not None else "~",
+        _SOURCE_ORDER[source],
+    )
+
+
+def _source(r: AgentRecord) -> str:
+    source = shown_state(r)[1]
+    return SOURCE_WORD[source] if source is not None else "-"
+
+
+def human_tokens(n: int | None) -> str:
+    """Compact token counts: 950, 12.3k, 123k, 1.2M, 3.4B ("-" when unknown)."""
+    if n is None:
+        return "-"
+    if abs(n) < 1000:
+        return str(n)
+    value = float(n)
+    for unit in ("k", "M", "B"):
+        value /= 1000
+        text = f"{value:.1f}" if abs(value) < 99.95 else f"{value:.0f}"
+        if abs(float(text)) < 1000 or unit == "B":
+            return text + unit
+    return str(n)  # unreachable
+
+
+BUDGET_MARK = {"ahead": " ▲", "exhausted": " ✖"}
+# Sort order of the BUDGET column: what needs a look first.
+BUDGET_SEVERITY = {"exhausted": 0, "ahead": 1, "unknown": 2, "on_pace": 3, "behind": 4}
+
+
+def budget_cell(b: BudgetBrief | None) -> str:
+    if b is None:
+        return "-"
+    used = f"{b.used_percent:.0f}%" if b.used_percent is not None else "?"
+    return used + BUDGET_MARK.get(b.status, "")
+
+
+def _budget_sort(r: AgentRecord) -> tuple[int, float]:
+    b = r.budget
+    if b is None:
+        return (len(BUDGET_SEVERITY) + 1, 0.0)
+    return (BUDGET_SEVERITY.get(b.status, len(BUDGET_SEVERITY)), -(b.used_percent or 0.0))
 
 
 def _runtime(r: AgentRecord) -> str:
@@ -133,7 +224,8 @@ COLUMNS: list[Column] = [
     Column("AGENT", "agent", 0, _agent, sort=lambda r: r.name),
     Column("ROLE", "role", 3, lambda r: r.role or "-"),
     Column("HEALTH", "health", 0, health_cell, sort=lambda r: HEALTH_SEVERITY[r.health]),
-    Column("STATE", "state", 1, _state),
+    Column("STATE", "state", 1, _state, sort=_state_sort),
+    Column("SRC", "src", 7, _source),
     Column(
         "HB",
         "hb",
@@ -150,6 +242,15 @@ COLUMNS: list[Column] = [
         right=True,
         sort=_idle,
     ),
+    Column(
+        "TOKENS",
+        "tokens",
+        3,
+        lambda r: human_tokens(r.tokens_today),
+        right=True,
+        sort=lambda r: r.tokens_today if r.tokens_today is not None else -1,
+    ),
+    Column("BUDGET", "budget", 2, lambda r: budget_cell(r.budget), sort=_budget_sort),
     Column("RUNTIME", "runtime", 4, _runtime),
     Column("SOCKET", "socket", 5, lambda r: r.socket or "-"),
     Column(

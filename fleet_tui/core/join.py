@@ -1,23 +1,31 @@
 """The join: tmux, roster, heartbeats, systemd and processes into one `FleetSnapshot`.
 
 Pure: every observation and `now` are given (see `FleetInputs`). Decides which sessions are
-agents, each agent's health with its reason, and the drift flags of DESIGN.md.
+agents, each agent's health with its reason, the drift flags of DESIGN.md, and where each agent's
+state comes from: its heartbeat (written by the runtime, or by a hook adapter: `via`), else,
+for a live pane without a readable heartbeat, a state inferred from the pane (core/infer.py),
+which never changes health.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from fleet_tui.core.health import assess
+from fleet_tui.core.infer import DEFAULT_RULES, InferenceRules, infer_state
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model import (
     AgentRecord,
+    BudgetBrief,
     Drift,
     FleetSnapshot,
     Health,
+    Heartbeat,
     HeartbeatInfo,
+    InferredState,
     Lifecycle,
     PaneRow,
     Ping,
@@ -29,6 +37,7 @@ from fleet_tui.model import (
     SocketState,
     SourceStatus,
     SpoolRead,
+    StateSource,
     SystemdInfo,
     SystemdScan,
     TmuxInfo,
@@ -59,6 +68,12 @@ class FleetInputs:
     dead_pids: set[int] = field(default_factory=set)
     extra_warnings: list[str] = field(default_factory=list)
     sources: list[SourceStatus] = field(default_factory=list)
+    # The last visible lines (sanitized) of panes without a heartbeat, by (socket, pane id);
+    # see `inference_targets`. A pane not captured is still inferred, from title and activity.
+    captures: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)
+    inference: InferenceRules = DEFAULT_RULES
+    tokens_today: Mapping[str, int] = field(default_factory=dict)  # by agent name
+    budgets: Mapping[str, BudgetBrief] = field(default_factory=dict)  # by agent name
 
 
 def timeout_of(inputs: FleetInputs) -> float:
@@ -75,6 +90,40 @@ def roster_sockets(roster: Roster | None) -> set[str]:
         return set()
     named = {roster.socket_name} | {a.socket_name for a in roster.agents}
     return {s for s in named if s}
+
+
+HOOK_PREFIXES = ("hook:", "keepalive:")
+
+
+def state_source_of(hb: Heartbeat) -> StateSource:
+    """`hook` when a hook adapter wrote the heartbeat (`via` "hook:..." or "keepalive:..."),
+    else `heartbeat` (the runtime speaks the protocol itself)."""
+    via = hb.via or ""
+    return StateSource.HOOK if via.startswith(HOOK_PREFIXES) else StateSource.HEARTBEAT
+
+
+def _valid_heartbeat(inputs: FleetInputs, name: str) -> bool:
+    read = inputs.heartbeats.get(name)
+    hb = read.heartbeat if read else None
+    return hb is not None and hb.tenant_id == inputs.tenant_id and hb.host == inputs.host
+
+
+def inference_targets(inputs: FleetInputs) -> list[tuple[str, str]]:
+    """(socket, pane id) of the live agent panes the join will infer a state for: those
+    without a readable heartbeat of this tenant and host. The collector captures only these."""
+    agent_sockets = set(FLEET_SOCKETS) | roster_sockets(inputs.roster)
+    names = {a.name for a in inputs.roster.agents} if inputs.roster else set()
+    out: list[tuple[str, str]] = []
+    for scan in inputs.sockets:
+        for name, row in scan.sessions().items():
+            if row.pane_dead:
+                continue
+            if not (scan.name in agent_sockets or row.mosaic_agent or name in names):
+                continue
+            if _valid_heartbeat(inputs, name):
+                continue
+            out.append((scan.name, row.pane_id))
+    return out
 
 
 def _ts(epoch: int | None) -> datetime | None:
@@ -97,6 +146,9 @@ def _tmux_info(row: PaneRow, now: datetime) -> TmuxInfo:
         pane_pipe=row.pane_pipe,
         pane_in_mode=row.pane_in_mode,
         window_size=row.window_size or None,
+        # The path as tmux printed it (control characters already "?"), with what the
+        # sanitizer drops removed: an ordinary path stays exact, for matching transcripts.
+        cwd=clean_text(row.current_path, max_len=4096) or None,
     )
 
 
@@ -220,6 +272,22 @@ def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
         )
         runtime = ragent.runtime if ragent else (hb.runtime if hb and hb.runtime else observed)
         model = (ragent.model if ragent else None) or (hb.model if hb else None)
+        source: StateSource | None = None
+        inferred: InferredState | None = None
+        if hb is not None:
+            source = state_source_of(hb)
+        elif found is not None and tmux is not None and not tmux.pane_dead and is_agent:
+            # A guess from the pane; health stays what `assess` said (unknown): invariant 3.
+            inferred = infer_state(
+                title=tmux.pane_title,
+                lines=inputs.captures.get((found.socket, tmux.pane_id)),
+                idle_s=tmux.idle_s,
+                command=tmux.current_command,
+                runtime=observed,
+                declared_runtime=ragent.runtime if ragent else None,
+                rules=inputs.inference,
+            )
+            source = StateSource.INFERRED
         records.append(
             AgentRecord(
                 tenant_id=tenant,
@@ -243,6 +311,10 @@ def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
                 health=health,
                 health_reason=reason,
                 drift=sorted(set(drift), key=list(Drift).index),
+                state_source=source,
+                inferred=inferred,
+                tokens_today=inputs.tokens_today.get(name),
+                budget=inputs.budgets.get(name),
             )
         )
 
@@ -371,3 +443,22 @@ def _systemd_info(ragent: RosterAgent | None, scan: SystemdScan | None) -> Syste
         enabled=unit.enabled if unit else False,
         linger=scan.linger,
     )
+
+
+def apply_usage(
+    snapshot: FleetSnapshot,
+    tokens_today: Mapping[str, int],
+    budgets: Mapping[str, BudgetBrief],
+) -> FleetSnapshot:
+    """The snapshot with each agent's token use today and budget brief (by agent name), for
+    providers that need the joined fleet first (a transcript belongs to the agent whose pane's
+    working directory it matches). Records without an entry keep what they had."""
+    agents = []
+    for r in snapshot.agents:
+        tokens = tokens_today.get(r.name, r.tokens_today)
+        budget = budgets.get(r.name, r.budget)
+        if tokens is r.tokens_today and budget is r.budget:
+            agents.append(r)
+        else:
+            agents.append(r.model_copy(update={"tokens_today": tokens, "budget": budget}))
+    return snapshot.model_copy(update={"agents": agents})

@@ -17,10 +17,18 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
 
-from fleet_tui.core.columns import ATTENTION_STATES, HEALTH_SYMBOL
+from fleet_tui.core.columns import (
+    ATTENTION_STATES,
+    HEALTH_SYMBOL,
+    HOOK_MARK,
+    INFERRED_MARK,
+    budget_cell,
+    human_tokens,
+    shown_state,
+)
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.core.timefmt import human_bytes, human_duration
-from fleet_tui.model import AgentRecord, Drift, FleetSnapshot
+from fleet_tui.model import AgentRecord, BudgetBrief, Drift, FleetSnapshot, StateSource
 from fleet_tui.widgets.header import HEALTH_STYLE
 
 if TYPE_CHECKING:
@@ -37,6 +45,26 @@ DRIFT_EXPLAINED = {
     Drift.BOOT_DISABLED: "will not come back after a reboot (unit not enabled, or no linger)",
     Drift.RUNTIME_MISMATCH: "the runtime seen in the pane differs from the roster's",
 }
+
+
+SOURCE_EXPLAINED = {
+    StateSource.HEARTBEAT: "from the runtime's heartbeat",
+    StateSource.HOOK: "from a runtime hook's heartbeat",
+    StateSource.INFERRED: "inferred from the pane, a guess: health stays unknown",
+}
+
+
+def budget_text(b: BudgetBrief | None) -> str | None:
+    """One line of the agent's budget: account and window, use, pace, status, ladder rung."""
+    if b is None:
+        return None
+    parts = [b.account + (f" / {b.window}" if b.window else ""), budget_cell(b)]
+    if b.pace is not None:
+        parts.append(f"pace {b.pace:.2f}")
+    parts.append(b.status.replace("_", " "))
+    if b.rung:
+        parts.append(f"rung {b.rung}")
+    return " · ".join(parts)
 
 
 def _kv(rows: Sequence[tuple[str, str | None]]) -> Table:
@@ -57,15 +85,24 @@ def summary_text(r: AgentRecord) -> Text:
     t.append("\n")
     t.append(f"{HEALTH_SYMBOL[r.health]} {r.health.value}", style=HEALTH_STYLE[r.health])
     t.append(f" — {r.health_reason}")
-    if r.heartbeat:
+    state, source = shown_state(r)
+    if state is not None:
         t.append("\nstate ", style="dim")
-        attention = r.heartbeat.state in ATTENTION_STATES
+        attention = state in ATTENTION_STATES
+        inferred = source is StateSource.INFERRED
+        mark = INFERRED_MARK if inferred else ""
         t.append(
-            ("★ " if attention else "") + r.heartbeat.state.value,
-            style="bold yellow" if attention else "",
+            ("★ " if attention else "")
+            + mark
+            + state.value
+            + (HOOK_MARK if source is StateSource.HOOK else ""),
+            style=" ".join(w for w, on in (("bold yellow", attention), ("italic", inferred)) if on),
         )
-        if r.heartbeat.detail:
+        if r.heartbeat and r.heartbeat.detail:
             t.append(f" — {r.heartbeat.detail}")
+        if r.inferred and inferred:
+            t.append(f" — {clean_text(r.inferred.reason, max_len=200)}", style="italic")
+        t.append(f"  ({SOURCE_EXPLAINED[source or StateSource.HEARTBEAT]})", style="dim")
     if r.drift:
         t.append("\n\nDrift\n", style="bold")
         for d in r.drift:
@@ -93,9 +130,12 @@ def facts_table(r: AgentRecord, snapshot: FleetSnapshot | None) -> Table:
     tmux = _kv(
         [
             ("session", f"{r.session} {tm.session_id}" if tm else "no session"),
-            ("pane", f"{tm.pane_id} pid {tm.pane_pid}" if tm else None),
-            ("command", tm.current_command if tm else None),
+            (
+                "pane",
+                f"{tm.pane_id} pid {tm.pane_pid} · {tm.current_command or '?'}" if tm else None,
+            ),
             ("title", tm.pane_title if tm else None),
+            ("cwd", tm.cwd if tm else None),
             ("idle", human_duration(tm.idle_s) if tm else None),
             ("clients", str(tm.attached_clients) if tm else None),
             ("window size", tm.window_size if tm else None),
@@ -124,17 +164,31 @@ def facts_table(r: AgentRecord, snapshot: FleetSnapshot | None) -> Table:
         ]
     )
     hb = r.heartbeat
+    # Usage sits under the heartbeat (the Process column beside it is as tall): the detail
+    # keeps its height, so the last output stays on a 120x30 screen.
     beat = _kv(
         [
-            ("last", f"{human_duration(hb.age_s)} ago (seq {hb.seq})" if hb else "none"),
-            ("interval", human_duration(hb.interval_s) if hb and hb.interval_s else None),
+            (
+                "last",
+                f"{human_duration(hb.age_s)} ago (seq {hb.seq}"
+                + (f", every {human_duration(hb.interval_s)})" if hb.interval_s else ")")
+                if hb
+                else "none",
+            ),
             ("pid", str(hb.pid) if hb and hb.pid else None),
             ("ping echo", hb.echo if hb else None),
+            (
+                "tokens today",
+                f"{human_tokens(r.tokens_today)} ({r.tokens_today:,})"
+                if r.tokens_today is not None
+                else None,
+            ),
+            ("budget", budget_text(r.budget)),
         ]
     )
     outer.add_row(Text("Roster", style="bold"), Text("tmux", style="bold"))
     outer.add_row(roster, tmux)
-    outer.add_row(Text("Process", style="bold"), Text("Heartbeat", style="bold"))
+    outer.add_row(Text("Process", style="bold"), Text("Heartbeat and usage", style="bold"))
     outer.add_row(proc, beat)
     return outer
 

@@ -17,7 +17,12 @@ from fleet_tui.model import PaneRow, SocketScan, SocketState
 from fleet_tui.tmux import Liveness, TmuxRunner, check_socket_dir, probe_socket
 
 SEP = "\x1f"
-# pane_title stays last: it is agent-controlled and split with a bounded maxsplit.
+# pane_title stays last: it is agent-controlled and split with a bounded maxsplit (tmux keeps no
+# control character in a title). The command name and the working directory are agent-controlled
+# too and tmux prints them raw: a directory named "a<US>b" or "a<LF>b" would shift the fields or
+# split the line and hide the agent. tmux itself replaces their control characters with "?"
+# (`s/` format modifier; printable text, UTF-8 included, is kept exactly, so a path still matches
+# what the runtime records as its cwd).
 PANE_FIELDS = (
     "session_name",
     "session_id",
@@ -36,9 +41,20 @@ PANE_FIELDS = (
     "window_activity",
     "@mosaic_agent",
     "window-size",
+    "pane_current_path",
     "pane_title",
 )
-PANE_FORMAT = SEP.join("#{" + f + "}" for f in PANE_FIELDS)
+_CONTROL_CLASS = "[\x01-\x1f\x7f]"
+_RAW_FIELDS = frozenset({"pane_current_command", "pane_current_path"})
+
+
+def _field_format(name: str) -> str:
+    if name in _RAW_FIELDS:
+        return "#{s/" + _CONTROL_CLASS + "/?/:" + name + "}"
+    return "#{" + name + "}"
+
+
+PANE_FORMAT = SEP.join(_field_format(f) for f in PANE_FIELDS)
 
 
 def _int(s: str) -> int | None:
@@ -74,6 +90,7 @@ def parse_panes(out: str) -> list[PaneRow]:
             wactivity,
             agent_opt,
             wsize,
+            cwd,
             title,
         ) = parts
         rows.append(
@@ -96,6 +113,7 @@ def parse_panes(out: str) -> list[PaneRow]:
                 mosaic_agent=agent_opt,
                 window_size=wsize,
                 pane_title=title,
+                current_path=cwd,
             )
         )
     return rows

@@ -22,18 +22,29 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from fleet_tui.core.columns import (
-    ATTENTION_STATES,
     COLUMNS,
     GAP,
     Column,
     fit_columns,
+    needs_attention,
+    shown_state,
     visible_columns,
 )
 from fleet_tui.core.sanitize import clean_text
-from fleet_tui.model import AgentRecord
+from fleet_tui.model import AgentRecord, StateSource
 
 # Minimum widths keep columns from jittering as ages and numbers tick.
-MIN_WIDTH = {"hb": 5, "idle": 5, "cpu": 5, "mem": 6, "pid": 6, "state": 8, "health": 14}
+MIN_WIDTH = {
+    "hb": 5,
+    "idle": 5,
+    "cpu": 5,
+    "mem": 6,
+    "pid": 6,
+    "state": 8,
+    "health": 14,
+    "tokens": 6,
+    "budget": 6,
+}
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,7 @@ class Row:
 
     key: str
     cells: tuple[str, ...]
-    tags: tuple[str, ...]  # health, attention, drift, non-agent
+    tags: tuple[str, ...]  # health, attention, inferred, budget-*, drift, non-agent
 
 
 # clean_text is pure and most cells repeat from one poll to the next (names, roles, sockets,
@@ -64,14 +75,21 @@ def _clean_cell(text: str) -> str:
 
 def make_row(record: AgentRecord, columns: list[Column] = COLUMNS) -> Row:
     tags = [f"health-{record.health.value}"]
-    if record.heartbeat and record.heartbeat.state in ATTENTION_STATES:
+    if needs_attention(record):
         tags.append("attention")
+    if shown_state(record)[1] is StateSource.INFERRED:
+        tags.append("inferred")
+    if record.budget is not None and record.budget.status in ("ahead", "exhausted"):
+        tags.append(f"budget-{record.budget.status}")
     if record.drift:
         tags.append("drift")
     if not record.is_agent:
         tags.append("nonagent")
     cells = tuple(_clean_cell(c.cell(record)) for c in columns)
     return Row(record.key, cells, tuple(tags))
+
+
+_ITALIC = Style(italic=True)
 
 
 class FleetTable(ScrollView, can_focus=True):
@@ -96,12 +114,20 @@ class FleetTable(ScrollView, can_focus=True):
         "fleet-table--unknown",
         "fleet-table--down",
         "fleet-table--attention",
+        "fleet-table--inferred",
+        "fleet-table--budget-ahead",
+        "fleet-table--budget-exhausted",
         "fleet-table--drift",
         "fleet-table--nonagent",
     }
 
+    # An inferred state is a guess: italic (and dim unless it asks for attention). A budget
+    # ahead of pace or exhausted stands out; its cell also carries ▲ or ✖ (never colour alone).
     DEFAULT_CSS = """
     FleetTable { height: 1fr; }
+    FleetTable > .fleet-table--inferred { text-style: italic; color: $foreground 60%; }
+    FleetTable > .fleet-table--budget-ahead { color: $warning; text-style: bold; }
+    FleetTable > .fleet-table--budget-exhausted { color: $error; text-style: bold reverse; }
     """
 
     class Highlighted(Message):
@@ -299,6 +325,14 @@ class FleetTable(ScrollView, can_focus=True):
                 )
             elif c.key == "state" and "attention" in row.tags:
                 style = row_style + self._style("attention")
+                if "inferred" in row.tags:
+                    style = style + _ITALIC
+            elif c.key in ("state", "src") and "inferred" in row.tags:
+                style = row_style + self._style("inferred")
+            elif c.key == "budget":
+                for tag in ("budget-ahead", "budget-exhausted"):
+                    if tag in row.tags:
+                        style = row_style + self._style(tag)
             elif c.key == "drift" and "drift" in row.tags:
                 style = row_style + self._style("drift")
             elif c.key == "agent" and "attention" in row.tags:
