@@ -38,6 +38,7 @@ import yaml
 from fleet_tui.control import new_agent_session
 from fleet_tui.tmux import TmuxResult, TmuxRunner, session_target
 
+pytest_plugins = ["pg_support"]
 T = TypeVar("T")
 
 _CLEARED = (

@@ -1,0 +1,204 @@
+"""PostgreSQL and gateway fixtures for the tests (a pytest plugin: `tests.pg_support`).
+
+- `pg_cluster` (session): a private PostgreSQL for this test session (per xdist worker): initdb
+  in a temp dir, Unix socket only (see fleet_tui/gateway/pgcluster.py); or the server named by
+  `FLEET_TEST_PG_DSN` (its user must be able to create databases and roles). With neither, the
+  tests that need it are skipped, except under CI (`CI_FLEET=1`, set by `.ci/dev test`), where
+  they FAIL: CI must never pass by skipping the register.
+- `pg_dsn` (function): a fresh empty database, dropped afterwards.
+- `gateway` (function): a migrated database and a real `fleet-tui gateway serve` subprocess on a
+  free loopback port: `.url`, `.api`, `.dsn`, `.token(tenants, scopes)`, `.stop()`, `.start()`
+  (same port), `.restart()`, `.log()` (its stdout and stderr so far).
+- `module_gateway` (module): the same, shared by the tests of one module.
+
+The server subprocess gets the environment of the session's start (not a test's `fleet_env`
+world), so the conftest teardown does not kill it; the fixture stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_FLEET_")}
+IN_CI = os.environ.get("CI_FLEET") == "1"
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"PostgreSQL is required under CI (CI_FLEET=1): {reason}", pytrace=False)
+    pytest.skip(f"no PostgreSQL for the gateway tests: {reason}")
+
+
+class PgServer:
+    """A PostgreSQL server the tests may create databases on."""
+
+    def __init__(self, admin_dsn: str, cluster: Any = None) -> None:
+        self.admin_dsn = admin_dsn
+        self.cluster = cluster
+
+    def dsn(self, dbname: str) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(self.admin_dsn, dbname=dbname)
+
+    def create_database(self) -> str:
+        import psycopg
+
+        name = f"fleet_t_{secrets.token_hex(5)}"
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        import psycopg
+
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(self.admin_dsn, autocommit=True) as conn,
+        ):
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgServer]:
+    try:
+        import psycopg  # noqa: F401
+
+        from fleet_tui.gateway.pgcluster import ClusterError, PrivateCluster, find_bindir
+    except ImportError as exc:
+        _unavailable(f"{exc.name} is not installed (pip install 'fleet-tui[gateway]')")
+        raise
+    external = os.environ.get("FLEET_TEST_PG_DSN")
+    if external:
+        yield PgServer(external)
+        return
+    bindir = find_bindir()
+    if bindir is None:
+        _unavailable("FLEET_TEST_PG_DSN is unset and no initdb was found (apt install postgresql)")
+    assert bindir is not None
+    cluster = PrivateCluster(bindir)
+    try:
+        cluster.start()
+    except ClusterError as exc:
+        cluster.stop()
+        pytest.fail(f"cannot start a private PostgreSQL: {exc}", pytrace=False)
+    try:
+        yield PgServer(cluster.dsn(), cluster)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster: PgServer) -> Iterator[str]:
+    name = pg_cluster.create_database()
+    try:
+        yield pg_cluster.dsn(name)
+    finally:
+        pg_cluster.drop_database(name)
+
+
+class GatewayServer:
+    """A real `fleet-tui gateway serve` on 127.0.0.1, its database migrated on start."""
+
+    def __init__(self, dsn: str, folder: Path) -> None:
+        self.dsn = dsn
+        self.folder = folder
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._logs: list[Path] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}/api/fleet/v1"
+
+    def start(self, timeout: float = 30.0) -> GatewayServer:
+        assert self.proc is None, "already running"
+        logfile = self.folder / f"gateway-{len(self._logs)}.log"
+        self._logs.append(logfile)
+        argv = [sys.executable, "-m", "fleet_tui", "gateway", "serve", "--dsn", self.dsn]
+        argv += ["--listen", f"127.0.0.1:{self.port}", "--pool", "4"]
+        with logfile.open("wb") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**_BASE_ENV, "PYTHONUNBUFFERED": "1"},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = logfile.read_text(errors="replace")
+            if "listening on http://127.0.0.1:" in text and "startup complete" in text:
+                line = next(x for x in text.splitlines() if "listening on" in x)
+                self.port = int(line.split("127.0.0.1:")[1].split()[0])
+                return self
+            if self.proc.poll() is not None:
+                self.proc = None
+                raise RuntimeError(f"gateway exited at start: {text.strip()[-600:]}")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gateway did not start within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> GatewayServer:
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self._logs if p.exists())
+
+    def token(self, tenants: str | list[str] = "acme", scopes: str | list[str] = "read") -> str:
+        from fleet_tui.gateway.db import create_token
+
+        ts = [tenants] if isinstance(tenants, str) else tenants
+        ss = [scopes] if isinstance(scopes, str) else scopes
+        return create_token(self.dsn, ts, ss)[1]
+
+
+@contextlib.contextmanager
+def running_gateway(pg: PgServer) -> Iterator[GatewayServer]:
+    name = pg.create_database()
+    with tempfile.TemporaryDirectory(prefix="fleet-gw-") as tmp:
+        server = GatewayServer(pg.dsn(name), Path(tmp))
+        try:
+            yield server.start()
+        finally:
+            server.stop()
+            pg.drop_database(name)
+
+
+@pytest.fixture
+def gateway(pg_cluster: PgServer) -> Iterator[GatewayServer]:
+    with running_gateway(pg_cluster) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def module_gateway(pg_cluster: PgServer) -> Iterator[GatewayServer]:
+    with running_gateway(pg_cluster) as server:
+        yield server
