@@ -1,5 +1,10 @@
 """The `publish` verb: push this host's snapshot, heartbeats and usage to the gateway.
 
+`publish --gateway URL [--once | --every S] [--token-file PATH] [--insecure]`. Exit codes with
+`--once` (the default): 0 everything delivered; 4 the gateway could not be reached or failed, what
+was read is queued in the state dir for the next run; 2 bad input (address, token, roster). With
+`--every S` it runs until Ctrl-C (or SIGTERM), printing one line per cycle.
+
 Imports only argparse at module level (the CLI loads every verb module to build its parser).
 """
 
@@ -10,8 +15,122 @@ from collections.abc import Callable
 from typing import Any
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
+    if not 0.2 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be between 0.2 and 86400 seconds: '{text}'")
+    return value
+
+
+def add_gateway_flags(p: argparse.ArgumentParser) -> None:
+    """`--gateway URL`, `--token-file PATH`, `--insecure` (shared with ps and the dashboard).
+    Absent flags leave no attribute (so a verb's parser does not undo the top-level one's):
+    read them with `getattr(args, "gateway", None)`."""
+    S = argparse.SUPPRESS
+    p.add_argument(
+        "--gateway",
+        metavar="URL",
+        default=S,
+        help="the gateway's address (env MOSAIC_FLEET_GATEWAY_URL)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="PATH",
+        default=S,
+        help="a file (mode 0600) holding the token (else env MOSAIC_FLEET_GATEWAY_TOKEN)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=S,
+        help="allow plain http or unverified TLS; only for a loopback address",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The GatewaySettings the flags and environment name, or None (local only)."""
+    from fleet_tui.sources.gateway import gateway_settings
+
+    return gateway_settings(
+        getattr(args, "gateway", None),
+        token_file=getattr(args, "token_file", None),
+        insecure=bool(getattr(args, "insecure", False)),
+    )
+
+
 def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Register this module's verbs on the CLI's subparsers."""
+    p = sub.add_parser(
+        "publish",
+        help="push this host's snapshot, heartbeats and usage to the gateway",
+        description="Push this host's ps snapshot, heartbeats, usage samples and spend records "
+        "to the gateway. What cannot be delivered waits in the state dir (gateway-queue/) and "
+        "is sent first next time. Exit 0 delivered, 4 queued for later, 2 bad input.",
+    )
+    common(p)
+    add_gateway_flags(p)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="one cycle, then exit (the default)")
+    mode.add_argument(
+        "--every", metavar="S", type=_seconds, default=None, help="a cycle every S seconds"
+    )
 
 
-VERBS: dict[str, Callable[[argparse.Namespace], int]] = {}
+def cmd_publish(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+    import time
+
+    from fleet_tui.cli import _config
+    from fleet_tui.core.sanitize import clean_text
+    from fleet_tui.errors import EXIT_OK, BadInput, FleetError, NotConfirmed
+    from fleet_tui.publish import Publisher
+    from fleet_tui.sources.gateway import GatewayClient
+
+    settings = settings_from_args(args)
+    if settings is None:
+        raise BadInput("publish: no gateway; pass --gateway URL or set MOSAIC_FLEET_GATEWAY_URL")
+    config = _config(args)
+    with GatewayClient(settings) as client:
+        publisher = Publisher(config, client)
+        if args.every is None:
+            result = publisher.cycle()
+            for w in result.warnings:
+                sys.stderr.write(f"warning: {clean_text(w, max_len=400)}\n")
+            if result.error is not None and result.error.kind == "refused":
+                raise BadInput(
+                    f"{clean_text(str(result.error), max_len=300)}; "
+                    f"{result.pending_files} queued in {publisher.queue.folder}"
+                )
+            if not result.drained:
+                raise NotConfirmed(
+                    clean_text(result.line(settings.display), max_len=400).split(" ", 1)[1]
+                )
+            print(clean_text(result.line(settings.display), max_len=400))
+            return EXIT_OK
+
+        def stop(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    result = publisher.cycle()
+                    for w in result.warnings:
+                        sys.stderr.write(f"warning: {clean_text(w, max_len=400)}\n")
+                    print(clean_text(result.line(settings.display), max_len=400), flush=True)
+                except FleetError as exc:  # e.g. the roster turned bad: say it, keep going
+                    print(f"error: {clean_text(str(exc), max_len=300)}", flush=True)
+                time.sleep(max(args.every - (time.monotonic() - started), 0.0))
+        except KeyboardInterrupt:
+            files, _size = publisher.queue.usage()
+            print(f"stopped; {files} queued for the next run", flush=True)
+            return EXIT_OK
+
+
+VERBS: dict[str, Callable[[argparse.Namespace], int]] = {"publish": cmd_publish}

@@ -1,0 +1,511 @@
+"""The publisher: pushes this host's snapshot, heartbeats, usage samples and spend records to the
+gateway (DESIGN.md "Gateway API, version 1"), through a bounded on-disk queue.
+
+One cycle:
+1. collect this host's snapshot (the `ps` v1 document, agents only) and queue it; a newer
+   snapshot supersedes every queued older one (only the latest matters);
+2. queue each heartbeat of the spool that changed since the last cycle; a newer heartbeat of an
+   agent supersedes its queued older one;
+3. read the new whole lines of `usage.jsonl` and `spend.jsonl` from the remembered offsets and
+   queue them in batches. A queued batch is a promise: it is written (and fsynced) before the
+   offset moves, and it leaves the queue only when the gateway stored it, or, when the gateway
+   rejects it as invalid, into `gateway-queue/rejected/` with a warning. When the queue is full
+   the ledgers are not read further (the lines stay in the ledger, where nothing is lost) and a
+   warning says so;
+4. drain the queue in order, unless a backoff after failures says to wait.
+
+Queue files: `gateway-queue/NNNNNNNNNNNN.KIND.KEY.json`, each `{"route", "idempotency_key",
+"body"}`, written atomically; retries reuse the idempotency key (the gateway also recognises resent
+identical records). Offsets and the last queued heartbeat per agent live in
+`gateway-publish.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from fleet_tui.core.sanitize import clean_text
+from fleet_tui.errors import StateDirError
+from fleet_tui.ledger import SPEND_FILE, USAGE_FILE
+from fleet_tui.model import AGENT_NAME_PATTERN, FleetSnapshot, SpendRecord, UsageSample
+from fleet_tui.service import FleetCollector, FleetConfig
+from fleet_tui.sources.gateway import Backoff, GatewayClient, GatewayError
+
+_AGENT_NAME = re.compile(AGENT_NAME_PATTERN)
+QUEUE_DIR = "gateway-queue"
+REJECTED_DIR = "rejected"
+STATE_FILE = "gateway-publish.json"
+BATCH_RECORDS = 200
+HEARTBEATS_PER_POST = 500
+READ_BYTES_PER_CYCLE = 4 << 20
+MAX_LINE_BYTES = 1 << 20
+KINDS = ("snapshot", "heartbeat", "usage", "spend")
+ROUTES = {"snapshot": "/snapshot", "heartbeat": "/heartbeats", "usage": "/usage", "spend": "/spend"}
+LEDGERS: dict[str, tuple[str, type[BaseModel]]] = {
+    "usage": (USAGE_FILE, UsageSample),
+    "spend": (SPEND_FILE, SpendRecord),
+}
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    max_files: int = 2000
+    max_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    path: Path
+    seq: int
+    kind: str
+    key: str
+    size: int
+
+    def load(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.path.read_bytes())
+        return data
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+class PublishQueue:
+    """Numbered JSON files in `folder`, oldest first; bounded by count and bytes."""
+
+    def __init__(self, folder: Path, limits: QueueLimits | None = None) -> None:
+        self.folder = folder
+        self.limits = limits or QueueLimits()
+
+    def ensure(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StateDirError(
+                f"gateway queue {self.folder}: cannot create ({exc.strerror})"
+            ) from None
+
+    def items(self) -> list[QueueItem]:
+        out: list[QueueItem] = []
+        try:
+            entries = list(os.scandir(self.folder))
+        except OSError:
+            return out
+        for e in entries:
+            parts = e.name.split(".")
+            if len(parts) != 4 or parts[3] != "json" or not parts[0].isdigit():
+                continue
+            if parts[1] not in KINDS:
+                continue
+            try:
+                size = e.stat().st_size
+            except OSError:
+                continue
+            out.append(QueueItem(Path(e.path), int(parts[0]), parts[1], parts[2], size))
+        out.sort(key=lambda i: i.seq)
+        return out
+
+    def usage(self) -> tuple[int, int]:
+        items = self.items()
+        return len(items), sum(i.size for i in items)
+
+    def fits(self, extra_bytes: int, *, items: list[QueueItem] | None = None) -> bool:
+        items = self.items() if items is None else items
+        return (
+            len(items) + 1 <= self.limits.max_files
+            and sum(i.size for i in items) + extra_bytes <= self.limits.max_bytes
+        )
+
+    def put(self, kind: str, key: str, body: Any) -> QueueItem:
+        """Queue one request; returns the item (its file is on disk when this returns)."""
+        self.ensure()
+        items = self.items()
+        seq = (items[-1].seq + 1) if items else 1
+        data = json.dumps(
+            {"route": ROUTES[kind], "idempotency_key": str(uuid.uuid4()), "body": body},
+            separators=(",", ":"),
+        ).encode()
+        path = self.folder / f"{seq:012d}.{kind}.{key}.json"
+        _write_durably(path, data)
+        return QueueItem(path, seq, kind, key, len(data))
+
+    def remove(self, item: QueueItem) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            item.path.unlink()
+
+    def set_aside(self, item: QueueItem) -> Path:
+        folder = self.folder / REJECTED_DIR
+        folder.mkdir(exist_ok=True, mode=0o700)
+        target = folder / item.path.name
+        os.replace(item.path, target)
+        return target
+
+
+def encoded_size(body: Any) -> int:
+    return len(json.dumps(body, separators=(",", ":")).encode()) + 80
+
+
+@dataclass
+class LedgerCursor:
+    offset: int = 0
+    line: int = 0
+    inode: int | None = None
+
+
+@dataclass
+class PublishState:
+    """What the publisher remembers between cycles and runs (`gateway-publish.json`)."""
+
+    cursors: dict[str, LedgerCursor] = field(default_factory=dict)
+    heartbeats: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[PublishState, str | None]:
+        try:
+            raw = json.loads(path.read_bytes())
+            cursors = {
+                k: LedgerCursor(int(v["offset"]), int(v["line"]), v.get("inode"))
+                for k, v in raw.get("cursors", {}).items()
+            }
+            beats = {str(k): str(v) for k, v in raw.get("heartbeats", {}).items()}
+            return cls(cursors, beats), None
+        except FileNotFoundError:
+            return cls(), None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return cls(), f"{path}: unreadable; the ledgers are published again from the start"
+
+    def save(self, path: Path) -> None:
+        data = {
+            "v": 1,
+            "cursors": {k: vars(c) for k, c in self.cursors.items()},
+            "heartbeats": self.heartbeats,
+        }
+        _write_durably(path, json.dumps(data, indent=1).encode())
+
+
+@dataclass
+class CycleResult:
+    """What one cycle did; `line()` says it in one line."""
+
+    queued: dict[str, int] = field(default_factory=dict)  # records queued this cycle, by kind
+    delivered: dict[str, int] = field(default_factory=dict)  # records the gateway took
+    pending_files: int = 0
+    pending_bytes: int = 0
+    error: GatewayError | None = None
+    retry_in_s: float | None = None
+    skipped_drain: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def drained(self) -> bool:
+        return self.pending_files == 0 and self.error is None
+
+    def line(self, url: str) -> str:
+        def counts(d: dict[str, int]) -> str:
+            parts = [f"{d[k]} {k}" for k in KINDS if d.get(k)]
+            return ", ".join(parts) or "nothing new"
+
+        stamp = datetime.now(UTC).strftime("%H:%M:%SZ")
+        if self.error is not None:
+            retry = f"; retry in {self.retry_in_s:.0f} s" if self.retry_in_s is not None else ""
+            return (
+                f"{stamp} {clean_text(str(self.error), max_len=300)}: "
+                f"{self.pending_files} queued for later ({self.pending_bytes} bytes){retry}"
+            )
+        if self.skipped_drain:
+            return (
+                f"{stamp} backing off: {self.pending_files} queued for later"
+                f"; retry in {self.retry_in_s or 0:.0f} s"
+            )
+        return f"{stamp} published to {url}: {counts(self.delivered)}; queue {self.pending_files}"
+
+
+class Publisher:
+    """Publishes one host (one state dir, one roster) to one gateway. Not thread-safe."""
+
+    def __init__(
+        self,
+        config: FleetConfig,
+        client: GatewayClient,
+        *,
+        limits: QueueLimits | None = None,
+        backoff: Backoff | None = None,
+        collector: FleetCollector | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.collector = collector or FleetCollector(config, keep_last_good=True)
+        self.queue = PublishQueue(config.state_dir / QUEUE_DIR, limits)
+        self.state_path = config.state_dir / STATE_FILE
+        self.backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
+        self.monotonic = monotonic
+        self.state, warn = PublishState.load(self.state_path)
+        self._startup_warnings = [warn] if warn else []
+
+    # -- one cycle ---------------------------------------------------------------------------
+    def cycle(self, *, drain: bool = True) -> CycleResult:
+        """Collect, queue, drain. Raises FleetError for what the operator must fix (roster,
+        state dir); gateway failures are in the result."""
+        result = CycleResult(warnings=list(self._startup_warnings))
+        self._startup_warnings = []
+        self.queue.ensure()
+        snapshot = self.collector.collect()
+        self._queue_snapshot(snapshot, result)
+        self._queue_heartbeats(snapshot, result)
+        for kind in LEDGERS:
+            self._queue_ledger(kind, snapshot, result)
+        self.state.save(self.state_path)
+        if drain:
+            self.drain(result)
+        result.pending_files, result.pending_bytes = self.queue.usage()
+        return result
+
+    def _make_room(self, need: int, result: CycleResult) -> bool:
+        """Room for one more file of `need` bytes; drops the oldest queued heartbeats (a
+        snapshot queued later says as much) when needed. Never drops usage or spend."""
+        items = self.queue.items()
+        if self.queue.fits(need, items=items):
+            return True
+        dropped = 0
+        for item in [i for i in items if i.kind == "heartbeat"]:
+            self.queue.remove(item)
+            dropped += 1
+            items = [i for i in items if i.path != item.path]
+            if self.queue.fits(need, items=items):
+                break
+        if dropped:
+            result.warnings.append(
+                f"gateway queue full: dropped {dropped} older queued heartbeat(s) "
+                "(superseded by the snapshot)"
+            )
+        return self.queue.fits(need, items=items)
+
+    def _queue_snapshot(self, snapshot: FleetSnapshot, result: CycleResult) -> None:
+        shown = snapshot.model_copy(update={"agents": [a for a in snapshot.agents if a.is_agent]})
+        body = json.loads(shown.to_json())
+        for item in self.queue.items():
+            if item.kind == "snapshot":
+                self.queue.remove(item)  # only the latest snapshot matters
+        if not self._make_room(encoded_size(body), result):
+            result.warnings.append(
+                "gateway queue full of usage and spend: this cycle's snapshot is not queued"
+            )
+            return
+        self.queue.put("snapshot", "-", body)
+        result.queued["snapshot"] = 1
+
+    def _queue_heartbeats(self, snapshot: FleetSnapshot, result: CycleResult) -> None:
+        spool = self.collector.spool
+        try:
+            names = sorted(
+                e.name[:-5]
+                for e in os.scandir(spool.heartbeats)
+                if e.name.endswith(".json") and not e.name.startswith(".")
+            )
+        except OSError:
+            return
+        queued = {i.key: i for i in self.queue.items() if i.kind == "heartbeat"}
+        count = 0
+        for name in names:
+            if not _AGENT_NAME.match(name):
+                continue  # not an agent name (a queue file name must hold it): never queued
+            read = spool.read_heartbeat(name)
+            hb = read.heartbeat
+            if hb is None:
+                continue
+            if hb.tenant_id != snapshot.tenant_id or hb.host != snapshot.host:
+                continue  # the join already warns about it; the gateway would refuse it
+            mark = f"{hb.seq}@{hb.model_dump(mode='json')['ts']}"
+            if self.state.heartbeats.get(name) == mark:
+                continue
+            body = hb.model_dump(mode="json")
+            old = queued.get(name)
+            if old is not None:
+                self.queue.remove(old)  # a newer heartbeat of the same agent supersedes it
+            if not self._make_room(encoded_size(body), result):
+                result.warnings.append(
+                    "gateway queue full of usage and spend: heartbeats are not queued"
+                )
+                break
+            self.queue.put("heartbeat", name, body)
+            self.state.heartbeats[name] = mark
+            count += 1
+        if count:
+            result.queued["heartbeat"] = count
+
+    def _queue_ledger(self, kind: str, snapshot: FleetSnapshot, result: CycleResult) -> None:
+        fname, model = LEDGERS[kind]
+        path = self.config.state_dir / fname
+        cur = self.state.cursors.setdefault(kind, LedgerCursor())
+        try:
+            fh = open(path, "rb")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            result.warnings.append(f"{path}: unreadable ({exc.strerror}): not published")
+            return
+        with fh:
+            st = os.fstat(fh.fileno())
+            if (cur.inode is not None and cur.inode != st.st_ino) or st.st_size < cur.offset:
+                result.warnings.append(
+                    f"{path}: replaced or truncated since line {cur.line}: published from the start"
+                )
+                cur.offset, cur.line = 0, 0
+            cur.inode = st.st_ino
+            fh.seek(cur.offset)
+            data = fh.read(READ_BYTES_PER_CYCLE)
+        end = data.rfind(b"\n")
+        if end < 0:
+            if len(data) > MAX_LINE_BYTES:  # one line longer than any record: skip it
+                result.warnings.append(f"{path}:{cur.line + 1}: line too long: not published")
+                cur.offset += len(data)
+            return
+        lines = data[: end + 1].split(b"\n")[:-1]
+        batch: list[dict[str, Any]] = []
+        offset, line_no = cur.offset, cur.line
+        batch_start = (offset, line_no)
+        total = 0
+
+        def flush() -> bool:
+            nonlocal batch, batch_start, total
+            if not batch:
+                cur.offset, cur.line = offset, line_no
+                return True
+            if not self._make_room(encoded_size(batch), result):
+                files, size = self.queue.usage()
+                result.warnings.append(
+                    f"gateway queue full ({files} files, {size} bytes): {path.name} is not read "
+                    f"past line {batch_start[1]}; those lines stay in the ledger and are "
+                    "published when the queue drains"
+                )
+                cur.offset, cur.line = batch_start
+                return False
+            self.queue.put(kind, "-", batch)
+            total += len(batch)
+            cur.offset, cur.line = offset, line_no
+            self.state.save(self.state_path)  # the promise is on disk: move the offset
+            batch = []
+            batch_start = (offset, line_no)
+            return True
+
+        for raw in lines:
+            offset += len(raw) + 1
+            line_no += 1
+            if not raw.strip():
+                continue
+            try:
+                record = model.model_validate_json(raw)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"]) or "line"
+                result.warnings.append(
+                    f"{path}:{line_no}: {clean_text(loc, max_len=60)}: "
+                    f"{clean_text(err['msg'], max_len=120)} (not published)"
+                )
+                continue
+            tenant = getattr(record, "tenant_id", None)
+            if tenant != snapshot.tenant_id:
+                result.warnings.append(
+                    f"{path}:{line_no}: tenant_id: '{clean_text(str(tenant), max_len=40)}' "
+                    f"is not this host's tenant '{snapshot.tenant_id}' (not published)"
+                )
+                continue
+            batch.append(record.model_dump(mode="json"))
+            if len(batch) >= BATCH_RECORDS and not flush():
+                break
+        else:
+            flush()
+        if total:
+            result.queued[kind] = result.queued.get(kind, 0) + total
+
+    # -- delivery ----------------------------------------------------------------------------
+    def drain(self, result: CycleResult) -> None:
+        """Send the queue in order until it is empty or the gateway fails (then back off)."""
+        now = self.monotonic()
+        if not self.backoff.ready(now):
+            result.skipped_drain = True
+            result.retry_in_s = self.backoff.wait_s(now)
+            return
+        items = self.queue.items()
+        i = 0
+        while i < len(items):
+            group = [items[i]]
+            if items[i].kind == "heartbeat":
+                while (
+                    i + len(group) < len(items)
+                    and items[i + len(group)].kind == "heartbeat"
+                    and len(group) < HEARTBEATS_PER_POST
+                ):
+                    group.append(items[i + len(group)])
+            i += len(group)
+            try:
+                loaded = [g.load() for g in group]
+            except (OSError, ValueError):
+                for g in group:
+                    with contextlib.suppress(OSError):
+                        where = self.queue.set_aside(g)
+                        result.warnings.append(
+                            f"{g.path.name}: unreadable queue file: moved to {where}"
+                        )
+                continue
+            if group[0].kind == "heartbeat":
+                body: Any = [d["body"] for d in loaded]
+                key = loaded[0]["idempotency_key"] if len(loaded) == 1 else None
+            else:
+                body, key = loaded[0]["body"], loaded[0]["idempotency_key"]
+            try:
+                self.client.post(ROUTES[group[0].kind], body, idempotency_key=key)
+            except GatewayError as exc:
+                if exc.kind == "rejected":
+                    for g in group:
+                        where = self.queue.set_aside(g)
+                        result.warnings.append(
+                            f"gateway rejected queued {g.kind} {g.path.name}: "
+                            f"{clean_text(str(exc), max_len=200)}; kept in {where.parent}"
+                        )
+                    continue
+                result.error = exc
+                result.retry_in_s = self.backoff.failed(self.monotonic())
+                return
+            n = sum(len(b) if isinstance(b, list) else 1 for b in [d["body"] for d in loaded])
+            kind = group[0].kind
+            result.delivered[kind] = result.delivered.get(kind, 0) + (
+                n if kind in ("usage", "spend") else len(group)
+            )
+            for g in group:
+                self.queue.remove(g)
+        self.backoff.succeeded()
