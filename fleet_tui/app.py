@@ -310,6 +310,14 @@ class FleetApp(App[int]):
         if record is None:
             self.notify(f"{verb}: select an agent first", severity="warning")
             return None
+        local = self.snapshot.host if self.snapshot is not None else None
+        if local is not None and record.host != local:
+            self.notify(
+                f"{verb}: {record.name} runs on host {record.host}: "
+                f"panes are reached only on this host ({local})",
+                severity="warning",
+            )
+            return None
         if record.tmux is None:
             self.notify(f"{verb}: {record.name} has no tmux session", severity="warning")
             return None
@@ -494,12 +502,26 @@ def run_dashboard(config: object, *, settings: DashboardSettings | None = None) 
         settings, notice = load_settings()
     from fleet_tui.actions import LiveActions
     from fleet_tui.budget_service import LiveBudgetSource
+    from fleet_tui.providers import budget_provider, dashboard_usage_provider
 
-    source = LiveSource(config, systemd_interval_s=settings.systemd_interval_s)
-    actions = LiveActions(source.runner, config.state_dir)
     budgets = LiveBudgetSource.for_config(config)
+    source = LiveSource(
+        config,
+        systemd_interval_s=settings.systemd_interval_s,
+        usage_provider=dashboard_usage_provider(config),
+        budget_provider=budget_provider(budgets),
+    )
+    actions = LiveActions(source.runner, config.state_dir)
     app = FleetApp(
         source, settings=settings, startup_notice=notice, actions=actions, budget_source=budgets
     )
-    app.run()
+    if source.gateway is not None:
+        # A gateway answer shows at once (a cheap rejoin), not at the next timer poll.
+        source.gateway.on_answer = lambda: app.call_from_thread(
+            app.request_poll, heartbeats_only=True
+        )
+    try:
+        app.run()
+    finally:
+        source.close()
     return 0

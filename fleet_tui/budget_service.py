@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from fleet_tui.core.pacing import (
     worst,
 )
 from fleet_tui.ledger import spend_path, usage_path
-from fleet_tui.model import AgentRecord, BudgetBrief, UsageSample, format_ts
+from fleet_tui.model import AgentRecord, BudgetBrief, FleetSnapshot, UsageSample, format_ts
 from fleet_tui.paths import Located, default_budgets_path, locate
 from fleet_tui.sources.budgets import EXAMPLE, BudgetsError, LoadedBudgets, load_budgets
 from fleet_tui.sources.ledger_read import SpendLedgerReader, UsageLedgerReader
@@ -543,6 +544,8 @@ class LiveBudgetSource:
         host: str | None = None,
     ) -> None:
         self.service = BudgetService(budgets, state_dir, tenant_id=tenant_id, host=host)
+        # The budget screen's worker and the fleet poll (table cells) share this service.
+        self._lock = threading.Lock()
 
     @classmethod
     def for_config(cls, config: Any) -> LiveBudgetSource:
@@ -557,7 +560,19 @@ class LiveBudgetSource:
             tenant, host = local_identity(None)
         return cls(budgets_location(), config.state_dir, tenant_id=tenant, host=host)
 
+    def briefs(self, snapshot: FleetSnapshot, now: datetime) -> dict[str, BudgetBrief]:
+        """The fleet table's budget cells (a `service.BudgetProvider`); raises with the reason
+        when the budgets cannot be read (the poller shows the source degraded)."""
+        report = self.load()
+        if report.error:
+            raise RuntimeError(report.error)
+        return briefs_for(report, (a for a in snapshot.agents if a.host == snapshot.host))
+
     def load(self) -> BudgetReport:
+        with self._lock:
+            return self._load()
+
+    def _load(self) -> BudgetReport:
         now = datetime.now(UTC)
         try:
             report = self.service.load(now)

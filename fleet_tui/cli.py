@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="also sessions that are not agents")
     p.add_argument("--tenant", metavar="T", help="only this tenant")
     p.add_argument("--host", metavar="H", help="only this host")
+    _gateway_flags(p)
 
     p = sub.add_parser("heartbeat", help="write a heartbeat v1 (for wrappers and hooks)")
     _common(p)
@@ -148,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="start it and print the table instead of opening the dashboard",
     )
 
-    sub.add_parser("tui", help="the dashboard (the default)")
+    _gateway_flags(parser)
+    _gateway_flags(sub.add_parser("tui", help="the dashboard (the default)"))
     for ext in _extensions():
         ext.add_parsers(sub, _common)
     return parser
@@ -165,6 +167,12 @@ EXTENSIONS = (
 )
 
 
+def _gateway_flags(p: argparse.ArgumentParser) -> None:
+    from fleet_tui.cli_publish import add_gateway_flags
+
+    add_gateway_flags(p)
+
+
 def _extensions() -> list[Any]:
     import importlib
 
@@ -172,9 +180,9 @@ def _extensions() -> list[Any]:
 
 
 def _states() -> list[str]:
-    from fleet_tui.model import AgentState
-
-    return [s.value for s in AgentState]
+    # Spelled out, not read off AgentState: the parser is built for every verb, and importing
+    # the model (pydantic) would cost every hook ~130 ms. tests/test_cli.py checks they agree.
+    return ["starting", "idle", "busy", "waiting_input", "blocked", "error", "stopping"]
 
 
 def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -191,10 +199,25 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    from fleet_tui.budget_service import LiveBudgetSource
+    from fleet_tui.cli_publish import settings_from_args
+    from fleet_tui.providers import budget_provider, ps_usage_provider
     from fleet_tui.render_text import render_summary, render_table, use_color
     from fleet_tui.service import FleetCollector
 
-    snapshot = FleetCollector(_config(args)).collect()
+    gateway = settings_from_args(args)
+    config = _config(args)
+    collector = FleetCollector(
+        config,
+        usage_provider=ps_usage_provider(config),
+        budget_provider=budget_provider(LiveBudgetSource.for_config(config)),
+    )
+    if gateway is None:
+        snapshot = collector.collect()
+    else:
+        from fleet_tui.poll_source import collect_with_gateway
+
+        snapshot = collect_with_gateway(config, gateway, tenant=args.tenant, collector=collector)
     agents = [
         a
         for a in snapshot.agents
@@ -205,6 +228,10 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if args.json:
         shown = snapshot.model_copy(update={"agents": agents})
         sys.stdout.write(shown.to_json(indent=2) + "\n")
+        if gateway is not None:  # an unreachable gateway is said on stderr too
+            for w in snapshot.warnings:
+                if w.startswith("gateway "):
+                    sys.stderr.write(f"warning: {w}\n")
         return EXIT_OK
     tty = sys.stdout.isatty()
     width = shutil.get_terminal_size((100, 24)).columns if tty else None
@@ -619,7 +646,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
                 },
             )
         )
-    return int(run_dashboard(_config(args)))
+    from fleet_tui.cli_publish import settings_from_args
+
+    gateway = settings_from_args(args)
+    config = _config(args)
+    config.gateway = gateway
+    return int(run_dashboard(config))
 
 
 VERBS = {
@@ -637,6 +669,15 @@ VERBS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] in (["hook"], ["statusline"]):
+        # Runtime hooks run on every prompt and tool call: skip the full parser (it imports
+        # pydantic through the verb modules); `fast_main` returns None for what it does not take.
+        from fleet_tui.cli_hooks import fast_main
+
+        fast = fast_main(raw)
+        if fast is not None:
+            return fast
     parser = build_parser()
     args = parser.parse_args(argv)
     verbs = dict(VERBS)

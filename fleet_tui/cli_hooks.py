@@ -274,6 +274,17 @@ def fast_main(argv: Sequence[str]) -> int | None:
         except ValueError:
             return default
 
+    unknown = sorted(flags - {"--no-keepalive"})
+    if unknown:  # noted in the hooks log (never on the terminal), then ignored
+        from fleet_tui.adapters.common import log_problem, state_dir_for
+
+        try:
+            log_problem(
+                state_dir_for(values.get("--state-dir")),
+                f"hook {argv[1]}: unrecognized arguments: {' '.join(unknown)}",
+            )
+        except Exception:  # a hook never fails its runtime
+            pass
     return run_hook(
         argv[1],
         agent=values.get("--agent"),

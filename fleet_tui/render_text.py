@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 
 from fleet_tui.core.columns import (
-    ATTENTION_STATES,
     GAP,
     fit_columns,
     health_cell,
+    needs_attention,
     visible_columns,
 )
 from fleet_tui.core.sanitize import clean_text
@@ -76,7 +76,7 @@ def render_table(
     out = [line({c.key: c.title for c in chosen}, {c.key: "1" for c in chosen})]
     for i, a in enumerate(agents):
         styles = {"health": HEALTH_SGR[a.health]}
-        if a.heartbeat and a.heartbeat.state in ATTENTION_STATES:
+        if needs_attention(a):
             styles["state"] = "1;33"
         if a.drift:
             styles["drift"] = "33"
@@ -89,7 +89,7 @@ def render_summary(snapshot: FleetSnapshot, agents: list[AgentRecord]) -> str:
     for a in agents:
         counts[a.health] = counts.get(a.health, 0) + 1
     health = ", ".join(f"{counts[h]} {h.value}" for h in Health if counts.get(h))
-    waiting = sum(1 for a in agents if a.heartbeat and a.heartbeat.state in ATTENTION_STATES)
+    waiting = sum(1 for a in agents if needs_attention(a))
     socks = []
     for s in snapshot.sockets:
         if s.state is SocketState.LIVE:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from fleet_tui.core.infer import TAIL_LINES, InferenceRules
 from fleet_tui.core.join import FleetInputs, apply_usage, build_snapshot, inference_targets
@@ -47,6 +47,9 @@ from fleet_tui.sources.spool import HeartbeatSpool
 from fleet_tui.sources.systemd import scan_systemd
 from fleet_tui.sources.tmux import scan_all
 from fleet_tui.tmux import TmuxRunner
+
+if TYPE_CHECKING:
+    from fleet_tui.sources.gateway import GatewaySettings
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -90,6 +93,7 @@ class FleetConfig:
     state_dir: Path
     heartbeat_timeout_s: float | None = None
     tmux_timeout_s: float = 2.0
+    gateway: GatewaySettings | None = None  # the dashboard merges the gateway's other hosts
 
     @classmethod
     def from_flags(

@@ -462,3 +462,10 @@ def test_demo_starts_a_healthy_fleet_and_down_stops_it(fleet_env: FleetEnv) -> N
     assert all(a["health"] == "down" for a in data["agents"])
     res = fleet_env.cli("demo", "--down")
     assert res.rc == 0 and "no demo fleet" in res.stdout, res
+
+
+def test_the_parser_knows_every_agent_state() -> None:
+    from fleet_tui.cli import _states
+    from fleet_tui.model import AgentState
+
+    assert _states() == [s.value for s in AgentState]

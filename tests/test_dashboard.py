@@ -127,9 +127,9 @@ async def test_waiting_for_you_filter() -> None:
         await first_poll(pilot, app)
         await pilot.press("asterisk")
         names = {k.rsplit("/", 1)[1] for k in table(app).keys}
-        assert names == {"review", "scratch"}
+        assert names == {"review", "scratch", "planner"}
         header = str(app.fleet_screen.query_one("#header", Static).render())
-        assert "2 waiting for you" in header
+        assert "3 waiting for you" in header
 
 
 async def test_sort_by_health_puts_worst_first_and_keeps_cursor() -> None:

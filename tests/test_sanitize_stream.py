@@ -268,6 +268,11 @@ sgr_params = st.lists(sgr_code, max_size=12).map(";".join)
 
 @SETTINGS
 @given(sgr_params)
+@example(";" * 100)  # empty groups rebuild as "0": longer than what came in
+@example(
+    "0;0;38;2;0;0;10;38;2;0;100;100;38:2::1:2:3;38:2::1:2:3;38;5;0;38;2;0;10;100;38;2;10;10;10;"
+    "38;2;10;10;10;38;2;100;100;100;38:2::1:2:3"
+)
 def test_canonical_sgr_is_a_fixed_point_and_the_fast_path_agrees(params: str) -> None:
     seq = _canonical_sgr(params)
     assert seq == "" or SGR.fullmatch(seq)

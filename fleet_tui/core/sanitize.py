@@ -177,6 +177,14 @@ def _canonical_sgr(params: str) -> str:
                 out.append(f"{code};{color}")
         elif code in _SGR_SIMPLE:
             out.append(str(code))
+    if sum(len(x) + 1 for x in out) > _SGR_MAX:
+        # A rebuild can be longer than what came in (empty groups become "0"): keep it within
+        # what the scan keeps, so what we emit passes the scan unchanged. A reset makes all
+        # before it moot; past that, the oldest styles go first.
+        if "0" in out:
+            out = out[len(out) - 1 - out[::-1].index("0") :]
+        while out and sum(len(x) + 1 for x in out) - 1 > _SGR_MAX:
+            out.pop(0)
     return "\x1b[" + ";".join(out) + "m" if out else ""
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleet_tui.core.columns import ATTENTION_STATES, COLUMNS_BY_KEY
+from fleet_tui.core.columns import COLUMNS_BY_KEY, needs_attention, shown_state
 from fleet_tui.model import AgentRecord
 
 FIELDS = ("tenant", "host", "role", "health", "socket", "state", "runtime", "name", "drift")
@@ -30,7 +30,8 @@ def _field(r: AgentRecord, name: str) -> str:
         case "socket":
             return r.socket or ""
         case "state":
-            return r.heartbeat.state.value if r.heartbeat else ""
+            state = shown_state(r)[0]
+            return state.value if state is not None else ""
         case "runtime":
             return " ".join(
                 x
@@ -63,7 +64,7 @@ class FleetView:
     def matches(self, r: AgentRecord) -> bool:
         if not self.show_all and not r.is_agent:
             return False
-        if self.only_waiting and not (r.heartbeat and r.heartbeat.state in ATTENTION_STATES):
+        if self.only_waiting and not needs_attention(r):
             return False
         text = self.filter.strip()
         if not text or text == "!":

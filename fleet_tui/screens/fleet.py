@@ -29,6 +29,8 @@ SORT_BINDINGS = [
     ("M", "mem", "memory"),
     ("R", "role", "role"),
     ("T", "state", "state"),
+    ("K", "tokens", "tokens today"),
+    ("P", "budget", "budget"),
 ]
 
 

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from fleet_tui.core import view as view_module
+from fleet_tui.core.columns import BUDGET_LEGEND, STATE_LEGEND
 from fleet_tui.core.sanitize import clean_text
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class HelpScreen(ModalScreen[None]):
                     style="dim",
                 )
             )
+            yield Static(Text(STATE_LEGEND + "\n" + BUDGET_LEGEND, style="dim"))
             yield Static(Text("esc closes this help", style="dim"))
 
 

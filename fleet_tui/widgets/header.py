@@ -11,7 +11,7 @@ from datetime import datetime
 from rich.text import Text
 from textual.widgets import Static
 
-from fleet_tui.core.columns import ATTENTION_STATES, HEALTH_SYMBOL
+from fleet_tui.core.columns import HEALTH_SYMBOL, needs_attention
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.core.timefmt import human_duration
 from fleet_tui.model import FleetSnapshot, Health, SocketState
@@ -55,7 +55,7 @@ def header_text(
     t.append(f"{len(agents)} agents")
     if shown is not None and shown != len(snapshot.agents):
         t.append(f" ({shown} shown)", style="dim")
-    waiting = sum(1 for a in agents if a.heartbeat and a.heartbeat.state in ATTENTION_STATES)
+    waiting = sum(1 for a in agents if needs_attention(a))
     if waiting:
         t.append(f"  ★ {waiting} waiting for you", style="bold yellow")
     counts: dict[Health, int] = {}
