@@ -591,8 +591,16 @@ def cmd_stub(args: argparse.Namespace) -> int:
         interval_s=args.interval,
         fail_after_s=args.fail_after,
         waiting=args.waiting,
+        model=_roster_model(loaded.roster if loaded else None, args.name),
     )
     return run_stub(stub)
+
+
+def _roster_model(roster: Any, name: str) -> str | None:
+    for agent in getattr(roster, "agents", None) or []:
+        if agent.name == name:
+            return str(agent.model) if agent.model else None
+    return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

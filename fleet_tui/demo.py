@@ -114,7 +114,11 @@ def start_demo(runner: TmuxRunner, count: int, host: str, home: Path | None = No
     HeartbeatSpool(state).ensure_writable()
     write_demo_roster(roster, agents, host)
     seed_demo_budgets(home, agents, host, datetime.now(UTC))
-    env = {**demo_env(home), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **demo_env(home),
+        "PYTHONUNBUFFERED": "1",
+        "FLEET_STUB_TRANSCRIPTS": str(home / "claude"),
+    }
     for a in agents:
         if not a.start:
             continue
@@ -128,7 +132,10 @@ def start_demo(runner: TmuxRunner, count: int, host: str, home: Path | None = No
             str(DEMO_INTERVAL_S),
             *a.flags,
         ]
-        new_agent_session(runner, DEMO_SOCKET, a.name, argv, env=env, cwd=str(home))
+        # One working directory per agent: transcripts are matched to agents by it.
+        workdir = home / "work" / a.name
+        workdir.mkdir(parents=True, exist_ok=True)
+        new_agent_session(runner, DEMO_SOCKET, a.name, argv, env=env, cwd=str(workdir))
     # Wait (briefly) for the first heartbeats, so the first view is not all "unknown".
     spool = HeartbeatSpool(state)
     started = [a.name for a in agents if a.start]
@@ -149,6 +156,9 @@ def demo_env(home: Path) -> dict[str, str]:
         "MOSAIC_FLEET_ROSTER": str(home / "roster.yaml"),
         "MOSAIC_FLEET_STATE_DIR": str(home / "state"),
         "MOSAIC_FLEET_BUDGETS": str(home / "budgets.yaml"),
+        # The stubs write Claude Code-shaped transcripts here; the token column reads them.
+        "CLAUDE_CONFIG_DIR": str(home / "claude"),
+        "CODEX_HOME": str(home / "codex"),
     }
 
 

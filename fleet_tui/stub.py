@@ -4,11 +4,16 @@ It prints believable agent activity, heartbeats every `interval_s`, answers ping
 fraction of a second, and acks every message it receives (Enter submits; bracketed paste keeps a
 multi-line message whole). `--fail-after S` makes it a wedged agent: output goes on, heartbeats
 and ping answers stop, which is exactly what "healthy is not pane alive" is about.
+
+With `FLEET_STUB_TRANSCRIPTS=DIR` (the demo sets it) it also writes a Claude Code-shaped
+transcript under `DIR/projects/`, one assistant line per step, so that `fleet-tui usage` and the
+dashboard's token column have something real to read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import select
@@ -21,6 +26,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 
 from fleet_tui.core.protocol import add_ack, message_hash
@@ -115,6 +121,46 @@ class InputParser:
         return out
 
 
+class StubTranscript:
+    """Appends Claude Code transcript lines (RUNTIME-FORMATS.md) for the stub's made-up work."""
+
+    def __init__(self, root: Path, name: str, model: str, rng: random.Random) -> None:
+        cwd = os.getcwd()
+        self.folder = root / "projects" / cwd.replace("/", "-")
+        self.session = f"{zlib.crc32(name.encode()):08x}-stub-{os.getpid()}"
+        self.path = self.folder / f"{self.session}.jsonl"
+        self.cwd, self.model, self.rng = cwd, model, rng
+        self.n = 0
+
+    def response(self, output_tokens: int, ts: datetime) -> None:
+        self.n += 1
+        r = self.rng
+        line = {
+            "type": "assistant",
+            "sessionId": self.session,
+            "timestamp": ts.astimezone(UTC).isoformat(timespec="milliseconds").replace(
+                "+00:00", "Z"
+            ),
+            "requestId": f"req_{self.session}_{self.n}",
+            "cwd": self.cwd,
+            "message": {
+                "id": f"msg_{self.session}_{self.n}",
+                "role": "assistant",
+                "model": self.model,
+                "usage": {
+                    "input_tokens": r.randint(3, 40),
+                    "output_tokens": output_tokens,
+                    "cache_creation_input_tokens": r.randint(0, 3000),
+                    "cache_read_input_tokens": r.randint(5000, 40000),
+                },
+            },
+        }
+        with contextlib.suppress(OSError):  # a demo nicety; never stops the stub
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+
+
 class Stub:
     def __init__(
         self,
@@ -152,6 +198,12 @@ class Stub:
         self.busy_until = 0.0
         self.ping_seen: str | None = None
         self.stop = False
+        root = os.environ.get("FLEET_STUB_TRANSCRIPTS")
+        self.transcript = (
+            StubTranscript(Path(root), name, f"claude-{model or 'stub'}", self.rng)
+            if root
+            else None
+        )
 
     @staticmethod
     def _stdout(text: str) -> None:
@@ -248,6 +300,8 @@ class Stub:
             self.write(f"  \x1b[2m⎿\x1b[0m {tool}\r\n")
             tokens = r.randint(200, 4000)
             self.detail = f"{self.task} ({tokens} tokens)"
+            if self.transcript is not None:
+                self.transcript.response(tokens, self.clock())
         self.next_output = now + r.uniform(0.4, 2.5)
 
     def tick(self) -> None:

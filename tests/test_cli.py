@@ -454,6 +454,25 @@ def test_demo_starts_a_healthy_fleet_and_down_stops_it(fleet_env: FleetEnv) -> N
     # The demo is private: the default state dir and roster were not touched.
     assert not fleet_env.state_dir.exists() and not fleet_env.roster_path.exists()
 
+    # Its budgets: one account spends ahead of the even pace, and the table says so.
+    res = fleet_env.cli("budget", "--json", env=env)
+    assert res.rc == 0, res
+    accounts = {a["account"]: a for a in json.loads(res.stdout)["accounts"]}
+    weekly = {w["name"]: w for w in accounts["claude-max-a"]["windows"]}["weekly"]
+    assert weekly["status"] == "ahead" and weekly["pace"] > 1
+    assert agents["orchestrator"]["budget"]["account"] == "claude-max-a"
+    # Its stubs write Claude Code-shaped transcripts: `usage` attributes them to the agents.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        res = fleet_env.cli("usage", "--json", env=env)
+        assert res.rc == 0, res
+        days = json.loads(res.stdout)["days"]
+        by_agent = days[-1]["by_agent"] if days else {}
+        if {"orchestrator", "coder0-0"} <= set(by_agent):
+            break
+        time.sleep(1)
+    assert {"orchestrator", "coder0-0"} <= set(by_agent), by_agent
+
     res = fleet_env.cli("demo", "--down")
     assert res.rc == 0 and "stopped" in res.stdout, res
     data = fleet_env.ps_json(env=env)
