@@ -67,7 +67,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     from fleet_tui.core.usage import Attribution, BadRecord, parse_day, usage_report
     from fleet_tui.errors import EXIT_OK, BadInput, FleetError
     from fleet_tui.paths import state_dir_location
-    from fleet_tui.sources.usage import UsageIndex, claude_roots, codex_home
+    from fleet_tui.sources.usage import UsageIndex, claude_roots, codex_home, session_agents
 
     try:
         since = parse_day(args.since, "--since") if args.since is not None else None
@@ -88,15 +88,18 @@ def cmd_usage(args: argparse.Namespace) -> int:
             warnings += _problems(stats)
             warnings += _record_samples(index, args, state_dir)
         except sqlite3.Error as exc:
-            raise FleetError(f"usage index {index.path}: {exc}") from None
+            hint = "; it is a cache: delete it to rebuild" if index.path else ""
+            raise FleetError(f"usage index {index.path}: {exc}{hint}") from None
         agents: dict[str, str] = {}
+        sessions: dict[str, str] = {}
         if not args.no_agents:
             agents, why = _agents_by_cwd(args)
             if why:
                 warnings.append(why)
+            sessions = session_agents(state_dir)  # sessions the hooks saw run in a pane
         now = datetime.now(UTC)
         report = usage_report(
-            index.buckets(), Attribution(agents), now=now, since=since, until=until
+            index.buckets(), Attribution(agents, sessions), now=now, since=since, until=until
         )
     report["sources"] = {
         "claude": [str(r / "projects") for r in roots],

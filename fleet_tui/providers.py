@@ -16,9 +16,11 @@ from fleet_tui.service import BudgetProvider, FleetConfig, UsageProvider
 from fleet_tui.sources.usage import (
     TodayTokens,
     UsageIndex,
+    agents_today,
     claude_roots,
     codex_home,
     index_path,
+    session_agents,
     tokens_today,
 )
 
@@ -39,16 +41,15 @@ def ps_usage_provider(config: FleetConfig) -> UsageProvider | None:
         return None
 
     def provide(snapshot: FleetSnapshot, now: datetime) -> dict[str, int]:
-        index = UsageIndex(config.state_dir, roots, codex)
         pairs = [
             (a.name, a.tmux.cwd)
             for a in snapshot.agents
             if a.is_agent and a.tmux is not None and a.host == snapshot.host
         ]
         by_cwd = agents_by_cwd(pairs)
-        found = tokens_today(index, by_cwd, now)
-        out = {name: 0 for name in by_cwd.values() if "+" not in name}
-        out.update({k: v for k, v in found.items() if k in out})
-        return out
+        by_session = session_agents(config.state_dir)
+        with UsageIndex(config.state_dir, roots, codex) as index:
+            found = tokens_today(index, by_cwd, now, by_session)
+        return agents_today(snapshot, found, by_cwd, by_session)
 
     return provide

@@ -371,6 +371,13 @@ def test_codex_notify_and_hooks_in_a_real_pane(fleet_env: FleetEnv) -> None:
     assert hooks.send(base_payload("UserPromptSubmit", prompt="go on")) == (0, "", "")
     assert read_hb(fleet_env, "coder2").state.value == "busy"
     assert read_hb(fleet_env, "coder2").seq == 1
+    # the sessions seen in the pane are noted as the agent's (`usage` attributes by them)
+    from fleet_tui.sources.usage import session_agents
+
+    assert session_agents(fleet_env.state_dir) == {
+        "b5f6c1c2-aaaa": "coder2",
+        "0b6c2f7e-1111-2222-3333-444455556666": "coder2",
+    }
 
 
 # -- the keepalive ---------------------------------------------------------------------------------
@@ -574,6 +581,20 @@ def test_statusline_without_rate_limits_or_with_garbage(fleet_env: FleetEnv) -> 
     assert usage_lines(fleet_env) == []
     assert statusline(fleet_env, b"\x00garbage{") == "fleet-tui"
     assert usage_lines(fleet_env) == []
+
+
+def test_statusline_records_no_percentage_the_budget_reader_would_reject(
+    fleet_env: FleetEnv,
+) -> None:
+    """A window outside 0..100 % (or a number too big for a float) is not written to
+    usage.jsonl, where every budget run would report it as a bad line; the rest still is."""
+    payload = statusline_payload(five=-5.0, seven=61.0)
+    payload["context_window"] = {"used_percentage": 10**400}
+    line = statusline(fleet_env, json.dumps(payload).encode())
+    assert "7d 61%" in line and "5h" not in line and "ctx" not in line
+    assert [(s.window, s.used_percent) for s in usage_lines(fleet_env)] == [("weekly", 61.0)]
+    statusline(fleet_env, statusline_payload(five=250.0, seven=61.0))
+    assert [s.window for s in usage_lines(fleet_env)] == ["weekly"]
 
 
 def test_statusline_rewrites_an_unchanged_window_after_a_minute(fleet_env: FleetEnv) -> None:

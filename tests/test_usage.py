@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FleetEnv
+from conftest import FleetEnv, wait_until
 
 from fleet_tui import cli
 from fleet_tui.control import new_agent_session
@@ -326,12 +326,142 @@ def test_attribution_to_the_agent_whose_pane_runs_there(
 
     snapshot = FleetCollector(FleetConfig.from_flags()).collect()
     provider = TodayTokens(fleet_env.state_dir, [world.claude], world.codex)
-    assert set(provider(snapshot, now)) == {"coder0-0"}
+    provider(snapshot, now)  # starts the first read (see the next test for what it answers)
     provider.wait(10)
     assert provider(snapshot, now) == {"coder0-0": 23}
     provider.wait(10)
     assert provider(snapshot, datetime(2026, 6, 14, 12, 0, tzinfo=UTC)) == {"coder0-0": 0}
     provider.wait(10)
+
+
+@pytest.mark.tmux
+def test_a_session_a_hook_saw_in_a_pane_is_that_agents_whatever_its_directory(
+    world: World, fleet_env: FleetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two agents in one directory cannot be told apart by it (their use is "a+b"); the hook
+    in each pane names the session it runs, and the transcripts follow their sessions, also
+    one whose lines carry another directory. The dashboard then shows each its own figure."""
+    fleet_tui = str(Path(sys.executable).parent / "fleet-tui")
+    work = fleet_env.base / "shared"
+    work.mkdir()
+    for name, sid in (("coder-a", "sess-a"), ("coder-b", "sess-b")):
+        payload = json.dumps({"hook_event_name": "SessionStart", "session_id": sid})
+        script = f"printf '%s' '{payload}' | '{fleet_tui}' hook claude --no-keepalive; sleep 60"
+        new_agent_session(
+            fleet_env.runner, "mosaic-fleet", name, ["sh", "-c", script], cwd=str(work)
+        )
+    sessions = fleet_env.state_dir / "hooks" / "sessions.json"
+    wait_until(
+        lambda: sessions.exists() and len(json.loads(sessions.read_text())["sessions"]) == 2,
+        message="both hooks to note their session",
+    )
+    folder = project_folder(str(work))
+    line = {"inp": 0, "cw": 0, "cr": 0, "cwd": str(work)}
+    world.transcript(folder, "a.jsonl", [assistant("a1", 1, session="sess-a", **line)])
+    world.transcript(folder, "b.jsonl", [assistant("b1", 2, session="sess-b", **line)])
+    elsewhere = {**line, "cwd": "/tmp/elsewhere"}
+    world.transcript("-x", "a2.jsonl", [assistant("a2", 4, session="sess-a", **elsewhere)])
+    world.transcript("-x", "c.jsonl", [assistant("c1", 8, session="sess-c", **line)])
+    data, _ = world.report(capsys)
+    by_agent = {k: v["total_tokens"] for k, v in day(data, "2026-06-13")["by_agent"].items()}
+    assert by_agent == {"coder-a": 5, "coder-b": 2, "coder-a+coder-b": 8}
+
+    from fleet_tui.service import FleetCollector, FleetConfig
+    from fleet_tui.sources.usage import TodayTokens
+
+    snapshot = FleetCollector(FleetConfig.from_flags()).collect()
+    provider = TodayTokens(fleet_env.state_dir, [world.claude], world.codex)
+    now = datetime(2026, 6, 13, 22, 0, tzinfo=UTC)
+    provider(snapshot, now)
+    provider.wait(10)
+    assert provider(snapshot, now) == {"coder-a": 5, "coder-b": 2}
+    provider.wait(10)
+
+
+def test_dashboard_shows_no_token_count_before_the_first_read_is_done(
+    world: World, fleet_env: FleetEnv
+) -> None:
+    """While the cold read runs, an agent's tokens are not known: no entry (the table's "-"),
+    never a 0 that reads as "used nothing today"."""
+    import sqlite3
+
+    from fleet_tui.service import FleetCollector, FleetConfig
+    from fleet_tui.sources.usage import TodayTokens, UsageIndex
+
+    work = fleet_env.base / "work"
+    work.mkdir()
+    new_agent_session(fleet_env.runner, "mosaic-fleet", "coder0-0", ["sleep", "60"], cwd=str(work))
+    with UsageIndex(fleet_env.state_dir, [world.claude], world.codex) as index:
+        assert index.path is not None
+        db = index.path
+    world.transcript(
+        project_folder(str(work)), "s.jsonl", [assistant("a", 9, cwd=str(work), inp=0, cw=0, cr=0)]
+    )
+    snapshot = FleetCollector(FleetConfig.from_flags()).collect()
+    now = datetime(2026, 6, 13, 22, 0, tzinfo=UTC)
+    provider = TodayTokens(fleet_env.state_dir, [world.claude], world.codex)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the first read waits for this writer to finish
+    try:
+        assert provider(snapshot, now) == {}
+        time.sleep(0.3)
+        assert provider(snapshot, now) == {}
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    provider.wait(10)
+    assert provider(snapshot, now) == {"coder0-0": 9}
+    provider.wait(10)
+
+
+def test_a_first_refresh_waits_for_another_writer_instead_of_failing(
+    world: World, fleet_env: FleetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`fleet-tui usage` started while another process writes the index (the dashboard's read,
+    another `usage`) waits for it, where it failed with "database is locked"."""
+    import sqlite3
+    import threading
+
+    from fleet_tui.sources.usage import UsageIndex
+
+    with UsageIndex(fleet_env.state_dir, [world.claude], world.codex) as index:
+        assert index.path is not None
+        db = index.path
+    world.transcript("-w-app", "s.jsonl", [assistant("a", 4, inp=0, cw=0, cr=0)])
+    blocker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.5, lambda: blocker.execute("ROLLBACK"))
+    release.start()
+    try:
+        rc, out, err = world.run("--json", "--no-agents", capsys=capsys)
+    finally:
+        release.join()
+        blocker.close()
+    assert (rc, err) == (0, "")
+    assert json.loads(out)["totals"]["total_tokens"] == 4
+
+
+def test_a_damaged_index_is_set_aside_and_rebuilt_once(
+    world: World, fleet_env: FleetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A damaged index (a crash, a disk error) is said once, moved aside and rebuilt from the
+    files: the totals stay right and the next run is incremental again, with no warning."""
+    from fleet_tui.sources.usage import index_path
+
+    world.transcript("-w-app", "s.jsonl", [assistant("a", 3, inp=0, cw=0, cr=0)])
+    data, err = world.report(capsys, "--no-agents")
+    assert data["totals"]["total_tokens"] == 3 and err == ""
+    db = index_path(fleet_env.state_dir, [world.claude], world.codex)
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    db.write_bytes(b"\x00not a database\xff" * 100)
+    data, err = world.report(capsys, "--no-agents")
+    assert data["totals"]["total_tokens"] == 3
+    assert err.count("\n") == 1 and "was damaged" in err and "rebuilt" in err, err
+    assert db.with_name(db.name + ".corrupt").exists()
+    world.transcript("-w-app", "s.jsonl", [assistant("b", 4, inp=0, cw=0, cr=0)], append=True)
+    data, err = world.report(capsys, "--no-agents")
+    assert (data["totals"]["total_tokens"], err) == (7, "")
 
 
 def test_usage_works_without_tmux(
@@ -634,6 +764,54 @@ def test_codex_samples_account(
         (account, "5h"),
         (account, "weekly"),
     ]
+
+
+def test_values_out_of_any_range_are_skipped_lines_not_a_crash(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Dates that leave the calendar in the local zone, counts too big for the index, NaN (which
+    Python's JSON reads) and rate-limit windows no reader accepts: each costs its own line (or
+    window) and is named; everything else is counted and recorded."""
+    huge = assistant("big", 1, inp=0, cw=0, cr=0).replace(
+        '"input_tokens": 0', f'"input_tokens": {10**30}'
+    )
+    nan = assistant("nan", 1, inp=0, cw=0, cr=0).replace('"input_tokens": 0', '"input_tokens": NaN')
+    path = world.transcript(
+        "-w-app",
+        "s.jsonl",
+        [
+            assistant("ok", 5, inp=0, cw=0, cr=0),
+            assistant("old", 1, inp=0, cw=0, cr=0, ts="0001-01-01T00:00:00Z"),  # UTC-5: year 0
+            huge,
+            nan,
+        ],
+    )
+    window = {"used_percent": 10.0, "window_minutes": 300, "resets_at": 1781290000}
+    world.rollout(
+        "rollout-x.jsonl",
+        [
+            {"timestamp": _ts(0), "type": "session_meta", "payload": {"id": "S"}},
+            _count(
+                _ts(1),
+                None,
+                {
+                    "primary": window,
+                    "secondary": {**window, "window_minutes": 10**30},
+                    "third": {**window, "window_minutes": 10080, "used_percent": -3.0},
+                    "fourth": {**window, "window_minutes": 60, "used_percent": float("nan")},
+                    "fifth": {**window, "window_minutes": 120, "resets_at": 1e20},
+                },
+            ),
+        ],
+    )
+    rc, out, err = world.run("--json", capsys=capsys)
+    assert rc == 0 and "Traceback" not in err and "unexpected error" not in err, err
+    data = json.loads(out)
+    assert data["totals"]["total_tokens"] == 5
+    for line, why in ((2, "timestamp: out of range"), (3, "input_tokens"), (4, "input_tokens")):
+        assert f"{path}:{line}: {why}" in err
+    samples = [(s["window"], s["used_percent"], s["resets_at"]) for s in world.samples()]
+    assert sorted(samples) == [("120m", 10.0, None), ("5h", 10.0, "2026-06-12T18:46:40.000Z")]
 
 
 def test_usage_as_a_subprocess(world: World, fleet_env: FleetEnv) -> None:

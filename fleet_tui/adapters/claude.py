@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet_tui.adapters.common import Event, ack_of, model_name, safe_detail
+from fleet_tui.adapters.common import Event, ack_of, model_name, safe_detail, session_id
 
 _NOTIFICATIONS: dict[str, tuple[str | None, str]] = {
     "permission_prompt": ("waiting_input", "permission prompt"),
@@ -24,15 +24,20 @@ def claude_event(payload: dict[str, Any]) -> Event | None:
     if not isinstance(name, str) or not name:
         return None
     model = model_name(payload.get("model"))
+    # The events that start or end a turn name the session it runs in (for `usage`).
+    session = session_id(payload.get("session_id"))
     if name == "SessionStart":
         source = _text(payload, "source") or "startup"
         # startup / resume / clear: the runtime is up and at its prompt, waiting for input (a
         # "starting" state would last until the first prompt, hours for an always-on agent);
         # compact can come mid-turn: unchanged.
         state = {"compact": None}.get(source, "idle")
-        return Event(state, f"session start ({source})", model=model, starts_session=True)
+        return Event(
+            state, f"session start ({source})", model=model, starts_session=True, session=session
+        )
     if name == "UserPromptSubmit":
-        return Event("busy", "prompt submitted", model=model, acks=ack_of(payload.get("prompt")))
+        acks = ack_of(payload.get("prompt"))
+        return Event("busy", "prompt submitted", model=model, acks=acks, session=session)
     if name in ("PreToolUse", "PostToolUse"):
         tool = _text(payload, "tool_name") or "?"
         verb = "tool" if name == "PreToolUse" else "tool done"
@@ -51,7 +56,7 @@ def claude_event(payload: dict[str, Any]) -> Event | None:
             return Event(None, f"notification: {kind or '?'}", model=model)
         return Event(known[0], known[1], model=model)
     if name == "Stop":
-        return Event("idle", "turn finished", model=model)
+        return Event("idle", "turn finished", model=model, session=session)
     if name == "StopFailure":
         kind = _text(payload, "error_type") or "unknown"
         if kind == "rate_limit":

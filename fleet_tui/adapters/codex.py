@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleet_tui.adapters.claude import claude_event
-from fleet_tui.adapters.common import Event, ack_of, model_name, safe_detail
+from fleet_tui.adapters.common import Event, ack_of, model_name, safe_detail, session_id
 
 MAX_INPUT_MESSAGES = 16
 
@@ -23,7 +23,13 @@ def codex_event(payload: dict[str, Any]) -> Event | None:
         if isinstance(messages, list):
             for m in messages[-MAX_INPUT_MESSAGES:]:
                 acks += ack_of(m)
-        return Event("idle", "turn complete", model=model_name(payload.get("model")), acks=acks)
+        return Event(
+            "idle",
+            "turn complete",
+            model=model_name(payload.get("model")),
+            acks=acks,
+            session=session_id(payload.get("thread-id")),  # the rollout's session id
+        )
     if isinstance(kind, str) and kind:
         return Event(None, f"notify: {safe_detail(kind, 40)}")
     return None

@@ -375,7 +375,7 @@ class Event:
     """What a runtime event means for the heartbeat. `state` None keeps the previous state.
     (Plain classes here, not dataclasses: importing `dataclasses` costs a hook ~20 ms.)"""
 
-    __slots__ = ("acks", "detail", "ends_session", "model", "starts_session", "state")
+    __slots__ = ("acks", "detail", "ends_session", "model", "session", "starts_session", "state")
 
     def __init__(
         self,
@@ -386,6 +386,7 @@ class Event:
         acks: list[str] | None = None,
         ends_session: bool = False,
         starts_session: bool = False,
+        session: str | None = None,
     ) -> None:
         self.state = state
         self.detail = detail
@@ -393,6 +394,7 @@ class Event:
         self.acks = acks or []
         self.ends_session = ends_session
         self.starts_session = starts_session
+        self.session = session  # the runtime's session id, to be remembered for this agent
 
 
 class HookOptions:
@@ -426,6 +428,42 @@ class HookOptions:
         self.keepalive = keepalive
         self.keepalive_interval_s = keepalive_interval_s
         self.busy_silence_s = busy_silence_s
+
+
+# -- which agent ran which runtime session (token use is attributed by it) --------------------
+
+SESSIONS_FILE = "sessions.json"
+MAX_SESSIONS = 2048
+_SESSION_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def session_id(value: object) -> str | None:
+    """A runtime's session id from a payload (a UUID in practice), None when it is not one."""
+    return value if isinstance(value, str) and _SESSION_RE.match(value) else None
+
+
+def remember_session(state_dir: Path, session: str, agent: str, now: float) -> None:
+    """Note in `hooks/sessions.json` that `session` runs as `agent` (`usage` then attributes
+    the session's transcript to it, whatever its working directory). Written only when the
+    session is new or moved; the oldest entries go past MAX_SESSIONS."""
+    path = hooks_dir(state_dir) / SESSIONS_FILE
+    with heartbeat_lock(state_dir, "sessions"):
+        doc = read_json(path, MAX_SESSIONS * 256) or {}
+        known = doc.get("sessions")
+        known = known if isinstance(known, dict) else {}
+        entry = known.get(session)
+        if isinstance(entry, list) and entry[:1] == [agent]:
+            return
+        known[session] = [agent, round(now, 3)]
+        if len(known) > MAX_SESSIONS:
+
+            def age(item: tuple[str, Any]) -> float:
+                v = item[1]
+                ok = isinstance(v, list) and len(v) == 2 and isinstance(v[1], int | float)
+                return float(v[1]) if ok else 0.0
+
+            known = dict(sorted(known.items(), key=age)[-MAX_SESSIONS:])
+        atomic_write(path, json.dumps({"v": 1, "sessions": known}).encode())
 
 
 def ack_of(text: object) -> list[str]:
@@ -477,6 +515,8 @@ def apply_event(opts: HookOptions, event: Event, state_dir: Path) -> dict[str, A
             interval_s=opts.keepalive_interval_s,
         )
         write_heartbeat(state_dir, record)
+    if event.session:
+        remember_session(state_dir, event.session, agent, time.time())
     if opts.keepalive and not event.ends_session:
         from fleet_tui.adapters.keepalive import ensure_keepalive
 

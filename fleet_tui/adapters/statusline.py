@@ -38,7 +38,11 @@ DEFAULT_ACCOUNT = "claude"
 def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        return None
+    return number if math.isfinite(number) else None
 
 
 def read_windows(payload: dict[str, Any]) -> dict[str, tuple[float, float | None]]:
@@ -54,8 +58,8 @@ def read_windows(payload: dict[str, Any]) -> dict[str, tuple[float, float | None
         used = _number(window.get("used_percentage"))
         if used is None:
             used = _number(window.get("used_percent"))
-        if used is None:
-            continue
+        if used is None or not 0.0 <= used <= 100.0:
+            continue  # usage.jsonl readers reject a percentage outside 0..100
         resets = _number(window.get("resets_at"))
         if resets is not None and not 0 < resets < 32503680000:  # year 3000
             resets = None

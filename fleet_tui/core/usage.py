@@ -11,6 +11,7 @@ from a cache), `output_tokens`, `cache_creation_tokens` (written to a prompt cac
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,20 +30,27 @@ Tokens = tuple[int, int, int, int]
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens")
 
 
+MAX_COUNT = 10**15
+"""More tokens than any record holds (and sums of such stay within SQLite's 64-bit integers)."""
+
+
 class BadRecord(ValueError):
     """A line that should carry usage but cannot be read (wrong type, missing field)."""
 
 
 def _count(value: Any, field: str, *, required: bool = True) -> int:
     """A token count: a non-negative int (JSON floats with an integral value are accepted)."""
-    if type(value) is int and value >= 0:  # the common case, first
+    if type(value) is int and 0 <= value <= MAX_COUNT:  # the common case, first
         return value
     if value is None and not required:
         return 0
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadRecord(f"{field}: not a number ({type(value).__name__})")
-    if value < 0 or value != value or (isinstance(value, float) and not value.is_integer()):
-        raise BadRecord(f"{field}: not a token count ({value!r})")
+    if (
+        not 0 <= value <= MAX_COUNT  # also NaN
+        or (isinstance(value, float) and not value.is_integer())
+    ):
+        raise BadRecord(f"{field}: not a token count ({str(value)[:40]})")
     return int(value)
 
 
@@ -199,6 +207,18 @@ class RateSample:
     resets_at: float | None  # epoch seconds
 
 
+MAX_WINDOW_MINUTES = 366 * 24 * 60
+MAX_EPOCH_S = 32503680000.0  # year 3000
+
+
+def _finite(value: Any) -> float | None:
+    """A JSON number as a finite float (JSON from Python may carry NaN and Infinity)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value) if not isinstance(value, int) or abs(value) < 2**63 else None
+    return number if number is not None and math.isfinite(number) else None
+
+
 def codex_rate_samples(rate_limits: Any, observed_at: float) -> list[RateSample]:
     """The windows of one `rate_limits` object; windows told apart by `window_minutes`, never by
     position. `resets_at` (epoch seconds) or the older `resets_in_seconds` (relative to the
@@ -209,17 +229,21 @@ def codex_rate_samples(rate_limits: Any, observed_at: float) -> list[RateSample]
     for value in rate_limits.values():
         if not isinstance(value, dict) or "window_minutes" not in value:
             continue
-        minutes, used = value.get("window_minutes"), value.get("used_percent")
-        if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes <= 0:
+        minutes = _finite(value.get("window_minutes"))
+        used = _finite(value.get("used_percent"))
+        if minutes is None or not 0 < minutes <= MAX_WINDOW_MINUTES:
             continue
-        if isinstance(used, bool) or not isinstance(used, int | float):
-            continue
+        if used is None or not 0.0 <= used <= 100.0:
+            continue  # usage.jsonl readers reject a percentage outside 0..100
         resets: float | None = None
-        r_at, r_in = value.get("resets_at"), value.get("resets_in_seconds")
-        if isinstance(r_at, int | float) and not isinstance(r_at, bool) and r_at > 0:
-            resets = float(r_at)
-        elif isinstance(r_in, int | float) and not isinstance(r_in, bool) and r_in >= 0:
-            resets = observed_at + float(r_in)
+        r_at = _finite(value.get("resets_at"))
+        r_in = _finite(value.get("resets_in_seconds"))
+        if r_at is not None and r_at > 0:
+            resets = r_at
+        elif r_in is not None and r_in >= 0:
+            resets = observed_at + r_in
+        if resets is not None and not 0 < resets < MAX_EPOCH_S:
+            resets = None  # not a date a record can hold
         m = int(minutes)
         out.append(RateSample(observed_at, window_name(m), m, float(used), resets))
     return out
@@ -248,11 +272,12 @@ def thin_samples(
 class Attribution:
     """Which agent a usage bucket belongs to, from where it ran.
 
-    A record belongs to the agent whose pane working directory equals the record's cwd; else to
-    the agent whose pane directory is the nearest parent of it (an agent that `cd`s into a
-    sub-folder stays its own); else, for a transcript line without a cwd, to the agent whose cwd
-    gives the transcript's project folder name; else to a session of the same id; else
-    `(unattributed)`. A cwd shared by several agents goes to all their names joined by '+'.
+    A record of a runtime session that a hook adapter saw run in an agent's pane belongs to that
+    agent (`agents_by_session`); else to the agent whose pane working directory equals the
+    record's cwd; else to the agent whose pane directory is the nearest parent of it (an agent
+    that `cd`s into a sub-folder stays its own); else, for a transcript line without a cwd, to
+    the agent whose cwd gives the transcript's project folder name; else `(unattributed)`. A cwd
+    shared by several agents goes to all their names joined by '+'.
     """
 
     def __init__(

@@ -60,6 +60,7 @@ CHUNK_BYTES = 4 * 1024 * 1024
 _TAIL = 32  # bytes before the offset remembered to notice a file rewritten in place
 _MAX_PROBLEMS = 20
 _MAX_PENDING_SAMPLES = 20_000
+_CORRUPT = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 CLAUDE = "claude"
 CODEX = "codex"
@@ -158,6 +159,32 @@ def discover(roots: Sequence[Path], codex: Path | None) -> list[Found]:
     return found
 
 
+SESSIONS_PATH = ("hooks", "sessions.json")  # written by the hook adapters
+_SESSIONS_MAX_BYTES = 4 * 1024 * 1024
+
+
+def session_agents(state_dir: Path | None) -> dict[str, str]:
+    """Runtime session id -> agent name, as the hook adapters noted them (a hook knows its
+    pane): a transcript of such a session is that agent's, whatever its working directory.
+    Empty when there is no such note or it cannot be read."""
+    if state_dir is None:
+        return {}
+    try:
+        with open(state_dir.joinpath(*SESSIONS_PATH), "rb") as fh:
+            raw = fh.read(_SESSIONS_MAX_BYTES + 1)
+        doc = json.loads(raw) if len(raw) <= _SESSIONS_MAX_BYTES else None
+    except (OSError, ValueError):
+        return {}
+    known = doc.get("sessions") if isinstance(doc, dict) else None
+    if not isinstance(known, dict):
+        return {}
+    return {
+        sid: v[0]
+        for sid, v in known.items()
+        if isinstance(v, list) and v and isinstance(v[0], str) and v[0]
+    }
+
+
 # -- time ----------------------------------------------------------------------------------------
 
 
@@ -176,6 +203,13 @@ def _parse_ts(ts: str) -> datetime:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
+def _local_day(dt: datetime, ts: str) -> str:
+    try:
+        return dt.astimezone().date().isoformat()
+    except (OverflowError, OSError, ValueError):  # year 1 or 9999 moved across a day line
+        raise BadRecord(f"timestamp: out of range ('{ts[:40]}')") from None
+
+
 class _Days:
     """Local day (and epoch seconds) of RFC 3339 timestamps; UTC ones cached by minute."""
 
@@ -188,14 +222,22 @@ class _Days:
             found = self._minutes.get(key)
             if found is None:
                 _parse_ts(ts)  # the rest of it must be a date too
-                found = _parse_ts(key + ":00+00:00").astimezone().date().isoformat()
+                found = _local_day(_parse_ts(key + ":00+00:00"), ts)
                 self._minutes[key] = found
             return found
-        return _parse_ts(ts).astimezone().date().isoformat()
+        return _local_day(_parse_ts(ts), ts)
 
 
 def epoch(ts: str) -> float:
-    return _parse_ts(ts).timestamp()
+    try:
+        return _parse_ts(ts).timestamp()
+    except (OverflowError, OSError, ValueError):
+        raise BadRecord(f"timestamp: out of range ('{ts[:40]}')") from None
+
+
+def _version() -> str:
+    """What the index's sums depend on: its layout and the local time zone."""
+    return f"{INDEX_VERSION} {tz_fingerprint()}"
 
 
 def _key(*parts: str) -> int:
@@ -284,10 +326,20 @@ class UsageIndex:
             self.path = index_path(state_dir, self.roots, codex)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                self.db = sqlite3.connect(
-                    self.path, timeout=30, isolation_level=None, check_same_thread=False
-                )
-                self._setup()
+                try:
+                    self._open(self.path)
+                except sqlite3.DatabaseError as exc:
+                    if getattr(exc, "sqlite_errorcode", None) not in _CORRUPT:
+                        raise
+                    # A cache, damaged (a crash, a disk error): set aside, rebuilt from the files.
+                    aside = self.path.with_name(self.path.name + ".corrupt")
+                    os.replace(self.path, aside)
+                    for suffix in ("-wal", "-shm"):
+                        with contextlib.suppress(OSError):
+                            os.unlink(str(self.path) + suffix)
+                    self.warning = f"usage index {self.path} was damaged ({exc}): moved to "
+                    self.warning += f"{aside.name}, rebuilt from the files"
+                    self._open(self.path)
             except (OSError, sqlite3.Error) as exc:
                 self.warning = f"usage index {self.path} not usable ({exc}); reading everything"
                 self.path = None
@@ -300,6 +352,15 @@ class UsageIndex:
         self._bucket_ids: dict[tuple[str, str, str, str, str], int] = {}
         self._sessions: dict[str, str] = {}
         self._next_bucket = 0
+
+    def _open(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            self._setup()
+            self.db.execute("SELECT COUNT(*) FROM files").fetchone()
+        except BaseException:
+            self.db.close()
+            raise
 
     def _setup(self) -> None:
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -326,7 +387,7 @@ class UsageIndex:
     def _load(self) -> None:
         """(Re)load files, sums and sessions; wipe everything when made for another version
         or another local time zone (days are local)."""
-        version = f"{INDEX_VERSION} {tz_fingerprint()}"
+        version = _version()
         if self._meta("version") != version:
             # Sums are redone from the files; what was handed out as rate-limit samples is not
             # (it is in usage.jsonl already), so those marks and the pending samples stay.
@@ -352,7 +413,10 @@ class UsageIndex:
         found = discover(self.roots, self.codex)
         stats.files = len(found)
         if self._generation() != self._gen or self._gen < 0:
-            self.db.execute("BEGIN")
+            # A load that wipes the sums writes: take the write lock first (waiting for another
+            # refresh), since a read transaction that turns into a write fails at once.
+            wipe = self._meta("version") != _version()
+            self.db.execute("BEGIN IMMEDIATE" if wipe else "BEGIN")
             try:
                 self._load()
                 self._gen = self._generation()
@@ -746,22 +810,40 @@ class UsageIndex:
 
 
 def tokens_today(
-    index: UsageIndex, agents_by_cwd: Mapping[str, str], now: datetime
+    index: UsageIndex,
+    agents_by_cwd: Mapping[str, str],
+    now: datetime,
+    agents_by_session: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """Total tokens per agent name on the local day of `now`, after an incremental refresh (a
     directory walk and nothing else when no file grew). For the dashboard's poll; blocking."""
     with contextlib.suppress(sqlite3.OperationalError):  # index busy: the last sums will do
         index.refresh()
     day = now.astimezone().date().isoformat()
-    return tokens_by_agent(index.buckets(), Attribution(agents_by_cwd), day)
+    return tokens_by_agent(index.buckets(), Attribution(agents_by_cwd, agents_by_session), day)
+
+
+def agents_today(
+    snapshot: FleetSnapshot,
+    found: Mapping[str, int],
+    by_cwd: Mapping[str, str],
+    by_session: Mapping[str, str],
+) -> dict[str, int]:
+    """Tokens today of this host's agents in the snapshot: those whose use can be told apart
+    (a pane directory of their own, or a session a hook named) get a number, 0 without use."""
+    here = {a.name for a in snapshot.agents if a.is_agent and a.host == snapshot.host}
+    out = {name: 0 for name in by_cwd.values() if "+" not in name}
+    out.update({name: 0 for name in by_session.values() if name in here})
+    out.update({k: v for k, v in found.items() if k in out})
+    return out
 
 
 class TodayTokens:
     """The dashboard's usage provider (`service.UsageProvider`): token use today per agent name.
 
     A call never waits on the files: it starts a refresh in a background thread when none is
-    running and answers from the sums of the last finished one (empty until the first, cold
-    read is done; a later poll shows it). Agents with a known pane directory and no use today
+    running and answers from the sums of the last finished one (nothing, so "not known" rather
+    than 0, until the first, cold read is done; a later poll shows it). Agents with a known pane directory and no use today
     get 0; agents sharing one directory are left out (their use cannot be split). When the last
     refresh failed, a call raises with the reason (the poller marks the source degraded and
     keeps the last good answer).
@@ -779,6 +861,8 @@ class TodayTokens:
         self.error: str | None = None
         self._index: UsageIndex | None = None
         self._buckets: list[Bucket] = []
+        self._ready = False
+        self._sessions: dict[str, str] = {}
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -788,6 +872,8 @@ class TodayTokens:
                 self._index = UsageIndex(self.state_dir, self.roots, self.codex)
             self._index.refresh()
             self._buckets = self._index.buckets()
+            self._sessions = session_agents(self.state_dir)
+            self._ready = True
             self.error = None
         except Exception as exc:  # shown by the next call, never lost with the thread
             self.error = f"{type(exc).__name__}: {exc}"
@@ -801,13 +887,18 @@ class TodayTokens:
                 self._worker.start()
         if self.error is not None:  # the poller shows the source degraded, with this reason
             raise RuntimeError(f"token use not read: {self.error}")
-        pairs = [(a.name, a.tmux.cwd) for a in snapshot.agents if a.is_agent and a.tmux is not None]
+        if not self._ready:  # the first read is still going: unknown, not zero
+            return {}
+        pairs = [  # this host's agents: the transcripts read here are this host's
+            (a.name, a.tmux.cwd)
+            for a in snapshot.agents
+            if a.is_agent and a.tmux is not None and a.host == snapshot.host
+        ]
         by_cwd = agents_by_cwd(pairs)
+        by_session = self._sessions
         day = now.astimezone().date().isoformat()
-        found = tokens_by_agent(self._buckets, Attribution(by_cwd), day)
-        out = {name: 0 for name in by_cwd.values() if "+" not in name}
-        out.update({k: v for k, v in found.items() if k in out})
-        return out
+        found = tokens_by_agent(self._buckets, Attribution(by_cwd, by_session), day)
+        return agents_today(snapshot, found, by_cwd, by_session)
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for the running refresh (tests, and before closing)."""
