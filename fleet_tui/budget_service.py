@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from fleet_tui.core import budget_fmt
 from fleet_tui.core.ladder import AccountStanding, Rung, RungDecision, decide
 from fleet_tui.core.pacing import (
     DAY_S,
@@ -36,7 +37,7 @@ from fleet_tui.ledger import spend_path, usage_path
 from fleet_tui.model import AgentRecord, BudgetBrief, FleetSnapshot, UsageSample, format_ts
 from fleet_tui.paths import Located, default_budgets_path, locate
 from fleet_tui.sources.budgets import EXAMPLE, BudgetsError, LoadedBudgets, load_budgets
-from fleet_tui.sources.ledger_read import SpendLedgerReader, UsageLedgerReader
+from fleet_tui.sources.ledger_read import SpendLedgerReader, SpendTotals, UsageLedgerReader
 
 BUDGET_SCHEMA = "mosaic.fleet.budget/v1"
 CURVE_COLUMNS = 96
@@ -304,16 +305,32 @@ class BudgetService:
             curves: dict[str, list[float | None]] = {}
             spent: float | None = None
             if acct.regime == "api":
-                start, _end = period_bounds(acct.period, now)
+                start, end = period_bounds(acct.period, now)
                 spent = self.spend.totals.spent(tenant, acct.id, start.timestamp() / 3600, now_h)
+                # The trailing day, but never before the period began: last period's spend
+                # divided by this period's first hours would be a wildly wrong rate.
                 trailing = self.spend.totals.spent(
-                    tenant, acct.id, now_h - SPEND_TRAILING_S / 3600, now_h
+                    tenant,
+                    acct.id,
+                    max(now_h - SPEND_TRAILING_S / 3600, start.timestamp() / 3600),
+                    now_h,
                 )
                 windows.append(
                     pace_spend(
                         acct.period, acct.ceiling_usd, spent, trailing, SPEND_TRAILING_S, now
                     )
                 )
+                if acct.ceiling_usd:
+                    curves[acct.period] = spend_curve(
+                        self.spend.totals,
+                        tenant,
+                        acct.id,
+                        acct.ceiling_usd,
+                        start,
+                        end,
+                        now,
+                        CURVE_COLUMNS,
+                    )
             else:
                 series = self._series(tenant, acct.id)
                 names = [w.name for w in acct.windows] + sorted(
@@ -332,7 +349,7 @@ class BudgetService:
                     )
                     windows.append(wp)
                     for note in wp.notes:
-                        if "rolled forward" in note or "clock skew" in note:
+                        if "rolled " in note or "clock skew" in note:
                             warnings.append(f"{acct.id} {name}: {note}")
                     if wp.window_start is not None and wp.resets_at is not None:
                         curves[name] = window_curve(
@@ -378,6 +395,37 @@ class BudgetService:
         return out
 
 
+def spend_curve(
+    totals: SpendTotals,
+    tenant: str,
+    account: str,
+    ceiling_usd: float,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    columns: int,
+) -> list[float | None]:
+    """An api account's spend over its period as used % of the ceiling per column (the chart
+    of a subscription window, from the hourly sums): cumulative, None after `now`."""
+    t0, t1, now_t = start.timestamp(), end.timestamp(), now.timestamp()
+    span = max(t1 - t0, 1.0)
+    per_col = [0.0] * columns
+    for (t, a, h), v in totals.by_hour.items():
+        at = h * 3600.0
+        if t != tenant or a != account or at < t0 or at >= t1:
+            continue
+        per_col[min(int((at - t0) / span * columns), columns - 1)] += v[0]
+    out: list[float | None] = []
+    total = 0.0
+    for c in range(columns):
+        if t0 + span * c / columns > now_t:
+            out.append(None)
+            continue
+        total += per_col[c]
+        out.append(min(total / ceiling_usd * 100.0, 100.0))
+    return out
+
+
 def _pct(v: float | None) -> str:
     return "?" if v is None else f"{v:.1f} %"
 
@@ -405,7 +453,8 @@ def _standing(acct: Any, windows: Sequence[WindowPace], now: datetime) -> Accoun
         )
     if ahead:
         w = max(ahead, key=lambda w: w.pace or 0.0)
-        allowed = f"{w.allowed_per_day:.1f} %/day" if w.allowed_per_day is not None else "?"
+        left = (w.resets_at - now).total_seconds() if w.resets_at is not None else None
+        allowed = budget_fmt.allowed(w.allowed_per_day, w.used_percent, left, w.window_minutes)
         why = (
             f"{w.name} {_pct(w.used_percent)} used vs {_pct(w.ideal_used_percent)} ideal "
             f"(even rate {allowed})"

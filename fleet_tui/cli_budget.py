@@ -64,11 +64,15 @@ def render_report(report: BudgetReport, *, ascii_only: bool = False) -> str:
             left = (w.resets_at - now).total_seconds() if w.resets_at else None
             line = (
                 f"          resets in {fmt.countdown(left)} ({fmt.stamp(w.resets_at)}, "
-                f"{w.reset_confidence}) · allowed {fmt.rate(w.allowed_per_day)} · recent "
-                f"{fmt.rate(w.recent_rate_per_day)}"
+                f"{w.reset_confidence}) · allowed "
+                f"{fmt.allowed(w.allowed_per_day, w.used_percent, left, w.window_minutes)}"
+                f" · recent {fmt.rate(w.recent_rate_per_day, w.window_minutes)}"
             )
             out.append(line)
             extra = []
+            age = fmt.sampled(w.observed_at, now)
+            if age:
+                extra.append(age)
             if w.projected_at_reset is not None:
                 extra.append(f"projected {w.projected_at_reset:.0f} % at reset")
             if w.exhaust_at is not None:
@@ -85,7 +89,10 @@ def render_report(report: BudgetReport, *, ascii_only: bool = False) -> str:
         out.append("spend today (UTC): " + " · ".join(parts))
     if report.max_agents is not None:
         out.append(f"concurrency: at most {report.max_agents} agents")
-    return "\n".join(out)
+    text = "\n".join(out)
+    if ascii_only:  # an ASCII terminal (LANG=C): no separator or name may fail to print
+        text = text.replace("·", "-").encode("ascii", "replace").decode("ascii")
+    return text
 
 
 def cmd_budget(args: argparse.Namespace) -> int:

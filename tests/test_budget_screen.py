@@ -185,3 +185,26 @@ async def test_live_source_on_real_files(tmp_path) -> None:  # type: ignore[no-u
         panels = list(app.screen.query(BudgetAccountPanel))
         assert len(panels) == 1 and panels[0].has_class("-ahead")
         assert "97.0 % used" in panel_text(panels[0])
+
+
+@pytest.mark.parametrize("width", [40, 74, 156])
+def test_panel_lines_fit_and_continue_indented(width: int) -> None:
+    # 74 cells: a panel's content at 80 columns. A line that wrapped on its own would start at
+    # the panel's left edge, under the window names; ours continue under the text they extend.
+    from fleet_tui.widgets.budget_panel import LABEL, account_text
+
+    report = budget_report()
+    for account in report.accounts:
+        lines = account_text(account, width, report.generated_at).plain.split("\n")
+        assert all(len(line) <= width for line in lines), [x for x in lines if len(x) > width]
+        window_names = {w.name for w in account.windows}
+        for line in lines[1:]:
+            head = line[:LABEL].strip()
+            assert line.startswith(" ") or line.startswith("rung ") or head in window_names, line
+    reasons = [
+        line
+        for a in report.accounts
+        for line in account_text(a, 74, report.generated_at).plain.split("\n")
+        if line.startswith("     ") and not line.startswith("      ")
+    ]
+    assert reasons, "a long rung reason continues indented under its start"

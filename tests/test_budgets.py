@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -108,6 +110,35 @@ def test_the_design_example_parses() -> None:
             "b.yaml:8: accounts[0].pacing: rapid needs rapid_authorized_until",
         ),
         (("accounts:", "accounts: ["), "b.yaml:"),
+        # YAML reads these as numbers or booleans; pydantic would quietly coerce them.
+        (
+            ("minutes: 300", "minutes: true"),
+            "b.yaml:9: accounts[0].windows[0].minutes: Input should be a valid integer (got True)",
+        ),
+        (
+            ('"2026-11-30T00:00:00Z"', "12"),
+            "b.yaml:10: accounts[0].windows[1].resets_at: must be a timestamp with a time zone",
+        ),
+        (
+            ("ceiling_usd: 200", "ceiling_usd: .inf"),
+            "b.yaml:14: accounts[1].ceiling_usd: Input should be a finite number",
+        ),
+        (
+            ("ceiling_usd: 200", "ceiling_usd: true"),
+            "b.yaml:14: accounts[1].ceiling_usd: must be a number (got True)",
+        ),
+        (
+            ("concurrency: {max_agents: 6}", "concurrency: {max_agents: yes}"),
+            "b.yaml:17: concurrency.max_agents: Input should be a valid integer",
+        ),
+        (
+            ("version: 1", "version: true"),
+            "b.yaml:1: version: this fleet-tui reads budgets version 1 (got True)",
+        ),
+        (
+            ("    provider: anthropic\n", "\tprovider: anthropic\n"),
+            "(a tab: YAML indents with spaces only)",
+        ),
     ],
 )
 def test_bad_budgets_name_file_line_and_field(edit: tuple[str, str], expected: str) -> None:
@@ -119,6 +150,15 @@ def test_bad_budgets_name_file_line_and_field(edit: tuple[str, str], expected: s
 def test_missing_ceiling_is_a_warning_not_an_error() -> None:
     loaded = parse_budgets(GOOD.replace("    ceiling_usd: 200\n", ""), Path("b.yaml"))
     assert any("b.yaml:11: accounts[1].ceiling_usd: missing" in w for w in loaded.warnings)
+
+
+def test_settings_of_the_other_regime_are_warned_about_not_silently_dropped() -> None:
+    text = GOOD.replace(
+        "    regime: subscription\n", "    regime: subscription\n    ceiling_usd: 50\n"
+    ).replace("    period: month\n", "    period: month\n    windows: [{name: 5h, minutes: 300}]\n")
+    w = parse_budgets(text, Path("b.yaml")).warnings
+    assert any(x.startswith("b.yaml:8: accounts[0].ceiling_usd: ignored") for x in w), w
+    assert any(x.startswith("b.yaml:17: accounts[1].windows: ignored") for x in w), w
 
 
 # -- ledgers ------------------------------------------------------------------------------------
@@ -510,3 +550,112 @@ def test_urgent_work_overrides_even_pacing_only_within_the_authorization(
     assert main(["budget", "--json", "--budgets", str(bpath), "--state-dir", str(state)]) == 0
     claude = json.loads(capsys.readouterr().out)["accounts"][0]
     assert claude["rung_action"] == claude["urgent"]["action"] == "throttle"
+
+
+def test_the_api_rate_at_the_start_of_a_period_ignores_last_periods_spend(tmp_path: Path) -> None:
+    # Two hours into a month, $24 spent over the last day of the previous month must not be
+    # divided by those two hours (that read as 288 %/day and "runs out" within hours).
+    now = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+    text = GOOD.replace("ceiling_usd: 200", "ceiling_usd: 100")
+    bpath, state = _setup(tmp_path, text)
+    lines = [spend_line("a", 1.0, now - timedelta(hours=h, minutes=30)) for h in range(24)]
+    (state / "spend.jsonl").write_text("\n".join(lines) + "\n")
+    api = BudgetService(Located(bpath, True), state).load(now).accounts[1]
+    month = api.windows[0]
+    assert api.spent_usd == 2.0  # 00:30 and 01:30 of December
+    assert month.recent_rate_per_day == pytest.approx(24.0)  # $2 in 2 h of $100 = 24 %/day
+    # at 24 %/day the 98 % left last until Dec 5 (288 %/day would have said 10:10 today)
+    assert month.exhaust_at is not None and month.exhaust_at.date().isoformat() == "2026-12-05"
+
+
+def test_short_windows_read_per_hour_and_the_last_minutes_say_what_is_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    soon = (NOW + timedelta(minutes=30)).isoformat()
+    text = GOOD.replace("2026-11-30T00:00:00Z", soon)
+    bpath, state = _setup(tmp_path, text)
+    five = lambda used, ago: usage_line(  # noqa: E731
+        used=used,
+        window="5h",
+        window_minutes=300,
+        resets_at=(NOW + timedelta(hours=2)).isoformat(),
+        observed_at=(NOW - timedelta(minutes=ago)).isoformat(),
+    )
+    (state / "usage.jsonl").write_text(
+        "\n".join([five(30.0, 120), five(45.0, 60), five(60.0, 0), usage_line(used=70.0)]) + "\n"
+    )
+    rc = main(["budget", "--budgets", str(bpath), "--state-dir", str(state)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    # 40 % left over 2 h of a 5-hour window: 20 %/h (not "480.0 %/day"); 15 points an hour
+    assert "allowed 20.0 %/h · recent 15.0 %/h" in out, out
+    # 30 % left of the weekly window in its last half hour: said as such, not as 1440 %/day
+    assert re.search(r"allowed 30\.0 % left for (29|30) m", out), out
+    assert "%/day ·" not in out.split("weekly")[1].splitlines()[1], out
+
+
+def test_an_unreadable_ledger_is_a_warning_and_the_other_one_still_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bpath, state = _setup(tmp_path)
+    (state / "usage.jsonl").mkdir()  # e.g. a botched bind mount
+    (state / "spend.jsonl").write_text(spend_line("coder0-0", 2.5) + "\n")
+    rc = main(["budget", "--json", "--budgets", str(bpath), "--state-dir", str(state)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert f"{state / 'usage.jsonl'}: cannot read: Is a directory" in out["warnings"]
+    assert {a["account"]: a["spent_usd"] for a in out["accounts"]}["openai-api"] == 2.5
+
+
+def test_an_api_account_has_a_chart_of_its_spend_over_the_period(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)  # half-way through November
+    bpath, state = _setup(tmp_path, GOOD.replace("ceiling_usd: 200", "ceiling_usd: 100"))
+    lines = [spend_line("a", 5.0, datetime(2026, 11, d, 12, tzinfo=UTC)) for d in range(1, 16)]
+    lines.append(spend_line("a", 50.0, datetime(2026, 10, 31, 12, tzinfo=UTC)))  # last month
+    (state / "spend.jsonl").write_text("\n".join(lines) + "\n")
+    api = BudgetService(Located(bpath, True), state).load(now).accounts[1]
+    curve = api.curves["month"]
+    known = [v for v in curve if v is not None]
+    assert len(curve) == 96 and len(known) == 49  # drawn up to the column holding now
+    assert known == sorted(known) and known[0] == 0.0
+    assert known[-1] == pytest.approx(75.0) == api.windows[0].used_percent
+
+
+def test_an_ascii_terminal_gets_ascii_not_an_encoding_crash(tmp_path: Path) -> None:
+    bpath, state = _setup(tmp_path)
+    (state / "usage.jsonl").write_text(usage_line(used=30.0) + "\n")
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "MOSAIC_FLEET_BUDGETS": str(bpath)}
+    env["MOSAIC_FLEET_STATE_DIR"] = str(state)
+    done = subprocess.run(
+        [sys.executable, "-m", "fleet_tui", "budget"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode("ascii")  # raises if anything else got through
+    assert "30.0 % used - ideal" in out and "[" in out
+
+
+def test_one_spend_record_dated_far_ahead_prunes_nothing_real(tmp_path: Path) -> None:
+    path = tmp_path / "spend.jsonl"
+    real = [spend_line("coder0-0", 1.0, NOW - timedelta(days=d)) for d in range(3)]
+    typo = spend_line("coder0-0", 1.0, datetime(2099, 1, 1, tzinfo=UTC))
+    path.write_text("\n".join([*real, typo]) + "\n")
+    r = SpendLedgerReader(path)
+    r.read()
+    now_h = NOW.timestamp() / 3600
+    assert r.totals.spent("jarvis", "openai-api", now_h - 24 * 5, now_h + 1) == 3.0
+
+
+def test_an_old_sample_says_how_old_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bpath, state = _setup(tmp_path)
+    old = (NOW - timedelta(hours=3)).isoformat()
+    (state / "usage.jsonl").write_text(usage_line(used=30.0, observed_at=old) + "\n")
+    assert main(["budget", "--budgets", str(bpath), "--state-dir", str(state)]) == 0
+    out = capsys.readouterr().out
+    weekly = out.split("  weekly")[1]
+    assert re.search(r"sampled 3 h [01] m ago", weekly), out
+    assert "sampled" not in out.split("  weekly")[0]  # the 5h window has no sample at all

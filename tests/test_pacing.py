@@ -361,3 +361,52 @@ def test_the_fast_segment_check_agrees_with_the_walk(
         s.add(t.timestamp(), used, reset.timestamp(), "provider", WEEK)
     args = (s, len(s), START.timestamp(), 6 * 3600.0, 300.0)
     assert recent_rate(*args) == recent_rate(*args, fast=False)
+
+
+def test_a_sample_of_the_window_that_just_reset_does_not_exhaust_the_new_one() -> None:
+    # The provider's last sample says 100 % of the window that resets right now: the new
+    # window has not been measured yet, it must not read as exhausted (that would queue work).
+    now = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    s = Series()
+    s.add((now - timedelta(hours=1)).timestamp(), 95.0, now.timestamp(), "provider", 300)
+    s.add(now.timestamp(), 100.0, now.timestamp(), "provider", 300)
+    w = pace_window("5h", 300, s, now)
+    assert w.status == "unknown" and w.used_percent is None
+    assert w.window_start == now and w.resets_at == now + timedelta(hours=5)
+    assert any("measured the window that reset at 2026-11-26 09:00Z" in n for n in w.notes)
+    # ... while the newest sample of the window that is running still counts.
+    s.add((now + timedelta(minutes=1)).timestamp(), 2.0, s.resets[0] + 5 * 3600, "provider")
+    w = pace_window("5h", 300, s, now + timedelta(minutes=1))
+    assert w.used_percent == 2.0 and w.status == "on_pace"
+
+
+def test_without_a_reset_time_the_confidence_is_unknown() -> None:
+    now = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    s = Series()
+    s.add(
+        (now + timedelta(hours=2)).timestamp(),
+        40.0,
+        (now + timedelta(days=3)).timestamp(),
+        "provider",
+        WEEK,
+    )
+    w = pace_window("weekly", WEEK, s, now)  # its only sample is from the future
+    assert w.resets_at is None and w.reset_confidence == "unknown"
+    assert w.notes == ("1 sample(s) dated in the future (clock skew) left out",)
+
+
+def test_a_reset_more_than_a_window_ahead_rolls_back_to_the_running_window() -> None:
+    # A user wrote the reset after next: the window running now is the one before it, and the
+    # use sampled now belongs to it (not "from before this window began").
+    now = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    s = series([(now - timedelta(hours=30), 20.0), (now, 35.0)], resets=None)
+    far = now + timedelta(days=10)
+    w = pace_window("weekly", WEEK, s, now, resets_at=far, reset_confidence="user")
+    assert w.resets_at == now + timedelta(days=3) and w.reset_rolled == -1
+    assert w.window_start == now - timedelta(days=4)
+    assert w.used_percent == 35.0 and w.status == "behind"
+    assert w.reset_confidence == "estimated"
+    assert any("more than one window ahead: rolled back 1 window(s)" in n for n in w.notes)
+    # exactly one window ahead is the window that begins now: left as it is
+    w = pace_window("weekly", WEEK, s, now, resets_at=now + timedelta(days=7))
+    assert w.reset_rolled == 0 and w.ideal_used_percent == 0.0

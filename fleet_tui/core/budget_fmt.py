@@ -64,12 +64,49 @@ def countdown(seconds: float | None) -> str:
     return f"{max(m, 1)} m"
 
 
+STALE_SAMPLE_S = 15 * 60.0
+
+
+def sampled(observed: datetime | None, now: datetime) -> str | None:
+    """`sampled 3 h 12 m ago` when the use shown is older than STALE_SAMPLE_S (else None), so
+    an old sample never reads as the use of now."""
+    if observed is None:
+        return None
+    age = (now - observed).total_seconds()
+    return f"sampled {countdown(age)} ago" if age >= STALE_SAMPLE_S else None
+
+
 def pct(v: float | None, nd: int = 1) -> str:
     return "?" if v is None else f"{v:.{nd}f} %"
 
 
-def rate(v: float | None) -> str:
-    return "?" if v is None else f"{v:.1f} %/day"
+SHORT_WINDOW_MINUTES = 24 * 60
+LAST_STRETCH_S = 3600.0
+
+
+def rate(v: float | None, window_minutes: float | None = None) -> str:
+    """A rate given in %/day, shown per hour for a window shorter than a day (a 5-hour window
+    allows 20 %/h, which reads better than 480 %/day)."""
+    if v is None:
+        return "?"
+    if window_minutes is not None and 0 < window_minutes < SHORT_WINDOW_MINUTES:
+        return f"{v / 24.0:.1f} %/h"
+    return f"{v:.1f} %/day"
+
+
+def allowed(
+    per_day: float | None,
+    used: float | None,
+    seconds_left: float | None,
+    window_minutes: float | None = None,
+) -> str:
+    """The even rate that is allowed; in a window's last hour the share that is left and the
+    time to spend it (a rate over the last minutes would be a meaningless thousands of %)."""
+    if per_day is None:
+        return "?"
+    if used is not None and seconds_left is not None and seconds_left < LAST_STRETCH_S:
+        return f"{max(100.0 - used, 0.0):.1f} % left for {countdown(seconds_left)}"
+    return rate(per_day, window_minutes)
 
 
 def stamp(t: datetime | None) -> str:

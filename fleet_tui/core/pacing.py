@@ -21,9 +21,13 @@ time; `ahead` when used exceeds ideal by more than 10 % of ideal AND by more tha
 `behind` when used falls short of ideal by more than 10 % AND 2 points; else `on_pace`. The
 absolute 2 points keep the first hours of a window (ideal near 0) from flapping.
 
-A reset time in the past rolls forward by whole windows (a recurring window) and says so; the
-confidence of a rolled reset is `estimated`. Samples dated more than SKEW_S in the future are left
-out and counted (clock skew); those within SKEW_S count as now.
+A reset time in the past rolls forward by whole windows (a recurring window) and says so; one
+more than a window ahead rolls back the same way (`reset_rolled` negative): the confidence of a
+rolled reset is `estimated`. A newest sample whose own `resets_at` is this
+window's start measured the window that just ended: the use is unknown, not that old value (a
+window reset a moment ago is never "exhausted" by its predecessor's last sample). Samples
+dated more than SKEW_S in the future are left out and counted (clock skew); those within SKEW_S
+count as now. Without a reset time the confidence is `unknown`.
 """
 
 from __future__ import annotations
@@ -222,18 +226,44 @@ def pace_window(
         else:
             notes.append("reset time is past and the window length is unknown")
             reset_t = None
+    elif reset_t is not None and minutes and reset_t - now_t > minutes * 60.0 + SKEW_S:
+        # More than one window ahead: the window running now is an earlier one of the series.
+        old = reset_t
+        back = math.ceil((reset_t - now_t) / (minutes * 60.0) - 1.0)
+        reset_t -= back * minutes * 60.0
+        rolled = -back
+        confidence = "estimated"
+        notes.append(
+            f"reset {_dt(old).strftime('%Y-%m-%d %H:%M')}Z is more than one window ahead: "
+            f"rolled back {back} window(s) to {_dt(reset_t).strftime('%Y-%m-%d %H:%M')}Z"
+        )
     window_start_t = reset_t - minutes * 60.0 if (reset_t is not None and minutes) else None
 
     used: float | None = None
     observed: datetime | None = None
     if hi:
         last_t = min(s.t[hi - 1], now_t)
+        last_reset = s.resets[hi - 1]
         if window_start_t is not None and last_t < window_start_t:
             notes.append("the newest sample is from before this window began")
+        elif (
+            window_start_t is not None
+            and minutes
+            and reset_t is not None
+            and not math.isnan(last_reset)
+            and last_reset <= window_start_t + reset_tolerance_s(minutes)
+            and last_reset < reset_t - reset_tolerance_s(minutes)
+        ):
+            # Observed at (or just after) the reset, but it says so itself: it measured the
+            # window that just ended, not this one.
+            notes.append(
+                f"the newest sample measured the window that reset at "
+                f"{_dt(last_reset).strftime('%Y-%m-%d %H:%M')}Z"
+            )
         else:
             used = min(max(s.used[hi - 1], 0.0), 100.0)
             observed = _dt(s.t[hi - 1])
-    else:
+    elif not len(s):
         notes.append("no usage samples")
 
     ideal = pace = allowed = rate = projected = None
@@ -262,6 +292,8 @@ def pace_window(
     elif used is not None and reset_t is None:
         notes.append("reset time unknown: pace cannot be judged")
     status = classify(used, ideal)
+    if reset_t is None:
+        confidence = "unknown"  # no reset time: nothing to be confident about
     return WindowPace(
         name=name,
         window_minutes=minutes,

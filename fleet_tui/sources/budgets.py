@@ -50,6 +50,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _timestamp_only(v: Any) -> Any:
+    """A number is not a time here (pydantic would read 12 as 1970-01-01T00:00:12Z)."""
+    if isinstance(v, (bool, int, float)):
+        raise ValueError("must be a timestamp with a time zone (e.g. 2026-11-30T00:00:00Z)")
+    return v
+
+
+def _number_only(v: Any) -> Any:
+    """`true` is not a number of dollars (pydantic would read it as 1.0)."""
+    if isinstance(v, bool):
+        raise ValueError("must be a number")
+    return v
+
+
 def _aware(v: datetime | None) -> datetime | None:
     if v is not None and v.tzinfo is None:
         raise ValueError("needs a time zone (e.g. 2026-11-30T00:00:00Z)")
@@ -58,10 +72,11 @@ def _aware(v: datetime | None) -> datetime | None:
 
 class WindowConfig(_Strict):
     name: str = Field(min_length=1, max_length=40)
-    minutes: int = Field(gt=0, le=366 * 24 * 60)
+    minutes: int = Field(gt=0, le=366 * 24 * 60, strict=True)
     resets_at: datetime | None = None
     reset_confidence: Literal["user", "provider", "estimated", "unknown"] | None = None
 
+    _ts = field_validator("resets_at", mode="before")(_timestamp_only)
     _tz = field_validator("resets_at")(_aware)
 
     @property
@@ -80,12 +95,14 @@ class AccountConfig(_Strict):
     windows: list[WindowConfig] = Field(default_factory=list)
     pacing: Literal["even", "rapid"] = "even"
     rapid_authorized_until: datetime | None = None
-    ceiling_usd: float | None = Field(default=None, gt=0)
+    ceiling_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     period: Literal["day", "week", "month"] = "month"
     agents: list[str] | None = None
-    max_agents: int | None = Field(default=None, ge=0)
+    max_agents: int | None = Field(default=None, ge=0, strict=True)
 
+    _ts = field_validator("rapid_authorized_until", mode="before")(_timestamp_only)
     _tz = field_validator("rapid_authorized_until")(_aware)
+    _usd = field_validator("ceiling_usd", mode="before")(_number_only)
 
 
 class RungConfig(_Strict):
@@ -94,7 +111,7 @@ class RungConfig(_Strict):
 
 
 class Concurrency(_Strict):
-    max_agents: int | None = Field(default=None, ge=0)
+    max_agents: int | None = Field(default=None, ge=0, strict=True)
 
 
 class BudgetsConfig(_Strict):
@@ -141,7 +158,12 @@ def parse_budgets(text: str, path: Path) -> LoadedBudgets:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f":{mark.line + 1}" if mark else ""
-        raise BudgetsError(f"{path}{where}: not valid YAML: {exc.problem or exc}") from None
+        hint = ""
+        if mark is not None:
+            lines_ = text.splitlines()
+            if mark.line < len(lines_) and "\t" in lines_[mark.line]:
+                hint = " (a tab: YAML indents with spaces only)"
+        raise BudgetsError(f"{path}{where}: not valid YAML: {exc.problem or exc}{hint}") from None
     except yaml.YAMLError as exc:
         raise BudgetsError(f"{path}: not valid YAML: {exc}") from None
     if node is None:
@@ -160,7 +182,7 @@ def parse_budgets(text: str, path: Path) -> LoadedBudgets:
     if not isinstance(data, dict):
         raise BudgetsError(f"{path}:1: budgets must be a mapping with 'version', 'accounts'")
     version = data.get("version")
-    if version != 1:
+    if version != 1 or isinstance(version, bool):
         line = lines.get(("version",), 1)
         got = "missing" if version is None else repr(version)
         raise BudgetsError(
@@ -219,6 +241,17 @@ def _check(
             warnings.append(
                 f"{path}:{at('accounts', i)}: accounts[{i}].ceiling_usd: missing: api account "
                 f"'{a.id}' has no $ ceiling, its spend is shown but not limited"
+            )
+        if a.regime == "api" and a.windows:
+            warnings.append(
+                f"{path}:{at('accounts', i, 'windows')}: accounts[{i}].windows: ignored: api "
+                f"account '{a.id}' is paced by ceiling_usd per {a.period}"
+            )
+        if a.regime == "subscription" and a.ceiling_usd is not None:
+            warnings.append(
+                f"{path}:{at('accounts', i, 'ceiling_usd')}: accounts[{i}].ceiling_usd: "
+                f"ignored: subscription account '{a.id}' is paced by its windows "
+                "(regime: api for a $ ceiling)"
             )
         if a.regime == "subscription" and not a.windows:
             warnings.append(

@@ -7,9 +7,9 @@ and skipped; nothing else is lost. A file that was replaced or truncated (anothe
 shorter size, a different first line) is read again from the start.
 
 Memory is bounded: spend is kept as sums per (tenant, account, hour) and per (tenant, agent, UTC
-day) for RETAIN_DAYS, usage as the samples of the last 10 days per account window (at most
-USAGE_MAX_SAMPLES each), warnings
-as the first MAX_WARNINGS plus a count. `checkpoint()` / `restore()` turn a reader's state
+day) for RETAIN_DAYS before the newest hour (or before tomorrow, if that is sooner: a record
+dated in 2099 prunes nothing), usage as the samples of the last 10 days per account window (at
+most USAGE_MAX_SAMPLES each), warnings as the first MAX_WARNINGS plus a count. `checkpoint()` / `restore()` turn a reader's state
 (offset included) into JSON-able data, which the service keeps in the state dir so that a
 restart does not read a large ledger again. Read-only: this module never writes.
 """
@@ -20,7 +20,8 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ class ReadStats:
     bytes: int = 0
     restarted: bool = False
     missing: bool = False
+    error: str | None = None  # the ledger exists but cannot be read (a folder, no permission)
 
 
 def _head_digest(f: Any, size: int) -> str:
@@ -69,6 +71,9 @@ def _open_at(path: Path, cur: Cursor, stats: ReadStats) -> BinaryIO | None:
         f = open(path, "rb")  # the caller closes it
     except FileNotFoundError:
         stats.missing = True
+        return None
+    except OSError as exc:  # a folder, no permission: said, and the other ledger still read
+        stats.error = f"{path}: cannot read: {exc.strerror or exc}"
         return None
     st = os.fstat(f.fileno())
     head = _head_digest(f, st.st_size) if st.st_size >= HEAD_BYTES else None
@@ -201,15 +206,18 @@ class SpendTotals:
 class SpendLedgerReader:
     """`spend.jsonl`, read incrementally into `SpendTotals`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.clock = clock  # epoch seconds; only bounds how far ahead pruning is anchored
         self.cursor = Cursor()
         self.totals = SpendTotals()
         self._warnings = _Warnings()
+        self.read_error: str | None = None
 
     def read(self) -> ReadStats:
         stats = ReadStats()
         f = _open_at(self.path, self.cursor, stats)
+        self.read_error = stats.error
         if f is None:
             return stats
         if stats.restarted:
@@ -304,7 +312,9 @@ class SpendLedgerReader:
     def _prune(self) -> None:
         if not self.totals.by_hour:
             return
-        newest = max(k[2] for k in self.totals.by_hour)
+        # Anchored at the newest hour, but never past tomorrow by the clock: one record dated
+        # in 2099 (a broken clock, a typo) must not prune away every real one.
+        newest = min(max(k[2] for k in self.totals.by_hour), int(self.clock() // 3600) + 24)
         cut = newest - RETAIN_DAYS * 24
         for k in [k for k in self.totals.by_hour if k[2] < cut]:
             del self.totals.by_hour[k]
@@ -313,7 +323,8 @@ class SpendLedgerReader:
 
     @property
     def warnings(self) -> list[str]:
-        out = self._warnings.lines(str(self.path))
+        out = [self.read_error] if self.read_error else []
+        out += self._warnings.lines(str(self.path))
         if self.totals.without_cost:
             out.append(
                 f"{self.path}: {self.totals.without_cost} spend record(s) without cost_usd "
@@ -358,16 +369,19 @@ class SpendLedgerReader:
 class UsageLedgerReader:
     """`usage.jsonl`, read incrementally into one `Series` per (tenant, account, window)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.clock = clock
         self.cursor = Cursor()
         self.series: dict[tuple[str, str, str], Series] = {}
         self.first_line: dict[tuple[str, str], int] = {}  # (tenant, account) -> line
         self._warnings = _Warnings()
+        self.read_error: str | None = None
 
     def read(self) -> ReadStats:
         stats = ReadStats()
         f = _open_at(self.path, self.cursor, stats)
+        self.read_error = stats.error
         if f is None:
             return stats
         if stats.restarted:
@@ -439,14 +453,15 @@ class UsageLedgerReader:
                 s = self.series[key] = Series()
                 self.first_line.setdefault((tenant, account), n)
             s.add(t, float(used), resets, conf, float(minutes) if minutes else None)
-            if len(s) > USAGE_MAX_SAMPLES:
-                s.drop_before(s.t[-1] - USAGE_RETAIN_S)
+            if len(s) > USAGE_MAX_SAMPLES:  # anchored like the spend sums (see the module doc)
+                s.drop_before(min(max(s.t), self.clock() + 86400.0) - USAGE_RETAIN_S)
                 if len(s) > USAGE_MAX_SAMPLES:
                     s.drop_first(len(s) - USAGE_MAX_SAMPLES * 3 // 4)
 
     @property
     def warnings(self) -> list[str]:
-        return self._warnings.lines(str(self.path))
+        out = [self.read_error] if self.read_error else []
+        return out + self._warnings.lines(str(self.path))
 
     def checkpoint(self) -> dict[str, Any]:
         return {
