@@ -104,6 +104,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             print(f"schema fleet at version {version} ({done})")
             return 0
         if args.token_verb == "create":
+            for tenant in args.tenant:
+                if not db.TENANT_PATTERN.match(tenant):
+                    raise BadInput(
+                        f"--tenant {tenant!r}: use letters, digits, '_', '.', '-' (1-128)"
+                    )
             token_id, token = db.create_token(dsn, args.tenant, args.scope, args.label)
             print(
                 f"token {token_id} for tenant(s) {', '.join(sorted(set(args.tenant)))}, "

@@ -100,7 +100,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             result = publisher.cycle()
             for w in result.warnings:
                 sys.stderr.write(f"warning: {clean_text(w, max_len=400)}\n")
-            if result.error is not None and result.error.kind == "refused":
+            if result.error is not None and result.error.kind in ("refused", "misdirected"):
                 raise BadInput(
                     f"{clean_text(str(result.error), max_len=300)}; "
                     f"{result.pending_files} queued in {publisher.queue.folder}"

@@ -235,7 +235,8 @@ class CycleResult:
 
     def line(self, url: str) -> str:
         def counts(d: dict[str, int]) -> str:
-            parts = [f"{d[k]} {k}" for k in KINDS if d.get(k)]
+            plural = {"snapshot": "snapshots", "heartbeat": "heartbeats"}
+            parts = [f"{d[k]} {plural.get(k, k) if d[k] > 1 else k}" for k in KINDS if d.get(k)]
             return ", ".join(parts) or "nothing new"
 
         stamp = datetime.now(UTC).strftime("%H:%M:%SZ")

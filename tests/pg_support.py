@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -117,6 +119,7 @@ class GatewayServer:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._logs: list[Path] = []
+        self._served = False  # once served, the port is known to clients: keep it
 
     @property
     def url(self) -> str:
@@ -127,7 +130,30 @@ class GatewayServer:
         return f"{self.url}/api/fleet/v1"
 
     def start(self, timeout: float = 30.0) -> GatewayServer:
+        """Start the server; the first start picks a port, later ones take the same port again.
+
+        The port comes from below the kernel's ephemeral range, so no outgoing connection of
+        this machine can take it while the server is stopped; if something holds it anyway
+        (another worker's server, a socket not yet closed), the bind is retried until
+        `timeout`: a restart waits for its port instead of failing.
+        """
         assert self.proc is None, "already running"
+        deadline = time.monotonic() + timeout
+        if self.port == 0:
+            self.port = _quiet_port()
+        while True:
+            text = self._launch(deadline)
+            if text is None:
+                return self
+            taken = "cannot listen on" in text
+            if not taken or time.monotonic() >= deadline:
+                raise RuntimeError(f"gateway exited at start: {text.strip()[-600:]}")
+            if not self._served:
+                self.port = _quiet_port()  # nobody knows this port yet: take another
+            time.sleep(0.2)
+
+    def _launch(self, deadline: float) -> str | None:
+        """Run one server process: None once it serves, else its output when it exited."""
         logfile = self.folder / f"gateway-{len(self._logs)}.log"
         self._logs.append(logfile)
         argv = [sys.executable, "-m", "fleet_tui", "gateway", "serve", "--dsn", self.dsn]
@@ -140,19 +166,19 @@ class GatewayServer:
                 stdin=subprocess.DEVNULL,
                 env={**_BASE_ENV, "PYTHONUNBUFFERED": "1"},
             )
-        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = logfile.read_text(errors="replace")
             if "listening on http://127.0.0.1:" in text and "startup complete" in text:
                 line = next(x for x in text.splitlines() if "listening on" in x)
                 self.port = int(line.split("127.0.0.1:")[1].split()[0])
-                return self
+                self._served = True
+                return None
             if self.proc.poll() is not None:
                 self.proc = None
-                raise RuntimeError(f"gateway exited at start: {text.strip()[-600:]}")
+                return text
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"gateway did not start within {timeout} s")
+        raise RuntimeError(f"gateway did not start in time: {logfile.read_text()[-600:]}")
 
     def stop(self) -> None:
         if self.proc is None:
@@ -178,6 +204,30 @@ class GatewayServer:
         ts = [tenants] if isinstance(tenants, str) else tenants
         ss = [scopes] if isinstance(scopes, str) else scopes
         return create_token(self.dsn, ts, ss)[1]
+
+
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _quiet_port() -> int:
+    """A free loopback port below the ephemeral range (outgoing connections never take it)."""
+    low = max(1025, _ephemeral_low() - 12000)
+    high = _ephemeral_low() - 1
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return 0
 
 
 @contextlib.contextmanager

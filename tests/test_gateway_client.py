@@ -183,6 +183,14 @@ NONSENSE: dict[str, tuple[Reply, str]] = {
         lambda h: h.send_json(401, {"error": {"code": "unauthorized", "message": "bad token"}}),
         "token refused (401)",
     ),
+    "a login page": (
+        lambda h: h.send_json(200, b"<!DOCTYPE html><html><body>Sign in</body></html>"),
+        "an HTML page, not JSON: is this the gateway's address?",
+    ),
+    "a proxy's 404 page": (
+        lambda h: h.send_json(404, b"<html><head><title>404 Not Found</title></head></html>"),
+        "not the gateway API (404): an HTML page",
+    ),
     "escape sequences": (
         lambda h: h.send_json(503, {"error": {"message": "\x1b]0;pwned\x07\x1b[2Jdown"}}),
         "server error (503)",
@@ -377,6 +385,13 @@ def test_accepted_addresses() -> None:
     assert check_gateway_url("https://gw.example.com/", insecure=False) == "https://gw.example.com"
     assert check_gateway_url("http://localhost:9/", insecure=True) == "http://localhost:9"
     assert check_gateway_url("https://[::1]:8443", insecure=True) == "https://[::1]:8443"
+    # the API's own address names the same gateway
+    assert check_gateway_url("https://gw.example.com/api/fleet/v1/", insecure=False) == (
+        "https://gw.example.com"
+    )
+    assert check_gateway_url("https://gw.example.com/fleet/api/fleet/v1", insecure=False) == (
+        "https://gw.example.com/fleet"
+    )
 
 
 def test_no_token_is_a_one_line_error(fleet_env: FleetEnv, fake: FakeGateway) -> None:
@@ -423,6 +438,41 @@ def test_publish_to_a_failing_gateway_exits_4_and_keeps_everything_queued(
     assert sent == ["/api/fleet/v1/usage", "/api/fleet/v1/snapshot"]
     assert json.loads(fake.posts[1][1])[0]["used_percent"] == 5
     assert TOKEN not in res.stdout + res.stderr + ok.stdout + ok.stderr
+
+
+def test_publish_to_something_that_is_not_the_gateway_keeps_everything_for_later(
+    fleet_env: FleetEnv, fake: FakeGateway
+) -> None:
+    """A wrong address (a web server's 404 page) or a busy proxy (429) is no verdict on the data:
+    nothing is set aside as rejected, the ledger's lines wait in the queue, and the error is one
+    plain line (no HTML); once the address leads to the gateway, everything is delivered."""
+    fleet_env.write_roster([], host="h1")
+    usage = fleet_env.state_dir / "usage.jsonl"
+    usage.parent.mkdir(parents=True)
+    usage.write_text(
+        json.dumps({"tenant_id": "acme", "host": "h1", "account": "a", "window": "5h",
+                    "used_percent": 5, "observed_at": "2026-11-26T06:00:00Z", "source": "t"})
+        + "\n"
+    )  # fmt: skip
+    queue = fleet_env.state_dir / "gateway-queue"
+    page = b"<!DOCTYPE html>\n<html><body><h1>Not Found</h1></body></html>"
+    fake.reply = lambda h: h.send_json(404, page)
+    res = fleet_env.cli("publish", "--once", "--insecure", env=gw_env(fake))
+    assert res.rc == 2, res
+    assert res.stderr.count("\n") == 1 and "not the gateway API (404)" in res.stderr
+    assert "<" not in res.stderr and "queued in" in res.stderr
+    assert sorted(p.name.split(".")[1] for p in queue.glob("*.json")) == ["snapshot", "usage"]
+    assert not (queue / "rejected").exists()
+    fake.reply = lambda h: h.send_json(429, {"error": {"code": "busy", "message": "slow down"}})
+    busy = fleet_env.cli("publish", "--once", "--insecure", env=gw_env(fake))
+    assert busy.rc == 4 and "(429)" in busy.stderr and "queued for later" in busy.stderr, busy
+    assert not (queue / "rejected").exists()
+    fake.reply = lambda h: h.send_json(200, {"accepted": 1, "stored": 1})
+    ok = fleet_env.cli("publish", "--once", "--insecure", env=gw_env(fake))
+    assert ok.rc == 0, ok
+    usage_posts = [body for path, body in fake.posts if path == "/api/fleet/v1/usage"]
+    assert json.loads(usage_posts[-1])[0]["used_percent"] == 5
+    assert list(queue.glob("*.json")) == []
 
 
 def test_the_last_answer_is_kept_for_the_next_run_of_the_same_gateway_and_tenant_only(

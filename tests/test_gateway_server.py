@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket as so
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -151,7 +153,8 @@ def test_cli_errors_are_one_line(pg_dsn: str) -> None:
         [*py, "token", "create", "--dsn", pg_dsn, "--tenant", "a b", "--scope", "read"],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
-    assert out.returncode == 1 and "--tenant 'a b'" in out.stderr
+    assert out.returncode == 2 and "--tenant 'a b'" in out.stderr  # bad input, said before
+    assert len(out.stderr.splitlines()) == 1  # any database is touched
 
 
 # -- auth ---------------------------------------------------------------------------------------
@@ -179,6 +182,31 @@ def test_missing_bad_revoked_tokens_are_401_scope_and_tenant_are_403(
     assert db.revoke_token(gw.dsn, tok.token_id)
     with client(gw, reader) as c:
         assert error_of(c.get("/snapshot", params={"tenant": "t1"})) == (401, "unauthorized")
+
+
+def test_auth_is_judged_before_the_body(module_gateway: GatewayServer) -> None:
+    """No token, or a token without the route's scope, is refused (401/403) whatever the body:
+    malformed JSON or a wrong shape does not turn the refusal into a validation answer."""
+    gw = module_gateway
+    reader, publisher = gw.token("ab1", "read"), gw.token("ab1", "publish")
+
+    def bad_json(c: httpx.Client, path: str) -> httpx.Response:
+        return c.post(path, content=b"{not json", headers={"content-type": "application/json"})
+
+    with client(gw) as c:
+        assert error_of(bad_json(c, "/heartbeats")) == (401, "unauthorized")
+        assert error_of(c.post("/heartbeats", json={})) == (401, "unauthorized")
+    with client(gw, "fleet_not-a-token") as c:
+        assert error_of(bad_json(c, "/snapshot")) == (401, "unauthorized")
+    with client(gw, reader) as c:
+        assert error_of(c.post("/heartbeats", json={})) == (403, "forbidden")
+        assert error_of(bad_json(c, "/usage")) == (403, "forbidden")
+        assert error_of(c.get("/snapshot", params={"tenant": "x" * 200})) == (
+            422, "validation_error",
+        )  # fmt: skip
+    with client(gw, publisher) as c:  # the right token: now the body is judged
+        assert error_of(c.post("/heartbeats", json={})) == (422, "validation_error")
+        assert error_of(bad_json(c, "/usage")) == (422, "validation_error")
 
 
 def test_tenant_a_never_sees_tenant_b(module_gateway: GatewayServer) -> None:
@@ -388,6 +416,35 @@ def test_older_snapshot_is_not_applied_and_data_survives_a_restart(gateway: Gate
         (host,) = c.get("/snapshot").json()["hosts"]
     assert len(host["ps"]["agents"]) == 2
     assert "version 1)" in gateway.log()  # the restart found the schema migrated already
+
+
+def test_a_restart_waits_for_its_port_while_something_else_holds_it(
+    gateway: GatewayServer,
+) -> None:
+    """Clients know the gateway by its port: a restart while another socket still holds that
+    port (a busy machine) waits for it instead of failing, and comes back on the same port."""
+    port = gateway.port
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    assert port < low  # below the ephemeral range: no outgoing connection takes it meanwhile
+    gateway.stop()
+    holder = so.socket(so.AF_INET, so.SOCK_STREAM)
+    holder.bind(("127.0.0.1", port))
+    holder.listen(1)
+
+    def release_once_refused() -> None:
+        wait_until(lambda: "cannot listen on" in gateway.log(), timeout=30, message="refused")
+        holder.close()
+
+    thread = threading.Thread(target=release_once_refused, daemon=True)
+    thread.start()
+    try:
+        gateway.start()
+    finally:
+        thread.join(30)
+        holder.close()
+    assert gateway.port == port
+    assert "Address already in use" in gateway.log()
+    assert httpx.get(f"{gateway.url}/healthz", timeout=5).json() == {"status": "ok"}
 
 
 def test_a_real_ps_document_round_trips(module_gateway: GatewayServer) -> None:

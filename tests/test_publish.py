@@ -232,6 +232,28 @@ def test_a_batch_the_gateway_rejects_is_set_aside_with_a_warning_and_the_rest_fl
     assert server_count(gateway, "usage_samples") == 1
 
 
+def test_a_wrong_gateway_address_sets_nothing_aside_and_the_right_one_delivers_it_all(
+    fleet_env: FleetEnv, gateway: GatewayServer
+) -> None:
+    """A 404 from the gateway (an address with a wrong path) is no verdict on the data: it
+    stays queued (not in rejected/), exit 2 says what to fix; the API's own address
+    (.../api/fleet/v1) is taken for the gateway's."""
+    host_a(fleet_env)
+    token = gateway.token("acme", "publish")
+    append(fleet_env.state_dir / "usage.jsonl", [usage_line(i) for i in range(3)])
+    wrong = {**pub_env(gateway, token), "MOSAIC_FLEET_GATEWAY_URL": gateway.url + "/fleet"}
+    res = fleet_env.cli("publish", "--insecure", env=wrong)
+    assert res.rc == 2 and "not the gateway API (404)" in res.stderr, res
+    assert res.stderr.count("\n") == 1
+    assert not (fleet_env.state_dir / QUEUE_DIR / "rejected").exists()
+    assert server_count(gateway, "usage_samples") == 0
+    api = {**pub_env(gateway, token), "MOSAIC_FLEET_GATEWAY_URL": gateway.api + "/"}
+    ok = fleet_env.cli("publish", "--insecure", env=api)
+    assert ok.rc == 0, ok
+    assert f"published to {gateway.url}:" in ok.stdout
+    assert server_count(gateway, "usage_samples") == 3 and queue_files(fleet_env) == []
+
+
 def test_a_read_token_cannot_publish_exit_2_and_nothing_is_lost(
     fleet_env: FleetEnv, gateway: GatewayServer
 ) -> None:

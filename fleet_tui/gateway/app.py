@@ -315,8 +315,31 @@ def create_app(
         extra = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
         return _envelope(exc.status, exc.code, exc.message, **extra)
 
+    async def _refusal(request: Request) -> ApiError | None:
+        """Why a request is refused whatever its body says (401, 403), or None.
+
+        FastAPI judges a body (JSON decode, shape) before the route runs; auth comes first:
+        a caller without a valid token, or without the route's scope, learns nothing about
+        what its body should have been."""
+        path = request.url.path
+        if not path.startswith(f"{API}/") or path == f"{API}/openapi.json":
+            return None
+        try:
+            g = await grant(request, await _bearer(request))
+        except ApiError as exc:
+            return exc
+        except psycopg.Error:
+            return None  # cannot tell: the validation error stands
+        scope = "read" if request.method in ("GET", "HEAD") else "publish"
+        if scope not in g.scopes:
+            return ApiError(403, "forbidden", f"this token lacks the {scope!r} scope")
+        return None
+
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_r: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        refused = await _refusal(request)
+        if refused is not None:
+            return await _api_error(request, refused)
         errors = exc.errors()
         parts = []
         for err in errors[:3]:

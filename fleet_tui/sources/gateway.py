@@ -53,6 +53,7 @@ API_PREFIX = "/api/fleet/v1"
 SNAPSHOT_SCHEMA = "mosaic.fleet.snapshot/v1"
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
 MAX_TOKEN_BYTES = 4096
+REJECTED_STATUS = frozenset({400, 413, 422})  # the request's body is bad: retrying cannot help
 
 
 class Secret:
@@ -81,9 +82,10 @@ class Secret:
 class GatewayError(Exception):
     """A request to the gateway failed; the message is one line and holds no secret.
 
-    `kind`: `unreachable` (connect failed), `timeout`, `refused` (401/403), `rejected` (another
-    4xx: the request itself is bad and will not succeed when retried), `server` (5xx), `invalid`
-    (the answer is not what the contract says)."""
+    `kind`: `unreachable` (connect failed), `timeout`, `refused` (401/403), `rejected` (400, 413,
+    422: the request itself is bad and will not succeed when retried), `misdirected` (another
+    4xx, e.g. 404: the address does not lead to the gateway API; nothing is wrong with the
+    request), `server` (5xx, 408, 429), `invalid` (the answer is not what the contract says)."""
 
     def __init__(self, message: str, *, kind: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -92,7 +94,7 @@ class GatewayError(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.kind in ("unreachable", "timeout", "server", "invalid")
+        return self.kind in ("unreachable", "timeout", "server", "invalid", "misdirected")
 
 
 # -- settings ------------------------------------------------------------------------------------
@@ -141,7 +143,10 @@ def check_gateway_url(url: str, *, insecure: bool) -> str:
     netloc = host if ":" not in host else f"[{host}]"
     if port is not None:
         netloc += f":{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    path = parts.path.rstrip("/")
+    if path.endswith(API_PREFIX):  # the API's address given for the gateway's: same gateway
+        path = path[: -len(API_PREFIX)]
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
 def _display(url: str) -> str:
@@ -555,20 +560,31 @@ class GatewayClient:
                 raise GatewayError(
                     f"{where}: {what} ({status}){detail}", kind="refused", status=status
                 )
-            if 400 <= status < 500:
+            if status in REJECTED_STATUS:
                 raise GatewayError(
                     f"{where}: request rejected ({status}){detail}", kind="rejected", status=status
                 )
-            raise GatewayError(
-                f"{where}: server error ({status}){detail}", kind="server", status=status
-            )
+            if 400 <= status < 500 and status not in (408, 429):
+                raise GatewayError(
+                    f"{where}: not the gateway API ({status}){detail}; give the gateway's base "
+                    "address (as for `gateway serve`), e.g. https://HOST:PORT",
+                    kind="misdirected",
+                    status=status,
+                )
+            what = "busy, retry later" if status in (408, 429) else "server error"
+            raise GatewayError(f"{where}: {what} ({status}){detail}", kind="server", status=status)
         if not raw.strip():
             return status, None
         try:
             return status, json.loads(raw)
         except (UnicodeDecodeError, ValueError):
+            what = (
+                "an HTML page, not JSON: is this the gateway's address?"
+                if _is_html(raw)
+                else "not JSON"
+            )
             raise GatewayError(
-                f"{where}: answer is not JSON", kind="invalid", status=status
+                f"{where}: answer is {what}", kind="invalid", status=status
             ) from None
 
     def fetch_snapshot(self, tenant: str) -> GatewayAnswer:
@@ -597,6 +613,11 @@ def _reason(exc: BaseException) -> str:
     return text[:1].lower() + text[1:]
 
 
+def _is_html(raw: bytes) -> bool:
+    head = raw[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml"))
+
+
 def _error_message(raw: bytes) -> str:
     """The `{"error": {"message"}}` of an error answer, else the start of its text."""
     try:
@@ -609,5 +630,7 @@ def _error_message(raw: bytes) -> str:
             return str(data["detail"])[:200]
     except (UnicodeDecodeError, ValueError):
         pass
+    if _is_html(raw):
+        return "an HTML page, not the gateway's error answer"
     text = raw[:200].decode("utf-8", "replace")
     return "".join(c for c in text if c.isprintable())
