@@ -138,9 +138,9 @@ class StubTranscript:
         line = {
             "type": "assistant",
             "sessionId": self.session,
-            "timestamp": ts.astimezone(UTC).isoformat(timespec="milliseconds").replace(
-                "+00:00", "Z"
-            ),
+            "timestamp": ts.astimezone(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "requestId": f"req_{self.session}_{self.n}",
             "cwd": self.cwd,
             "message": {

@@ -134,6 +134,10 @@ class TmuxResult:
     returncode: int
 
 
+# Credentials of ours that a tmux server (and thus an agent's pane) must never inherit.
+SECRET_ENV = ("MOSAIC_FLEET_GATEWAY_TOKEN", "MOSAIC_FLEET_GATEWAY_DSN")
+
+
 class TmuxRunner:
     """Runs tmux against one socket folder. Every call names its socket explicitly.
 
@@ -156,6 +160,10 @@ class TmuxRunner:
         base_env["TMUX_TMPDIR"] = self.tmpdir
         base_env.pop("TMUX", None)  # never let an outer tmux pick the server for us
         base_env.pop("TMUX_PANE", None)
+        # A tmux server started through us copies this environment into its global one, and
+        # so into every pane: agents must never see the gateway's credentials.
+        for secret in SECRET_ENV:
+            base_env.pop(secret, None)
         self._env = base_env
 
     @property

@@ -488,3 +488,23 @@ def test_the_parser_knows_every_agent_state() -> None:
     from fleet_tui.model import AgentState
 
     assert _states() == [s.value for s in AgentState]
+
+
+def test_the_gateway_token_never_reaches_an_agent_pane(fleet_env: FleetEnv) -> None:
+    """A tmux server started by fleet-tui hands its environment to every pane: the gateway's
+    token and database DSN must not be in it."""
+    from fleet_tui.demo import DEMO_SOCKET
+
+    secrets = {
+        "MOSAIC_FLEET_GATEWAY_TOKEN": "fleet_LEAKCHECK_token",
+        "MOSAIC_FLEET_GATEWAY_DSN": "postgresql://u:LEAKCHECK_pw@db/fleet",
+    }
+    res = fleet_env.cli("demo", "--agents", "2", "--no-ui", env=secrets, timeout=60)
+    assert res.rc == 0, res
+    try:
+        env = fleet_env.tmux(DEMO_SOCKET, "show-environment", "-g").stdout
+        pane = fleet_env.tmux(DEMO_SOCKET, "show-environment", "-t", "=orchestrator:").stdout
+        assert "TMUX_TMPDIR" in env and "MOSAIC_FLEET_STATE_DIR" in pane  # what was read
+        assert "LEAKCHECK" not in env and "LEAKCHECK" not in pane
+    finally:
+        fleet_env.cli("demo", "--down")
