@@ -15,6 +15,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -146,6 +147,7 @@ class BudgetService:
         self.usage = UsageLedgerReader(usage_path(state_dir))
         self.spend = SpendLedgerReader(spend_path(state_dir))
         self.gateway: dict[tuple[str, str, str], Series] = {}
+        self._gateway_seen: set[tuple[str, str, str, float, float]] = set()
         self._budgets: LoadedBudgets | None = None
         self._budgets_key: tuple[int, int, int] | None = None
         self._since_save = {"usage": 0, "spend": 0}
@@ -209,6 +211,10 @@ class BudgetService:
         for s in samples:
             if not 0.0 <= s.used_percent <= 100.0:
                 continue
+            seen = (s.tenant_id, s.account, s.window, s.observed_at.timestamp(), s.used_percent)
+            if seen in self._gateway_seen:  # the gateway answers its latest sample each time
+                continue
+            self._gateway_seen.add(seen)
             key = (s.tenant_id, s.account, s.window)
             series = self.gateway.setdefault(key, Series())
             series.add(
@@ -581,6 +587,23 @@ def report_json(report: BudgetReport) -> dict[str, Any]:
     }
 
 
+GATEWAY_BUDGETS_EVERY_S = 30.0
+
+
+def fetch_gateway_samples(service: BudgetService, settings: Any, tenant: str) -> list[str]:
+    """Add the gateway's latest usage samples of `tenant` (every host's) to the service;
+    returns warnings (the gateway unreachable or answering nonsense is one of them)."""
+    from fleet_tui.sources.gateway import GatewayClient, GatewayError
+
+    try:
+        with GatewayClient(settings) as client:
+            samples, warnings = client.fetch_budget_samples(tenant)
+    except GatewayError as exc:
+        return [f"{exc}; budgets from this host's ledgers only"]
+    service.add_samples(samples)
+    return warnings
+
+
 class LiveBudgetSource:
     """The dashboard's budget source: one long-lived service; errors become a degraded report."""
 
@@ -591,8 +614,13 @@ class LiveBudgetSource:
         *,
         tenant_id: str | None = None,
         host: str | None = None,
+        gateway: Any = None,
     ) -> None:
         self.service = BudgetService(budgets, state_dir, tenant_id=tenant_id, host=host)
+        self.gateway = gateway  # GatewaySettings: its budgets are asked every 30 s
+        self._gateway_at = float("-inf")
+        self._gateway_warnings: list[str] = []
+        self._gateway_thread: threading.Thread | None = None
         # The budget screen's worker and the fleet poll (table cells) share this service.
         self._lock = threading.Lock()
 
@@ -607,7 +635,13 @@ class LiveBudgetSource:
             tenant, host = local_identity(loaded.roster if loaded else None)
         except Exception:  # a broken roster is the fleet screen's to report
             tenant, host = local_identity(None)
-        return cls(budgets_location(), config.state_dir, tenant_id=tenant, host=host)
+        return cls(
+            budgets_location(),
+            config.state_dir,
+            tenant_id=tenant,
+            host=host,
+            gateway=getattr(config, "gateway", None),
+        )
 
     def briefs(self, snapshot: FleetSnapshot, now: datetime) -> dict[str, BudgetBrief]:
         """The fleet table's budget cells (a `service.BudgetProvider`); raises with the reason
@@ -621,7 +655,45 @@ class LiveBudgetSource:
         with self._lock:
             return self._load()
 
+    def _ask_gateway(self) -> None:
+        """Start a fetch of the gateway's samples when one is due; never waits for it (the
+        poll thread calls this: a hung gateway must not hold up local polls)."""
+        tenant = self.service.tenant_fallback
+        if self.gateway is None or tenant is None:
+            return
+        tick = time.monotonic()
+        running = self._gateway_thread is not None and self._gateway_thread.is_alive()
+        if running or tick - self._gateway_at < GATEWAY_BUDGETS_EVERY_S:
+            return
+        self._gateway_at = tick
+        self._gateway_thread = threading.Thread(
+            target=self._fetch_gateway, args=(tenant,), name="gateway-budgets", daemon=True
+        )
+        self._gateway_thread.start()
+
+    def _fetch_gateway(self, tenant: str) -> None:
+        from fleet_tui.sources.gateway import GatewayClient, GatewayError
+
+        try:
+            with GatewayClient(self.gateway) as client:
+                samples, warnings = client.fetch_budget_samples(tenant)
+        except GatewayError as exc:
+            self._gateway_warnings = [f"{exc}; budgets from this host's ledgers only"]
+            return
+        except Exception as exc:  # a fetch thread never dies silently
+            self._gateway_warnings = [f"gateway budgets: {type(exc).__name__}: {exc}"]
+            return
+        with self._lock:
+            self.service.add_samples(samples)
+        self._gateway_warnings = warnings
+
     def _load(self) -> BudgetReport:
+        self._ask_gateway()
+        report = self._load_local()
+        report.warnings.extend(self._gateway_warnings)
+        return report
+
+    def _load_local(self) -> BudgetReport:
         now = datetime.now(UTC)
         try:
             report = self.service.load(now)

@@ -25,6 +25,9 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     p.add_argument(
         "--budgets", metavar="PATH", default=None, help="budgets.yaml (env MOSAIC_FLEET_BUDGETS)"
     )
+    from fleet_tui.cli_publish import add_gateway_flags
+
+    add_gateway_flags(p)  # the gateway's usage samples of every host join the local ones
 
 
 def render_report(report: BudgetReport, *, ascii_only: bool = False) -> str:
@@ -118,7 +121,21 @@ def cmd_budget(args: argparse.Namespace) -> int:
         tenant_id=tenant,
         host=host,
     )
+    from fleet_tui.cli_publish import settings_from_args
+
+    gateway = settings_from_args(args)
+    gateway_warnings: list[str] = []
+    if gateway is not None:
+        from fleet_tui.budget_service import fetch_gateway_samples
+
+        tenant = service.tenant_fallback
+        if tenant is None:  # the budgets file names the tenant when the roster does not
+            loaded_budgets = service.load_budgets()
+            tenant = loaded_budgets.config.tenant_id if loaded_budgets else None
+        if tenant is not None:
+            gateway_warnings = fetch_gateway_samples(service, gateway, tenant)
     report = service.load()
+    report.warnings.extend(gateway_warnings)
     if args.json:
         sys.stdout.write(json.dumps(report_json(report), indent=2) + "\n")
         return EXIT_OK

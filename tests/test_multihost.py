@@ -394,3 +394,78 @@ def test_merge_marks_everything_remote_stale_when_the_gateway_is_down() -> None:
     assert merged.agents[0].health_reason.endswith("(as of 3 s ago via gateway, stale)")
     status = {s.name: s for s in merged.sources}
     assert not status["gateway"].ok and not status["gateway:h-b"].ok  # ...and marked
+
+
+def test_budgets_pace_the_usage_samples_other_hosts_published(
+    fleet_env: FleetEnv, gateway: GatewayServer
+) -> None:
+    """Host h-b's statusline recorded its account's weekly window; `budget --gateway` on h-a
+    paces that window (h-a has no sample of its own), and without the gateway it cannot."""
+    from datetime import UTC, datetime, timedelta
+
+    from fleet_tui.ledger import append_records, usage_path
+    from fleet_tui.model import UsageSample
+
+    local_host(fleet_env)
+    budgets = fleet_env.base / "budgets.yaml"
+    budgets.write_text(
+        "version: 1\ntenant_id: acme\naccounts:\n"
+        "  - id: claude-max-a\n    provider: anthropic\n    runtime: claude\n"
+        "    regime: subscription\n    windows:\n      - {name: weekly, minutes: 10080}\n"
+    )
+    b = OtherHost(fleet_env, "b", host="h-b")
+    b.fleet("coder-b1")
+    now = datetime.now(UTC)
+    resets = now + timedelta(days=3)
+    append_records(
+        usage_path(b.state_dir),
+        [
+            UsageSample(
+                tenant_id="acme",
+                host="h-b",
+                account="claude-max-a",
+                window="weekly",
+                window_minutes=10080,
+                used_percent=used,
+                resets_at=resets,
+                reset_confidence="provider",
+                observed_at=now - timedelta(minutes=m),
+                source="statusline",
+            )
+            for used, m in ((70.0, 90), (80.0, 2))
+        ],
+    )
+    publish(b, gateway, gateway.token("acme", "publish"))
+    read = gateway.token("acme", "read")
+    env = {"MOSAIC_FLEET_BUDGETS": str(budgets)}
+
+    def weekly(*flags: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
+        res = fleet_env.cli("budget", "--json", *flags, env={**env, **(extra or {})})
+        assert res.rc == 0, res
+        doc = json.loads(res.stdout)
+        return {w["name"]: w for w in doc["accounts"][0]["windows"]}["weekly"]
+
+    assert weekly()["used_percent"] is None  # this host alone knows nothing of the window
+    seen = weekly("--insecure", extra=read_env(gateway, read))
+    assert seen["used_percent"] == 80.0 and seen["status"] == "ahead"  # ideal: 57 %
+    # The dashboard's budget source asks in the background, and paces them at its next load.
+    from fleet_tui.budget_service import LiveBudgetSource, report_json
+    from fleet_tui.paths import Located
+
+    source = LiveBudgetSource(
+        Located(budgets, True),
+        fleet_env.state_dir,
+        tenant_id="acme",
+        host="h-a",
+        gateway=GatewaySettings(url=gateway.url, token=Secret(read), insecure=True),
+    )
+    source.load()
+    assert source._gateway_thread is not None
+    source._gateway_thread.join(15)
+    doc = report_json(source.load())
+    assert doc["accounts"][0]["windows"][0]["used_percent"] == 80.0
+    # The gateway gone: the local view, and the reason on stderr, never a crash.
+    gateway.stop()
+    res = fleet_env.cli("budget", "--insecure", env={**env, **read_env(gateway, read)})
+    assert res.rc == 0 and "unreachable" in res.stderr, res
+    assert read not in res.stdout + res.stderr

@@ -45,6 +45,7 @@ from fleet_tui.model import (
     SystemdInfo,
     Timestamp,
     TmuxInfo,
+    UsageSample,
 )
 
 URL_ENV = "MOSAIC_FLEET_GATEWAY_URL"
@@ -597,6 +598,30 @@ class GatewayClient:
             raise GatewayError(
                 f"gateway {self.settings.display}: {self.redact(str(exc))}", kind=exc.kind
             ) from None
+
+    def fetch_budget_samples(self, tenant: str) -> tuple[list[UsageSample], list[str]]:
+        """The latest usage sample of each account window of `tenant` (GET /budgets), every
+        host's; records that do not validate are left out and named in the warnings."""
+        _status, data = self.request("GET", "/budgets", params={"tenant": tenant})
+        where = f"gateway {self.settings.display}"
+        accounts = data.get("accounts") if isinstance(data, dict) else None
+        if not isinstance(accounts, list):
+            raise GatewayError(f"{where}: budgets answer without an accounts list", kind="invalid")
+        samples: list[UsageSample] = []
+        warnings: list[str] = []
+        for entry in accounts:
+            windows = entry.get("windows") if isinstance(entry, dict) else None
+            for record in windows if isinstance(windows, list) else []:
+                try:
+                    sample = UsageSample.model_validate(record)
+                except ValidationError as exc:
+                    warnings.append(f"{where}: a budgets sample left out: {_first_error(exc)}")
+                    continue
+                if sample.tenant_id != tenant:  # never another tenant's rows
+                    warnings.append(f"{where}: a budgets sample of another tenant left out")
+                    continue
+                samples.append(sample)
+        return samples, warnings
 
     def post(self, route: str, body: Any, *, idempotency_key: str | None = None) -> int:
         status, _data = self.request(
