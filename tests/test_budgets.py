@@ -571,15 +571,16 @@ def test_the_api_rate_at_the_start_of_a_period_ignores_last_periods_spend(tmp_pa
 def test_short_windows_read_per_hour_and_the_last_minutes_say_what_is_left(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    soon = (NOW + timedelta(minutes=30)).isoformat()
+    now = datetime.now(UTC)  # the verb reads the clock: not the module's NOW, minutes old by now
+    soon = (now + timedelta(minutes=30)).isoformat()
     text = GOOD.replace("2026-11-30T00:00:00Z", soon)
     bpath, state = _setup(tmp_path, text)
     five = lambda used, ago: usage_line(  # noqa: E731
         used=used,
         window="5h",
         window_minutes=300,
-        resets_at=(NOW + timedelta(hours=2)).isoformat(),
-        observed_at=(NOW - timedelta(minutes=ago)).isoformat(),
+        resets_at=(now + timedelta(hours=2)).isoformat(),
+        observed_at=(now - timedelta(minutes=ago)).isoformat(),
     )
     (state / "usage.jsonl").write_text(
         "\n".join([five(30.0, 120), five(45.0, 60), five(60.0, 0), usage_line(used=70.0)]) + "\n"
