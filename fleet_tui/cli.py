@@ -199,9 +199,8 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    from fleet_tui.budget_service import LiveBudgetSource
     from fleet_tui.cli_publish import settings_from_args
-    from fleet_tui.providers import budget_provider, ps_usage_provider
+    from fleet_tui.providers import ps_budget_provider, ps_usage_provider
     from fleet_tui.render_text import render_summary, render_table, use_color
     from fleet_tui.service import FleetCollector
 
@@ -210,7 +209,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     collector = FleetCollector(
         config,
         usage_provider=ps_usage_provider(config),
-        budget_provider=budget_provider(LiveBudgetSource.for_config(config)),
+        budget_provider=ps_budget_provider(config),
     )
     if gateway is None:
         snapshot = collector.collect()

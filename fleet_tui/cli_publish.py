@@ -52,6 +52,10 @@ def add_gateway_flags(p: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     """The GatewaySettings the flags and environment name, or None (local only)."""
+    import os
+
+    if not getattr(args, "gateway", None) and not os.environ.get("MOSAIC_FLEET_GATEWAY_URL"):
+        return None  # local only; and `ps` does not pay for importing httpx
     from fleet_tui.sources.gateway import gateway_settings
 
     return gateway_settings(

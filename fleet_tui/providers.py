@@ -3,26 +3,21 @@
 Service layer. The dashboard's usage provider never waits on the transcripts (a background
 refresh); `ps` reads the usage index synchronously, but only when one exists already (made by
 `fleet-tui usage` or the dashboard), so a first `ps` never walks gigabytes of transcripts.
+Imports are lazy: `ps` pays for the budget engine only when there is a budgets file, and for the
+usage index only when there is one.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from fleet_tui.budget_service import LiveBudgetSource
-from fleet_tui.core.usage import agents_by_cwd
-from fleet_tui.model import FleetSnapshot
+from fleet_tui.paths import default_budgets_path, locate
 from fleet_tui.service import BudgetProvider, FleetConfig, UsageProvider
-from fleet_tui.sources.usage import (
-    TodayTokens,
-    UsageIndex,
-    agents_today,
-    claude_roots,
-    codex_home,
-    index_path,
-    session_agents,
-    tokens_today,
-)
+
+if TYPE_CHECKING:
+    from fleet_tui.budget_service import LiveBudgetSource
+    from fleet_tui.model import FleetSnapshot
 
 
 def budget_provider(budgets: LiveBudgetSource) -> BudgetProvider:
@@ -30,17 +25,39 @@ def budget_provider(budgets: LiveBudgetSource) -> BudgetProvider:
     return budgets.briefs
 
 
+def ps_budget_provider(config: FleetConfig) -> BudgetProvider | None:
+    """Budget cells for `ps`; None (nothing imported) when no budgets file is configured."""
+    located = locate(None, "MOSAIC_FLEET_BUDGETS", default_budgets_path())
+    if not located.explicit and not located.path.exists():
+        return None
+    from fleet_tui.budget_service import LiveBudgetSource
+
+    return budget_provider(LiveBudgetSource.for_config(config))
+
+
 def dashboard_usage_provider(config: FleetConfig) -> UsageProvider:
+    from fleet_tui.sources.usage import TodayTokens
+
     return TodayTokens(config.state_dir)
 
 
 def ps_usage_provider(config: FleetConfig) -> UsageProvider | None:
     """A blocking, incremental read of an existing usage index; None when there is none."""
+    from fleet_tui.sources.usage import claude_roots, codex_home, index_path
+
     roots, codex = claude_roots(), codex_home()
     if not index_path(config.state_dir, roots, codex).exists():
         return None
 
     def provide(snapshot: FleetSnapshot, now: datetime) -> dict[str, int]:
+        from fleet_tui.core.usage import agents_by_cwd
+        from fleet_tui.sources.usage import (
+            UsageIndex,
+            agents_today,
+            session_agents,
+            tokens_today,
+        )
+
         pairs = [
             (a.name, a.tmux.cwd)
             for a in snapshot.agents
