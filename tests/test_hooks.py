@@ -696,3 +696,40 @@ def test_hooks_follow_a_roster_change_and_keep_their_log_bounded(fleet_env: Flee
     assert (logs / "hooks.log").stat().st_size <= LOG_LIMIT_BYTES + 400
     assert (logs / "hooks.log.1").stat().st_size <= LOG_LIMIT_BYTES + 400
     assert "problem 2999" in (logs / "hooks.log").read_text()
+
+
+# -- Hooks installed for the user fire in every session: only fleet agents get heartbeats -----
+
+
+@pytest.mark.tmux
+def test_a_hook_in_an_operators_own_session_writes_nothing_until_the_roster_names_it(
+    fleet_env: FleetEnv,
+) -> None:
+    fleet_env.write_roster([{"name": "coder1", "role": "coder", "runtime": "claude"}])
+    rt = Runtime(fleet_env)
+    argv = ["env", *(f"{k}={v}" for k, v in rt.variables().items()), str(rt.script), str(rt.inbox)]
+    # A plain session (no @mosaic_agent) on the operator's own socket, as a shell would be.
+    fleet_env.start("work", "notes", argv, agent=False)
+    rc, out, err = rt.send(base_payload("UserPromptSubmit", prompt="hello"))
+    assert (rc, out, err) == (0, "", "")
+    assert fleet_env.heartbeat("notes") is None
+    log = (fleet_env.state_dir / "hooks" / "hooks.log").read_text()
+    assert "session notes on socket work is not a fleet agent" in log
+    # Once the roster names it, the same session is an agent.
+    fleet_env.write_roster(
+        [
+            {"name": "coder1", "role": "coder", "runtime": "claude"},
+            {"name": "notes", "role": "coder", "runtime": "claude"},
+        ]
+    )
+    rc, out, err = rt.send(base_payload("UserPromptSubmit", prompt="hello"))
+    assert (rc, out, err) == (0, "", "")
+    hb = read_hb(fleet_env, "notes")
+    assert hb.state.value == "busy" and hb.via == "hook:claude"
+
+
+def test_hooks_know_the_same_fleet_sockets_as_the_join() -> None:
+    from fleet_tui.adapters.common import FLEET_SOCKETS as HOOKS
+    from fleet_tui.core.join import FLEET_SOCKETS as JOIN
+
+    assert HOOKS == JOIN

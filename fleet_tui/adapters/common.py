@@ -154,6 +154,53 @@ def _roster_identity(path: Path, state_dir: Path) -> tuple[str | None, str | Non
     return data["tenant_id"], host if isinstance(host, str) and host else None
 
 
+# The sockets whose sessions are all agents (core.join.FLEET_SOCKETS, spelled out here so that
+# hooks do not import the model; tests/test_hooks.py checks they agree).
+FLEET_SOCKETS = ("mosaic-fleet", "mosaic-factory")
+
+
+def fleet_member(state_dir: Path, roster_flag: str | None, name: str, socket: str) -> bool:
+    """Whether session `name` on `socket` is a fleet agent as the dashboard decides it: a fleet
+    socket, a socket the roster names, or an agent name of the roster. The roster's sockets and
+    names are cached by the roster file's identity, as `local_identity` does."""
+    if socket in FLEET_SOCKETS:
+        return True
+    from fleet_tui.paths import roster_location
+
+    located = roster_location(roster_flag)
+    try:
+        st = located.path.stat()
+    except OSError:
+        return False
+    key = [str(located.path), st.st_ino, st.st_size, st.st_mtime_ns]
+    cache = hooks_dir(state_dir) / "membership.json"
+    cached = read_json(cache)
+    if cached and cached.get("key") == key:
+        sockets, names = cached.get("sockets") or [], cached.get("names") or []
+    else:
+        sockets, names = _roster_members(located.path)
+        with contextlib.suppress(Exception):
+            hooks_dir(state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+            doc = {"key": key, "sockets": sockets, "names": names}
+            atomic_write(cache, json.dumps(doc).encode())
+    return socket in sockets or name in names
+
+
+def _roster_members(path: Path) -> tuple[list[str], list[str]]:
+    try:
+        import yaml
+
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except Exception:
+        return [], []
+    if not isinstance(data, dict):
+        return [], []
+    agents = [a for a in data.get("agents") or [] if isinstance(a, dict)]
+    sockets = [data.get("socket_name"), *(a.get("socket_name") for a in agents)]
+    names = [a.get("name") for a in agents]
+    return [s for s in sockets if isinstance(s, str)], [n for n in names if isinstance(n, str)]
+
+
 def _login() -> str:
     import getpass
 
@@ -481,9 +528,23 @@ def apply_event(opts: HookOptions, event: Event, state_dir: Path) -> dict[str, A
     if opts.agent:
         agent: str | None = opts.agent
     else:
-        from fleet_tui.adapters.pane import agent_from_tmux
+        from fleet_tui.adapters.pane import pane_agent
 
-        agent = agent_from_tmux(os.environ, state_dir)
+        found = pane_agent(os.environ, state_dir)
+        agent = found.name if found is not None else None
+        if (
+            found is not None
+            and not found.marked
+            and not fleet_member(state_dir, opts.roster, found.name, found.socket)
+        ):
+            # Hooks installed for the user fire in every Claude Code or Codex session; one in
+            # an operator's own tmux session is not an agent: no heartbeat, no keepalive.
+            log_problem(
+                state_dir,
+                f"hook {opts.runtime}: session {found.name!r} on socket {found.socket!r} is not "
+                "a fleet agent (no @mosaic_agent, not a fleet socket, not in the roster): ignored",
+            )
+            return None
     if agent is None:
         log_problem(state_dir, f"hook {opts.runtime}: no agent (no --agent, not in a tmux pane)")
         return None

@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from fleet_tui.adapters.common import log_problem, valid_name
 from fleet_tui.tmux import TmuxRunner
@@ -34,6 +35,18 @@ def socket_of(tmux_env: str) -> str | None:
 def agent_from_tmux(environ: Mapping[str, str], state_dir: Path | None = None) -> str | None:
     """The agent whose pane runs this hook. The session's `@mosaic_agent` option names it when
     it holds a name (not a mere marker such as "1"); otherwise the session name does."""
+    found = pane_agent(environ, state_dir)
+    return found.name if found is not None else None
+
+
+class PaneAgent(NamedTuple):
+    name: str
+    marked: bool  # the session carries @mosaic_agent: an agent whatever its socket
+    socket: str  # the server's socket name (the basename of its path)
+
+
+def pane_agent(environ: Mapping[str, str], state_dir: Path | None = None) -> PaneAgent | None:
+    """`agent_from_tmux`, with what tells whether that session is a fleet agent at all."""
     pane = environ.get("TMUX_PANE", "")
     socket = socket_of(environ.get("TMUX", ""))
     if not pane or socket is None:
@@ -51,9 +64,10 @@ def agent_from_tmux(environ: Mapping[str, str], state_dir: Path | None = None) -
         return None
     session, _, option = out.rstrip("\n").partition("\x1f")
     option = option.strip()
+    where = os.path.basename(socket)
     if option.lower() not in _MARKERS and valid_name(option):
-        return option
+        return PaneAgent(option, True, where)
     if valid_name(session):
-        return session
+        return PaneAgent(session, bool(option), where)
     log_problem(state_dir, "the pane's session name is not a valid agent name")
     return None
