@@ -26,7 +26,7 @@ def help_table(rows: list[tuple[str, str, str]]) -> Table:
     table = Table(box=None, padding=(0, 2), show_header=True, header_style="bold")
     table.add_column("key")
     table.add_column("does")
-    table.add_column("id (remap in fleet-tui.yaml)", style="dim")
+    table.add_column("binding id", style="dim")
     for keys, desc, bid in rows:
         table.add_row(Text(keys), Text(desc), Text(bid))
     return table
@@ -40,6 +40,7 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help-body"):
             yield Static(Text("fleet-tui keys", style="bold"))
             yield Static(help_table(app.binding_rows()))
+            yield Static(Text("remap a binding id under keymap: in fleet-tui.yaml", style="dim"))
             yield Static(Text("\nFilter (/)", style="bold"))
             yield Static(Text(FILTER_HELP.strip()))
             yield Static(
