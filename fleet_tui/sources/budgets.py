@@ -13,11 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fleet_tui.errors import BadInput
-from fleet_tui.sources.roster import _DupKey, _field_path, _index_lines, _nearest_line
+from fleet_tui.sources.yamldoc import nearest_line, parse_yaml, read_text, validation_error
 
 MAX_BUDGETS_BYTES = 1 << 20
 
@@ -134,9 +133,6 @@ class LoadedBudgets:
     ladder: list[tuple[str, str | None]] = field(default_factory=list)  # (rung, account)
 
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _rung_account(rung: str, accounts: list[AccountConfig]) -> str | None:
     """Which account pays for a rung named by a string: an account of that id, else the first
     account whose runtime is the rung's first word ("claude-opus" -> runtime claude)."""
@@ -152,33 +148,9 @@ def _rung_account(rung: str, accounts: list[AccountConfig]) -> str | None:
 
 def parse_budgets(text: str, path: Path) -> LoadedBudgets:
     """Parse and validate budgets text; `path` is only used in messages."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f":{mark.line + 1}" if mark else ""
-        hint = ""
-        if mark is not None:
-            lines_ = text.splitlines()
-            if mark.line < len(lines_) and "\t" in lines_[mark.line]:
-                hint = " (a tab: YAML indents with spaces only)"
-        raise BudgetsError(f"{path}{where}: not valid YAML: {exc.problem or exc}{hint}") from None
-    except yaml.YAMLError as exc:
-        raise BudgetsError(f"{path}: not valid YAML: {exc}") from None
-    if node is None:
-        loader.dispose()
-        raise BudgetsError(f"{path}: the budgets file is empty (expected 'version: 1', ...)")
-    lines: dict[tuple[str | int, ...], int] = {}
-    try:
-        _index_lines(node, lines, ())
-        data: Any = loader.construct_document(node)
-    except _DupKey as exc:
-        raise BudgetsError(f"{path}:{exc.line}: duplicate key '{exc.key}'") from None
-    except yaml.YAMLError as exc:
-        raise BudgetsError(f"{path}: not valid YAML: {exc}") from None
-    finally:
-        loader.dispose()
+    data, lines = parse_yaml(
+        text, path, "the budgets file is empty (expected 'version: 1', ...)", BudgetsError
+    )
     if not isinstance(data, dict):
         raise BudgetsError(f"{path}:1: budgets must be a mapping with 'version', 'accounts'")
     version = data.get("version")
@@ -191,29 +163,28 @@ def parse_budgets(text: str, path: Path) -> LoadedBudgets:
     try:
         config = BudgetsConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p[:1].isupper()))
-        loc = tuple(p for p in loc if p not in ("str", "RungConfig"))
-        line = _nearest_line(lines, loc)
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        msg = msg.removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        got = ""
-        if (
-            "input" in err
-            and err["type"] != "missing"
-            and not isinstance(err["input"], (dict, list))
-        ):
-            got = f" (got {err['input']!r})"
-        raise BudgetsError(f"{path}:{line}: {_field_path(loc)}: {msg}{got}{more}") from None
+        raise BudgetsError(
+            validation_error(exc, lines, path, loc_filter=_model_loc, message=_budgets_message)
+        ) from None
     return _check(config, lines, path)
+
+
+def _model_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """The error's place in the file: without pydantic's union branch names."""
+    loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper()))
+    return tuple(p for p in loc if p not in ("str", "RungConfig"))
+
+
+def _budgets_message(err: dict[str, Any], loc: tuple[str | int, ...]) -> str:
+    msg = "unknown field" if err["type"] == "extra_forbidden" else str(err["msg"])
+    return msg.removeprefix("Value error, ")
 
 
 def _check(
     config: BudgetsConfig, lines: dict[tuple[str | int, ...], int], path: Path
 ) -> LoadedBudgets:
     def at(*loc: str | int) -> int:
-        return _nearest_line(lines, loc)
+        return nearest_line(lines, loc)
 
     seen: dict[str, int] = {}
     warnings: list[str] = []
@@ -281,20 +252,4 @@ def _check(
 
 def load_budgets(path: Path) -> LoadedBudgets:
     """Read and validate a budgets file. Raises `BudgetsError` with file, line and field."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_BUDGETS_BYTES:
-            raise BudgetsError(f"{path}: budgets file is {size} bytes, larger than 1 MiB")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise BudgetsError(f"{path}: budgets file not found") from None
-    except IsADirectoryError:
-        raise BudgetsError(f"{path}: budgets path is a directory") from None
-    except OSError as exc:
-        raise BudgetsError(f"{path}: cannot read budgets: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise BudgetsError(f"{path}:{line}: budgets file is not UTF-8 text") from None
-    return parse_budgets(text, path)
+    return parse_budgets(read_text(path, "budgets file", MAX_BUDGETS_BYTES, BudgetsError), path)
