@@ -117,12 +117,25 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             print(token)
             return 0
         if args.token_verb == "list":
+            rows = [("ID", "TENANTS", "SCOPES", "CREATED", "STATE", "LABEL")]
             for t in db.list_tokens(dsn):
                 state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
-                print(
-                    f"{t.token_id}  {','.join(t.tenants)}  {','.join(t.scopes)}  "
-                    f"{t.created_at:%Y-%m-%dT%H:%MZ}  {state}  {t.label or ''}".rstrip()
+                rows.append(
+                    (
+                        t.token_id,
+                        ",".join(t.tenants),
+                        ",".join(t.scopes),
+                        f"{t.created_at:%Y-%m-%dT%H:%MZ}",
+                        state,
+                        t.label or "",
+                    )
                 )
+            if len(rows) == 1:
+                print("no tokens yet: 'fleet-tui gateway token create --tenant T --scope S'")
+                return 0
+            widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+            for r in rows:
+                print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
             return 0
         if args.token_verb == "revoke":
             if not db.revoke_token(dsn, args.token_id):

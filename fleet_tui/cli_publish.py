@@ -105,14 +105,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
             for w in result.warnings:
                 sys.stderr.write(f"warning: {clean_text(w, max_len=400)}\n")
             if result.error is not None and result.error.kind in ("refused", "misdirected"):
+                hint = ""
+                if result.error.status == 403 and publisher.tenant is not None:
+                    hint = (
+                        f" (this host publishes as tenant "
+                        f"'{clean_text(publisher.tenant, max_len=40)}': the roster's tenant_id, "
+                        "else the login name)"
+                    )
                 raise BadInput(
-                    f"{clean_text(str(result.error), max_len=300)}; "
+                    f"{clean_text(str(result.error), max_len=300)}{hint}; "
                     f"{result.pending_files} queued in {publisher.queue.folder}"
                 )
             if not result.drained:
-                raise NotConfirmed(
-                    clean_text(result.line(settings.display), max_len=400).split(" ", 1)[1]
-                )
+                line = clean_text(result.line(settings.display, once=True), max_len=400)
+                raise NotConfirmed(line.split(" ", 1)[1])
             print(clean_text(result.line(settings.display), max_len=400))
             return EXIT_OK
 

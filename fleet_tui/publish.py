@@ -9,7 +9,8 @@ One cycle:
 3. read the new whole lines of `usage.jsonl` and `spend.jsonl` from the remembered offsets and
    queue them in batches. A queued batch is a promise: it is written (and fsynced) before the
    offset moves, and it leaves the queue only when the gateway stored it, or, when the gateway
-   rejects it as invalid, into `gateway-queue/rejected/` with a warning. When the queue is full
+   rejects it as invalid (or refuses, 403, a record queued for a tenant this host no longer
+   publishes as), into `gateway-queue/rejected/` with a warning. When the queue is full
    the ledgers are not read further (the lines stay in the ledger, where nothing is lost) and a
    warning says so;
 4. drain the queue in order, unless a backoff after failures says to wait.
@@ -233,7 +234,10 @@ class CycleResult:
     def drained(self) -> bool:
         return self.pending_files == 0 and self.error is None
 
-    def line(self, url: str) -> str:
+    def line(self, url: str, *, once: bool = False) -> str:
+        """One line for the operator; `once`: no retry follows in this process, so the line
+        says the next run sends the queue instead of a retry delay."""
+
         def counts(d: dict[str, int]) -> str:
             plural = {"snapshot": "snapshots", "heartbeat": "heartbeats"}
             parts = [f"{d[k]} {plural.get(k, k) if d[k] > 1 else k}" for k in KINDS if d.get(k)]
@@ -242,6 +246,8 @@ class CycleResult:
         stamp = datetime.now(UTC).strftime("%H:%M:%SZ")
         if self.error is not None:
             retry = f"; retry in {self.retry_in_s:.0f} s" if self.retry_in_s is not None else ""
+            if once:
+                retry = "; the next publish sends them first"
             return (
                 f"{stamp} {clean_text(str(self.error), max_len=300)}: "
                 f"{self.pending_files} queued for later ({self.pending_bytes} bytes){retry}"
@@ -252,6 +258,19 @@ class CycleResult:
                 f"; retry in {self.retry_in_s or 0:.0f} s"
             )
         return f"{stamp} published to {url}: {counts(self.delivered)}; queue {self.pending_files}"
+
+
+def _other_tenants(bodies: list[Any], tenant: str | None) -> str | None:
+    """The first tenant_id in queued bodies that is not `tenant` (None: all are `tenant`, or
+    `tenant` is not known yet)."""
+    if tenant is None:
+        return None
+    for body in bodies:
+        for record in body if isinstance(body, list) else [body]:
+            other = record.get("tenant_id") if isinstance(record, dict) else None
+            if isinstance(other, str) and other != tenant:
+                return other
+    return None
 
 
 class Publisher:
@@ -275,7 +294,13 @@ class Publisher:
         self.backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
         self.monotonic = monotonic
         self.state, warn = PublishState.load(self.state_path)
+        self._tenant: str | None = None  # this host's tenant as of the last collect
         self._startup_warnings = [warn] if warn else []
+
+    @property
+    def tenant(self) -> str | None:
+        """This host's tenant as of the last cycle (None before the first)."""
+        return self._tenant
 
     # -- one cycle ---------------------------------------------------------------------------
     def cycle(self, *, drain: bool = True) -> CycleResult:
@@ -285,6 +310,7 @@ class Publisher:
         self._startup_warnings = []
         self.queue.ensure()
         snapshot = self.collector.collect()
+        self._tenant = snapshot.tenant_id
         self._queue_snapshot(snapshot, result)
         self._queue_heartbeats(snapshot, result)
         for kind in LEDGERS:
@@ -491,6 +517,20 @@ class Publisher:
             try:
                 self.client.post(ROUTES[group[0].kind], body, idempotency_key=key)
             except GatewayError as exc:
+                stale = _other_tenants([d["body"] for d in loaded], self._tenant)
+                if exc.kind == "refused" and exc.status == 403 and stale:
+                    # queued while this host published as another tenant (the roster's
+                    # tenant_id changed): no token of this host will take it, so it must not
+                    # hold up the rest of the queue forever
+                    for g in group:
+                        where = self.queue.set_aside(g)
+                        result.warnings.append(
+                            f"queued {g.kind} {g.path.name} is for tenant "
+                            f"'{clean_text(stale, max_len=40)}', this host now publishes as "
+                            f"'{clean_text(str(self._tenant), max_len=40)}' and the gateway "
+                            f"refused it (403); kept in {where.parent}"
+                        )
+                    continue
                 if exc.kind == "rejected":
                     for g in group:
                         where = self.queue.set_aside(g)

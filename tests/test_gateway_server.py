@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket as so
 import subprocess
 import sys
@@ -127,6 +128,15 @@ def test_cli_token_create_prints_once_and_stores_only_the_hash(pg_dsn: str) -> N
     assert (tenants, scopes) == (["acme", "beta"], ["read"])
     listed = subprocess.run([*py, "token", "list"], env=env, capture_output=True, text=True)
     assert "acme,beta" in listed.stdout and token not in listed.stdout
+    argv = [*py, "token", "create", "--tenant", "acme", "--scope", "publish"]
+    assert subprocess.run(argv, env=env, capture_output=True, check=False).returncode == 0
+    listed = subprocess.run([*py, "token", "list"], env=env, capture_output=True, text=True)
+    header, *lines = listed.stdout.splitlines()
+    assert header.split() == ["ID", "TENANTS", "SCOPES", "CREATED", "STATE", "LABEL"]
+    assert len(lines) == 2  # a column per field, aligned under its header for every token
+    created = {m.start() for line in lines for m in [re.search(r"\d{4}-\d\d-\d\dT", line)] if m}
+    assert created == {header.index("CREATED")}
+    assert {line.index("active") for line in lines} == {header.index("STATE")}
 
 
 def test_without_the_gateway_extra_the_cli_says_what_to_install() -> None:

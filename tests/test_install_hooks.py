@@ -217,7 +217,26 @@ def test_codex_does_not_clobber_another_notify(fleet_env: FleetEnv) -> None:
     assert not (fleet_env.base / "hooks.json").exists()
     rc, out, _ = run(fleet_env, "--runtime", "codex", "--settings", str(config), "--force")
     assert rc == 0 and "say-done" in out
-    assert "hook" in config.read_text() and "say-done" not in config.read_text()
+    import tomllib
+
+    assert tomllib.loads(config.read_text())["notify"] == [FLEET_TUI, "hook", "codex"]
+
+
+def test_codex_uninstall_after_force_puts_their_notify_back(fleet_env: FleetEnv) -> None:
+    """--force replaced the operator's notify; --uninstall must not leave Codex with none
+    (the backup file is overwritten by the uninstall's own backup, so it cannot be the way)."""
+    import tomllib
+
+    config = fleet_env.base / "config.toml"
+    config.write_text('model = "o3"\nnotify = ["/usr/bin/say-done", "--loud"]\n')
+    args = ("--runtime", "codex", "--settings", str(config))
+    assert run(fleet_env, *args, "--force")[0] == 0
+    assert run(fleet_env, *args)[1].startswith("install: nothing to change")  # idempotent
+    rc, out, err = run(fleet_env, *args, "--uninstall")
+    assert (rc, err) == (0, "") and "restored" in out
+    parsed = tomllib.loads(config.read_text())
+    assert parsed == {"model": "o3", "notify": ["/usr/bin/say-done", "--loud"]}
+    assert "fleet-tui" not in config.read_text()
 
 
 def test_a_symlinked_settings_file_stays_a_link(fleet_env: FleetEnv) -> None:

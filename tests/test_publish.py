@@ -131,6 +131,8 @@ def test_publish_once_delivers_everything_and_the_outage_loses_nothing(
     assert down.rc == 4, down
     assert "unreachable" in down.stderr and "queued for later" in down.stderr
     assert down.stderr.count("\n") == 1
+    # --once has exited: no 'retry in 1 s' that nothing will do; the next run sends them
+    assert "retry in" not in down.stderr and "the next publish sends them first" in down.stderr
     kinds = [name.split(".")[1] for name in queue_files(fleet_env)]
     assert sorted(kinds) == ["heartbeat", "snapshot", "spend", "usage"]
     # a second cycle while down: the snapshot is superseded, the usage batch is kept
@@ -265,6 +267,30 @@ def test_a_read_token_cannot_publish_exit_2_and_nothing_is_lost(
         "publish", "--insecure", env=pub_env(gateway, gateway.token("acme", "publish"))
     )
     assert ok.rc == 0 and server_count(gateway, "usage_samples") == 1
+
+
+def test_records_queued_under_an_old_tenant_do_not_block_the_queue_after_the_fix(
+    fleet_env: FleetEnv, gateway: GatewayServer
+) -> None:
+    """The README path: tokens made for the roster's tenant, but the first publish ran as
+    another tenant (403, queued). Once the roster names the right tenant, the old tenant's
+    queued heartbeat is set aside (kept on disk, said on stderr) instead of failing every run."""
+    fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}], tenant="other")
+    fleet_env.start("mosaic-fleet", "orchestrator", ["sleep", "300"])
+    assert fleet_env.cli("heartbeat", "orchestrator", "--state", "busy").rc == 0
+    env = pub_env(gateway, gateway.token("acme", "publish"))
+    first = fleet_env.cli("publish", "--insecure", env=env)
+    assert first.rc == 2 and "(403)" in first.stderr, first
+    assert "this host publishes as tenant 'other': the roster's tenant_id" in first.stderr
+    assert any(".heartbeat." in f for f in queue_files(fleet_env))
+    fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}], tenant="acme")
+    fixed = fleet_env.cli("publish", "--insecure", env=env)
+    assert fixed.rc == 0, fixed
+    assert "is for tenant 'other', this host now publishes as 'acme'" in fixed.stderr
+    assert queue_files(fleet_env) == []
+    aside = list((fleet_env.state_dir / QUEUE_DIR / "rejected").glob("*.heartbeat.*.json"))
+    assert len(aside) == 1 and '"tenant_id":"other"' in aside[0].read_text().replace(" ", "")
+    assert server_count(gateway, "host_snapshots") == 1
 
 
 def test_publish_every_prints_one_line_per_cycle_and_stops_on_sigterm(

@@ -2,7 +2,8 @@
 
 Merges our entries into what is there and touches nothing else: other keys, other hooks, the
 operator's own statusLine or notify. Installing twice changes nothing; `--uninstall` removes
-only our entries (and the empty lists and objects they leave). Files are replaced atomically,
+only our entries (and the empty lists and objects they leave); a Codex `notify` that `--force`
+replaced is remembered in a comment line of config.toml and put back. Files are replaced atomically,
 after a backup beside them (`<name>.bak-fleet-tui`).
 """
 
@@ -220,21 +221,53 @@ def merge_codex_toml(
     if uninstall:
         if ours:
             del doc["notify"]
-    elif current is None or ours:
+            replaced = _replaced_notify(text)
+            if replaced is not None:  # --force replaced theirs: it goes back
+                doc["notify"] = replaced
+                notes.append(f"notify: restored {json.dumps(replaced)[:120]}")
+        return _without_replaced_line(tomlkit.dumps(doc)), notes
+    if current is None or ours:
         if not ours or plain != [exe, "hook", "codex"]:
             if current is not None:
                 del doc["notify"]
             doc["notify"] = [exe, "hook", "codex"]
     elif force:
-        notes.append(f"notify: replaced {json.dumps(plain)[:120]}")
+        notes.append(f"notify: replaced {json.dumps(plain)[:120]} (--uninstall puts it back)")
         del doc["notify"]
         doc["notify"] = [exe, "hook", "codex"]
+        out = _without_replaced_line(tomlkit.dumps(doc))
+        if out and not out.endswith("\n"):
+            out += "\n"
+        return f"{out}{REPLACED_MARK}{json.dumps(plain)}\n", notes  # for --uninstall
     else:
         raise BadInput(
             f"{_show(path)}: notify is already set to another program "
             f"({json.dumps(plain)[:80]}); Codex runs only one: use --force to replace it"
         )
     return tomlkit.dumps(doc), notes
+
+
+REPLACED_MARK = "# fleet-tui replaced notify: "
+
+
+def _replaced_notify(text: str) -> list[str] | None:
+    """The notify that `--force` replaced, from our comment line (None: none, or unreadable)."""
+    for line in text.splitlines():
+        if line.startswith(REPLACED_MARK):
+            try:
+                value = json.loads(line[len(REPLACED_MARK) :])
+            except ValueError:
+                return None
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return value
+            return None
+    return None
+
+
+def _without_replaced_line(text: str) -> str:
+    return "".join(
+        line for line in text.splitlines(keepends=True) if not line.startswith(REPLACED_MARK)
+    )
 
 
 def merge_codex_hooks(
