@@ -270,14 +270,23 @@ class FleetApp(App[int]):
     def _capture(self, screen: AgentDetailScreen, record: AgentRecord) -> None:
         try:
             lines = self.source.capture(record)
-            self.call_from_thread(screen.show_output, lines)
+            self.call_from_thread(screen.show_output, lines, None, record.key)
         except Exception as exc:  # a failing capture is shown, never a crash
-            self.call_from_thread(screen.show_output, None, f"output not available: {exc}")
+            self.call_from_thread(
+                screen.show_output, None, f"output not available: {exc}", record.key
+            )
 
     # -- navigation ------------------------------------------------------------------------
     def open_detail(self, key: str) -> None:
-        if isinstance(self.screen, AgentDetailScreen):
-            self.pop_screen()
+        """Show an agent's detail. A detail screen already open (e.g. from the palette, on it
+        or under a stream) is reused for the new agent: pushing a second one would clash
+        with it (one screen id), as a popped screen is removed only later."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, AgentDetailScreen):
+                while self.screen is not screen and len(self.screen_stack) > 1:
+                    self.pop_screen()
+                screen.show_agent(key)
+                return
         self.push_screen(AgentDetailScreen(key))
 
     def go_to_agent(self, key: str) -> None:

@@ -58,6 +58,9 @@ class Column:
     right: bool = False
     flexible: bool = False
     sort: Callable[[AgentRecord], Any] | None = None
+    # The first sort is by `sort` ascending, or descending when this is set (ages, CPU, memory,
+    # tokens: the biggest first, as in top); a second press reverses it.
+    descending: bool = False
 
     def sort_key(self, r: AgentRecord) -> Any:
         return self.sort(r) if self.sort is not None else self.cell(r)
@@ -233,6 +236,7 @@ COLUMNS: list[Column] = [
         lambda r: human_duration(r.heartbeat.age_s) if r.heartbeat else "-",
         right=True,
         sort=_hb_age,
+        descending=True,
     ),
     Column(
         "IDLE",
@@ -241,6 +245,7 @@ COLUMNS: list[Column] = [
         lambda r: human_duration(r.tmux.idle_s) if r.tmux else "-",
         right=True,
         sort=_idle,
+        descending=True,
     ),
     Column(
         "TOKENS",
@@ -249,6 +254,7 @@ COLUMNS: list[Column] = [
         lambda r: human_tokens(r.tokens_today),
         right=True,
         sort=lambda r: r.tokens_today if r.tokens_today is not None else -1,
+        descending=True,
     ),
     Column("BUDGET", "budget", 2, lambda r: budget_cell(r.budget), sort=_budget_sort),
     Column("RUNTIME", "runtime", 4, _runtime),
@@ -261,7 +267,7 @@ COLUMNS: list[Column] = [
         right=True,
         sort=lambda r: r.process.pid if r.process else -1,
     ),
-    Column("CPU", "cpu", 6, _cpu_cell, right=True, sort=_cpu),
+    Column("CPU", "cpu", 6, _cpu_cell, right=True, sort=_cpu, descending=True),
     Column(
         "MEM",
         "mem",
@@ -269,6 +275,7 @@ COLUMNS: list[Column] = [
         lambda r: human_bytes(r.process.rss_bytes) if r.process else "-",
         right=True,
         sort=_mem,
+        descending=True,
     ),
     Column("SYSTEMD", "systemd", 7, _systemd),
     Column("DRIFT", "drift", 2, _drift, sort=lambda r: (-len(r.drift), _drift(r))),
@@ -308,10 +315,16 @@ def fit_columns(
             len(cs) - 1
         )
 
-    for prio in sorted({c.priority for c in columns}, reverse=True):
-        if total(chosen) <= width or prio == 0:
+    # One column at a time, least important first (rightmost first within a priority): a
+    # whole priority group dropping at once would leave room a kept column could have used.
+    drop_order = sorted(
+        (c for c in columns if c.priority > 0),
+        key=lambda c: (-c.priority, -columns.index(c)),
+    )
+    for c in drop_order:
+        if total(chosen) <= width:
             break
-        chosen = [c for c in chosen if c.priority != prio]
+        chosen.remove(c)
     while total(chosen) > width and out.get("agent", 0) > 12:
         out["agent"] -= 1
     fixed = sum(out[c.key] for c in chosen if not c.flexible) + GAP * (len(chosen) - 1)

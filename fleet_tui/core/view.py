@@ -1,8 +1,10 @@
 """What the fleet table shows: the filter (k9s style, `!` inverts) and the sort. Pure.
 
 Filter syntax: words separated by spaces, all must match. A bare word matches name, alias,
-role, runtime, model, socket, health, state or drift flags (substring, case-insensitive);
-`tenant:T`, `host:H`, `role:R`, `health:H`, `socket:S`, `state:S`, `runtime:R` match one field.
+role, runtime, model, socket, health, state, its source or drift flags (substring,
+case-insensitive); `tenant:T`, `host:H`, `role:R`, `health:H`, `socket:S`, `state:S`,
+`src:S` (heartbeat, hook, inferred), `runtime:R` match one field. A state reads as the STATE
+column shows it: `state:~` finds the inferred ones, `state:busy` every busy agent.
 A leading `!` inverts the whole filter. The `*` key shows only agents waiting for you
 (state waiting_input or blocked).
 """
@@ -11,10 +13,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleet_tui.core.columns import COLUMNS_BY_KEY, needs_attention, shown_state
-from fleet_tui.model import AgentRecord
+from fleet_tui.core.columns import (
+    COLUMNS_BY_KEY,
+    HOOK_MARK,
+    INFERRED_MARK,
+    SOURCE_WORD,
+    needs_attention,
+    shown_state,
+)
+from fleet_tui.model import AgentRecord, StateSource
 
-FIELDS = ("tenant", "host", "role", "health", "socket", "state", "runtime", "name", "drift")
+FIELDS = (
+    "tenant",
+    "host",
+    "role",
+    "health",
+    "socket",
+    "state",
+    "src",
+    "runtime",
+    "name",
+    "drift",
+)
 
 
 def _field(r: AgentRecord, name: str) -> str:
@@ -30,8 +50,17 @@ def _field(r: AgentRecord, name: str) -> str:
         case "socket":
             return r.socket or ""
         case "state":
-            state = shown_state(r)[0]
-            return state.value if state is not None else ""
+            # as the STATE column spells it: `~busy` inferred, `busyʰ` from a hook, so
+            # `state:busy` finds them all and `state:~` only the guesses
+            state, source = shown_state(r)
+            if state is None:
+                return ""
+            if source is StateSource.INFERRED:
+                return INFERRED_MARK + state.value
+            return state.value + (HOOK_MARK if source is StateSource.HOOK else "")
+        case "src":
+            source = shown_state(r)[1]
+            return SOURCE_WORD[source] if source is not None else ""
         case "runtime":
             return " ".join(
                 x
@@ -88,7 +117,12 @@ class FleetView:
         shown = [r for r in records if self.matches(r)]
         column = COLUMNS_BY_KEY.get(self.sort_key or "")
         if column is not None:
-            shown.sort(key=column.sort_key, reverse=self.sort_reverse)
+            # Rows without a value ("-": no heartbeat, no process, no budget) go last in both
+            # directions: reversing a sort must not bury the real values under dashes.
+            known = [r for r in shown if column.cell(r) != "-"]
+            unknown = [r for r in shown if column.cell(r) == "-"]
+            known.sort(key=column.sort_key, reverse=column.descending != self.sort_reverse)
+            shown = known + unknown
         return shown
 
     def describe(self) -> str:

@@ -28,7 +28,7 @@ from fleet_tui.core.columns import (
 )
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.core.timefmt import human_bytes, human_duration
-from fleet_tui.model import AgentRecord, BudgetBrief, Drift, FleetSnapshot, StateSource
+from fleet_tui.model import AgentRecord, BudgetBrief, Drift, FleetSnapshot, Health, StateSource
 from fleet_tui.widgets.header import HEALTH_STYLE
 
 if TYPE_CHECKING:
@@ -76,6 +76,9 @@ def _kv(rows: Sequence[tuple[str, str | None]]) -> Table:
     return table
 
 
+OLD_STATE_HEALTH = (Health.STALE, Health.UNRESPONSIVE)
+
+
 def summary_text(r: AgentRecord) -> Text:
     t = Text()
     t.append(r.name, style="bold")
@@ -102,6 +105,10 @@ def summary_text(r: AgentRecord) -> Text:
             t.append(f" — {r.heartbeat.detail}")
         if r.inferred and inferred:
             t.append(f" — {clean_text(r.inferred.reason, max_len=200)}", style="italic")
+        if r.heartbeat is not None and not inferred and r.health in OLD_STATE_HEALTH:
+            # the last reported state of a silent agent: say how old it is
+            age = human_duration(r.heartbeat.age_s)
+            t.append(f"  · as of {age} ago, may be out of date", style="bold yellow")
         t.append(f"  ({SOURCE_EXPLAINED[source or StateSource.HEARTBEAT]})", style="dim")
     if r.drift:
         t.append("\n\nDrift\n", style="bold")
@@ -193,10 +200,11 @@ def facts_table(r: AgentRecord, snapshot: FleetSnapshot | None) -> Table:
     return outer
 
 
-def chart_title(history: list[float]) -> Text:
+def chart_title(history: list[float], has_heartbeat: bool = True) -> Text:
     t = Text("Heartbeat age over the last polls", style="bold")
     if len(history) < 2:
-        t.append("  (collecting…)", style="dim")
+        # an agent that never wrote a heartbeat has nothing to collect: say so
+        t.append("  (collecting…)" if has_heartbeat else "  (no heartbeat)", style="dim")
     else:
         t.append(
             f"  {len(history)} polls · min {human_duration(min(history))} · "
@@ -249,6 +257,16 @@ class AgentDetailScreen(Screen[None]):
     def on_mount(self) -> None:
         self.refresh_record()
 
+    def show_agent(self, key: str) -> None:
+        """Follow another agent from now on (its facts, history and output)."""
+        if key == self.key:
+            return
+        self.key = key
+        self._last_activity = object()  # never equal: capture the new agent's pane
+        self.query_one("#output", Static).update("")
+        self.query_one("#detail-body", VerticalScroll).scroll_home(animate=False)
+        self.refresh_record()
+
     def record(self) -> AgentRecord | None:
         snap = self.fleet_app.snapshot
         if snap is None:
@@ -267,13 +285,22 @@ class AgentDetailScreen(Screen[None]):
         chart = self.query_one("#chart", Sparkline)
         chart.data = history or [0.0]
         chart.display = len(history) >= 2  # one sample draws as a solid bar: say "collecting"
-        self.query_one("#chart-title", Static).update(chart_title(history))
+        self.query_one("#chart-title", Static).update(chart_title(history, r.heartbeat is not None))
         activity = (r.tmux.pane_id, r.tmux.activity_at) if r.tmux else None
-        if activity != self._last_activity:
+        if activity is None:
+            self._last_activity = None
+            self.query_one("#output", Static).update(
+                Text("(no tmux session: nothing to show)", style="dim")
+            )
+        elif activity != self._last_activity:
             self._last_activity = activity
             self.fleet_app.request_capture(self, r)
 
-    def show_output(self, lines: list[str] | None, error: str | None = None) -> None:
+    def show_output(
+        self, lines: list[str] | None, error: str | None = None, key: str | None = None
+    ) -> None:
+        if key is not None and key != self.key:
+            return  # a late capture of the agent shown before
         out = self.query_one("#output", Static)
         if error:
             out.update(Text(clean_text(error, max_len=300), style="dim"))

@@ -263,7 +263,8 @@ class StreamScreen(Screen[None]):
     def action_find(self, forward: bool) -> None:
         log = self.query_one(StreamLog)
         if log.find(forward) is None and log.search:
-            self._title(f"no more matches for '{log.search}'")
+            found = "no more matches" if log.has_match() else "no match"
+            self._title(f"{found} for '{log.search}'")
 
     def action_back(self) -> None:
         box = self.query_one("#stream-search", Input)

@@ -31,7 +31,7 @@ from fleet_tui.core.columns import (
     visible_columns,
 )
 from fleet_tui.core.sanitize import clean_text
-from fleet_tui.model import AgentRecord, StateSource
+from fleet_tui.model import AgentRecord, Health, StateSource
 
 # Minimum widths keep columns from jittering as ages and numbers tick.
 MIN_WIDTH = {
@@ -77,8 +77,11 @@ def make_row(record: AgentRecord, columns: list[Column] = COLUMNS) -> Row:
     tags = [f"health-{record.health.value}"]
     if needs_attention(record):
         tags.append("attention")
-    if shown_state(record)[1] is StateSource.INFERRED:
+    source = shown_state(record)[1]
+    if source is StateSource.INFERRED:
         tags.append("inferred")
+    elif source is not None and record.health in (Health.STALE, Health.UNRESPONSIVE):
+        tags.append("old-state")  # the last state a silent agent reported, maybe out of date
     if record.budget is not None and record.budget.status in ("ahead", "exhausted"):
         tags.append(f"budget-{record.budget.status}")
     if record.drift:
@@ -115,17 +118,20 @@ class FleetTable(ScrollView, can_focus=True):
         "fleet-table--down",
         "fleet-table--attention",
         "fleet-table--inferred",
+        "fleet-table--old-state",
         "fleet-table--budget-ahead",
         "fleet-table--budget-exhausted",
         "fleet-table--drift",
         "fleet-table--nonagent",
     }
 
-    # An inferred state is a guess: italic (and dim unless it asks for attention). A budget
+    # An inferred state is a guess: italic (and dim unless it asks for attention). The last
+    # state of a stale or unresponsive agent is dim: its HB age and health say why. A budget
     # ahead of pace or exhausted stands out; its cell also carries ▲ or ✖ (never colour alone).
     DEFAULT_CSS = """
     FleetTable { height: 1fr; }
-    FleetTable > .fleet-table--inferred { text-style: italic; color: $foreground 60%; }
+    FleetTable > .fleet-table--inferred { text-style: italic dim; }
+    FleetTable > .fleet-table--old-state { text-style: dim; }
     FleetTable > .fleet-table--budget-ahead { color: $warning; text-style: bold; }
     FleetTable > .fleet-table--budget-exhausted { color: $error; text-style: bold reverse; }
     """
@@ -329,6 +335,8 @@ class FleetTable(ScrollView, can_focus=True):
                     style = style + _ITALIC
             elif c.key in ("state", "src") and "inferred" in row.tags:
                 style = row_style + self._style("inferred")
+            elif c.key == "state" and "old-state" in row.tags:
+                style = row_style + self._style("old-state")
             elif c.key == "budget":
                 for tag in ("budget-ahead", "budget-exhausted"):
                     if tag in row.tags:

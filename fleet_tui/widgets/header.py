@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import Static
 
@@ -40,8 +41,13 @@ def header_text(
     view: str = "",
     error: str | None = None,
     polled_at: datetime | None = None,
+    compact: int = 0,
 ) -> Text:
-    """Both header lines as plain, styled text (no markup is parsed)."""
+    """Both header lines as plain, styled text (no markup is parsed).
+
+    `compact` shortens the first line for narrow screens, so the health counts stay whole:
+    1 drops "for you", 2 also the health words (the symbols stay: never colour alone).
+    """
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append("◆ fleet-tui", style="bold")
     if snapshot is None:
@@ -53,18 +59,19 @@ def header_text(
     agents = [a for a in snapshot.agents if a.is_agent]
     t.append(f"  {clean_text(snapshot.tenant_id)}@{clean_text(snapshot.host)}  ", style="bold")
     t.append(f"{len(agents)} agents")
-    if shown is not None and shown != len(snapshot.agents):
+    if shown is not None and shown != len(agents):
         t.append(f" ({shown} shown)", style="dim")
     waiting = sum(1 for a in agents if needs_attention(a))
     if waiting:
-        t.append(f"  ★ {waiting} waiting for you", style="bold yellow")
+        t.append(f"  ★ {waiting} waiting" + ("" if compact else " for you"), style="bold yellow")
     counts: dict[Health, int] = {}
     for a in agents:
         counts[a.health] = counts.get(a.health, 0) + 1
     for h in Health:
         if counts.get(h):
             t.append("  ")
-            t.append(f"{HEALTH_SYMBOL[h]} {counts[h]} {h.value}", style=HEALTH_STYLE[h])
+            word = "" if compact >= 2 else f" {h.value}"
+            t.append(f"{HEALTH_SYMBOL[h]} {counts[h]}{word}", style=HEALTH_STYLE[h])
     t.append("\n")
     t.append("sockets ", style="dim")
     if not snapshot.sockets:
@@ -150,21 +157,28 @@ class FleetHeader(Static):
         self.tick()
 
     def tick(self) -> None:
-        text = header_text(
-            self.snapshot,
-            self.clock(),
-            shown=self.shown,
-            view=self.view,
-            error=self.error,
-            polled_at=self.polled_at,
-        )
         width = self.content_size.width
+        now = self.clock()
+        for compact in range(3):
+            text = header_text(
+                self.snapshot,
+                now,
+                shown=self.shown,
+                view=self.view,
+                error=self.error,
+                polled_at=self.polled_at,
+                compact=compact,
+            )
+            if width <= 0 or cell_len(text.plain.split("\n", 1)[0]) <= width:
+                break
         if width > 0:
             # one line per line: cut with an ellipsis, never wrap (rows below would move)
             lines = text.split("\n", allow_blank=True)
             for line in lines:
                 line.truncate(width, overflow="ellipsis")
-            text = Text("\n").join(lines)
+            # the joined text must not wrap either: a wrapped line would make the header
+            # taller than its lines after a resize, leaving a blank line above the table
+            text = Text("\n", no_wrap=True, overflow="ellipsis").join(lines)
         # Polls come several times a second (each heartbeat) and ages tick once a second:
         # repaint only when the text changed, and lay the screen out again only when the
         # header's height (its line count) changed. A layout pass costs several ms.
@@ -173,7 +187,7 @@ class FleetHeader(Static):
         if painted == (text, height, width):
             return
         self._painted = (text, height, width)
-        self.update(text, layout=painted is None or painted[1] != height)
+        self.update(text, layout=painted is None or painted[1:] != (height, width))
 
     def on_resize(self) -> None:
         self.tick()

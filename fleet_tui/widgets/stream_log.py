@@ -153,6 +153,11 @@ class StreamLog(ScrollView, can_focus=True):
         self.search = text
         self.refresh()
 
+    def has_match(self) -> bool:
+        """Whether any line holds the search text (to say "no match" rather than "no more")."""
+        needle = self.search.lower()
+        return bool(needle) and any(needle in _plain(line).lower() for line in self.lines)
+
     def find(self, forward: bool = True) -> int | None:
         """Scroll to the next line containing the search text; its index, or None."""
         if not self.search:
