@@ -94,7 +94,8 @@ class FleetApp(App[int]):
         Binding("W", "warnings", "Warnings", show=False, id="app.warnings"),
         Binding("L", "audit", "Audit log", show=False, id="app.audit"),
         Binding("b", "budgets", "Budgets", id="app.budgets"),
-        Binding("ctrl+p", "command_palette", "Palette", id="app.palette"),
+        # Textual's footer shows its own "^p Palette" on the right: ours is for help and keymap.
+        Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False),
     ]
 
     def __init__(

@@ -497,3 +497,14 @@ async def test_palette_opens_another_detail_from_a_detail_without_crashing(
         assert summary.startswith("review")
         await pilot.press("escape")
         assert app.screen is app.fleet_screen
+
+
+async def test_footer_shows_the_palette_key_once() -> None:
+    from textual.widgets._footer import FooterKey
+
+    app = make_app(FixedSource(fleet_snapshot()))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await first_poll(pilot, app)
+        keys = [k for k in app.screen.query(FooterKey) if k.description == "Palette"]
+        assert len(keys) == 1
+        assert any(row[2] == "app.palette" for row in app.binding_rows())  # still in `?`

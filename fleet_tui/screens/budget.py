@@ -42,7 +42,8 @@ def title_text(report: BudgetReport | None, error: str | None, now: datetime) ->
         return t
     ahead = sum(1 for a in report.accounts if any(w.status == "ahead" for w in a.windows))
     out = sum(1 for a in report.accounts if any(w.status == "exhausted" for w in a.windows))
-    t.append(f" · {len(report.accounts)} account(s)")
+    n = len(report.accounts)
+    t.append(f" · {n} account{'' if n == 1 else 's'}")
     if ahead:
         t.append(f" · ▲ {ahead} ahead of pace", style="bold yellow")
     if out:
