@@ -87,3 +87,8 @@ class SocketDirError(TmuxError, BadInput):
     """The tmux socket folder is not ours (owner or mode): tmux itself would refuse it."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class NotReadYet(Exception):
+    """A source's first read is still running: its answer is unknown, not empty (the poller
+    shows the source as "reading" and asks again at the next poll)."""

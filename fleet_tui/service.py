@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, TypeVar
 from fleet_tui.core.infer import TAIL_LINES, InferenceRules
 from fleet_tui.core.join import FleetInputs, apply_usage, build_snapshot, inference_targets
 from fleet_tui.core.sanitize import clean_text
-from fleet_tui.errors import RosterError, TmuxError
+from fleet_tui.errors import NotReadYet, RosterError, TmuxError
 from fleet_tui.model import (
     BudgetBrief,
     FleetSnapshot,
@@ -56,6 +56,7 @@ T = TypeVar("T")
 # What the lead wires in: token use today by agent name (usage scanner), and the budget brief
 # of each agent's account by agent name (budget engine). Called in the poll thread with the
 # snapshot just built and `now`.
+READING = "reading"  # the detail of a source whose first read is still running
 UsageProvider = Callable[[FleetSnapshot, datetime], Mapping[str, int]]
 BudgetProvider = Callable[[FleetSnapshot, datetime], Mapping[str, BudgetBrief]]
 
@@ -468,6 +469,13 @@ class FleetCollector:
             answer = provider(snapshot, now)
             result = {k: v for k, v in answer.items() if isinstance(k, str) and valid(v)}
             bad = len(answer) - len(result)
+        except NotReadYet:  # unknown yet, not failed: say so, and ask again next poll
+            self._marks[name] = (None, True, READING)
+            if at is None:
+                del self._provided_at[name]
+            else:
+                self._provided_at[name] = at
+            return last
         except Exception as exc:  # another helper's code: any failure is shown, never raised
             why = clean_text(str(exc) or type(exc).__name__, max_len=200)
             prev = self._marks.get(name, (None, False, None))[0]

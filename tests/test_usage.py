@@ -21,6 +21,7 @@ from conftest import FleetEnv, wait_until
 from fleet_tui import cli
 from fleet_tui.control import new_agent_session
 from fleet_tui.core.usage import project_folder
+from fleet_tui.errors import NotReadYet
 from fleet_tui.sources import usage as usage_src
 
 
@@ -403,9 +404,16 @@ def test_dashboard_shows_no_token_count_before_the_first_read_is_done(
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # the first read waits for this writer to finish
     try:
-        assert provider(snapshot, now) == {}
+        with pytest.raises(NotReadYet):  # unknown, not {} (and never a 0)
+            provider(snapshot, now)
         time.sleep(0.3)
-        assert provider(snapshot, now) == {}
+        with pytest.raises(NotReadYet):
+            provider(snapshot, now)
+        # The collector shows it as "reading", not as fresh data nor as a failure.
+        collector = FleetCollector(FleetConfig.from_flags(), usage_provider=provider)
+        marks = {s.name: s for s in collector.collect().sources}
+        assert marks["usage"].ok and marks["usage"].observed_at is None
+        assert marks["usage"].detail == "reading"
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()

@@ -51,6 +51,7 @@ from fleet_tui.core.usage import (
     thin_samples,
     tokens_by_agent,
 )
+from fleet_tui.errors import NotReadYet
 
 INDEX_VERSION = 1
 INDEX_DIR = "usage-index"
@@ -888,7 +889,7 @@ class TodayTokens:
         if self.error is not None:  # the poller shows the source degraded, with this reason
             raise RuntimeError(f"token use not read: {self.error}")
         if not self._ready:  # the first read is still going: unknown, not zero
-            return {}
+            raise NotReadYet("token use: first read of the transcripts in progress")
         pairs = [  # this host's agents: the transcripts read here are this host's
             (a.name, a.tmux.cwd)
             for a in snapshot.agents

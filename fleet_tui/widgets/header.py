@@ -90,6 +90,8 @@ def header_text(
             late = age is not None and age > STALE_AFTER_S
             t.append(f"· {src.name} ", style="dim")
             text = "never" if age is None else human_duration(max(age, 0.0))
+            if age is None and src.ok and src.detail == "reading":
+                text = "reading…"  # a first read still running (the token use of a big history)
             if not src.ok:
                 label = (
                     "degraded"
