@@ -395,6 +395,33 @@ def create_app(
             )
             yield conn
 
+    async def _insert_ledger(
+        table: str, columns: list[tuple[str, str, Callable[[Any], Any]]], records: list[Any]
+    ) -> int:
+        """Append-only records (usage samples, spend) of each tenant in one statement, the
+        whole record kept as JSON; a record sent again (same digest) is not stored twice.
+        Returns how many were new."""
+        names = ", ".join(name for name, _, _ in columns)
+        arrays = ", ".join(f"%s::{pgtype}[]" for _, pgtype, _ in columns)
+        sql = (
+            f"INSERT INTO fleet.{table} (tenant_id, {names}, digest, record)"  # names: constants
+            f" SELECT %s, * FROM unnest({arrays}, %s::bytea[], %s::jsonb[])"
+            " ON CONFLICT (tenant_id, digest) DO NOTHING"
+        )
+        stored = 0
+        for tenant, group in _group(records).items():
+            dumped = [r.model_dump(mode="json") for r in group]
+            params: list[Any] = [tenant]
+            params += [[get(r) for r in group] for _, _, get in columns]
+            params += [
+                [_digest(d) for d in dumped],
+                [_nul_free_json(json.dumps(d)) for d in dumped],
+            ]
+            async with as_tenant(tenant) as conn:
+                cur = await conn.execute(sql, params)
+                stored += cur.rowcount
+        return stored
+
     # -- routes -----------------------------------------------------------------------------------
 
     @app.get(
@@ -543,34 +570,21 @@ def create_app(
         records = _as_list(body)
         _bounded(records)
         g.require("publish", {r.tenant_id for r in records})
-        stored = 0
-        for tenant, group in _group(records).items():
-            dumped = [r.model_dump(mode="json") for r in group]
-            async with as_tenant(tenant) as conn:
-                cur = await conn.execute(
-                    "INSERT INTO fleet.usage_samples (tenant_id, host, account, window_name,"
-                    " window_minutes, used_percent, resets_at, reset_confidence, observed_at,"
-                    " source, digest, record)"
-                    " SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[],"
-                    " %s::float8[], %s::timestamptz[], %s::text[], %s::timestamptz[], %s::text[],"
-                    " %s::bytea[], %s::jsonb[])"
-                    " ON CONFLICT (tenant_id, digest) DO NOTHING",
-                    [
-                        tenant,
-                        [r.host for r in group],
-                        [r.account for r in group],
-                        [r.window for r in group],
-                        [r.window_minutes for r in group],
-                        [r.used_percent for r in group],
-                        [r.resets_at for r in group],
-                        [_nul_free(r.reset_confidence) for r in group],
-                        [r.observed_at for r in group],
-                        [_nul_free(r.source) for r in group],
-                        [_digest(d) for d in dumped],
-                        [_nul_free_json(json.dumps(d)) for d in dumped],
-                    ],
-                )
-                stored += cur.rowcount
+        stored = await _insert_ledger(
+            "usage_samples",
+            [
+                ("host", "text", lambda r: r.host),
+                ("account", "text", lambda r: r.account),
+                ("window_name", "text", lambda r: r.window),
+                ("window_minutes", "int", lambda r: r.window_minutes),
+                ("used_percent", "float8", lambda r: r.used_percent),
+                ("resets_at", "timestamptz", lambda r: r.resets_at),
+                ("reset_confidence", "text", lambda r: _nul_free(r.reset_confidence)),
+                ("observed_at", "timestamptz", lambda r: r.observed_at),
+                ("source", "text", lambda r: _nul_free(r.source)),
+            ],
+            records,
+        )
         return Accepted(accepted=len(records), stored=stored)
 
     @app.post(
@@ -584,32 +598,20 @@ def create_app(
         records = _as_list(body)
         _bounded(records)
         g.require("publish", {r.tenant_id for r in records})
-        stored = 0
-        for tenant, group in _group(records).items():
-            dumped = [r.model_dump(mode="json") for r in group]
-            async with as_tenant(tenant) as conn:
-                cur = await conn.execute(
-                    "INSERT INTO fleet.spend_records (tenant_id, host, ts, agent, account, model,"
-                    " input_tokens, output_tokens, cost_usd, digest, record)"
-                    " SELECT %s, * FROM unnest(%s::text[], %s::timestamptz[], %s::text[],"
-                    " %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::float8[],"
-                    " %s::bytea[], %s::jsonb[])"
-                    " ON CONFLICT (tenant_id, digest) DO NOTHING",
-                    [
-                        tenant,
-                        [r.host for r in group],
-                        [r.ts for r in group],
-                        [_nul_free(r.agent) for r in group],
-                        [r.account for r in group],
-                        [_nul_free(r.model) for r in group],
-                        [r.input_tokens for r in group],
-                        [r.output_tokens for r in group],
-                        [r.cost_usd for r in group],
-                        [_digest(d) for d in dumped],
-                        [_nul_free_json(json.dumps(d)) for d in dumped],
-                    ],
-                )
-                stored += cur.rowcount
+        stored = await _insert_ledger(
+            "spend_records",
+            [
+                ("host", "text", lambda r: r.host),
+                ("ts", "timestamptz", lambda r: r.ts),
+                ("agent", "text", lambda r: _nul_free(r.agent)),
+                ("account", "text", lambda r: r.account),
+                ("model", "text", lambda r: _nul_free(r.model)),
+                ("input_tokens", "bigint", lambda r: r.input_tokens),
+                ("output_tokens", "bigint", lambda r: r.output_tokens),
+                ("cost_usd", "float8", lambda r: r.cost_usd),
+            ],
+            records,
+        )
         return Accepted(accepted=len(records), stored=stored)
 
     @app.put(
