@@ -551,10 +551,7 @@ def create_app(
         _bounded(records)
         g.require("publish", {r.tenant_id for r in records})
         stored = 0
-        by_tenant: dict[str, list[HeartbeatV1]] = {}
-        for r in records:
-            by_tenant.setdefault(r.tenant_id, []).append(r)
-        for tenant, group in by_tenant.items():
+        for tenant, group in _group(records).items():
             async with as_tenant(tenant, superseded_soon=True) as conn:
                 stored += await _store_heartbeats(conn, tenant, group)
         return Accepted(accepted=len(records), stored=stored)
