@@ -290,6 +290,10 @@ class AgentRecord(_Record):
     inferred: InferredState | None = None
     tokens_today: int | None = None
     budget: BudgetBrief | None = None
+    # True for a row that came from the gateway (another host's publisher). Set by the merge
+    # from WHERE the row came from, never from its text: a remote row whose host name looks
+    # like this host is still remote, and pane actions never use a remote row's coordinates.
+    remote: bool = False
 
     @property
     def key(self) -> str:
