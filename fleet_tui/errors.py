@@ -92,3 +92,9 @@ class SocketDirError(TmuxError, BadInput):
 class NotReadYet(Exception):
     """A source's first read is still running: its answer is unknown, not empty (the poller
     shows the source as "reading" and asks again at the next poll)."""
+
+
+class AuditUnavailable(Refused):
+    """The audit record of an operator action cannot be written (read-only state dir, a
+    directory or special file where `audit.jsonl` should be, a full disk): the action is refused
+    (exit 5), never carried out unaudited."""
