@@ -76,6 +76,14 @@ class Lifecycle(StrEnum):
 
 KNOWN_RUNTIMES = ("claude", "codex", "pi", "opencode", "stub", "other")
 AGENT_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+# The patterns every side checks (roster, local models, gateway). Agent names are tmux session
+# names that tmux never rewrites and that are safe as one path component.
+AGENT_NAME_MAX = 64
+AGENT_NAME_RE = r"^[A-Za-z0-9_-]{1,64}$"
+TENANT_RE = r"^[A-Za-z0-9_.-]{1,128}$"
+# A host name as published: letters, digits, `_ . -`, starting with a letter or digit, at most
+# 253 characters (a DNS name's length). No spaces, no invisible characters, no path separators.
+HOST_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$"
 
 
 class _Record(BaseModel):
