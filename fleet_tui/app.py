@@ -27,6 +27,7 @@ from fleet_tui.actions import OperatorActions
 from fleet_tui.budget_service import BudgetSource
 from fleet_tui.commands import FleetCommands
 from fleet_tui.control import wait_for_ack
+from fleet_tui.crash import CrashGuard
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model import AgentRecord, FleetSnapshot
 from fleet_tui.poll_source import SnapshotSource
@@ -84,7 +85,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class FleetApp(App[int]):
+class FleetApp(CrashGuard, App[int]):
     CSS_PATH = str(styles_dir() / "app.tcss")
     TITLE = "fleet-tui"
     COMMANDS = App.COMMANDS | {FleetCommands}
