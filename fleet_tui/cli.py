@@ -634,8 +634,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
+    """The dashboard. Without a terminal it refuses at once (exit 5) instead of writing escape
+    sequences into a file; a crash exits 1 with one line naming the crash log (fleet_tui.crash)."""
     import importlib
 
+    if not _has_tty():
+        raise Refused(
+            "the dashboard needs a terminal (stdin and stdout must be a TTY); "
+            "'fleet-tui ps' prints the table"
+        )
     try:
         run_dashboard = importlib.import_module("fleet_tui.app").run_dashboard
     except ImportError:
@@ -653,12 +660,24 @@ def cmd_tui(args: argparse.Namespace) -> int:
                 },
             )
         )
+    from fleet_tui import crash
     from fleet_tui.cli_publish import settings_from_args
 
     gateway = settings_from_args(args)
     config = _config(args)
     config.gateway = gateway
-    return int(run_dashboard(config))
+    crash.arm(config.state_dir)
+    code = EXIT_FAILURE
+    try:
+        code = int(run_dashboard(config))
+    except Exception as exc:  # escaped the app (start-up, teardown): the same crash log
+        if os.environ.get("FLEET_TUI_DEBUG"):
+            raise
+        crash.record(exc)
+    if crash.crashed():
+        sys.stderr.write(f"{PROG}: {crash.summary()}\n")
+        return EXIT_FAILURE
+    return code
 
 
 VERBS = {

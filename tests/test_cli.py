@@ -508,3 +508,12 @@ def test_the_gateway_token_never_reaches_an_agent_pane(fleet_env: FleetEnv) -> N
         assert "LEAKCHECK" not in env and "LEAKCHECK" not in pane
     finally:
         fleet_env.cli("demo", "--down")
+
+
+def test_the_dashboard_without_a_terminal_refuses_at_once(fleet_env: FleetEnv) -> None:
+    # `fleet-tui </dev/null >out`: no escape sequences into the file, no hang
+    res = fleet_env.cli(timeout=20)
+    assert res.rc == 5, res
+    assert res.stdout == ""
+    assert len(res.stderr.splitlines()) == 1 and "needs a terminal" in res.stderr
+    assert fleet_env.cli("tui", timeout=20).rc == 5

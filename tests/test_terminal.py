@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,13 @@ HOSTILE = (
 )
 
 
-def dashboard(env: FleetEnv, out: Path) -> None:
-    """Start the dashboard in a 120x30 pane of the outer server; record its output bytes."""
+def dashboard(
+    env: FleetEnv, out: Path, *, extra_env: Sequence[str] = (), then_shell: bool = False
+) -> None:
+    """Start the dashboard in a 120x30 pane of the outer server; record its output bytes.
+
+    `then_shell`: the pane stays after the dashboard exits, showing `exit=<code>` (the pane
+    then holds what the dashboard left on the operator's normal screen)."""
     env.runner.ensure_socket_dir()
     argv = [
         "env",
@@ -52,10 +58,13 @@ def dashboard(env: FleetEnv, out: Path) -> None:
         f"XDG_STATE_HOME={env.state_home}",
         f"XDG_CONFIG_HOME={env.config_home}",
         "TERM=xterm-256color",
+        *extra_env,
         sys.executable,
         "-m",
         "fleet_tui",
     ]
+    if then_shell:
+        argv = ["sh", "-c", '"$@"; echo "exit=$?"; exec sleep 600', "sh", *argv]
     env.tmux(
         OUTER,
         "new-session",
@@ -249,3 +258,34 @@ def test_hostile_output_never_reaches_the_operators_terminal(
     ):
         assert marker not in data, f"{marker!r} reached the operator's terminal"
     json.dumps(fleet_env.audit_lines())  # the audit log stays valid JSON
+
+
+def test_a_crash_exits_1_with_one_line_and_a_crash_log_never_agent_data_on_screen(
+    fleet_env: FleetEnv, tmp_path: Path
+) -> None:
+    fleet_env.write_roster(ROSTER)
+    fleet_env.stub(AGENTS, "orchestrator")
+    secret = "SECRETDETAIL42"
+    assert fleet_env.cli("heartbeat", "orchestrator", "--state", "busy", "--detail", secret).rc == 0
+    # a test-only hook: the dashboard raises in a timer handler, agent records in its locals
+    dashboard(
+        fleet_env, tmp_path / "out.bin", extra_env=["FLEET_TUI_TEST_CRASH=1"], then_shell=True
+    )
+    wait_screen(fleet_env, "exit=", timeout=30)
+    shown = fleet_env.tmux(OUTER, "capture-pane", "-p", "-J", "-t", "=op:").stdout  # joined
+    lines = [line for line in shown.splitlines() if line.strip()]
+    assert lines[-1] == "exit=1", shown  # a wrapper or a unit sees the failure
+    assert len(lines) == 2, shown  # one line, then the shell's
+    assert lines[0].startswith("fleet-tui: the dashboard crashed (RuntimeError); crash log: ")
+    assert secret not in shown and str(fleet_env.base) + "/" not in shown.replace(lines[0], "")
+    # the terminal is given back: not left in the alternate screen, cursor shown
+    mode = fleet_env.tmux(
+        OUTER, "display-message", "-p", "-t", "=op:", "#{alternate_on} #{cursor_flag}"
+    ).stdout.strip()
+    assert mode == "0 1"
+    log = Path(lines[0].split("crash log: ", 1)[1])
+    assert log.parent == fleet_env.state_dir / "crash"
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "_crash_for_tests" in text
+    assert secret not in text  # the traceback, not the locals holding the agent's record
