@@ -28,6 +28,8 @@ from fleet_tui.errors import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from fleet_tui.model import AgentRecord
 
 PROG = "fleet-tui"
@@ -217,11 +219,11 @@ def cmd_ps(args: argparse.Namespace) -> int:
         from fleet_tui.poll_source import collect_with_gateway
 
         snapshot = collect_with_gateway(config, gateway, tenant=args.tenant, collector=collector)
+    listed = [a for a in snapshot.agents if args.all or a.is_agent]
     agents = [
         a
-        for a in snapshot.agents
-        if (args.all or a.is_agent)
-        and (args.tenant is None or a.tenant_id == args.tenant)
+        for a in listed
+        if (args.tenant is None or a.tenant_id == args.tenant)
         and (args.host is None or a.host == args.host)
     ]
     if args.json:
@@ -240,6 +242,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
     color = use_color(tty)
     if agents:
         print(render_table(snapshot, agents, width=width, color=color, ascii_only=ascii_only))
+    elif listed:
+        print(_no_match_hint(listed, args))
     else:
         print(_empty_hint(snapshot, args))
     print(_fold_summary(render_summary(snapshot, agents), width))
@@ -273,6 +277,24 @@ def _empty_hint(snapshot, args: argparse.Namespace) -> str:  # type: ignore[no-u
         lines.append("  'fleet-tui ps --all' also lists sessions that are not agents;")
     lines.append("  'fleet-tui demo' starts a demo fleet on a private socket.")
     return "\n".join(lines)
+
+
+def _no_match_hint(listed: list[AgentRecord], args: argparse.Namespace) -> str:
+    """Agents there are, but the --tenant/--host filter leaves none: say so, and what there is."""
+    from fleet_tui.core.sanitize import clean_text
+
+    wanted = " ".join(
+        f"--{flag} '{clean_text(getattr(args, flag), max_len=64)}'"
+        for flag in ("tenant", "host")
+        if getattr(args, flag) is not None
+    )
+    hosts = ", ".join(sorted({clean_text(a.host, max_len=64) for a in listed}))
+    tenants = ", ".join(sorted({clean_text(a.tenant_id, max_len=64) for a in listed}))
+    return (
+        f"No agent matches {wanted}.\n"
+        f"  {len(listed)} agent{'s' if len(listed) != 1 else ''} in all; "
+        f"tenants: {tenants}; hosts: {hosts}"
+    )
 
 
 def cmd_heartbeat(args: argparse.Namespace) -> int:
@@ -327,11 +349,63 @@ def _find_agent(snapshot, name: str):  # type: ignore[no-untyped-def]
     raise AgentNotFound(f"no agent named '{name}'{hint}")
 
 
+def _down(agent: AgentRecord) -> str | None:
+    """Why there is nothing to act on although the agent exists (exit 3), or None: no session,
+    or the process in its pane has exited."""
+    if agent.tmux is None or agent.socket is None:
+        if agent.in_roster:
+            return f"agent '{agent.name}' is in the roster but has no session (down)"
+        return f"agent '{agent.name}' has no session (down)"
+    if agent.tmux.pane_dead:
+        return f"agent '{agent.name}': the process in its pane has exited (down)"
+    return None
+
+
+def _audit(
+    state_dir: Path,
+    *,
+    tenant_id: str,
+    host: str,
+    action: str,
+    agent: str,
+    outcome: str,
+    detail: str,
+    required: bool,
+) -> None:
+    """One audit record. `required` (written BEFORE the action): a record that cannot be
+    written refuses the action (AuditUnavailable, exit 5); otherwise a one-line warning."""
+    from datetime import UTC, datetime
+
+    from fleet_tui.audit import audit_path, record_action
+    from fleet_tui.errors import AuditUnavailable
+
+    try:
+        record_action(
+            state_dir,
+            now=datetime.now(UTC),
+            tenant_id=tenant_id,
+            host=host,
+            action=action,
+            agent=agent,
+            outcome=outcome,
+            detail=detail,
+        )
+    except (OSError, AuditUnavailable) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if required:
+            if isinstance(exc, AuditUnavailable):
+                raise AuditUnavailable(f"{action} {agent}: refused: {exc}") from None
+            raise AuditUnavailable(
+                f"{action} {agent}: refused: the audit log {audit_path(state_dir)} "
+                f"cannot be written ({why})"
+            ) from None
+        sys.stderr.write(f"warning: audit log not written: {why}\n")
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     import secrets
     from datetime import UTC, datetime
 
-    from fleet_tui.audit import record_action
     from fleet_tui.service import FleetCollector
     from fleet_tui.sources.spool import HeartbeatSpool
     from fleet_tui.tmux import check_session_name
@@ -340,28 +414,30 @@ def cmd_probe(args: argparse.Namespace) -> int:
     config = _config(args)
     snapshot = FleetCollector(config).collect()
 
-    def audit(outcome: str, detail: str) -> None:
-        try:
-            record_action(
-                config.state_dir,
-                now=datetime.now(UTC),
-                tenant_id=snapshot.tenant_id,
-                host=snapshot.host,
-                action="probe",
-                agent=args.name,
-                outcome=outcome,
-                detail=detail,
-            )
-        except OSError as exc:
-            sys.stderr.write(f"warning: audit log not written: {exc.strerror}\n")
+    def audit(outcome: str, detail: str, *, required: bool = False) -> None:
+        _audit(
+            config.state_dir,
+            tenant_id=snapshot.tenant_id,
+            host=snapshot.host,
+            action="probe",
+            agent=args.name,
+            outcome=outcome,
+            detail=detail,
+            required=required,
+        )
 
     try:
-        _find_agent(snapshot, args.name)
+        agent = _find_agent(snapshot, args.name)
     except AgentNotFound:
         audit("not_found", "no agent with this exact name")
         raise
+    down = _down(agent)
+    if down is not None:  # nothing would answer: say so now, not after the timeout
+        audit("not_found", "down")
+        raise AgentNotFound(down)
     spool = HeartbeatSpool(config.state_dir)
     nonce = secrets.token_hex(8)
+    audit("requested", f"timeout {args.timeout:g} s", required=True)
     sent = datetime.now(UTC)
     t0 = time.monotonic()
     spool.write_ping(args.name, nonce, sent)
@@ -429,33 +505,26 @@ class _Control:
     def need_session(self, *, live: bool) -> str:
         """The agent's pane id; exit 3 when it has no session (or, with `live`, a dead pane)."""
         tm = self.agent.tmux
-        if tm is None or self.agent.socket is None:
-            self.audit("not_found", "no tmux session")
-            raise AgentNotFound(f"agent '{self.name}' has no tmux session (down)")
-        if live and tm.pane_dead:
-            self.audit("not_found", "pane dead")
-            raise AgentNotFound(f"agent '{self.name}': the process in its pane has exited")
+        down = _down(self.agent)
+        if tm is None or (down is not None and live):
+            self.audit("not_found", "no tmux session" if tm is None else "pane dead")
+            raise AgentNotFound(str(down))
         return str(tm.pane_id)
 
-    def audit(self, outcome: str, detail: str = "") -> None:
-        from datetime import UTC, datetime
-
-        from fleet_tui.audit import record_action
-
+    def audit(self, outcome: str, detail: str = "", *, required: bool = False) -> None:
+        """One audit record; `required` ones are written before the action and refuse it
+        (exit 5) when they cannot be written."""
         agent = getattr(self, "agent", None)
-        try:
-            record_action(
-                self.config.state_dir,
-                now=datetime.now(UTC),
-                tenant_id=agent.tenant_id if agent else self.snapshot.tenant_id,
-                host=agent.host if agent else self.snapshot.host,
-                action=self.action,
-                agent=self.name,
-                outcome=outcome,
-                detail=detail,
-            )
-        except OSError as exc:
-            sys.stderr.write(f"warning: audit log not written: {exc.strerror}\n")
+        _audit(
+            self.config.state_dir,
+            tenant_id=agent.tenant_id if agent else self.snapshot.tenant_id,
+            host=agent.host if agent else self.snapshot.host,
+            action=self.action,
+            agent=self.name,
+            outcome=outcome,
+            detail=detail,
+            required=required,
+        )
 
     def hand_over(self, *, read_only: bool) -> int:
         """Fix the window size, then give the terminal to `attach [-r]` (a popup or
@@ -464,9 +533,10 @@ class _Control:
 
         from fleet_tui.control import plan_handover, prepare_watch
 
-        prepare_watch(self.runner, self.socket, self.name)
         plan = plan_handover(self.runner, self.socket, self.name, read_only=read_only)
-        self.audit("attached" if not read_only else "started", f"via {plan.how}")
+        # The record comes first: no audit record, no attach (exit 5).
+        self.audit("attached" if not read_only else "started", f"via {plan.how}", required=True)
+        prepare_watch(self.runner, self.socket, self.name)
         rc = subprocess.call(plan.argv, env=plan.env)
         if rc != 0:
             raise FleetError(f"{self.action} {self.name}: tmux ended with exit status {rc}")
@@ -495,6 +565,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     """Deliver a message (audited by hash and length, never by text); with --verify wait until
     the runtime's heartbeat acks its hash. Exit 3 for no such agent, no session or a dead pane."""
     from fleet_tui.control import ControlError, clean_message, send_message, wait_for_ack
+    from fleet_tui.core.protocol import message_hash
     from fleet_tui.sources.spool import HeartbeatSpool
 
     text = _read_message(args.text)
@@ -504,6 +575,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     pane_id = ctl.need_session(live=True)
     spool = HeartbeatSpool(ctl.config.state_dir)
     before = spool.read_heartbeat(ctl.name).heartbeat
+    cleaned = clean_message(text)
+    # The record comes first: no audit record, nothing typed (exit 5).
+    ctl.audit("requested", f"{message_hash(cleaned)} length={len(cleaned)}", required=True)
     try:
         sent = send_message(ctl.runner, ctl.socket, pane_id, text)
     except ControlError as exc:

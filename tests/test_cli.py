@@ -146,8 +146,12 @@ def test_ps_tenant_and_host_filters(fleet: FleetEnv) -> None:
         assert len(data["agents"]) == everyone, (args, _who(data), _who(first), data["sockets"])
     assert fleet.ps_json("--tenant", "other")["agents"] == []
     assert fleet.ps_json("--host", "elsewhere")["agents"] == []
-    res = fleet.cli("ps", "--tenant", "other")
-    assert res.rc == 0 and "No agents found" in res.stdout
+    for flag, value in (("--tenant", "other"), ("--host", "nosuch")):
+        res = fleet.cli("ps", flag, value)
+        assert res.rc == 0, res
+        assert f"No agent matches {flag} '{value}'" in res.stdout
+        assert "tenants: acme; hosts: h1" in res.stdout
+        assert "demo" not in res.stdout  # a filter that matches nothing is not an empty fleet
 
 
 def _run_on_pty(env: FleetEnv, args: list[str], extra: dict[str, str]) -> tuple[int, bytes]:
@@ -230,7 +234,10 @@ def test_probe_round_trip_timeout_and_not_found_are_audited(fleet: FleetEnv) -> 
     finally:
         os.kill(pid, signal.SIGCONT)
 
-    lines = fleet.audit_lines()[before:]
+    every = fleet.audit_lines()[before:]
+    # each probe that pings is recorded BEFORE its ping (no record, no ping), then its outcome
+    assert [x["outcome"] for x in every].count("requested") == 2
+    lines = [x for x in every if x["outcome"] != "requested"]
     assert [(x["action"], x["agent"]) for x in lines] == [
         ("probe", "coder0-0"),
         ("probe", "nosuch"),
@@ -249,6 +256,21 @@ def test_probe_round_trip_timeout_and_not_found_are_audited(fleet: FleetEnv) -> 
     for x in lines:
         assert (x["tenant_id"], x["host"], x["uid"]) == ("acme", "h1", os.getuid())
         assert x["ts"].endswith("Z")
+
+
+def test_probe_and_send_on_a_down_agent_say_so_at_once(fleet: FleetEnv) -> None:
+    for args in (
+        ["probe", "coder1", "--timeout", "60"],  # a wait would outlast the CLI's 30 s limit
+        ["send", "coder1", "hello"],
+        ["watch", "coder1"],
+    ):
+        res = fleet.cli(*args)
+        assert res.rc == 3, res
+        assert "agent 'coder1' is in the roster but has no session (down)" in _one_line(res)
+    assert not (fleet.state_dir / "pings" / "coder1.json").exists()  # no ping into the void
+    res = fleet.cli("probe", "crasher", "--timeout", "60")
+    assert res.rc == 3, res
+    assert "agent 'crasher': the process in its pane has exited (down)" in _one_line(res)
 
 
 # -- messages typed into a stub ------------------------------------------------------------------
@@ -517,3 +539,25 @@ def test_the_dashboard_without_a_terminal_refuses_at_once(fleet_env: FleetEnv) -
     assert res.stdout == ""
     assert len(res.stderr.splitlines()) == 1 and "needs a terminal" in res.stderr
     assert fleet_env.cli("tui", timeout=20).rc == 5
+
+
+def test_no_audit_record_no_action(fleet_env: FleetEnv) -> None:
+    """The audit record comes before the action: when it cannot be written (audit.jsonl is a
+    directory here) send types nothing, attach attaches nothing, probe pings nothing: exit 5."""
+    fleet_env.write_roster([{"name": "catter", "role": "coder"}])
+    fleet_env.start(SOCK, "catter", ["cat"])
+    (fleet_env.state_dir / "audit.jsonl").mkdir(parents=True)
+    res = fleet_env.cli("send", "catter", "typed-despite-no-audit")
+    assert res.rc == 5, res
+    assert "audit" in _one_line(res) and "refused" in res.stderr
+    time.sleep(0.5)  # a keystroke on its way would have arrived: cat echoes what it reads
+    shown = fleet_env.tmux(SOCK, "capture-pane", "-p", "-t", session_target("catter")).stdout
+    assert "typed-despite-no-audit" not in shown
+    res = fleet_env.cli("attach", "catter", "--yes")
+    assert res.rc == 5, res
+    assert "audit" in _one_line(res)
+    assert fleet_env.tmux(SOCK, "list-clients").stdout == ""
+    res = fleet_env.cli("probe", "catter", "--timeout", "60")
+    assert res.rc == 5, res
+    assert "audit" in _one_line(res)
+    assert not (fleet_env.state_dir / "pings" / "catter.json").exists()
