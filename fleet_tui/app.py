@@ -27,13 +27,14 @@ from fleet_tui.actions import OperatorActions
 from fleet_tui.budget_service import BudgetSource
 from fleet_tui.commands import FleetCommands
 from fleet_tui.control import wait_for_ack
-from fleet_tui.crash import CrashGuard
 from fleet_tui.core.sanitize import clean_text
+from fleet_tui.crash import CrashGuard
 from fleet_tui.model import AgentRecord, FleetSnapshot
 from fleet_tui.poll_source import SnapshotSource
 from fleet_tui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
 from fleet_tui.screens.budget import BudgetScreen
 from fleet_tui.screens.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
+from fleet_tui.screens.fleet import screen_ready
 from fleet_tui.screens.stream import StreamScreen
 from fleet_tui.settings import DashboardSettings
 from fleet_tui.widgets import FleetTable
@@ -223,9 +224,17 @@ class FleetApp(CrashGuard, App[int]):
         self._publish()
 
     def _publish(self) -> None:
-        self.fleet_screen.show_snapshot(self.snapshot, self.poll_error, self.polled_at)
-        if isinstance(self.screen, AgentDetailScreen):
-            self.screen.refresh_record()
+        """Hand the latest poll to every screen of the stack that can take it now.
+
+        A poll lands at any moment: right after a push (the new screen has not composed yet),
+        right after a pop (the old one is being removed, and is already off the stack). Only
+        screens that have mounted and are not closing get it, through their
+        `receive_snapshot()`; each reads `snapshot`, `poll_error`, `polled_at` from here, and
+        reads them again when it mounts, so nothing published meanwhile is lost."""
+        for screen in list(self.screen_stack):
+            receive = getattr(screen, "receive_snapshot", None)
+            if callable(receive) and screen_ready(screen):
+                receive()
 
     def heartbeat_history(self, key: str) -> list[float]:
         return list(self._history.get(key, ()))

@@ -155,6 +155,8 @@ class BudgetScreen(Screen[None]):
         self._show_report()
 
     def _show_report(self) -> None:
+        if self._closing or self._closed or self._pruning:
+            return  # left while the budgets were read
         now = self.fleet_app.clock()
         report = self.report
         self.query_one("#budget-title", Static).update(title_text(report, self.error, now))

@@ -229,6 +229,8 @@ class AgentDetailScreen(Screen[None]):
         super().__init__(id="detail")
         self.key = key
         self._last_activity: object = None
+        self._composed = False  # the widgets exist (from on_mount until unmount)
+        self._behind = False  # a snapshot arrived while another screen hid this one
 
     @property
     def fleet_app(self) -> FleetApp:
@@ -254,7 +256,26 @@ class AgentDetailScreen(Screen[None]):
             )
         yield Footer()
 
+    # -- life cycle: snapshots and captures arrive at any point of it ---------------------
+    # Pushed, the screen composes on a later turn of the loop; popped, it loses its widgets
+    # while it is removed; under a stream it is hidden. Whatever arrives then is not shown
+    # from here: `on_mount` and `on_screen_resume` read the app's latest snapshot instead.
+    def _widgets_ready(self) -> bool:
+        return self._composed and not (self._closing or self._closed or self._pruning)
+
     def on_mount(self) -> None:
+        self._composed = True
+        self.refresh_record()
+
+    def on_unmount(self) -> None:
+        self._composed = False
+
+    def on_screen_resume(self) -> None:
+        if self._behind:
+            self.refresh_record()
+
+    def receive_snapshot(self) -> None:
+        """The app published a poll (see `FleetApp._publish`)."""
         self.refresh_record()
 
     def show_agent(self, key: str) -> None:
@@ -263,6 +284,8 @@ class AgentDetailScreen(Screen[None]):
             return
         self.key = key
         self._last_activity = object()  # never equal: capture the new agent's pane
+        if not self._widgets_ready():
+            return  # on_mount shows it
         self.query_one("#output", Static).update("")
         self.query_one("#detail-body", VerticalScroll).scroll_home(animate=False)
         self.refresh_record()
@@ -274,6 +297,14 @@ class AgentDetailScreen(Screen[None]):
         return next((a for a in snap.agents if a.key == self.key), None)
 
     def refresh_record(self) -> None:
+        """Show the app's latest snapshot of the agent: now if this screen is on view, else
+        when it is shown again."""
+        if not self._widgets_ready():
+            return
+        if not self.is_current:
+            self._behind = True  # under a stream or a dialog: no capture of a hidden pane
+            return
+        self._behind = False
         r = self.record()
         summary = self.query_one("#summary", Static)
         if r is None:
@@ -301,6 +332,8 @@ class AgentDetailScreen(Screen[None]):
     ) -> None:
         if key is not None and key != self.key:
             return  # a late capture of the agent shown before
+        if not self._widgets_ready():
+            return  # closed (or not yet composed) while the capture ran
         out = self.query_one("#output", Static)
         if error:
             out.update(Text(clean_text(error, max_len=300), style="dim"))

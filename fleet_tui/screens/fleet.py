@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -32,6 +32,13 @@ SORT_BINDINGS = [
     ("K", "tokens", "tokens today"),
     ("P", "budget", "budget"),
 ]
+
+
+def screen_ready(screen: Screen[Any]) -> bool:
+    """True while `screen` has composed and mounted and is not being removed: the only time its
+    widgets can be queried. A screen just pushed has not composed yet (its compose runs on a later
+    turn of the loop); a popped one loses its widgets while it is removed."""
+    return screen.is_mounted and not (screen._closing or screen._closed or screen._pruning)
 
 
 def empty_text(snapshot: FleetSnapshot | None, error: str | None, view: FleetView) -> Text:
@@ -107,6 +114,7 @@ class FleetScreen(Screen[None]):
         self.snapshot: FleetSnapshot | None = None
         self.error: str | None = None
         self.polled_at: datetime | None = None
+        self._composed = False
 
     @property
     def fleet_app(self) -> FleetApp:
@@ -123,22 +131,39 @@ class FleetScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._composed = True
         self.query_one("#filter", Input).display = False
         self.query_one("#empty", Static).display = False
         self.set_interval(1.0, self._tick_header, name="header clock")
         self.query_one(FleetTable).focus()
+        app = self.fleet_app
+        if app.snapshot is not None or app.poll_error is not None:
+            self.receive_snapshot()  # a poll that landed before the widgets existed
+
+    def on_unmount(self) -> None:
+        self._composed = False
+
+    def _widgets_ready(self) -> bool:
+        return self._composed and not (self._closing or self._closed or self._pruning)
 
     def _tick_header(self) -> None:
-        if self.fleet_app.polling_paused:
+        if self.fleet_app.polling_paused or not self._widgets_ready():
             return
         self.query_one(FleetHeader).tick()
 
     # -- data ------------------------------------------------------------------------------
+    def receive_snapshot(self) -> None:
+        """The app published a poll: take its latest snapshot (see `FleetApp._publish`)."""
+        app = self.fleet_app
+        self.show_snapshot(app.snapshot, app.poll_error, app.polled_at)
+
     def show_snapshot(
         self, snapshot: FleetSnapshot | None, error: str | None, polled_at: datetime | None
     ) -> None:
+        """Keep the snapshot; show it now if the widgets exist, else when they are mounted."""
         self.snapshot, self.error, self.polled_at = snapshot, error, polled_at
-        self.refresh_view()
+        if self._widgets_ready():
+            self.refresh_view()
 
     def visible_records(self) -> list[AgentRecord]:
         return self.view.apply(self.snapshot.agents) if self.snapshot else []
