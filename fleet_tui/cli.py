@@ -754,6 +754,32 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return code
 
 
+# Arguments that are text (names, messages, details), never paths: they are written to JSON,
+# typed into panes and compared with names, so they must be valid UTF-8.
+TEXT_ARGS = {
+    "name": "NAME",
+    "text": "TEXT",
+    "detail": "--detail",
+    "ack": "--ack",
+    "runtime": "--runtime",
+    "model": "--model",
+    "tenant": "--tenant",
+    "host": "--host",
+}
+
+
+def _check_text_args(args: argparse.Namespace) -> None:
+    """Exit 2 for a text argument that is not valid UTF-8 (argv bytes that do not decode arrive
+    as lone surrogates, and would fail later as an 'unexpected error')."""
+    for attr, label in TEXT_ARGS.items():
+        value = getattr(args, attr, None)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadInput(f"{label}: not valid UTF-8") from None
+
+
 VERBS = {
     "ps": cmd_ps,
     "heartbeat": cmd_heartbeat,
@@ -784,6 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for ext in _extensions():
         verbs.update(ext.VERBS)
     try:
+        _check_text_args(args)
         return verbs[args.verb](args)
     except FleetError as exc:
         sys.stderr.write(f"{PROG}: {exc}\n")

@@ -561,3 +561,17 @@ def test_no_audit_record_no_action(fleet_env: FleetEnv) -> None:
     assert res.rc == 5, res
     assert "audit" in _one_line(res)
     assert not (fleet_env.state_dir / "pings" / "catter.json").exists()
+
+
+def test_text_arguments_that_are_not_utf8_are_exit_2(fleet_env: FleetEnv) -> None:
+    bad = "ab\udcffcd"  # the byte 0xff in argv, as Python hands it over (surrogateescape)
+    for args in (
+        ["heartbeat", "coder", "--state", "busy", "--detail", bad],
+        ["heartbeat", "coder", "--state", "busy", "--ack", bad],
+        ["heartbeat", "coder", "--state", "busy", "--model", bad],
+        ["send", "coder", bad],
+    ):
+        res = fleet_env.cli(*args)
+        assert res.rc == 2, res
+        assert "not valid UTF-8" in _one_line(res)
+    assert fleet_env.heartbeat("coder") is None
