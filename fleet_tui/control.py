@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import shlex
+import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -255,37 +256,84 @@ def wait_for_ack(
 PipeState = Literal["opened", "ours", "existing"]
 # (socket path, pane id) -> log path, for the pipes this process opened.
 _OPENED_PIPES: dict[tuple[str, str], Path] = {}
-_RECENT_S = 60.0
 
 
-def ensure_pipe_log(runner: TmuxRunner, socket: str, pane_id: str, path: Path | str) -> PipeState:
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def pipe_writes_to(runner: TmuxRunner, socket: str, path: Path | str) -> bool:
+    """Whether a job of the tmux server on `socket` (a `pipe-pane` command is a child of the
+    server) holds `path` open: how a pipe is recognised as OURS for sure, also one opened by an
+    earlier dashboard (the log's path, `logs/<socket>.<agent>.log`, is the marker)."""
+    try:
+        pid = int(runner.run(socket, "display-message", "-p", "#{pid}").stdout.strip())
+    except (TmuxError, ValueError):
+        return False
+    want = os.path.realpath(path)
+    for child in _children(pid):
+        try:
+            fds = os.listdir(f"/proc/{child}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{child}/fd/{fd}") == want:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def ensure_pipe_log(
+    runner: TmuxRunner,
+    socket: str,
+    pane_id: str,
+    path: Path | str,
+    *,
+    before_open: Callable[[], None] | None = None,
+) -> PipeState:
     """Make sure the pane's raw output is appended to `path` (for the dashboard's stream log).
 
-    - no pipe on the pane (`#{pane_pipe}` 0): open one, `pipe-pane -t %ID 'exec cat >> PATH'`
-      (never `-o`: it is a toggle and would CLOSE a pipe opened meanwhile); answer "opened";
-    - a pipe already there: do NOTHING (never close or replace someone's pipe, it may be ours
-      from an earlier run or an operator's own logging); answer "ours" when this process opened
-      it or `path` exists and was written within the last minute, else "existing" (the caller
-      then falls back to `capture-pane`).
+    - no pipe on the pane (`#{pane_pipe}` 0): call `before_open` (the audit record: when it
+      raises, nothing is opened), empty the log, open a pipe,
+      `pipe-pane -t %ID 'exec cat >> PATH'` (never `-o`: it is a toggle and would CLOSE a pipe
+      opened meanwhile); answer "opened";
+    - a pipe already there: do NOTHING (never close or replace someone's pipe); answer "ours"
+      when this process opened it or a job of the pane's server writes to `path`
+      (`pipe_writes_to`: ours from an earlier run), else "existing" (the caller then falls back
+      to `capture-pane`).
 
-    The log folder is created 0700 and the file 0600 (pane output may hold secrets). The pipe
-    STAYS OPEN after the dashboard leaves: the log keeps growing while the agent writes, and the
-    next dashboard finds it ("ours"). `close_pipe_log` closes only a pipe this process opened.
+    The log folder is created 0700 and the file 0600 (pane output may hold secrets). Close the
+    pipe with `close_pipe_log` when nobody streams any more.
     """
     log = Path(path)
     (pipe,) = pane_fields(runner, socket, pane_id, "pane_pipe")
     key = (str(runner.socket_path(socket)), pane_id)
     if pipe == "1":
-        if _OPENED_PIPES.get(key) == log:
+        if _OPENED_PIPES.get(key) == log or pipe_writes_to(runner, socket, log):
+            _OPENED_PIPES[key] = log
             return "ours"
-        try:
-            fresh = time.time() - log.stat().st_mtime < _RECENT_S
-        except OSError:
-            fresh = False
-        return "ours" if fresh else "existing"
+        return "existing"
+    if before_open is not None:
+        before_open()
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    os.close(fd)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_NOCTTY, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ControlError(f"stream log {log} is not a regular file")
+    finally:
+        os.close(fd)
     # pipe-pane expands formats in its command: '#' is written '##'.
     command = "exec cat >> " + shlex.quote(str(log)).replace("#", "##")
     runner.run(socket, "pipe-pane", "-t", pane_id, command)
@@ -293,22 +341,26 @@ def ensure_pipe_log(runner: TmuxRunner, socket: str, pane_id: str, path: Path | 
     return "opened"
 
 
-def close_pipe_log(runner: TmuxRunner, socket: str, pane_id: str) -> bool:
-    """Close the pane's pipe only when one is open AND this process opened it; True if closed.
+def close_pipe_log(
+    runner: TmuxRunner, socket: str, pane_id: str, path: Path | str | None = None
+) -> bool:
+    """Close the pane's pipe only when one is open AND it is ours: this process opened it, or
+    (given `path`) a job of the server writes to `path`. True if closed.
 
     (If someone replaced our pipe with theirs meanwhile, tmux cannot tell us: that pipe would be
-    closed too. Dashboards normally leave their pipe open, see `ensure_pipe_log`.)
+    closed too, unless `path` is given and the check by path finds no writer.)
     """
     key = (str(runner.socket_path(socket)), pane_id)
-    if key not in _OPENED_PIPES:
+    opened = _OPENED_PIPES.pop(key, None)
+    if opened is None and path is None:
         return False
     try:
         (pipe,) = pane_fields(runner, socket, pane_id, "pane_pipe")
     except TmuxError:
-        _OPENED_PIPES.pop(key, None)
         return False
-    _OPENED_PIPES.pop(key, None)
     if pipe != "1":
+        return False
+    if path is not None and not pipe_writes_to(runner, socket, path):
         return False
     runner.run(socket, "pipe-pane", "-t", pane_id)
     return True

@@ -1,0 +1,248 @@
+"""Hostile inputs to the dashboard's pane actions (`fleet_tui.actions`), on REAL tmux.
+
+- a row whose tmux coordinates point at the operator's own shell (a remote row from the gateway,
+  a non-agent session, a spoofed socket/pane) never gets a keystroke or a pipe there;
+- an agent name built to climb out of the state dir never becomes a file path;
+- an audit log that cannot be written (read-only state dir, a directory, a FIFO, /dev/full)
+  refuses the action: nothing is typed, nothing is piped, nothing hangs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import FleetEnv, wait_until
+
+from fleet_tui.actions import LiveActions, log_path
+from fleet_tui.audit import record_action
+from fleet_tui.control import ControlError
+from fleet_tui.errors import AuditUnavailable, Refused
+from fleet_tui.model import AgentRecord
+from fleet_tui.service import FleetCollector, FleetConfig
+
+pytestmark = pytest.mark.tmux
+
+SOCK = "mosaic-fleet"
+
+
+@pytest.fixture
+def fleet(fleet_env: FleetEnv) -> FleetEnv:
+    """An agent `orchestrator` (runs `cat`: what is typed shows in its pane) and the
+    operator's own shell pane `shell` on the DEFAULT socket (not an agent)."""
+    fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}])
+    fleet_env.start(SOCK, "orchestrator", ["cat"])
+    fleet_env.start("default", "shell", ["cat"], agent=False)
+    return fleet_env
+
+
+def _records(env: FleetEnv) -> dict[str, AgentRecord]:
+    snap = FleetCollector(FleetConfig.from_flags()).collect()
+    return {a.name: a for a in snap.agents}
+
+
+def _pane_id(env: FleetEnv, socket: str, name: str) -> str:
+    return env.tmux(socket, "display-message", "-p", "-t", f"={name}:", "#{pane_id}").stdout.strip()
+
+
+def _screen(env: FleetEnv, socket: str, name: str) -> str:
+    return env.tmux(socket, "capture-pane", "-p", "-t", f"={name}:").stdout
+
+
+def _pipe(env: FleetEnv, socket: str, name: str) -> str:
+    out = env.tmux(socket, "display-message", "-p", "-t", f"={name}:", "#{pane_pipe}")
+    return out.stdout.strip()
+
+
+def _actions(env: FleetEnv) -> LiveActions:
+    return LiveActions(env.runner, env.state_dir, FleetConfig.from_flags())
+
+
+def _aimed_at_shell(env: FleetEnv, record: AgentRecord, **update: object) -> AgentRecord:
+    """`record` with the shell pane's coordinates (what a forged gateway row would carry)."""
+    assert record.tmux is not None
+    tmux = record.tmux.model_copy(update={"pane_id": _pane_id(env, "default", "shell")})
+    return record.model_copy(update={"socket": "default", "tmux": tmux, **update})
+
+
+# -- item 1: pane actions never use a record's coordinates ---------------------------------------
+
+
+def test_a_remote_row_aimed_at_the_operators_shell_is_refused(fleet: FleetEnv) -> None:
+    actions = _actions(fleet)
+    forged = _aimed_at_shell(fleet, _records(fleet)["orchestrator"], remote=True)
+    with pytest.raises(Refused, match="remote"):
+        actions.send(forged, "echo SPOOFED")
+    with pytest.raises(Refused, match="remote"):
+        actions.open_log(forged)
+    for interactive in (False, True):
+        with pytest.raises(Refused, match="remote"):
+            actions.handover(forged, interactive=interactive)
+    assert "SPOOFED" not in _screen(fleet, "default", "shell")
+    assert "SPOOFED" not in _screen(fleet, SOCK, "orchestrator")  # not even the same-named agent
+    assert _pipe(fleet, "default", "shell") == "0"
+    assert _pipe(fleet, SOCK, "orchestrator") == "0"
+
+
+def test_a_local_row_with_spoofed_coordinates_reaches_the_agent_not_the_shell(
+    fleet: FleetEnv,
+) -> None:
+    actions = _actions(fleet)
+    spoofed = _aimed_at_shell(fleet, _records(fleet)["orchestrator"])
+    actions.send(spoofed, "hello agent")
+    wait_until(
+        lambda: "hello agent" in _screen(fleet, SOCK, "orchestrator"), message="text in the agent"
+    )
+    path, _state = actions.open_log(spoofed)
+    assert path is not None and path.name == f"{SOCK}.orchestrator.log"
+    assert _pipe(fleet, SOCK, "orchestrator") == "1"
+    assert _pipe(fleet, "default", "shell") == "0"
+    assert "hello agent" not in _screen(fleet, "default", "shell")
+
+
+def test_a_session_that_is_no_agent_gets_no_keys_and_no_pipe(fleet: FleetEnv) -> None:
+    actions = _actions(fleet)
+    shell = _records(fleet)["shell"]  # the collector shows it (not an agent)
+    assert not shell.is_agent
+    with pytest.raises(ControlError, match="not an agent"):
+        actions.send(shell, "echo SPOOFED")
+    with pytest.raises(ControlError, match="not an agent"):
+        actions.open_log(shell)
+    assert "SPOOFED" not in _screen(fleet, "default", "shell")
+    assert _pipe(fleet, "default", "shell") == "0"
+
+
+# -- item 2: no path traversal through a name ----------------------------------------------------
+
+
+def test_an_agent_name_never_climbs_out_of_the_state_dir(fleet: FleetEnv) -> None:
+    escaped = fleet.base / "elsewhere"
+    name = "x/../../../../../../../../" + str(escaped).lstrip("/") + "/escaped"
+    forged = _records(fleet)["orchestrator"].model_copy(update={"name": name})
+    with pytest.raises(Refused, match="not a valid agent name"):
+        _actions(fleet).open_log(forged)
+    with pytest.raises(Refused, match="not a valid agent name"):
+        log_path(fleet.state_dir, SOCK, name)
+    assert not escaped.exists()
+    assert not list(fleet.base.rglob("*escaped*"))
+    # a socket name is mapped to a plain file name, inside logs/
+    odd = log_path(fleet.state_dir, "../../up", "orchestrator")
+    assert odd.parent == fleet.state_dir / "logs"
+    assert ".." not in odd.name and "/" not in odd.name
+
+
+# -- item 4: the audit log fails closed ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """A folder nobody may write into: mode 0555, and (root ignores modes) immutable."""
+    folder.chmod(0o555)
+    immutable = False
+    if os.geteuid() == 0:
+        res = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+        if res.returncode != 0:
+            folder.chmod(0o755)
+            pytest.skip("cannot make a folder read-only for root here (no chattr +i)")
+        immutable = True
+    try:
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=False)
+        folder.chmod(0o755)
+
+
+def _broken_logs() -> list[tuple[str, Callable[[Path], contextlib.AbstractContextManager[None]]]]:
+    def as_dir(audit: Path) -> contextlib.AbstractContextManager[None]:
+        audit.mkdir()
+        return contextlib.nullcontext()
+
+    def as_fifo(audit: Path) -> contextlib.AbstractContextManager[None]:
+        os.mkfifo(audit)
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def as_fifo_with_reader(audit: Path) -> Iterator[None]:
+        os.mkfifo(audit)
+        fd = os.open(audit, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            yield
+        finally:
+            os.close(fd)
+
+    def as_dev_full(audit: Path) -> contextlib.AbstractContextManager[None]:
+        audit.symlink_to("/dev/full")
+        return contextlib.nullcontext()
+
+    def read_only_dir(audit: Path) -> contextlib.AbstractContextManager[None]:
+        return _read_only(audit.parent)
+
+    return [
+        ("directory", as_dir),
+        ("fifo", as_fifo),
+        ("fifo-with-reader", as_fifo_with_reader),
+        ("dev-full", as_dev_full),
+        ("read-only-dir", read_only_dir),
+    ]
+
+
+def _bounded(fn: Callable[[], object], timeout: float = 20.0) -> BaseException | None:
+    """Run `fn` in a thread; fail if it does not return within `timeout` (a hang)."""
+    box: list[BaseException | None] = [None]
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            box[0] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "the action hung on the audit log"
+    return box[0]
+
+
+@pytest.mark.parametrize("kind", [k for k, _ in _broken_logs()])
+def test_an_unwritable_audit_log_refuses_the_action(fleet: FleetEnv, kind: str) -> None:
+    make = dict(_broken_logs())[kind]
+    actions = _actions(fleet)
+    record = _records(fleet)["orchestrator"]
+    fleet.state_dir.mkdir(parents=True, exist_ok=True)
+    audit = fleet.state_dir / "audit.jsonl"
+    with make(audit):
+        err = _bounded(lambda: actions.send(record, "UNAUDITED"))
+        assert isinstance(err, AuditUnavailable), err
+        assert err.exit_code == 5
+        assert str(err).startswith(f"audit log {audit}:") and "refused" in str(err)
+        assert "\n" not in str(err)
+        err = _bounded(lambda: actions.open_log(record))
+        assert isinstance(err, AuditUnavailable), err
+        err = _bounded(lambda: actions.handover(record, interactive=False))
+        assert isinstance(err, AuditUnavailable), err
+    assert "UNAUDITED" not in _screen(fleet, SOCK, "orchestrator")
+    assert _pipe(fleet, SOCK, "orchestrator") == "0"
+
+
+def test_record_action_on_a_fifo_without_reader_fails_at_once(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "audit.jsonl")
+    from datetime import UTC, datetime
+
+    err = _bounded(
+        lambda: record_action(
+            tmp_path,
+            now=datetime.now(UTC),
+            tenant_id="t",
+            host="h",
+            action="send",
+            agent="a",
+            outcome="started",
+        )
+    )
+    assert isinstance(err, AuditUnavailable)
