@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import time
@@ -228,7 +229,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     ]
     if args.json:
         shown = snapshot.model_copy(update={"agents": agents})
-        sys.stdout.write(shown.to_json(indent=2) + "\n")
+        sys.stdout.write(_snapshot_json(shown) + "\n")
         if gateway is not None:  # an unreachable gateway is said on stderr too
             for w in snapshot.warnings:
                 if w.startswith("gateway "):
@@ -252,6 +253,27 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Characters a terminal might act on or that fake the text's direction, and lone surrogates
+# (undecodable bytes): JSON text may hold them raw (only C0 must be escaped), so they are
+# written as \\uXXXX escapes, which `json.loads` reads back exactly.
+_JSON_ESCAPED = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _snapshot_json(snapshot: Any) -> str:
+    """ps v1 JSON of `snapshot`, names exactly as they are (scripts address sessions by them),
+    yet safe to `cat` on a terminal and always valid UTF-8 (see _JSON_ESCAPED)."""
+    import json
+
+    from pydantic_core import PydanticSerializationError
+
+    try:
+        text = str(snapshot.to_json(indent=2))
+    except PydanticSerializationError:  # lone surrogates: pydantic will not encode them
+        data = snapshot.model_dump(mode="json", by_alias=True)
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _JSON_ESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _fold_summary(text: str, width: int | None) -> str:
     """The summary line folded at ' · ' (then at spaces) so that it fits `width` columns."""
     if width is None or len(text) <= width:
@@ -270,9 +292,12 @@ def _fold_summary(text: str, width: int | None) -> str:
 
 
 def _empty_hint(snapshot, args: argparse.Namespace) -> str:  # type: ignore[no-untyped-def]
-    where = ", ".join(s.name for s in snapshot.sockets) or "none"
+    from fleet_tui.core.sanitize import clean_text
+
+    where = ", ".join(clean_text(s.name) for s in snapshot.sockets) or "none"
+    roster = clean_text(snapshot.roster_path) if snapshot.roster_path else "none"
     lines = ["No agents found."]
-    lines.append(f"  roster: {snapshot.roster_path or 'none'}; tmux sockets: {where}")
+    lines.append(f"  roster: {roster}; tmux sockets: {where}")
     if not args.all:
         lines.append("  'fleet-tui ps --all' also lists sessions that are not agents;")
     lines.append("  'fleet-tui demo' starts a demo fleet on a private socket.")
@@ -345,7 +370,10 @@ def _find_agent(snapshot, name: str):  # type: ignore[no-untyped-def]
     near = sorted(
         a.name for a in snapshot.agents if a.name.startswith(name) or name.startswith(a.name)
     )
-    hint = f" (did you mean {', '.join(near[:3])}?)" if near else ""
+    from fleet_tui.core.sanitize import clean_text
+
+    shown = [clean_text(n, max_len=64) for n in near[:3]]
+    hint = f" (did you mean {', '.join(shown)}?)" if near else ""
     raise AgentNotFound(f"no agent named '{name}'{hint}")
 
 

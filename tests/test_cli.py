@@ -575,3 +575,47 @@ def test_text_arguments_that_are_not_utf8_are_exit_2(fleet_env: FleetEnv) -> Non
         assert res.rc == 2, res
         assert "not valid UTF-8" in _one_line(res)
     assert fleet_env.heartbeat("coder") is None
+
+
+def test_ps_json_keeps_true_names_and_stays_valid_utf8(fleet_env: FleetEnv) -> None:
+    long_name = "L" * 80  # the join used to cut it to 63 chars and an ellipsis
+    zero_width = "zw\u200bsp"  # the sanitizer drops the zero-width space
+    for name in (long_name, zero_width):
+        fleet_env.start(SOCK, name, SLEEP, agent=False)
+    names = [a["name"] for a in fleet_env.ps_json("--all")["agents"]]
+    assert long_name in names and zero_width in names, names
+    assert [
+        a["session"] for a in fleet_env.ps_json("--all")["agents"] if a["name"] == long_name
+    ] == [long_name]
+    table = fleet_env.cli("ps", "--all", env={"COLUMNS": "200"})
+    assert table.rc == 0 and "zwsp" in table.stdout and "\u200b" not in table.stdout
+
+
+def test_ps_with_bytes_that_are_not_utf8_stays_valid_utf8(fleet_env: FleetEnv) -> None:
+    # a roster path with a byte that is not UTF-8 (as lone surrogates in Python)
+    folder = os.fsdecode(bytes(fleet_env.base) + b"/r\xffdir")
+    roster = fleet_env.write_roster([])
+    os.mkdir(folder)
+    os.rename(roster, os.path.join(folder, "roster.yaml"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "fleet_tui", "ps", "--json"],
+        env={**fleet_env.env, "MOSAIC_FLEET_ROSTER": os.path.join(folder, "roster.yaml")},
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout.decode("utf-8"))  # strict: valid UTF-8
+    assert os.fsencode(data["roster_path"]) == bytes(fleet_env.base) + b"/r\xffdir/roster.yaml"
+    assert data["roster_loaded"] is True
+    proc = subprocess.run(
+        [sys.executable, "-m", "fleet_tui", "ps"],
+        env={**fleet_env.env, "MOSAIC_FLEET_ROSTER": os.path.join(folder, "roster.yaml")},
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "r\ufffddir" in proc.stdout.decode("utf-8")  # shown as U+FFFD on a terminal

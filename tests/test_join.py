@@ -21,8 +21,10 @@ from factories import (
     socket,
 )
 
+from fleet_tui.cli import _snapshot_json
 from fleet_tui.core.infer import compile_rules
 from fleet_tui.core.join import apply_usage, build_snapshot, inference_targets
+from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model import (
     AgentRecord,
     AgentState,
@@ -735,9 +737,13 @@ HOSTILE = [
 
 
 def _strings(value: Any) -> list[str]:
+    """Every string of a snapshot but the agents' true names (`name`, `session`): those stay
+    exactly as tmux said, for scripts; the terminals sanitize them, and `ps --json` escapes."""
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
+        if "is_agent" in value:  # an agent record
+            value = {k: v for k, v in value.items() if k not in ("name", "session")}
         return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
@@ -748,6 +754,10 @@ def _assert_terminal_safe(snap: FleetSnapshot) -> None:
     texts = _strings(json.loads(snap.to_json())) + _strings(snap.model_dump(mode="json"))
     bad = [t for t in texts if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in t)]
     assert bad == []
+    # what `ps --json` prints holds no raw control character, names included
+    printed = _snapshot_json(snap)
+    assert [c for c in printed if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F)] == []
+    assert json.loads(printed)["agents"] == json.loads(snap.to_json())["agents"]
 
 
 @pytest.mark.parametrize("evil", HOSTILE)
@@ -762,7 +772,8 @@ def test_hostile_session_title_command_and_detail_come_out_as_plain_text(evil: s
     _assert_terminal_safe(snap)
     rec = snap.agents[0]
     assert rec.heartbeat is not None and rec.tmux is not None
-    assert "ZXZpbA==" not in rec.name  # the clipboard payload is not shown either
+    assert rec.name == rec.session == name  # the true name, for scripts (ps --json)
+    assert clean_text(rec.name) == "ag" + clean_text(evil)  # what a terminal is shown
 
 
 def test_hostile_session_outside_agents_and_markup_survive_only_as_plain_text() -> None:
@@ -770,7 +781,8 @@ def test_hostile_session_outside_agents_and_markup_survive_only_as_plain_text() 
     snap = build_snapshot(inputs(socket("default", pane(markup + "\x1b[31m", title=markup))))
     _assert_terminal_safe(snap)
     rec = snap.agents[0]
-    assert rec.name == markup  # plain characters, never interpreted by the renderers
+    assert rec.name == markup + "\x1b[31m"  # the true name (ps --json escapes it)
+    assert clean_text(rec.name) == markup  # plain characters, never interpreted by renderers
     assert rec.tmux is not None and rec.tmux.pane_title == markup
 
 

@@ -117,3 +117,10 @@ def test_none_is_empty() -> None:
 def test_invalid_utf8_becomes_replacement_characters_never_raw_bytes() -> None:
     assert decode(b"ok\xff\x9b") == "ok\ufffd\ufffd"
     assert clean_text(b"ok\xff\x9b2J") == "ok\ufffd\ufffd2J"
+
+
+def test_bytes_that_were_not_utf8_become_replacement_characters() -> None:
+    # argv, file names and tmux output arrive with undecodable bytes as lone surrogates:
+    # a UTF-8 terminal cannot take them (and Python may write them back as raw bytes)
+    assert clean_text("r\udcffdir/\udc80x") == "r\ufffddir/\ufffdx"
+    assert clean_text("r\udcffdir").encode("utf-8") == "r\ufffddir".encode()

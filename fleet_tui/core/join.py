@@ -5,6 +5,10 @@ agents, each agent's health with its reason, the drift flags of DESIGN.md, and w
 state comes from: its heartbeat (written by the runtime, or by a hook adapter: `via`), else,
 for a live pane without a readable heartbeat, a state inferred from the pane (core/infer.py),
 which never changes health.
+
+An agent's `name` and `session` stay exactly what tmux or the roster said (scripts address the
+session by them, through `ps --json`); every other agent-controlled string is sanitized here.
+Whatever shows a name on a terminal sanitizes it there (the table, the screens, `ps`).
 """
 
 from __future__ import annotations
@@ -292,7 +296,7 @@ def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
             AgentRecord(
                 tenant_id=tenant,
                 host=host,
-                name=clean_text(name, max_len=64),
+                name=name,  # the true name: scripts address sessions by it (JSON)
                 role=ragent.role if ragent else None,
                 alias=ragent.alias if ragent else None,
                 runtime=clean_text(runtime, max_len=32) if runtime else None,
@@ -303,7 +307,7 @@ def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
                 socket=clean_text(found.socket, max_len=64)
                 if found
                 else (roster.agent_socket(ragent) if roster and ragent else None),
-                session=clean_text(name, max_len=64) if found else None,
+                session=name if found else None,
                 tmux=tmux,
                 systemd=systemd,
                 process=process,

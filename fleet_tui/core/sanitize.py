@@ -38,6 +38,9 @@ _CONTROLS = re.compile(
     "\U0001f3fb-\U0001f3ff\ufff9-\ufffb]"
 )
 
+# Lone surrogates: bytes that were not UTF-8 (argv, file names, tmux output read with
+# surrogateescape). They cannot be written to a UTF-8 terminal: shown as U+FFFD.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 _C1_INTRO = re.compile("[\x90-\x9f]")
 
@@ -60,6 +63,8 @@ def clean_text(
         text = decode(text)
     out = _ESCAPES.sub("", text) if ("\x1b" in text or _C1_INTRO.search(text)) else text
     out = _CONTROLS.sub("", out)
+    if not out.isascii():
+        out = _SURROGATES.sub("\ufffd", out)
     if one_line:
         out = out.replace("\t", " ").replace("\n", " ")
     if max_len is not None and len(out) > max_len:
