@@ -769,17 +769,19 @@ def cmd_tui(args: argparse.Namespace) -> int:
     config = _config(args)
     config.gateway = gateway
     crash.arm(config.state_dir)
-    code = EXIT_FAILURE
     try:
-        code = int(run_dashboard(config))
-    except Exception as exc:  # escaped the app (start-up, teardown): the same crash log
-        if os.environ.get("FLEET_TUI_DEBUG"):
-            raise
-        crash.record(exc)
-    if crash.crashed():
-        sys.stderr.write(f"{PROG}: {crash.summary()}\n")
-        return EXIT_FAILURE
-    return code
+        try:
+            code = int(run_dashboard(config))
+        except Exception as exc:  # escaped the app (start-up, teardown): the same crash log
+            if os.environ.get("FLEET_TUI_DEBUG"):
+                raise
+            crash.record(exc)
+        if crash.crashed():
+            sys.stderr.write(f"{PROG}: {crash.summary()}\n")
+            return EXIT_FAILURE
+        return code
+    finally:
+        crash.disarm()
 
 
 # Arguments that are text (names, messages, details), never paths: they are written to JSON,
@@ -841,7 +843,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_text_args(args)
         return verbs[args.verb](args)
     except FleetError as exc:
-        sys.stderr.write(f"{PROG}: {exc}\n")
+        sys.stderr.write(f"{PROG}: {_one_line(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -850,5 +852,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("FLEET_TUI_DEBUG"):
             raise
-        sys.stderr.write(f"{PROG}: unexpected error: {type(exc).__name__}: {exc}\n")
+        sys.stderr.write(f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(str(exc))}\n")
         return EXIT_FAILURE
+
+
+def _one_line(message: str) -> str:
+    """An error message as one safe line: it may quote a name, a path or a pane's text."""
+    from fleet_tui.core.sanitize import clean_text
+
+    return clean_text(message, max_len=2000)

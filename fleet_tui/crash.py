@@ -62,6 +62,12 @@ def arm(state_dir: Path) -> None:
     _state.state_dir = state_dir
 
 
+def disarm() -> None:
+    """Back to Textual's own error handling (the dashboard has gone)."""
+    global _state
+    _state = _State()
+
+
 def armed() -> bool:
     return _state.state_dir is not None
 

@@ -619,3 +619,13 @@ def test_ps_with_bytes_that_are_not_utf8_stays_valid_utf8(fleet_env: FleetEnv) -
     )
     assert proc.returncode == 0, proc.stderr
     assert "r\ufffddir" in proc.stdout.decode("utf-8")  # shown as U+FFFD on a terminal
+
+
+def test_error_lines_never_carry_escape_sequences(fleet_env: FleetEnv) -> None:
+    # a path (or a name, or a pane's text) quoted in an error reaches the operator's terminal
+    bad_dir = "/proc/e\x1b]52;c;UFdORUQ=\x07x"
+    res = fleet_env.cli("heartbeat", "x", "--state", "busy", "--state-dir", bad_dir)
+    assert res.rc == 2, res
+    line = _one_line(res)
+    assert "\x1b" not in line and "\x07" not in line
+    assert "not writable" in line
