@@ -99,7 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--pid", type=int, default=None, help="the runtime's pid (omit for short-lived callers)"
     )
 
-    p = sub.add_parser("probe", help="ping an agent and wait for the echo")
+    p = sub.add_parser(
+        "probe",
+        help="ping an agent and wait for the echo",
+        description="Write a ping and wait for the runtime's echo. Exit 0 answered, 3 no such "
+        "agent or it is down (no session, or its pane's process exited: said at once), 4 no "
+        "echo within --timeout, 5 refused (the audit log cannot be written).",
+    )
     _common(p)
     p.add_argument("name")
     p.add_argument("--timeout", metavar="S", type=_positive, default=10.0)
@@ -124,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="type a message into an agent ('-' reads it from stdin)",
         description="Type TEXT into the agent's pane and press Enter. A TEXT that starts with "
         "'-' and has no space goes after '--'. Exit 0 sent (with --verify: accepted), 3 no such "
-        "agent or no live pane, 4 not accepted within --timeout.",
+        "agent or it is down (no session, or its pane's process exited), 4 not accepted within "
+        "--timeout, 5 refused (the audit log cannot be written: nothing is typed).",
     )
     _common(p)
     p.add_argument("name")
