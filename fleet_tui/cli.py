@@ -424,12 +424,13 @@ def _audit(
             agent=agent,
             outcome=outcome,
             detail=detail,
+            surface="cli",
         )
     except (OSError, AuditUnavailable) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         if required:
             if isinstance(exc, AuditUnavailable):
-                raise AuditUnavailable(f"{action} {agent}: refused: {exc}") from None
+                raise AuditUnavailable(f"{action} {agent}: {exc}") from None
             raise AuditUnavailable(
                 f"{action} {agent}: refused: the audit log {audit_path(state_dir)} "
                 f"cannot be written ({why})"
@@ -472,7 +473,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         raise AgentNotFound(down)
     spool = HeartbeatSpool(config.state_dir)
     nonce = secrets.token_hex(8)
-    audit("requested", f"timeout {args.timeout:g} s", required=True)
+    audit("started", f"timeout {args.timeout:g} s", required=True)
     sent = datetime.now(UTC)
     t0 = time.monotonic()
     spool.write_ping(args.name, nonce, sent)
@@ -612,7 +613,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     before = spool.read_heartbeat(ctl.name).heartbeat
     cleaned = clean_message(text)
     # The record comes first: no audit record, nothing typed (exit 5).
-    ctl.audit("requested", f"{message_hash(cleaned)} length={len(cleaned)}", required=True)
+    ctl.audit("started", f"{message_hash(cleaned)} length={len(cleaned)}", required=True)
     try:
         sent = send_message(ctl.runner, ctl.socket, pane_id, text)
     except ControlError as exc:
