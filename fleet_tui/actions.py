@@ -75,7 +75,9 @@ class OperatorActions(Protocol):
 
 @runtime_checkable
 class StreamActions(Protocol):
-    """What the stream screen uses besides `OperatorActions` when the actions offer it."""
+    """What the stream screen uses when the actions offer it (the live ones do)."""
+
+    def open_log(self, record: AgentRecord) -> tuple[Path | None, str]: ...
 
     def resolve_record(self, record: AgentRecord) -> AgentRecord: ...
 

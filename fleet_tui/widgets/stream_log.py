@@ -13,6 +13,7 @@ from collections import deque
 
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
@@ -76,7 +77,7 @@ class StreamLog(ScrollView, can_focus=True):
         self.lines.extend(new)
         self.lines_received += len(new)
         self.dropped += overflow
-        self.virtual_size = Size(self.size.width, len(self.lines))
+        self.virtual_size = Size(0, len(self.lines))  # lines are cropped: no x scroll
         if self.following:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
             self.refresh()
@@ -93,7 +94,7 @@ class StreamLog(ScrollView, can_focus=True):
     def clear(self) -> None:
         self.lines.clear()
         self.unseen = 0
-        self.virtual_size = Size(self.size.width, 0)
+        self.virtual_size = Size(0, 0)
         self.refresh()
 
     # -- rendering -------------------------------------------------------------------------
@@ -121,6 +122,13 @@ class StreamLog(ScrollView, can_focus=True):
         self._cache.clear()
 
     # -- following -------------------------------------------------------------------------
+    def on_resize(self, event: events.Resize) -> None:
+        """Shown (log mode) or resized: lines that arrived while it was hidden (no size, no
+        scrolling) are there; a following log shows their END, not their top."""
+        self.virtual_size = Size(0, len(self.lines))
+        if self.following:
+            self.scroll_end(animate=False, x_axis=False)
+
     def _at_bottom(self) -> bool:
         return self.scroll_offset.y >= self.max_scroll_y - 0.5
 

@@ -246,3 +246,51 @@ def test_record_action_on_a_fifo_without_reader_fails_at_once(tmp_path: Path) ->
         )
     )
     assert isinstance(err, AuditUnavailable)
+
+
+# -- issue 12 item 11: a popup that cannot be shown says so ---------------------------------------
+
+
+def _inside_tmux_without_client(env: FleetEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard runs in a pane of an operator server that has NO client attached."""
+    env.start("outer", "dash", ["cat"], agent=False)
+    sock = env.runner.socket_path("outer")
+    monkeypatch.setenv("TMUX", f"{sock},{env.server_pid('outer')},0")
+    monkeypatch.setenv("TMUX_PANE", _pane_id(env, "outer", "dash"))
+
+
+def test_watch_in_a_popup_without_a_client_is_refused_with_the_reason(
+    fleet: FleetEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _inside_tmux_without_client(fleet, monkeypatch)
+    actions = _actions(fleet)
+    record = _records(fleet)["orchestrator"]
+    for interactive in (False, True):
+        with pytest.raises(ControlError, match="no tmux client is attached"):
+            actions.handover(record, interactive=interactive)
+    assert not [e for e in fleet.audit_lines() if e["outcome"] == "started"]
+
+
+def test_a_detached_handover_that_fails_is_reported_and_audited(
+    fleet: FleetEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from fleet_tui.actions import Handover
+    from fleet_tui.control import plan_handover
+
+    _inside_tmux_without_client(fleet, monkeypatch)
+    actions = _actions(fleet)
+    record = _records(fleet)["orchestrator"]
+    # the popup itself, as if the client went away between the check and the popup
+    plan = plan_handover(fleet.runner, SOCK, "orchestrator", read_only=True)
+    assert plan.how == "popup"
+    failing = Handover(plan.argv, blocking=False, env=plan.env)
+    reason = asyncio.run(actions.run_detached("watch", record, failing))
+    assert reason is not None and "status 1" in reason and "no current client" in reason
+    last = fleet.audit_lines()[-1]
+    assert (last["action"], last["outcome"]) == ("watch", "failed")
+    assert "no current client" in last["detail"]
+    ok = Handover(["true"], blocking=False, env=fleet.env)
+    assert asyncio.run(actions.run_detached("watch", record, ok)) is None
+    assert fleet.audit_lines()[-1]["outcome"] == "detached"
