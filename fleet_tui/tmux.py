@@ -3,6 +3,15 @@
 Nothing else in fleet_tui spawns tmux. Facts it is built on: TMUX-FACTS.md (bare `-t name`
 prefix-matches, `=NAME:` is exact; a stopped server accepts connections and then hangs; a dead
 server leaves its socket file behind).
+
+Every call whose output we read (`run`) passes `-u`: a tmux client whose locale is not UTF-8
+(`LANG=C`, or no locale at all, as under cron, systemd or a bare `ssh host cmd`) prints every byte
+outside printable ASCII as `_`, the `\x1f` field separator of our formats included, and the
+letters of non-ASCII session names, titles and paths too (measured with tmux 3.3a). With `-u` the
+output is the same in every locale. It is always decoded as UTF-8, and bytes that are not UTF-8
+never raise: they come through as lone surrogates (`surrogateescape`), so a name read from tmux
+still targets its session when passed back. A client that hands the terminal over (`argv`, for
+attach) keeps tmux's own choice from the operator's locale: it prints to their terminal, not to us.
 """
 
 from __future__ import annotations
@@ -211,7 +220,7 @@ class TmuxRunner:
         check: bool = True,
     ) -> TmuxResult:
         """Run one tmux command on `socket` and return its output, or raise a typed error."""
-        argv = self.argv(socket, *args)
+        argv = [self.binary, "-u", "-S", str(self.socket_path(socket)), *args]
         limit = self.timeout if timeout is None else timeout
         try:
             proc = subprocess.run(
@@ -219,6 +228,7 @@ class TmuxRunner:
                 input=input,
                 capture_output=True,
                 text=True,
+                encoding="utf-8",  # never the locale's: tmux -u writes UTF-8 in every locale
                 errors="surrogateescape",
                 timeout=limit,
                 env=self._env,

@@ -170,6 +170,17 @@ def scan_socket(runner: TmuxRunner, name: str, path: Path, *, timeout: float) ->
         panes = parse_panes(res.stdout)
         if panes:
             return SocketScan(name, str(path), SocketState.LIVE, panes, listed_in_ms=ms)
+        if res.stdout.strip():
+            # Lines came back but none parsed (a tmux that rewrote the field separator): say
+            # so, never report the server's sessions as gone.
+            return SocketScan(
+                name,
+                str(path),
+                SocketState.LIVE,
+                listed_in_ms=ms,
+                reason="tmux answered in a format that could not be read "
+                f"({len(res.stdout.splitlines())} lines; locale or tmux version?)",
+            )
         # An empty answer is what a server that is shutting down gives: never conclude
         # "all agents gone" from it. Confirm with a liveness probe, then ask once more.
         if probe_socket(path) != Liveness.LIVE:
