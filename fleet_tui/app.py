@@ -14,10 +14,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from textual import work
 from textual.app import App, SuspendNotSupported
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.signal import Signal
 from textual.theme import Theme
 from textual.timer import Timer
@@ -40,6 +42,8 @@ from fleet_tui.settings import DashboardSettings
 from fleet_tui.widgets import FleetTable
 
 HISTORY = 120
+SHOW_RETRY_S = 0.02
+SHOW_TRIES = 100  # 2 s
 HEARTBEAT_REFRESH_S = 1.0
 
 
@@ -288,17 +292,39 @@ class FleetApp(CrashGuard, App[int]):
             )
 
     # -- navigation ------------------------------------------------------------------------
+    def show_screen(
+        self,
+        screen: Screen[Any],
+        callback: Callable[[Any], None] | None = None,
+        *,
+        tries: int = SHOW_TRIES,
+    ) -> None:
+        """Push `screen`, once no screen of the same id is left over.
+
+        A popped screen is removed about 30 ms later (a turn of the loop or a few): a screen of
+        the same id pushed meanwhile (`s`, `esc`, `s` typed fast) would clash with it, a crash
+        (DuplicateIds). Then the push waits for the old one to go, checking every 20 ms."""
+        # The app's own node list is what refuses a duplicate id (`children` shows one screen).
+        busy = screen.id is not None and self._nodes._get_by_id(screen.id) not in (None, screen)
+        if not busy:
+            self.push_screen(screen, callback)
+        elif tries > 0:
+            self.set_timer(
+                SHOW_RETRY_S, partial(self.show_screen, screen, callback, tries=tries - 1)
+            )
+        else:
+            self.notify("the previous screen is still closing: try again", severity="warning")
+
     def open_detail(self, key: str) -> None:
         """Show an agent's detail. A detail screen already open (e.g. from the palette, on it
-        or under a stream) is reused for the new agent: pushing a second one would clash
-        with it (one screen id), as a popped screen is removed only later."""
+        or under a stream) is reused for the new agent: one detail on the stack, never two."""
         for screen in reversed(self.screen_stack):
             if isinstance(screen, AgentDetailScreen):
                 while self.screen is not screen and len(self.screen_stack) > 1:
                     self.pop_screen()
                 screen.show_agent(key)
                 return
-        self.push_screen(AgentDetailScreen(key))
+        self.show_screen(AgentDetailScreen(key))
 
     def go_to_agent(self, key: str) -> None:
         self.action_show_fleet()
@@ -310,7 +336,7 @@ class FleetApp(CrashGuard, App[int]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.show_screen(HelpScreen())
 
     # -- operator actions (all behind a screen or a confirmation) ---------------------------
     def current_record(self) -> AgentRecord | None:
@@ -349,7 +375,7 @@ class FleetApp(CrashGuard, App[int]):
     def action_stream(self) -> None:
         record = self._actionable("stream", needs_actions=False)
         if record is not None:
-            self.push_screen(StreamScreen(record))
+            self.show_screen(StreamScreen(record))
 
     def action_watch(self) -> None:
         record = self._actionable("watch")
@@ -367,7 +393,7 @@ class FleetApp(CrashGuard, App[int]):
             elif self.actions is not None:
                 self.actions.audit("attach", record, "declined", "confirmation cancelled")
 
-        self.push_screen(ConfirmAttachScreen(record), confirmed)
+        self.show_screen(ConfirmAttachScreen(record), confirmed)
 
     def hand_over(self, record: AgentRecord, *, interactive: bool) -> None:
         """Give the terminal to `tmux attach` (read-only for watch) and come back on detach."""
@@ -424,7 +450,7 @@ class FleetApp(CrashGuard, App[int]):
             if text:
                 self._send(record, text)
 
-        self.push_screen(ComposeMessageScreen(record), composed)
+        self.show_screen(ComposeMessageScreen(record), composed)
 
     @work(thread=True, group="send", exit_on_error=False, description="send a message")
     def _send(self, record: AgentRecord, text: str) -> None:
@@ -463,15 +489,15 @@ class FleetApp(CrashGuard, App[int]):
 
     def action_audit(self) -> None:
         lines = self.actions.audit_lines() if self.actions is not None else []
-        self.push_screen(AuditScreen(lines))
+        self.show_screen(AuditScreen(lines))
 
     def action_budgets(self) -> None:
         if not isinstance(self.screen, BudgetScreen):
-            self.push_screen(BudgetScreen())
+            self.show_screen(BudgetScreen())
 
     def action_warnings(self) -> None:
         if not isinstance(self.screen, WarningsScreen):
-            self.push_screen(WarningsScreen())
+            self.show_screen(WarningsScreen())
 
     def action_waiting(self) -> None:
         self.action_show_fleet()

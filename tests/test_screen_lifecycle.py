@@ -136,3 +136,43 @@ async def test_a_detail_under_another_screen_catches_up_when_it_shows_again(over
         await settle(pilot, app)
         assert app.screen is detail
         assert "no longer in the fleet" in summary(app)
+
+
+@pytest.mark.parametrize("screen", ["stream", "detail", "budgets", "audit"])
+async def test_a_screen_reopened_while_the_last_one_is_being_removed_does_not_crash(
+    screen: str,
+) -> None:
+    """`s`, `esc`, `s` typed fast: the first stream is still being removed (about 30 ms) when
+    the second is pushed; screens of one id clashed (DuplicateIds)."""
+    from fleet_tui.fixtures import RecordingActions
+    from fleet_tui.screens.budget import BudgetScreen
+    from fleet_tui.screens.dialogs import AuditScreen
+    from fleet_tui.screens.stream import StreamScreen
+
+    app = FleetApp(
+        FixedSource(fleet_snapshot()),
+        settings=SETTINGS,
+        clock=lambda: NOW + timedelta(seconds=1),
+        watch=False,
+        actions=RecordingActions(),
+    )
+    opens = {
+        "stream": (app.action_stream, StreamScreen),
+        "detail": (lambda: app.open_detail(agent_key(app, "orchestrator")), AgentDetailScreen),
+        "budgets": (app.action_budgets, BudgetScreen),
+        "audit": (app.action_audit, AuditScreen),
+    }
+    open_it, kind = opens[screen]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await first_poll(pilot, app)
+        for _ in range(3):
+            open_it()
+            await settle(pilot, app, 3)
+            assert isinstance(app.screen, kind)
+            in_app(app, app.pop_screen, open_it)
+            await settle(pilot, app)
+            assert isinstance(app.screen, kind)  # opened again once the old one had gone
+            assert sum(isinstance(s, kind) for s in app.screen_stack) == 1
+            app.pop_screen()
+            await settle(pilot, app, 3)
+        assert app.screen is app.fleet_screen

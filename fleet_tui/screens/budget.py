@@ -98,7 +98,7 @@ class BudgetScreen(Screen[None]):
     ]
 
     def __init__(self) -> None:
-        super().__init__(id="budget")
+        super().__init__()  # no id: one being removed would clash with a new one
         self.report: BudgetReport | None = None
         self.error: str | None = None
         self.loads = 0

@@ -226,7 +226,7 @@ class AgentDetailScreen(Screen[None]):
     ]
 
     def __init__(self, key: str) -> None:
-        super().__init__(id="detail")
+        super().__init__()  # no id: one being removed would clash with a new one
         self.key = key
         self._last_activity: object = None
         self._composed = False  # the widgets exist (from on_mount until unmount)
