@@ -150,3 +150,22 @@ def test_linger_is_a_file_named_after_the_user(tmp_path: Path) -> None:
 def test_scan_label() -> None:
     assert SystemdScan(True).label == "available"
     assert SystemdScan(False).label == "unavailable"
+
+
+def test_a_systemctl_answer_that_is_not_utf8_never_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a unit description or state with a byte that is not UTF-8 (a stand-in systemctl prints it)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "systemctl"
+    fake.write_bytes(
+        b"#!/bin/sh\nprintf 'Id=mosaic-agent@a.service\\nLoadState=loaded\\n"
+        b"ActiveState=active\\nSubState=r\\377unning\\nUnitFileState=enabled\\n'\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    scan = scan_systemd(["mosaic-agent@a.service"], run_dir=tmp_path)
+    assert scan.available is True, scan.reason
+    unit = scan.units["mosaic-agent@a.service"]
+    assert unit.active_state == "active"

@@ -71,6 +71,8 @@ def scan_systemd(
             [systemctl, "--user", "show", "-p", SHOW_PROPS, "--", *units],
             capture_output=True,
             text=True,
+            encoding="utf-8",  # never the locale's, and a stray byte never raises
+            errors="replace",
             timeout=timeout,
             check=False,
             stdin=subprocess.DEVNULL,
