@@ -3,9 +3,11 @@ help, palette, degraded states, and the cursor staying on its agent across updat
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
+from rich.console import Console
 from textual.widgets import Input, Sparkline, Static
 
 from fleet_tui.app import FleetApp
@@ -508,3 +510,31 @@ async def test_footer_shows_the_palette_key_once() -> None:
         keys = [k for k in app.screen.query(FooterKey) if k.description == "Palette"]
         assert len(keys) == 1
         assert any(row[2] == "app.palette" for row in app.binding_rows())  # still in `?`
+
+
+async def test_a_heartbeat_dated_in_the_future_never_shows_a_negative_age() -> None:
+    """A host whose clock runs ahead (or a bad heartbeat) dated 1123 days from now: the table and
+    the detail say it is dated ahead, never "-1123 d ago"."""
+    snap = fleet_snapshot()
+    ahead = -1123 * 86400.0
+    agents = [
+        a.model_copy(update={"heartbeat": a.heartbeat.model_copy(update={"age_s": ahead})})
+        if a.name == "enhancer" and a.heartbeat is not None
+        else a
+        for a in snap.agents
+    ]
+    app = make_app(FixedSource(snap.model_copy(update={"agents": agents})))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await first_poll(pilot, app)
+        await first_poll(pilot, app)
+        row = next(line for line in screen_text(app).splitlines() if line.startswith("enhancer"))
+        assert "-1123" not in row and "ahead" in row
+        app.open_detail(next(k for k in table(app).keys if k.endswith("/enhancer")))
+        await pilot.pause()
+        await pilot.pause()
+        console = Console(width=150, file=io.StringIO(), record=True)
+        console.print(app.screen.query_one("#facts", Static).content)
+        facts = console.export_text()
+        summary = str(app.screen.query_one("#summary", Static).render())
+        assert "-1123" not in facts + summary
+        assert "in the future" in facts

@@ -195,6 +195,24 @@ HEALTH_SEVERITY = {
 _BIG = float("inf")
 
 
+AHEAD_S = -1.0  # an age below this is a timestamp ahead of our clock, not jitter
+
+
+def age_cell(age_s: float | None) -> str:
+    """A heartbeat's age for a table cell. One dated ahead of this host's clock (a remote host's
+    clock running fast, a bad timestamp) says "ahead": never a negative age like "-1123 d"."""
+    if age_s is None:
+        return "-"
+    return "ahead" if age_s < AHEAD_S else human_duration(max(age_s, 0.0))
+
+
+def age_ago(age_s: float) -> str:
+    """A heartbeat's age in a sentence: "45 s ago", or "dated in the future" (clock skew)."""
+    if age_s < AHEAD_S:
+        return "dated in the future (clock skew?)"
+    return f"{human_duration(max(age_s, 0.0))} ago"
+
+
 def _hb_age(r: AgentRecord) -> float:
     return r.heartbeat.age_s if r.heartbeat else _BIG
 
@@ -233,7 +251,7 @@ COLUMNS: list[Column] = [
         "HB",
         "hb",
         1,
-        lambda r: human_duration(r.heartbeat.age_s) if r.heartbeat else "-",
+        lambda r: age_cell(r.heartbeat.age_s if r.heartbeat else None),
         right=True,
         sort=_hb_age,
         descending=True,

@@ -22,6 +22,8 @@ from fleet_tui.core.columns import (
     HEALTH_SYMBOL,
     HOOK_MARK,
     INFERRED_MARK,
+    age_ago,
+    age_cell,
     budget_cell,
     human_tokens,
     shown_state,
@@ -107,8 +109,8 @@ def summary_text(r: AgentRecord) -> Text:
             t.append(f" — {clean_text(r.inferred.reason, max_len=200)}", style="italic")
         if r.heartbeat is not None and not inferred and r.health in OLD_STATE_HEALTH:
             # the last reported state of a silent agent: say how old it is
-            age = human_duration(r.heartbeat.age_s)
-            t.append(f"  · as of {age} ago, may be out of date", style="bold yellow")
+            age = age_ago(r.heartbeat.age_s)
+            t.append(f"  · as of {age}, may be out of date", style="bold yellow")
         t.append(f"  ({SOURCE_EXPLAINED[source or StateSource.HEARTBEAT]})", style="dim")
     if r.drift:
         t.append("\n\nDrift\n", style="bold")
@@ -177,7 +179,7 @@ def facts_table(r: AgentRecord, snapshot: FleetSnapshot | None) -> Table:
         [
             (
                 "last",
-                f"{human_duration(hb.age_s)} ago (seq {hb.seq}"
+                f"{age_ago(hb.age_s)} (seq {hb.seq}"
                 + (f", every {human_duration(hb.interval_s)})" if hb.interval_s else ")")
                 if hb
                 else "none",
@@ -207,8 +209,8 @@ def chart_title(history: list[float], has_heartbeat: bool = True) -> Text:
         t.append("  (collecting…)" if has_heartbeat else "  (no heartbeat)", style="dim")
     else:
         t.append(
-            f"  {len(history)} polls · min {human_duration(min(history))} · "
-            f"max {human_duration(max(history))} · now {human_duration(history[-1])}",
+            f"  {len(history)} polls · min {age_cell(min(history))} · "
+            f"max {age_cell(max(history))} · now {age_cell(history[-1])}",
             style="dim",
         )
     return t
