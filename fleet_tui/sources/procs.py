@@ -1,5 +1,9 @@
 """Process source: the runtime under each pane (claude, codex, pi, opencode, stub), CPU and memory.
 
+A runtime is named by its command name, its arguments (argv[0] and the script a node or python
+runs) and, for native installs whose file name says nothing (Claude Code's installer runs
+`~/.local/share/claude/versions/2.1.3`), by its executable's path (`/proc/PID/exe`).
+
 Reads /proc directly: a pane's tree comes from `/proc/PID/task/PID/children`, so a poll touches
 only the processes under the fleet's panes instead of scanning every process on the host (what
 psutil's `children()` does). Linux only, like the rest of the fleet (systemd, uids).
@@ -8,6 +12,7 @@ psutil's `children()` does). Linux only, like the rest of the fleet (systemd, ui
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,15 +111,72 @@ def read_stat_state(pid: int, proc: Path = PROC) -> str | None:
     return raw[rp + 2 : rp + 3].decode("ascii", "replace") if rp >= 0 else None
 
 
-def detect_runtime(comm: str, argv: list[str]) -> str | None:
-    """Name the agent runtime a process is, from its name and arguments; None if none."""
+def read_exe(pid: int, proc: Path = PROC) -> str | None:
+    """The path of the executable a process runs (`/proc/PID/exe`), or None when unreadable."""
+    try:
+        return os.readlink(f"{proc}/{pid}/exe")
+    except OSError:
+        return None
+
+
+# Codex's native binary as its release archives (and older npm packages) name it:
+# `codex-<target triple>`; the kernel's 15-byte command name cuts it ("codex-x86_64-un").
+_CODEX_NATIVE = re.compile(
+    r"^codex-(x86_64|aarch64|arm64|armv7|i686)-"
+    r"(unknown-linux-(musl|gnu|gnueabihf|musleabihf)|apple-darwin|pc-windows-msvc)$"
+)
+_CODEX_TRIPLES = (
+    "codex-x86_64-unknown-linux-musl",
+    "codex-x86_64-unknown-linux-gnu",
+    "codex-aarch64-unknown-linux-musl",
+    "codex-aarch64-unknown-linux-gnu",
+)
+_COMM_LEN = 15
+
+
+def _is_codex_native(name: str, *, comm: bool = False) -> bool:
+    """`codex-<target triple>`, or (for a command name) the first 15 bytes of one."""
+    if _CODEX_NATIVE.match(name):
+        return True
+    return comm and len(name) == _COMM_LEN and any(t.startswith(name) for t in _CODEX_TRIPLES)
+
+
+_VERSION = re.compile(r"^\d+\.\d+\.\d+")
+
+
+def _runtime_of_path(path: str) -> str | None:
+    """Name a runtime from where its program lives, for installs whose file name says nothing:
+    Claude Code's native installer runs `~/.local/share/claude/versions/2.1.3`, npm's Codex runs
+    `.../@openai/codex/vendor/<triple>/codex/codex` or `.../bin/codex-<triple>`, and a node
+    runtime may be given its package's script by its real path."""
+    low = path.lower().removesuffix(" (deleted)")  # an upgrade replaced the file under it
+    parts = [p for p in low.split("/") if p]
+    if (
+        len(parts) >= 3
+        and parts[-2] == "versions"
+        and parts[-3] in ("claude", "claude-code")
+        and _VERSION.match(parts[-1])
+    ):
+        return "claude"
+    if "/@anthropic-ai/claude-code/" in low:
+        return "claude"
+    if "/@openai/codex/" in low:
+        return "codex"
+    if parts and _is_codex_native(parts[-1]):
+        return "codex"
+    return None
+
+
+def detect_runtime(comm: str, argv: list[str], exe: str | None = None) -> str | None:
+    """Name the agent runtime a process is, from its name, its arguments and its executable's
+    path (`exe`); None if none."""
     names = [comm.lower()]
     names += [os.path.basename(a).lower() for a in argv[:3]]
-    for name in names:
+    for i, name in enumerate(names):
         base = name.removesuffix(".js").removesuffix(".mjs").removesuffix(".exe")
         if base in ("claude", "claude-code"):
             return "claude"
-        if base in ("codex", "codex-tui", "codex-exec"):
+        if base in ("codex", "codex-tui", "codex-exec") or _is_codex_native(base, comm=i == 0):
             return "codex"
         if base == "opencode":
             return "opencode"
@@ -124,6 +186,10 @@ def detect_runtime(comm: str, argv: list[str]) -> str | None:
         a in ("fleet-tui", "fleet_tui") or a.endswith("/fleet-tui") for a in argv[:4]
     ):
         return "stub"
+    for path in ([exe] if exe else []) + argv[:3]:
+        found = _runtime_of_path(path)
+        if found is not None:
+            return found
     return None
 
 
@@ -191,7 +257,11 @@ class ProcessSampler:
         else:
             found = detect_runtime(st.comm, [])
             if found is None:
-                found = detect_runtime(st.comm, read_cmdline(st.pid, self.proc))
+                # a native install is named by its path only (its command name may be
+                # "2.1.3"): the arguments, then the executable itself
+                found = detect_runtime(
+                    st.comm, read_cmdline(st.pid, self.proc), read_exe(st.pid, self.proc)
+                )
         self._cmd_cache[key] = found
         return found
 

@@ -1,0 +1,95 @@
+"""The process source names the runtime under a pane from real processes (issue 12, item 10).
+
+Claude Code from its native installer runs as `~/.local/share/claude/versions/2.1.x` (its
+command name is the version), and Codex's native binary is `codex-<target triple>` (the release
+archives and older npm packages) or `.../vendor/<target triple>/codex/codex` (npm now). Each is
+played here by a copy of `sleep` at such a path, started in a real tmux pane, and `ps --json`
+must say which runtime it is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import FleetEnv, wait_until
+
+from fleet_tui.sources.procs import detect_runtime
+
+pytestmark = pytest.mark.tmux
+
+SOCK = "mosaic-fleet"
+
+
+def _install(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    shutil.copy2(sleep, path)
+    return path
+
+
+def _runtimes(world: FleetEnv) -> dict[str, str | None]:
+    data = world.ps_json("--all")
+    return {
+        a["name"]: (a["process"] or {}).get("runtime_detected")
+        for a in data["agents"]
+        if a["tmux"] is not None
+    }
+
+
+def test_native_installs_are_recognised_in_real_panes(fleet_env: FleetEnv) -> None:
+    home = fleet_env.home
+    claude = _install(home / ".local/share/claude/versions/2.1.3")
+    # through a link with a neutral name: only the executable's own path tells
+    launcher = home / "bin" / "agent-main"
+    launcher.parent.mkdir(parents=True, exist_ok=True)
+    launcher.symlink_to(claude)
+    codex_release = _install(home / "opt/codex/bin/codex-x86_64-unknown-linux-musl")
+    codex_vendor = _install(
+        home / "lib/node_modules/@openai/codex/vendor/x86_64-unknown-linux-musl/codex/codex"
+    )
+    plain = _install(home / "opt/tools/2.1.3")  # a version-named binary that is not Claude
+
+    fleet_env.start(SOCK, "claude-path", [str(claude), "300"], agent=False)
+    fleet_env.start(SOCK, "claude-link", [str(launcher), "300"], agent=False)
+    fleet_env.start(SOCK, "codex-release", [str(codex_release), "300"], agent=False)
+    fleet_env.start(SOCK, "codex-vendor", [str(codex_vendor), "300"], agent=False)
+    fleet_env.start(SOCK, "other", [str(plain), "300"], agent=False)
+
+    found = wait_until(
+        lambda: r if len(r := _runtimes(fleet_env)) == 5 else None,
+        timeout=10,
+        message="five panes in ps",
+    )
+    assert found == {
+        "claude-path": "claude",
+        "claude-link": "claude",
+        "codex-release": "codex",
+        "codex-vendor": "codex",
+        "other": None,
+    }
+
+
+def test_detect_runtime_from_paths() -> None:
+    home = os.path.expanduser("~")
+    cases = {
+        (f"{home}/.local/share/claude/versions/2.1.3", ()): "claude",
+        ("2.1.3", (f"{home}/.local/share/claude/versions/2.1.3",)): "claude",
+        ("node", ("node", "/usr/lib/node_modules/@anthropic-ai/claude-code/cli.js")): "claude",
+        ("codex-x86_64-un", ("/opt/codex-x86_64-unknown-linux-musl",)): "codex",
+        ("codex-aarch64-u", ("codex-aarch64-unknown-linux-gnu",)): "codex",
+        ("node", ("node", "/usr/lib/node_modules/@openai/codex/bin/codex.js")): "codex",
+        ("2.1.3", ("/opt/tools/2.1.3",)): None,
+        ("less", ("less", "codex-x86_64-notes.txt")): None,
+        ("versions", ("/srv/claude/versions",)): None,
+        ("sleep", ("sleep", "300")): None,
+    }
+    for (comm, argv), want in cases.items():
+        if comm.startswith("/"):
+            got = detect_runtime("2.1.3", [], exe=comm)
+        else:
+            got = detect_runtime(comm, list(argv))
+        assert got == want, (comm, argv, got)
