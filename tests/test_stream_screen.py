@@ -238,3 +238,31 @@ async def test_watch_without_a_tmux_client_says_why(
         )
     outcomes = [(e["action"], e["outcome"]) for e in fleet_env.audit_lines()]
     assert ("watch", "failed") in outcomes and ("watch", "started") not in outcomes
+
+
+async def test_an_unwritable_audit_log_refuses_the_pipe_and_the_message(
+    fleet_env: FleetEnv,
+) -> None:
+    tall_agent(fleet_env, lines=5, height=20)
+    (fleet_env.state_dir / "audit.jsonl").mkdir(parents=True)
+    app = live_app()
+    async with app.run_test(size=(250, 30)) as pilot:
+        screen = await open_stream(pilot, app)
+        await wait_for(pilot, lambda: "action refused" in shown(app), 5, "the reason")
+        assert "Is a directory" in shown(app)
+        assert pipe(fleet_env, SOCK, "orchestrator") == "0"
+        assert "QUESTION" in shown(app)  # the screen itself is still shown (read-only)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: screen not in app.screen_stack, 5, "back")
+        app.fleet_screen.go_to_agent(record(app, "orchestrator").key)
+        await pilot.press("m")
+        await pilot.pause(0.2)
+        await pilot.press(*"UNAUDITED", "ctrl+s")
+        await wait_for(
+            pilot,
+            lambda: any("action refused" in n.message for n in app._notifications),
+            5,
+            "the refusal on screen",
+        )
+    out = fleet_env.tmux(SOCK, "capture-pane", "-p", "-t", "=orchestrator:").stdout
+    assert "UNAUDITED" not in out

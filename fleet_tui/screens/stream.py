@@ -180,7 +180,7 @@ class StreamScreen(Screen[None]):
             t.append(" · following the bottom", style="green")
         else:
             t.append(" · paused (end follows the bottom)", style="bold yellow")
-        t.append(f" · log: {self.log_state}", style="dim")
+        t.append(f" · log: {clean_text(self.log_state, max_len=160)}", style="dim")
         if extra:
             t.append(f" · {clean_text(extra, max_len=120)}", style="yellow")
         title.update(t)
