@@ -110,7 +110,10 @@ def log_path(state_dir: Path, socket: str, name: str) -> Path:
     check_agent_name(name)
     logs = state_dir / "logs"
     path = logs / f"{_safe_part(socket or 'default')}.{name}.log"
-    if os.path.dirname(os.path.abspath(path)) != os.path.abspath(logs):
+    inside = os.path.realpath(state_dir) + os.sep
+    if os.path.dirname(os.path.abspath(path)) != os.path.abspath(logs) or not (
+        os.path.realpath(path).startswith(inside)
+    ):
         raise Refused(f"stream log path for {name} leaves the state dir: refused")
     return path
 

@@ -328,7 +328,12 @@ def ensure_pipe_log(
     if before_open is not None:
         before_open()
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_NOCTTY, 0o600)
+    # never through a link (a link to another file would have it emptied), never blocking
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW
+    try:
+        fd = os.open(log, flags, 0o600)
+    except OSError as exc:
+        raise ControlError(f"stream log {log}: {exc.strerror or exc}") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ControlError(f"stream log {log} is not a regular file")

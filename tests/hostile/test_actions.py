@@ -136,6 +136,40 @@ def test_an_agent_name_never_climbs_out_of_the_state_dir(fleet: FleetEnv) -> Non
     assert ".." not in odd.name and "/" not in odd.name
 
 
+def test_a_link_in_the_logs_folder_never_sends_output_elsewhere(fleet: FleetEnv) -> None:
+    actions = _actions(fleet)
+    record = _records(fleet)["orchestrator"]
+    logs = fleet.state_dir / "logs"
+    logs.mkdir(parents=True)
+    link = logs / f"{SOCK}.orchestrator.log"
+    # to a file inside the state dir (the audit log): never emptied or written through
+    audit = fleet.state_dir / "audit.jsonl"
+    audit.write_text('{"action": "earlier"}\n')
+    link.symlink_to(audit)
+    with pytest.raises(ControlError, match="stream log"):
+        actions.open_log(record)
+    assert audit.read_text().startswith('{"action": "earlier"}\n')
+    assert _pipe(fleet, SOCK, "orchestrator") == "0"
+    # to a file outside the state dir
+    precious = fleet.base / "precious.txt"
+    precious.write_text("keep me\n")
+    link.unlink()
+    link.symlink_to(precious)
+    with pytest.raises(Refused, match="leaves the state dir"):
+        actions.open_log(record)
+    assert precious.read_text() == "keep me\n"
+    # the whole logs folder a link out of the state dir
+    link.unlink()
+    logs.rmdir()
+    outside = fleet.base / "outside"
+    outside.mkdir()
+    logs.symlink_to(outside)
+    with pytest.raises(Refused, match="leaves the state dir"):
+        actions.open_log(record)
+    assert list(outside.iterdir()) == []
+    assert _pipe(fleet, SOCK, "orchestrator") == "0"
+
+
 # -- item 4: the audit log fails closed ----------------------------------------------------------
 
 
