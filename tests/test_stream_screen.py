@@ -102,6 +102,9 @@ async def test_screen_mode_follows_the_bottom_of_a_tall_pane(fleet_env: FleetEnv
         await pilot.press("end")
         await wait_for(pilot, lambda: "QUESTION: proceed? [y/n] yes" in shown(app), 5, "bottom")
         assert screen.query_one(ScreenView).following
+        # back from log mode, the keys still scroll the screen
+        await pilot.press("tab", "tab", "pageup")
+        await wait_for(pilot, lambda: "paused (end follows" in shown(app), 5, "the pause again")
 
 
 async def test_log_mode_starts_with_the_history_then_follows(fleet_env: FleetEnv) -> None:

@@ -399,6 +399,7 @@ class StreamScreen(Screen[None]):
         switch.current = "stream-log" if self.mode == "log" else "stream-screen"
         if self.mode == "screen":
             self._dirty = True
+            self.query_one(ScreenView).focus()
         else:
             self.query_one(StreamLog).focus()
         self._title()
