@@ -2,6 +2,10 @@
 window, decides each account's ladder rung, and builds the `BudgetReport` that `budget --json`
 prints and the budget screen renders.
 
+Each account's ladder rung steps down from the model it actually spends on: the `model` of its
+latest spend record (the spend reader keeps the latest per account, checkpointed with its sums),
+else the model its agents last reported in their heartbeats (`core.ladder.decide`, `current`).
+
 Blocking (file reads): the dashboard calls it from a thread worker. The budgets file is cached by
 its stat; the ledgers are read incrementally (only what was appended) and their readers' state
 is checkpointed in the state dir, so a restart does not read a large ledger again. Samples from
@@ -38,12 +42,21 @@ from fleet_tui.ledger import spend_path, usage_path
 from fleet_tui.model import AgentRecord, BudgetBrief, FleetSnapshot, UsageSample, format_ts
 from fleet_tui.paths import Located, default_budgets_path, locate
 from fleet_tui.sources.budgets import EXAMPLE, BudgetsError, LoadedBudgets, load_budgets
-from fleet_tui.sources.ledger_read import SpendLedgerReader, SpendTotals, UsageLedgerReader
+from fleet_tui.sources.ledger_read import (
+    ReadStats,
+    SpendLedgerReader,
+    SpendTotals,
+    UsageLedgerReader,
+)
+from fleet_tui.sources.spool import HeartbeatSpool
 
 BUDGET_SCHEMA = "mosaic.fleet.budget/v1"
 CURVE_COLUMNS = 96
 CHECKPOINT_EVERY_BYTES = 1 << 20
 SPEND_TRAILING_S = DAY_S
+MODEL_SCAN_BYTES = 4 << 20  # the latest model of an account is near the end of the ledger
+MAX_MODEL_KEYS = 10_000
+MAX_HEARTBEAT_FILES = 2_000
 
 
 def budgets_location(flag: str | None = None) -> Located:
@@ -127,6 +140,92 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def _model_of(line: bytes) -> tuple[str, str, float, str] | None:
+    """(tenant, account, ts, model) of a spend line that names a model; None otherwise (the
+    spend reader reports broken lines: this one stays quiet)."""
+    if b'"model"' not in line:
+        return None
+    try:
+        d = json.loads(line)
+        model, tenant, account = d.get("model"), d.get("tenant_id"), d.get("account")
+        if not all(isinstance(x, str) and x for x in (model, tenant, account)):
+            return None
+        when = datetime.fromisoformat(d["ts"])
+        if when.tzinfo is None:
+            return None
+        return tenant, account, when.timestamp(), model.strip()[:255]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+class ModelSpendReader(SpendLedgerReader):
+    """The spend reader, plus the model of each account's latest spend record that names one
+    (`latest_model`). Only new bytes are looked at, and of a large read only the last
+    MODEL_SCAN_BYTES: the latest record of a busy account is there."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.latest_model: dict[tuple[str, str], tuple[float, str]] = {}
+
+    def read(self) -> ReadStats:
+        start = self.cursor.offset
+        stats = super().read()
+        if stats.restarted:
+            self.latest_model.clear()
+            start = 0
+        if self.cursor.offset > start:
+            self._scan(start, self.cursor.offset)
+        return stats
+
+    def model(self, tenant: str, account: str) -> str | None:
+        found = self.latest_model.get((tenant, account))
+        return found[1] if found else None
+
+    def _scan(self, start: int, end: int) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                if os.fstat(f.fileno()).st_ino != self.cursor.inode:
+                    return  # replaced since the sums were read: the next read restarts
+                begin = max(start, end - MODEL_SCAN_BYTES)
+                f.seek(begin)
+                data = f.read(end - begin)
+        except OSError:
+            return
+        lines = data.split(b"\n")
+        if begin > start and lines:
+            lines = lines[1:]  # cut mid-line
+        for line in lines:
+            found = _model_of(line)
+            if found is None:
+                continue
+            tenant, account, ts, model = found
+            key = (tenant, account)
+            old = self.latest_model.get(key)
+            if old is None and len(self.latest_model) >= MAX_MODEL_KEYS:
+                continue
+            if old is None or ts >= old[0]:
+                self.latest_model[key] = (ts, model)
+
+    def checkpoint(self) -> dict[str, Any]:
+        data = super().checkpoint()
+        data["latest_model"] = [[t, a, ts, m] for (t, a), (ts, m) in self.latest_model.items()]
+        return data
+
+    def restore(self, data: dict[str, Any]) -> bool:
+        if not super().restore(data):
+            return False
+        self.latest_model = {}
+        try:
+            for t, a, ts, m in data["latest_model"]:
+                if isinstance(t, str) and isinstance(a, str) and isinstance(m, str):
+                    self.latest_model[(t, a)] = (float(ts), m)
+        except (KeyError, TypeError, ValueError):
+            # a checkpoint from before models were kept: look at the end of what it covers
+            self.latest_model = {}
+            self._scan(0, self.cursor.offset)
+        return True
+
+
 class BudgetService:
     """Budgets + ledgers -> `BudgetReport`, with caches that make a refresh cheap."""
 
@@ -145,7 +244,7 @@ class BudgetService:
         self.host_fallback = host or socket.gethostname()
         self.checkpoints = checkpoints
         self.usage = UsageLedgerReader(usage_path(state_dir))
-        self.spend = SpendLedgerReader(spend_path(state_dir))
+        self.spend = ModelSpendReader(spend_path(state_dir))
         self.gateway: dict[tuple[str, str, str], Series] = {}
         self._gateway_seen: set[tuple[str, str, str, float, float]] = set()
         self._budgets: LoadedBudgets | None = None
@@ -365,10 +464,12 @@ class BudgetService:
 
         standings = {acct.id: _standing(acct, windows, now) for acct, windows, _s, _c in paced}
         ladder = [Rung(name, account) for name, account in loaded.ladder]
+        models = self.current_models(cfg.accounts, tenant)
         out: list[AccountReport] = []
         for acct, windows, spent, curves in paced:
-            decision: RungDecision = decide(acct.id, ladder, standings, now)
-            urgent = decide(acct.id, ladder, standings, now, urgent=True)
+            model = models.get(acct.id)
+            decision: RungDecision = decide(acct.id, ladder, standings, now, current=model)
+            urgent = decide(acct.id, ladder, standings, now, urgent=True, current=model)
             if acct.regime == "api" and acct.ceiling_usd is None:
                 decision = RungDecision(
                     decision.rung, decision.action, "no ceiling_usd set: spend is not limited"
@@ -399,6 +500,57 @@ class BudgetService:
                 )
             )
         return out
+
+    def current_models(self, accounts: Sequence[Any], tenant: str) -> dict[str, str]:
+        """Account id -> the model it spends on now: its latest spend record's, else the one
+        its agents last reported (the newest heartbeat of an agent on that account)."""
+        out: dict[str, str] = {}
+        for acct in accounts:
+            model = self.spend.model(tenant, acct.id)
+            if model:
+                out[acct.id] = model
+        if len(out) < len(accounts):
+            for acct_id, model in self._heartbeat_models(accounts, tenant).items():
+                out.setdefault(acct_id, model)
+        return out
+
+    def _heartbeat_models(self, accounts: Sequence[Any], tenant: str) -> dict[str, str]:
+        spool = HeartbeatSpool(self.state_dir)
+        try:
+            names = sorted(
+                e.name[: -len(".json")]
+                for e in os.scandir(spool.heartbeats)
+                # regular files only: opening a FIFO planted there would block the report
+                if e.name.endswith(".json")
+                and not e.name.startswith(".")
+                and e.is_file(follow_symlinks=False)
+            )[:MAX_HEARTBEAT_FILES]
+        except OSError:
+            return {}
+        latest: dict[str, tuple[datetime, str]] = {}
+        for name in names:
+            hb = spool.read_heartbeat(name).heartbeat
+            if hb is None or hb.tenant_id != tenant or not hb.model:
+                continue
+            acct = _account_of(hb.agent, hb.runtime, accounts)
+            if acct is None:
+                continue
+            seen = latest.get(acct)
+            if seen is None or hb.ts > seen[0]:
+                latest[acct] = (hb.ts, hb.model)
+        return {a: m for a, (_t, m) in latest.items()}
+
+
+def _account_of(agent: str, runtime: str | None, accounts: Sequence[Any]) -> str | None:
+    """The account (of budgets.yaml) an agent spends from, as `account_for` decides it."""
+    for a in accounts:
+        if a.agents and agent in a.agents:
+            return str(a.id)
+    if not runtime:
+        return None
+    matching = [a for a in accounts if a.runtime == runtime]
+    chosen = [a for a in matching if not a.agents] or matching
+    return str(chosen[0].id) if chosen else None
 
 
 def spend_curve(
@@ -649,7 +801,9 @@ class LiveBudgetSource:
         report = self.load()
         if report.error:
             raise RuntimeError(report.error)
-        return briefs_for(report, (a for a in snapshot.agents if a.host == snapshot.host))
+        # Only this host's rows: a row is local when it did not come from the gateway, never
+        # because its host text matches ours (a remote row can carry any host name).
+        return briefs_for(report, (a for a in snapshot.agents if not a.remote))
 
     def load(self) -> BudgetReport:
         with self._lock:
