@@ -168,8 +168,8 @@ class LiveActions:
 
     # -- the target ---------------------------------------------------------------------------
     def _roster(self) -> Roster | None:
-        config = self.config or FleetConfig.from_flags(state_dir=str(self.state_dir))
         try:
+            config = self.config or FleetConfig.from_flags(state_dir=str(self.state_dir))
             loaded = load_configured_roster(config)
         except Exception:  # a bad roster: agents are still known by socket and marker
             return None
