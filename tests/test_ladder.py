@@ -81,7 +81,8 @@ def test_an_exhausted_subscription_skips_its_own_rungs_below_its_model() -> None
     assert (d.rung, d.action) == ("codex", "downgrade")
     assert "from claude-sonnet to codex (openai-api)" in d.reason
     d = decide("claude-max-a", LADDER, standings, T0)  # unknown: taken to run at its top rung
-    assert d.rung == "codex" and "no model known: taken to run at its top rung" in d.reason
+    assert (d.rung, d.action) == ("codex", "downgrade")
+    assert d.reason == "claude-max-a: ceiling reached: downgrade to codex (openai-api)"
 
 
 def test_nothing_below_the_current_rung_queues_and_names_it() -> None:

@@ -11,7 +11,7 @@ For each account, the rung its work runs at and why, in this order:
    The rung it runs at is the one of the model it actually spends on (`current`: its latest
    spend record's model, else its agents' reported model; `rung_for_model`). Without a known
    model (or one that is on no rung), an account that pays for rungs is taken to run at its top
-   one, and any other starts from the top of the ladder; the reason says which.
+   one, and any other starts from the top of the ladder, and the reason says so.
 4. `queue` — every rung below is exhausted: queue at the cheapest rung until the soonest reset
    that frees a rung.
 5. `refuse` — only last: exhausted, and no reset time is known anywhere below.
@@ -128,17 +128,13 @@ def decide(
         return RungDecision(top, "normal", "within budget" + (": top rung" if top else ""))
 
     if at is not None:
-        start, origin = at + 1, f"from {ladder[at].name}"
+        start, origin = at + 1, f"from {ladder[at].name} "
         note = ""
     elif mine:
-        start, origin = mine[0] + 1, f"from {ladder[mine[0]].name}"
-        note = (
-            f" (its model {current} is on no rung: taken to run at its top rung)"
-            if current
-            else " (no model known: taken to run at its top rung)"
-        )
+        # taken to run at its own top rung: what it pays for first
+        start, origin, note = mine[0] + 1, "", ""
     else:
-        start, origin = 0, "from the top of the ladder"
+        start, origin = 0, "from the top of the ladder "
         note = f" (its model {current} is on no rung)" if current else " (no model known)"
     blocked_until: list[datetime] = []
     unknown_reset = me.available_at is None
@@ -153,7 +149,7 @@ def decide(
             return RungDecision(
                 rung.name,
                 "downgrade",
-                f"{me.exhausted_why}: downgrade {origin} to {rung.name}{who}{note}",
+                f"{me.exhausted_why}: downgrade {origin}to {rung.name}{who}{note}",
             )
         if other.available_at is None:
             unknown_reset = True
