@@ -142,6 +142,11 @@ def resolve_target(runner: TmuxRunner, record: AgentRecord, roster: Roster | Non
             found.append(PaneTarget(scan.name, row.pane_id, name))
         else:
             not_agent.append(scan.name)
+    if record.socket in not_agent:  # the row chosen is that session: it is no agent
+        raise control.ControlError(
+            f"the session '{name}' on socket '{clean_text(record.socket, max_len=64)}' "
+            "is not an agent (no agent socket, no @mosaic_agent mark): no pane action"
+        )
     if not found:
         why = (
             f" (the session on socket '{clean_text(not_agent[0], max_len=64)}' is not an agent)"

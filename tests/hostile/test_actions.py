@@ -117,6 +117,25 @@ def test_a_session_that_is_no_agent_gets_no_keys_and_no_pipe(fleet: FleetEnv) ->
     assert _pipe(fleet, "default", "shell") == "0"
 
 
+def test_a_roster_agent_on_its_own_plain_socket_is_reached(fleet_env: FleetEnv) -> None:
+    """A roster without `socket_name` keeps its agents on tmux's default socket, in plain
+    sessions (no marker): the roster makes them agents there, and only there."""
+    fleet_env.write_roster([{"name": "worker", "role": "coder"}], socket_name=None)
+    fleet_env.start("default", "worker", ["cat"], agent=False)
+    fleet_env.start("elsewhere", "worker", ["cat"], agent=False)
+    records = [
+        a for a in FleetCollector(FleetConfig.from_flags()).collect().agents if a.name == "worker"
+    ]
+    on_default = next(a for a in records if a.socket == "default")
+    _actions(fleet_env).send(on_default, "reached")
+    wait_until(lambda: "reached" in _screen(fleet_env, "default", "worker"), message="the text")
+    # the same name in a plain session on another socket is no agent: that row is refused
+    on_other = next(a for a in records if a.socket == "elsewhere")
+    with pytest.raises(ControlError, match="is not an agent"):
+        _actions(fleet_env).send(on_other, "not reached")
+    assert "reached" not in _screen(fleet_env, "elsewhere", "worker")
+
+
 # -- item 2: no path traversal through a name ----------------------------------------------------
 
 
