@@ -88,23 +88,23 @@ async def test_screen_mode_follows_the_bottom_of_a_tall_pane(fleet_env: FleetEnv
     app = live_app()
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await open_stream(pilot, app)
-        await wait_for(pilot, lambda: "QUESTION: proceed?" in shown(app), 5, "the question")
+        await wait_for(pilot, lambda: "QUESTION: proceed?" in shown(app), 10, "the question")
         assert "line 1\n" not in shown(app) + "\n" and "line 5 " not in shown(app)
         assert "following the bottom" in shown(app)
         # scrolling up pauses the follow: new output does not pull the view down
         await pilot.press("pageup", "pageup")
-        await wait_for(pilot, lambda: "paused (end follows" in shown(app), 5, "the pause")
+        await wait_for(pilot, lambda: "paused (end follows" in shown(app), 10, "the pause")
         assert "QUESTION: proceed?" not in shown(app)
         fleet_env.tmux(SOCK, "send-keys", "-t", "=orchestrator:", "-l", "yes")
         captures = screen.captures
-        await wait_for(pilot, lambda: screen.captures > captures, 5, "a new capture")
+        await wait_for(pilot, lambda: screen.captures > captures, 10, "a new capture")
         assert "QUESTION: proceed?" not in shown(app)
         await pilot.press("end")
-        await wait_for(pilot, lambda: "QUESTION: proceed? [y/n] yes" in shown(app), 5, "bottom")
+        await wait_for(pilot, lambda: "QUESTION: proceed? [y/n] yes" in shown(app), 10, "bottom")
         assert screen.query_one(ScreenView).following
         # back from log mode, the keys still scroll the screen
         await pilot.press("tab", "tab", "pageup")
-        await wait_for(pilot, lambda: "paused (end follows" in shown(app), 5, "the pause again")
+        await wait_for(pilot, lambda: "paused (end follows" in shown(app), 10, "the pause again")
 
 
 async def test_log_mode_starts_with_the_history_then_follows(fleet_env: FleetEnv) -> None:
@@ -114,15 +114,15 @@ async def test_log_mode_starts_with_the_history_then_follows(fleet_env: FleetEnv
         screen = await open_stream(pilot, app)
         await pilot.press("tab")  # log mode
         log = screen.query_one(StreamLog)
-        await wait_for(pilot, lambda: "line 1" in log.lines, 5, "the scrollback")
+        await wait_for(pilot, lambda: "line 1" in log.lines, 10, "the scrollback")
         assert list(log.lines).index("line 1") < list(log.lines).index("line 200")
-        await wait_for(pilot, lambda: "QUESTION: proceed? [y/n]" in shown(app), 5, "the tail")
+        await wait_for(pilot, lambda: "QUESTION: proceed? [y/n]" in shown(app), 10, "the tail")
         fleet_env.tmux(SOCK, "send-keys", "-t", "=orchestrator:", "-l", "after the start")
         fleet_env.tmux(SOCK, "send-keys", "-t", "=orchestrator:", "Enter")
         await wait_for(
             pilot,
             lambda: any("after the start" in line for line in log.lines),
-            5,
+            10,
             "new output after the history",
         )
         assert "after the start" in shown(app)
@@ -133,9 +133,9 @@ async def test_the_pipe_closes_when_the_stream_leaves(fleet_env: FleetEnv) -> No
     app = live_app()
     async with app.run_test(size=(120, 30)) as pilot:
         await open_stream(pilot, app)
-        await wait_for(pilot, lambda: pipe(fleet_env, SOCK, "orchestrator") == "1", 5, "a pipe")
+        await wait_for(pilot, lambda: pipe(fleet_env, SOCK, "orchestrator") == "1", 10, "a pipe")
         await pilot.press("escape")
-        await wait_for(pilot, lambda: pipe(fleet_env, SOCK, "orchestrator") == "0", 5, "closed")
+        await wait_for(pilot, lambda: pipe(fleet_env, SOCK, "orchestrator") == "0", 10, "closed")
     outcomes = [(e["action"], e["outcome"]) for e in fleet_env.audit_lines()]
     assert ("pipe", "opened") in outcomes and ("pipe", "closed") in outcomes
 
@@ -212,7 +212,7 @@ async def test_a_remote_row_is_not_streamed_from_a_local_pane(fleet_env: FleetEn
         )
         screen = StreamScreen(forged)
         app.push_screen(screen)
-        await wait_for(pilot, lambda: "its pane is shown only there" in shown(app), 5, "refusal")
+        await wait_for(pilot, lambda: "its pane is shown only there" in shown(app), 10, "refusal")
         await pilot.pause(0.5)
         assert "OPERATOR-SECRET" not in shown(app)
         assert pipe(fleet_env, "default", "shell") == "0"
@@ -236,7 +236,7 @@ async def test_watch_without_a_tmux_client_says_why(
         await wait_for(
             pilot,
             lambda: any("no tmux client is attached" in n.message for n in app._notifications),
-            5,
+            10,
             "the reason on screen",
         )
     outcomes = [(e["action"], e["outcome"]) for e in fleet_env.audit_lines()]
@@ -251,12 +251,12 @@ async def test_an_unwritable_audit_log_refuses_the_pipe_and_the_message(
     app = live_app()
     async with app.run_test(size=(250, 30)) as pilot:
         screen = await open_stream(pilot, app)
-        await wait_for(pilot, lambda: "action refused" in shown(app), 5, "the reason")
+        await wait_for(pilot, lambda: "action refused" in shown(app), 10, "the reason")
         assert "Is a directory" in shown(app)
         assert pipe(fleet_env, SOCK, "orchestrator") == "0"
         assert "QUESTION" in shown(app)  # the screen itself is still shown (read-only)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: screen not in app.screen_stack, 5, "back")
+        await wait_for(pilot, lambda: screen not in app.screen_stack, 10, "back")
         app.fleet_screen.go_to_agent(record(app, "orchestrator").key)
         await pilot.press("m")
         await pilot.pause(0.2)
@@ -264,7 +264,7 @@ async def test_an_unwritable_audit_log_refuses_the_pipe_and_the_message(
         await wait_for(
             pilot,
             lambda: any("action refused" in n.message for n in app._notifications),
-            5,
+            10,
             "the refusal on screen",
         )
     out = fleet_env.tmux(SOCK, "capture-pane", "-p", "-t", "=orchestrator:").stdout
