@@ -105,6 +105,7 @@ def test_stopped_server_is_hung_and_its_agents_unknown(fleet_env: FleetEnv) -> N
         snap = FleetCollector(config).collect()
         elapsed = time.monotonic() - t0
 
+        # quiet, 1.02 s: one 1 s timeout; two (a retry, or sockets in turn) would be 2 s and more
         assert elapsed < 1.0 + 1.5, f"a hung server must cost one timeout, took {elapsed:.1f} s"
         socks = {s.name: s for s in snap.sockets}
         assert socks["mosaic-fleet"].state is SocketState.HUNG
@@ -117,10 +118,11 @@ def test_stopped_server_is_hung_and_its_agents_unknown(fleet_env: FleetEnv) -> N
             assert "hung" in agents[name].health_reason
         assert any("mosaic-fleet" in w and "hung" in w for w in snap.warnings)
 
-        # What the operator sees: ps still answers, within about the tmux timeout.
+        # What the operator sees: ps still answers, within about the tmux timeout (quiet, 2.3 s:
+        # its own 2 s tmux timeout and Python's start; the bound is 5x that, far below "never").
         t0 = time.monotonic()
         res = fleet_env.cli("ps")
-        assert time.monotonic() - t0 < 6.0
+        assert time.monotonic() - t0 < 12.0
         assert res.rc == 0, res
         assert "unknown" in res.stdout
         assert "mosaic-fleet hung" in res.stdout
