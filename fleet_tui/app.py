@@ -19,6 +19,7 @@ from typing import Any
 from textual import work
 from textual.app import App, SuspendNotSupported
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.theme import Theme
@@ -27,7 +28,7 @@ from textual.worker import Worker, WorkerState
 
 from fleet_tui.actions import OperatorActions
 from fleet_tui.budget_service import BudgetSource
-from fleet_tui.commands import FleetCommands
+from fleet_tui.commands import FleetCommandPalette, FleetCommands
 from fleet_tui.control import wait_for_ack
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.crash import CrashGuard
@@ -333,6 +334,11 @@ class FleetApp(CrashGuard, App[int]):
     def action_show_fleet(self) -> None:
         while self.screen is not self.fleet_screen and len(self.screen_stack) > 1:
             self.pop_screen()
+
+    def action_command_palette(self) -> None:
+        """Textual's palette, with page keys that cannot crash (see FleetCommandPalette)."""
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            self.push_screen(FleetCommandPalette(id="--command-palette"))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

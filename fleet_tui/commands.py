@@ -1,11 +1,12 @@
-"""Command palette provider (ctrl+p): go to an agent by name, filter, sort, help."""
+"""The command palette (ctrl+p): our commands (go to an agent by name, filter, sort, help) and
+a palette that survives its page keys."""
 
 from __future__ import annotations
 
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import CommandList, CommandPalette, DiscoveryHit, Hit, Hits, Provider
 
 from fleet_tui.core.columns import ATTENTION_STATES
 
@@ -64,3 +65,23 @@ class FleetCommands(Provider):
             score = matcher.match(label)
             if score > 0:
                 yield Hit(score, matcher.highlight(label), action, help=help_text)  # type: ignore[arg-type]
+
+
+class FleetCommandPalette(CommandPalette):
+    """Textual's palette, with page keys that cannot crash the app.
+
+    Textual's option list pages by its laid-out lines: `pageup`/`pagedown` typed before the
+    list was laid out (right after `ctrl+p`, or while it has no room) raised KeyError, which
+    killed the dashboard. Until the list has lines, a page key moves to the first or last
+    command instead."""
+
+    def _action_command_list(self, action: str) -> None:
+        if action in ("page_up", "page_down"):
+            commands = self.query_one(CommandList)
+            if commands.highlighted is not None and not commands._index_to_line:
+                if action == "page_up":
+                    commands.action_first()
+                else:
+                    commands.action_last()
+                return
+        super()._action_command_list(action)

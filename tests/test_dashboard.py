@@ -538,3 +538,26 @@ async def test_a_heartbeat_dated_in_the_future_never_shows_a_negative_age() -> N
         summary = str(app.screen.query_one("#summary", Static).render())
         assert "-1123" not in facts + summary
         assert "in the future" in facts
+
+
+@pytest.mark.parametrize("page", ["pageup", "pagedown"])
+async def test_a_page_key_right_after_opening_the_palette_does_not_crash(page: str) -> None:
+    """Textual's option list pages by its laid-out lines: `pageup` typed right after `ctrl+p`
+    (before the palette's list was laid out) raised KeyError and the dashboard
+    died (found by tests/test_monkey.py)."""
+    from textual import events
+    from textual.command import CommandPalette
+
+    app = make_app(FixedSource(fleet_snapshot()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        assert app._driver is not None
+        for key in ("ctrl+p", page):  # as the driver delivers them; no wait for a repaint
+            app._driver.send_message(events.Key(key, None))
+            await pilot.pause(0)
+        for _ in range(5):
+            await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press("down", page, "escape", "escape")  # the list, then the palette
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
