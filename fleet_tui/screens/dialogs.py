@@ -19,7 +19,7 @@ from fleet_tui.model import AgentRecord
 def _target(record: AgentRecord) -> Text:
     t = Text()
     t.append("agent ", style="dim")
-    t.append(record.name, style="bold")
+    t.append(clean_text(record.name, max_len=80), style="bold")
     t.append("   tenant ", style="dim")
     t.append(record.tenant_id, style="bold")
     t.append("   host ", style="dim")
@@ -50,7 +50,7 @@ class ConfirmAttachScreen(ModalScreen[bool]):
                 )
             )
             yield Input(
-                placeholder=f"type {self.record.name} to attach, esc cancels", id="confirm-name"
+                placeholder=f"type {clean_text(self.record.name, max_len=80)} to attach, esc cancels", id="confirm-name"
             )
             yield Static("", id="confirm-error")
 

@@ -162,7 +162,7 @@ class StreamScreen(Screen[None]):
     def _title(self, extra: str = "") -> None:
         r = self.record
         t = Text()
-        t.append(f" {r.name}", style="bold")
+        t.append(f" {clean_text(r.name, max_len=80)}", style="bold")
         t.append(f"  {r.tenant_id}@{r.host} · {r.socket or '-'} · read-only · ", style="dim")
         t.append(f"{self.mode} mode", style="bold cyan")
         try:
