@@ -36,6 +36,10 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     )  # fmt: skip
     q.add_argument("--no-access-log", action="store_true", help="do not log request lines")
     q.add_argument("--pool", metavar="N", type=int, default=10, help="database connections")
+    q.add_argument(
+        "--host-retention-days", metavar="D", type=float, default=7.0,
+        help="forget a host (its snapshot and heartbeats) silent this many days (default 7)",
+    )  # fmt: skip
 
     q = verbs.add_parser("migrate", help="create or upgrade the fleet schema")
     dsn(q)
@@ -49,6 +53,9 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
                    help="a tenant the token grants (repeat for more)")  # fmt: skip
     c.add_argument("--scope", choices=("read", "publish"), action="append", required=True,
                    help="read and/or publish (repeat for both)")  # fmt: skip
+    c.add_argument("--host", metavar="H", action="append", default=None,
+                   help="bind a publish token to this host: it writes only the rows of the "
+                   "hosts given (repeat for more); any other host: 403")  # fmt: skip
     c.add_argument("--label", default=None, help="a note kept with the token (not secret)")
     c = tv.add_parser("list", help="the tokens (ids, tenants, scopes; never the tokens)")
     dsn(c)
@@ -95,8 +102,17 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                 parse_listen(args.listen)
             except db.GatewayDbError as exc:
                 raise BadInput(str(exc)) from None
+            days = args.host_retention_days
+            if not days > 0 or days == float("inf"):
+                raise BadInput(f"--host-retention-days {days:g}: give a number of days above 0")
             return int(
-                serve(dsn, args.listen, access_log=not args.no_access_log, pool_max=args.pool)
+                serve(
+                    dsn,
+                    args.listen,
+                    access_log=not args.no_access_log,
+                    pool_max=args.pool,
+                    host_retention_days=days,
+                )
             )
         if args.gateway_verb == "migrate":
             version, applied = db.migrate(dsn)
@@ -109,15 +125,22 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                     raise BadInput(
                         f"--tenant {tenant!r}: use letters, digits, '_', '.', '-' (1-128)"
                     )
-            token_id, token = db.create_token(dsn, args.tenant, args.scope, args.label)
+            try:
+                db.check_hosts(args.host, args.scope)
+            except db.GatewayDbError as exc:
+                raise BadInput(str(exc)) from None
+            token_id, token = db.create_token(
+                dsn, args.tenant, args.scope, args.label, hosts=args.host
+            )
+            bound = f", host(s) {', '.join(sorted(set(args.host)))}" if args.host else ""
             print(
                 f"token {token_id} for tenant(s) {', '.join(sorted(set(args.tenant)))}, "
-                f"scope(s) {', '.join(sorted(set(args.scope)))}; shown once, stored hashed:"
+                f"scope(s) {', '.join(sorted(set(args.scope)))}{bound}; shown once, stored hashed:"
             )
             print(token)
             return 0
         if args.token_verb == "list":
-            rows = [("ID", "TENANTS", "SCOPES", "CREATED", "STATE", "LABEL")]
+            rows = [("ID", "TENANTS", "SCOPES", "HOSTS", "CREATED", "STATE", "LABEL")]
             for t in db.list_tokens(dsn):
                 state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
                 rows.append(
@@ -125,6 +148,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                         t.token_id,
                         ",".join(t.tenants),
                         ",".join(t.scopes),
+                        ",".join(t.hosts) if t.hosts else "*",
                         f"{t.created_at:%Y-%m-%dT%H:%MZ}",
                         state,
                         t.label or "",

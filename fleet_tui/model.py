@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
 PS_SCHEMA = "mosaic.fleet.ps/v1"
 
@@ -229,46 +229,57 @@ class BudgetBrief(_Record):
     rung: str | None = None
 
 
+# Bounds of the ledger records (UsageSample, SpendRecord), shared with the gateway, which
+# reuses these classes: what a host accepts locally is exactly what the gateway accepts.
+_LEDGER_TEXT = r"^[^\x00-\x1f\x7f]{1,255}$"  # an account or window name: 1-255, no control chars
+_INT32_MAX = 2**31 - 1  # PostgreSQL integer
+_INT64_MAX = 2**63 - 1  # PostgreSQL bigint
+AwareTimestamp = Annotated[AwareDatetime, PlainSerializer(format_ts, return_type=str)]
+
+
 class UsageSample(BaseModel):
     """One usage-vs-limit observation of an account window (`usage.jsonl`, DESIGN.md Budgets).
 
-    Lenient on purpose: readers report bad values (negative, above 100, unknown account)
-    with file and line instead of losing the rest of the ledger.
+    The one schema of a sample, here and at the gateway (which reuses this class): names within
+    the DESIGN patterns, timezone-aware times, finite numbers, integers within the database's
+    column types. Lenient on the percentage on purpose: readers report one outside 0..100 with
+    file and line instead of losing the rest of the ledger.
     """
 
     model_config = ConfigDict(extra="allow")
 
-    tenant_id: str
-    host: str
-    account: str
-    window: str
-    window_minutes: int | None = None
-    used_percent: float
-    resets_at: Timestamp | None = None
-    reset_confidence: str = "unknown"
-    observed_at: Timestamp
-    source: str
+    tenant_id: str = Field(pattern=TENANT_RE)
+    host: str = Field(pattern=HOST_RE)
+    account: str = Field(pattern=_LEDGER_TEXT)
+    window: str = Field(pattern=_LEDGER_TEXT)
+    window_minutes: int | None = Field(default=None, ge=1, le=_INT32_MAX)
+    used_percent: float = Field(allow_inf_nan=False)
+    resets_at: AwareTimestamp | None = None
+    reset_confidence: str = Field(default="unknown", max_length=64)
+    observed_at: AwareTimestamp
+    source: str = Field(max_length=255)
 
 
 class SpendRecord(BaseModel):
-    """One metered spend (`spend.jsonl`, DESIGN.md Budgets)."""
+    """One metered spend (`spend.jsonl`, DESIGN.md Budgets); the one schema of a spend record,
+    here and at the gateway (which reuses this class)."""
 
     model_config = ConfigDict(extra="allow")
 
-    tenant_id: str
-    host: str
-    ts: Timestamp
-    agent: str | None = None
-    account: str
-    model: str | None = None
-    mission: str | None = None
-    task: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cost_usd: float | None = None
-    projected_tokens: int | None = None
+    tenant_id: str = Field(pattern=TENANT_RE)
+    host: str = Field(pattern=HOST_RE)
+    ts: AwareTimestamp
+    agent: str | None = Field(default=None, pattern=AGENT_NAME_RE)
+    account: str = Field(pattern=_LEDGER_TEXT)
+    model: str | None = Field(default=None, max_length=255)
+    mission: str | None = Field(default=None, max_length=1024)
+    task: str | None = Field(default=None, max_length=1024)
+    input_tokens: int = Field(default=0, ge=0, le=_INT64_MAX)
+    output_tokens: int = Field(default=0, ge=0, le=_INT64_MAX)
+    cache_read_tokens: int = Field(default=0, ge=0, le=_INT64_MAX)
+    cache_write_tokens: int = Field(default=0, ge=0, le=_INT64_MAX)
+    cost_usd: float | None = Field(default=None, allow_inf_nan=False)
+    projected_tokens: int | None = Field(default=None, ge=0, le=_INT64_MAX)
 
 
 class AgentRecord(_Record):

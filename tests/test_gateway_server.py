@@ -31,7 +31,14 @@ from fleet_tui.core.join import build_snapshot
 from fleet_tui.gateway import db
 from fleet_tui.gateway.openapi import OPENAPI_FILE
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)  # set again at the start of every test
+
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """"Now" of each test, taken when it starts (the module runs for minutes)."""
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def ts(seconds: float = 0) -> str:
@@ -65,7 +72,7 @@ def ps_doc(tenant: str, host: str, agents: int = 2, at: float = 0) -> dict[str, 
 def heartbeat(tenant: str, host: str, agent: str, seq: int, state: str = "busy") -> dict[str, Any]:
     return {
         "v": 1, "tenant_id": tenant, "host": host, "agent": agent, "seq": seq,
-        "ts": ts(seq), "interval_s": 10, "state": state, "detail": f"step {seq}",
+        "ts": ts(seq - 600), "interval_s": 10, "state": state, "detail": f"step {seq}",
     }  # fmt: skip
 
 
@@ -94,7 +101,8 @@ def error_of(r: httpx.Response) -> tuple[int, str]:
 
 def test_migrations_are_versioned_recorded_and_idempotent(pg_dsn: str) -> None:
     version, applied = db.migrate(pg_dsn)
-    assert version == max(m.version for m in db.migrations()) and applied == [1]
+    assert version == max(m.version for m in db.migrations())
+    assert applied == [m.version for m in db.migrations()] and applied[:2] == [1, 2]
     assert db.migrate(pg_dsn) == (version, [])
     with psycopg.connect(pg_dsn) as conn:
         rows = conn.execute(
@@ -111,7 +119,7 @@ def test_cli_token_create_prints_once_and_stores_only_the_hash(pg_dsn: str) -> N
     py = [sys.executable, "-m", "fleet_tui", "gateway"]
     env = {**os.environ, "MOSAIC_FLEET_GATEWAY_DSN": pg_dsn}
     out = subprocess.run([*py, "migrate"], env=env, capture_output=True, text=True, check=False)
-    assert out.returncode == 0 and "version 1" in out.stdout, out
+    assert out.returncode == 0 and "version 2" in out.stdout, out
     argv = [*py, "token", "create", "--tenant", "acme", "--tenant", "beta", "--scope", "read"]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
@@ -132,7 +140,7 @@ def test_cli_token_create_prints_once_and_stores_only_the_hash(pg_dsn: str) -> N
     assert subprocess.run(argv, env=env, capture_output=True, check=False).returncode == 0
     listed = subprocess.run([*py, "token", "list"], env=env, capture_output=True, text=True)
     header, *lines = listed.stdout.splitlines()
-    assert header.split() == ["ID", "TENANTS", "SCOPES", "CREATED", "STATE", "LABEL"]
+    assert header.split() == ["ID", "TENANTS", "SCOPES", "HOSTS", "CREATED", "STATE", "LABEL"]
     assert len(lines) == 2  # a column per field, aligned under its header for every token
     created = {m.start() for line in lines for m in [re.search(r"\d{4}-\d\d-\d\dT", line)] if m}
     assert created == {header.index("CREATED")}
@@ -406,11 +414,11 @@ def test_usage_and_spend_are_idempotent_and_feed_budgets(module_gateway: Gateway
 def test_older_snapshot_is_not_applied_and_data_survives_a_restart(gateway: GatewayServer) -> None:
     token = gateway.token("rs", ["publish", "read"])
     with client(gateway, token) as c:
-        assert c.post("/snapshot", json=ps_doc("rs", "h", 1, at=5)).json()["stored"] == 1
+        assert c.post("/snapshot", json=ps_doc("rs", "h", 1, at=-10)).json()["stored"] == 1
         assert len(c.get("/snapshot").json()["hosts"][0]["ps"]["agents"]) == 1
-        assert c.post("/snapshot", json=ps_doc("rs", "h", 2, at=10)).json()["stored"] == 1
+        assert c.post("/snapshot", json=ps_doc("rs", "h", 2, at=-5)).json()["stored"] == 1
         assert len(c.get("/snapshot").json()["hosts"][0]["ps"]["agents"]) == 2  # the newer one
-        assert c.post("/snapshot", json=ps_doc("rs", "h", 5, at=0)).json() == {
+        assert c.post("/snapshot", json=ps_doc("rs", "h", 5, at=-15)).json() == {
             "accepted": 1, "stored": 0,
         }  # fmt: skip
     with psycopg.connect(gateway.dsn) as conn:  # a change of state older than the retention
@@ -425,7 +433,7 @@ def test_older_snapshot_is_not_applied_and_data_survives_a_restart(gateway: Gate
     with client(gateway, token) as c:
         (host,) = c.get("/snapshot").json()["hosts"]
     assert len(host["ps"]["agents"]) == 2
-    assert "version 1)" in gateway.log()  # the restart found the schema migrated already
+    assert "version 2)" in gateway.log()  # the restart found the schema migrated already
 
 
 def test_a_restart_waits_for_its_port_while_something_else_holds_it(
@@ -521,6 +529,10 @@ def test_served_openapi_equals_the_document_in_the_repo(module_gateway: GatewayS
         "/api/fleet/v1/snapshot", "/api/fleet/v1/heartbeats", "/api/fleet/v1/budgets",
         "/api/fleet/v1/usage", "/api/fleet/v1/spend", "/healthz",
     }  # fmt: skip
+    host = kept["components"]["schemas"]["HostSnapshot"]
+    assert {"received_at", "age_s"} <= set(host["required"])
+    items = kept["components"]["schemas"]["ErrorBody"]["properties"]["items"]
+    assert "InvalidItem" in json.dumps(items)
 
 
 def test_healthz_and_tokens_never_logged(module_gateway: GatewayServer) -> None:

@@ -3,7 +3,8 @@
 Migrations are the SQL files `migrations/NNNN_name.sql`, applied in order inside one
 transaction under an advisory lock (two servers starting together do not race), each recorded
 in `fleet.schema_migrations` with its sha256; an applied file that changed since is refused.
-Tokens are random (256 bits), shown once, and stored as their sha256 only.
+Tokens are random (256 bits), shown once, and stored as their sha256 only. A publish token may
+be bound to hosts: it then writes only those hosts' rows.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
+from typing import Any
 
 import psycopg
+
+from fleet_tui.model import HOST_RE, TENANT_RE
 
 APP_ROLE = "fleet_gateway_app"
 """The role route queries run as (SET LOCAL ROLE): not the owner, no BYPASSRLS."""
 SCOPES = ("read", "publish")
-TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+TENANT_PATTERN = re.compile(TENANT_RE)
+HOST_PATTERN = re.compile(HOST_RE)
 _LOCK_KEY = 0x666C656574  # "fleet"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -126,6 +131,22 @@ class TokenInfo:
     label: str | None
     created_at: datetime
     revoked_at: datetime | None
+    hosts: tuple[str, ...] | None = None
+
+
+def check_hosts(hosts: list[str] | None, scopes: list[str]) -> None:
+    if hosts is None:
+        return
+    if not hosts:
+        raise GatewayDbError("--host: give at least one host")
+    for h in hosts:
+        if not HOST_PATTERN.match(h):
+            raise GatewayDbError(
+                f"--host {h!r}: use letters, digits, '_', '.', '-', starting with a letter or "
+                "digit (1-253)"
+            )
+    if "publish" not in scopes:
+        raise GatewayDbError("--host binds a publish token: add --scope publish")
 
 
 def _check_grants(tenants: list[str], scopes: list[str]) -> None:
@@ -142,15 +163,22 @@ def _check_grants(tenants: list[str], scopes: list[str]) -> None:
 
 
 def create_token(
-    dsn: str, tenants: list[str], scopes: list[str], label: str | None = None
+    dsn: str,
+    tenants: list[str],
+    scopes: list[str],
+    label: str | None = None,
+    hosts: list[str] | None = None,
 ) -> tuple[str, str]:
     """Store a new token (hashed) granting these tenants and scopes; return (id, plain token).
 
+    `hosts`: the only hosts whose rows the token may publish (None: any host of its tenants).
     The tenants are registered if new. The plain token exists only in the return value.
     """
     tenants = sorted(set(tenants))
     scopes = sorted(set(scopes))
+    hosts = sorted(set(hosts)) if hosts is not None else None
     _check_grants(tenants, scopes)
+    check_hosts(hosts, scopes)
     token_id = "tok_" + secrets.token_hex(6)
     token = f"fleet_{secrets.token_urlsafe(32)}"
     with connect(dsn) as conn, conn.transaction():
@@ -160,9 +188,9 @@ def create_token(
             [tenants],
         )
         conn.execute(
-            "INSERT INTO fleet.tokens (token_id, token_hash, tenants, scopes, label)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            [token_id, token_digest(token), tenants, scopes, label],
+            "INSERT INTO fleet.tokens (token_id, token_hash, tenants, scopes, label, hosts)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [token_id, token_digest(token), tenants, scopes, label, hosts],
         )
     return token_id, token
 
@@ -170,13 +198,15 @@ def create_token(
 def list_tokens(dsn: str) -> list[TokenInfo]:
     with connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT token_id, tenants, scopes, label, created_at, revoked_at"
+            "SELECT token_id, tenants, scopes, label, created_at, revoked_at, hosts"
             " FROM fleet.tokens ORDER BY created_at, token_id"
         ).fetchall()
-    return [
-        TokenInfo(str(r[0]), tuple(r[1]), tuple(r[2]), r[3], r[4], r[5])  # type: ignore[arg-type]
-        for r in rows
-    ]
+    out: list[TokenInfo] = []
+    for row in rows:
+        r: Any = row
+        hosts = tuple(r[6]) if r[6] is not None else None
+        out.append(TokenInfo(str(r[0]), tuple(r[1]), tuple(r[2]), r[3], r[4], r[5], hosts))
+    return out
 
 
 def revoke_token(dsn: str, token_id: str) -> bool:

@@ -1,7 +1,9 @@
 """Pydantic records of the gateway API v1: what the routes accept and answer.
 
 Lenient where the contract may grow (unknown fields are kept), strict where the register relies
-on a value: tenant and host names, timezone-aware timestamps, the ps and heartbeat versions.
+on a value: tenant, host and agent names (the DESIGN patterns of `fleet_tui.model`), timezone-aware
+timestamps, the ps and heartbeat versions. Usage samples and spend records ARE the local models
+(`UsageSample`, `SpendRecord`): a host's publisher and the gateway accept exactly the same records.
 """
 
 from __future__ import annotations
@@ -11,14 +13,22 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from fleet_tui.model import AgentState
+from fleet_tui.model import (
+    AGENT_NAME_RE,
+    HOST_RE,
+    TENANT_RE,
+    AgentState,
+    SpendRecord,
+    UsageSample,
+)
 
 SNAPSHOT_SCHEMA = "mosaic.fleet.snapshot/v1"
 BUDGETS_SCHEMA = "mosaic.fleet.budgets/v1"
 
 TenantId = str
-_TENANT = r"^[A-Za-z0-9_.-]{1,128}$"
-_NAME = r"^[^\x00]{1,255}$"
+_TENANT = TENANT_RE
+_HOST = HOST_RE
+_AGENT = AGENT_NAME_RE
 
 
 class _Open(BaseModel):
@@ -29,8 +39,8 @@ class PsAgentV1(_Open):
     """One agent of a ps v1 document (only what the register checks; the rest is kept)."""
 
     tenant_id: str = Field(pattern=_TENANT)
-    host: str = Field(pattern=_NAME)
-    name: str = Field(pattern=_NAME)
+    host: str = Field(pattern=_HOST)
+    name: str = Field(pattern=_AGENT)
 
 
 class PsDocumentV1(_Open):
@@ -40,7 +50,7 @@ class PsDocumentV1(_Open):
 
     schema_: Literal["mosaic.fleet.ps/v1"] = Field(alias="schema")
     generated_at: AwareDatetime
-    host: str = Field(pattern=_NAME)
+    host: str = Field(pattern=_HOST)
     tenant_id: str | None = Field(default=None, pattern=_TENANT)
     heartbeat_timeout_s: float | None = None
     sockets: list[dict[str, Any]] = Field(default_factory=list)
@@ -53,11 +63,11 @@ class HeartbeatV1(_Open):
 
     v: Literal[1]
     tenant_id: str = Field(pattern=_TENANT)
-    host: str = Field(pattern=_NAME)
-    agent: str = Field(pattern=_NAME)
+    host: str = Field(pattern=_HOST)
+    agent: str = Field(pattern=_AGENT)
     seq: int = Field(ge=0, le=2**62)
     ts: AwareDatetime
-    interval_s: float = Field(gt=0)
+    interval_s: float = Field(gt=0, allow_inf_nan=False)
     state: AgentState
     detail: str | None = None
     runtime: str | None = None
@@ -68,38 +78,14 @@ class HeartbeatV1(_Open):
     usage: dict[str, Any] | None = None
 
 
-class UsageSampleV1(_Open):
-    """A usage-vs-limit sample of one account window (DESIGN.md "Budgets, version 1")."""
-
-    tenant_id: str = Field(pattern=_TENANT)
-    host: str = Field(pattern=_NAME)
-    account: str = Field(pattern=_NAME)
-    window: str = Field(pattern=_NAME)
-    window_minutes: int | None = Field(default=None, ge=1)
-    used_percent: float
-    resets_at: AwareDatetime | None = None
-    reset_confidence: str = "unknown"
-    observed_at: AwareDatetime
-    source: str
+class UsageSampleV1(UsageSample):
+    """A usage-vs-limit sample of one account window (DESIGN.md "Budgets, version 1"): the local
+    model `fleet_tui.model.UsageSample` itself."""
 
 
-class SpendRecordV1(_Open):
-    """A metered spend record (DESIGN.md "Budgets, version 1")."""
-
-    tenant_id: str = Field(pattern=_TENANT)
-    host: str = Field(pattern=_NAME)
-    ts: AwareDatetime
-    agent: str | None = None
-    account: str = Field(pattern=_NAME)
-    model: str | None = None
-    mission: str | None = None
-    task: str | None = None
-    input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
-    cache_read_tokens: int = Field(default=0, ge=0)
-    cache_write_tokens: int = Field(default=0, ge=0)
-    cost_usd: float | None = None
-    projected_tokens: int | None = None
+class SpendRecordV1(SpendRecord):
+    """A metered spend record (DESIGN.md "Budgets, version 1"): the local model
+    `fleet_tui.model.SpendRecord` itself."""
 
 
 class BudgetsPolicyV1(_Open):
@@ -120,18 +106,27 @@ class Accepted(BaseModel):
 
 
 class HostSnapshot(BaseModel):
+    """One host's latest document. `observed_at` is the host's clock (its `generated_at`);
+    `received_at` is the gateway's clock when it stored the document, and `age_s` the seconds
+    from then to this answer (gateway clock): age data by these, trusting neither clock."""
+
     host: str
     tenant_id: str
     observed_at: datetime
     received_at: datetime
+    age_s: float
     ps: dict[str, Any]
 
 
 class SnapshotAnswer(BaseModel):
+    """Every host of the tenant heard from within the retention. `omitted_hosts` (present only
+    when not empty): hosts left out because the answer would have grown past its cap."""
+
     schema_: Literal["mosaic.fleet.snapshot/v1"] = Field(alias="schema")
     tenant_id: str
     generated_at: datetime
     hosts: list[HostSnapshot]
+    omitted_hosts: list[str] = Field(default_factory=list)
 
 
 class AccountSpend(BaseModel):
@@ -158,12 +153,24 @@ class BudgetsAnswer(BaseModel):
     accounts: list[AccountBudget]
 
 
-class ErrorBody(BaseModel):
-    code: str
+class InvalidItem(BaseModel):
+    """One invalid record of a batch: its index in the list and `"<field>: <why>"`."""
+
+    index: int
     message: str
 
 
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    items: list[InvalidItem] | None = Field(
+        default=None,
+        description="only with code `invalid_items` (a batch route): every invalid record; "
+        "nothing of that batch was stored",
+    )
+
+
 class ErrorAnswer(BaseModel):
-    """Every error: `{"error": {"code", "message"}}`."""
+    """Every error: `{"error": {"code", "message"}}` (and `items` for `invalid_items`)."""
 
     error: ErrorBody

@@ -43,7 +43,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(dsn: str, listen: str, *, access_log: bool = True, pool_max: int = 10) -> int:
+def serve(
+    dsn: str,
+    listen: str,
+    *,
+    access_log: bool = True,
+    pool_max: int = 10,
+    host_retention_days: float = 7.0,
+) -> int:
     """Migrate, then serve until interrupted (SIGINT/SIGTERM). Returns an exit code."""
     host, port = parse_listen(listen)
     version, applied = migrate(dsn)
@@ -60,7 +67,7 @@ def serve(dsn: str, listen: str, *, access_log: bool = True, pool_max: int = 10)
             "fleet-tui gateway: warning: plain HTTP on a non-loopback address; bearer tokens "
             "cross the network in clear unless a TLS proxy is in front\n"
         )
-    app = create_app(dsn, pool_max=pool_max)
+    app = create_app(dsn, pool_max=pool_max, host_retention_days=host_retention_days)
     config = uvicorn.Config(
         app,
         access_log=access_log,
