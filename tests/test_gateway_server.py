@@ -36,7 +36,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)  # set again at the start of ever
 
 @pytest.fixture(autouse=True)
 def _now() -> None:
-    """"Now" of each test, taken when it starts (the module runs for minutes)."""
+    """The "now" of each test, taken when it starts (the module runs for minutes)."""
     global NOW
     NOW = datetime.now(UTC).replace(microsecond=0)
 
