@@ -7,7 +7,7 @@
   they FAIL: CI must never pass by skipping the register.
 - `pg_dsn` (function): a fresh empty database, dropped afterwards.
 - `gateway` (function): a migrated database and a real `fleet-tui gateway serve` subprocess on a
-  free loopback port: `.url`, `.api`, `.dsn`, `.token(tenants, scopes)`, `.stop()`, `.start()`
+  free loopback port: `.url`, `.api`, `.dsn`, `.token(tenants, scopes, hosts)`, `.stop()`, `.start()`
   (same port), `.restart()`, `.log()` (its stdout and stderr so far).
 - `module_gateway` (module): the same, shared by the tests of one module.
 
@@ -198,12 +198,18 @@ class GatewayServer:
     def log(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self._logs if p.exists())
 
-    def token(self, tenants: str | list[str] = "acme", scopes: str | list[str] = "read") -> str:
+    def token(
+        self,
+        tenants: str | list[str] = "acme",
+        scopes: str | list[str] = "read",
+        hosts: list[str] | None = None,
+    ) -> str:
+        """A new token; `hosts`: bind a publish token to those hosts."""
         from fleet_tui.gateway.db import create_token
 
         ts = [tenants] if isinstance(tenants, str) else tenants
         ss = [scopes] if isinstance(scopes, str) else scopes
-        return create_token(self.dsn, ts, ss)[1]
+        return create_token(self.dsn, ts, ss, hosts=hosts)[1]
 
 
 def _ephemeral_low() -> int:

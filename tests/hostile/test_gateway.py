@@ -223,6 +223,20 @@ def test_caps_of_hosts_and_bytes_per_tenant_keep_the_answer_whole(
     assert [h["host"] for h in r.json()["hosts"]] == ["m0", "m1", "m2", "m3"]
 
 
+def test_made_up_agents_hit_the_cap_of_heartbeats_per_tenant(
+    module_gateway: GatewayServer,
+) -> None:
+    gw = module_gateway
+    with client(gw, gw.token("capc", "publish", hosts=["h1"])) as c:
+        for part in range(4):  # 4 x 4096 = 16384 agents, the cap
+            batch = [beat("capc", "h1", f"a{part}-{i}") for i in range(4096)]
+            assert c.post("/heartbeats", json=batch).json()["stored"] == 4096
+        status, code, message = error(c.post("/heartbeats", json=beat("capc", "h1", "one-more")))
+        assert (status, code) == (413, "cap_reached") and "16384" in message
+        again = beat("capc", "h1", "a0-0", seq=2)  # a known agent still reports
+        assert c.post("/heartbeats", json=again).json() == {"accepted": 1, "stored": 1}
+
+
 def test_an_answer_past_its_cap_leaves_out_and_names_hosts(module_gateway: GatewayServer) -> None:
     """Rows stored before the caps (or with them raised) never make GET /snapshot fail whole."""
     gw = module_gateway
