@@ -120,6 +120,7 @@ class GatewayServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self._logs: list[Path] = []
         self._served = False  # once served, the port is known to clients: keep it
+        self.extra_args: list[str] = []  # more `gateway serve` flags, from the next start
 
     @property
     def url(self) -> str:
@@ -157,7 +158,7 @@ class GatewayServer:
         logfile = self.folder / f"gateway-{len(self._logs)}.log"
         self._logs.append(logfile)
         argv = [sys.executable, "-m", "fleet_tui", "gateway", "serve", "--dsn", self.dsn]
-        argv += ["--listen", f"127.0.0.1:{self.port}", "--pool", "4"]
+        argv += ["--listen", f"127.0.0.1:{self.port}", "--pool", "4", *self.extra_args]
         with logfile.open("wb") as out:
             self.proc = subprocess.Popen(
                 argv,

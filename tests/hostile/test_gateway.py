@@ -276,6 +276,29 @@ def test_a_silent_host_is_forgotten_after_the_retention(gateway: GatewayServer) 
     assert rows == [("beat", "live"), ("beat", "new"), ("snap", "live"), ("snap", "new")]
 
 
+def test_the_retention_is_a_flag_of_serve(gateway: GatewayServer) -> None:
+    gateway.extra_args = ["--host-retention-days", "0.5"]
+    gateway.restart()
+    with client(gateway, gateway.token("ret2", ["publish", "read"])) as c:
+        for host in ("h1", "h2"):
+            assert c.post("/snapshot", json=ps_doc("ret2", host, ["a1"])).status_code == 200
+        with psycopg.connect(gateway.dsn) as conn:  # h1: 13 hours ago; h2: 11 hours ago
+            for host, hours in (("h1", 13), ("h2", 11)):
+                conn.execute(
+                    "UPDATE fleet.host_snapshots SET received_at = now() - make_interval(hours => %s)"
+                    " WHERE host = %s",
+                    [hours, host],
+                )
+        assert [h["host"] for h in c.get("/snapshot").json()["hosts"]] == ["h2"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_FLEET_")}
+    argv = [sys.executable, "-m", "fleet_tui", "gateway", "serve", "--dsn", gateway.dsn]
+    out = subprocess.run(
+        [*argv, "--host-retention-days", "0"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+    assert "--host-retention-days" in out.stderr
+
+
 # -- auth before the body, bad-token floods (item 5) ---------------------------------------------
 
 
