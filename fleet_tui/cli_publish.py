@@ -1,9 +1,13 @@
 """The `publish` verb: push this host's snapshot, heartbeats and usage to the gateway.
 
 `publish --gateway URL [--once | --every S] [--token-file PATH] [--insecure]`. Exit codes with
-`--once` (the default): 0 everything delivered; 4 the gateway could not be reached or failed, what
-was read is queued in the state dir for the next run; 2 bad input (address, token, roster). With
-`--every S` it runs until Ctrl-C (or SIGTERM), printing one line per cycle.
+`--once` (the default): 0 everything delivered; 2 bad input: the address, token (401/403) or
+roster, or records that will never be delivered as they are (ledger lines that are invalid, and
+records the gateway refused, set aside in `gateway-queue/rejected/`; the rest WAS delivered, the
+last line counts both); 4 the gateway could not be reached or failed, or the disk is full: what
+was read is queued in the state dir for the next run. 2 wins over 4: a person must look. With
+`--every S` it runs until Ctrl-C (or SIGTERM), printing one line per cycle; no failure of a cycle
+(gateway, roster, disk) ends it.
 
 Imports only argparse at module level (the CLI loads every verb module to build its parser).
 """
@@ -72,7 +76,9 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
         help="push this host's snapshot, heartbeats and usage to the gateway",
         description="Push this host's ps snapshot, heartbeats, usage samples and spend records "
         "to the gateway. What cannot be delivered waits in the state dir (gateway-queue/) and "
-        "is sent first next time. Exit 0 delivered, 4 queued for later, 2 bad input.",
+        "is sent first next time; records the gateway refuses are set aside in gateway-queue/rejected/. "
+        "Exit 0 delivered, 4 queued for later, 2 bad input (including records set aside or "
+        "not published as invalid).",
     )
     common(p)
     add_gateway_flags(p)
@@ -110,12 +116,17 @@ def cmd_publish(args: argparse.Namespace) -> int:
                     hint = (
                         f" (this host publishes as tenant "
                         f"'{clean_text(publisher.tenant, max_len=40)}': the roster's tenant_id, "
-                        "else the login name)"
+                        "else the login name; and as host "
+                        f"'{clean_text(publisher.host or '', max_len=80)}': a token bound to "
+                        "hosts takes only those)"
                     )
                 raise BadInput(
                     f"{clean_text(str(result.error), max_len=300)}{hint}; "
                     f"{result.pending_files} queued in {publisher.queue.folder}"
                 )
+            if result.refused_some:
+                line = clean_text(result.line(settings.display, once=True), max_len=500)
+                raise BadInput(line.split(" ", 1)[1])
             if not result.drained:
                 line = clean_text(result.line(settings.display, once=True), max_len=400)
                 raise NotConfirmed(line.split(" ", 1)[1])
@@ -136,6 +147,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
                     print(clean_text(result.line(settings.display), max_len=400), flush=True)
                 except FleetError as exc:  # e.g. the roster turned bad: say it, keep going
                     print(f"error: {clean_text(str(exc), max_len=300)}", flush=True)
+                except OSError as exc:  # e.g. a full disk: say it, retry next cycle
+                    why = exc.strerror or type(exc).__name__
+                    where = f" ({exc.filename})" if exc.filename else ""
+                    print(f"error: {clean_text(why + where, max_len=300)}; retrying", flush=True)
                 time.sleep(max(args.every - (time.monotonic() - started), 0.0))
         except KeyboardInterrupt:
             files, _size = publisher.queue.usage()

@@ -206,7 +206,8 @@ def test_bad_ledger_lines_are_named_and_skipped_the_rest_is_published(
     append(usage, [usage_line(0), "{not json", '{"tenant_id": "acme"}', usage_line(1)])
     append(usage, [usage_line(2, tenant="other")])
     res = fleet_env.cli("publish", "--insecure", env=env)
-    assert res.rc == 0, res
+    assert res.rc == 2, res  # delivered what was valid; 3 lines never will be: a person must look
+    assert "3 invalid, not published" in res.stderr
     warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
     assert any(f"{usage}:2:" in w and "not published" in w for w in warnings)
     assert any(f"{usage}:3: host:" in w for w in warnings)
@@ -223,10 +224,20 @@ def test_a_batch_the_gateway_rejects_is_set_aside_with_a_warning_and_the_rest_fl
     host_a(fleet_env)
     env = pub_env(gateway, gateway.token("acme", "publish"))
     usage = fleet_env.state_dir / "usage.jsonl"
-    append(usage, [usage_line(0, window_minutes=0)])  # a window the gateway refuses
+    queue = fleet_env.state_dir / QUEUE_DIR
+    queue.mkdir(parents=True)
+    (queue / "000000000001.usage.-.json").write_text(  # queued by an earlier publisher
+        json.dumps(
+            {
+                "route": "/usage",
+                "idempotency_key": "k",
+                "body": [json.loads(usage_line(0, window_minutes=0))],  # refused by the gateway
+            }
+        )
+    )
     res = fleet_env.cli("publish", "--insecure", env=env)
-    assert res.rc == 0, res
-    assert "gateway rejected queued usage" in res.stderr and "rejected" in res.stderr
+    assert res.rc == 2, res
+    assert "gateway refused 1 of 1 usage records" in res.stderr and "1 set aside" in res.stderr
     rejected = list((fleet_env.state_dir / QUEUE_DIR / "rejected").glob("*.usage.*.json"))
     assert len(rejected) == 1  # kept on disk, not dropped silently
     append(usage, [usage_line(1)])
@@ -285,12 +296,13 @@ def test_records_queued_under_an_old_tenant_do_not_block_the_queue_after_the_fix
     assert any(".heartbeat." in f for f in queue_files(fleet_env))
     fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}], tenant="acme")
     fixed = fleet_env.cli("publish", "--insecure", env=env)
-    assert fixed.rc == 0, fixed
+    assert fixed.rc == 2 and "1 set aside in" in fixed.stderr, fixed  # said, counted, kept
     assert "is for tenant 'other', this host now publishes as 'acme'" in fixed.stderr
     assert queue_files(fleet_env) == []
     aside = list((fleet_env.state_dir / QUEUE_DIR / "rejected").glob("*.heartbeat.*.json"))
     assert len(aside) == 1 and '"tenant_id":"other"' in aside[0].read_text().replace(" ", "")
     assert server_count(gateway, "host_snapshots") == 1
+    assert fleet_env.cli("publish", "--insecure", env=env).rc == 0
 
 
 def test_publish_every_prints_one_line_per_cycle_and_stops_on_sigterm(

@@ -88,10 +88,21 @@ class GatewayError(Exception):
     4xx, e.g. 404: the address does not lead to the gateway API; nothing is wrong with the
     request), `server` (5xx, 408, 429), `invalid` (the answer is not what the contract says)."""
 
-    def __init__(self, message: str, *, kind: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        status: int | None = None,
+        code: str | None = None,
+        items: list[tuple[int, str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
+        self.code = code  # the error answer's `error.code`, when it gave one
+        # (index, "field: why") of each invalid item of a batch (422 `invalid_items`)
+        self.items: list[tuple[int, str]] = items or []
 
     @property
     def retryable(self) -> bool:
@@ -562,8 +573,13 @@ class GatewayClient:
                     f"{where}: {what} ({status}){detail}", kind="refused", status=status
                 )
             if status in REJECTED_STATUS:
+                code, items = _error_items(raw)
                 raise GatewayError(
-                    f"{where}: request rejected ({status}){detail}", kind="rejected", status=status
+                    f"{where}: request rejected ({status}){detail}",
+                    kind="rejected",
+                    status=status,
+                    code=code,
+                    items=[(i, self.redact(m)[:200]) for i, m in items],
                 )
             if 400 <= status < 500 and status not in (408, 429):
                 raise GatewayError(
@@ -641,6 +657,27 @@ def _reason(exc: BaseException) -> str:
 def _is_html(raw: bytes) -> bool:
     head = raw[:512].lstrip().lower()
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml"))
+
+
+def _error_items(raw: bytes) -> tuple[str | None, list[tuple[int, str]]]:
+    """The `error.code` of an error answer and, for `invalid_items`, each (index, message)."""
+    try:
+        data = json.loads(raw[:MAX_ANSWER_BYTES])
+    except (UnicodeDecodeError, ValueError):
+        return None, []
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        return None, []
+    code = err.get("code") if isinstance(err.get("code"), str) else None
+    items: list[tuple[int, str]] = []
+    raw_items = err.get("items")
+    for it in raw_items if isinstance(raw_items, list) else []:
+        if not isinstance(it, dict):
+            continue
+        index = it.get("index")
+        if isinstance(index, int) and not isinstance(index, bool) and index >= 0:
+            items.append((index, str(it.get("message", ""))))
+    return code, items
 
 
 def _error_message(raw: bytes) -> str:
