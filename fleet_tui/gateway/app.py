@@ -519,7 +519,7 @@ def _records(model: type[M], body: Any, text: str) -> list[M]:
         raise ApiError(
             422,
             "invalid_items",
-            f"{len(invalid)} of {len(body)} items invalid; nothing of this batch was stored",
+            f"{len(invalid)} of {len(body)} items invalid",
             items=invalid,
         )
     return records
