@@ -157,9 +157,12 @@ class GatewayFeed:
             answered = datetime.fromisoformat(data["answered_at"])
             answer = parse_snapshot_answer(data["answer"], tenant, answered)
             hosts = [
-                RemoteHostData(h.tenant_id, h.host, h.observed_at, clean_remote(h.snapshot), True)
+                RemoteHostData(
+                    h.tenant_id, h.host, h.observed_at, clean_remote(h.snapshot), True,
+                    age_s=h.age_s, fetched_at=answered, seen_at=answered,
+                )
                 for h in answer.hosts
-            ]
+            ]  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError, AttributeError, GatewayError):
             return  # no cache, or not a usable one: the gateway's answer will do
         with self._lock:
@@ -190,12 +193,16 @@ class GatewayFeed:
     def _fetch(self, tenant: str) -> None:
         try:
             answer = self.client.fetch_snapshot(tenant)
+            with self._lock:  # when each observation was first seen (a future one ages from it)
+                before = {(h.host, h.observed_at): h.seen_at for h in self._hosts}
             hosts = [  # sanitized once per answer, outside the lock; polls only age them
                 RemoteHostData(
-                    h.tenant_id, h.host, h.observed_at, clean_remote(h.snapshot), clean=True
+                    h.tenant_id, h.host, h.observed_at, clean_remote(h.snapshot), clean=True,
+                    age_s=h.age_s, fetched_at=answer.fetched_at,
+                    seen_at=before.get((h.host, h.observed_at)) or answer.fetched_at,
                 )
                 for h in answer.hosts
-            ]
+            ]  # fmt: skip
         except GatewayError as exc:
             with self._lock:
                 self._error = str(exc)
@@ -230,15 +237,13 @@ class GatewayFeed:
 
 
 def without_local_handles(snapshot: FleetSnapshot) -> FleetSnapshot:
-    """Remote agents keep their tmux facts for display, but no socket: nothing in this
-    dashboard (capture, stream, send, watch, attach) may act on a local pane or session that
-    merely shares a remote agent's pane id or name."""
-    if not any(a.host != snapshot.host for a in snapshot.agents):
+    """Remote agents (`remote=True`, set by the merge from where the row came from, never from
+    its host text) keep their tmux facts for display, but no socket: nothing in this dashboard
+    (capture, stream, send, watch, attach) may act on a local pane or session that merely shares
+    a remote agent's pane id, name or host name."""
+    if not any(a.remote and a.socket is not None for a in snapshot.agents):
         return snapshot
-    agents = [
-        a if a.host == snapshot.host else a.model_copy(update={"socket": None})
-        for a in snapshot.agents
-    ]
+    agents = [a.model_copy(update={"socket": None}) if a.remote else a for a in snapshot.agents]
     return snapshot.model_copy(update={"agents": agents})
 
 
@@ -340,7 +345,7 @@ class LiveSource:
             self.gateway.close()
 
     def _is_remote(self, record: AgentRecord) -> bool:
-        return self.host is not None and record.host != self.host
+        return record.remote or (self.host is not None and record.host != self.host)
 
     def capture(self, record: AgentRecord) -> list[str]:
         if record.tmux is None or record.socket is None or self._is_remote(record):

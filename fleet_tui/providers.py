@@ -61,7 +61,7 @@ def ps_usage_provider(config: FleetConfig) -> UsageProvider | None:
         pairs = [
             (a.name, a.tmux.cwd)
             for a in snapshot.agents
-            if a.is_agent and a.tmux is not None and a.host == snapshot.host
+            if a.is_agent and a.tmux is not None and not a.remote
         ]
         by_cwd = agents_by_cwd(pairs)
         by_session = session_agents(config.state_dir)

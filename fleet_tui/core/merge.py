@@ -1,7 +1,12 @@
 """The merge: this host's snapshot and the gateway's hosts into one `FleetSnapshot`.
 
 Pure: the local snapshot, what the gateway last answered and `now` are given. Rules:
-- local tmux is the truth for this host: the gateway's copy of this host is dropped;
+- local tmux is the truth for this host: the gateway's copy of this host is dropped, recognised
+  by the normalised name (`same_host`: case, invisible and control characters, compatibility
+  forms), so `h-a\u200b` or `H-A` is this host too;
+- every row that came from the gateway is `remote=True`, whatever its host text says (set here,
+  from where it came from, never from its text), and carries no tmux socket: pane actions never
+  reach a local pane through a remote row;
 - remote agents keep their host; every string from another host is sanitized (untrusted);
 - every remote host gets a `SourceStatus` named `gateway:HOST` with the time its publisher observed
   it; it is not ok when older than the staleness threshold or when the gateway cannot be reached;
@@ -14,8 +19,9 @@ Pure: the local snapshot, what the gateway last answered and `now` are given. Ru
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fleet_tui.core.sanitize import clean_text
@@ -37,6 +43,9 @@ class RemoteHostData:
     observed_at: datetime
     snapshot: FleetSnapshot
     clean: bool = False  # True when `clean_remote` was already applied to `snapshot`
+    age_s: float | None = None  # the gateway's age of this data (its clock) when it answered
+    fetched_at: datetime | None = None  # when that answer came (this host's clock)
+    seen_at: datetime | None = None  # when this observation (same observed_at) was first seen
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,19 @@ class GatewayView:
     answered_at: datetime | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+
+
+def host_key(host: str) -> str:
+    """A host name as compared for "is this host": NFKC, case-folded, without control, format
+    (zero-width, bidi) or separator characters, and without a trailing dot."""
+    text = unicodedata.normalize("NFKC", host).casefold()
+    text = "".join(c for c in text if unicodedata.category(c)[0] not in "CZ")
+    return text.rstrip(".")
+
+
+def same_host(a: str, b: str) -> bool:
+    """True when two host names name the same host once normalised (`host_key`)."""
+    return host_key(a) == host_key(b)
 
 
 def _clean_strings(value: Any) -> Any:
@@ -74,6 +96,21 @@ def age_of(observed_at: datetime, now: datetime) -> tuple[float, bool]:
     """(age in seconds, never negative; True when observed_at lies in the future: clock skew)."""
     age = (now - observed_at).total_seconds()
     return max(age, 0.0), age < -CLOCK_SKEW_S
+
+
+def host_age(remote: RemoteHostData, now: datetime, answered_at: datetime | None) -> float:
+    """How old a remote host's data is now, in seconds, never negative and never younger than
+    the truth allows: the gateway's `age_s` plus the time since its answer when it gave one;
+    else from `observed_at`; a future `observed_at` (the publisher's clock is fast) is aged from
+    when this observation was first seen instead of showing 0 s for ever."""
+    fetched = remote.fetched_at or answered_at
+    since = max((now - fetched).total_seconds(), 0.0) if fetched is not None else 0.0
+    if remote.age_s is not None and fetched is not None:
+        return remote.age_s + since
+    if (now - remote.observed_at).total_seconds() < 0:  # dated ahead of this clock
+        first = remote.seen_at or fetched
+        return max((now - first).total_seconds(), 0.0) if first is not None else 0.0
+    return age_of(remote.observed_at, now)[0]
 
 
 def clean_remote(snapshot: FleetSnapshot) -> FleetSnapshot:
@@ -118,6 +155,8 @@ def remote_agent(
     where = f"as of {human_duration(age_s)} ago via gateway"
     if stale:
         where += ", stale"
+    update["remote"] = True  # it came from the gateway: never a local pane's row
+    update["socket"] = None  # tmux facts stay for display; no socket to act on
     update["health"] = health
     update["health_reason"] = f"{reason} ({where})"
     return record.model_copy(update=update)
@@ -163,10 +202,11 @@ def merge_snapshots(
     warnings.extend(clean_text(w, max_len=300) for w in view.warnings)
     used: dict[tuple[Any, ...], list[AgentRecord]] = {}
     for remote in sorted(view.hosts, key=lambda h: (h.tenant_id, h.host)):
-        if remote.host == local.host:
-            continue  # local tmux is the truth for this host
+        if same_host(remote.host, local.host):
+            continue  # local tmux is the truth for this host (however its name is spelled)
         host = clean_text(remote.host, max_len=80)
-        age, skew = age_of(remote.observed_at, now)
+        skew = age_of(remote.observed_at, now)[1]
+        age = host_age(remote, now, view.answered_at)
         too_old = age > stale_after_s
         stale = too_old or down
         detail = None
@@ -179,7 +219,7 @@ def merge_snapshots(
         sources.append(
             SourceStatus(
                 name=f"gateway:{host}",
-                observed_at=remote.observed_at if not skew else now,
+                observed_at=now - timedelta(seconds=age),
                 ok=not stale and not skew,
                 detail=detail,
             )

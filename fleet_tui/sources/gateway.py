@@ -54,6 +54,8 @@ API_PREFIX = "/api/fleet/v1"
 SNAPSHOT_SCHEMA = "mosaic.fleet.snapshot/v1"
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
 MAX_TOKEN_BYTES = 4096
+MAX_HOSTS = 1000  # hosts taken from one answer; the rest are dropped with a warning
+MAX_AGENTS_PER_HOST = 5000  # agents taken from one host's document; the rest likewise
 REJECTED_STATUS = frozenset({400, 413, 422})  # the request's body is bad: retrying cannot help
 
 
@@ -343,6 +345,16 @@ class _HostRow(BaseModel):
     tenant_id: str
     observed_at: Timestamp
     ps: dict[str, Any]
+    received_at: Any = None  # gateway clock; checked by `_age`, never fails the row
+    age_s: Any = None  # gateway now - received_at, when it answered
+
+
+def _age(value: Any) -> float | None:
+    """The gateway's `age_s` when it is a usable number (finite, not negative), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    age = float(value)
+    return age if age == age and 0 <= age < 1e9 else None
 
 
 @dataclass(frozen=True)
@@ -353,6 +365,7 @@ class RemoteHost:
     host: str
     observed_at: datetime
     snapshot: FleetSnapshot
+    age_s: float | None = None  # the gateway's age of this host's data when it answered
 
 
 @dataclass(frozen=True)
@@ -376,6 +389,12 @@ def parse_snapshot_answer(data: Any, tenant: str, fetched_at: datetime) -> Gatew
         raise GatewayError("answer has no 'hosts' list", kind="invalid")
     hosts: list[RemoteHost] = []
     warnings: list[str] = []
+    seen: set[str] = set()
+    if len(rows) > MAX_HOSTS:
+        warnings.append(
+            f"gateway: answer holds {len(rows)} hosts: only the first {MAX_HOSTS} are shown"
+        )
+        rows = rows[:MAX_HOSTS]
     for i, raw in enumerate(rows):
         try:
             row = _HostRow.model_validate(raw)
@@ -385,6 +404,10 @@ def parse_snapshot_answer(data: Any, tenant: str, fetched_at: datetime) -> Gatew
         if row.tenant_id != tenant:
             warnings.append(f"gateway: hosts[{i}] belongs to another tenant than {tenant}: ignored")
             continue
+        if row.host in seen:
+            warnings.append(f"gateway: host {row.host[:60]} answered twice: the second ignored")
+            continue
+        seen.add(row.host)
         ps = dict(row.ps)
         agents_raw = ps.get("agents")
         if not isinstance(agents_raw, list):
@@ -392,6 +415,12 @@ def parse_snapshot_answer(data: Any, tenant: str, fetched_at: datetime) -> Gatew
                 f"gateway: host {row.host[:60]}: its ps document has no agents list: ignored"
             )
             continue
+        if len(agents_raw) > MAX_AGENTS_PER_HOST:
+            warnings.append(
+                f"gateway: host {row.host[:60]}: {len(agents_raw)} agents: only the first "
+                f"{MAX_AGENTS_PER_HOST} are shown"
+            )
+            agents_raw = agents_raw[:MAX_AGENTS_PER_HOST]
         agents: list[AgentRecord] = []
         dropped = 0
         first_bad = ""
@@ -439,6 +468,7 @@ def parse_snapshot_answer(data: Any, tenant: str, fetched_at: datetime) -> Gatew
                 host=row.host,
                 observed_at=row.observed_at,
                 snapshot=snap.model_copy(update={"agents": agents}),
+                age_s=_age(row.age_s),
             )
         )
     return GatewayAnswer(hosts=hosts, warnings=warnings, fetched_at=fetched_at)
