@@ -157,3 +157,16 @@ def test_a_partly_invalid_or_oversized_answer_keeps_the_valid_hosts() -> None:
     assert "hosts[1] invalid" in text and "hosts[2] invalid" in text
     assert "h-b answered twice" in text
     assert f"h-big: {MAX_AGENTS_PER_HOST + 7} agents: only the first" in text
+
+
+def test_no_age_is_ever_printed_negative() -> None:
+    """A heartbeat dated 1123 days ahead: the helpers say so, never '-1123 d ago'."""
+    from fleet_tui.core.timefmt import human_ago, human_duration
+
+    future = -1123 * 86400.0
+    assert human_duration(future) == "1123 d in the future"
+    assert human_ago(future) == "1123 d in the future (clock skew?)"
+    assert human_ago(75.0) == "75 s ago" and human_duration(75.0) == "75 s"
+    for value in (future, -0.5, -90.0, -7300.0, float("nan"), float("-inf")):
+        for text in (human_duration(value), human_ago(value)):
+            assert text == "-" or "-" not in text, (value, text)
