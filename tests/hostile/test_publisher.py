@@ -183,3 +183,107 @@ def test_a_full_disk_pauses_publish_every_which_catches_up_when_there_is_room(
     assert "no space left" in err.lower(), err
     assert "Traceback" not in err
     assert out.splitlines()[-1].startswith("stopped")
+
+
+def test_an_item_the_gateway_keeps_failing_on_is_set_aside_after_bounded_tries(
+    fleet_env: FleetEnv,
+) -> None:
+    """A gateway (real HTTP on loopback) that answers 500 to one queued batch, every time:
+    each `publish --once` tries it once (exit 4), and after MAX_TRIES runs it is set aside
+    and the batch queued after it is delivered."""
+    import threading
+
+    from test_gateway_client import FakeGateway
+
+    from fleet_tui.publish import MAX_TRIES
+
+    fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}], host="h-a")
+    server = FakeGateway()
+
+    def reply(h: Any) -> None:
+        body = server.posts[-1][1] if server.posts else b""
+        if b"poison" in body:
+            h.send_json(500, {"error": {"code": "internal", "message": "internal error"}})
+        else:
+            h.send_json(200, {"accepted": 1, "stored": 1})
+
+    server.reply = reply
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        q = queue_dir(fleet_env)
+        bad = [usage_record(0, source="poison")]
+        (q / "000000000001.usage.-.json").write_bytes(queued("usage", bad))
+        good = [usage_record(i) for i in range(1, 4)]
+        (q / "000000000002.usage.-.json").write_bytes(queued("usage", good))
+        env = {"MOSAIC_FLEET_GATEWAY_URL": server.url, "MOSAIC_FLEET_GATEWAY_TOKEN": "t0k"}
+        runs = [fleet_env.cli("publish", "--once", "--insecure", env=env) for _ in range(MAX_TRIES)]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert [r.rc for r in runs] == [4] * (MAX_TRIES - 1) + [2], runs
+    assert f"failed on it {MAX_TRIES} times" in runs[-1].stderr
+    assert "1 set aside in" in runs[-1].stderr and "3 usage" in runs[-1].stderr
+    delivered = [json.loads(b) for p, b in server.posts if p.endswith("/usage")]
+    assert [r["source"] for r in delivered[-1]] == ["test"] * 3
+    assert sum(1 for p, b in server.posts if b"poison" in b) == MAX_TRIES
+    assert [p.name[:12] for p in (q / REJECTED_DIR).iterdir()] == ["000000000001"]
+
+
+def test_a_host_bound_token_refusal_is_said_clearly_and_the_queue_is_kept(
+    fleet_env: FleetEnv, gateway: GatewayServer
+) -> None:
+    from fleet_tui.gateway.db import create_token
+
+    host_a(fleet_env)
+    token = create_token(gateway.dsn, ["acme"], ["publish"], hosts=["h-z"])[1]
+    env = {"MOSAIC_FLEET_GATEWAY_URL": gateway.url, "MOSAIC_FLEET_GATEWAY_TOKEN": token}
+    res = fleet_env.cli("publish", "--once", "--insecure", env=env)
+    assert res.rc == 2 and "(403)" in res.stderr, res
+    assert "as host 'h-a'" in res.stderr and "queued in" in res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    kinds = sorted(p.name.split(".")[1] for p in (fleet_env.state_dir / QUEUE_DIR).glob("*.json"))
+    assert kinds == ["heartbeat", "snapshot"]
+    assert not (fleet_env.state_dir / QUEUE_DIR / REJECTED_DIR).exists()
+
+
+def test_text_that_is_not_valid_unicode_never_stops_the_publisher(
+    fleet_env: FleetEnv, gateway: GatewayServer
+) -> None:
+    """A lone surrogate in what the collector gives (a heartbeat's detail): the cycle neither
+    raises nor loses the snapshot; the gateway stores it with U+FFFD in its place."""
+    from fleet_tui.model import FleetSnapshot
+    from fleet_tui.publish import Publisher
+    from fleet_tui.service import FleetCollector, FleetConfig
+    from fleet_tui.sources.gateway import GatewayClient, GatewaySettings, Secret
+
+    host_a(fleet_env)
+
+    class Collector(FleetCollector):
+        def collect(self, *args: Any, **kw: Any) -> FleetSnapshot:
+            snap = super().collect(*args, **kw)
+            agents = []
+            for a in snap.agents:
+                hb = a.heartbeat
+                if hb is not None:
+                    a = a.model_copy(
+                        update={"heartbeat": hb.model_copy(update={"detail": "x\ud800y"})}
+                    )
+                agents.append(a)
+            return snap.model_copy(update={"agents": agents})
+
+    config = FleetConfig.from_flags()
+    token = Secret(gateway.token("acme", "publish"))
+    settings = GatewaySettings(url=gateway.url, token=token, insecure=True)
+    with GatewayClient(settings) as client:
+        pub = Publisher(config, client, collector=Collector(config, keep_last_good=True))
+        result = pub.cycle()
+    assert result.error is None and result.delivered.get("snapshot") == 1, result
+    import psycopg
+
+    with psycopg.connect(gateway.dsn) as conn:
+        row = conn.execute(
+            "SELECT ps::text FROM fleet.host_snapshots WHERE tenant_id = 'acme'"
+        ).fetchone()
+    assert row is not None and "x\ufffdy" in json.loads(row[0])["agents"][0]["heartbeat"]["detail"]
