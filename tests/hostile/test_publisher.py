@@ -287,3 +287,29 @@ def test_text_that_is_not_valid_unicode_never_stops_the_publisher(
             "SELECT ps::text FROM fleet.host_snapshots WHERE tenant_id = 'acme'"
         ).fetchone()
     assert row is not None and "x\ufffdy" in json.loads(row[0])["agents"][0]["heartbeat"]["detail"]
+
+
+def test_one_refused_heartbeat_of_a_group_is_set_aside_and_the_others_arrive(
+    fleet_env: FleetEnv, gateway: GatewayServer
+) -> None:
+    """Queued heartbeats go in one POST; the gateway names the invalid one (422
+    invalid_items): that file is set aside, the others are resent at once and stored."""
+    host_a(fleet_env)
+    beat = fleet_env.heartbeat("orchestrator")
+    assert beat is not None
+    q = queue_dir(fleet_env)
+    for n, agent in enumerate(["coder-1", "bad name!", "coder-2"], start=1):
+        body = beat | {"agent": agent}
+        key = agent if " " not in agent else "bad"
+        (q / f"{n:012d}.heartbeat.{key}.json").write_bytes(queued("heartbeat", body))
+    res = fleet_env.cli("publish", "--once", "--insecure", env=pub_env(gateway))
+    assert res.rc == 2, res
+    assert "1 set aside in" in res.stderr and "000000000002.heartbeat.bad.json" in res.stderr
+    import psycopg
+
+    with psycopg.connect(gateway.dsn) as conn:
+        rows = conn.execute(
+            "SELECT agent FROM fleet.heartbeats WHERE tenant_id = 'acme' ORDER BY agent"
+        ).fetchall()
+    assert [r[0] for r in rows] == ["coder-1", "coder-2", "orchestrator"]
+    assert [p.name for p in (q / REJECTED_DIR).iterdir()] == ["000000000002.heartbeat.bad.json"]
