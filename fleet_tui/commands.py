@@ -6,7 +6,9 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
+from textual import on
 from textual.command import CommandList, CommandPalette, DiscoveryHit, Hit, Hits, Provider
+from textual.widgets import Input
 
 from fleet_tui.core.columns import ATTENTION_STATES
 
@@ -68,14 +70,33 @@ class FleetCommands(Provider):
 
 
 class FleetCommandPalette(CommandPalette):
-    """Textual's palette, with page keys that cannot crash the app.
+    """Textual's palette, with keys that cannot crash the app or close the fleet screen.
 
-    Textual's option list pages by its laid-out lines: `pageup`/`pagedown` typed before the
-    list was laid out (right after `ctrl+p`, or while it has no room) raised KeyError, which
-    killed the dashboard. Until the list has lines, a page key moves to the first or last
-    command instead."""
+    - Textual's option list pages by its laid-out lines: `pageup`/`pagedown` typed before the
+      list was laid out (right after `ctrl+p`, or while it has no room) raised KeyError, which
+      killed the dashboard. Until the list has lines, a page key moves to the first or last
+      command instead.
+    - Textual's palette closes with `dismiss()`, which pops the TOP screen: a key already queued
+      behind the `enter` that closed it (an `esc`, a second `enter`) reached the closed palette
+      and popped the fleet screen itself, and the chosen command then ran on a screen without a
+      table. A palette that is no longer the current screen ignores its keys."""
+
+    def _is_open(self) -> bool:
+        return self.is_attached and not self._closing and self.app.screen is self
+
+    def _action_escape(self) -> None:
+        if self._is_open():
+            super()._action_escape()
+
+    @on(Input.Submitted)
+    def _closed_ignores_enter(self, event: Input.Submitted) -> None:
+        if not self._is_open():  # runs before Textual's own handler (a base class's)
+            event.stop()
+            event.prevent_default()
 
     def _action_command_list(self, action: str) -> None:
+        if not self._is_open():
+            return
         if action in ("page_up", "page_down"):
             commands = self.query_one(CommandList)
             if commands.highlighted is not None and not commands._index_to_line:

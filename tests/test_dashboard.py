@@ -561,3 +561,27 @@ async def test_a_page_key_right_after_opening_the_palette_does_not_crash(page: s
         await pilot.press("down", page, "escape", "escape")  # the list, then the palette
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
+
+
+@pytest.mark.parametrize("keys", [("enter", "escape"), ("down", "enter", "enter", "escape")])
+async def test_keys_typed_right_behind_the_one_that_closed_the_palette_leave_the_fleet_alone(
+    keys: tuple[str, ...],
+) -> None:
+    """Textual's palette dismisses by popping the TOP screen: an `esc` (or a second `enter`)
+    queued behind the `enter` that closed it popped the fleet screen itself, and the command
+    then ran on a screen without a table (NoMatches; found by tests/test_monkey.py)."""
+    from textual import events
+
+    app = make_app(FixedSource(fleet_snapshot()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        assert app._driver is not None
+        for key in ("ctrl+p", *keys):  # as the driver delivers them; no wait for a repaint
+            app._driver.send_message(events.Key(key, None))
+            await pilot.pause(0)
+        for _ in range(5):
+            await pilot.pause()
+        assert app.fleet_screen in app.screen_stack
+        await pilot.press("escape", "escape")
+        assert app.screen is app.fleet_screen
+        assert table(app).row_count > 0
