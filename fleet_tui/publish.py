@@ -490,7 +490,7 @@ class Publisher:
         return self.queue.fits(need, items=items)
 
     def _queue_snapshot(self, snapshot: FleetSnapshot, result: CycleResult) -> None:
-        agents = [a for a in snapshot.agents if a.is_agent]
+        agents = [a for a in snapshot.agents if a.is_agent and not a.remote]  # this host's only
         named = [a for a in agents if _AGENT_NAME.match(a.name)]
         if len(named) < len(agents):
             bad = next(a.name for a in agents if not _AGENT_NAME.match(a.name))
@@ -677,7 +677,18 @@ class Publisher:
                         f"{g.path.name}: unusable queue file "
                         f"({clean_text(str(exc), max_len=120)}): set aside in {where.parent}"
                     )
-            if pairs and not self._send(pairs, result):
+            try:
+                sent = not pairs or self._send(pairs, result)
+            except OSError as exc:  # rewriting what is left of a batch, or setting aside
+                if exc.errno not in DISK_FULL:
+                    raise
+                result.disk_full = True
+                result.warnings.append(
+                    f"{self.queue.folder}: no space left ({exc.strerror}): the queue is sent "
+                    "again next cycle"
+                )
+                sent = False
+            if not sent:
                 self._save_state(result)
                 return
         self.backoff.succeeded()
