@@ -124,6 +124,10 @@ def clean_remote(snapshot: FleetSnapshot) -> FleetSnapshot:
     return snapshot.model_copy(update={"agents": agents, "warnings": warnings})
 
 
+def _usable_age(value: float) -> float:
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
 def remote_agent(
     record: AgentRecord, age_s: float, timeout_s: float, *, stale: bool
 ) -> AgentRecord:
@@ -133,25 +137,24 @@ def remote_agent(
     health = record.health
     reason = record.health_reason
     hb = record.heartbeat
+    n = timeout_s if math.isfinite(timeout_s) and timeout_s > 0 else 30.0
+    # the remote's own ages are untrusted: a negative, NaN or infinite one counts as 0
+    age = (_usable_age(hb.age_s) if hb is not None else 0.0) + age_s
     if hb is not None:
-        age = hb.age_s + age_s
         update["heartbeat"] = hb.model_copy(update={"age_s": age})
-        if record.health in (Health.HEALTHY, Health.STALE):
-            n = timeout_s
-            by_age = (
-                Health.HEALTHY
-                if age <= n
-                else Health.STALE
-                if age <= 3 * n
-                else Health.UNRESPONSIVE
-            )
-            lowered = _worse(record.health, by_age)
-            if lowered is not record.health:
-                health = lowered
-                reason = f"heartbeat {human_duration(age)} ago, timeout {n:g} s"
+    if record.health in (Health.HEALTHY, Health.STALE):
+        # a row that claims health without a heartbeat is aged by its host's age alone
+        by_age = (
+            Health.HEALTHY if age <= n else Health.STALE if age <= 3 * n else Health.UNRESPONSIVE
+        )
+        lowered = _worse(record.health, by_age)
+        if lowered is not record.health:
+            health = lowered
+            what = "heartbeat" if hb is not None else "no heartbeat; data from"
+            reason = f"{what} {human_duration(age)} ago, timeout {n:g} s"
     tm = record.tmux
     if tm is not None and tm.idle_s is not None:
-        update["tmux"] = tm.model_copy(update={"idle_s": tm.idle_s + age_s})
+        update["tmux"] = tm.model_copy(update={"idle_s": _usable_age(tm.idle_s) + age_s})
     where = f"as of {human_duration(age_s)} ago via gateway"
     if stale:
         where += ", stale"

@@ -170,3 +170,33 @@ def test_no_age_is_ever_printed_negative() -> None:
     for value in (future, -0.5, -90.0, -7300.0, float("nan"), float("-inf")):
         for text in (human_duration(value), human_ago(value)):
             assert text == "-" or "-" not in text, (value, text)
+
+
+def test_remote_ages_that_lie_never_keep_a_silent_host_healthy() -> None:
+    """A remote row whose heartbeat age is negative or NaN, or which claims `healthy` with no
+    heartbeat at all, from a host silent for 200 s: none of them is shown healthy, and no
+    reason prints a negative age."""
+    now = datetime.now(UTC)
+    doc = _answer(now, now - timedelta(seconds=200))
+    agents = doc["hosts"][0]["ps"]["agents"]
+    base = agents[0]
+    agents[:] = [
+        base | {"name": "neg", "heartbeat": base["heartbeat"] | {"age_s": -1e6}},
+        base | {"name": "nan", "heartbeat": base["heartbeat"] | {"age_s": float("nan")}},
+        base | {"name": "nohb", "heartbeat": None},
+    ]
+    answer = parse_snapshot_answer(json.loads(json.dumps(doc)), "acme", now)
+    assert len(answer.hosts[0].snapshot.agents) == 3, answer.warnings
+    h = answer.hosts[0]
+    view = GatewayView(
+        url="http://gw",
+        hosts=[RemoteHostData(h.tenant_id, h.host, h.observed_at, h.snapshot, fetched_at=now)],
+        answered_at=now,
+    )
+    merged = merge_snapshots(_local(now), view, now, stale_after_s=60)
+    assert {a.name: a.health for a in merged.agents} == {
+        "neg": Health.UNRESPONSIVE,  # 200 s, over 3x the 30 s timeout
+        "nan": Health.UNRESPONSIVE,
+        "nohb": Health.UNRESPONSIVE,
+    }
+    assert all(" -" not in a.health_reason for a in merged.agents)
