@@ -56,6 +56,7 @@ MAX_ANSWER_BYTES = 32 * 1024 * 1024
 MAX_TOKEN_BYTES = 4096
 MAX_HOSTS = 1000  # hosts taken from one answer; the rest are dropped with a warning
 MAX_AGENTS_PER_HOST = 5000  # agents taken from one host's document; the rest likewise
+MAX_BUDGET_SAMPLES = 10000  # usage samples taken from one budgets answer
 REJECTED_STATUS = frozenset({400, 413, 422})  # the request's body is bad: retrying cannot help
 
 
@@ -655,18 +656,31 @@ class GatewayClient:
             raise GatewayError(f"{where}: budgets answer without an accounts list", kind="invalid")
         samples: list[UsageSample] = []
         warnings: list[str] = []
-        for entry in accounts:
+        bad = other = 0
+        first_bad = ""
+        for entry in accounts[:MAX_BUDGET_SAMPLES]:
             windows = entry.get("windows") if isinstance(entry, dict) else None
             for record in windows if isinstance(windows, list) else []:
+                if len(samples) >= MAX_BUDGET_SAMPLES:
+                    break
                 try:
                     sample = UsageSample.model_validate(record)
                 except ValidationError as exc:
-                    warnings.append(f"{where}: a budgets sample left out: {_first_error(exc)}")
+                    bad += 1
+                    first_bad = first_bad or _first_error(exc)
                     continue
                 if sample.tenant_id != tenant:  # never another tenant's rows
-                    warnings.append(f"{where}: a budgets sample of another tenant left out")
+                    other += 1
                     continue
                 samples.append(sample)
+        if bad:  # one warning for all of them: a partly invalid answer is not a flood
+            warnings.append(
+                f"{where}: {bad} budgets sample(s) left out, first: {self.redact(first_bad)[:160]}"
+            )
+        if other:
+            warnings.append(f"{where}: {other} budgets sample(s) of another tenant left out")
+        if len(samples) >= MAX_BUDGET_SAMPLES:
+            warnings.append(f"{where}: budgets answer cut at {MAX_BUDGET_SAMPLES} samples")
         return samples, warnings
 
     def post(self, route: str, body: Any, *, idempotency_key: str | None = None) -> int:

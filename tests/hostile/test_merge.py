@@ -200,3 +200,35 @@ def test_remote_ages_that_lie_never_keep_a_silent_host_healthy() -> None:
         "nohb": Health.UNRESPONSIVE,
     }
     assert all(" -" not in a.health_reason for a in merged.agents)
+
+
+def test_a_budgets_answer_full_of_invalid_samples_keeps_the_valid_ones_in_one_warning() -> None:
+    """500 invalid samples and 2 valid ones (real HTTP on loopback): the 2 are kept, and the
+    500 are one warning with a count, not 500 lines."""
+    import threading
+
+    from test_gateway_client import FakeGateway
+
+    from fleet_tui.sources.gateway import GatewayClient
+
+    now = datetime.now(UTC)
+    good = {
+        "tenant_id": "acme", "host": "h-b", "account": "claude-max-a", "window": "5h",
+        "window_minutes": 300, "used_percent": 12.5, "resets_at": None,
+        "reset_confidence": "unknown", "observed_at": now.isoformat(), "source": "test",
+    }  # fmt: skip
+    windows = [good | {"used_percent": "lots"}] * 500 + [good, good | {"window": "weekly"}]
+    server = FakeGateway()
+    server.reply = lambda h: h.send_json(200, {"accounts": [{"windows": windows}]})
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        settings = GatewaySettings(url=server.url, token=Secret("t0k"), insecure=True)
+        with GatewayClient(settings) as client:
+            samples, warnings = client.fetch_budget_samples("acme")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert [s.window for s in samples] == ["5h", "weekly"]
+    assert len(warnings) == 1 and "500 budgets sample(s) left out" in warnings[0], warnings
