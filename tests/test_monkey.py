@@ -21,8 +21,9 @@ resizes (80x24, small and large sizes). Excluded: `q`, `ctrl+q`, `ctrl+c` (they 
 covers "back"). `w` and `a` are included: they would hand the terminal to `tmux attach`, which
 Pilot's headless driver cannot do (`SuspendNotSupported`: the app says so and stays), and the
 attach confirmation is dismissed with esc like any dialog. In the command palette the monkey types
-one of the fleet's own commands before `enter`: Textual's system commands there include Quit and
-Screenshot (writes a file).
+one of the fleet's own commands before `enter`, and the next key after `ctrl+p` waits for the
+palette to be up: Textual's system commands there include Quit, which an `enter` on the
+unfiltered list may run (the app then quits as asked: not a crash, but the end of the test).
 
 At the end: the app is still running, the poller kept polling, a final `?` opens the help and
 `esc` closes it, and a last poll of the settled fleet is on screen. Pilot re-raises any exception
@@ -282,6 +283,11 @@ async def test_a_monkey_cannot_crash_the_dashboard_while_the_fleet_churns(
                 recent.append(key)
                 await press(pilot, key)
                 sent += 1
+                if key == "ctrl+p":  # keys for the palette wait for it (see the docstring)
+                    for _ in range(20):
+                        if isinstance(app.screen, CommandPalette):
+                            break
+                        await pilot.pause(0)
                 visited[type(app.screen).__name__] += 1
                 if rng.random() < 0.02:  # let polls land on whatever screen is up now
                     await pilot.pause(rng.choice([0.1, 0.3, 0.6, 0.9]))
