@@ -18,6 +18,7 @@ from typing import Any
 
 from textual import work
 from textual.app import App, SuspendNotSupported
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.screen import Screen
@@ -330,6 +331,16 @@ class FleetApp(CrashGuard, App[int]):
     def go_to_agent(self, key: str) -> None:
         self.action_show_fleet()
         self.fleet_screen.go_to_agent(key)
+
+    def pop_screen(self) -> AwaitComplete:
+        """Pop the top screen, never the fleet screen: the dashboard's base.
+
+        Textual closes a screen (`dismiss`, `app.pop_screen` bindings) by popping whatever is
+        on top: a close handled after its screen had already gone (a key queued behind the
+        one that closed it) popped the fleet screen, a blank terminal and a crash later."""
+        if self._screen_stack and self.screen is getattr(self, "fleet_screen", None):
+            return AwaitComplete(asyncio.sleep(0))
+        return super().pop_screen()
 
     def action_show_fleet(self) -> None:
         while self.screen is not self.fleet_screen and len(self.screen_stack) > 1:

@@ -20,6 +20,7 @@ from fleet_tui.app import FleetApp
 from fleet_tui.fixtures import NOW, FixedSource, fleet_snapshot
 from fleet_tui.screens import AgentDetailScreen, HelpScreen
 from fleet_tui.settings import DashboardSettings
+from fleet_tui.widgets import FleetTable
 
 SETTINGS = DashboardSettings(poll_interval_s=3600)
 
@@ -176,3 +177,28 @@ async def test_a_screen_reopened_while_the_last_one_is_being_removed_does_not_cr
             app.pop_screen()
             await settle(pilot, app, 3)
         assert app.screen is app.fleet_screen
+
+
+@pytest.mark.parametrize("closer", ["help", "palette"])
+async def test_a_screen_closed_twice_never_takes_the_fleet_screen_with_it(closer: str) -> None:
+    """Textual closes a screen by popping the TOP one: a close handled after the screen had
+    already gone (a key queued behind the one that closed it) popped the fleet screen, leaving
+    a blank terminal, and the next command crashed on a screen without its table."""
+    from fleet_tui.commands import FleetCommandPalette
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        if closer == "help":
+            app.action_help()
+        else:
+            app.action_command_palette()
+        await settle(pilot, app)
+        top = app.screen
+        assert isinstance(top, HelpScreen | FleetCommandPalette)
+        in_app(app, top.dismiss, top.dismiss)  # the second one arrives late
+        await settle(pilot, app)
+        assert app.screen is app.fleet_screen
+        app.go_to_agent(agent_key(app, "coder0-0"))
+        await settle(pilot, app)
+        assert app.fleet_screen.query_one(FleetTable).cursor_key == agent_key(app, "coder0-0")
