@@ -197,8 +197,8 @@ class FleetScreen(Screen[None]):
 
     def go_to_agent(self, key: str) -> None:
         """Put the cursor on an agent, clearing a filter that hides it."""
-        if self.snapshot is None:
-            return
+        if self.snapshot is None or not self._widgets_ready():
+            return  # (a palette command can run as the app exits)
         record = next((a for a in self.snapshot.agents if a.key == key), None)
         if record is None:
             return
