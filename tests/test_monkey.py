@@ -25,10 +25,15 @@ one of the fleet's own commands before `enter`, and the next key after `ctrl+p` 
 palette to be up: Textual's system commands there include Quit, which an `enter` on the
 unfiltered list may run (the app then quits as asked: not a crash, but the end of the test).
 
-At the end: the app is still running, the poller kept polling, a final `?` opens the help and
-`esc` closes it, and a last poll of the settled fleet is on screen. Pilot re-raises any exception
-the app had. `FLEET_MONKEY_SEED=N` tries another seed, `FLEET_MONKEY_KEYS=N` another length (2000 keys; on a
-loaded machine the run stops after `FLEET_MONKEY_SECONDS`, 70, but must have sent 500 keys).
+Keys go in as the terminal driver sends them, one after the other without Pilot.press's waits
+for an idle process (see `press`): a fast typist's keys land on screens still composing or
+closing, and 2000 keys take about a minute instead of several.
+
+At the end: the app is still running, every main screen was reached, the poller kept polling, a
+final `?` opens the help and `esc` closes it, and a session started last reaches the table. Pilot
+re-raises any exception the app had. `FLEET_MONKEY_SEED=N` tries another seed,
+`FLEET_MONKEY_KEYS=N` another length (2000 keys; on a loaded machine the run stops after
+`FLEET_MONKEY_SECONDS`, 70, but must have sent 500 keys).
 """
 
 from __future__ import annotations
