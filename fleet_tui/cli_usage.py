@@ -152,12 +152,11 @@ def _codex_account(flag: str | None) -> str:
     if flag:
         return flag
     try:
-        import yaml
-
         from fleet_tui.paths import default_budgets_path, locate
+        from fleet_tui.sources.yamldoc import safe_load_file
 
         path = locate(None, "MOSAIC_FLEET_BUDGETS", default_budgets_path()).path
-        doc = yaml.safe_load(path.read_text()) if path.exists() else None
+        doc = safe_load_file(path, 1 << 20) if path.exists() else None
         for acc in (doc or {}).get("accounts") or []:
             if isinstance(acc, dict) and acc.get("runtime") == "codex" and acc.get("id"):
                 return str(acc["id"])

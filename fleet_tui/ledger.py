@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from fleet_tui.sources.files import open_append
+
 USAGE_FILE = "usage.jsonl"
 SPEND_FILE = "spend.jsonl"
 
@@ -23,7 +25,7 @@ def append_records(path: Path, records: Iterable[BaseModel]) -> int:
     if not lines:
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = open_append(path)  # a FIFO or a device raises NotRegularFile, never blocks
     try:
         for line in lines:
             os.write(fd, line)

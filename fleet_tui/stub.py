@@ -31,6 +31,7 @@ from types import FrameType
 
 from fleet_tui.core.protocol import add_ack, message_hash
 from fleet_tui.model import AgentState, Heartbeat
+from fleet_tui.sources.files import open_append
 from fleet_tui.sources.spool import HeartbeatSpool
 
 PASTE_START = b"\x1b[200~"
@@ -157,8 +158,11 @@ class StubTranscript:
         }
         with contextlib.suppress(OSError):  # a demo nicety; never stops the stub
             self.folder.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
-                f.write(json.dumps(line) + "\n")
+            fd = open_append(self.path, 0o644)
+            try:
+                os.write(fd, (json.dumps(line) + "\n").encode())
+            finally:
+                os.close(fd)
 
 
 class Stub:

@@ -20,9 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fleet_tui.sources.files import loads_valid, open_append, read_regular
+
 STATES = ("starting", "idle", "busy", "waiting_input", "blocked", "error", "stopping")
 DEFAULT_INTERVAL_S = 10.0
 MAX_JSON_BYTES = 64 * 1024
+MAX_YAML_BYTES = 1 << 20  # the roster's and budgets' own bound
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 LOG_LIMIT_BYTES = 64 * 1024
 LOCK_WAIT_S = 1.0
@@ -99,7 +102,7 @@ def log_problem(state_dir: Path | None, message: str) -> None:
             if path.stat().st_size > LOG_LIMIT_BYTES:
                 os.replace(path, folder / "hooks.log.1")
         line = f"{format_ts(utcnow())} pid={os.getpid()} {safe_detail(message, 300)}\n"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = open_append(path)
         try:
             os.write(fd, line.encode())
         finally:
@@ -141,9 +144,9 @@ def local_identity(state_dir: Path, roster_flag: str | None) -> tuple[str, str]:
 
 def _roster_identity(path: Path, state_dir: Path) -> tuple[str | None, str | None]:
     try:
-        import yaml
+        from fleet_tui.sources.yamldoc import safe_load_file
 
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_file(path, MAX_YAML_BYTES)
     except Exception as exc:
         log_problem(state_dir, f"roster {path} unreadable ({type(exc).__name__})")
         return None, None
@@ -188,9 +191,9 @@ def fleet_member(state_dir: Path, roster_flag: str | None, name: str, socket: st
 
 def _roster_members(path: Path) -> tuple[list[str], list[str]]:
     try:
-        import yaml
+        from fleet_tui.sources.yamldoc import safe_load_file
 
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_file(path, MAX_YAML_BYTES)
     except Exception:
         return [], []
     if not isinstance(data, dict):
@@ -287,12 +290,10 @@ def pid_alive(pid: int) -> bool:
 
 
 def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> dict[str, Any] | None:
+    """A JSON object from a regular file of at most `limit` bytes, its text valid Unicode;
+    None for anything else (missing, a FIFO, too large, not JSON)."""
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(limit + 1)
-        if len(raw) > limit:
-            return None
-        data = json.loads(raw)
+        data = loads_valid(read_regular(path, limit))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -602,7 +603,7 @@ def parse_payload(raw: bytes | str) -> dict[str, Any] | None:
     if len(raw) > MAX_PAYLOAD_BYTES or not raw.strip():
         return None
     try:
-        data = json.loads(raw)
+        data = loads_valid(raw)  # lone surrogates in agent text become U+FFFD
     except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

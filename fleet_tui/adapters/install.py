@@ -21,7 +21,9 @@ from typing import Any
 
 from fleet_tui.adapters.common import atomic_write
 from fleet_tui.errors import BadInput
+from fleet_tui.sources.files import read_regular
 
+MAX_CONFIG_BYTES = 4 << 20  # a runtime's settings.json / config.toml (a FIFO never hangs us)
 BACKUP_SUFFIX = ".bak-fleet-tui"
 HOOK_TIMEOUT_S = 5
 CLAUDE_EVENTS = (
@@ -94,7 +96,7 @@ def claude_settings_path(flag: str | None) -> Path:
 def _load_json(path: Path) -> tuple[dict[str, Any], str | None]:
     """(settings, original text); a missing file is an empty object."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, MAX_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         return {}, None
     except (OSError, UnicodeDecodeError) as exc:
@@ -316,7 +318,7 @@ def _write(path: Path, old: str | None, new: str) -> None:
 
 def _read_text(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_regular(path, MAX_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:

@@ -108,9 +108,10 @@ def _account(state_dir: Path, flag: str | None, budgets: str | None, cache: dict
         return str(cache["account"])
     account = DEFAULT_ACCOUNT
     try:
-        import yaml
+        from fleet_tui.adapters.common import MAX_YAML_BYTES
+        from fleet_tui.sources.yamldoc import safe_load_file
 
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_file(path, MAX_YAML_BYTES)
         accounts = data.get("accounts") if isinstance(data, dict) else None
         claude = [
             a["id"]

@@ -5,13 +5,22 @@ may be something other than a regular file: a FIFO (opening it blocks until a wr
 `O_NONBLOCK` it opens and reads empty), a link to one, `/dev/zero` (never ends) or a directory.
 `read_regular` opens with `O_NONBLOCK | O_NOCTTY`, checks with `fstat` on the opened descriptor
 (no race with a rename) that it is a regular file, and reads at most `limit` bytes.
+`open_regular_binary` gives the same check as a file object, for readers that stream (ledgers,
+transcripts); `open_append` is the writers' side (a FIFO with no reader fails at once instead of
+blocking the writer).
+
+`valid_text` makes what agents wrote valid Unicode before a model sees it: JSON's `"\\ud800"`
+decodes to a lone surrogate, which no UTF-8 output can carry; it becomes U+FFFD.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import stat
 from pathlib import Path
+from typing import Any, BinaryIO
 
 
 class NotRegularFile(OSError):
@@ -92,3 +101,104 @@ def is_regular(path: Path | str) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
         return False
+
+
+def open_regular_binary(path: Path | str) -> BinaryIO:
+    """`open_regular` as a buffered binary file object (the caller closes it)."""
+    fd = open_regular(path)
+    try:
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_append(path: Path | str, mode: int = 0o600) -> int:
+    """Open (creating it) `path` for appending without ever blocking; a regular file only.
+
+    A FIFO with no reader fails with NotRegularFile instead of blocking until one comes; one
+    with a reader, a device or a directory is refused after `fstat`."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY
+    try:
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError as exc:
+        if exc.errno in (errno.ENXIO, errno.EISDIR):
+            try:
+                kind = file_kind(os.stat(path).st_mode)
+            except OSError:
+                raise exc from None
+            raise NotRegularFile(path, kind) from None
+        raise
+    try:
+        st_mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(st_mode):
+            raise NotRegularFile(path, file_kind(st_mode))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _has_surrogate(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def valid_str(s: str) -> str:
+    """`s` with every lone surrogate (U+D800..U+DFFF) replaced by U+FFFD."""
+    if not _has_surrogate(s):
+        return s
+    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in s)
+
+
+def valid_text(obj: Any) -> Any:
+    """A JSON value (as `json.loads` gives it) whose strings, keys included, are valid Unicode.
+
+    Returns `obj` itself when nothing needed replacing (no copy for the common case)."""
+    if isinstance(obj, str):
+        return valid_str(obj)
+    if isinstance(obj, dict):
+        out: dict[Any, Any] | None = None
+        for k, v in obj.items():
+            nk = valid_str(k) if isinstance(k, str) else k
+            nv = valid_text(v)
+            if out is None and (nk is not k or nv is not v):
+                out = {}
+                for k2, v2 in obj.items():
+                    if k2 is k:
+                        break
+                    out[k2] = v2
+            if out is not None:
+                out[nk] = nv
+        return obj if out is None else out
+    if isinstance(obj, list):
+        items = [valid_text(v) for v in obj]
+        if all(a is b for a, b in zip(items, obj, strict=True)):
+            return obj
+        return items
+    return obj
+
+
+def reason(exc: OSError, label: str) -> str:
+    """One line on why `label` (a short name of the file) could not be read."""
+    if isinstance(exc, NotRegularFile):
+        return f"{label}: not a regular file ({exc.kind})"
+    if isinstance(exc, FileTooLarge):
+        return f"{label}: too large ({exc.size} bytes, limit {exc.limit})"
+    return f"{label}: cannot read: {exc.strerror or exc}"
+
+
+def loads_valid(raw: bytes | str) -> Any:
+    """`json.loads`, its strings made valid Unicode (`valid_text`). Only text that can hold a
+    surrogate (a `\\uD...` escape, or the UTF-8 lead byte 0xED that `json.loads` decodes with
+    surrogatepass) is walked: the common line costs nothing more."""
+    data = json.loads(raw)
+    if isinstance(raw, bytes):
+        maybe = b"\\ud" in raw or b"\\uD" in raw or b"\xed" in raw
+    else:
+        maybe = "\\ud" in raw or "\\uD" in raw or _has_surrogate(raw)
+    return valid_text(data) if maybe else data

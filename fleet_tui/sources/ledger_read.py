@@ -4,7 +4,12 @@ Each read starts at the byte offset where the last one stopped and consumes whol
 partial last line (a writer mid-append) is left for the next read. A broken line (not JSON, a
 field of the wrong type, a usage outside 0..100 %) is reported once as `file:line: field: why`
 and skipped; nothing else is lost. A file that was replaced or truncated (another inode, a
-shorter size, a different first line) is read again from the start.
+shorter size, a different first line) is read again from the start. A ledger that is not a
+regular file (a FIFO, `/dev/zero`, a link to one) is never read: it is one warning,
+`usage.jsonl: not a regular file (a FIFO)`, and the other ledger still counts. Names in a line
+(tenant, account, window, agent) are made valid Unicode; an account or window name carrying
+control, escape or invisible characters is refused with its line (it would show as a second row
+that looks exactly like the clean one).
 
 Memory is bounded: spend is kept as sums per (tenant, account, hour) and per (tenant, agent, UTC
 day) for RETAIN_DAYS before the newest hour (or before tomorrow, if that is sooner: a record
@@ -21,12 +26,14 @@ import json
 import math
 import os
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from fleet_tui.sources.files import NotRegularFile, loads_valid, open_regular_binary, valid_str
 from fleet_tui.usage_series import Series
 
 CHUNK = 4 << 20
@@ -68,9 +75,15 @@ def _open_at(path: Path, cur: Cursor, stats: ReadStats) -> BinaryIO | None:
     """The ledger opened at the cursor (None when there is no file). A replaced or truncated
     file resets the cursor to the start and sets `stats.restarted`."""
     try:
-        f = open(path, "rb")  # the caller closes it
+        f = open_regular_binary(path)  # the caller closes it
     except FileNotFoundError:
         stats.missing = True
+        return None
+    except NotRegularFile as exc:
+        if exc.kind == "a directory":
+            stats.error = f"{path}: cannot read: Is a directory"
+        else:
+            stats.error = f"{path}: not a regular file ({exc.kind})"
         return None
     except OSError as exc:  # a folder, no permission: said, and the other ledger still read
         stats.error = f"{path}: cannot read: {exc.strerror or exc}"
@@ -178,6 +191,24 @@ def _text(d: dict[str, Any], key: str, *, required: bool = True) -> str | None:
         return None
     if not isinstance(v, str):
         raise TypeError(key)
+    return valid_str(v)
+
+
+def _is_invisible(c: str) -> bool:
+    cat = unicodedata.category(c)
+    # Cc controls (ESC, BEL, NUL, DEL, C1), Cf format (zero-width, bidi), Cs surrogates,
+    # Zl/Zp line breaks; U+FFFD stands for a lone surrogate made valid.
+    return cat in ("Cc", "Cf", "Cs", "Zl", "Zp") or c == "\ufffd"
+
+
+def _name(d: dict[str, Any], key: str) -> str:
+    """A name that becomes a row (account, window): refused when it carries control, escape or
+    invisible characters, or spaces around it, which would make a second row look like the
+    first."""
+    v = _text(d, key)
+    assert v is not None
+    if not v or v != v.strip() or any(_is_invisible(c) for c in v):
+        raise ValueError(f"{ascii(v)[:80]} carries control or invisible characters")
     return v
 
 
@@ -229,7 +260,7 @@ class SpendLedgerReader:
 
     def _consume(self, f: BinaryIO, stats: ReadStats) -> None:
         by_hour, by_day = self.totals.by_hour, self.totals.by_agent_day
-        loads = json.loads
+        loads = loads_valid
         field_name = "(line)"
         for n, line in _new_lines(f, self.cursor, stats):
             if not line.strip():
@@ -391,7 +422,7 @@ class UsageLedgerReader:
         return stats
 
     def _consume(self, f: BinaryIO, stats: ReadStats) -> None:
-        loads = json.loads
+        loads = loads_valid
         for n, line in _new_lines(f, self.cursor, stats):
             if not line.strip():
                 if line == b"":
@@ -405,9 +436,9 @@ class UsageLedgerReader:
                 field_name = "tenant_id"
                 tenant = _text(d, "tenant_id")
                 field_name = "account"
-                account = _text(d, "account")
+                account = _name(d, "account")
                 field_name = "window"
-                window = _text(d, "window")
+                window = _name(d, "window")
                 field_name = "observed_at"
                 t = _epoch(d.get("observed_at"))
                 field_name = "used_percent"

@@ -1,15 +1,26 @@
 """Heartbeat spool v1 in the state dir: `heartbeats/<agent>.json` and `pings/<agent>.json`.
 
 Readers never raise on a bad file: they return why it is unreadable, so one broken heartbeat
-degrades one agent and nothing else. Writers replace files atomically (temp file, then rename).
+degrades one agent and nothing else. A FIFO, a device or a link to one is never opened for a
+blocking read (`sources.files.read_regular`): it reads as "heartbeats/x.json: not a regular file
+(a FIFO)". Agent text is made valid Unicode (`valid_text`) before the models see it.
+
+Writers replace files atomically (temp file, then rename). `update_heartbeat` is the locked
+read-modify-write: it holds the agent's write lock (`hooks/<agent>.write.lock`, the one the hook
+adapters and the keepalive take) from the read of the previous heartbeat to the rename of the
+new one, so concurrent writers never lose a `seq` increment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -17,22 +28,11 @@ from pydantic import ValidationError
 
 from fleet_tui.errors import StateDirError
 from fleet_tui.model import Heartbeat, Ping, SpoolRead
+from fleet_tui.sources.files import FileTooLarge, NotRegularFile, read_regular, valid_text
 
 MAX_HEARTBEAT_BYTES = 64 * 1024
-
-
-def _read_limited(path: Path, limit: int) -> bytes:
-    with path.open("rb") as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise _TooLarge(os.path.getsize(path))
-    return data
-
-
-class _TooLarge(Exception):
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
-        self.size = size
+MAX_PING_BYTES = 4096
+LOCK_WAIT_S = 5.0  # a writer stuck longer than this holding the lock is not waited for
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -60,10 +60,12 @@ class HeartbeatSpool:
         path = self.heartbeat_path(agent)
         try:
             mtime = path.stat().st_mtime
-            raw = _read_limited(path, MAX_HEARTBEAT_BYTES)
+            raw = read_regular(path, MAX_HEARTBEAT_BYTES)
         except FileNotFoundError:
             return SpoolRead(None)
-        except _TooLarge as exc:
+        except NotRegularFile as exc:
+            return SpoolRead(None, f"heartbeats/{agent}.json: not a regular file ({exc.kind})")
+        except FileTooLarge as exc:
             return SpoolRead(
                 None, f"heartbeat file is {exc.size} bytes (limit {MAX_HEARTBEAT_BYTES})"
             )
@@ -89,7 +91,7 @@ class HeartbeatSpool:
         if data.get("v") not in (1, None):
             return SpoolRead(None, f"heartbeat version {data.get('v')!r} is not 1", mtime)
         try:
-            hb = Heartbeat.model_validate(data)
+            hb = Heartbeat.model_validate(valid_text(data))
         except ValidationError as exc:
             return SpoolRead(None, f"heartbeat invalid: {_first_error(exc)}", mtime)
         if hb.agent != agent:
@@ -98,9 +100,9 @@ class HeartbeatSpool:
 
     def read_ping(self, agent: str) -> Ping | None:
         try:
-            raw = _read_limited(self.ping_path(agent), 4096)
-            return Ping.model_validate_json(raw)
-        except (OSError, _TooLarge, ValidationError, ValueError):
+            data = json.loads(read_regular(self.ping_path(agent), MAX_PING_BYTES))
+            return Ping.model_validate(valid_text(data))
+        except (OSError, ValidationError, ValueError):
             return None
 
     # -- writing -------------------------------------------------------------------------
@@ -131,6 +133,52 @@ class HeartbeatSpool:
         path = self.heartbeat_path(hb.agent)
         atomic_write(path, hb.model_dump_json(exclude_none=False).encode())
         return path
+
+    def lock_path(self, agent: str) -> Path:
+        """The agent's write lock; the same file the hook adapters lock
+        (`adapters.common.heartbeat_lock`)."""
+        return self.state_dir / "hooks" / f"{agent}.write.lock"
+
+    @contextlib.contextmanager
+    def locked(self, agent: str, wait_s: float = LOCK_WAIT_S) -> Iterator[bool]:
+        """Hold the agent's write lock (flock) for a read-modify-write; yields whether it was
+        taken (after `wait_s` the writer goes on without it rather than hang)."""
+        path = self.lock_path(agent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        except OSError:
+            yield False
+            return
+        deadline = time.monotonic() + wait_s
+        locked = False
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    locked = True
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        break
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.005)
+            yield locked
+        finally:
+            os.close(fd)
+
+    def update_heartbeat(
+        self, agent: str, build: Callable[[Heartbeat | None, Ping | None], Heartbeat]
+    ) -> Heartbeat:
+        """Read the previous heartbeat and the ping, `build` the next one, write it: all under
+        the agent's write lock, so concurrent writers never lose an increment."""
+        self.ensure_writable()
+        with self.locked(agent):
+            prev = self.read_heartbeat(agent).heartbeat
+            hb = build(prev, self.read_ping(agent))
+            self.write_heartbeat(hb)
+        return hb
 
     def write_ping(self, agent: str, nonce: str, ts: datetime) -> Ping:
         self.ensure_writable()

@@ -16,7 +16,10 @@ so the index remembers one key per counted response (hundreds of thousands for a
 use). A JSON file would have to be loaded and rewritten whole on every run, which costs more than
 reading a few appended lines; sqlite looks up only the keys of the new lines, updates rows in
 place, and its transactions keep two concurrent refreshes (the dashboard's poll and a `usage`
-run) from counting the same lines twice. Keys are stored as 64-bit BLAKE2b hashes (an
+run) from counting the same lines twice.
+
+Only regular files are read (a FIFO or a link to `/dev/zero` named `*.jsonl` is skipped, never
+opened), and their strings are made valid Unicode before they reach the index. Keys are stored as 64-bit BLAKE2b hashes (an
 `INTEGER PRIMARY KEY`: 8 bytes a row; a collision needs ~4e9 responses to become likely).
 """
 
@@ -27,6 +30,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -52,6 +56,7 @@ from fleet_tui.core.usage import (
     tokens_by_agent,
 )
 from fleet_tui.errors import NotReadYet
+from fleet_tui.sources.files import NotRegularFile, loads_valid, open_regular_binary, read_regular
 
 INDEX_VERSION = 1
 INDEX_DIR = "usage-index"
@@ -137,6 +142,8 @@ def _walk(top: str, kind: str, project: str | None) -> Iterator[Found]:
                 st = entry.stat()
             except OSError:
                 continue
+            if not stat.S_ISREG(st.st_mode):
+                continue  # a FIFO, a device, a link to one: never opened (it would block)
             yield Found(
                 entry.path, kind, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, project or ""
             )
@@ -171,9 +178,7 @@ def session_agents(state_dir: Path | None) -> dict[str, str]:
     if state_dir is None:
         return {}
     try:
-        with open(state_dir.joinpath(*SESSIONS_PATH), "rb") as fh:
-            raw = fh.read(_SESSIONS_MAX_BYTES + 1)
-        doc = json.loads(raw) if len(raw) <= _SESSIONS_MAX_BYTES else None
+        doc = loads_valid(read_regular(state_dir.joinpath(*SESSIONS_PATH), _SESSIONS_MAX_BYTES))
     except (OSError, ValueError):
         return {}
     known = doc.get("sessions") if isinstance(doc, dict) else None
@@ -505,7 +510,7 @@ class UsageIndex:
     @staticmethod
     def _tail(path: str, off: int) -> bytes:
         try:
-            with open(path, "rb") as fh:
+            with open_regular_binary(path) as fh:
                 fh.seek(max(0, off - _TAIL))
                 return fh.read(min(off, _TAIL))
         except OSError:
@@ -515,7 +520,10 @@ class UsageIndex:
         """Blocks of complete lines appended since `row.off`, with the line number before each;
         advances `row.off`/`row.line`/`row.tail`. Lines longer than the limit are skipped."""
         try:
-            fh = open(f.path, "rb")
+            fh = open_regular_binary(f.path)
+        except NotRegularFile as exc:
+            stats.problem(f.path, row.line, f"not a regular file ({exc.kind})")
+            return
         except OSError as exc:
             stats.problem(f.path, row.line, f"not readable ({exc.strerror})")
             return
@@ -570,7 +578,7 @@ class UsageIndex:
         days: _Days,
         stats: RefreshStats,
     ) -> None:
-        loads, needle, limit = json.loads, b'"input_tokens"', self.max_line
+        loads, needle, limit = loads_valid, b'"input_tokens"', self.max_line
         fallback = PROJECT_PREFIX + f.project
         for base, block in self._blocks(f, row, stats):
             for i, line in enumerate(block.split(b"\n"), start=base + 1):
@@ -613,7 +621,7 @@ class UsageIndex:
         are replay, never counted, whatever their totals. Replayed events still advance the
         running total, so the fork's first own event is a delta from where the parent was."""
         st: dict[str, Any] = json.loads(row.state) if row.state else {}
-        loads = json.loads
+        loads = loads_valid
         for base, block in self._blocks(f, row, stats):
             for i, line in enumerate(block.split(b"\n"), start=base + 1):
                 if (
