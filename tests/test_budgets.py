@@ -31,6 +31,7 @@ def _fresh_now() -> None:
     global NOW
     NOW = datetime.now(UTC).replace(microsecond=0)
 
+
 GOOD = """\
 version: 1
 tenant_id: jarvis

@@ -29,6 +29,8 @@ MAX_YAML_BYTES = 1 << 20  # the roster's and budgets' own bound
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 LOG_LIMIT_BYTES = 64 * 1024
 LOCK_WAIT_S = 1.0
+# Lock files are opened without blocking: a FIFO put in a lock file's place must not hang a hook.
+LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 DETAIL_MAX = 80
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Detail text written by an adapter: printable ASCII words only. Stricter than clean_text (which
@@ -344,7 +346,7 @@ def heartbeat_lock(state_dir: Path, agent: str, wait_s: float = LOCK_WAIT_S) -> 
     """Serialise read-modify-write of one agent's heartbeat between hooks and the keepalive.
     Yields whether the lock was taken (after `wait_s` the writer goes on without it)."""
     path = hooks_dir(state_dir) / f"{agent}.write.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, LOCK_FLAGS, 0o600)
     deadline = time.monotonic() + wait_s
     locked = False
     try:

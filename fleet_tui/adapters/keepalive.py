@@ -21,6 +21,7 @@ from typing import Any
 
 from fleet_tui.adapters.common import (
     DEFAULT_INTERVAL_S,
+    LOCK_FLAGS,
     HookOptions,
     format_ts,
     heartbeat_lock,
@@ -52,7 +53,7 @@ def keepalive_runtime(state_dir: Path, agent: str) -> int | None:
     """The runtime pid the agent's running keepalive serves (0 when unknown); None when none
     runs."""
     try:
-        fd = os.open(lock_path(state_dir, agent), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(lock_path(state_dir, agent), LOCK_FLAGS, 0o600)
     except OSError:
         return None
     try:
@@ -215,7 +216,7 @@ def _take_lock(path: Path, wait_s: float) -> int | None:
     start) to notice that it is no longer needed and exit."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, LOCK_FLAGS, 0o600)
     except OSError:
         return None
     deadline = time.monotonic() + wait_s

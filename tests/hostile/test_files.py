@@ -14,6 +14,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,7 +70,9 @@ def _write_hb(env: FleetEnv, name: str, **over: object) -> Path:
 def test_a_special_heartbeat_file_degrades_its_agent_and_nothing_hangs(
     fleet_env: FleetEnv, kind: str
 ) -> None:
-    fleet_env.write_roster([{"name": "good", "role": "orchestrator"}, {"name": "bad", "role": "coder"}])
+    fleet_env.write_roster(
+        [{"name": "good", "role": "orchestrator"}, {"name": "bad", "role": "coder"}]
+    )
     _write_hb(fleet_env, "good")
     make_special(fleet_env.heartbeat_path("bad"), kind)
     res = fleet_env.cli("ps", "--json", timeout=TIMEOUT)
@@ -172,7 +176,9 @@ def test_a_special_sessions_note_does_not_hang_usage(fleet_env: FleetEnv, kind: 
 
 
 def test_a_lone_surrogate_in_one_heartbeat_leaves_ps_json_valid(fleet_env: FleetEnv) -> None:
-    fleet_env.write_roster([{"name": "good", "role": "orchestrator"}, {"name": "odd", "role": "coder"}])
+    fleet_env.write_roster(
+        [{"name": "good", "role": "orchestrator"}, {"name": "odd", "role": "coder"}]
+    )
     _write_hb(fleet_env, "good")
     _write_hb(fleet_env, "odd", detail="x\ud800y", model="m\udfff")
     proc = subprocess.run(
@@ -329,3 +335,44 @@ def test_a_window_name_with_escapes_is_refused_with_its_line(
     assert "usage.jsonl:2: window:" in text, text
     windows = [w["name"] for a in doc["accounts"] for w in a.get("windows") or []]
     assert windows.count("weekly") == 1 and len(windows) == 2, windows
+
+
+# -- writers that append: a FIFO with no reader must not block them ---------------------------
+
+
+def _finishes(fn: Callable[[], object], timeout: float = 10.0) -> list[object]:
+    """Run `fn` in a daemon thread; fail (instead of hanging the suite) when it blocks."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except Exception as exc:
+            out.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"{fn} blocked for {timeout:g} s"
+    return out
+
+
+@pytest.mark.parametrize("kind", ("fifo", "link-to-fifo"))
+def test_a_fifo_as_the_hooks_log_never_blocks_a_hook(fleet_env: FleetEnv, kind: str) -> None:
+    from fleet_tui.adapters.common import log_problem
+
+    make_special(fleet_env.state_dir / "hooks" / "hooks.log", kind)
+    _finishes(lambda: log_problem(fleet_env.state_dir, "a problem"))
+
+
+@pytest.mark.parametrize("kind", ("fifo", "link-to-fifo", "dev-zero"))
+def test_a_special_ledger_refuses_an_append_at_once(fleet_env: FleetEnv, kind: str) -> None:
+    from fleet_tui.ledger import append_records, usage_path
+    from fleet_tui.model import UsageSample
+    from fleet_tui.sources.files import NotRegularFile
+
+    path = usage_path(fleet_env.state_dir)
+    make_special(path, kind)
+    sample = UsageSample.model_validate(json.loads(_usage_line("weekly", 1.0, 1)))
+    [got] = _finishes(lambda: append_records(path, [sample]))
+    assert isinstance(got, NotRegularFile), got
