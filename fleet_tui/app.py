@@ -27,7 +27,7 @@ from textual.theme import Theme
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from fleet_tui.actions import OperatorActions
+from fleet_tui.actions import Handover, OperatorActions
 from fleet_tui.budget_service import BudgetSource
 from fleet_tui.commands import FleetCommandPalette, FleetCommands
 from fleet_tui.control import wait_for_ack
@@ -373,11 +373,12 @@ class FleetApp(CrashGuard, App[int]):
         if record is None:
             self.notify(f"{verb}: select an agent first", severity="warning")
             return None
-        local = self.snapshot.host if self.snapshot is not None else None
-        if local is not None and record.host != local:
+        if record.remote:  # from the gateway: whatever its host name says, not this host's pane
+            local = self.snapshot.host if self.snapshot is not None else "this host"
             self.notify(
-                f"{verb}: {record.name} runs on host {record.host}: "
-                f"panes are reached only on this host ({local})",
+                f"{verb}: {clean_text(record.name, max_len=64)} runs on host "
+                f"{clean_text(record.host, max_len=64)}: "
+                f"panes are reached only on this host ({clean_text(local, max_len=64)})",
                 severity="warning",
             )
             return None
@@ -423,9 +424,9 @@ class FleetApp(CrashGuard, App[int]):
             self.notify(f"{verb}: {clean_text(str(exc), max_len=200)}", severity="error")
             return
         if not handover.blocking:  # inside tmux: a popup or a client switch, we keep running
-            self.actions.audit(verb, record, "started", "popup")
+            # `handover()` wrote the "started" record already; the end is audited by the run.
             self.run_worker(
-                self._run_detached(handover.argv, handover.env),
+                self._run_detached(verb, record, handover),
                 group="handover",
                 exit_on_error=False,
             )
@@ -447,15 +448,24 @@ class FleetApp(CrashGuard, App[int]):
             self.notify(f"{verb}: tmux exited with status {rc}", severity="error")
         self.request_poll()
 
-    async def _run_detached(self, argv: list[str], env: dict[str, str]) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            env=env,
-        )
-        await proc.wait()
+    async def _run_detached(self, verb: str, record: AgentRecord, handover: Handover) -> None:
+        """Run a popup or client switch to its end; a failure is said on screen (and audited
+        by the actions that ran it)."""
+        run = getattr(self.actions, "run_detached", None)
+        if run is not None:
+            reason = await run(verb, record, handover)
+        else:  # actions without their own runner (tests' recording actions)
+            proc = await asyncio.create_subprocess_exec(
+                *handover.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                env=handover.env,
+            )
+            rc = await proc.wait()
+            reason = None if rc == 0 else f"tmux exited with status {rc}"
+        if reason:
+            self.notify(f"{verb}: {clean_text(reason, max_len=200)}", severity="error")
         self.request_poll()
 
     def action_message(self) -> None:
@@ -574,7 +584,7 @@ def run_dashboard(config: object, *, settings: DashboardSettings | None = None) 
         usage_provider=dashboard_usage_provider(config),
         budget_provider=budget_provider(budgets),
     )
-    actions = LiveActions(source.runner, config.state_dir)
+    actions = LiveActions(source.runner, config.state_dir, config)
     app = FleetApp(
         source, settings=settings, startup_notice=notice, actions=actions, budget_source=budgets
     )

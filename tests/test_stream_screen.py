@@ -269,3 +269,39 @@ async def test_an_unwritable_audit_log_refuses_the_pipe_and_the_message(
         )
     out = fleet_env.tmux(SOCK, "capture-pane", "-p", "-t", "=orchestrator:").stdout
     assert "UNAUDITED" not in out
+
+
+async def test_a_popup_that_fails_after_it_started_is_said_on_screen_and_audited(
+    fleet_env: FleetEnv,
+) -> None:
+    """The client check passed, then tmux failed to show the popup (a client that went away,
+    a terminal too small): the operator reads why, and the audit says "failed"."""
+    from fleet_tui.actions import Handover
+
+    tall_agent(fleet_env, lines=5, height=20)
+
+    class PopupFails(LiveActions):
+        def handover(self, record: AgentRecord, *, interactive: bool) -> Handover:
+            self.resolve(record)  # the pane is found as for a real watch
+            argv = ["sh", "-c", "echo 'no space for popup' >&2; exit 1"]
+            return Handover(argv, blocking=False, env=dict(os.environ))
+
+    config = FleetConfig.from_flags()
+    source = LiveSource(config, systemd_interval_s=30)
+    app = FleetApp(
+        source,
+        settings=DashboardSettings(poll_interval_s=3600),
+        actions=PopupFails(source.runner, config.state_dir, config),
+    )
+    async with app.run_test(size=(160, 30)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1, 10, "the first poll")
+        app.fleet_screen.go_to_agent(record(app, "orchestrator").key)
+        await pilot.press("w")
+        await wait_for(
+            pilot,
+            lambda: any("no space for popup" in n.message for n in app._notifications),
+            10,
+            "the reason on screen",
+        )
+    outcomes = [(e["action"], e["outcome"]) for e in fleet_env.audit_lines()]
+    assert ("watch", "failed") in outcomes
