@@ -21,7 +21,7 @@ from typing import Any
 
 from fleet_tui.adapters.common import atomic_write
 from fleet_tui.errors import BadInput
-from fleet_tui.sources.files import read_regular
+from fleet_tui.sources.files import NotRegularFile, read_regular
 
 MAX_CONFIG_BYTES = 4 << 20  # a runtime's settings.json / config.toml (a FIFO never hangs us)
 BACKUP_SUFFIX = ".bak-fleet-tui"
@@ -100,7 +100,7 @@ def _load_json(path: Path) -> tuple[dict[str, Any], str | None]:
     except FileNotFoundError:
         return {}, None
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{_show(path)}: cannot read: {exc}") from None
+        raise BadInput(f"{_show(path)}: cannot read: {_why(exc)}") from None
     if not text.strip():
         return {}, text
     try:
@@ -316,13 +316,21 @@ def _write(path: Path, old: str | None, new: str) -> None:
         raise BadInput(f"{_show(path)}: cannot write: {exc.strerror}") from None
 
 
+def _why(exc: Exception) -> str:
+    if isinstance(exc, NotRegularFile):
+        return f"not a regular file ({exc.kind})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 def _read_text(path: Path) -> str | None:
     try:
         return read_regular(path, MAX_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{_show(path)}: cannot read: {exc}") from None
+        raise BadInput(f"{_show(path)}: cannot read: {_why(exc)}") from None
 
 
 def install_hooks(

@@ -252,6 +252,15 @@ def test_a_recursive_alias_is_refused(fleet_env: FleetEnv) -> None:
     assert res.stderr.count("\n") == 1 and "alias" in res.stderr, res.stderr
 
 
+def test_the_hooks_quick_yaml_look_is_bounded_too(fleet_env: FleetEnv) -> None:
+    from fleet_tui.sources.yamldoc import safe_load_file
+
+    path = fleet_env.base / "r.yaml"
+    path.write_text(_bomb())
+    [got] = _finishes(lambda: safe_load_file(path, 1 << 20), timeout=TIMEOUT)
+    assert isinstance(got, ValueError) and "alias" in str(got), got
+
+
 def test_a_few_aliases_still_work(fleet_env: FleetEnv) -> None:
     fleet_env.write_roster(
         text="version: 1\ntenant_id: acme\nx: &d {runtime: stub}\n"
@@ -376,3 +385,11 @@ def test_a_special_ledger_refuses_an_append_at_once(fleet_env: FleetEnv, kind: s
     sample = UsageSample.model_validate(json.loads(_usage_line("weekly", 1.0, 1)))
     [got] = _finishes(lambda: append_records(path, [sample]))
     assert isinstance(got, NotRegularFile), got
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_special_runtime_settings_file_is_one_line_exit_2(fleet_env: FleetEnv, kind: str) -> None:
+    make_special(fleet_env.home / ".claude" / "settings.json", kind)
+    res = fleet_env.cli("install-hooks", "--runtime", "claude", timeout=TIMEOUT)
+    assert res.rc == 2, res
+    assert res.stderr.count("\n") == 1 and "not a regular file" in res.stderr, res.stderr
