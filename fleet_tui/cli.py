@@ -344,29 +344,32 @@ def cmd_heartbeat(args: argparse.Namespace) -> int:
     tenant, host = local_identity(loaded.roster if loaded else None)
     spool = HeartbeatSpool(config.state_dir)
     spool.ensure_writable()
-    prev = spool.read_heartbeat(args.name).heartbeat
-    acks = list(prev.acks) if prev else []
-    if args.ack is not None:
-        acks = add_ack(acks, message_hash(args.ack))
-    ping = spool.read_ping(args.name)
-    hb = Heartbeat(
-        v=1,
-        tenant_id=tenant,
-        host=host,
-        agent=args.name,
-        seq=(prev.seq + 1) if prev else 0,
-        ts=datetime.now(UTC),
-        interval_s=args.interval or (prev.interval_s if prev else 10.0),
-        state=AgentState(args.state),
-        detail=args.detail,
-        runtime=args.runtime or (prev.runtime if prev else None),
-        model=args.model or (prev.model if prev else None),
-        pid=args.pid,
-        echo=ping.nonce if ping else (prev.echo if prev else None),
-        acks=acks,
-        usage=prev.usage if prev else None,
-    )
-    spool.write_heartbeat(hb)
+    # One writer at a time per agent (an flock shared with the hooks): concurrent writers
+    # never lose a `seq` increment or an ack.
+    with spool.locked(args.name):
+        prev = spool.read_heartbeat(args.name).heartbeat
+        acks = list(prev.acks) if prev else []
+        if args.ack is not None:
+            acks = add_ack(acks, message_hash(args.ack))
+        ping = spool.read_ping(args.name)
+        hb = Heartbeat(
+            v=1,
+            tenant_id=tenant,
+            host=host,
+            agent=args.name,
+            seq=(prev.seq + 1) if prev else 0,
+            ts=datetime.now(UTC),
+            interval_s=args.interval or (prev.interval_s if prev else 10.0),
+            state=AgentState(args.state),
+            detail=args.detail,
+            runtime=args.runtime or (prev.runtime if prev else None),
+            model=args.model or (prev.model if prev else None),
+            pid=args.pid,
+            echo=ping.nonce if ping else (prev.echo if prev else None),
+            acks=acks,
+            usage=prev.usage if prev else None,
+        )
+        spool.write_heartbeat(hb)
     return EXIT_OK
 
 

@@ -840,7 +840,7 @@ def agents_today(
 ) -> dict[str, int]:
     """Tokens today of this host's agents in the snapshot: those whose use can be told apart
     (a pane directory of their own, or a session a hook named) get a number, 0 without use."""
-    here = {a.name for a in snapshot.agents if a.is_agent and a.host == snapshot.host}
+    here = {a.name for a in snapshot.agents if a.is_agent and not a.remote}
     out = {name: 0 for name in by_cwd.values() if "+" not in name}
     out.update({name: 0 for name in by_session.values() if name in here})
     out.update({k: v for k, v in found.items() if k in out})
@@ -901,7 +901,7 @@ class TodayTokens:
         pairs = [  # this host's agents: the transcripts read here are this host's
             (a.name, a.tmux.cwd)
             for a in snapshot.agents
-            if a.is_agent and a.tmux is not None and a.host == snapshot.host
+            if a.is_agent and a.tmux is not None and not a.remote
         ]
         by_cwd = agents_by_cwd(pairs)
         by_session = self._sessions

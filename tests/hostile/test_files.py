@@ -274,11 +274,6 @@ def test_a_few_aliases_still_work(fleet_env: FleetEnv) -> None:
 # -- item 13: concurrent heartbeat writers, window names ------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="cli.cmd_heartbeat (H5's file) must hold HeartbeatSpool.locked around its "
-    "read-modify-write; remove this mark when it does",
-    strict=False,
-)
 def test_concurrent_heartbeat_writers_lose_no_seq(fleet_env: FleetEnv) -> None:
     first = fleet_env.cli("heartbeat", "a1", "--state", "busy", timeout=TIMEOUT)
     assert first.rc == 0, first
