@@ -42,6 +42,7 @@ from fleet_tui.ledger import spend_path, usage_path
 from fleet_tui.model import AgentRecord, BudgetBrief, FleetSnapshot, UsageSample, format_ts
 from fleet_tui.paths import Located, default_budgets_path, locate
 from fleet_tui.sources.budgets import EXAMPLE, BudgetsError, LoadedBudgets, load_budgets
+from fleet_tui.sources.files import open_regular_binary, read_regular
 from fleet_tui.sources.ledger_read import (
     ReadStats,
     SpendLedgerReader,
@@ -54,6 +55,7 @@ BUDGET_SCHEMA = "mosaic.fleet.budget/v1"
 CURVE_COLUMNS = 96
 CHECKPOINT_EVERY_BYTES = 1 << 20
 SPEND_TRAILING_S = DAY_S
+MAX_CHECKPOINT_BYTES = 4 << 20  # a checkpoint holds sums per account and window: kilobytes
 MODEL_SCAN_BYTES = 4 << 20  # the latest model of an account is near the end of the ledger
 MAX_MODEL_KEYS = 10_000
 MAX_HEARTBEAT_FILES = 2_000
@@ -183,7 +185,7 @@ class ModelSpendReader(SpendLedgerReader):
 
     def _scan(self, start: int, end: int) -> None:
         try:
-            with open(self.path, "rb") as f:
+            with open_regular_binary(self.path) as f:
                 if os.fstat(f.fileno()).st_ino != self.cursor.inode:
                     return  # replaced since the sums were read: the next read restarts
                 begin = max(start, end - MODEL_SCAN_BYTES)
@@ -260,7 +262,8 @@ class BudgetService:
 
     def _restore(self, name: str, reader: UsageLedgerReader | SpendLedgerReader) -> None:
         try:
-            data = json.loads(self._ckpt_path(name).read_text(encoding="utf-8"))
+            # A checkpoint is a cache: a FIFO, a device or a huge file there is ignored.
+            data = json.loads(read_regular(self._ckpt_path(name), MAX_CHECKPOINT_BYTES))
         except (OSError, ValueError):
             return
         if isinstance(data, dict):

@@ -388,3 +388,28 @@ def test_a_special_runtime_settings_file_is_one_line_exit_2(fleet_env: FleetEnv,
     res = fleet_env.cli("install-hooks", "--runtime", "claude", timeout=TIMEOUT)
     assert res.rc == 2, res
     assert res.stderr.count("\n") == 1 and "not a regular file" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_special_ledger_checkpoint_is_ignored_and_budget_answers(
+    fleet_env: FleetEnv, kind: str
+) -> None:
+    """The ledgers' checkpoints are caches in the state dir: a FIFO or /dev/zero there is
+    ignored (the ledger is read again), never waited on."""
+    bpath = fleet_env.base / "budgets.yaml"
+    bpath.write_text(BUDGETS)
+    fleet_env.state_dir.mkdir(parents=True, exist_ok=True)
+    (fleet_env.state_dir / "usage.jsonl").write_text(
+        "".join(_usage_line("weekly", 10.0 + n, n) + "\n" for n in range(3))
+    )
+    for name in ("usage", "spend"):
+        make_special(fleet_env.state_dir / f"{name}.jsonl.checkpoint", kind)
+    res = fleet_env.cli("budget", "--json", "--budgets", str(bpath), timeout=TIMEOUT)
+    assert res.rc == 0, res
+    weekly = [
+        w
+        for a in json.loads(res.stdout)["accounts"]
+        for w in a["windows"]
+        if w["name"] == "weekly"
+    ]
+    assert weekly and weekly[0]["used_percent"] == 12.0
