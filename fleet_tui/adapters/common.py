@@ -9,8 +9,6 @@ validate them with the model). Problems never reach the terminal: they go to a s
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import re
@@ -20,7 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fleet_tui.sources.files import loads_valid, open_append, read_regular
+from fleet_tui.sources.files import (
+    exclusive_lock,
+    loads_valid,
+    open_append,
+    read_regular,
+)
 
 STATES = ("starting", "idle", "busy", "waiting_input", "blocked", "error", "stopping")
 DEFAULT_INTERVAL_S = 10.0
@@ -29,8 +32,6 @@ MAX_YAML_BYTES = 1 << 20  # the roster's and budgets' own bound
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 LOG_LIMIT_BYTES = 64 * 1024
 LOCK_WAIT_S = 1.0
-# Lock files are opened without blocking: a FIFO put in a lock file's place must not hang a hook.
-LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 DETAIL_MAX = 80
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Detail text written by an adapter: printable ASCII words only. Stricter than clean_text (which
@@ -343,25 +344,11 @@ def read_ping_nonce(state_dir: Path, agent: str) -> str | None:
 
 @contextlib.contextmanager
 def heartbeat_lock(state_dir: Path, agent: str, wait_s: float = LOCK_WAIT_S) -> Iterator[bool]:
-    """Serialise read-modify-write of one agent's heartbeat between hooks and the keepalive.
-    Yields whether the lock was taken (after `wait_s` the writer goes on without it)."""
-    path = hooks_dir(state_dir) / f"{agent}.write.lock"
-    fd = os.open(path, LOCK_FLAGS, 0o600)
-    deadline = time.monotonic() + wait_s
-    locked = False
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                locked = True
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.005)
+    """Serialise read-modify-write of one agent's heartbeat between hooks, the keepalive and
+    `fleet-tui heartbeat` (the same lock file as `HeartbeatSpool.locked`). Yields whether the
+    lock was taken (after `wait_s` the writer goes on without it)."""
+    with exclusive_lock(hooks_dir(state_dir) / f"{agent}.write.lock", wait_s) as locked:
         yield locked
-    finally:
-        os.close(fd)
 
 
 def build_heartbeat(

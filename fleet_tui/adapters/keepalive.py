@@ -21,7 +21,6 @@ from typing import Any
 
 from fleet_tui.adapters.common import (
     DEFAULT_INTERVAL_S,
-    LOCK_FLAGS,
     HookOptions,
     format_ts,
     heartbeat_lock,
@@ -35,6 +34,7 @@ from fleet_tui.adapters.common import (
     valid_name,
     write_heartbeat,
 )
+from fleet_tui.sources.files import LOCK_FLAGS
 
 POLL_S = 0.5
 TAKEOVER_WAIT_S = 3.0

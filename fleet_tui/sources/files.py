@@ -15,10 +15,14 @@ decodes to a lone surrogate, which no UTF-8 output can carry; it becomes U+FFFD.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import stat
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -202,3 +206,34 @@ def loads_valid(raw: bytes | str) -> Any:
     else:
         maybe = "\\ud" in raw or "\\uD" in raw or _has_surrogate(raw)
     return valid_text(data) if maybe else data
+
+
+LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, wait_s: float) -> Iterator[bool]:
+    """Hold an flock on `path` (created 0600, opened without ever blocking) for a
+    read-modify-write; yields whether it was taken. After `wait_s` (a writer stuck holding it)
+    the caller goes on without it rather than hang, and a lock file that cannot be opened at
+    all is the same as one not taken."""
+    try:
+        fd = os.open(path, LOCK_FLAGS, 0o600)
+    except OSError:
+        yield False
+        return
+    deadline = time.monotonic() + wait_s
+    locked = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+        yield locked
+    finally:
+        os.close(fd)

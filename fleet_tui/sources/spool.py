@@ -14,12 +14,9 @@ new one, so concurrent writers never lose a `seq` increment.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +25,13 @@ from pydantic import ValidationError
 
 from fleet_tui.errors import StateDirError
 from fleet_tui.model import Heartbeat, Ping, SpoolRead
-from fleet_tui.sources.files import FileTooLarge, NotRegularFile, read_regular, valid_text
+from fleet_tui.sources.files import (
+    FileTooLarge,
+    NotRegularFile,
+    exclusive_lock,
+    read_regular,
+    valid_text,
+)
 
 MAX_HEARTBEAT_BYTES = 64 * 1024
 MAX_PING_BYTES = 4096
@@ -144,29 +147,10 @@ class HeartbeatSpool:
         """Hold the agent's write lock (flock) for a read-modify-write; yields whether it was
         taken (after `wait_s` the writer goes on without it rather than hang)."""
         path = self.lock_path(agent)
-        try:
+        with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
-        except OSError:
-            yield False
-            return
-        deadline = time.monotonic() + wait_s
-        locked = False
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    locked = True
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        break
-                    if time.monotonic() > deadline:
-                        break
-                    time.sleep(0.005)
+        with exclusive_lock(path, wait_s) as locked:
             yield locked
-        finally:
-            os.close(fd)
 
     def update_heartbeat(
         self, agent: str, build: Callable[[Heartbeat | None, Ping | None], Heartbeat]
