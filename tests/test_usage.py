@@ -6,6 +6,7 @@ a real tmux pane's working directory, and incremental re-runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -374,7 +375,9 @@ def test_a_session_a_hook_saw_in_a_pane_is_that_agents_whatever_its_directory(
     snapshot = FleetCollector(FleetConfig.from_flags()).collect()
     provider = TodayTokens(fleet_env.state_dir, [world.claude], world.codex)
     now = datetime(2026, 6, 13, 22, 0, tzinfo=UTC)
-    with pytest.raises(NotReadYet):
+    # The first call starts the background read; it may or may not be done when the call
+    # returns (a race the scheduler decides: the "not read yet" answer has its own test below).
+    with contextlib.suppress(NotReadYet):
         provider(snapshot, now)
     provider.wait(10)
     assert provider(snapshot, now) == {"coder-a": 5, "coder-b": 2}
