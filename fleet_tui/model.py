@@ -6,12 +6,13 @@ other tools, hooks and hosts read them.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
 PS_SCHEMA = "mosaic.fleet.ps/v1"
 
@@ -232,6 +233,33 @@ class BudgetBrief(_Record):
 # Bounds of the ledger records (UsageSample, SpendRecord), shared with the gateway, which
 # reuses these classes: what a host accepts locally is exactly what the gateway accepts.
 _LEDGER_TEXT = r"^[^\x00-\x1f\x7f]{1,255}$"  # an account or window name: 1-255, no control chars
+# Characters that make a name look like another: Cc controls (ESC, BEL, NUL, DEL, C1), Cf format
+# (zero-width, bidi), Cs surrogates, Zl/Zp line breaks; U+FFFD stands for a lone surrogate made
+# valid. An account or window name becomes a row: one carrying them would show as a second,
+# identical-looking row ("weekly" twice).
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def is_invisible(c: str) -> bool:
+    """True for a character that shows as nothing (or as something else) on a terminal."""
+    return unicodedata.category(c) in _INVISIBLE_CATEGORIES or c == "\ufffd"
+
+
+def row_name_problem(v: str) -> str | None:
+    """Why `v` cannot name a row (an account, a usage window), or None when it can."""
+    if not v or v != v.strip() or any(is_invisible(c) for c in v):
+        return f"{ascii(v)[:80]} carries control or invisible characters"
+    return None
+
+
+def _row_name(v: str) -> str:
+    problem = row_name_problem(v)
+    if problem is not None:
+        raise ValueError(problem)
+    return v
+
+
+RowName = Annotated[str, Field(pattern=_LEDGER_TEXT), AfterValidator(_row_name)]
 _INT32_MAX = 2**31 - 1  # PostgreSQL integer
 _INT64_MAX = 2**63 - 1  # PostgreSQL bigint
 AwareTimestamp = Annotated[AwareDatetime, PlainSerializer(format_ts, return_type=str)]
@@ -250,8 +278,8 @@ class UsageSample(BaseModel):
 
     tenant_id: str = Field(pattern=TENANT_RE)
     host: str = Field(pattern=HOST_RE)
-    account: str = Field(pattern=_LEDGER_TEXT)
-    window: str = Field(pattern=_LEDGER_TEXT)
+    account: RowName
+    window: RowName
     window_minutes: int | None = Field(default=None, ge=1, le=_INT32_MAX)
     used_percent: float = Field(allow_inf_nan=False)
     resets_at: AwareTimestamp | None = None
@@ -270,7 +298,7 @@ class SpendRecord(BaseModel):
     host: str = Field(pattern=HOST_RE)
     ts: AwareTimestamp
     agent: str | None = Field(default=None, pattern=AGENT_NAME_RE)
-    account: str = Field(pattern=_LEDGER_TEXT)
+    account: RowName
     model: str | None = Field(default=None, max_length=255)
     mission: str | None = Field(default=None, max_length=1024)
     task: str | None = Field(default=None, max_length=1024)

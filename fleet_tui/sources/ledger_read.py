@@ -26,13 +26,13 @@ import json
 import math
 import os
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from fleet_tui.model import row_name_problem
 from fleet_tui.sources.files import NotRegularFile, loads_valid, open_regular_binary, valid_str
 from fleet_tui.usage_series import Series
 
@@ -194,21 +194,15 @@ def _text(d: dict[str, Any], key: str, *, required: bool = True) -> str | None:
     return valid_str(v)
 
 
-def _is_invisible(c: str) -> bool:
-    cat = unicodedata.category(c)
-    # Cc controls (ESC, BEL, NUL, DEL, C1), Cf format (zero-width, bidi), Cs surrogates,
-    # Zl/Zp line breaks; U+FFFD stands for a lone surrogate made valid.
-    return cat in ("Cc", "Cf", "Cs", "Zl", "Zp") or c == "\ufffd"
-
-
 def _name(d: dict[str, Any], key: str) -> str:
     """A name that becomes a row (account, window): refused when it carries control, escape or
     invisible characters, or spaces around it, which would make a second row look like the
     first."""
     v = _text(d, key)
     assert v is not None
-    if not v or v != v.strip() or any(_is_invisible(c) for c in v):
-        raise ValueError(f"{ascii(v)[:80]} carries control or invisible characters")
+    problem = row_name_problem(v)  # the same rule as the models (and so the gateway)
+    if problem is not None:
+        raise ValueError(problem)
     return v
 
 

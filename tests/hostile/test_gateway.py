@@ -352,19 +352,20 @@ def test_a_poisoned_batch_names_its_bad_items_and_stores_none_of_it(
         3: sample("poi", account="a" * 300),
         4: sample("poi", window=""),
         6: sample("poi", window_minutes=2**31),
+        7: sample("poi", window="weekly\u200b"),  # would show as a second "weekly" row
     }
     batch: list[dict[str, Any]] = []
     goods = iter(good)
-    for i in range(8):
+    for i in range(9):
         batch.append(bad[i] if i in bad else next(goods))
     with client(gw, gw.token("poi", "publish")) as c:
         r = c.post("/usage", json=batch)
         assert r.status_code == 422, r.text
         err = r.json()["error"]
-        assert err["code"] == "invalid_items" and err["message"] == "4 of 8 items invalid"
-        assert [i["index"] for i in err["items"]] == [1, 3, 4, 6]
+        assert err["code"] == "invalid_items" and err["message"] == "5 of 9 items invalid"
+        assert [i["index"] for i in err["items"]] == [1, 3, 4, 6, 7]
         fields = [i["message"].split(":")[0] for i in err["items"]]
-        assert fields == ["window_minutes", "account", "window", "window_minutes"]
+        assert fields == ["window_minutes", "account", "window", "window_minutes", "window"]
         with client(gw, gw.token("poi", "read")) as reader:
             assert reader.get("/budgets").json()["accounts"] == []  # nothing of it stored
         rest = [item for i, item in enumerate(batch) if i not in bad]
