@@ -155,16 +155,20 @@ async def test_a_stream_log_is_emptied_at_its_size_cap(
     async with app.run_test(size=(120, 30)) as pilot:
         await open_stream(pilot, app)
         log = fleet_env.state_dir / "logs" / f"{SOCK}.orchestrator.log"
-        largest = 0
+        largest, drops, last = 0, 0, 0
         deadline = time.monotonic() + 60
         while not done.exists() and time.monotonic() < deadline:
             await pilot.pause(0.05)
             if log.exists():
-                largest = max(largest, log.stat().st_size)
+                size = log.stat().st_size
+                drops += size < last
+                largest, last = max(largest, size), size
         assert done.exists()
-        await pilot.pause(0.5)
-        largest = max(largest, log.stat().st_size)
-        assert 0 < largest < 256 << 10  # unbounded, it would end near 890 KB
+        # The log only ever grows unless it is emptied: with a 64 KiB cap and ~890 KB of output
+        # it is emptied many times. (How far past the cap it gets depends on how fast the reader
+        # keeps up, which a loaded machine decides: the test counts the emptyings instead.)
+        assert largest > 0 and drops >= 2, (largest, drops)
+        assert log.stat().st_size < 890_000
 
 
 def test_our_pipe_is_recognised_after_a_restart(fleet_env: FleetEnv) -> None:
