@@ -17,6 +17,7 @@ Two rules hold for every action (DESIGN.md "Gateway", "Audit log"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from fleet_tui import control
-from fleet_tui.audit import audit_intent, audit_path, record_action
+from fleet_tui.audit import audit_path, record_action
 from fleet_tui.core.join import FLEET_SOCKETS, roster_sockets
 from fleet_tui.core.protocol import message_hash
 from fleet_tui.core.sanitize import clean_text
@@ -192,36 +193,28 @@ class LiveActions:
         return record.model_copy(update={"socket": target.socket, "tmux": tmux})
 
     # -- the audit ----------------------------------------------------------------------------
-    def _intent(self, action: str, record: AgentRecord, detail: str = "") -> None:
-        """The record written before acting: raises `AuditUnavailable` (do not act)."""
-        audit_intent(
+    def _record(self, action: str, record: AgentRecord, outcome: str, detail: str) -> None:
+        record_action(
             self.state_dir,
             now=datetime.now(UTC),
             tenant_id=record.tenant_id,
             host=record.host,
             action=action,
             agent=record.name,
+            outcome=outcome,
             detail=detail,
             surface="tui",
         )
 
+    def _intent(self, action: str, record: AgentRecord, detail: str = "") -> None:
+        """The record written before acting: raises `AuditUnavailable` (do not act)."""
+        self._record(action, record, "started", detail)
+
     def audit(self, action: str, record: AgentRecord, outcome: str, detail: str = "") -> None:
         """An outcome line. Best effort: the action's "started" line was written (or the
         action refused) before; a log that broke since must not crash the dashboard."""
-        try:
-            record_action(
-                self.state_dir,
-                now=datetime.now(UTC),
-                tenant_id=record.tenant_id,
-                host=record.host,
-                action=action,
-                agent=record.name,
-                outcome=outcome,
-                detail=detail,
-                surface="tui",
-            )
-        except AuditUnavailable:
-            pass
+        with contextlib.suppress(AuditUnavailable):
+            self._record(action, record, outcome, detail)
 
     def audit_lines(self, limit: int = 200) -> list[str]:
         return read_audit(self.state_dir, limit)

@@ -3,7 +3,7 @@
 Messages are logged by hash and length, never by text (DESIGN.md "Audit log").
 
 The log FAILS CLOSED: an action whose audit record cannot be written is not carried out.
-`record_action` (and `audit_intent`, its "about to act" form, written BEFORE the action) raise
+`record_action` (called with outcome "started" BEFORE the action, then with its outcome) raises
 `AuditUnavailable` (a `Refused`, exit 5) with one line naming the file and the reason when the
 state dir is read-only, `audit.jsonl` is a directory, a FIFO, a device (`/dev/full`) or a link to
 one, or the disk is full. Opening never blocks (`O_NONBLOCK`: a FIFO without a reader fails at
@@ -15,23 +15,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import stat
 from datetime import datetime
 from pathlib import Path
 
 from fleet_tui.errors import AuditUnavailable
 from fleet_tui.model import format_ts
-from fleet_tui.sources.files import file_kind
+from fleet_tui.sources.files import APPEND_FLAGS, NotRegularFile, ensure_regular
 from fleet_tui.sources.systemd import current_user
-
-_OPEN_FLAGS = (
-    os.O_WRONLY
-    | os.O_APPEND
-    | os.O_CREAT
-    | os.O_NONBLOCK
-    | os.O_NOCTTY
-    | getattr(os, "O_CLOEXEC", 0)
-)
 
 
 def audit_path(state_dir: Path) -> Path:
@@ -48,15 +38,14 @@ def append_line(path: Path, data: bytes) -> None:
     Never blocks on a special file; raises `AuditUnavailable` on any failure."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, _OPEN_FLAGS, 0o600)
+        fd = ensure_regular(os.open(path, APPEND_FLAGS, 0o600), path)
+    except NotRegularFile as exc:
+        raise AuditUnavailable(
+            f"audit log {path}: {exc.kind}, not a regular file; action refused"
+        ) from None
     except OSError as exc:
         raise AuditUnavailable(f"audit log {path}: {_why(exc)}; action refused") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise AuditUnavailable(
-                f"audit log {path}: {file_kind(mode)}, not a regular file; action refused"
-            )
         view = memoryview(data)
         while view:
             written = os.write(fd, view)
@@ -87,7 +76,7 @@ def record_action(
     surface: str | None = None,
 ) -> None:
     """Append one line. Raises `AuditUnavailable` (exit 5, one line) when it cannot: the
-    caller must then NOT carry out the action (write the record first: `audit_intent`)."""
+    caller must then NOT carry out the action (write its "started" record first)."""
     line: dict[str, object] = {
         "ts": format_ts(now),
         "tenant_id": tenant_id,
@@ -103,29 +92,3 @@ def record_action(
         line["surface"] = surface
     data = (json.dumps(line, ensure_ascii=False) + "\n").encode()
     append_line(audit_path(state_dir), data)
-
-
-def audit_intent(
-    state_dir: Path,
-    *,
-    now: datetime,
-    tenant_id: str,
-    host: str,
-    action: str,
-    agent: str,
-    detail: str = "",
-    surface: str | None = None,
-) -> None:
-    """The record written BEFORE an action (outcome "started"): when it raises
-    `AuditUnavailable`, do not act. The outcome follows in a second `record_action` line."""
-    record_action(
-        state_dir,
-        now=now,
-        tenant_id=tenant_id,
-        host=host,
-        action=action,
-        agent=agent,
-        outcome="started",
-        detail=detail,
-        surface=surface,
-    )

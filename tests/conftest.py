@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 import pytest
 import yaml
@@ -68,6 +68,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """`slow` tests first (stable order otherwise): under `pytest -n 2` one worker takes them
     while the other runs the rest, instead of one long test alone at the end of the run."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A test that needs something this machine lacks: skipped on a developer's machine, but a
+    failure under CI (`CI_FLEET=1`, set by `.ci/dev test`), where a skip would hide a gap."""
+    if os.environ.get("CI_FLEET") == "1":
+        pytest.fail(f"required under CI (CI_FLEET=1): {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def wait_until(

@@ -23,7 +23,7 @@ from fleet_tui.sources.ledger_read import SpendLedgerReader, UsageLedgerReader
 
 # "Now" of the test that runs: `_fresh_now` sets it before each test (the suite takes
 # minutes; a value taken at import would be minutes old by the time a test reads it).
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW: datetime  # no clock read at import: every test reads the one its fixture took
 
 
 @pytest.fixture(autouse=True)

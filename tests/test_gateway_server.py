@@ -31,7 +31,7 @@ from fleet_tui.core.join import build_snapshot
 from fleet_tui.gateway import db
 from fleet_tui.gateway.openapi import OPENAPI_FILE
 
-NOW = datetime.now(UTC).replace(microsecond=0)  # set again at the start of every test
+NOW: datetime  # taken by `_now` at the start of every test, never at import
 
 
 @pytest.fixture(autouse=True)

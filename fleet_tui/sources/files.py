@@ -59,21 +59,31 @@ def file_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def open_regular(path: Path | str) -> int:
-    """Open `path` read-only without ever blocking; return the descriptor of a regular file.
+APPEND_FLAGS = (
+    os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+)
 
-    Raises FileNotFoundError/PermissionError as `os.open` does, NotRegularFile otherwise."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+
+def ensure_regular(fd: int, path: Path | str) -> int:
+    """`fd` (opened O_NONBLOCK) when it is a regular file, back in blocking mode (a regular
+    file never blocks); otherwise it is closed and NotRegularFile raised."""
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise NotRegularFile(path, file_kind(mode))
-        # Back to blocking reads: a regular file never blocks, and O_NONBLOCK is meaningless there.
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def open_regular(path: Path | str) -> int:
+    """Open `path` read-only without ever blocking; return the descriptor of a regular file.
+
+    Raises FileNotFoundError/PermissionError as `os.open` does, NotRegularFile otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    return ensure_regular(fd, path)
 
 
 def read_regular(path: Path | str, limit: int) -> bytes:
@@ -122,9 +132,8 @@ def open_append(path: Path | str, mode: int = 0o600) -> int:
 
     A FIFO with no reader fails with NotRegularFile instead of blocking until one comes; one
     with a reader, a device or a directory is refused after `fstat`."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY
     try:
-        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), mode)
+        fd = os.open(path, APPEND_FLAGS, mode)
     except OSError as exc:
         if exc.errno in (errno.ENXIO, errno.EISDIR):
             try:
@@ -133,15 +142,7 @@ def open_append(path: Path | str, mode: int = 0o600) -> int:
                 raise exc from None
             raise NotRegularFile(path, kind) from None
         raise
-    try:
-        st_mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(st_mode):
-            raise NotRegularFile(path, file_kind(st_mode))
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return ensure_regular(fd, path)
 
 
 def _has_surrogate(s: str) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FleetEnv, wait_until
+from conftest import FleetEnv, unavailable, wait_until
 
 from fleet_tui.actions import LiveActions, log_path
 from fleet_tui.audit import record_action
@@ -201,7 +201,7 @@ def _read_only(folder: Path) -> Iterator[None]:
         res = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
         if res.returncode != 0:
             folder.chmod(0o755)
-            pytest.skip("cannot make a folder read-only for root here (no chattr +i)")
+            unavailable("cannot make a folder read-only for root here (no chattr +i)")
         immutable = True
     try:
         yield

@@ -19,7 +19,7 @@ from typing import Any
 
 import pg_support
 import pytest
-from conftest import FleetEnv, wait_until
+from conftest import FleetEnv, unavailable, wait_until
 from pg_support import GatewayServer
 
 from fleet_tui.publish import QUEUE_DIR, REJECTED_DIR
@@ -149,7 +149,7 @@ def test_a_full_disk_pauses_publish_every_which_catches_up_when_there_is_room(
     the gateway is back it drains, reads on and delivers every line exactly once."""
     unshare = shutil.which("unshare")
     if unshare is None or subprocess.run([unshare, "-rm", "true"], check=False).returncode:
-        pytest.skip("no private mount namespace here (unshare -rm)")
+        unavailable("no private mount namespace here (unshare -rm)")
     host_a(fleet_env)
     env = {**fleet_env.env, **pub_env(gateway)}
     lines = "".join(json.dumps(usage_record(i)) + "\n" for i in range(1500))
