@@ -5,7 +5,7 @@ Run from the repository root:
     .venv/bin/python benchmarks/bench_dashboard.py [--quick] [--only updates,idle,startup]
 
 Three figures, each against a baseline built in the same run from the same data (the fixture
-fleet `big_snapshot`, the column strings of `fleet_tui.core.columns.COLUMNS`):
+fleet `big_snapshot`, the column strings of `fleet_tui.present.columns.COLUMNS`):
 
 1. updates: main-thread CPU (`time.thread_time()`) of ONE table update with its repaint, in a
    160x48 headless app (`App.run_test`), median over many updates: 300 agents of which 30 changed
@@ -135,7 +135,7 @@ async def until_drawn(pilot: Any, counter: FrameCounter) -> int:
 def changed_records(records: list[Any], indices: list[int], k: int) -> list[Any]:
     """The same fleet with new heartbeat age, state and CPU in the rows at `indices` (values
     chosen so no column changes width: the update repaints rows, not the layout)."""
-    from fleet_tui.model import AgentState
+    from fleet_tui.model.records import AgentState
 
     states = list(AgentState)
     out = list(records)
@@ -197,9 +197,9 @@ class FleetTarget(UpdateTarget):
     cases = ("noop", *CASES[:3], "dashboard30", "sort")
 
     def make_app(self, snapshot: Any) -> Any:
-        from fleet_tui.app import FleetApp
-        from fleet_tui.fixtures import NOW, FixedSource
-        from fleet_tui.settings import DashboardSettings
+        from fleet_tui.config.settings import DashboardSettings
+        from fleet_tui.testing.fleets import NOW, FixedSource
+        from fleet_tui.ui.app import FleetApp
 
         self.snapshot = snapshot
         self.app = FleetApp(
@@ -212,7 +212,7 @@ class FleetTarget(UpdateTarget):
         return self.app
 
     async def setup(self, pilot: Any) -> None:
-        from fleet_tui.widgets import FleetTable
+        from fleet_tui.ui.widgets import FleetTable
 
         self.app.apply_snapshot(self.snapshot)
         self.table = self.app.fleet_screen.query_one(FleetTable)
@@ -229,7 +229,7 @@ class FleetTarget(UpdateTarget):
             self.pending_snapshot = self.snapshot.model_copy(update={"agents": records})
 
     def sort(self, reverse: bool, records: list[Any]) -> None:
-        from fleet_tui.core.columns import COLUMNS_BY_KEY
+        from fleet_tui.present.columns import COLUMNS_BY_KEY
 
         # What FleetScreen.refresh_view does on a sort key: sort the records, hand them over.
         shown = sorted(records, key=COLUMNS_BY_KEY["agent"].sort_key, reverse=reverse)
@@ -249,8 +249,8 @@ class DataTableTarget(UpdateTarget):
         from textual.app import App, ComposeResult
         from textual.widgets import DataTable
 
-        from fleet_tui.core.columns import COLUMNS, visible_columns
         from fleet_tui.core.sanitize import clean_text
+        from fleet_tui.present.columns import COLUMNS, visible_columns
 
         records = list(snapshot.agents)
         columns = visible_columns(records, COLUMNS)
@@ -361,7 +361,7 @@ async def _session(target: Any, snapshot: Any, repeat: int, seed: int) -> dict[s
 
 def measure_updates(repeat: int) -> dict[str, Any]:
     """Sessions F D D F (each half the repeats), so drift in machine load hits both widgets."""
-    from fleet_tui.fixtures import big_snapshot
+    from fleet_tui.testing.fleets import big_snapshot
 
     snapshot = big_snapshot(N_UPDATE, seed=1)
     assert len(snapshot.agents) == N_UPDATE
@@ -458,7 +458,7 @@ class Lab(TmuxLab):
     def start_fleet(self, n: int) -> tuple[Path, Path]:
         import yaml
 
-        from fleet_tui.control import new_agent_session
+        from fleet_tui.control.panes import new_agent_session
         from fleet_tui.sources.spool import HeartbeatSpool
         from fleet_tui.tmux import TmuxRunner
 
@@ -530,10 +530,10 @@ def idle_breakdown(roster: Path, state: Path, window: float) -> dict[str, Any]:
     """Where the dashboard's idle CPU goes: the same FleetApp on the same live fleet, in-process
     and headless (frames encoded as for a terminal, see FrameCounter), with the source's polls
     and `apply_snapshot` timed. Polls run in worker threads; the rest is the main thread."""
-    from fleet_tui.app import FleetApp
-    from fleet_tui.poll_source import LiveSource
-    from fleet_tui.service import FleetConfig
-    from fleet_tui.settings import DashboardSettings
+    from fleet_tui.config.settings import DashboardSettings
+    from fleet_tui.service.collector import FleetConfig
+    from fleet_tui.service.poll import LiveSource
+    from fleet_tui.ui.app import FleetApp
 
     source = LiveSource(FleetConfig.from_flags(str(roster), str(state), None))
     st: dict[str, float] = {

@@ -373,8 +373,8 @@ def main() -> int:
     args = ap.parse_args()
     args.duration = min(args.duration, 600.0)
 
-    from fleet_tui.gateway.db import create_token, migrate
-    from fleet_tui.gateway.pgcluster import PrivateCluster, find_bindir
+    from fleet_tui.server.db import create_token, migrate
+    from fleet_tui.testing.pgcluster import PrivateCluster, find_bindir
 
     bindir = find_bindir()
     if bindir is None:

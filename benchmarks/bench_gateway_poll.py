@@ -111,9 +111,9 @@ def main() -> int:
     (base / "c" / "mosaic" / "roster.yaml").write_text(
         "version: 1\ntenant_id: acme\nhost: bench-local\nagents: []\n"
     )
-    from fleet_tui.poll_source import LiveSource
-    from fleet_tui.service import FleetConfig
-    from fleet_tui.sources.gateway import GatewaySettings, Secret
+    from fleet_tui.remote.client import GatewaySettings, Secret
+    from fleet_tui.service.collector import FleetConfig
+    from fleet_tui.service.poll import LiveSource
 
     # the answering gateway runs in its own process (a server thread here would take the GIL
     # from the polls and blame it on the client); the hanging one may live here: it only sleeps

@@ -42,7 +42,7 @@ RESULTS = REPO / "benchmarks" / "results" / "hooks.json"
 PY = sys.executable
 FLEET_TUI = str(Path(PY).parent / "fleet-tui")
 FAST = (
-    "import sys, fleet_tui.cli; from fleet_tui.cli_hooks import fast_main; "
+    "import sys, fleet_tui.cli.main; from fleet_tui.cli.hooks import fast_main; "
     "sys.exit(fast_main(sys.argv[1:]))"
 )
 PAYLOAD = json.dumps(

@@ -42,9 +42,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fleet_tui.budget_service import BudgetService  # noqa: E402
+from fleet_tui.config.paths import Located  # noqa: E402
 from fleet_tui.core.pacing import Series, naive_rate, pace_window  # noqa: E402
-from fleet_tui.paths import Located  # noqa: E402
+from fleet_tui.service.budgets import BudgetService  # noqa: E402
 from fleet_tui.sources.budgets import parse_budgets  # noqa: E402
 from fleet_tui.sources.ledger_read import UsageLedgerReader  # noqa: E402
 

@@ -135,7 +135,7 @@ class Bench:
         return by_socket
 
     def write_fleet_files(self, n: int, by_socket: dict[str, list[str]]) -> tuple[Path, Path]:
-        from fleet_tui.model import AgentState, Heartbeat
+        from fleet_tui.model.records import AgentState, Heartbeat
         from fleet_tui.sources.spool import HeartbeatSpool
 
         host = socket.gethostname()
@@ -223,8 +223,8 @@ class Bench:
         ).stdout
 
     def measure_size(self, n: int) -> dict[str, Any]:
-        from fleet_tui.paths import Located
-        from fleet_tui.service import FleetCollector, FleetConfig
+        from fleet_tui.config.paths import Located
+        from fleet_tui.service.collector import FleetCollector, FleetConfig
 
         print(f"-- N={n}: starting {n} sessions on {len(SOCKETS)} sockets", flush=True)
         t0 = time.perf_counter()
@@ -319,7 +319,7 @@ class Bench:
         """Run `ps --json` in a fresh interpreter and report which heavy modules it imported."""
         snippet = (
             "import contextlib, io, json, sys\n"
-            "from fleet_tui.cli import main\n"
+            "from fleet_tui.cli.main import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    rc = main(['ps', '--json'])\n"
             "heavy = ['textual', 'rich', 'httpx', 'watchfiles', 'pydantic', 'yaml']\n"
@@ -357,7 +357,7 @@ def breakdown(collector: Any) -> dict[str, float]:
     """Time the pieces of `FleetCollector.collect()` one by one (they overlap in collect: the
     tmux scan runs in a thread while the spool is read)."""
     from fleet_tui.core.join import FleetInputs, build_snapshot
-    from fleet_tui.service import load_configured_roster, local_identity
+    from fleet_tui.service.collector import load_configured_roster, local_identity
     from fleet_tui.sources.procs import pid_alive
     from fleet_tui.sources.systemd import scan_systemd
     from fleet_tui.sources.tmux import scan_all

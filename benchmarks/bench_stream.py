@@ -176,7 +176,7 @@ class Lab(TmuxLab):
         """Roster + state dir, `busy` (the writer) and `calm` (a stub); their pane pids."""
         import yaml
 
-        from fleet_tui.control import new_agent_session
+        from fleet_tui.control.panes import new_agent_session
         from fleet_tui.sources.spool import HeartbeatSpool
         from fleet_tui.tmux import TmuxRunner
 

@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/dashboard_apps.py fleet --rows 300              # FleetApp, fixture
 
 `datatable` is the baseline: a stock `textual.widgets.DataTable` showing the fixture fleet
-(`fleet_tui.fixtures.big_snapshot`) with the dashboard's column strings (`COLUMNS`, cells given as
+(`fleet_tui.testing.fleets.big_snapshot`) with the dashboard's column strings (`COLUMNS`, cells given as
 `rich.text.Text`); with `--tick S` it updates the heartbeat-age cell of every row every S seconds
 with `update_cell(row_key, col_key, value)` inside `app.batch_update()` (the dolphie way), ages
 taken from the same fixture data as the time goes by.
@@ -34,10 +34,10 @@ def run_datatable(rows: int, tick: float | None) -> int:
     from textual.app import App, ComposeResult
     from textual.widgets import DataTable
 
-    from fleet_tui.core.columns import COLUMNS, visible_columns
     from fleet_tui.core.sanitize import clean_text
     from fleet_tui.core.timefmt import human_duration
-    from fleet_tui.fixtures import big_snapshot
+    from fleet_tui.present.columns import COLUMNS, visible_columns
+    from fleet_tui.testing.fleets import big_snapshot
 
     snapshot = big_snapshot(rows, seed=1)
     records = [a for a in snapshot.agents if a.is_agent]
@@ -72,9 +72,9 @@ def run_datatable(rows: int, tick: float | None) -> int:
 
 
 def run_fleet(rows: int, tick: float | None) -> int:
-    from fleet_tui.app import FleetApp
-    from fleet_tui.fixtures import NOW, FixedSource, big_snapshot
-    from fleet_tui.settings import DashboardSettings
+    from fleet_tui.config.settings import DashboardSettings
+    from fleet_tui.testing.fleets import NOW, FixedSource, big_snapshot
+    from fleet_tui.ui.app import FleetApp
 
     first = big_snapshot(rows, seed=1)
     started = time.monotonic()

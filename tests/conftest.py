@@ -35,7 +35,7 @@ from typing import Any, NamedTuple, NoReturn, TypeVar
 import pytest
 import yaml
 
-from fleet_tui.control import new_agent_session
+from fleet_tui.control.panes import new_agent_session
 from fleet_tui.tmux import TmuxResult, TmuxRunner, session_target
 
 pytest_plugins = ["pg_support"]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fleet_tui.core.join import FleetInputs
-from fleet_tui.model import (
+from fleet_tui.model.records import (
     AgentState,
     Heartbeat,
     PaneRow,

@@ -1,7 +1,7 @@
 """PostgreSQL and gateway fixtures for the tests (a pytest plugin: `tests.pg_support`).
 
 - `pg_cluster` (session): a private PostgreSQL for this test session (per xdist worker): initdb
-  in a temp dir, Unix socket only (see fleet_tui/gateway/pgcluster.py); or the server named by
+  in a temp dir, Unix socket only (see fleet_tui/testing/pgcluster.py); or the server named by
   `FLEET_TEST_PG_DSN` (its user must be able to create databases and roles). With neither, the
   tests that need it are skipped, except under CI (`CI_FLEET=1`, set by `.ci/dev test`), where
   they FAIL: CI must never pass by skipping the register.
@@ -77,7 +77,7 @@ def pg_cluster() -> Iterator[PgServer]:
     try:
         import psycopg  # noqa: F401
 
-        from fleet_tui.gateway.pgcluster import ClusterError, PrivateCluster, find_bindir
+        from fleet_tui.testing.pgcluster import ClusterError, PrivateCluster, find_bindir
     except ImportError as exc:
         _unavailable(f"{exc.name} is not installed (pip install 'fleet-tui[gateway]')")
         raise
@@ -206,7 +206,7 @@ class GatewayServer:
         hosts: list[str] | None = None,
     ) -> str:
         """A new token; `hosts`: bind a publish token to those hosts."""
-        from fleet_tui.gateway.db import create_token
+        from fleet_tui.server.db import create_token
 
         ts = [tenants] if isinstance(tenants, str) else tenants
         ss = [scopes] if isinstance(scopes, str) else scopes

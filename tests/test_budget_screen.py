@@ -12,19 +12,19 @@ import pytest
 from textual.widget import Widget
 from textual.widgets import Static
 
-from fleet_tui.app import FleetApp
-from fleet_tui.budget_service import BudgetReport
-from fleet_tui.fixtures import NOW, FixedSource, RecordingActions, fleet_snapshot
-from fleet_tui.fixtures_budget import (
+from fleet_tui.config.settings import DashboardSettings
+from fleet_tui.service.budgets import BudgetReport
+from fleet_tui.testing.budgets import (
     FixedBudgetSource,
     broken_budgets_report,
     budget_report,
     missing_budgets_report,
 )
-from fleet_tui.screens import FleetScreen
-from fleet_tui.screens.budget import BudgetScreen
-from fleet_tui.settings import DashboardSettings
-from fleet_tui.widgets.budget_panel import BudgetAccountPanel
+from fleet_tui.testing.fleets import NOW, FixedSource, RecordingActions, fleet_snapshot
+from fleet_tui.ui.app import FleetApp
+from fleet_tui.ui.screens import FleetScreen
+from fleet_tui.ui.screens.budget import BudgetScreen
+from fleet_tui.ui.widgets.budget_panel import BudgetAccountPanel
 
 SIZES = [(80, 24), (160, 48)]
 
@@ -154,8 +154,8 @@ async def test_live_source_on_real_files(tmp_path) -> None:  # type: ignore[no-u
     import json as _json
     from datetime import UTC, datetime
 
-    from fleet_tui.budget_service import LiveBudgetSource
-    from fleet_tui.paths import Located
+    from fleet_tui.config.paths import Located
+    from fleet_tui.service.budgets import LiveBudgetSource
 
     now = datetime.now(UTC)
     budgets = tmp_path / "budgets.yaml"
@@ -191,7 +191,7 @@ async def test_live_source_on_real_files(tmp_path) -> None:  # type: ignore[no-u
 def test_panel_lines_fit_and_continue_indented(width: int) -> None:
     # 74 cells: a panel's content at 80 columns. A line that wrapped on its own would start at
     # the panel's left edge, under the window names; ours continue under the text they extend.
-    from fleet_tui.widgets.budget_panel import LABEL, account_text
+    from fleet_tui.ui.widgets.budget_panel import LABEL, account_text
 
     report = budget_report()
     for account in report.accounts:

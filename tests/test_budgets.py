@@ -1,5 +1,5 @@
 """budgets.yaml v1, the incremental ledger readers, bad input, and the `budget` verb run through
-fleet_tui.cli.main on real files."""
+fleet_tui.cli.main.main on real files."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from fleet_tui.budget_service import BudgetService, briefs_for, budgets_location
-from fleet_tui.cli import main
-from fleet_tui.fixtures import fleet_snapshot
-from fleet_tui.fixtures_budget import budget_report
-from fleet_tui.paths import Located
+from fleet_tui.cli.main import main
+from fleet_tui.config.paths import Located
+from fleet_tui.service.budgets import BudgetService, briefs_for, budgets_location
 from fleet_tui.sources.budgets import BudgetsError, parse_budgets
 from fleet_tui.sources.ledger_read import SpendLedgerReader, UsageLedgerReader
+from fleet_tui.testing.budgets import budget_report
+from fleet_tui.testing.fleets import fleet_snapshot
 
 # "Now" of the test that runs: `_fresh_now` sets it before each test (the suite takes
 # minutes; a value taken at import would be minutes old by the time a test reads it).
@@ -492,7 +492,7 @@ def test_an_api_ceiling_reached_downgrades_then_queues_until_the_period_ends(
 
 
 def test_gateway_samples_join_the_local_ones(tmp_path: Path) -> None:
-    from fleet_tui.model import UsageSample
+    from fleet_tui.model.records import UsageSample
 
     bpath, state = _setup(tmp_path)
     (state / "usage.jsonl").write_text(
@@ -529,7 +529,7 @@ def test_an_api_account_without_a_ceiling_says_so_and_still_counts_spend(tmp_pat
 
 
 def test_the_dashboard_source_turns_a_bad_file_into_a_degraded_report(tmp_path: Path) -> None:
-    from fleet_tui.budget_service import LiveBudgetSource
+    from fleet_tui.service.budgets import LiveBudgetSource
 
     bpath, state = _setup(tmp_path, GOOD.replace("ceiling_usd: 200", "ceiling_usd: lots"))
     (state / "spend.jsonl").write_text(spend_line("coder0-0", 3.0) + "\n")

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from conftest import CliResult, FleetEnv, wait_until
 
-from fleet_tui.core.protocol import message_hash
-from fleet_tui.model import PS_SCHEMA, Heartbeat
+from fleet_tui.model.records import PS_SCHEMA, Heartbeat
+from fleet_tui.protocol.acks import message_hash
 from fleet_tui.tmux import session_target
 
 pytestmark = pytest.mark.tmux
@@ -458,7 +458,7 @@ def test_unreadable_heartbeats_make_unknown_agents_not_a_crash(fleet_env: FleetE
 
 
 def test_demo_starts_a_healthy_fleet_and_down_stops_it(fleet_env: FleetEnv) -> None:
-    from fleet_tui.demo import DEMO_SOCKET, demo_env
+    from fleet_tui.demo.fleet import DEMO_SOCKET, demo_env
 
     res = fleet_env.cli("demo", "--agents", "6", "--no-ui", timeout=60)
     assert res.rc == 0, res
@@ -507,8 +507,8 @@ def test_demo_starts_a_healthy_fleet_and_down_stops_it(fleet_env: FleetEnv) -> N
 
 
 def test_the_parser_knows_every_agent_state() -> None:
-    from fleet_tui.cli import _states
-    from fleet_tui.model import AgentState
+    from fleet_tui.cli.main import _states
+    from fleet_tui.model.records import AgentState
 
     assert _states() == [s.value for s in AgentState]
 
@@ -516,7 +516,7 @@ def test_the_parser_knows_every_agent_state() -> None:
 def test_the_gateway_token_never_reaches_an_agent_pane(fleet_env: FleetEnv) -> None:
     """A tmux server started by fleet-tui hands its environment to every pane: the gateway's
     token and database DSN must not be in it."""
-    from fleet_tui.demo import DEMO_SOCKET
+    from fleet_tui.demo.fleet import DEMO_SOCKET
 
     secrets = {
         "MOSAIC_FLEET_GATEWAY_TOKEN": "fleet_LEAKCHECK_token",

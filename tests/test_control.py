@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import CliResult, FleetEnv, wait_until
 
-from fleet_tui.control import (
+from fleet_tui.control.panes import (
     ack_accepted,
     clean_message,
     close_pipe_log,
@@ -35,7 +35,7 @@ from fleet_tui.control import (
     switch_argv,
     watch_argv,
 )
-from fleet_tui.core.protocol import message_hash
+from fleet_tui.protocol.acks import message_hash
 from fleet_tui.tmux import session_target
 
 pytestmark = pytest.mark.tmux

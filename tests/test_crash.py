@@ -1,4 +1,4 @@
-"""Crash handling of the dashboard (fleet_tui/crash.py, the `tui` verb): exit 1, one line naming
+"""Crash handling of the dashboard (fleet_tui/ui/crash.py, the `tui` verb): exit 1, one line naming
 the crash log, a log with the traceback and no locals. The crash inside a running dashboard, in a
 real terminal, is tests/test_terminal.py::test_a_crash_exits_1_with_one_line_and_a_crash_log_never_agent_data_on_screen.
 """
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import FleetEnv
 
-import fleet_tui.app
-import fleet_tui.cli
-from fleet_tui import crash
-from fleet_tui.cli import main
+import fleet_tui.cli.main
+import fleet_tui.ui.app
+from fleet_tui.cli.main import main
+from fleet_tui.ui import crash
 
 
 def _crashing_dashboard(config: object) -> int:
@@ -24,8 +24,8 @@ def _crashing_dashboard(config: object) -> int:
 
 @pytest.fixture
 def crashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fleet_tui.app, "run_dashboard", _crashing_dashboard)
-    monkeypatch.setattr(fleet_tui.cli, "_has_tty", lambda: True)
+    monkeypatch.setattr(fleet_tui.ui.app, "run_dashboard", _crashing_dashboard)
+    monkeypatch.setattr(fleet_tui.cli.main, "_has_tty", lambda: True)
 
 
 def _log_of(line: str) -> Path:

@@ -10,12 +10,12 @@ import pytest
 from rich.console import Console
 from textual.widgets import Input, Sparkline, Static
 
-from fleet_tui.app import FleetApp
+from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.errors import TmuxNotInstalled
-from fleet_tui.fixtures import NOW, FixedSource, big_snapshot, empty_snapshot, fleet_snapshot
-from fleet_tui.screens import AgentDetailScreen, HelpScreen
-from fleet_tui.settings import DashboardSettings
-from fleet_tui.widgets import FleetTable
+from fleet_tui.testing.fleets import NOW, FixedSource, big_snapshot, empty_snapshot, fleet_snapshot
+from fleet_tui.ui.app import FleetApp
+from fleet_tui.ui.screens import AgentDetailScreen, HelpScreen
+from fleet_tui.ui.widgets import FleetTable
 
 SETTINGS = DashboardSettings(poll_interval_s=3600)
 
@@ -426,8 +426,8 @@ async def test_header_at_80_columns_keeps_every_health_count() -> None:
 
 
 async def test_stream_search_tells_no_match_from_no_more_matches() -> None:
-    from fleet_tui.fixtures import RecordingActions
-    from fleet_tui.screens.stream import StreamScreen
+    from fleet_tui.testing.fleets import RecordingActions
+    from fleet_tui.ui.screens.stream import StreamScreen
 
     app = make_app(FixedSource(fleet_snapshot()), actions=RecordingActions())
     async with app.run_test(size=(120, 40)) as pilot:
@@ -479,7 +479,7 @@ async def test_state_of_a_silent_agent_is_dimmed_and_dated() -> None:
 async def test_palette_opens_another_detail_from_a_detail_without_crashing(
     via_stream: bool,
 ) -> None:
-    from fleet_tui.fixtures import RecordingActions
+    from fleet_tui.testing.fleets import RecordingActions
 
     app = make_app(FixedSource(fleet_snapshot()), actions=RecordingActions())
     async with app.run_test(size=(120, 40)) as pilot:

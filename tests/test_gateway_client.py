@@ -19,10 +19,8 @@ import pytest
 from conftest import FleetEnv
 
 from fleet_tui.errors import BadInput
-from fleet_tui.model import PS_SCHEMA
-from fleet_tui.poll_source import GatewayFeed, LiveSource
-from fleet_tui.service import FleetConfig
-from fleet_tui.sources.gateway import (
+from fleet_tui.model.records import PS_SCHEMA
+from fleet_tui.remote.client import (
     SNAPSHOT_SCHEMA,
     Backoff,
     GatewayClient,
@@ -33,6 +31,8 @@ from fleet_tui.sources.gateway import (
     gateway_settings,
     load_token,
 )
+from fleet_tui.service.collector import FleetConfig
+from fleet_tui.service.poll import GatewayFeed, LiveSource
 
 TOKEN = "fgt_s3cr3t-token-value-0123456789"
 
@@ -498,9 +498,9 @@ def test_the_last_answer_is_kept_for_the_next_run_of_the_same_gateway_and_tenant
 def test_the_dashboard_verb_hands_its_gateway_flags_to_the_live_source(
     fleet_env: FleetEnv, fake: FakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fleet_tui.app
-    import fleet_tui.cli
-    from fleet_tui.cli import main
+    import fleet_tui.cli.main
+    import fleet_tui.ui.app
+    from fleet_tui.cli.main import main
 
     seen: list[LiveSource] = []
 
@@ -508,8 +508,8 @@ def test_the_dashboard_verb_hands_its_gateway_flags_to_the_live_source(
         seen.append(LiveSource(config))
         return 0
 
-    monkeypatch.setattr(fleet_tui.app, "run_dashboard", fake_dashboard)
-    monkeypatch.setattr(fleet_tui.cli, "_has_tty", lambda: True)  # pytest's stdio is no TTY
+    monkeypatch.setattr(fleet_tui.ui.app, "run_dashboard", fake_dashboard)
+    monkeypatch.setattr(fleet_tui.cli.main, "_has_tty", lambda: True)  # pytest's stdio is no TTY
     monkeypatch.setenv("MOSAIC_FLEET_GATEWAY_TOKEN", TOKEN)
     assert main(["--gateway", fake.url, "--insecure"]) == 0
     assert main(["tui", "--gateway", fake.url, "--insecure"]) == 0

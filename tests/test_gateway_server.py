@@ -28,8 +28,8 @@ from factories import heartbeat as spool_heartbeat
 from pg_support import GatewayServer
 
 from fleet_tui.core.join import build_snapshot
-from fleet_tui.gateway import db
-from fleet_tui.gateway.openapi import OPENAPI_FILE
+from fleet_tui.server import db
+from fleet_tui.server.openapi import OPENAPI_FILE
 
 NOW: datetime  # taken by `_now` at the start of every test, never at import
 
@@ -150,7 +150,7 @@ def test_cli_token_create_prints_once_and_stores_only_the_hash(pg_dsn: str) -> N
 def test_without_the_gateway_extra_the_cli_says_what_to_install() -> None:
     code = (
         "import sys; sys.modules['psycopg'] = None\n"  # as if the extra were not installed
-        "from fleet_tui.cli import main\n"
+        "from fleet_tui.cli.main import main\n"
         "sys.exit(main(['gateway', 'migrate', '--dsn', 'dbname=x']))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -524,7 +524,7 @@ def test_database_outage_answers_503_and_the_gateway_recovers(gateway: GatewaySe
 def test_served_openapi_equals_the_document_in_the_repo(module_gateway: GatewayServer) -> None:
     served = httpx.get(f"{module_gateway.api}/openapi.json", timeout=10).json()
     kept = json.loads(OPENAPI_FILE.read_text())
-    assert served == kept, "run: python -m fleet_tui.gateway.openapi"
+    assert served == kept, "run: python -m fleet_tui.server.openapi"
     assert set(kept["paths"]) >= {
         "/api/fleet/v1/snapshot", "/api/fleet/v1/heartbeats", "/api/fleet/v1/budgets",
         "/api/fleet/v1/usage", "/api/fleet/v1/spend", "/healthz",

@@ -8,7 +8,7 @@ import pytest
 from factories import NOW, heartbeat, ping
 
 from fleet_tui.core.health import assess
-from fleet_tui.model import Health
+from fleet_tui.model.records import Health
 
 N = 30.0
 

@@ -24,9 +24,9 @@ import pytest
 
 from fleet_tui.adapters.keepalive import keepalive_running
 from fleet_tui.adapters.statusline import record_windows
-from fleet_tui.control import ack_accepted, wait_for_ack
-from fleet_tui.core.protocol import message_hash
-from fleet_tui.model import Heartbeat, UsageSample
+from fleet_tui.control.panes import ack_accepted, wait_for_ack
+from fleet_tui.model.records import Heartbeat, UsageSample
+from fleet_tui.protocol.acks import message_hash
 from fleet_tui.sources.spool import HeartbeatSpool
 from tests.conftest import FleetEnv, wait_until
 
@@ -611,7 +611,7 @@ def test_statusline_rewrites_an_unchanged_window_after_a_minute(fleet_env: Fleet
 # -- the fast path (cli_hooks.fast_main): the same results without building the parser ----------
 
 FAST = (
-    "import sys, fleet_tui.cli; from fleet_tui.cli_hooks import fast_main; "
+    "import sys, fleet_tui.cli.main; from fleet_tui.cli.hooks import fast_main; "
     "rc = fast_main(sys.argv[1:]); sys.exit(3 if rc is None else rc)"
 )
 

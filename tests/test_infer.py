@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import FleetEnv, wait_until
 
+from fleet_tui.config.settings import load_inference_rules
 from fleet_tui.core.infer import (
     DEFAULT_RULES,
     GENERIC,
@@ -21,9 +22,8 @@ from fleet_tui.core.infer import (
     infer_state,
     runtime_key,
 )
-from fleet_tui.model import AgentState, BudgetBrief, FleetSnapshot
-from fleet_tui.service import FleetCollector, FleetConfig
-from fleet_tui.settings import load_inference_rules
+from fleet_tui.model.records import AgentState, BudgetBrief, FleetSnapshot
+from fleet_tui.service.collector import FleetCollector, FleetConfig
 
 CLAUDE_PROMPT = [
     "● Bash(alembic upgrade head)",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fleet_tui.model import Heartbeat
+from fleet_tui.model.records import Heartbeat
 from tests.conftest import FleetEnv
 
 FLEET_TUI = str(Path(sys.executable).parent / "fleet-tui")

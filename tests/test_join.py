@@ -21,11 +21,11 @@ from factories import (
     socket,
 )
 
-from fleet_tui.cli import _snapshot_json
+from fleet_tui.cli.main import _snapshot_json
 from fleet_tui.core.infer import compile_rules
 from fleet_tui.core.join import apply_usage, build_snapshot, inference_targets
 from fleet_tui.core.sanitize import clean_text
-from fleet_tui.model import (
+from fleet_tui.model.records import (
     AgentRecord,
     AgentState,
     BudgetBrief,
@@ -988,8 +988,8 @@ def test_pane_cwd_is_reported_and_cleaned() -> None:
 
 
 def test_state_cell_marks_its_source_and_src_column_names_it() -> None:
-    from fleet_tui.core.columns import COLUMNS_BY_KEY
-    from fleet_tui.fixtures import fleet_snapshot
+    from fleet_tui.present.columns import COLUMNS_BY_KEY
+    from fleet_tui.testing.fleets import fleet_snapshot
 
     snap = fleet_snapshot()
     state, src = COLUMNS_BY_KEY["state"], COLUMNS_BY_KEY["src"]
@@ -1020,13 +1020,13 @@ def test_state_cell_marks_its_source_and_src_column_names_it() -> None:
     ],
 )
 def test_tokens_are_compact(n: int | None, text: str) -> None:
-    from fleet_tui.core.columns import human_tokens
+    from fleet_tui.present.columns import human_tokens
 
     assert human_tokens(n) == text
 
 
 def test_budget_cell_and_its_sort_put_exhausted_and_ahead_first() -> None:
-    from fleet_tui.core.columns import COLUMNS_BY_KEY, budget_cell
+    from fleet_tui.present.columns import COLUMNS_BY_KEY, budget_cell
 
     def brief(used: float | None, status: str) -> BudgetBrief:
         return BudgetBrief(account="a", used_percent=used, status=status)
@@ -1052,8 +1052,8 @@ def test_budget_cell_and_its_sort_put_exhausted_and_ahead_first() -> None:
 
 
 def test_80_columns_keep_state_and_budget_and_drop_src_and_tokens() -> None:
-    from fleet_tui.core.columns import COLUMNS, fit_columns, visible_columns
-    from fleet_tui.fixtures import fleet_snapshot
+    from fleet_tui.present.columns import COLUMNS, fit_columns, visible_columns
+    from fleet_tui.testing.fleets import fleet_snapshot
 
     agents = [a for a in fleet_snapshot().agents if a.is_agent]
     cols = visible_columns(agents, COLUMNS)

@@ -14,10 +14,10 @@ from typing import Any
 
 from conftest import FleetEnv
 
-from fleet_tui.budget_service import BudgetService, LiveBudgetSource
+from fleet_tui.config.paths import Located
 from fleet_tui.core.ladder import AccountStanding, Rung, decide, rung_for_model
-from fleet_tui.fixtures import fleet_snapshot
-from fleet_tui.paths import Located
+from fleet_tui.service.budgets import BudgetService, LiveBudgetSource
+from fleet_tui.testing.fleets import fleet_snapshot
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a fixed instant: pure tests need no clock
 

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 import pytest
 from conftest import FleetEnv
 
-from fleet_tui.app import FleetApp
-from fleet_tui.model import Health, SocketState
-from fleet_tui.poll_source import LiveSource
-from fleet_tui.service import FleetCollector, FleetConfig
-from fleet_tui.settings import DashboardSettings
-from fleet_tui.widgets import FleetTable
+from fleet_tui.config.settings import DashboardSettings
+from fleet_tui.model.records import Health, SocketState
+from fleet_tui.service.collector import FleetCollector, FleetConfig
+from fleet_tui.service.poll import LiveSource
+from fleet_tui.ui.app import FleetApp
+from fleet_tui.ui.widgets import FleetTable
 
 pytestmark = pytest.mark.tmux
 

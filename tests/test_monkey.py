@@ -55,16 +55,16 @@ from textual.command import CommandPalette
 from textual.keys import REPLACED_KEYS, _character_to_key, _get_unicode_name_from_key
 from textual.pilot import Pilot
 
-from fleet_tui.actions import LiveActions
-from fleet_tui.app import FleetApp
-from fleet_tui.model import AgentState, Heartbeat
-from fleet_tui.poll_source import LiveSource
-from fleet_tui.screens import HelpScreen
-from fleet_tui.service import FleetConfig
-from fleet_tui.settings import DashboardSettings
+from fleet_tui.config.settings import DashboardSettings
+from fleet_tui.control.actions import LiveActions
+from fleet_tui.model.records import AgentState, Heartbeat
+from fleet_tui.service.collector import FleetConfig
+from fleet_tui.service.poll import LiveSource
 from fleet_tui.sources.spool import HeartbeatSpool
 from fleet_tui.tmux import session_target
-from fleet_tui.widgets import FleetTable
+from fleet_tui.ui.app import FleetApp
+from fleet_tui.ui.screens import HelpScreen
+from fleet_tui.ui.widgets import FleetTable
 
 pytestmark = pytest.mark.tmux
 

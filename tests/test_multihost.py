@@ -15,15 +15,15 @@ import pytest
 from conftest import FleetEnv
 from pg_support import GatewayServer
 
-from fleet_tui.app import FleetApp
-from fleet_tui.control import new_agent_session
-from fleet_tui.model import FleetSnapshot
-from fleet_tui.poll_source import GATEWAY_CACHE, GatewayFeed, LiveSource
-from fleet_tui.service import FleetConfig
-from fleet_tui.settings import DashboardSettings
-from fleet_tui.sources.gateway import Backoff, GatewaySettings, Secret
+from fleet_tui.config.settings import DashboardSettings
+from fleet_tui.control.panes import new_agent_session
+from fleet_tui.model.records import FleetSnapshot
+from fleet_tui.remote.client import Backoff, GatewaySettings, Secret
+from fleet_tui.service.collector import FleetConfig
+from fleet_tui.service.poll import GATEWAY_CACHE, GatewayFeed, LiveSource
 from fleet_tui.tmux import TmuxRunner
-from fleet_tui.widgets import FleetTable
+from fleet_tui.ui.app import FleetApp
+from fleet_tui.ui.widgets import FleetTable
 
 pytestmark = pytest.mark.tmux
 # the PostgreSQL and gateway fixtures (tests/pg_support.py), used by name below
@@ -307,7 +307,7 @@ def _remote(host: str, age_s: float, observed_age_s: float, health: str = "healt
     from datetime import UTC, datetime, timedelta
 
     from fleet_tui.core.merge import RemoteHostData
-    from fleet_tui.model import AgentRecord
+    from fleet_tui.model.records import AgentRecord
 
     now = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
     rec = AgentRecord.model_validate(
@@ -346,7 +346,7 @@ def test_merge_ages_remote_data_and_never_shows_it_fresher_than_it_is() -> None:
     from datetime import UTC, datetime
 
     from fleet_tui.core.merge import GatewayView, merge_snapshots
-    from fleet_tui.model import Health
+    from fleet_tui.model.records import Health
 
     now = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
     view = GatewayView(
@@ -403,8 +403,8 @@ def test_budgets_pace_the_usage_samples_other_hosts_published(
     paces that window (h-a has no sample of its own), and without the gateway it cannot."""
     from datetime import UTC, datetime, timedelta
 
-    from fleet_tui.ledger import append_records, usage_path
-    from fleet_tui.model import UsageSample
+    from fleet_tui.model.records import UsageSample
+    from fleet_tui.protocol.ledger import append_records, usage_path
 
     local_host(fleet_env)
     budgets = fleet_env.base / "budgets.yaml"
@@ -449,8 +449,8 @@ def test_budgets_pace_the_usage_samples_other_hosts_published(
     seen = weekly("--insecure", extra=read_env(gateway, read))
     assert seen["used_percent"] == 80.0 and seen["status"] == "ahead"  # ideal: 57 %
     # The dashboard's budget source asks in the background, and paces them at its next load.
-    from fleet_tui.budget_service import LiveBudgetSource, report_json
-    from fleet_tui.paths import Located
+    from fleet_tui.config.paths import Located
+    from fleet_tui.service.budgets import LiveBudgetSource, report_json
 
     source = LiveBudgetSource(
         Located(budgets, True),

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from fleet_tui.core.protocol import MAX_ACKS, add_ack, message_hash, normalise_message
+from fleet_tui.protocol.acks import MAX_ACKS, add_ack, message_hash, normalise_message
 
 
 def sha(text: str) -> str:

@@ -18,9 +18,9 @@ import pytest
 from conftest import FleetEnv, wait_until
 from pg_support import GatewayServer
 
-from fleet_tui.publish import QUEUE_DIR, Publisher, QueueLimits
-from fleet_tui.service import FleetConfig
-from fleet_tui.sources.gateway import Backoff, GatewayClient, GatewaySettings, Secret
+from fleet_tui.remote.client import Backoff, GatewayClient, GatewaySettings, Secret
+from fleet_tui.service.collector import FleetConfig
+from fleet_tui.service.publisher import QUEUE_DIR, Publisher, QueueLimits
 
 pytestmark = pytest.mark.tmux
 # the PostgreSQL and gateway fixtures (tests/pg_support.py), used by name below

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fleet_tui.errors import EXIT_BAD_INPUT, RosterError
-from fleet_tui.model import Lifecycle
+from fleet_tui.model.records import Lifecycle
 from fleet_tui.sources.roster import load_roster, parse_roster
 
 GOOD = """\

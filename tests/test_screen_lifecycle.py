@@ -16,11 +16,11 @@ from datetime import timedelta
 import pytest
 from textual.widgets import Static
 
-from fleet_tui.app import FleetApp
-from fleet_tui.fixtures import NOW, FixedSource, fleet_snapshot
-from fleet_tui.screens import AgentDetailScreen, HelpScreen
-from fleet_tui.settings import DashboardSettings
-from fleet_tui.widgets import FleetTable
+from fleet_tui.config.settings import DashboardSettings
+from fleet_tui.testing.fleets import NOW, FixedSource, fleet_snapshot
+from fleet_tui.ui.app import FleetApp
+from fleet_tui.ui.screens import AgentDetailScreen, HelpScreen
+from fleet_tui.ui.widgets import FleetTable
 
 SETTINGS = DashboardSettings(poll_interval_s=3600)
 
@@ -145,10 +145,10 @@ async def test_a_screen_reopened_while_the_last_one_is_being_removed_does_not_cr
 ) -> None:
     """`s`, `esc`, `s` typed fast: the first stream is still being removed (about 30 ms) when
     the second is pushed; screens of one id clashed (DuplicateIds)."""
-    from fleet_tui.fixtures import RecordingActions
-    from fleet_tui.screens.budget import BudgetScreen
-    from fleet_tui.screens.dialogs import AuditScreen
-    from fleet_tui.screens.stream import StreamScreen
+    from fleet_tui.testing.fleets import RecordingActions
+    from fleet_tui.ui.dialogs import AuditScreen
+    from fleet_tui.ui.screens.budget import BudgetScreen
+    from fleet_tui.ui.screens.stream import StreamScreen
 
     app = FleetApp(
         FixedSource(fleet_snapshot()),
@@ -184,7 +184,7 @@ async def test_a_screen_closed_twice_never_takes_the_fleet_screen_with_it(closer
     """Textual closes a screen by popping the TOP one: a close handled after the screen had
     already gone (a key queued behind the one that closed it) popped the fleet screen, leaving
     a blank terminal, and the next command crashed on a screen without its table."""
-    from fleet_tui.commands import FleetCommandPalette
+    from fleet_tui.ui.palette import FleetCommandPalette
 
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:

@@ -1,4 +1,4 @@
-"""Dashboard settings (fleet_tui/settings.py): the README's own example loads as written, one bad
+"""Dashboard settings (fleet_tui/config/settings.py): the README's own example loads as written, one bad
 key drops only itself, and a settings file that is a FIFO never hangs anything."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import FleetEnv
 
-from fleet_tui.settings import DashboardSettings, load_inference_rules, load_settings
+from fleet_tui.config.settings import DashboardSettings, load_inference_rules, load_settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -103,7 +103,7 @@ def test_a_fifo_as_the_settings_file_never_hangs(
         argv = [
             sys.executable,
             "-c",
-            "from fleet_tui.settings import load_settings; print(load_settings()[1])",
+            "from fleet_tui.config.settings import load_settings; print(load_settings()[1])",
         ]
     proc = subprocess.run(
         argv, env=env, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL

@@ -9,10 +9,16 @@ from datetime import timedelta
 
 import pytest
 
-from fleet_tui.app import FleetApp
+from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.errors import TmuxNotInstalled
-from fleet_tui.fixtures import NOW, FixedSource, RecordingActions, empty_snapshot, fleet_snapshot
-from fleet_tui.settings import DashboardSettings
+from fleet_tui.testing.fleets import (
+    NOW,
+    FixedSource,
+    RecordingActions,
+    empty_snapshot,
+    fleet_snapshot,
+)
+from fleet_tui.ui.app import FleetApp
 
 SIZES = [(80, 24), (160, 48)]
 

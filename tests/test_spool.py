@@ -11,7 +11,7 @@ import pytest
 from factories import NOW, heartbeat
 
 from fleet_tui.errors import EXIT_BAD_INPUT, StateDirError
-from fleet_tui.model import AgentState, Ping
+from fleet_tui.model.records import AgentState, Ping
 from fleet_tui.sources.spool import MAX_HEARTBEAT_BYTES, HeartbeatSpool, atomic_write
 
 

@@ -15,16 +15,16 @@ from collections.abc import Callable
 import pytest
 from conftest import FleetEnv
 
-from fleet_tui import control
-from fleet_tui.actions import LiveActions
-from fleet_tui.app import FleetApp
-from fleet_tui.model import AgentRecord
-from fleet_tui.poll_source import LiveSource
-from fleet_tui.screens import stream as stream_mod
-from fleet_tui.screens.stream import ScreenView, StreamScreen
-from fleet_tui.service import FleetConfig
-from fleet_tui.settings import DashboardSettings
-from fleet_tui.widgets.stream_log import StreamLog
+from fleet_tui.config.settings import DashboardSettings
+from fleet_tui.control import panes as control
+from fleet_tui.control.actions import LiveActions
+from fleet_tui.model.records import AgentRecord
+from fleet_tui.service.collector import FleetConfig
+from fleet_tui.service.poll import LiveSource
+from fleet_tui.ui.app import FleetApp
+from fleet_tui.ui.screens import stream as stream_mod
+from fleet_tui.ui.screens.stream import ScreenView, StreamScreen
+from fleet_tui.ui.widgets.stream_log import StreamLog
 
 pytestmark = pytest.mark.tmux
 
@@ -280,7 +280,7 @@ async def test_a_popup_that_fails_after_it_started_is_said_on_screen_and_audited
 ) -> None:
     """The client check passed, then tmux failed to show the popup (a client that went away,
     a terminal too small): the operator reads why, and the audit says "failed"."""
-    from fleet_tui.actions import Handover
+    from fleet_tui.control.actions import Handover
 
     tall_agent(fleet_env, lines=5, height=20)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet_tui.model import SystemdScan
+from fleet_tui.model.records import SystemdScan
 from fleet_tui.sources.systemd import linger_enabled, parse_show, scan_systemd
 
 # `systemctl --user show -p Id,LoadState,ActiveState,SubState,UnitFileState \

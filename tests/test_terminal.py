@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import FleetEnv, wait_until
 
-from fleet_tui.core.protocol import message_hash
+from fleet_tui.protocol.acks import message_hash
 
 pytestmark = pytest.mark.tmux
 

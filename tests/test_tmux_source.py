@@ -13,15 +13,15 @@ import time
 import pytest
 from conftest import FleetEnv, wait_until
 
-from fleet_tui.control import new_agent_session
+from fleet_tui.control.panes import new_agent_session
 from fleet_tui.errors import (
     InvalidAgentName,
     SocketDirError,
     TmuxNotInstalled,
     TmuxTargetMissing,
 )
-from fleet_tui.model import Health, SocketState
-from fleet_tui.service import FleetCollector, FleetConfig
+from fleet_tui.model.records import Health, SocketState
+from fleet_tui.service.collector import FleetCollector, FleetConfig
 from fleet_tui.sources.tmux import discover_sockets, scan_all
 from fleet_tui.tmux import Liveness, TmuxRunner, check_session_name, probe_socket, session_target
 

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from conftest import FleetEnv
 
-from fleet_tui.model import PS_SCHEMA
+from fleet_tui.model.records import PS_SCHEMA
 
 pytestmark = pytest.mark.slow
 
@@ -112,10 +112,10 @@ _HEADLESS = textwrap.dedent(
     from pathlib import Path
 
     import fleet_tui
-    from fleet_tui.app import FleetApp, styles_dir
-    from fleet_tui.fixtures import NOW, FixedSource, fleet_snapshot
-    from fleet_tui.settings import DashboardSettings
-    from fleet_tui.widgets import FleetTable
+    from fleet_tui.ui.app import FleetApp, styles_dir
+    from fleet_tui.testing.fleets import NOW, FixedSource, fleet_snapshot
+    from fleet_tui.config.settings import DashboardSettings
+    from fleet_tui.ui.widgets import FleetTable
 
 
     async def main() -> dict:

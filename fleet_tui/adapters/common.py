@@ -1,7 +1,7 @@
 """What every hook adapter shares: finding the agent, the runtime's pid, tenant and host, and
 writing heartbeat v1 records to the spool with the standard library only (no pydantic).
 
-The records written here have exactly the shape `fleet_tui.model.Heartbeat` dumps (the tests
+The records written here have exactly the shape `fleet_tui.model.records.Heartbeat` dumps (the tests
 validate them with the model). Problems never reach the terminal: they go to a small, bounded
 `hooks/hooks.log` in the state dir.
 """
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fleet_tui.sources.files import (
+from fleet_tui.protocol.files import (
     exclusive_lock,
     loads_valid,
     open_append,
@@ -55,7 +55,7 @@ def utcnow() -> datetime:
 
 
 def format_ts(ts: datetime) -> str:
-    """RFC 3339 UTC with milliseconds and a `Z` (as `fleet_tui.model.format_ts`)."""
+    """RFC 3339 UTC with milliseconds and a `Z` (as `fleet_tui.model.records.format_ts`)."""
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -84,7 +84,7 @@ def valid_name(name: object) -> bool:
 
 
 def state_dir_for(flag: str | None) -> Path:
-    from fleet_tui.paths import state_dir_location
+    from fleet_tui.config.paths import state_dir_location
 
     return state_dir_location(flag).path
 
@@ -119,7 +119,7 @@ def local_identity(state_dir: Path, roster_flag: str | None) -> tuple[str, str]:
     """(tenant_id, host) as `service.local_identity` decides them: the roster's, else the login
     name and the hostname. The roster's two fields are cached in the state dir by the roster
     file's identity (inode, size, mtime), so most hooks never import YAML."""
-    from fleet_tui.paths import roster_location
+    from fleet_tui.config.paths import roster_location
 
     located = roster_location(roster_flag)
     hostname = os.uname().nodename  # socket.gethostname() on Linux, without importing socket
@@ -147,7 +147,7 @@ def local_identity(state_dir: Path, roster_flag: str | None) -> tuple[str, str]:
 
 def _roster_identity(path: Path, state_dir: Path) -> tuple[str | None, str | None]:
     try:
-        from fleet_tui.sources.yamldoc import safe_load_file
+        from fleet_tui.protocol.yamldoc import safe_load_file
 
         data = safe_load_file(path, MAX_YAML_BYTES)
     except Exception as exc:
@@ -171,7 +171,7 @@ def fleet_member(state_dir: Path, roster_flag: str | None, name: str, socket: st
     names are cached by the roster file's identity, as `local_identity` does."""
     if socket in FLEET_SOCKETS:
         return True
-    from fleet_tui.paths import roster_location
+    from fleet_tui.config.paths import roster_location
 
     located = roster_location(roster_flag)
     try:
@@ -194,7 +194,7 @@ def fleet_member(state_dir: Path, roster_flag: str | None, name: str, socket: st
 
 def _roster_members(path: Path) -> tuple[list[str], list[str]]:
     try:
-        from fleet_tui.sources.yamldoc import safe_load_file
+        from fleet_tui.protocol.yamldoc import safe_load_file
 
         data = safe_load_file(path, MAX_YAML_BYTES)
     except Exception:
@@ -374,7 +374,7 @@ def build_heartbeat(
     seq = int(prev["seq"]) + 1 if same_run and prev is not None else 0
     acks = [a for a in (prev or {}).get("acks") or [] if isinstance(a, str)]
     if new_acks:
-        from fleet_tui.core.protocol import add_ack
+        from fleet_tui.protocol.acks import add_ack
 
         for digest in new_acks:
             acks = add_ack(acks, digest)
@@ -507,7 +507,7 @@ def ack_of(text: object) -> list[str]:
     """The message hash of an accepted prompt (hashlib is imported only when there is one)."""
     if not isinstance(text, str) or not text.strip():
         return []
-    from fleet_tui.core.protocol import message_hash
+    from fleet_tui.protocol.acks import message_hash
 
     return [message_hash(text)]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from fleet_tui.adapters.common import atomic_write
 from fleet_tui.errors import BadInput
-from fleet_tui.sources.files import NotRegularFile, read_regular
+from fleet_tui.protocol.files import NotRegularFile, read_regular
 
 MAX_CONFIG_BYTES = 4 << 20  # a runtime's settings.json / config.toml (a FIFO never hangs us)
 BACKUP_SUFFIX = ".bak-fleet-tui"

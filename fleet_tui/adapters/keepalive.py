@@ -34,7 +34,7 @@ from fleet_tui.adapters.common import (
     valid_name,
     write_heartbeat,
 )
-from fleet_tui.sources.files import LOCK_FLAGS
+from fleet_tui.protocol.files import LOCK_FLAGS
 
 POLL_S = 0.5
 TAKEOVER_WAIT_S = 3.0

@@ -96,7 +96,7 @@ def _account(state_dir: Path, flag: str | None, budgets: str | None, cache: dict
     """`--account`; else the one account of budgets.yaml with runtime claude; else "claude"."""
     if flag:
         return flag
-    from fleet_tui.paths import default_budgets_path, locate
+    from fleet_tui.config.paths import default_budgets_path, locate
 
     path = locate(budgets, "MOSAIC_FLEET_BUDGETS", default_budgets_path()).path
     try:
@@ -109,7 +109,7 @@ def _account(state_dir: Path, flag: str | None, budgets: str | None, cache: dict
     account = DEFAULT_ACCOUNT
     try:
         from fleet_tui.adapters.common import MAX_YAML_BYTES
-        from fleet_tui.sources.yamldoc import safe_load_file
+        from fleet_tui.protocol.yamldoc import safe_load_file
 
         data = safe_load_file(path, MAX_YAML_BYTES)
         accounts = data.get("accounts") if isinstance(data, dict) else None
@@ -154,8 +154,8 @@ def record_windows(
             continue
         due.append((key, used, resets))
     if due:
-        from fleet_tui.ledger import append_records, usage_path
-        from fleet_tui.model import UsageSample
+        from fleet_tui.model.records import UsageSample
+        from fleet_tui.protocol.ledger import append_records, usage_path
 
         tenant, host = local_identity(state_dir, roster)
         observed = datetime.fromtimestamp(now, UTC)

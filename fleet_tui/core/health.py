@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fleet_tui.core.timefmt import human_duration
-from fleet_tui.model import Health, Heartbeat, Ping
+from fleet_tui.model.records import Health, Heartbeat, Ping
 
 CLOCK_SKEW_S = 5.0
 

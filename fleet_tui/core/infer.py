@@ -15,7 +15,7 @@ Rules, first match wins:
 5. otherwise `idle`.
 
 Patterns are per runtime (claude, codex, pi, opencode, and `shell` when the pane's foreground
-is a shell), extendable or replaceable in fleet-tui.yaml (see fleet_tui/settings.py). A pane
+is a shell), extendable or replaceable in fleet-tui.yaml (see fleet_tui/config/settings.py). A pane
 whose runtime is not known is read with every agent runtime's patterns.
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.core.timefmt import human_duration
-from fleet_tui.model import AgentState, InferredState
+from fleet_tui.model.records import AgentState, InferredState
 
 GENERIC = "generic"
 SHELL = "shell"

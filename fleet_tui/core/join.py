@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from fleet_tui.core.health import assess
 from fleet_tui.core.infer import DEFAULT_RULES, InferenceRules, infer_state
 from fleet_tui.core.sanitize import clean_text
-from fleet_tui.model import (
+from fleet_tui.model.records import (
     AgentRecord,
     BudgetBrief,
     Drift,

@@ -26,7 +26,7 @@ from typing import Any
 
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.core.timefmt import human_duration
-from fleet_tui.model import AgentRecord, FleetSnapshot, Health, SourceStatus
+from fleet_tui.model.records import AgentRecord, FleetSnapshot, Health, SourceStatus
 
 DEFAULT_STALE_AFTER_S = 60.0
 CLOCK_SKEW_S = 5.0

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from fleet_tui.usage_series import Series as Series  # re-exported for callers of the core
+from fleet_tui.model.series import Series as Series  # re-exported for callers of the core
 
 DAY_S = 86400.0
 MIN_DAYS_LEFT = 60.0 / DAY_S

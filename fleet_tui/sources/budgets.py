@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fleet_tui.errors import BadInput
-from fleet_tui.sources.yamldoc import nearest_line, parse_yaml, read_text, validation_error
+from fleet_tui.protocol.yamldoc import nearest_line, parse_yaml, read_text, validation_error
 
 MAX_BUDGETS_BYTES = 1 << 20
 

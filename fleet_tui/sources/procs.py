@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet_tui.model import TreeSample
+from fleet_tui.model.records import TreeSample
 
 PROC = Path("/proc")
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleet_tui.errors import RosterError
-from fleet_tui.model import Roster
-from fleet_tui.sources.yamldoc import Lines, parse_yaml, read_text, validation_error
+from fleet_tui.model.records import Roster
+from fleet_tui.protocol.yamldoc import Lines, parse_yaml, read_text, validation_error
 
 MAX_ROSTER_BYTES = 1 << 20
 ROLES_FLOOR = ("orchestrator", "enhancer")

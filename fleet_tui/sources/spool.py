@@ -24,8 +24,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from fleet_tui.errors import StateDirError
-from fleet_tui.model import Heartbeat, Ping, SpoolRead
-from fleet_tui.sources.files import (
+from fleet_tui.model.records import Heartbeat, Ping, SpoolRead
+from fleet_tui.protocol.files import (
     FileTooLarge,
     NotRegularFile,
     exclusive_lock,

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from fleet_tui.model import SystemdScan, UnitState
+from fleet_tui.model.records import SystemdScan, UnitState
 
 SHOW_PROPS = "Id,LoadState,ActiveState,SubState,UnitFileState"
 

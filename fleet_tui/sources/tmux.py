@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fleet_tui.errors import TmuxError, TmuxServerGone, TmuxTimeout
-from fleet_tui.model import PaneRow, SocketScan, SocketState
+from fleet_tui.model.records import PaneRow, SocketScan, SocketState
 from fleet_tui.tmux import Liveness, TmuxRunner, check_socket_dir, probe_socket
 
 SEP = "\x1f"

@@ -56,7 +56,7 @@ from fleet_tui.core.usage import (
     tokens_by_agent,
 )
 from fleet_tui.errors import NotReadYet
-from fleet_tui.sources.files import NotRegularFile, loads_valid, open_regular_binary, read_regular
+from fleet_tui.protocol.files import NotRegularFile, loads_valid, open_regular_binary, read_regular
 
 INDEX_VERSION = 1
 INDEX_DIR = "usage-index"
@@ -72,7 +72,7 @@ CLAUDE = "claude"
 CODEX = "codex"
 
 if TYPE_CHECKING:
-    from fleet_tui.model import FleetSnapshot
+    from fleet_tui.model.records import FleetSnapshot
 
 
 # -- where the files are -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Hostile inputs to the dashboard's pane actions (`fleet_tui.actions`), on REAL tmux.
+"""Hostile inputs to the dashboard's pane actions (`fleet_tui.control.actions`), on REAL tmux.
 
 - a row whose tmux coordinates point at the operator's own shell (a remote row from the gateway,
   a non-agent session, a spoofed socket/pane) never gets a keystroke or a pipe there;
@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from conftest import FleetEnv, unavailable, wait_until
 
-from fleet_tui.actions import LiveActions, log_path
-from fleet_tui.audit import record_action
-from fleet_tui.control import ControlError
+from fleet_tui.control.actions import LiveActions, log_path
+from fleet_tui.control.audit import record_action
+from fleet_tui.control.panes import ControlError
 from fleet_tui.errors import AuditUnavailable, Refused
-from fleet_tui.model import AgentRecord
-from fleet_tui.service import FleetCollector, FleetConfig
+from fleet_tui.model.records import AgentRecord
+from fleet_tui.service.collector import FleetCollector, FleetConfig
 
 pytestmark = pytest.mark.tmux
 
@@ -329,8 +329,8 @@ def test_a_detached_handover_that_fails_is_reported_and_audited(
 ) -> None:
     import asyncio
 
-    from fleet_tui.actions import Handover
-    from fleet_tui.control import plan_handover
+    from fleet_tui.control.actions import Handover
+    from fleet_tui.control.panes import plan_handover
 
     _inside_tmux_without_client(fleet, monkeypatch)
     actions = _actions(fleet)

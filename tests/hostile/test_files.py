@@ -253,7 +253,7 @@ def test_a_recursive_alias_is_refused(fleet_env: FleetEnv) -> None:
 
 
 def test_the_hooks_quick_yaml_look_is_bounded_too(fleet_env: FleetEnv) -> None:
-    from fleet_tui.sources.yamldoc import safe_load_file
+    from fleet_tui.protocol.yamldoc import safe_load_file
 
     path = fleet_env.base / "r.yaml"
     path.write_text(_bomb())
@@ -371,9 +371,9 @@ def test_a_fifo_as_the_hooks_log_never_blocks_a_hook(fleet_env: FleetEnv, kind: 
 
 @pytest.mark.parametrize("kind", ("fifo", "link-to-fifo", "dev-zero"))
 def test_a_special_ledger_refuses_an_append_at_once(fleet_env: FleetEnv, kind: str) -> None:
-    from fleet_tui.ledger import append_records, usage_path
-    from fleet_tui.model import UsageSample
-    from fleet_tui.sources.files import NotRegularFile
+    from fleet_tui.model.records import UsageSample
+    from fleet_tui.protocol.files import NotRegularFile
+    from fleet_tui.protocol.ledger import append_records, usage_path
 
     path = usage_path(fleet_env.state_dir)
     make_special(path, kind)
@@ -407,9 +407,6 @@ def test_a_special_ledger_checkpoint_is_ignored_and_budget_answers(
     res = fleet_env.cli("budget", "--json", "--budgets", str(bpath), timeout=TIMEOUT)
     assert res.rc == 0, res
     weekly = [
-        w
-        for a in json.loads(res.stdout)["accounts"]
-        for w in a["windows"]
-        if w["name"] == "weekly"
+        w for a in json.loads(res.stdout)["accounts"] for w in a["windows"] if w["name"] == "weekly"
     ]
     assert weekly and weekly[0]["used_percent"] == 12.0

@@ -30,7 +30,7 @@ import pytest
 from pg_support import GatewayServer
 from pydantic import ValidationError
 
-from fleet_tui.model import SpendRecord, UsageSample
+from fleet_tui.model.records import SpendRecord, UsageSample
 
 
 def stamp(seconds: float = 0) -> str:

@@ -15,10 +15,10 @@ from conftest import FleetEnv
 from pg_support import GatewayServer
 
 from fleet_tui.core.merge import GatewayView, RemoteHostData, merge_snapshots
-from fleet_tui.model import FleetSnapshot, Health
-from fleet_tui.poll_source import LiveSource
-from fleet_tui.service import FleetConfig
-from fleet_tui.sources.gateway import GatewaySettings, Secret, parse_snapshot_answer
+from fleet_tui.model.records import FleetSnapshot, Health
+from fleet_tui.remote.client import GatewaySettings, Secret, parse_snapshot_answer
+from fleet_tui.service.collector import FleetConfig
+from fleet_tui.service.poll import LiveSource
 
 pytestmark = pytest.mark.tmux
 pg_cluster = pg_support.pg_cluster
@@ -139,7 +139,7 @@ def test_a_host_dated_in_the_future_that_went_silent_is_not_shown_fresh() -> Non
 def test_a_partly_invalid_or_oversized_answer_keeps_the_valid_hosts() -> None:
     """Nonsense rows, a row without a valid time, a host answered twice and a host with more
     agents than the cap: each is named in a warning, what is valid is kept (once)."""
-    from fleet_tui.sources.gateway import MAX_AGENTS_PER_HOST
+    from fleet_tui.remote.client import MAX_AGENTS_PER_HOST
 
     now = datetime.now(UTC)
     doc = _answer(now, now)
@@ -209,7 +209,7 @@ def test_a_budgets_answer_full_of_invalid_samples_keeps_the_valid_ones_in_one_wa
 
     from test_gateway_client import FakeGateway
 
-    from fleet_tui.sources.gateway import GatewayClient
+    from fleet_tui.remote.client import GatewayClient
 
     now = datetime.now(UTC)
     good = {

@@ -22,7 +22,7 @@ import pytest
 from conftest import FleetEnv, unavailable, wait_until
 from pg_support import GatewayServer
 
-from fleet_tui.publish import QUEUE_DIR, REJECTED_DIR
+from fleet_tui.service.publisher import QUEUE_DIR, REJECTED_DIR
 
 pytestmark = pytest.mark.tmux
 pg_cluster = pg_support.pg_cluster
@@ -195,7 +195,7 @@ def test_an_item_the_gateway_keeps_failing_on_is_set_aside_after_bounded_tries(
 
     from test_gateway_client import FakeGateway
 
-    from fleet_tui.publish import MAX_TRIES
+    from fleet_tui.service.publisher import MAX_TRIES
 
     fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}], host="h-a")
     server = FakeGateway()
@@ -234,7 +234,7 @@ def test_an_item_the_gateway_keeps_failing_on_is_set_aside_after_bounded_tries(
 def test_a_host_bound_token_refusal_is_said_clearly_and_the_queue_is_kept(
     fleet_env: FleetEnv, gateway: GatewayServer
 ) -> None:
-    from fleet_tui.gateway.db import create_token
+    from fleet_tui.server.db import create_token
 
     host_a(fleet_env)
     token = create_token(gateway.dsn, ["acme"], ["publish"], hosts=["h-z"])[1]
@@ -253,10 +253,10 @@ def test_text_that_is_not_valid_unicode_never_stops_the_publisher(
 ) -> None:
     """A lone surrogate in what the collector gives (a heartbeat's detail): the cycle neither
     raises nor loses the snapshot; the gateway stores it with U+FFFD in its place."""
-    from fleet_tui.model import FleetSnapshot
-    from fleet_tui.publish import Publisher
-    from fleet_tui.service import FleetCollector, FleetConfig
-    from fleet_tui.sources.gateway import GatewayClient, GatewaySettings, Secret
+    from fleet_tui.model.records import FleetSnapshot
+    from fleet_tui.remote.client import GatewayClient, GatewaySettings, Secret
+    from fleet_tui.service.collector import FleetCollector, FleetConfig
+    from fleet_tui.service.publisher import Publisher
 
     host_a(fleet_env)
 

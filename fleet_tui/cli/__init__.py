@@ -1,0 +1,1 @@
+"""The command line: the composition root and one module per verb group."""

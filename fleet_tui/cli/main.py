@@ -1,0 +1,874 @@
+"""The `fleet-tui` command line: verbs, argument parsing, exit codes.
+
+Imports are lazy per verb: `ps`, `heartbeat` and the hooks must start fast, so nothing here
+imports Textual unless the dashboard is asked for. Errors are one line on stderr, never a
+traceback (set FLEET_TUI_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from fleet_tui import __version__
+from fleet_tui.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    AgentNotFound,
+    BadInput,
+    FleetError,
+    NotConfirmed,
+    Refused,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from fleet_tui.model.records import AgentRecord
+
+PROG = "fleet-tui"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
+    if not value > 0 or value > 86400:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds: '{text}'")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    S = argparse.SUPPRESS
+    p.add_argument(
+        "--roster", metavar="PATH", default=S, help="roster.yaml (env MOSAIC_FLEET_ROSTER)"
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="PATH",
+        default=S,
+        help="state dir: spool, logs, audit (env MOSAIC_FLEET_STATE_DIR)",
+    )
+    p.add_argument(
+        "--heartbeat-timeout",
+        metavar="S",
+        type=_positive,
+        default=S,
+        help="heartbeat timeout N in seconds (default: roster, else 30)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="The terminal dashboard of Mosaic Fleet.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    _common(parser)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+
+    p = sub.add_parser("ps", help="the joined fleet table")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print ps v1 JSON (mosaic.fleet.ps/v1)")
+    p.add_argument("--all", action="store_true", help="also sessions that are not agents")
+    p.add_argument("--tenant", metavar="T", help="only this tenant")
+    p.add_argument("--host", metavar="H", help="only this host")
+    _gateway_flags(p)
+
+    p = sub.add_parser("heartbeat", help="write a heartbeat v1 (for wrappers and hooks)")
+    _common(p)
+    p.add_argument("name")
+    p.add_argument("--state", required=True, choices=_states())
+    p.add_argument("--detail", default=None)
+    p.add_argument("--ack", metavar="TEXT", default=None, help="a message this runtime accepted")
+    p.add_argument("--interval", metavar="S", type=_positive, default=None)
+    p.add_argument("--runtime", default=None)
+    p.add_argument("--model", default=None)
+    p.add_argument(
+        "--pid", type=int, default=None, help="the runtime's pid (omit for short-lived callers)"
+    )
+
+    p = sub.add_parser(
+        "probe",
+        help="ping an agent and wait for the echo",
+        description="Write a ping and wait for the runtime's echo. Exit 0 answered, 3 no such "
+        "agent or it is down (no session, or its pane's process exited: said at once), 4 no "
+        "echo within --timeout, 5 refused (the audit log cannot be written).",
+    )
+    _common(p)
+    p.add_argument("name")
+    p.add_argument("--timeout", metavar="S", type=_positive, default=10.0)
+
+    p = sub.add_parser("stub", help="the dogfood stub runtime (runs inside a pane)")
+    _common(p)
+    p.add_argument("name")
+    p.add_argument("--interval", metavar="S", type=_positive, default=5.0)
+    p.add_argument(
+        "--fail-after",
+        metavar="S",
+        type=_positive,
+        default=None,
+        help="stop heartbeating after S seconds (a wedged agent)",
+    )
+    p.add_argument(
+        "--waiting", action="store_true", help="start by waiting for the operator's input"
+    )
+
+    p = sub.add_parser(
+        "send",
+        help="type a message into an agent ('-' reads it from stdin)",
+        description="Type TEXT into the agent's pane and press Enter. A TEXT that starts with "
+        "'-' and has no space goes after '--'. Exit 0 sent (with --verify: accepted), 3 no such "
+        "agent or it is down (no session, or its pane's process exited), 4 not accepted within "
+        "--timeout, 5 refused (the audit log cannot be written: nothing is typed).",
+    )
+    _common(p)
+    p.add_argument("name")
+    p.add_argument("text", metavar="TEXT|-")
+    p.add_argument("--verify", action="store_true", help="wait for the runtime's ack")
+    p.add_argument("--timeout", metavar="S", type=_positive, default=10.0)
+
+    p = sub.add_parser("watch", help="read-only attach: no keystrokes, no resize of the agent")
+    _common(p)
+    p.add_argument("name")
+
+    p = sub.add_parser("attach", help="interactive takeover (asks for confirmation on a TTY)")
+    _common(p)
+    p.add_argument("name")
+    p.add_argument(
+        "--yes", action="store_true", help="do not ask; needed to attach without a terminal"
+    )
+
+    p = sub.add_parser("demo", help="start (or stop) a demo fleet on a private tmux socket")
+    p.add_argument("--agents", metavar="N", type=int, default=6)
+    p.add_argument("--down", action="store_true", help="stop the demo fleet")
+    p.add_argument(
+        "--no-ui",
+        action="store_true",
+        help="start it and print the table instead of opening the dashboard",
+    )
+
+    _gateway_flags(parser)
+    _gateway_flags(sub.add_parser("tui", help="the dashboard (the default)"))
+    for ext in _extensions():
+        ext.add_parsers(sub, _common)
+    return parser
+
+
+# Verbs of the runtime adapters, usage, budgets and the gateway live in their own modules, each
+# with `add_parsers(sub, common)` and `VERBS`; they import only argparse at module level.
+EXTENSIONS = (
+    "fleet_tui.cli.hooks",
+    "fleet_tui.cli.usage",
+    "fleet_tui.cli.budget",
+    "fleet_tui.cli.gateway",
+    "fleet_tui.cli.publish",
+)
+
+
+def _gateway_flags(p: argparse.ArgumentParser) -> None:
+    from fleet_tui.cli.publish import add_gateway_flags
+
+    add_gateway_flags(p)
+
+
+def _extensions() -> list[Any]:
+    import importlib
+
+    return [importlib.import_module(name) for name in EXTENSIONS]
+
+
+def _states() -> list[str]:
+    # Spelled out, not read off AgentState: the parser is built for every verb, and importing
+    # the model (pydantic) would cost every hook ~130 ms. tests/test_cli.py checks they agree.
+    return ["starting", "idle", "busy", "waiting_input", "blocked", "error", "stopping"]
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from fleet_tui.service.collector import FleetConfig
+
+    return FleetConfig.from_flags(
+        getattr(args, "roster", None),
+        getattr(args, "state_dir", None),
+        getattr(args, "heartbeat_timeout", None),
+    )
+
+
+# -- verbs ------------------------------------------------------------------------------------
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from fleet_tui.cli.publish import settings_from_args
+    from fleet_tui.present.text import render_summary, render_table, use_color
+    from fleet_tui.service.collector import FleetCollector
+    from fleet_tui.service.providers import ps_budget_provider, ps_usage_provider
+
+    gateway = settings_from_args(args)
+    config = _config(args)
+    collector = FleetCollector(
+        config,
+        usage_provider=ps_usage_provider(config),
+        budget_provider=ps_budget_provider(config),
+    )
+    if gateway is None:
+        snapshot = collector.collect()
+    else:
+        from fleet_tui.service.poll import collect_with_gateway
+
+        snapshot = collect_with_gateway(config, gateway, tenant=args.tenant, collector=collector)
+    listed = [a for a in snapshot.agents if args.all or a.is_agent]
+    agents = [
+        a
+        for a in listed
+        if (args.tenant is None or a.tenant_id == args.tenant)
+        and (args.host is None or a.host == args.host)
+    ]
+    if args.json:
+        shown = snapshot.model_copy(update={"agents": agents})
+        sys.stdout.write(_snapshot_json(shown) + "\n")
+        if gateway is not None:  # an unreachable gateway is said on stderr too
+            for w in snapshot.warnings:
+                if w.startswith("gateway "):
+                    sys.stderr.write(f"warning: {w}\n")
+        return EXIT_OK
+    tty = sys.stdout.isatty()
+    width = shutil.get_terminal_size((100, 24)).columns if tty else None
+    if width is None and os.environ.get("COLUMNS", "").isdigit():
+        width = int(os.environ["COLUMNS"])
+    ascii_only = (sys.stdout.encoding or "").lower().replace("-", "") not in ("utf8", "utf_8")
+    color = use_color(tty)
+    if agents:
+        print(render_table(snapshot, agents, width=width, color=color, ascii_only=ascii_only))
+    elif listed:
+        print(_no_match_hint(listed, args))
+    else:
+        print(_empty_hint(snapshot, args))
+    print(_fold_summary(render_summary(snapshot, agents), width))
+    for w in snapshot.warnings:
+        sys.stderr.write(f"warning: {w}\n")
+    return EXIT_OK
+
+
+# Characters a terminal might act on or that fake the text's direction, and lone surrogates
+# (undecodable bytes): JSON text may hold them raw (only C0 must be escaped), so they are
+# written as \\uXXXX escapes, which `json.loads` reads back exactly.
+_JSON_ESCAPED = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _snapshot_json(snapshot: Any) -> str:
+    """ps v1 JSON of `snapshot`, names exactly as they are (scripts address sessions by them),
+    yet safe to `cat` on a terminal and always valid UTF-8 (see _JSON_ESCAPED)."""
+    import json
+
+    from pydantic_core import PydanticSerializationError
+
+    try:
+        text = str(snapshot.to_json(indent=2))
+    except PydanticSerializationError:  # lone surrogates: pydantic will not encode them
+        data = snapshot.model_dump(mode="json", by_alias=True)
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _JSON_ESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _fold_summary(text: str, width: int | None) -> str:
+    """The summary line folded at ' · ' (then at spaces) so that it fits `width` columns."""
+    if width is None or len(text) <= width:
+        return text
+    import textwrap
+
+    width = max(width, 20)
+    lines: list[str] = []
+    for part in text.split(" · "):
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+        else:
+            wrapped = textwrap.wrap(part, width, subsequent_indent="  ", break_on_hyphens=False)
+            lines += wrapped or [""]
+    return "\n".join(lines)
+
+
+def _empty_hint(snapshot, args: argparse.Namespace) -> str:  # type: ignore[no-untyped-def]
+    from fleet_tui.core.sanitize import clean_text
+
+    where = ", ".join(clean_text(s.name) for s in snapshot.sockets) or "none"
+    roster = clean_text(snapshot.roster_path) if snapshot.roster_path else "none"
+    lines = ["No agents found."]
+    lines.append(f"  roster: {roster}; tmux sockets: {where}")
+    if not args.all:
+        lines.append("  'fleet-tui ps --all' also lists sessions that are not agents;")
+    lines.append("  'fleet-tui demo' starts a demo fleet on a private socket.")
+    return "\n".join(lines)
+
+
+def _no_match_hint(listed: list[AgentRecord], args: argparse.Namespace) -> str:
+    """Agents there are, but the --tenant/--host filter leaves none: say so, and what there is."""
+    from fleet_tui.core.sanitize import clean_text
+
+    wanted = " ".join(
+        f"--{flag} '{clean_text(getattr(args, flag), max_len=64)}'"
+        for flag in ("tenant", "host")
+        if getattr(args, flag) is not None
+    )
+    hosts = ", ".join(sorted({clean_text(a.host, max_len=64) for a in listed}))
+    tenants = ", ".join(sorted({clean_text(a.tenant_id, max_len=64) for a in listed}))
+    return (
+        f"No agent matches {wanted}.\n"
+        f"  {len(listed)} agent{'s' if len(listed) != 1 else ''} in all; "
+        f"tenants: {tenants}; hosts: {hosts}"
+    )
+
+
+def cmd_heartbeat(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from fleet_tui.model.records import AgentState, Heartbeat
+    from fleet_tui.protocol.acks import add_ack, message_hash
+    from fleet_tui.service.collector import load_configured_roster, local_identity
+    from fleet_tui.sources.spool import HeartbeatSpool
+    from fleet_tui.tmux import check_session_name
+
+    check_session_name(args.name)
+    config = _config(args)
+    loaded = load_configured_roster(config)
+    tenant, host = local_identity(loaded.roster if loaded else None)
+    spool = HeartbeatSpool(config.state_dir)
+    spool.ensure_writable()
+    # One writer at a time per agent (an flock shared with the hooks): concurrent writers
+    # never lose a `seq` increment or an ack.
+    with spool.locked(args.name):
+        prev = spool.read_heartbeat(args.name).heartbeat
+        acks = list(prev.acks) if prev else []
+        if args.ack is not None:
+            acks = add_ack(acks, message_hash(args.ack))
+        ping = spool.read_ping(args.name)
+        hb = Heartbeat(
+            v=1,
+            tenant_id=tenant,
+            host=host,
+            agent=args.name,
+            seq=(prev.seq + 1) if prev else 0,
+            ts=datetime.now(UTC),
+            interval_s=args.interval or (prev.interval_s if prev else 10.0),
+            state=AgentState(args.state),
+            detail=args.detail,
+            runtime=args.runtime or (prev.runtime if prev else None),
+            model=args.model or (prev.model if prev else None),
+            pid=args.pid,
+            echo=ping.nonce if ping else (prev.echo if prev else None),
+            acks=acks,
+            usage=prev.usage if prev else None,
+        )
+        spool.write_heartbeat(hb)
+    return EXIT_OK
+
+
+def _find_agent(snapshot, name: str):  # type: ignore[no-untyped-def]
+    exact = [a for a in snapshot.agents if a.name == name]
+    if exact:
+        return exact[0]
+    near = sorted(
+        a.name for a in snapshot.agents if a.name.startswith(name) or name.startswith(a.name)
+    )
+    from fleet_tui.core.sanitize import clean_text
+
+    shown = [clean_text(n, max_len=64) for n in near[:3]]
+    hint = f" (did you mean {', '.join(shown)}?)" if near else ""
+    raise AgentNotFound(f"no agent named '{name}'{hint}")
+
+
+def _down(agent: AgentRecord) -> str | None:
+    """Why there is nothing to act on although the agent exists (exit 3), or None: no session,
+    or the process in its pane has exited."""
+    if agent.tmux is None or agent.socket is None:
+        if agent.in_roster:
+            return f"agent '{agent.name}' is in the roster but has no session (down)"
+        return f"agent '{agent.name}' has no session (down)"
+    if agent.tmux.pane_dead:
+        return f"agent '{agent.name}': the process in its pane has exited (down)"
+    return None
+
+
+def _audit(
+    state_dir: Path,
+    *,
+    tenant_id: str,
+    host: str,
+    action: str,
+    agent: str,
+    outcome: str,
+    detail: str,
+    required: bool,
+) -> None:
+    """One audit record. `required` (written BEFORE the action): a record that cannot be
+    written refuses the action (AuditUnavailable, exit 5); otherwise a one-line warning."""
+    from datetime import UTC, datetime
+
+    from fleet_tui.control.audit import audit_path, record_action
+    from fleet_tui.errors import AuditUnavailable
+
+    try:
+        record_action(
+            state_dir,
+            now=datetime.now(UTC),
+            tenant_id=tenant_id,
+            host=host,
+            action=action,
+            agent=agent,
+            outcome=outcome,
+            detail=detail,
+            surface="cli",
+        )
+    except (OSError, AuditUnavailable) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if required:
+            if isinstance(exc, AuditUnavailable):
+                raise AuditUnavailable(f"{action} {agent}: {exc}") from None
+            raise AuditUnavailable(
+                f"{action} {agent}: refused: the audit log {audit_path(state_dir)} "
+                f"cannot be written ({why})"
+            ) from None
+        sys.stderr.write(f"warning: audit log not written: {why}\n")
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    import secrets
+    from datetime import UTC, datetime
+
+    from fleet_tui.service.collector import FleetCollector
+    from fleet_tui.sources.spool import HeartbeatSpool
+    from fleet_tui.tmux import check_session_name
+
+    check_session_name(args.name)
+    config = _config(args)
+    snapshot = FleetCollector(config).collect()
+
+    def audit(outcome: str, detail: str, *, required: bool = False) -> None:
+        _audit(
+            config.state_dir,
+            tenant_id=snapshot.tenant_id,
+            host=snapshot.host,
+            action="probe",
+            agent=args.name,
+            outcome=outcome,
+            detail=detail,
+            required=required,
+        )
+
+    try:
+        agent = _find_agent(snapshot, args.name)
+    except AgentNotFound:
+        audit("not_found", "no agent with this exact name")
+        raise
+    down = _down(agent)
+    if down is not None:  # nothing would answer: say so now, not after the timeout
+        audit("not_found", "down")
+        raise AgentNotFound(down)
+    spool = HeartbeatSpool(config.state_dir)
+    nonce = secrets.token_hex(8)
+    audit("started", f"timeout {args.timeout:g} s", required=True)
+    sent = datetime.now(UTC)
+    t0 = time.monotonic()
+    spool.write_ping(args.name, nonce, sent)
+    answered = None
+    while time.monotonic() - t0 < args.timeout:
+        hb = spool.read_heartbeat(args.name).heartbeat
+        if hb is not None and hb.echo == nonce:
+            answered = hb
+            break
+        time.sleep(0.02)
+    rtt = time.monotonic() - t0
+
+    if answered is None:
+        audit("unanswered", f"timeout {args.timeout:g} s")
+        raise NotConfirmed(f"probe {args.name}: no echo within {args.timeout:g} s")
+    audit("answered", f"{rtt * 1000:.0f} ms")
+    print(
+        f"probe {args.name}: answered in {rtt * 1000:.0f} ms (seq {answered.seq}, state {answered.state.value})"
+    )
+    return EXIT_OK
+
+
+# -- control verbs: send, watch, attach (the only verbs that write to a pane) -----------------
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+class _Control:
+    """The agent a control verb acts on, found by its exact name, and its audit trail."""
+
+    def __init__(self, args: argparse.Namespace, action: str) -> None:
+        from fleet_tui.service.collector import FleetCollector
+        from fleet_tui.tmux import TmuxRunner, check_session_name
+
+        check_session_name(args.name)
+        self.name: str = args.name
+        self.action = action
+        self.config = _config(args)
+        self.snapshot = FleetCollector(self.config).collect()
+        self.runner = TmuxRunner(timeout=self.config.tmux_timeout_s)
+        try:
+            self.agent = self._find()
+        except AgentNotFound:
+            self.audit("not_found", "no agent with this exact name")
+            raise
+
+    def _find(self) -> AgentRecord:
+        """Exact names only, agents only (an operator's own shell is never typed into); a name
+        on several sockets prefers the live, rostered one, and is refused when still ambiguous."""
+        agents = [a for a in self.snapshot.agents if a.is_agent]
+        _find_agent(self.snapshot.model_copy(update={"agents": agents}), self.name)
+        exact = [a for a in agents if a.name == self.name]
+        for keep in (lambda a: a.tmux is not None, lambda a: a.in_roster):
+            if len(exact) > 1 and any(keep(a) for a in exact):
+                exact = [a for a in exact if keep(a)]
+        if len(exact) > 1:
+            where = ", ".join(sorted(a.socket or "-" for a in exact))
+            raise BadInput(f"agent '{self.name}' runs on several tmux sockets ({where})")
+        return exact[0]
+
+    @property
+    def socket(self) -> str:
+        return str(self.agent.socket)
+
+    def need_session(self, *, live: bool) -> str:
+        """The agent's pane id; exit 3 when it has no session (or, with `live`, a dead pane)."""
+        tm = self.agent.tmux
+        down = _down(self.agent)
+        if tm is None or (down is not None and live):
+            self.audit("not_found", "no tmux session" if tm is None else "pane dead")
+            raise AgentNotFound(str(down))
+        return str(tm.pane_id)
+
+    def audit(self, outcome: str, detail: str = "", *, required: bool = False) -> None:
+        """One audit record; `required` ones are written before the action and refuse it
+        (exit 5) when they cannot be written."""
+        agent = getattr(self, "agent", None)
+        _audit(
+            self.config.state_dir,
+            tenant_id=agent.tenant_id if agent else self.snapshot.tenant_id,
+            host=agent.host if agent else self.snapshot.host,
+            action=self.action,
+            agent=self.name,
+            outcome=outcome,
+            detail=detail,
+            required=required,
+        )
+
+    def hand_over(self, *, read_only: bool) -> int:
+        """Fix the window size, then give the terminal to `attach [-r]` (a popup or
+        switch-client inside tmux); 0 when the client detached normally."""
+        import subprocess
+
+        from fleet_tui.control.panes import plan_handover, prepare_watch
+
+        plan = plan_handover(self.runner, self.socket, self.name, read_only=read_only)
+        # The record comes first: no audit record, no attach (exit 5).
+        self.audit("attached" if not read_only else "started", f"via {plan.how}", required=True)
+        prepare_watch(self.runner, self.socket, self.name)
+        rc = subprocess.call(plan.argv, env=plan.env)
+        if rc != 0:
+            raise FleetError(f"{self.action} {self.name}: tmux ended with exit status {rc}")
+        return EXIT_OK
+
+
+def _has_tty() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _ellipsis() -> str:
+    enc = (sys.stdout.encoding or "").lower().replace("-", "")
+    return "…" if enc in ("utf8", "utf_8") else "..."
+
+
+def _read_message(arg: str) -> str:
+    if arg != "-":
+        return arg
+    data = sys.stdin.buffer.read(MAX_MESSAGE_BYTES + 1)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise BadInput(f"message on stdin is larger than {MAX_MESSAGE_BYTES} bytes")
+    return data.decode("utf-8", "replace")
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Deliver a message (audited by hash and length, never by text); with --verify wait until
+    the runtime's heartbeat acks its hash. Exit 3 for no such agent, no session or a dead pane."""
+    from fleet_tui.control.panes import ControlError, clean_message, send_message, wait_for_ack
+    from fleet_tui.protocol.acks import message_hash
+    from fleet_tui.sources.spool import HeartbeatSpool
+
+    text = _read_message(args.text)
+    if not clean_message(text).strip():
+        raise BadInput("empty message: nothing to send")
+    ctl = _Control(args, "send")
+    pane_id = ctl.need_session(live=True)
+    spool = HeartbeatSpool(ctl.config.state_dir)
+    before = spool.read_heartbeat(ctl.name).heartbeat
+    cleaned = clean_message(text)
+    # The record comes first: no audit record, nothing typed (exit 5).
+    ctl.audit("started", f"{message_hash(cleaned)} length={len(cleaned)}", required=True)
+    try:
+        sent = send_message(ctl.runner, ctl.socket, pane_id, text)
+    except ControlError as exc:
+        ctl.audit("not_found", str(exc)[:200])
+        raise AgentNotFound(f"agent '{ctl.name}': {exc}") from None
+    except FleetError as exc:
+        ctl.audit("failed", str(exc)[:200])
+        raise
+    detail = f"{sent.hash} length={sent.length} lines={sent.lines} via={sent.method}"
+    shown = f"sent to {ctl.name} ({sent.length} chars, {sent.hash[:19]}{_ellipsis()})"
+    if not args.verify:
+        ctl.audit("delivered", detail)
+        print(shown)
+        return EXIT_OK
+    try:
+        took = wait_for_ack(
+            lambda: spool.read_heartbeat(ctl.name).heartbeat,
+            before,
+            sent.hash,
+            timeout_s=args.timeout,
+        )
+    except KeyboardInterrupt:
+        ctl.audit("delivered", detail + " verify=interrupted")
+        raise
+    if took is None:
+        ctl.audit("unconfirmed", detail + f" timeout={args.timeout:g}s")
+        raise NotConfirmed(f"{shown}; not accepted within {args.timeout:g} s")
+    ctl.audit("accepted", detail + f" after={took:.1f}s")
+    print(f"{shown}; accepted in {took:.1f} s")
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Read-only attach (`attach -r`, window size fixed first); needs a terminal (exit 5)."""
+    ctl = _Control(args, "watch")
+    ctl.need_session(live=False)
+    if not _has_tty():
+        ctl.audit("refused", "no terminal")
+        raise Refused(f"watch {ctl.name}: needs a terminal (stdin and stdout must be a TTY)")
+    return ctl.hand_over(read_only=True)
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    """Interactive takeover: on a terminal the operator types the agent's name to confirm;
+    without one only with --yes (exit 5 otherwise). Audited: declined, refused or attached."""
+    from fleet_tui.core.sanitize import clean_text
+
+    ctl = _Control(args, "attach")
+    ctl.need_session(live=False)
+    if not args.yes:
+        if not _has_tty():
+            ctl.audit("refused", "no terminal and no --yes")
+            raise Refused(f"attach {ctl.name}: no terminal to confirm on (use --yes to skip)")
+        tenant, host = clean_text(ctl.agent.tenant_id), clean_text(ctl.agent.host)
+        sys.stderr.write(
+            f"Attach to {ctl.name} (tenant {tenant}, host {host})? "
+            "Type the agent's name to confirm: "
+        )
+        sys.stderr.flush()
+        typed = sys.stdin.readline().strip()
+        if typed != ctl.name:
+            ctl.audit("declined", "typed name did not match" if typed else "nothing typed")
+            raise Refused(f"attach {ctl.name}: declined (the typed name did not match)")
+    return ctl.hand_over(read_only=False)
+
+
+def cmd_stub(args: argparse.Namespace) -> int:
+    from fleet_tui.demo.stub import Stub, run_stub
+    from fleet_tui.service.collector import load_configured_roster, local_identity
+    from fleet_tui.sources.spool import HeartbeatSpool
+    from fleet_tui.tmux import check_session_name
+
+    check_session_name(args.name)
+    config = _config(args)
+    loaded = load_configured_roster(config)
+    tenant, host = local_identity(loaded.roster if loaded else None)
+    spool = HeartbeatSpool(config.state_dir)
+    spool.ensure_writable()
+    stub = Stub(
+        args.name,
+        spool,
+        tenant_id=tenant,
+        host=host,
+        interval_s=args.interval,
+        fail_after_s=args.fail_after,
+        waiting=args.waiting,
+        model=_roster_model(loaded.roster if loaded else None, args.name),
+    )
+    return run_stub(stub)
+
+
+def _roster_model(roster: Any, name: str) -> str | None:
+    for agent in getattr(roster, "agents", None) or []:
+        if agent.name == name:
+            return str(agent.model) if agent.model else None
+    return None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fleet_tui.demo.fleet import DEMO_SOCKET, demo_env, hostname, start_demo, stop_demo
+    from fleet_tui.tmux import TmuxRunner
+
+    runner = TmuxRunner()
+    if args.down:
+        stopped = stop_demo(runner)
+        print(
+            f"demo fleet stopped (socket {DEMO_SOCKET})" if stopped else "no demo fleet was running"
+        )
+        return EXIT_OK
+    if not 2 <= args.agents <= 300:
+        raise BadInput(f"--agents: between 2 and 300 (got {args.agents})")
+    home = start_demo(runner, args.agents, hostname())
+    env = demo_env(home)
+    os.environ.update(env)
+    exports = " ".join(f"{k}={v}" for k, v in env.items())
+    if args.no_ui or not sys.stdout.isatty():
+        ns = argparse.Namespace(json=False, all=False, tenant=None, host=None)
+        code = cmd_ps(ns)
+        print(f"\nThe demo fleet runs on the private tmux socket '{DEMO_SOCKET}'. Try:")
+        print(f"  {exports} fleet-tui ps")
+        print("  fleet-tui demo --down    # stop it")
+        return code
+    return cmd_tui(
+        argparse.Namespace(
+            roster=env["MOSAIC_FLEET_ROSTER"], state_dir=env["MOSAIC_FLEET_STATE_DIR"]
+        )
+    )
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    """The dashboard. Without a terminal it refuses at once (exit 5) instead of writing escape
+    sequences into a file; a crash exits 1 with one line naming the crash log (fleet_tui.ui.crash)."""
+    import importlib
+
+    if not _has_tty():
+        raise Refused(
+            "the dashboard needs a terminal (stdin and stdout must be a TTY); "
+            "'fleet-tui ps' prints the table"
+        )
+    try:
+        run_dashboard = importlib.import_module("fleet_tui.ui.app").run_dashboard
+    except ImportError:
+        sys.stderr.write("fleet-tui: the dashboard is not built yet; showing 'ps'\n")
+        return cmd_ps(
+            argparse.Namespace(
+                json=False,
+                all=False,
+                tenant=None,
+                host=None,
+                **{
+                    k: v
+                    for k, v in vars(args).items()
+                    if k in ("roster", "state_dir", "heartbeat_timeout")
+                },
+            )
+        )
+    from fleet_tui.cli.publish import settings_from_args
+    from fleet_tui.ui import crash
+
+    gateway = settings_from_args(args)
+    config = _config(args)
+    config.gateway = gateway
+    crash.arm(config.state_dir)
+    try:
+        try:
+            code = int(run_dashboard(config))
+        except Exception as exc:  # escaped the app (start-up, teardown): the same crash log
+            if os.environ.get("FLEET_TUI_DEBUG"):
+                raise
+            crash.record(exc)
+        if crash.crashed():
+            sys.stderr.write(f"{PROG}: {crash.summary()}\n")
+            return EXIT_FAILURE
+        return code
+    finally:
+        crash.disarm()
+
+
+# Arguments that are text (names, messages, details), never paths: they are written to JSON,
+# typed into panes and compared with names, so they must be valid UTF-8.
+TEXT_ARGS = {
+    "name": "NAME",
+    "text": "TEXT",
+    "detail": "--detail",
+    "ack": "--ack",
+    "runtime": "--runtime",
+    "model": "--model",
+    "tenant": "--tenant",
+    "host": "--host",
+}
+
+
+def _check_text_args(args: argparse.Namespace) -> None:
+    """Exit 2 for a text argument that is not valid UTF-8 (argv bytes that do not decode arrive
+    as lone surrogates, and would fail later as an 'unexpected error')."""
+    for attr, label in TEXT_ARGS.items():
+        value = getattr(args, attr, None)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadInput(f"{label}: not valid UTF-8") from None
+
+
+VERBS = {
+    "ps": cmd_ps,
+    "heartbeat": cmd_heartbeat,
+    "probe": cmd_probe,
+    "send": cmd_send,
+    "watch": cmd_watch,
+    "attach": cmd_attach,
+    "stub": cmd_stub,
+    "demo": cmd_demo,
+    "tui": cmd_tui,
+    None: cmd_tui,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] in (["hook"], ["statusline"]):
+        # Runtime hooks run on every prompt and tool call: skip the full parser (it imports
+        # pydantic through the verb modules); `fast_main` returns None for what it does not take.
+        from fleet_tui.cli.hooks import fast_main
+
+        fast = fast_main(raw)
+        if fast is not None:
+            return fast
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbs = dict(VERBS)
+    for ext in _extensions():
+        verbs.update(ext.VERBS)
+    try:
+        _check_text_args(args)
+        return verbs[args.verb](args)
+    except FleetError as exc:
+        sys.stderr.write(f"{PROG}: {_one_line(str(exc))}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        if os.environ.get("FLEET_TUI_DEBUG"):
+            raise
+        sys.stderr.write(f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(str(exc))}\n")
+        return EXIT_FAILURE
+
+
+def _one_line(message: str) -> str:
+    """An error message as one safe line: it may quote a name, a path or a pane's text."""
+    from fleet_tui.core.sanitize import clean_text
+
+    return clean_text(message, max_len=2000)

@@ -1,0 +1,1 @@
+"""One place for where files live, the local identity, and the dashboard's settings."""

@@ -1,0 +1,94 @@
+"""The audit log: `audit.jsonl` in the state dir, one line per operator action.
+
+Messages are logged by hash and length, never by text (DESIGN.md "Audit log").
+
+The log FAILS CLOSED: an action whose audit record cannot be written is not carried out.
+`record_action` (called with outcome "started" BEFORE the action, then with its outcome) raises
+`AuditUnavailable` (a `Refused`, exit 5) with one line naming the file and the reason when the
+state dir is read-only, `audit.jsonl` is a directory, a FIFO, a device (`/dev/full`) or a link to
+one, or the disk is full. Opening never blocks (`O_NONBLOCK`: a FIFO without a reader fails at
+once, one with a reader is refused by `fstat`), and a line is written whole or reported failed.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+from fleet_tui.errors import AuditUnavailable
+from fleet_tui.model.records import format_ts
+from fleet_tui.protocol.files import APPEND_FLAGS, NotRegularFile, ensure_regular
+from fleet_tui.sources.systemd import current_user
+
+
+def audit_path(state_dir: Path) -> Path:
+    return state_dir / "audit.jsonl"
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def append_line(path: Path, data: bytes) -> None:
+    """Append `data` (one whole line) to the regular file `path`, creating it 0600.
+
+    Never blocks on a special file; raises `AuditUnavailable` on any failure."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = ensure_regular(os.open(path, APPEND_FLAGS, 0o600), path)
+    except NotRegularFile as exc:
+        raise AuditUnavailable(
+            f"audit log {path}: {exc.kind}, not a regular file; action refused"
+        ) from None
+    except OSError as exc:
+        raise AuditUnavailable(f"audit log {path}: {_why(exc)}; action refused") from None
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            if written <= 0:
+                raise OSError("short write")
+            view = view[written:]
+        try:
+            os.fsync(fd)  # cheap for one short line; a failing fsync is a failing disk
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):  # a file system without sync
+                raise
+    except OSError as exc:
+        raise AuditUnavailable(f"audit log {path}: {_why(exc)}; action refused") from None
+    finally:
+        os.close(fd)
+
+
+def record_action(
+    state_dir: Path,
+    *,
+    now: datetime,
+    tenant_id: str,
+    host: str,
+    action: str,
+    agent: str,
+    outcome: str,
+    detail: str = "",
+    surface: str | None = None,
+) -> None:
+    """Append one line. Raises `AuditUnavailable` (exit 5, one line) when it cannot: the
+    caller must then NOT carry out the action (write its "started" record first)."""
+    line: dict[str, object] = {
+        "ts": format_ts(now),
+        "tenant_id": tenant_id,
+        "host": host,
+        "uid": os.getuid(),
+        "user": current_user(),
+        "action": action,
+        "agent": agent,
+        "outcome": outcome,
+        "detail": detail,
+    }
+    if surface is not None:
+        line["surface"] = surface
+    data = (json.dumps(line, ensure_ascii=False) + "\n").encode()
+    append_line(audit_path(state_dir), data)

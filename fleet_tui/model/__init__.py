@@ -1,0 +1,1 @@
+"""Records and enums of the fleet (pydantic), and plain data series. Imports nothing of the project."""

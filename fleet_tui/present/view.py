@@ -1,0 +1,138 @@
+"""What the fleet table shows: the filter (k9s style, `!` inverts) and the sort. Pure.
+
+Filter syntax: words separated by spaces, all must match. A bare word matches name, alias,
+role, runtime, model, socket, health, state, its source or drift flags (substring,
+case-insensitive); `tenant:T`, `host:H`, `role:R`, `health:H`, `socket:S`, `state:S`,
+`src:S` (heartbeat, hook, inferred), `runtime:R` match one field. A state reads as the STATE
+column shows it: `state:~` finds the inferred ones, `state:busy` every busy agent.
+A leading `!` inverts the whole filter. The `*` key shows only agents waiting for you
+(state waiting_input or blocked).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleet_tui.model.records import AgentRecord, StateSource
+from fleet_tui.present.columns import (
+    COLUMNS_BY_KEY,
+    HOOK_MARK,
+    INFERRED_MARK,
+    SOURCE_WORD,
+    needs_attention,
+    shown_state,
+)
+
+FIELDS = (
+    "tenant",
+    "host",
+    "role",
+    "health",
+    "socket",
+    "state",
+    "src",
+    "runtime",
+    "name",
+    "drift",
+)
+
+
+def _field(r: AgentRecord, name: str) -> str:
+    match name:
+        case "tenant":
+            return r.tenant_id
+        case "host":
+            return r.host
+        case "role":
+            return r.role or ""
+        case "health":
+            return r.health.value
+        case "socket":
+            return r.socket or ""
+        case "state":
+            # as the STATE column spells it: `~busy` inferred, `busyʰ` from a hook, so
+            # `state:busy` finds them all and `state:~` only the guesses
+            state, source = shown_state(r)
+            if state is None:
+                return ""
+            if source is StateSource.INFERRED:
+                return INFERRED_MARK + state.value
+            return state.value + (HOOK_MARK if source is StateSource.HOOK else "")
+        case "src":
+            source = shown_state(r)[1]
+            return SOURCE_WORD[source] if source is not None else ""
+        case "runtime":
+            return " ".join(
+                x
+                for x in (r.runtime, r.model, r.process.runtime_detected if r.process else None)
+                if x
+            )
+        case "name":
+            return f"{r.name} {r.alias or ''}"
+        case "drift":
+            return " ".join(d.value for d in r.drift)
+    return ""
+
+
+def _haystack(r: AgentRecord) -> str:
+    return " ".join(_field(r, f) for f in FIELDS).lower()
+
+
+@dataclass(frozen=True)
+class FleetView:
+    filter: str = ""
+    only_waiting: bool = False
+    show_all: bool = False
+    sort_key: str | None = None
+    sort_reverse: bool = False
+
+    @property
+    def inverted(self) -> bool:
+        return self.filter.strip().startswith("!")
+
+    def matches(self, r: AgentRecord) -> bool:
+        if not self.show_all and not r.is_agent:
+            return False
+        if self.only_waiting and not needs_attention(r):
+            return False
+        text = self.filter.strip()
+        if not text or text == "!":
+            return True
+        invert = text.startswith("!")
+        words = text.lstrip("!").lower().split()
+        hay = _haystack(r)
+        ok = True
+        for w in words:
+            key, sep, value = w.partition(":")
+            if sep and key in FIELDS:
+                if value not in _field(r, key).lower():
+                    ok = False
+                    break
+            elif w not in hay:
+                ok = False
+                break
+        return ok != invert
+
+    def apply(self, records: list[AgentRecord]) -> list[AgentRecord]:
+        shown = [r for r in records if self.matches(r)]
+        column = COLUMNS_BY_KEY.get(self.sort_key or "")
+        if column is not None:
+            # Rows without a value ("-": no heartbeat, no process, no budget) go last in both
+            # directions: reversing a sort must not bury the real values under dashes.
+            known = [r for r in shown if column.cell(r) != "-"]
+            unknown = [r for r in shown if column.cell(r) == "-"]
+            known.sort(key=column.sort_key, reverse=column.descending != self.sort_reverse)
+            shown = known + unknown
+        return shown
+
+    def describe(self) -> str:
+        parts = []
+        if self.filter.strip():
+            parts.append(f"filter {self.filter.strip()}")
+        if self.only_waiting:
+            parts.append("★ waiting only")
+        if self.show_all:
+            parts.append("all sessions")
+        if self.sort_key:
+            parts.append(f"sort {self.sort_key}{' ▲' if self.sort_reverse else ''}")
+        return " · ".join(parts)

@@ -1,0 +1,1 @@
+"""The gateway client: the cross-host register read (and written by the publisher)."""

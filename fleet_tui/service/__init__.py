@@ -1,0 +1,1 @@
+"""The collector, poll scheduling, budget and usage providers, and the publisher."""

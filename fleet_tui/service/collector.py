@@ -1,0 +1,508 @@
+"""The collector: runs the sources and joins them into one `FleetSnapshot`.
+
+Used by `ps` once and by the dashboard's poller on a schedule (it keeps the process sampler, so
+CPU is a rate between polls). Blocking: call it off the UI thread.
+
+Panes without a heartbeat are read (their last visible lines) so the join can infer their
+state; agents with a heartbeat are never captured, and a pane is captured again only when it
+showed something new, a bounded number per poll, in parallel, each call with a timeout.
+Optional providers give each agent's token use today and its budget; a provider that fails
+marks its source degraded and the last good answer is kept.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import socket as _socket
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from fleet_tui.config.paths import Located, roster_location, state_dir_location
+from fleet_tui.core.infer import TAIL_LINES, InferenceRules
+from fleet_tui.core.join import FleetInputs, apply_usage, build_snapshot, inference_targets
+from fleet_tui.core.sanitize import clean_text
+from fleet_tui.errors import NotReadYet, RosterError, TmuxError
+from fleet_tui.model.records import (
+    BudgetBrief,
+    FleetSnapshot,
+    PaneRow,
+    Ping,
+    Roster,
+    SocketScan,
+    SourceStatus,
+    SpoolRead,
+    SystemdScan,
+    TreeSample,
+)
+from fleet_tui.sources.procs import ProcessSampler, pid_alive
+from fleet_tui.sources.roster import LoadedRoster, load_roster
+from fleet_tui.sources.spool import HeartbeatSpool
+from fleet_tui.sources.systemd import scan_systemd
+from fleet_tui.sources.tmux import scan_all
+from fleet_tui.tmux import TmuxRunner
+
+if TYPE_CHECKING:
+    from fleet_tui.remote.client import GatewaySettings
+
+Clock = Callable[[], datetime]
+T = TypeVar("T")
+# What the lead wires in: token use today by agent name (usage scanner), and the budget brief
+# of each agent's account by agent name (budget engine). Called in the poll thread with the
+# snapshot just built and `now`.
+READING = "reading"  # the detail of a source whose first read is still running
+UsageProvider = Callable[[FleetSnapshot, datetime], Mapping[str, int]]
+BudgetProvider = Callable[[FleetSnapshot, datetime], Mapping[str, BudgetBrief]]
+
+CAPTURE_MAX_PER_POLL = 256  # panes read per poll at most (the oldest reads first)
+# Panes read by ONE tmux process (`capture-pane ; display-message SEP ; capture-pane ...`): a
+# process start costs ~5 ms, reading a screen almost nothing; tmux refuses a command line of
+# more than ~16 KB (about 200 panes), so batches stay well below that.
+CAPTURE_BATCH = 32
+CAPTURE_WORKERS = 4
+CAPTURE_TIMEOUT_S = 2.0
+# tmux activity times have a 1 s resolution: a pane read within this long of its last output
+# may have shown more in the same second, so it is read again on the next poll.
+CAPTURE_SETTLE_S = 2.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def local_identity(roster: Roster | None) -> tuple[str, str]:
+    """(tenant_id, host) of local records: the roster's, else login name and hostname."""
+    host = (roster.host if roster and roster.host else None) or _socket.gethostname()
+    if roster is not None:
+        return roster.tenant_id, host
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return user, host
+
+
+@dataclass
+class FleetConfig:
+    roster: Located
+    state_dir: Path
+    heartbeat_timeout_s: float | None = None
+    tmux_timeout_s: float = 2.0
+    gateway: GatewaySettings | None = None  # the dashboard merges the gateway's other hosts
+
+    @classmethod
+    def from_flags(
+        cls,
+        roster: str | None = None,
+        state_dir: str | None = None,
+        heartbeat_timeout_s: float | None = None,
+    ) -> FleetConfig:
+        return cls(roster_location(roster), state_dir_location(state_dir).path, heartbeat_timeout_s)
+
+
+def load_configured_roster(config: FleetConfig) -> LoadedRoster | None:
+    """The roster, or None when the default one does not exist. A named one must exist."""
+    if not config.roster.explicit and not config.roster.path.exists():
+        return None
+    return load_roster(config.roster.path)
+
+
+_FileKey = tuple[str, int, int, int, int, int]
+# File times are coarse (a clock tick) and inode numbers are reused: a file changed within this
+# long may change again with the same stat, so it is not cached ("racy" entries, as in git).
+_SETTLED_NS = 2_000_000_000
+
+
+def _stat_key(path: str, st: os.stat_result) -> _FileKey | None:
+    """What identifies one version of a file; None when it is too fresh to be trusted."""
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _SETTLED_NS:
+        return None
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _file_key(path: Path) -> _FileKey | None:
+    try:
+        return _stat_key(str(path), path.stat())
+    except OSError:
+        return None
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class FleetCollector:
+    """Collects snapshots; one instance per poller (keeps CPU sampling state)."""
+
+    def __init__(
+        self,
+        config: FleetConfig,
+        *,
+        runner: TmuxRunner | None = None,
+        clock: Clock = utcnow,
+        sampler: ProcessSampler | None = None,
+        keep_last_good: bool = False,
+        systemd_interval_s: float = 0.0,
+        inference: InferenceRules | None = None,
+        usage_provider: UsageProvider | None = None,
+        budget_provider: BudgetProvider | None = None,
+        provider_interval_s: float = 0.0,
+        capture_limit: int = CAPTURE_MAX_PER_POLL,
+    ) -> None:
+        self.config = config
+        self.runner = runner or TmuxRunner(timeout=config.tmux_timeout_s)
+        self.clock = clock
+        self.sampler = sampler or ProcessSampler()
+        self.spool = HeartbeatSpool(config.state_dir)
+        # Polls are far more frequent than file changes: parsing a 300-agent roster costs
+        # ~100 ms and a heartbeat ~30 us, so both are re-read only when the file's identity
+        # (path, device, inode, size, mtime, ctime) changed, or while it is fresh.
+        self._roster_cache: tuple[_FileKey, LoadedRoster] | None = None
+        self._beat_cache: dict[str, tuple[_FileKey, SpoolRead]] = {}
+        self.keep_last_good = keep_last_good
+        self.systemd_interval_s = systemd_interval_s
+        self._last_roster: LoadedRoster | None = None
+        self._last_good_roster_seen = False
+        self._last_scans: list[SocketScan] | None = None
+        self._last_processes: dict[int, TreeSample] = {}
+        self._systemd_cache: tuple[datetime, list[str], SystemdScan] | None = None
+        self._marks: dict[str, tuple[datetime | None, bool, str | None]] = {}
+        if inference is None:
+            from fleet_tui.config.settings import load_inference_rules
+
+            inference, self._inference_notices = load_inference_rules()
+        else:
+            self._inference_notices = []
+        self.inference = inference
+        self.capture_limit = capture_limit
+        # (socket, pane id) -> (what identified the pane's screen, when read, its lines)
+        self._captures: dict[tuple[str, str], tuple[tuple[object, ...], float, list[str]]] = {}
+        self.captures_made = 0  # panes read so far (for tests and benchmarks)
+        self.capture_calls = 0  # tmux processes started to read them
+        self.usage_provider = usage_provider
+        self.budget_provider = budget_provider
+        self.provider_interval_s = provider_interval_s
+        self._tokens: Mapping[str, int] = {}
+        self._budgets: Mapping[str, BudgetBrief] = {}
+        self._provided_at: dict[str, datetime] = {}
+
+    def _load_roster(self) -> LoadedRoster | None:
+        key = _file_key(self.config.roster.path)
+        cached = self._roster_cache
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        loaded = load_configured_roster(self.config)
+        self._roster_cache = (key, loaded) if key is not None and loaded is not None else None
+        return loaded
+
+    def _read_spool(self) -> tuple[dict[str, SpoolRead], dict[str, Ping]]:
+        beats: dict[str, SpoolRead] = {}
+        pings: dict[str, Ping] = {}
+        beat_cache: dict[str, tuple[_FileKey, SpoolRead]] = {}
+        for folder, is_beat in ((self.spool.heartbeats, True), (self.spool.pings, False)):
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                fname = entry.name
+                if not fname.endswith(".json") or fname.startswith("."):
+                    continue
+                agent = fname[:-5]
+                if is_beat:
+                    try:
+                        key = _stat_key(entry.path, entry.stat())
+                    except OSError:
+                        key = None
+                    cached = self._beat_cache.get(agent)
+                    if key is not None and cached is not None and cached[0] == key:
+                        read = cached[1]
+                    else:
+                        read = self.spool.read_heartbeat(agent)
+                    beats[agent] = read
+                    if key is not None:
+                        beat_cache[agent] = (key, read)
+                else:
+                    ping = self.spool.read_ping(agent)
+                    if ping is not None:
+                        pings[agent] = ping
+        self._beat_cache = beat_cache
+        return beats, pings
+
+    def collect(self, *, heartbeats_only: bool = False) -> FleetSnapshot:
+        """One snapshot. Raises only for what the user must fix (roster, socket folder, no tmux).
+
+        `heartbeats_only` re-reads the spool and joins it with the last tmux, process and
+        systemd observations (what the dashboard does when a heartbeat file changes). systemd
+        is asked at most every `systemd_interval_s`. With `keep_last_good`, a roster that
+        turns bad while running keeps the last good one and says so in the warnings.
+        """
+        now = self.clock()
+        warnings: list[str] = []
+        try:
+            loaded = self._load_roster()
+            self._last_roster = loaded
+            self._marks["roster"] = (now, True, None)
+        except RosterError as exc:
+            if not (self.keep_last_good and self._last_good_roster_seen):
+                raise
+            loaded = self._last_roster
+            self._marks["roster"] = (
+                self._marks.get("roster", (None, True, None))[0],
+                False,
+                str(exc),
+            )
+            warnings.append(f"{exc} (showing the last good roster)")
+        self._last_good_roster_seen = True
+        roster = loaded.roster if loaded else None
+        tenant, host = local_identity(roster)
+        scans = self._last_scans
+        if heartbeats_only and scans is not None:
+            beats, pings = self._read_spool()
+            dead = self._dead_pids(beats, host)
+            processes = self._last_processes
+        else:
+            _ = self.runner.binary  # tmux missing is one clear error, not N degraded sockets
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                tmux_future = pool.submit(scan_all, self.runner)
+                # While tmux answers (the scan waits on subprocesses): the spool and its pids.
+                beats, pings = self._read_spool()
+                dead = self._dead_pids(beats, host)
+                scans = tmux_future.result()
+            pane_pids = [
+                row.pane_pid for scan in scans for row in scan.sessions().values() if row.pane_pid
+            ]
+            processes = self.sampler.sample(pane_pids)
+            self._last_scans, self._last_processes = scans, processes
+            tmux_ok = all(
+                s.state.value in ("live", "stale") and (s.state.value != "live" or s.reason is None)
+                for s in scans
+            )
+            self._marks["tmux"] = (
+                self.clock(),
+                tmux_ok,
+                None if tmux_ok else "a socket is hung or unreadable",
+            )
+            self._marks["processes"] = (self.clock(), True, None)
+        self._marks["heartbeats"] = (self.clock(), True, None)
+        units = sorted({a.unit for a in roster.agents if a.unit}) if roster else []
+        systemd = self._systemd(units, now)
+        inputs = FleetInputs(
+            now=self.clock(),
+            host=host,
+            tenant_id=tenant,
+            sockets=scans,
+            roster=roster,
+            roster_path=str(loaded.path) if loaded else str(self.config.roster.path),
+            roster_warnings=[*(loaded.warnings if loaded else []), *warnings],
+            heartbeat_timeout_s=self.config.heartbeat_timeout_s,
+            heartbeats=beats,
+            pings=pings,
+            systemd=systemd,
+            processes=processes,
+            dead_pids=dead,
+            extra_warnings=list(self._inference_notices),
+            inference=self.inference,
+        )
+        inputs.captures = self._capture_panes(
+            scans, inference_targets(inputs), fresh=not heartbeats_only
+        )
+        snapshot = build_snapshot(inputs)
+        if not heartbeats_only:
+            self._provide(snapshot, now)
+        if self._tokens or self._budgets:
+            snapshot = apply_usage(snapshot, self._tokens, self._budgets)
+        return snapshot.model_copy(
+            update={
+                "sources": [
+                    SourceStatus(name=name, observed_at=at, ok=ok, detail=detail)
+                    for name, (at, ok, detail) in self._marks.items()
+                ]
+            }
+        )
+
+    # -- pane captures for inference ----------------------------------------------------------
+    @staticmethod
+    def _pane_stamp(row: PaneRow) -> tuple[object, ...]:
+        return (
+            row.session_id,
+            row.session_created,
+            row.pane_pid,
+            row.window_activity,
+            row.session_activity,
+            row.pane_title,
+        )
+
+    def _capture_panes(
+        self, scans: list[SocketScan], targets: list[tuple[str, str]], *, fresh: bool
+    ) -> dict[tuple[str, str], list[str]]:
+        """The last visible lines of the target panes: reused while a pane showed nothing new,
+        read again (at most `capture_limit` per poll, oldest first) when it did."""
+        rows = {
+            (scan.name, row.pane_id): row
+            for scan in scans
+            if scan.ok
+            for row in scan.sessions().values()
+        }
+        wanted = [t for t in targets if t in rows]
+        todo: list[tuple[float, tuple[str, str]]] = []
+        if fresh:
+            for t in wanted:
+                row = rows[t]
+                cached = self._captures.get(t)
+                activity = max(filter(None, (row.window_activity, row.session_activity)), default=0)
+                if (
+                    cached is None
+                    or cached[0] != self._pane_stamp(row)
+                    or cached[1] - activity < CAPTURE_SETTLE_S
+                ):
+                    todo.append((cached[1] if cached else 0.0, t))
+            todo.sort()
+            todo = todo[: max(self.capture_limit, 0)]
+        if todo:
+            read_at = time.time()
+            batches: list[tuple[str, list[str]]] = []
+            by_socket: dict[str, list[str]] = {}
+            for _, (sock, pane_id) in todo:
+                by_socket.setdefault(sock, []).append(pane_id)
+            for sock, ids in by_socket.items():
+                batches += [
+                    (sock, ids[i : i + CAPTURE_BATCH]) for i in range(0, len(ids), CAPTURE_BATCH)
+                ]
+            with ThreadPoolExecutor(max_workers=min(CAPTURE_WORKERS, len(batches))) as pool:
+                results = list(pool.map(lambda b: self._capture_batch(*b), batches))
+            for (sock, ids), screens in zip(batches, results, strict=True):
+                for pane_id in ids:
+                    t = (sock, pane_id)
+                    lines = screens.get(pane_id)
+                    if lines is None:
+                        self._captures.pop(t, None)
+                    else:
+                        self.captures_made += 1
+                        self._captures[t] = (self._pane_stamp(rows[t]), read_at, lines)
+        keep = set(wanted)
+        if fresh:  # forget panes that are gone or have a heartbeat now
+            self._captures = {k: v for k, v in self._captures.items() if k in keep}
+        return {t: self._captures[t][2] for t in wanted if t in self._captures}
+
+    def _capture_batch(self, socket: str, pane_ids: list[str]) -> dict[str, list[str]]:
+        """The last visible lines (sanitized) of these panes, read with as few tmux processes as
+        possible. Each screen is followed by a separator line no agent can guess; a pane gone
+        since the listing stops tmux's command list, so the panes after it are asked again."""
+        sep = f"fleet-tui-capture-{secrets.token_hex(12)}"
+        screens: dict[str, list[str]] = {}
+        todo = list(pane_ids)
+        while todo:
+            args: list[str] = []
+            for pane_id in todo:
+                args += ["capture-pane", "-p", "-J", "-t", pane_id, ";"]
+                args += ["display-message", "-p", sep, ";"]
+            try:
+                res = self.runner.run(socket, *args[:-1], timeout=CAPTURE_TIMEOUT_S, check=False)
+            except TmuxError:
+                return screens  # hung or gone: inferred from title and activity meanwhile
+            self.capture_calls += 1
+            lines: list[str] = []
+            done = 0
+            for line in res.stdout.splitlines():
+                if line != sep:
+                    lines.append(line)
+                    continue
+                while lines and not lines[-1].strip():
+                    lines.pop()
+                screens[todo[done]] = [clean_text(x, max_len=300) for x in lines[-TAIL_LINES:]]
+                lines, done = [], done + 1
+                if done == len(todo):
+                    break
+            if res.returncode == 0 or done >= len(todo) or "can't find" not in res.stderr:
+                break  # all read, or the server itself failed: no retry storm
+            todo = todo[done + 1 :]  # todo[done] failed (gone): skip it, ask for the rest
+        return screens
+
+    # -- token use and budgets ------------------------------------------------------------
+    def _provide(self, snapshot: FleetSnapshot, now: datetime) -> None:
+        if self.usage_provider is not None:
+            self._tokens = self._call(
+                "usage",
+                self.usage_provider,
+                snapshot,
+                now,
+                self._tokens,
+                _is_count,
+                "a token count",
+            )
+        if self.budget_provider is not None:
+            self._budgets = self._call(
+                "budgets",
+                self.budget_provider,
+                snapshot,
+                now,
+                self._budgets,
+                lambda v: isinstance(v, BudgetBrief),
+                "a budget brief",
+            )
+
+    def _call(
+        self,
+        name: str,
+        provider: Callable[[FleetSnapshot, datetime], Mapping[str, T]],
+        snapshot: FleetSnapshot,
+        now: datetime,
+        last: Mapping[str, T],
+        valid: Callable[[object], bool],
+        what: str,
+    ) -> Mapping[str, T]:
+        """One provider's answer; on failure the last good one, and the source marked degraded
+        with a one-line reason (never an exception out of a poll). Entries that are not what
+        the table can show are left out, and the source says how many."""
+        at = self._provided_at.get(name)
+        if at is not None and (now - at).total_seconds() < self.provider_interval_s:
+            return last
+        self._provided_at[name] = now
+        try:
+            answer = provider(snapshot, now)
+            result = {k: v for k, v in answer.items() if isinstance(k, str) and valid(v)}
+            bad = len(answer) - len(result)
+        except NotReadYet:  # unknown yet, not failed: say so, and ask again next poll
+            self._marks[name] = (None, True, READING)
+            if at is None:
+                del self._provided_at[name]
+            else:
+                self._provided_at[name] = at
+            return last
+        except Exception as exc:  # another helper's code: any failure is shown, never raised
+            why = clean_text(str(exc) or type(exc).__name__, max_len=200)
+            prev = self._marks.get(name, (None, False, None))[0]
+            self._marks[name] = (prev, False, f"{type(exc).__name__}: {why}")
+            return last
+        self._marks[name] = (now, not bad, f"{bad} entries ignored: not {what}" if bad else None)
+        return result
+
+    def _dead_pids(self, beats: dict[str, SpoolRead], host: str) -> set[int]:
+        return {
+            r.heartbeat.pid
+            for r in beats.values()
+            if r.heartbeat is not None
+            and r.heartbeat.pid is not None
+            and r.heartbeat.host == host
+            and not pid_alive(r.heartbeat.pid)
+        }
+
+    def _systemd(self, units: list[str], now: datetime) -> SystemdScan:
+        cached = self._systemd_cache
+        if (
+            cached is not None
+            and cached[1] == units
+            and (now - cached[0]).total_seconds() < self.systemd_interval_s
+        ):
+            return cached[2]
+        scan = scan_systemd(units)
+        self._systemd_cache = (now, units, scan)
+        self._marks["systemd"] = (now, scan.available, scan.reason)
+        return scan

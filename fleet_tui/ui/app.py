@@ -1,0 +1,600 @@
+"""FleetApp: the dashboard. A thin App: settings, themes, the first screen, and the poller.
+
+Polling: one thread worker at a time (polls never overlap: the next is armed when the last one
+ends), a watchfiles worker on the heartbeat spool that asks for a poll within a second of a new
+heartbeat, and no polling while another program holds the terminal (suspend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, SuspendNotSupported
+from textual.await_complete import AwaitComplete
+from textual.binding import Binding
+from textual.command import CommandPalette
+from textual.screen import Screen
+from textual.signal import Signal
+from textual.theme import Theme
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState
+
+from fleet_tui.config.settings import DashboardSettings
+from fleet_tui.control.actions import Handover, OperatorActions
+from fleet_tui.control.panes import wait_for_ack
+from fleet_tui.core.sanitize import clean_text
+from fleet_tui.model.records import AgentRecord, FleetSnapshot
+from fleet_tui.service.budgets import BudgetSource
+from fleet_tui.service.poll import SnapshotSource
+from fleet_tui.ui.crash import CrashGuard
+from fleet_tui.ui.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
+from fleet_tui.ui.palette import FleetCommandPalette, FleetCommands
+from fleet_tui.ui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
+from fleet_tui.ui.screens.budget import BudgetScreen
+from fleet_tui.ui.screens.fleet import screen_ready
+from fleet_tui.ui.screens.stream import StreamScreen
+from fleet_tui.ui.widgets import FleetTable
+
+HISTORY = 120
+SHOW_RETRY_S = 0.02
+SHOW_TRIES = 100  # 2 s
+HEARTBEAT_REFRESH_S = 1.0
+
+
+def styles_dir() -> Path:
+    """`styles/` ships inside the wheel as fleet_tui/styles; in a checkout it is top-level."""
+    package = Path(__file__).resolve().parent.parent
+    inside = package / "styles"
+    return inside if inside.is_dir() else package.parent / "styles"
+
+
+THEMES = [
+    Theme(
+        name="fleet-dark",
+        primary="#5fafd7",
+        secondary="#875fd7",
+        accent="#ffaf00",
+        warning="#ffaf00",
+        error="#ff5f5f",
+        success="#5fd75f",
+        foreground="#d0d0d0",
+        background="#121212",
+        surface="#1c1c1c",
+        panel="#262626",
+        dark=True,
+    ),
+    Theme(
+        name="fleet-light",
+        primary="#005f87",
+        secondary="#5f00af",
+        accent="#af5f00",
+        warning="#af5f00",
+        error="#d70000",
+        success="#008700",
+        foreground="#1c1c1c",
+        background="#ffffff",
+        surface="#f2f2f2",
+        panel="#e4e4e4",
+        dark=False,
+    ),
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class FleetApp(CrashGuard, App[int]):
+    CSS_PATH = str(styles_dir() / "app.tcss")
+    TITLE = "fleet-tui"
+    COMMANDS = App.COMMANDS | {FleetCommands}
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("W", "warnings", "Warnings", show=False, id="app.warnings"),
+        Binding("L", "audit", "Audit log", show=False, id="app.audit"),
+        Binding("b", "budgets", "Budgets", id="app.budgets"),
+        # Textual's footer shows its own "^p Palette" on the right: ours is for help and keymap.
+        Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False),
+    ]
+
+    def __init__(
+        self,
+        source: SnapshotSource,
+        *,
+        settings: DashboardSettings | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        poll: bool = True,
+        watch: bool = True,
+        startup_notice: str | None = None,
+        actions: OperatorActions | None = None,
+        budget_source: BudgetSource | None = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.budget_source = budget_source
+        self.actions = actions
+        self.settings = settings or DashboardSettings()
+        self.clock = clock
+        self._poll_enabled = poll
+        self._watch_enabled = watch
+        self._startup_notice = startup_notice
+        self.snapshot: FleetSnapshot | None = None
+        self.poll_error: str | None = None
+        self.polled_at: datetime | None = None
+        self.polls = 0
+        self.polling_paused = False
+        self._polling = False
+        self._poll_again = False
+        self._again_full = False
+        self._poll_full = True
+        self._timer: Timer | None = None
+        self._history: dict[str, deque[float]] = {}
+        self.snapshot_signal: Signal[FleetSnapshot | None] = Signal(self, "snapshot")
+        for theme in THEMES:
+            self.register_theme(theme)
+
+    # -- start -----------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        try:
+            self.theme = self.settings.theme
+        except Exception:
+            self.theme = "fleet-dark"
+            self.notify(
+                f"unknown theme '{clean_text(self.settings.theme)}'; using fleet-dark",
+                severity="warning",
+            )
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
+        self.fleet_screen = FleetScreen()
+        self.push_screen(self.fleet_screen)
+        if self._startup_notice:
+            self.notify(self._startup_notice, severity="warning", timeout=10)
+        self.app_suspend_signal.subscribe(self, self._on_suspend)
+        self.app_resume_signal.subscribe(self, self._on_resume)
+        if self._poll_enabled:
+            self.request_poll()
+            if self._watch_enabled and self.source.watch_dir is not None:
+                self.watch_spool(self.source.watch_dir)
+
+    # -- polling ---------------------------------------------------------------------------
+    def request_poll(self, *, heartbeats_only: bool = False) -> None:
+        """Poll now, or right after the poll that is running (never two at once).
+
+        A heartbeat-only poll re-reads the spool and reuses the last tmux and process
+        observations; it leaves the timer of the next full poll alone."""
+        if self.polling_paused:
+            return
+        if self._polling:
+            self._poll_again = True
+            self._again_full = self._again_full or not heartbeats_only
+            return
+        if not heartbeats_only and self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._polling = True
+        self._poll_full = not heartbeats_only
+        self.run_worker(
+            partial(self.source.poll, heartbeats_only=heartbeats_only),
+            thread=True,
+            group="poll",
+            exit_on_error=False,
+            description="poll the fleet",
+            name="poll",
+        )
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != "poll" or event.state not in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+            WorkerState.CANCELLED,
+        ):
+            return
+        self._polling = False
+        if event.state is WorkerState.SUCCESS and isinstance(worker.result, FleetSnapshot):
+            self.apply_snapshot(worker.result)
+        elif event.state is WorkerState.ERROR:
+            self.poll_error = clean_text(
+                str(worker.error) or type(worker.error).__name__, max_len=300
+            )
+            self._publish()
+        if self._poll_again:
+            full, self._poll_again, self._again_full = self._again_full, False, False
+            self.request_poll(heartbeats_only=not full)
+        elif (
+            self._poll_enabled
+            and not self.polling_paused
+            and (self._poll_full or self._timer is None)
+        ):
+            self._timer = self.set_timer(
+                self.settings.poll_interval_s, self.request_poll, name="poll timer"
+            )
+
+    def apply_snapshot(self, snapshot: FleetSnapshot) -> None:
+        self.snapshot = snapshot
+        self.poll_error = None
+        self.polled_at = self.clock()
+        self.polls += 1
+        for a in snapshot.agents:
+            if a.heartbeat is not None:
+                self._history.setdefault(a.key, deque(maxlen=HISTORY)).append(a.heartbeat.age_s)
+        self._publish()
+
+    def _publish(self) -> None:
+        """Hand the latest poll to every screen of the stack that can take it now.
+
+        A poll lands at any moment: right after a push (the new screen has not composed yet),
+        right after a pop (the old one is being removed, and is already off the stack). Only
+        screens that have mounted and are not closing get it, through their
+        `receive_snapshot()`; each reads `snapshot`, `poll_error`, `polled_at` from here, and
+        reads them again when it mounts, so nothing published meanwhile is lost."""
+        for screen in list(self.screen_stack):
+            receive = getattr(screen, "receive_snapshot", None)
+            if callable(receive) and screen_ready(screen):
+                receive()
+
+    def heartbeat_history(self, key: str) -> list[float]:
+        return list(self._history.get(key, ()))
+
+    @work(group="watch", exit_on_error=False, description="watch the heartbeat spool")
+    async def watch_spool(self, folder: Path) -> None:
+        from watchfiles import awatch
+
+        while True:
+            try:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                break
+            except OSError:  # not ours to create (yet): the timer polls keep working
+                await asyncio.sleep(5.0)
+        self.request_poll(heartbeats_only=True)  # whatever arrived before the watch began
+        async for _changes in awatch(folder, debounce=200, step=50, recursive=False):
+            self.request_poll(heartbeats_only=True)
+            # 50 agents beating every 10 s are 5 changes a second: one refresh per second
+            # shows each within about a second and keeps the dashboard idle (changes made
+            # meanwhile are collected by the watcher and arrive as the next batch).
+            await asyncio.sleep(HEARTBEAT_REFRESH_S)
+
+    def _on_suspend(self, app: App[object]) -> None:
+        self.polling_paused = True
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def _on_resume(self, app: App[object]) -> None:
+        self.polling_paused = False
+        self.request_poll()
+
+    # -- pane capture for the detail screen ------------------------------------------------
+    def request_capture(self, screen: AgentDetailScreen, record: AgentRecord) -> None:
+        self._capture(screen, record)
+
+    @work(
+        thread=True,
+        group="capture",
+        exclusive=True,
+        exit_on_error=False,
+        description="capture a pane",
+    )
+    def _capture(self, screen: AgentDetailScreen, record: AgentRecord) -> None:
+        try:
+            lines = self.source.capture(record)
+            self.call_from_thread(screen.show_output, lines, None, record.key)
+        except Exception as exc:  # a failing capture is shown, never a crash
+            self.call_from_thread(
+                screen.show_output, None, f"output not available: {exc}", record.key
+            )
+
+    # -- navigation ------------------------------------------------------------------------
+    def show_screen(
+        self,
+        screen: Screen[Any],
+        callback: Callable[[Any], None] | None = None,
+        *,
+        tries: int = SHOW_TRIES,
+    ) -> None:
+        """Push `screen`, once no screen of the same id is left over.
+
+        A popped screen is removed about 30 ms later (a turn of the loop or a few): a screen of
+        the same id pushed meanwhile (`s`, `esc`, `s` typed fast) would clash with it, a crash
+        (DuplicateIds). Then the push waits for the old one to go, checking every 20 ms."""
+        # The app's own node list is what refuses a duplicate id (`children` shows one screen).
+        busy = screen.id is not None and self._nodes._get_by_id(screen.id) not in (None, screen)
+        if not busy:
+            self.push_screen(screen, callback)
+        elif tries > 0:
+            self.set_timer(
+                SHOW_RETRY_S, partial(self.show_screen, screen, callback, tries=tries - 1)
+            )
+        else:
+            self.notify("the previous screen is still closing: try again", severity="warning")
+
+    def open_detail(self, key: str) -> None:
+        """Show an agent's detail. A detail screen already open (e.g. from the palette, on it
+        or under a stream) is reused for the new agent: one detail on the stack, never two."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, AgentDetailScreen):
+                while self.screen is not screen and len(self.screen_stack) > 1:
+                    self.pop_screen()
+                screen.show_agent(key)
+                return
+        self.show_screen(AgentDetailScreen(key))
+
+    def go_to_agent(self, key: str) -> None:
+        self.action_show_fleet()
+        self.fleet_screen.go_to_agent(key)
+
+    def pop_screen(self) -> AwaitComplete:
+        """Pop the top screen, never the fleet screen: the dashboard's base.
+
+        Textual closes a screen (`dismiss`, `app.pop_screen` bindings) by popping whatever is
+        on top: a close handled after its screen had already gone (a key queued behind the
+        one that closed it) popped the fleet screen, a blank terminal and a crash later."""
+        if self._screen_stack and self.screen is getattr(self, "fleet_screen", None):
+            return AwaitComplete(asyncio.sleep(0))
+        return super().pop_screen()
+
+    def action_show_fleet(self) -> None:
+        while self.screen is not self.fleet_screen and len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def action_command_palette(self) -> None:
+        """Textual's palette, with page keys that cannot crash (see FleetCommandPalette)."""
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            self.push_screen(FleetCommandPalette(id="--command-palette"))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.show_screen(HelpScreen())
+
+    # -- operator actions (all behind a screen or a confirmation) ---------------------------
+    def current_record(self) -> AgentRecord | None:
+        """The agent the operator is looking at: the detail's, the stream's, or the cursor's."""
+        screen = self.screen
+        key = getattr(screen, "key", None)
+        if key is None and isinstance(screen, StreamScreen):
+            key = screen.record.key
+        if key is None:
+            key = self.fleet_screen.query_one(FleetTable).cursor_key
+        if self.snapshot is None or key is None:
+            return None
+        return next((a for a in self.snapshot.agents if a.key == key), None)
+
+    def _actionable(self, verb: str, *, needs_actions: bool = True) -> AgentRecord | None:
+        record = self.current_record()
+        if record is None:
+            self.notify(f"{verb}: select an agent first", severity="warning")
+            return None
+        if record.remote:  # from the gateway: whatever its host name says, not this host's pane
+            local = self.snapshot.host if self.snapshot is not None else "this host"
+            self.notify(
+                f"{verb}: {clean_text(record.name, max_len=64)} runs on host "
+                f"{clean_text(record.host, max_len=64)}: "
+                f"panes are reached only on this host ({clean_text(local, max_len=64)})",
+                severity="warning",
+            )
+            return None
+        if record.tmux is None:
+            self.notify(f"{verb}: {record.name} has no tmux session", severity="warning")
+            return None
+        if needs_actions and self.actions is None:
+            self.notify(f"{verb}: not available in this view", severity="warning")
+            return None
+        return record
+
+    def action_stream(self) -> None:
+        record = self._actionable("stream", needs_actions=False)
+        if record is not None:
+            self.show_screen(StreamScreen(record))
+
+    def action_watch(self) -> None:
+        record = self._actionable("watch")
+        if record is not None:
+            self.hand_over(record, interactive=False)
+
+    def action_attach(self) -> None:
+        record = self._actionable("attach")
+        if record is None:
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.hand_over(record, interactive=True)
+            elif self.actions is not None:
+                self.actions.audit("attach", record, "declined", "confirmation cancelled")
+
+        self.show_screen(ConfirmAttachScreen(record), confirmed)
+
+    def hand_over(self, record: AgentRecord, *, interactive: bool) -> None:
+        """Give the terminal to `tmux attach` (read-only for watch) and come back on detach."""
+        assert self.actions is not None
+        verb = "attach" if interactive else "watch"
+        try:
+            handover = self.actions.handover(record, interactive=interactive)
+        except Exception as exc:
+            self.actions.audit(verb, record, "failed", clean_text(str(exc), max_len=200))
+            self.notify(f"{verb}: {clean_text(str(exc), max_len=200)}", severity="error")
+            return
+        if not handover.blocking:  # inside tmux: a popup or a client switch, we keep running
+            # `handover()` wrote the "started" record already; the end is audited by the run.
+            self.run_worker(
+                self._run_detached(verb, record, handover),
+                group="handover",
+                exit_on_error=False,
+            )
+            return
+        try:
+            with self.suspend():
+                rc = subprocess.call(handover.argv, env=handover.env)
+        except SuspendNotSupported:
+            self.actions.audit(verb, record, "failed", "this terminal cannot be handed over")
+            self.notify(f"{verb}: this terminal cannot be handed over", severity="error")
+            return
+        except OSError as exc:
+            self.actions.audit(verb, record, "failed", clean_text(str(exc), max_len=200))
+            self.notify(f"{verb}: {clean_text(str(exc), max_len=200)}", severity="error")
+            return
+        outcome = "detached" if rc == 0 else f"exit {rc}"
+        self.actions.audit(verb, record, outcome)
+        if rc != 0:
+            self.notify(f"{verb}: tmux exited with status {rc}", severity="error")
+        self.request_poll()
+
+    async def _run_detached(self, verb: str, record: AgentRecord, handover: Handover) -> None:
+        """Run a popup or client switch to its end; a failure is said on screen (and audited
+        by the actions that ran it)."""
+        run = getattr(self.actions, "run_detached", None)
+        if run is not None:
+            reason = await run(verb, record, handover)
+        else:  # actions without their own runner (tests' recording actions)
+            proc = await asyncio.create_subprocess_exec(
+                *handover.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                env=handover.env,
+            )
+            rc = await proc.wait()
+            reason = None if rc == 0 else f"tmux exited with status {rc}"
+        if reason:
+            self.notify(f"{verb}: {clean_text(reason, max_len=200)}", severity="error")
+        self.request_poll()
+
+    def action_message(self) -> None:
+        record = self._actionable("send")
+        if record is None:
+            return
+
+        def composed(text: str | None) -> None:
+            if text:
+                self._send(record, text)
+
+        self.show_screen(ComposeMessageScreen(record), composed)
+
+    @work(thread=True, group="send", exit_on_error=False, description="send a message")
+    def _send(self, record: AgentRecord, text: str) -> None:
+        assert self.actions is not None
+        spool = getattr(self.source, "spool", None)
+        before = spool.read_heartbeat(record.name).heartbeat if spool is not None else None
+        try:
+            result = self.actions.send(record, text)
+        except Exception as exc:
+            self.call_from_thread(
+                self.notify,
+                f"send to {record.name} failed: {clean_text(str(exc), max_len=200)}",
+                severity="error",
+            )
+            return
+        self.call_from_thread(
+            self.notify, f"sent to {record.name} ({result.length} chars); waiting for its ack…"
+        )
+        accepted = spool is not None and (
+            wait_for_ack(
+                lambda: spool.read_heartbeat(record.name).heartbeat,
+                before,
+                result.hash,
+                timeout_s=10.0,
+            )
+            is not None
+        )
+        if accepted:
+            self.call_from_thread(self.notify, f"{record.name} accepted the message")
+        else:
+            self.call_from_thread(
+                self.notify,
+                f"{record.name}: delivered, not confirmed within 10 s",
+                severity="warning",
+            )
+
+    def action_audit(self) -> None:
+        lines = self.actions.audit_lines() if self.actions is not None else []
+        self.show_screen(AuditScreen(lines))
+
+    def action_budgets(self) -> None:
+        if not isinstance(self.screen, BudgetScreen):
+            self.show_screen(BudgetScreen())
+
+    def action_warnings(self) -> None:
+        if not isinstance(self.screen, WarningsScreen):
+            self.show_screen(WarningsScreen())
+
+    def action_waiting(self) -> None:
+        self.action_show_fleet()
+        self.fleet_screen.action_waiting()
+
+    def action_clear_filter(self) -> None:
+        self.action_show_fleet()
+        self.fleet_screen.action_clear()
+
+    def action_toggle_all(self) -> None:
+        self.action_show_fleet()
+        self.fleet_screen.action_toggle_all()
+
+    def action_sort(self, column: str) -> None:
+        self.action_show_fleet()
+        self.fleet_screen.action_sort(column)
+
+    def binding_rows(self) -> list[tuple[str, str, str]]:
+        """(keys, description, id) of every documented binding, with the user's keymap applied."""
+        from fleet_tui.ui.screens.detail import AgentDetailScreen as Detail
+        from fleet_tui.ui.widgets import FleetTable
+
+        keymap = self.settings.keymap
+        rows: list[tuple[str, str, str]] = []
+        for group in (
+            FleetApp.BINDINGS,
+            FleetScreen.BINDINGS,
+            FleetTable.BINDINGS,
+            Detail.BINDINGS,
+        ):
+            for b in group:
+                if isinstance(b, Binding) and b.id:
+                    keys = keymap.get(b.id, b.key).split(",")
+                    shown = ", ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys)
+                    rows.append((shown, b.description, b.id))
+        return rows
+
+
+def run_dashboard(config: object, *, settings: DashboardSettings | None = None) -> int:
+    """Start the dashboard on the live sources (blocks until the operator quits)."""
+    from fleet_tui.config.settings import load_settings
+    from fleet_tui.service.collector import FleetConfig
+    from fleet_tui.service.poll import LiveSource
+
+    assert isinstance(config, FleetConfig)
+    notice = None
+    if settings is None:
+        settings, notice = load_settings()
+    from fleet_tui.control.actions import LiveActions
+    from fleet_tui.service.budgets import LiveBudgetSource
+    from fleet_tui.service.providers import budget_provider, dashboard_usage_provider
+
+    budgets = LiveBudgetSource.for_config(config)
+    source = LiveSource(
+        config,
+        systemd_interval_s=settings.systemd_interval_s,
+        usage_provider=dashboard_usage_provider(config),
+        budget_provider=budget_provider(budgets),
+    )
+    actions = LiveActions(source.runner, config.state_dir, config)
+    app = FleetApp(
+        source, settings=settings, startup_notice=notice, actions=actions, budget_source=budgets
+    )
+    if source.gateway is not None:
+        # A gateway answer shows at once (a cheap rejoin), not at the next timer poll.
+        source.gateway.on_answer = lambda: app.call_from_thread(
+            app.request_poll, heartbeats_only=True
+        )
+    try:
+        app.run()
+    finally:
+        source.close()
+    return 0

@@ -1,0 +1,160 @@
+"""Dialogs in front of every action that can reach an agent: the attach confirmation (type the
+agent's name), the message composer, and the audit log viewer."""
+
+from __future__ import annotations
+
+import json
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static, TextArea
+
+from fleet_tui.core.sanitize import clean_text
+from fleet_tui.model.records import AgentRecord
+
+
+def _target(record: AgentRecord) -> Text:
+    t = Text()
+    t.append("agent ", style="dim")
+    t.append(clean_text(record.name, max_len=80), style="bold")
+    t.append("   tenant ", style="dim")
+    t.append(record.tenant_id, style="bold")
+    t.append("   host ", style="dim")
+    t.append(record.host, style="bold")
+    t.append("   socket ", style="dim")
+    t.append(record.socket or "-", style="bold")
+    return t
+
+
+class ConfirmAttachScreen(ModalScreen[bool]):
+    """Attach is a hands-on takeover: the operator types the agent's name to proceed."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="confirm.cancel")]
+
+    def __init__(self, record: AgentRecord) -> None:
+        super().__init__(id="confirm-attach")
+        self.record = record
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(Text("Attach: you will TYPE INTO this agent", style="bold red"))
+            yield Static(_target(self.record))
+            yield Static(
+                Text(
+                    "Keys you press go to the agent until you detach (C-b d). "
+                    "To only look, press w (watch) instead.",
+                    style="dim",
+                )
+            )
+            yield Input(
+                placeholder=f"type {clean_text(self.record.name, max_len=80)} to attach, esc cancels",
+                id="confirm-name",
+            )
+            yield Static("", id="confirm-error")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip() == self.record.name:
+            self.dismiss(True)
+        else:
+            self.query_one("#confirm-error", Static).update(
+                Text("That is not the agent's name: nothing attached.", style="bold yellow")
+            )
+            event.input.value = ""
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class ComposeMessageScreen(ModalScreen[str | None]):
+    """`m`: write a message for the agent. ctrl+s sends (the deliberate gesture), esc cancels."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "send", "Send", id="compose.send"),
+        Binding("escape", "cancel", "Cancel", id="compose.cancel"),
+    ]
+
+    def __init__(self, record: AgentRecord) -> None:
+        super().__init__(id="compose")
+        self.record = record
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(Text("Send a message", style="bold"))
+            yield Static(_target(self.record))
+            yield TextArea(id="compose-text", soft_wrap=True, show_line_numbers=False)
+            yield Static(
+                Text(
+                    "ctrl+s sends (then Enter is pressed for you) · esc cancels · control "
+                    "characters are removed · the audit log keeps its hash, never the text",
+                    style="dim",
+                )
+            )
+            yield Static("", id="compose-error")
+
+    def on_mount(self) -> None:
+        self.query_one(TextArea).focus()
+
+    def action_send(self) -> None:
+        text = self.query_one(TextArea).text
+        if not text.strip():
+            self.query_one("#compose-error", Static).update(
+                Text("Nothing to send.", style="bold yellow")
+            )
+            return
+        self.dismiss(text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class AuditScreen(ModalScreen[None]):
+    """`L`: the last operator actions (watch, attach, send, probe, pipe) with their outcome."""
+
+    BINDINGS = [Binding("escape,q,L", "dismiss", "Close", id="audit.close")]
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(id="audit")
+        self.lines = lines
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-body"):
+            yield Static(
+                Text(f"Audit log (last {len(self.lines)} actions, newest last)", style="bold")
+            )
+            yield Static(audit_text(self.lines))
+            yield Static(Text("esc closes", style="dim"))
+
+
+def audit_text(lines: list[str]) -> Text:
+    t = Text()
+    if not lines:
+        t.append("no actions recorded yet", style="dim")
+    for raw in lines:
+        try:
+            e = json.loads(raw)
+        except ValueError:
+            t.append("(unreadable line)\n", style="dim")
+            continue
+        if not isinstance(e, dict):
+            continue
+        outcome = clean_text(str(e.get("outcome", "")), max_len=40)
+        bad = outcome in (
+            "failed",
+            "unanswered",
+            "refused",
+            "declined",
+            "not_found",
+        ) or outcome.startswith("exit")
+        t.append(clean_text(str(e.get("ts", "")), max_len=30) + "  ", style="dim")
+        t.append(clean_text(str(e.get("action", "")), max_len=12).ljust(7), style="bold")
+        t.append(" " + clean_text(str(e.get("agent", "")), max_len=64).ljust(16))
+        t.append(" " + outcome.ljust(11), style="red" if bad else "green")
+        t.append(" " + clean_text(str(e.get("detail", "")), max_len=120) + "  ", style="")
+        t.append(clean_text(str(e.get("user", "")), max_len=32) + "\n", style="dim")
+    return t

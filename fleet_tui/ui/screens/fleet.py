@@ -1,0 +1,260 @@
+"""FleetScreen: the header, the fleet table, the filter line, and the empty-state explanation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from fleet_tui.core.sanitize import clean_text
+from fleet_tui.model.records import AgentRecord, FleetSnapshot
+from fleet_tui.present.view import FleetView
+from fleet_tui.ui.widgets import FleetHeader, FleetTable
+
+if TYPE_CHECKING:
+    from fleet_tui.ui.app import FleetApp
+
+SORT_BINDINGS = [
+    ("N", "agent", "name"),
+    ("H", "health", "health"),
+    ("B", "hb", "heartbeat age"),
+    ("I", "idle", "idle"),
+    ("C", "cpu", "CPU"),
+    ("M", "mem", "memory"),
+    ("R", "role", "role"),
+    ("T", "state", "state"),
+    ("K", "tokens", "tokens today"),
+    ("P", "budget", "budget"),
+]
+
+
+def screen_ready(screen: Screen[Any]) -> bool:
+    """True while `screen` has composed and mounted and is not being removed: the only time its
+    widgets can be queried. A screen just pushed has not composed yet (its compose runs on a later
+    turn of the loop); a popped one loses its widgets while it is removed."""
+    return screen.is_mounted and not (screen._closing or screen._closed or screen._pruning)
+
+
+def empty_text(snapshot: FleetSnapshot | None, error: str | None, view: FleetView) -> Text:
+    """What to say instead of a blank table: what was looked for, where, and what to run."""
+    t = Text()
+    if snapshot is None:
+        if error:
+            t.append("The fleet could not be read.\n\n", style="bold red")
+            t.append(clean_text(error, max_len=400) + "\n\n")
+            if "tmux is not installed" in error:
+                t.append("Install tmux (e.g. apt-get install tmux), then start fleet-tui again.\n")
+        else:
+            t.append("Collecting the fleet…", style="dim")
+        return t
+    if (
+        snapshot.agents
+        and any(view.matches(a) for a in snapshot.agents) is False
+        and (view.filter or view.only_waiting)
+    ):
+        t.append("No agent matches the filter.\n\n", style="bold")
+        t.append("esc clears it.\n")
+        return t
+    t.append("No agents found.\n\n", style="bold")
+    t.append("Roster: ", style="dim")
+    t.append(
+        clean_text(snapshot.roster_path or "none found")
+        + ("" if snapshot.roster_loaded else " (not found)")
+        + "\n"
+    )
+    t.append("tmux sockets: ", style="dim")
+    if snapshot.sockets:
+        t.append(
+            ", ".join(
+                f"{clean_text(s.name)} {s.state.value} ({s.sessions})" for s in snapshot.sockets
+            )
+            + "\n"
+        )
+    else:
+        t.append("none (no tmux server runs for this user)\n")
+    hidden = sum(1 for a in snapshot.agents if not a.is_agent)
+    if hidden and not view.show_all:
+        t.append(
+            f"\n{hidden} session(s) that do not look like agents are hidden: press A to show them.\n"
+        )
+    t.append("\nTo see a demo fleet: ", style="dim")
+    t.append("fleet-tui demo", style="bold")
+    t.append("\nTo add agents: write a roster (see README) or mark a session: ", style="dim")
+    t.append("tmux set-option -t =NAME: @mosaic_agent 1", style="bold")
+    return t
+
+
+class FleetScreen(Screen[None]):
+    """The main screen. The app hands it snapshots; it keeps its own view (filter, sort)."""
+
+    BINDINGS = [
+        Binding("s", "app.stream", "Stream", id="fleet.stream"),
+        Binding("w", "app.watch", "Watch", id="fleet.watch"),
+        Binding("a", "app.attach", "Attach…", id="fleet.attach"),
+        Binding("m", "app.message", "Send…", id="fleet.message"),
+        Binding("slash", "filter", "Filter", id="fleet.filter"),
+        Binding("asterisk", "waiting", "★ Waiting", id="fleet.waiting"),
+        Binding("A", "toggle_all", "All sessions", show=False, id="fleet.all"),
+        Binding("escape", "clear", "Clear", show=False, id="fleet.clear"),
+        *[
+            Binding(key, f"sort('{col}')", f"Sort by {label}", show=False, id=f"fleet.sort_{col}")
+            for key, col, label in SORT_BINDINGS
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="fleet")
+        self.view = FleetView()
+        self.snapshot: FleetSnapshot | None = None
+        self.error: str | None = None
+        self.polled_at: datetime | None = None
+        self._composed = False
+
+    @property
+    def fleet_app(self) -> FleetApp:
+        return cast("FleetApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield FleetHeader(self.fleet_app.clock, id="header")
+        yield FleetTable(id="table")
+        yield Static("", id="empty")
+        yield Input(
+            placeholder="filter: words, tenant:T host:H role:R health:H … (! inverts, esc clears)",
+            id="filter",
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._composed = True
+        self.query_one("#filter", Input).display = False
+        self.query_one("#empty", Static).display = False
+        self.set_interval(1.0, self._tick_header, name="header clock")
+        self.query_one(FleetTable).focus()
+        app = self.fleet_app
+        if app.snapshot is not None or app.poll_error is not None:
+            self.receive_snapshot()  # a poll that landed before the widgets existed
+
+    def on_unmount(self) -> None:
+        self._composed = False
+
+    def _widgets_ready(self) -> bool:
+        return self._composed and not (self._closing or self._closed or self._pruning)
+
+    def _tick_header(self) -> None:
+        if self.fleet_app.polling_paused or not self._widgets_ready():
+            return
+        self.query_one(FleetHeader).tick()
+
+    # -- data ------------------------------------------------------------------------------
+    def receive_snapshot(self) -> None:
+        """The app published a poll: take its latest snapshot (see `FleetApp._publish`)."""
+        app = self.fleet_app
+        self.show_snapshot(app.snapshot, app.poll_error, app.polled_at)
+
+    def show_snapshot(
+        self, snapshot: FleetSnapshot | None, error: str | None, polled_at: datetime | None
+    ) -> None:
+        """Keep the snapshot; show it now if the widgets exist, else when they are mounted."""
+        self.snapshot, self.error, self.polled_at = snapshot, error, polled_at
+        if self._widgets_ready():
+            self.refresh_view()
+
+    def visible_records(self) -> list[AgentRecord]:
+        return self.view.apply(self.snapshot.agents) if self.snapshot else []
+
+    def refresh_view(self) -> None:
+        records = self.visible_records()
+        table = self.query_one(FleetTable)
+        table.sort_key, table.sort_reverse = self.view.sort_key, self.view.sort_reverse
+        table.set_records(records)
+        empty = self.query_one("#empty", Static)
+        if records:
+            empty.display = False
+            table.display = True
+        else:
+            empty.update(empty_text(self.snapshot, self.error, self.view))
+            empty.display = True
+            table.display = False
+        self.query_one(FleetHeader).show(
+            self.snapshot,
+            shown=len(records),
+            view=self.view.describe(),
+            error=self.error,
+            polled_at=self.polled_at,
+        )
+
+    def selected_record(self) -> AgentRecord | None:
+        key = self.query_one(FleetTable).cursor_key
+        if self.snapshot is None or key is None:
+            return None
+        return next((a for a in self.snapshot.agents if a.key == key), None)
+
+    def go_to_agent(self, key: str) -> None:
+        """Put the cursor on an agent, clearing a filter that hides it."""
+        if self.snapshot is None or not self._widgets_ready():
+            return  # (a palette command can run as the app exits)
+        record = next((a for a in self.snapshot.agents if a.key == key), None)
+        if record is None:
+            return
+        if not self.view.matches(record):
+            self.view = replace(
+                self.view,
+                filter="",
+                only_waiting=False,
+                show_all=self.view.show_all or not record.is_agent,
+            )
+            self.query_one("#filter", Input).value = ""
+            self.refresh_view()
+        table = self.query_one(FleetTable)
+        table.move_cursor_to(key)
+        table.focus()
+
+    # -- actions ---------------------------------------------------------------------------
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.value = self.view.filter
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.view = replace(self.view, filter=event.value)
+            self.refresh_view()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            event.input.display = bool(event.value.strip())
+            self.query_one(FleetTable).focus()
+
+    def action_clear(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_focus or self.view.filter or self.view.only_waiting:
+            box.value = ""
+            box.display = False
+            self.view = replace(self.view, filter="", only_waiting=False)
+            self.refresh_view()
+            self.query_one(FleetTable).focus()
+
+    def action_waiting(self) -> None:
+        self.view = replace(self.view, only_waiting=not self.view.only_waiting)
+        self.refresh_view()
+
+    def action_toggle_all(self) -> None:
+        self.view = replace(self.view, show_all=not self.view.show_all)
+        self.refresh_view()
+
+    def action_sort(self, column: str) -> None:
+        if self.view.sort_key == column:
+            self.view = replace(self.view, sort_reverse=not self.view.sort_reverse)
+        else:
+            self.view = replace(self.view, sort_key=column, sort_reverse=False)
+        self.refresh_view()
+
+    def on_fleet_table_selected(self, event: FleetTable.Selected) -> None:
+        self.fleet_app.open_detail(event.key)
