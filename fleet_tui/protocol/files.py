@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,3 +237,24 @@ def exclusive_lock(path: Path, wait_s: float) -> Iterator[bool]:
         yield locked
     finally:
         os.close(fd)
+
+
+def atomic_write(path: Path | str, data: bytes | str, mode: int | None = None) -> None:
+    """Write `data` to `path` so readers see the old file or the new one, never a part.
+
+    A temp file in the same folder, renamed over `path`; `mode` (e.g. 0o600) is set before the
+    rename, so the file is never visible with looser permissions. Raises `OSError` (callers that
+    speak of a state dir wrap it); the temp file never stays behind.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
