@@ -8,7 +8,7 @@ timestamps, the ps and heartbeat versions. Usage samples and spend records ARE t
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -26,6 +26,13 @@ SNAPSHOT_SCHEMA = "mosaic.fleet.snapshot/v1"
 BUDGETS_SCHEMA = "mosaic.fleet.budgets/v1"
 
 TenantId = str
+
+
+def ts(value: datetime) -> str:
+    """A time as the answers write it: UTC, milliseconds, `Z`."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 _TENANT = TENANT_RE
 _HOST = HOST_RE
 _AGENT = AGENT_NAME_RE
