@@ -20,10 +20,9 @@ from conftest import FleetEnv
 
 from fleet_tui.errors import BadInput
 from fleet_tui.model.records import PS_SCHEMA
-from fleet_tui.remote.client import (
-    SNAPSHOT_SCHEMA,
+from fleet_tui.remote.client import SNAPSHOT_SCHEMA, GatewayClient
+from fleet_tui.remote.connection import (
     Backoff,
-    GatewayClient,
     GatewayError,
     GatewaySettings,
     Secret,

@@ -18,7 +18,7 @@ from pg_support import GatewayServer
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.control.panes import new_agent_session
 from fleet_tui.model.records import FleetSnapshot
-from fleet_tui.remote.client import Backoff, GatewaySettings, Secret
+from fleet_tui.remote.connection import Backoff, GatewaySettings, Secret
 from fleet_tui.service.collector import FleetConfig
 from fleet_tui.service.poll import GATEWAY_CACHE, GatewayFeed, LiveSource
 from fleet_tui.tmux import TmuxRunner

@@ -18,7 +18,8 @@ import pytest
 from conftest import FleetEnv, wait_until
 from pg_support import GatewayServer
 
-from fleet_tui.remote.client import Backoff, GatewayClient, GatewaySettings, Secret
+from fleet_tui.remote.connection import Backoff, GatewaySettings, Secret
+from fleet_tui.remote.push import GatewayPush
 from fleet_tui.service.collector import FleetConfig
 from fleet_tui.service.publisher import QUEUE_DIR, Publisher, QueueLimits
 
@@ -168,7 +169,7 @@ def test_a_full_queue_stops_reading_the_ledger_and_says_so_then_catches_up(
     settings = GatewaySettings(
         url=gateway.url, token=Secret(token), insecure=True, connect_timeout_s=1.0
     )
-    with GatewayClient(settings) as client:
+    with GatewayPush(settings) as client:
         pub = Publisher(
             config,
             client,

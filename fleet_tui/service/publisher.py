@@ -58,7 +58,8 @@ from fleet_tui.errors import StateDirError
 from fleet_tui.model.records import AGENT_NAME_RE, HOST_RE, FleetSnapshot, SpendRecord, UsageSample
 from fleet_tui.protocol.files import NotRegularFile, open_regular, read_regular
 from fleet_tui.protocol.ledger import SPEND_FILE, USAGE_FILE
-from fleet_tui.remote.client import Backoff, GatewayClient, GatewayError
+from fleet_tui.remote.connection import Backoff, GatewayError
+from fleet_tui.remote.push import GatewayPush
 from fleet_tui.service.collector import FleetCollector, FleetConfig
 
 _AGENT_NAME = re.compile(AGENT_NAME_RE)
@@ -396,7 +397,7 @@ class Publisher:
     def __init__(
         self,
         config: FleetConfig,
-        client: GatewayClient,
+        client: GatewayPush,
         *,
         limits: QueueLimits | None = None,
         backoff: Backoff | None = None,
