@@ -24,13 +24,8 @@ from typing import Any, Protocol
 
 from fleet_tui.core.merge import GatewayView, RemoteHostData, clean_remote, merge_snapshots
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
-from fleet_tui.remote.client import (
-    Backoff,
-    GatewayClient,
-    GatewayError,
-    GatewaySettings,
-    parse_snapshot_answer,
-)
+from fleet_tui.remote.client import GatewayClient, parse_snapshot_answer
+from fleet_tui.remote.connection import Backoff, GatewayError, GatewaySettings
 from fleet_tui.service.collector import (
     BudgetProvider,
     FleetCollector,
