@@ -748,7 +748,8 @@ GATEWAY_BUDGETS_EVERY_S = 30.0
 def fetch_gateway_samples(service: BudgetService, settings: Any, tenant: str) -> list[str]:
     """Add the gateway's latest usage samples of `tenant` (every host's) to the service;
     returns warnings (the gateway unreachable or answering nonsense is one of them)."""
-    from fleet_tui.remote.client import GatewayClient, GatewayError
+    from fleet_tui.remote.client import GatewayClient
+    from fleet_tui.remote.connection import GatewayError
 
     try:
         with GatewayClient(settings) as client:
@@ -829,7 +830,8 @@ class LiveBudgetSource:
         self._gateway_thread.start()
 
     def _fetch_gateway(self, tenant: str) -> None:
-        from fleet_tui.remote.client import GatewayClient, GatewayError
+        from fleet_tui.remote.client import GatewayClient
+        from fleet_tui.remote.connection import GatewayError
 
         try:
             with GatewayClient(self.gateway) as client:
