@@ -49,7 +49,7 @@ from fleet_tui.sources.tmux import scan_all
 from fleet_tui.tmux import TmuxRunner
 
 if TYPE_CHECKING:
-    from fleet_tui.remote.client import GatewaySettings
+    from fleet_tui.remote.connection import GatewaySettings
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
