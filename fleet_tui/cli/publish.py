@@ -60,7 +60,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
     if not getattr(args, "gateway", None) and not os.environ.get("MOSAIC_FLEET_GATEWAY_URL"):
         return None  # local only; and `ps` does not pay for importing httpx
-    from fleet_tui.remote.client import gateway_settings
+    from fleet_tui.remote.connection import gateway_settings
 
     return gateway_settings(
         getattr(args, "gateway", None),
@@ -97,14 +97,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from fleet_tui.cli.main import _config
     from fleet_tui.core.sanitize import clean_text
     from fleet_tui.errors import EXIT_OK, BadInput, FleetError, NotConfirmed
-    from fleet_tui.remote.client import GatewayClient
+    from fleet_tui.remote.push import GatewayPush
     from fleet_tui.service.publisher import Publisher
 
     settings = settings_from_args(args)
     if settings is None:
         raise BadInput("publish: no gateway; pass --gateway URL or set MOSAIC_FLEET_GATEWAY_URL")
     config = _config(args)
-    with GatewayClient(settings) as client:
+    with GatewayPush(settings) as client:
         publisher = Publisher(config, client)
         if args.every is None:
             result = publisher.cycle()
