@@ -254,7 +254,8 @@ def test_text_that_is_not_valid_unicode_never_stops_the_publisher(
     """A lone surrogate in what the collector gives (a heartbeat's detail): the cycle neither
     raises nor loses the snapshot; the gateway stores it with U+FFFD in its place."""
     from fleet_tui.model.records import FleetSnapshot
-    from fleet_tui.remote.client import GatewayClient, GatewaySettings, Secret
+    from fleet_tui.remote.connection import GatewaySettings, Secret
+    from fleet_tui.remote.push import GatewayPush
     from fleet_tui.service.collector import FleetCollector, FleetConfig
     from fleet_tui.service.publisher import Publisher
 
@@ -276,7 +277,7 @@ def test_text_that_is_not_valid_unicode_never_stops_the_publisher(
     config = FleetConfig.from_flags()
     token = Secret(gateway.token("acme", "publish"))
     settings = GatewaySettings(url=gateway.url, token=token, insecure=True)
-    with GatewayClient(settings) as client:
+    with GatewayPush(settings) as client:
         pub = Publisher(config, client, collector=Collector(config, keep_last_good=True))
         result = pub.cycle()
     assert result.error is None and result.delivered.get("snapshot") == 1, result
