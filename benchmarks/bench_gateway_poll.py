@@ -111,7 +111,7 @@ def main() -> int:
     (base / "c" / "mosaic" / "roster.yaml").write_text(
         "version: 1\ntenant_id: acme\nhost: bench-local\nagents: []\n"
     )
-    from fleet_tui.remote.client import GatewaySettings, Secret
+    from fleet_tui.remote.connection import GatewaySettings, Secret
     from fleet_tui.service.collector import FleetConfig
     from fleet_tui.service.poll import LiveSource
 
