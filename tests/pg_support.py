@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import secrets
 import socket
 import subprocess
 import sys
@@ -28,9 +27,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from fleet_tui.testing.pgcluster import PgServer
 
 _BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_FLEET_")}
 IN_CI = os.environ.get("CI_FLEET") == "1"
@@ -42,42 +42,12 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"no PostgreSQL for the gateway tests: {reason}")
 
 
-class PgServer:
-    """A PostgreSQL server the tests may create databases on."""
-
-    def __init__(self, admin_dsn: str, cluster: Any = None) -> None:
-        self.admin_dsn = admin_dsn
-        self.cluster = cluster
-
-    def dsn(self, dbname: str) -> str:
-        from psycopg.conninfo import make_conninfo
-
-        return make_conninfo(self.admin_dsn, dbname=dbname)
-
-    def create_database(self) -> str:
-        import psycopg
-
-        name = f"fleet_t_{secrets.token_hex(5)}"
-        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
-        return name
-
-    def drop_database(self, name: str) -> None:
-        import psycopg
-
-        with (
-            contextlib.suppress(psycopg.Error),
-            psycopg.connect(self.admin_dsn, autocommit=True) as conn,
-        ):
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgServer]:
     try:
         import psycopg  # noqa: F401
 
-        from fleet_tui.testing.pgcluster import ClusterError, PrivateCluster, find_bindir
+        from fleet_tui.testing.pgcluster import ClusterError, find_bindir
     except ImportError as exc:
         _unavailable(f"{exc.name} is not installed (pip install 'fleet-tui[gateway]')")
         raise
@@ -89,25 +59,20 @@ def pg_cluster() -> Iterator[PgServer]:
     if bindir is None:
         _unavailable("FLEET_TEST_PG_DSN is unset and no initdb was found (apt install postgresql)")
     assert bindir is not None
-    cluster = PrivateCluster(bindir)
     try:
-        cluster.start()
+        server = PgServer.private(bindir)
     except ClusterError as exc:
-        cluster.stop()
         pytest.fail(f"cannot start a private PostgreSQL: {exc}", pytrace=False)
     try:
-        yield PgServer(cluster.dsn(), cluster)
+        yield server
     finally:
-        cluster.stop()
+        server.stop()
 
 
 @pytest.fixture
 def pg_dsn(pg_cluster: PgServer) -> Iterator[str]:
-    name = pg_cluster.create_database()
-    try:
-        yield pg_cluster.dsn(name)
-    finally:
-        pg_cluster.drop_database(name)
+    with pg_cluster.database() as dsn:
+        yield dsn
 
 
 class GatewayServer:
@@ -239,14 +204,12 @@ def _quiet_port() -> int:
 
 @contextlib.contextmanager
 def running_gateway(pg: PgServer) -> Iterator[GatewayServer]:
-    name = pg.create_database()
-    with tempfile.TemporaryDirectory(prefix="fleet-gw-") as tmp:
-        server = GatewayServer(pg.dsn(name), Path(tmp))
+    with pg.database() as dsn, tempfile.TemporaryDirectory(prefix="fleet-gw-") as tmp:
+        server = GatewayServer(dsn, Path(tmp))
         try:
             yield server.start()
         finally:
             server.stop()
-            pg.drop_database(name)
 
 
 @pytest.fixture

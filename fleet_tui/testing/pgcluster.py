@@ -1,9 +1,12 @@
-"""A throwaway private PostgreSQL cluster for tests and benchmarks (initdb + pg_ctl in a temp dir).
+"""A throwaway PostgreSQL for tests and benchmarks: `PgServer` makes and drops databases on a
+server, either a private cluster it starts (`PgServer.private`: initdb + pg_ctl in a temp dir) or
+one named by a DSN whose user may create databases and roles.
 
-Listens only on a Unix socket inside its own 0700 folder (no TCP), trust auth for the cluster's
-superuser. When run as root the cluster runs as the `postgres` system user (PostgreSQL refuses
-root) through `runuser`. Binaries: `FLEET_TEST_PG_BIN`, else the newest
-`/usr/lib/postgresql/*/bin` (Debian), else `initdb` on PATH.
+The private cluster listens only on a Unix socket inside its own 0700 folder (no TCP), trust auth
+for the cluster's superuser. When run as root the cluster runs as the `postgres` system user
+(PostgreSQL refuses root) through `runuser`. Binaries: `FLEET_TEST_PG_BIN`, else the newest
+`/usr/lib/postgresql/*/bin` (Debian), else `initdb` on PATH. Needs psycopg (the `gateway` extra)
+for the databases, not for the cluster.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import contextlib
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -109,3 +114,62 @@ class PrivateCluster:
                     "stop",
                 )
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class PgServer:
+    """A PostgreSQL server throwaway databases are made on: `admin_dsn` connects as a user who
+    may create databases and roles; `cluster`, when it is a private one this object stops."""
+
+    def __init__(self, admin_dsn: str, cluster: PrivateCluster | None = None) -> None:
+        self.admin_dsn = admin_dsn
+        self.cluster = cluster
+
+    @classmethod
+    def private(cls, bindir: Path, *, prefix: str = "fleet-pg-", durable: bool = False) -> PgServer:
+        """Start a private cluster (see `PrivateCluster`); raises ClusterError, leaving nothing
+        behind."""
+        cluster = PrivateCluster(bindir, prefix=prefix, durable=durable)
+        try:
+            cluster.start()
+        except ClusterError:
+            cluster.stop()
+            raise
+        return cls(cluster.dsn(), cluster)
+
+    def stop(self) -> None:
+        """Stop and remove the private cluster, if this server is one (else nothing)."""
+        if self.cluster is not None:
+            self.cluster.stop()
+
+    def dsn(self, dbname: str) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(self.admin_dsn, dbname=dbname)
+
+    def create_database(self) -> str:
+        """A new empty database (a random name); returns its name."""
+        import psycopg
+
+        name = f"fleet_t_{secrets.token_hex(5)}"
+        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        """Drop `name` (its connections closed); a failure is ignored."""
+        import psycopg
+
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(self.admin_dsn, autocommit=True) as conn,
+        ):
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    @contextlib.contextmanager
+    def database(self) -> Iterator[str]:
+        """A new empty database for the block: yields its DSN, drops it afterwards."""
+        name = self.create_database()
+        try:
+            yield self.dsn(name)
+        finally:
+            self.drop_database(name)
