@@ -734,3 +734,53 @@ def test_hooks_know_the_same_fleet_sockets_as_the_join() -> None:
     from fleet_tui.core.join import FLEET_SOCKETS as JOIN
 
     assert HOOKS == JOIN
+
+
+# -- the hook path stays light: no pydantic, Rich or Textual, imported or run ----------------
+
+LIGHT = """
+import json, sys
+import fleet_tui.adapters.claude, fleet_tui.adapters.codex, fleet_tui.adapters.common
+import fleet_tui.adapters.install, fleet_tui.adapters.keepalive, fleet_tui.adapters.pane
+import fleet_tui.adapters.statusline, fleet_tui.cli.hooks
+import fleet_tui.protocol.acks, fleet_tui.protocol.clock, fleet_tui.protocol.files
+import fleet_tui.protocol.ledger, fleet_tui.protocol.yamldoc
+from fleet_tui.cli.hooks import fast_main
+
+prompt = json.dumps({"hook_event_name": "UserPromptSubmit", "prompt": "hi", "session_id": "s-1"})
+assert fast_main(["hook", "codex", "--agent", "l1", "--no-keepalive", prompt]) == 0
+sys.stdin = open(sys.argv[1])
+assert fast_main(["statusline"]) == 0
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"pydantic", "rich", "textual"})
+assert not heavy, heavy
+"""
+
+
+def test_the_hook_path_imports_no_pydantic_rich_or_textual(fleet_env: FleetEnv) -> None:
+    """A hook runs on every runtime event and must start fast: importing every adapter and
+    running a hook and the statusLine (roster and budgets read, a heartbeat and usage samples
+    written) loads none of pydantic, Rich or Textual."""
+    fleet_env.write_roster([], tenant="acme", host="h1")
+    budgets = fleet_env.config_home / "mosaic" / "budgets.yaml"
+    budgets.parent.mkdir(parents=True, exist_ok=True)
+    budgets.write_text(
+        "version: 1\ntenant_id: acme\naccounts:\n"
+        "  - {id: claude-max-a, provider: anthropic, runtime: claude, regime: subscription}\n"
+    )
+    payload = fleet_env.base / "status.json"
+    payload.write_text(json.dumps(statusline_payload()))
+    proc = subprocess.run(
+        [sys.executable, "-c", LIGHT, str(payload)],
+        capture_output=True,
+        env=fleet_env.env,
+        timeout=60,
+        check=False,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hb = read_hb(fleet_env, "l1")
+    assert (hb.tenant_id, hb.host, hb.via) == ("acme", "h1", "hook:codex")
+    assert [(s.account, s.window) for s in usage_lines(fleet_env)] == [
+        ("claude-max-a", "5h"),
+        ("claude-max-a", "weekly"),
+    ]

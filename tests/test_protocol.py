@@ -1,11 +1,20 @@
-"""Heartbeat protocol v1: the message hash that `acks` carry, and the last-16 ack list."""
+"""The file contracts: heartbeat protocol v1 (the message hash that `acks` carry, the last-16
+ack list) and the usage ledger's lines as the light writers build them."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from fleet_tui.model import records
+from fleet_tui.model.records import UsageSample
+from fleet_tui.protocol import ledger
 from fleet_tui.protocol.acks import MAX_ACKS, add_ack, message_hash, normalise_message
 
 
@@ -74,3 +83,75 @@ def test_add_ack_of_a_repeated_message_moves_it_to_the_end_once() -> None:
     assert again[-1] == full[0]
     assert again.count(full[0]) == 1
     assert again[:-1] == full[1:]
+
+
+# -- usage.jsonl lines built without pydantic (the statusLine's) ------------------------------
+
+OBSERVED = datetime(2026, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)  # whole milliseconds
+
+
+def sample(**over: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "tenant_id": "acme",
+        "host": "h1",
+        "account": "claude-max-a",
+        "window": "5h",
+        "window_minutes": 300,
+        "used_percent": 37.5,
+        "resets_at": datetime.fromtimestamp(1781290000, UTC),
+        "reset_confidence": "provider",
+        "observed_at": OBSERVED,
+        "source": "statusline",
+    }
+    return {**fields, **over}
+
+
+def test_the_ledger_spells_the_models_name_rules() -> None:
+    assert ledger.TENANT_RE == records.TENANT_RE
+    assert ledger.HOST_RE == records.HOST_RE
+    assert ledger.LEDGER_TEXT_RE == records._LEDGER_TEXT
+    assert ledger.INVISIBLE_CATEGORIES == records._INVISIBLE_CATEGORIES
+
+
+@pytest.mark.parametrize("resets_at", [datetime.fromtimestamp(1781290000, UTC), None])
+def test_a_usage_sample_is_the_line_the_model_writes(resets_at: datetime | None) -> None:
+    built = ledger.usage_sample(**sample(resets_at=resets_at))
+    model = UsageSample(**sample(resets_at=resets_at))
+    assert ledger.record_line(built) == ledger.record_line(model)
+    assert UsageSample.model_validate_json(ledger.record_line(built)) == model
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"tenant_id": "a b"},
+        {"tenant_id": ""},
+        {"host": "-h"},
+        {"host": "h1\n"},
+        {"account": "acct\u200b"},
+        {"account": " acct"},
+        {"account": ""},
+        {"window": "5h\x1b[m"},
+        {"window_minutes": 0},
+        {"used_percent": float("nan")},
+        {"used_percent": float("inf")},
+        {"observed_at": datetime(2026, 5, 1, 12, 0)},
+        {"resets_at": datetime(2026, 5, 1, 12, 0)},
+        {"source": "s" * 256},
+    ],
+)
+def test_a_usage_sample_the_model_refuses_is_refused(over: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        UsageSample(**sample(**over))
+    with pytest.raises(ValueError, match="usage sample refused"):
+        ledger.usage_sample(**sample(**over))
+
+
+def test_append_records_takes_dicts_and_models_alike(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "usage.jsonl"
+    model = UsageSample(**sample())
+    assert ledger.append_records(path, [ledger.usage_sample(**sample()), model]) == 2
+    assert ledger.append_records(path, []) == 0
+    first, second = path.read_bytes().splitlines()
+    assert first == second == model.model_dump_json().encode()
+    assert json.loads(first)["observed_at"] == "2026-05-01T12:00:00.123Z"

@@ -4,6 +4,8 @@ Reads the statusLine JSON on stdin, records the account's rate-limit windows (`r
 five_hour and seven_day) as usage samples in `usage.jsonl`, and prints one short line. The
 statusLine runs very often: a window is appended only when its used percentage or reset time
 changed, or a minute passed since it was last written (a tiny state file remembers).
+Standard library only: the samples are built by `protocol.ledger.usage_sample` (the line
+`UsageSample` writes, refused where the model would refuse it); readers validate with pydantic.
 """
 
 from __future__ import annotations
@@ -154,13 +156,12 @@ def record_windows(
             continue
         due.append((key, used, resets))
     if due:
-        from fleet_tui.model.records import UsageSample
-        from fleet_tui.protocol.ledger import append_records, usage_path
+        from fleet_tui.protocol.ledger import append_records, usage_path, usage_sample
 
         tenant, host = local_identity(state_dir, roster)
         observed = datetime.fromtimestamp(now, UTC)
         samples = [
-            UsageSample(
+            usage_sample(
                 tenant_id=tenant,
                 host=host,
                 account=account,

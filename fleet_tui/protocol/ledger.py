@@ -2,26 +2,60 @@
 
 Writers append whole lines with one `write` on an `O_APPEND` descriptor, so concurrent writers
 (hooks of several agents, the statusLine of several sessions) never interleave within a line.
-Readers live with the code that needs them (budgets, gateway publisher).
+Readers live with the code that needs them (budgets, gateway publisher) and validate each line
+with the pydantic models (`UsageSample`, `SpendRecord`).
+
+Standard library only: the statusLine command appends usage samples without importing pydantic,
+through `usage_sample`, which builds the line `UsageSample.model_dump_json` would write and
+refuses what that model would refuse.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
-from pydantic import BaseModel
-
+from fleet_tui.protocol.clock import format_ts
 from fleet_tui.protocol.files import open_append
 
 USAGE_FILE = "usage.jsonl"
 SPEND_FILE = "spend.jsonl"
 
+# The names `UsageSample` checks, spelled out here so that the statusLine need not import the
+# model (tests/test_protocol.py checks they agree with `fleet_tui.model.records`).
+TENANT_RE = r"^[A-Za-z0-9_.-]{1,128}$"
+HOST_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$"
+LEDGER_TEXT_RE = r"^[^\x00-\x1f\x7f]{1,255}$"  # an account or window name
+# Unicode categories that make a name look like another (as `model.records.is_invisible`).
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
-def append_records(path: Path, records: Iterable[BaseModel]) -> int:
+
+class JsonModel(Protocol):
+    """A record that writes its own JSON (a pydantic model, as the readers validate it)."""
+
+    def model_dump_json(self, *, exclude_none: bool = ...) -> str: ...
+
+
+Record = Mapping[str, Any] | JsonModel
+
+
+def record_line(record: Record) -> bytes:
+    """One JSON line of `record`: a model's own dump, or a dict as compact UTF-8 JSON."""
+    if isinstance(record, Mapping):
+        text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = record.model_dump_json(exclude_none=False)
+    return text.encode() + b"\n"
+
+
+def append_records(path: Path, records: Iterable[Record]) -> int:
     """Append each record as one JSON line; returns how many were written. Creates the folder."""
-    lines = [r.model_dump_json(exclude_none=False).encode() + b"\n" for r in records]
+    lines = [record_line(r) for r in records]
     if not lines:
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,6 +66,68 @@ def append_records(path: Path, records: Iterable[BaseModel]) -> int:
     finally:
         os.close(fd)
     return len(lines)
+
+
+def _name_problem(field: str, value: str) -> str | None:
+    if not re.fullmatch(LEDGER_TEXT_RE, value):
+        return f"{field}: must be 1-255 characters without control characters"
+    import unicodedata
+
+    if value != value.strip() or any(
+        unicodedata.category(c) in INVISIBLE_CATEGORIES or c == "\ufffd" for c in value
+    ):
+        return f"{field}: {ascii(value)[:80]} carries control or invisible characters"
+    return None
+
+
+def usage_sample(
+    *,
+    tenant_id: str,
+    host: str,
+    account: str,
+    window: str,
+    window_minutes: int | None,
+    used_percent: float,
+    resets_at: datetime | None,
+    reset_confidence: str,
+    observed_at: datetime,
+    source: str,
+) -> dict[str, Any]:
+    """A `usage.jsonl` record with the keys and values `UsageSample.model_dump_json` writes.
+
+    Raises ValueError naming the field for what `UsageSample` would refuse: a tenant or host
+    outside its pattern, an account or window name with control or invisible characters, a
+    window length out of range, a percentage that is not finite, a naive time."""
+    problems = [
+        None if re.fullmatch(TENANT_RE, tenant_id) else "tenant_id: not a tenant name",
+        None if re.fullmatch(HOST_RE, host) else "host: not a host name",
+        _name_problem("account", account),
+        _name_problem("window", window),
+    ]
+    if window_minutes is not None and not 1 <= window_minutes <= 2**31 - 1:
+        problems.append("window_minutes: out of range")
+    if used_percent != used_percent or used_percent in (float("inf"), float("-inf")):
+        problems.append("used_percent: not a finite number")
+    if len(reset_confidence) > 64 or len(source) > 255:
+        problems.append("reset_confidence or source: too long")
+    for name, ts in (("resets_at", resets_at), ("observed_at", observed_at)):
+        if ts is not None and ts.tzinfo is None:
+            problems.append(f"{name}: no timezone")
+    found = [p for p in problems if p]
+    if found:
+        raise ValueError(f"usage sample refused: {found[0]}")
+    return {
+        "tenant_id": tenant_id,
+        "host": host,
+        "account": account,
+        "window": window,
+        "window_minutes": window_minutes,
+        "used_percent": float(used_percent),
+        "resets_at": format_ts(resets_at) if resets_at is not None else None,
+        "reset_confidence": reset_confidence,
+        "observed_at": format_ts(observed_at),
+        "source": source,
+    }
 
 
 def usage_path(state_dir: Path) -> Path:

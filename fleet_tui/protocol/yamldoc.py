@@ -2,11 +2,12 @@
 value, and turn a validation error into `file:line: field: why`.
 
 One place for what both files need: a size bound, UTF-8 with the line of a bad byte, YAML
-errors with their line (and a hint for tabs), duplicate keys refused, and pydantic's first
-error mapped back to the line it came from.
+errors with their line (and a hint for tabs), duplicate keys refused, and the first error of
+a validation mapped back to the line it came from. Standard library and PyYAML only: the readers
+validate with pydantic and hand its error over (`ValidationErrors`, a structural type).
 
 Hostile files: the file must be a regular file (a FIFO or `/dev/zero` is refused at once, not
-read: `sources.files.read_regular`), and aliases are bounded before anything walks or validates
+read: `protocol.files.read_regular`), and aliases are bounded before anything walks or validates
 the document: at most MAX_ALIASES references to an anchor, at most MAX_NODES nodes once every
 alias is expanded, and no alias inside its own anchor. A "billion laughs" file is refused in
 one line in well under a second instead of expanding for minutes.
@@ -14,19 +15,26 @@ one line in well under a second instead of expanding for minutes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 
 from fleet_tui.errors import BadInput
 from fleet_tui.protocol.files import FileTooLarge, NotRegularFile, read_regular
 
-if TYPE_CHECKING:
-    from pydantic import ValidationError
-
 Lines = dict[tuple[str | int, ...], int]
+
+
+class ValidationErrors(Protocol):
+    """What `validation_error` reads of a validation failure: pydantic's `ValidationError`
+    (the readers that validate pass it; this module never imports pydantic)."""
+
+    def errors(self) -> Sequence[Mapping[str, Any]]: ...
+
+    def error_count(self) -> int: ...
+
 
 # libyaml's parser when PyYAML was built with it (about 8x faster on a 300-agent roster).
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -205,14 +213,15 @@ def parse_yaml(text: str, path: Path, empty: str, error: type[BadInput]) -> tupl
 
 
 def validation_error(
-    exc: ValidationError,
+    exc: ValidationErrors,
     lines: Lines,
     path: Path,
     *,
     loc_filter: Callable[[tuple[Any, ...]], tuple[str | int, ...]] = tuple,
     message: Callable[[dict[str, Any], tuple[str | int, ...]], str] | None = None,
 ) -> str:
-    """pydantic's first error as `file:line: field: why (got X) (and N more)`."""
+    """The first error of a validation (pydantic's `ValidationError`) as
+    `file:line: field: why (got X) (and N more)`."""
     err: dict[str, Any] = dict(exc.errors()[0])
     loc = loc_filter(tuple(err["loc"]))
     line = nearest_line(lines, loc)
