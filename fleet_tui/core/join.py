@@ -9,16 +9,21 @@ which never changes health.
 An agent's `name` and `session` stay exactly what tmux or the roster said (scripts address the
 session by them, through `ps --json`); every other agent-controlled string is sanitized here.
 Whatever shows a name on a terminal sanitizes it there (the table, the screens, `ps`).
+
+`build_snapshot` reads top to bottom, each step a pure function returning a value:
+`placements` (which sessions are agents, where each roster agent is), then per placement
+`agent_record`: `heartbeat_for` (the heartbeat to use), `health_of`, `drift_of`, `state_of`;
+then `socket_info`/`socket_warning` per socket and `fleet_warnings`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from fleet_tui.core.health import assess
+from fleet_tui.core.health import Assessment, assess
 from fleet_tui.core.infer import DEFAULT_RULES, InferenceRules, infer_state
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import (
@@ -99,19 +104,6 @@ def roster_sockets(roster: Roster | None) -> set[str]:
 HOOK_PREFIXES = ("hook:", "keepalive:")
 
 
-def state_source_of(hb: Heartbeat) -> StateSource:
-    """`hook` when a hook adapter wrote the heartbeat (`via` "hook:..." or "keepalive:..."),
-    else `heartbeat` (the runtime speaks the protocol itself)."""
-    via = hb.via or ""
-    return StateSource.HOOK if via.startswith(HOOK_PREFIXES) else StateSource.HEARTBEAT
-
-
-def _valid_heartbeat(inputs: FleetInputs, name: str) -> bool:
-    read = inputs.heartbeats.get(name)
-    hb = read.heartbeat if read else None
-    return hb is not None and hb.tenant_id == inputs.tenant_id and hb.host == inputs.host
-
-
 def inference_targets(inputs: FleetInputs) -> list[tuple[str, str]]:
     """(socket, pane id) of the live agent panes the join will infer a state for: those
     without a readable heartbeat of this tenant and host. The collector captures only these."""
@@ -124,7 +116,8 @@ def inference_targets(inputs: FleetInputs) -> list[tuple[str, str]]:
                 continue
             if not (scan.name in agent_sockets or row.mosaic_agent or name in names):
                 continue
-            if _valid_heartbeat(inputs, name):
+            read = inputs.heartbeats.get(name)
+            if heartbeat_for(name, read, inputs.tenant_id, inputs.host).heartbeat is not None:
                 continue
             out.append((scan.name, row.pane_id))
     return out
@@ -134,7 +127,8 @@ def _ts(epoch: int | None) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if epoch else None
 
 
-def _tmux_info(row: PaneRow, now: datetime) -> TmuxInfo:
+def tmux_info(row: PaneRow, now: datetime) -> TmuxInfo:
+    """What the record shows of the agent's pane; every text from tmux sanitized."""
     activity = max(filter(None, (row.window_activity, row.session_activity)), default=None)
     at = _ts(activity)
     return TmuxInfo(
@@ -156,285 +150,21 @@ def _tmux_info(row: PaneRow, now: datetime) -> TmuxInfo:
     )
 
 
-@dataclass
-class _Found:
-    socket: str
-    row: PaneRow
-
-
-def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
-    """Join all sources into the fleet snapshot."""
-    now = inputs.now
-    n = timeout_of(inputs)
-    roster = inputs.roster
-    warnings: list[str] = list(inputs.roster_warnings)
-    by_socket = {s.name: s for s in inputs.sockets}
-    agent_sockets = set(FLEET_SOCKETS) | roster_sockets(roster)
-
-    # Every session of every live socket, by name.
-    sessions: dict[str, list[_Found]] = defaultdict(list)
-    for scan in inputs.sockets:
-        for name, row in scan.sessions().items():
-            sessions[name].append(_Found(scan.name, row))
-
-    records: list[AgentRecord] = []
-
-    def record(
-        name: str,
-        found: _Found | None,
-        ragent: RosterAgent | None,
-        *,
-        is_agent: bool,
-        drift: list[Drift],
-        health_override: tuple[Health, str] | None = None,
-    ) -> None:
-        row = found.row if found else None
-        tmux = _tmux_info(row, now) if row else None
-        proc_sample = inputs.processes.get(row.pane_pid) if row and row.pane_pid else None
-        process = (
-            ProcessInfo(
-                pid=proc_sample.pid,
-                runtime_detected=proc_sample.runtime,
-                cpu_percent=proc_sample.cpu_percent,
-                rss_bytes=proc_sample.rss_bytes,
-                processes=proc_sample.processes,
-            )
-            if proc_sample
-            else None
-        )
-        read = inputs.heartbeats.get(name) if (ragent or is_agent) else None
-        hb = read.heartbeat if read else None
-        if hb is not None and (hb.tenant_id != tenant or hb.host != host):
-            warnings.append(
-                f"heartbeat of '{clean_text(name)}' is for {clean_text(hb.tenant_id)}@"
-                f"{clean_text(hb.host)}, not {tenant}@{host}: ignored"
-            )
-            read, hb = SpoolRead(None, "heartbeat from another tenant or host"), None
-        # Spool errors quote the file's content (e.g. the agent it names): untrusted text.
-        read_error = clean_text(read.error, max_len=200) if read and read.error else None
-        if read_error:
-            warnings.append(f"agent '{clean_text(name)}': {read_error}")
-        pid_dead = bool(hb and hb.pid is not None and hb.pid in inputs.dead_pids)
-        if health_override is not None:
-            health, reason, age = health_override[0], health_override[1], None
-            if hb is not None:
-                age = max((now - hb.ts).total_seconds(), 0.0)
-        else:
-            a = assess(
-                now,
-                n,
-                has_session=row is not None,
-                pane_dead=bool(row and row.pane_dead),
-                heartbeat=hb,
-                heartbeat_error=read_error,
-                ping=inputs.pings.get(name),
-                pid_dead=pid_dead,
-            )
-            health, reason, age = a.health, a.reason, a.age_s
-            if a.clock_skew:
-                warnings.append(f"agent '{clean_text(name)}': {a.reason}")
-        if row is not None and row.pane_dead and Drift.PANE_DEAD not in drift:
-            drift.append(Drift.PANE_DEAD)
-        systemd = _systemd_info(ragent, inputs.systemd)
-        if (
-            ragent is not None
-            and systemd is not None
-            and inputs.systemd
-            and inputs.systemd.available
-        ):
-            unit = inputs.systemd.units.get(systemd.unit)
-            active = unit is not None and unit.active_state == "active"
-            if not active:
-                drift.append(Drift.UNIT_INACTIVE)
-            elif row is None:
-                drift.append(Drift.UNIT_WITHOUT_SESSION)
-            if ragent.lifecycle is Lifecycle.ALWAYS_ON and (
-                systemd.enabled is False or systemd.linger is False
-            ):
-                drift.append(Drift.BOOT_DISABLED)
-        observed = process.runtime_detected if process else None
-        if (
-            ragent is not None
-            and observed
-            and ragent.runtime not in ("other", "")
-            and observed != ragent.runtime
-        ):
-            drift.append(Drift.RUNTIME_MISMATCH)
-        hb_info = (
-            HeartbeatInfo(
-                ts=hb.ts,
-                age_s=round(age if age is not None else 0.0, 1),
-                seq=hb.seq,
-                state=hb.state,
-                detail=clean_text(hb.detail, max_len=200) if hb.detail else None,
-                interval_s=hb.interval_s,
-                pid=hb.pid,
-                echo=clean_text(hb.echo, max_len=80) if hb.echo else None,
-            )
-            if hb
-            else None
-        )
-        runtime = ragent.runtime if ragent else (hb.runtime if hb and hb.runtime else observed)
-        model = (ragent.model if ragent else None) or (hb.model if hb else None)
-        source: StateSource | None = None
-        inferred: InferredState | None = None
-        if hb is not None:
-            source = state_source_of(hb)
-        elif found is not None and tmux is not None and not tmux.pane_dead and is_agent:
-            # A guess from the pane; health stays what `assess` said (unknown): invariant 3.
-            inferred = infer_state(
-                title=tmux.pane_title,
-                lines=inputs.captures.get((found.socket, tmux.pane_id)),
-                idle_s=tmux.idle_s,
-                command=tmux.current_command,
-                runtime=observed,
-                declared_runtime=ragent.runtime if ragent else None,
-                rules=inputs.inference,
-            )
-            source = StateSource.INFERRED
-        records.append(
-            AgentRecord(
-                tenant_id=tenant,
-                host=host,
-                name=name,  # the true name: scripts address sessions by it (JSON)
-                role=ragent.role if ragent else None,
-                alias=ragent.alias if ragent else None,
-                runtime=clean_text(runtime, max_len=32) if runtime else None,
-                model=clean_text(model, max_len=48) if model else None,
-                lifecycle=ragent.lifecycle if ragent else None,
-                in_roster=ragent is not None,
-                is_agent=is_agent,
-                socket=clean_text(found.socket, max_len=64)
-                if found
-                else (roster.agent_socket(ragent) if roster and ragent else None),
-                session=name if found else None,
-                tmux=tmux,
-                systemd=systemd,
-                process=process,
-                heartbeat=hb_info,
-                health=health,
-                health_reason=reason,
-                drift=sorted(set(drift), key=list(Drift).index),
-                state_source=source,
-                inferred=inferred,
-                tokens_today=inputs.tokens_today.get(name),
-                budget=inputs.budgets.get(name),
-            )
-        )
-
-    tenant, host = inputs.tenant_id, inputs.host
-    claimed: set[tuple[str, str]] = set()
-
-    # 1. Roster agents: matched exactly by name, on their socket or (drift) another one.
-    for ragent in roster.agents if roster else []:
-        expected = roster.agent_socket(ragent) if roster else "default"
-        found_all = sessions.get(ragent.name, [])
-        dup = len(found_all) > 1
-        on_expected = [f for f in found_all if f.socket == expected]
-        elsewhere = [f for f in found_all if f.socket != expected]
-        for f in on_expected:
-            claimed.add((f.socket, ragent.name))
-            record(ragent.name, f, ragent, is_agent=True, drift=[Drift.DUPLICATE] if dup else [])
-        for f in elsewhere:
-            claimed.add((f.socket, ragent.name))
-            drift = [Drift.SOCKET_MISMATCH] + ([Drift.DUPLICATE] if dup else [])
-            record(ragent.name, f, ragent, is_agent=True, drift=drift)
-        if found_all:
-            continue
-        exp_scan = by_socket.get(expected)
-        if (
-            exp_scan is not None
-            and not exp_scan.ok
-            and exp_scan.state in (SocketState.HUNG, SocketState.DENIED, SocketState.LIVE)
-        ):
-            why = clean_text(exp_scan.reason or exp_scan.state.value, max_len=200)
-            record(
-                ragent.name,
-                None,
-                ragent,
-                is_agent=True,
-                drift=[],
-                health_override=(
-                    Health.UNKNOWN,
-                    f"socket '{expected}' {exp_scan.state.value}: {why}",
-                ),
-            )
-            continue
-        missing = [Drift.MISSING_SESSION] if ragent.lifecycle is Lifecycle.ALWAYS_ON else []
-        if ragent.lifecycle is Lifecycle.EPHEMERAL:
-            override = (Health.DOWN, "not running (ephemeral)")
-        else:
-            where = f"socket '{expected}'" + (
-                ""
-                if exp_scan is not None and exp_scan.state is SocketState.LIVE
-                else " (no server)"
-            )
-            override = (Health.DOWN, f"no session '{ragent.name}' on {where}")
-        record(ragent.name, None, ragent, is_agent=True, drift=missing, health_override=override)
-
-    # 2. Sessions outside the roster: agents by socket or by the @mosaic_agent option.
-    for scan in inputs.sockets:
-        for name, row in scan.sessions().items():
-            if (scan.name, name) in claimed:
-                continue
-            is_agent = scan.name in agent_sockets or bool(row.mosaic_agent)
-            flags: list[Drift] = []
-            if is_agent and roster is not None:
-                flags.append(Drift.NOT_IN_ROSTER)
-            if is_agent and len(sessions.get(name, [])) > 1:
-                flags.append(Drift.DUPLICATE)
-            record(name, _Found(scan.name, row), None, is_agent=is_agent, drift=flags)
-
-    # 3. Sockets and fleet-level warnings.
-    socket_infos = []
-    for scan in inputs.sockets:
-        socket_infos.append(
-            SocketInfo(
-                name=clean_text(scan.name, max_len=64),
-                path=clean_text(scan.path, max_len=256),
-                state=scan.state,
-                sessions=len(scan.sessions()),
-                reason=clean_text(scan.reason, max_len=200) if scan.reason else None,
-                listed_in_ms=round(scan.listed_in_ms, 2) if scan.listed_in_ms is not None else None,
-            )
-        )
-        if scan.state in (SocketState.HUNG, SocketState.DENIED) or (
-            scan.state is SocketState.LIVE and scan.reason
-        ):
-            warnings.append(
-                f"socket '{clean_text(scan.name)}' {scan.state.value}: {clean_text(scan.reason)}"
-            )
-    if roster is None:
-        where = f" at {clean_text(inputs.roster_path)}" if inputs.roster_path else ""
-        warnings.append(f"no roster found{where}: showing the sessions that look like agents")
-    warnings.extend(inputs.extra_warnings)
-    if (
-        inputs.systemd is not None
-        and not inputs.systemd.available
-        and roster
-        and any(a.unit for a in roster.agents)
-    ):
-        warnings.append(f"systemd: {inputs.systemd.reason}; unit and boot flags are not checked")
-
-    records.sort(
-        key=lambda r: (not r.is_agent, ROLE_ORDER.get(r.role or "", 2), r.name, r.socket or "")
-    )
-    return FleetSnapshot(
-        generated_at=now,
-        host=host,
-        tenant_id=tenant,
-        heartbeat_timeout_s=n,
-        roster_path=inputs.roster_path,
-        roster_loaded=roster is not None,
-        systemd=inputs.systemd.label if inputs.systemd else None,
-        sockets=socket_infos,
-        agents=records,
-        warnings=list(dict.fromkeys(warnings)),
-        sources=list(inputs.sources),
+def process_info(sample: TreeSample | None) -> ProcessInfo | None:
+    """The process tree under the agent's pane, as the record shows it."""
+    if sample is None:
+        return None
+    return ProcessInfo(
+        pid=sample.pid,
+        runtime_detected=sample.runtime,
+        cpu_percent=sample.cpu_percent,
+        rss_bytes=sample.rss_bytes,
+        processes=sample.processes,
     )
 
 
-def _systemd_info(ragent: RosterAgent | None, scan: SystemdScan | None) -> SystemdInfo | None:
+def systemd_info(ragent: RosterAgent | None, scan: SystemdScan | None) -> SystemdInfo | None:
+    """The roster agent's unit as systemd reports it (all unknown when systemd cannot be asked)."""
     if ragent is None or not ragent.unit:
         return None
     if scan is None or not scan.available:
@@ -446,6 +176,418 @@ def _systemd_info(ragent: RosterAgent | None, scan: SystemdScan | None) -> Syste
         sub_state=unit.sub_state if unit else None,
         enabled=unit.enabled if unit else False,
         linger=scan.linger,
+    )
+
+
+# -- 1. Placements: which sessions are agents, and where each roster agent is ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A session as found: its socket and the pane that stands for it."""
+
+    socket: str
+    row: PaneRow
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """One future record: the agent's session (or none), its roster entry (or none), the drift
+    its placement shows, and, for a roster agent without a session, its health already decided.
+    """
+
+    name: str
+    found: Found | None
+    ragent: RosterAgent | None
+    is_agent: bool
+    drift: tuple[Drift, ...] = ()
+    verdict: tuple[Health, str] | None = None
+    roster_socket: str | None = None  # where the roster expects it (roster agents only)
+
+
+def sessions_by_name(sockets: Sequence[SocketScan]) -> dict[str, list[Found]]:
+    """Every session of every live socket, by name (one name may be on several sockets)."""
+    sessions: dict[str, list[Found]] = defaultdict(list)
+    for scan in sockets:
+        for name, row in scan.sessions().items():
+            sessions[name].append(Found(scan.name, row))
+    return sessions
+
+
+def missing_verdict(ragent: RosterAgent, expected: str, scan: SocketScan | None) -> Placement:
+    """A roster agent with no session anywhere: unknown when its socket could not be listed
+    (hung, denied, or a live server that did not answer), else down, with why."""
+    if (
+        scan is not None
+        and not scan.ok
+        and scan.state in (SocketState.HUNG, SocketState.DENIED, SocketState.LIVE)
+    ):
+        why = clean_text(scan.reason or scan.state.value, max_len=200)
+        verdict = (Health.UNKNOWN, f"socket '{expected}' {scan.state.value}: {why}")
+        return Placement(ragent.name, None, ragent, True, (), verdict, expected)
+    missing = (Drift.MISSING_SESSION,) if ragent.lifecycle is Lifecycle.ALWAYS_ON else ()
+    if ragent.lifecycle is Lifecycle.EPHEMERAL:
+        verdict = (Health.DOWN, "not running (ephemeral)")
+    else:
+        live = scan is not None and scan.state is SocketState.LIVE
+        where = f"socket '{expected}'" + ("" if live else " (no server)")
+        verdict = (Health.DOWN, f"no session '{ragent.name}' on {where}")
+    return Placement(ragent.name, None, ragent, True, missing, verdict, expected)
+
+
+def roster_placements(
+    roster: Roster, sessions: Mapping[str, list[Found]], by_socket: Mapping[str, SocketScan]
+) -> list[Placement]:
+    """Roster agents, matched exactly by name: on their socket, on another one (drift), or
+    nowhere. A name found on several sockets is a duplicate on each."""
+    out: list[Placement] = []
+    for ragent in roster.agents:
+        expected = roster.agent_socket(ragent)
+        found_all = sessions.get(ragent.name, [])
+        dup = (Drift.DUPLICATE,) if len(found_all) > 1 else ()
+        for f in found_all:
+            if f.socket == expected:
+                out.append(Placement(ragent.name, f, ragent, True, dup, None, expected))
+        for f in found_all:
+            if f.socket != expected:
+                drift = (Drift.SOCKET_MISMATCH, *dup)
+                out.append(Placement(ragent.name, f, ragent, True, drift, None, expected))
+        if not found_all:
+            out.append(missing_verdict(ragent, expected, by_socket.get(expected)))
+    return out
+
+
+def other_placements(
+    sockets: Sequence[SocketScan],
+    sessions: Mapping[str, list[Found]],
+    claimed: set[tuple[str, str]],
+    *,
+    agent_sockets: set[str],
+    roster_loaded: bool,
+) -> list[Placement]:
+    """Sessions no roster agent claimed: agents by their socket or the @mosaic_agent option
+    (then drift: not in the roster, when there is one; a duplicate name), else plain sessions."""
+    out: list[Placement] = []
+    for scan in sockets:
+        for name, row in scan.sessions().items():
+            if (scan.name, name) in claimed:
+                continue
+            is_agent = scan.name in agent_sockets or bool(row.mosaic_agent)
+            flags: list[Drift] = []
+            if is_agent and roster_loaded:
+                flags.append(Drift.NOT_IN_ROSTER)
+            if is_agent and len(sessions.get(name, [])) > 1:
+                flags.append(Drift.DUPLICATE)
+            out.append(Placement(name, Found(scan.name, row), None, is_agent, tuple(flags)))
+    return out
+
+
+def placements(inputs: FleetInputs) -> list[Placement]:
+    """Every record to build: the roster's agents first, then the other sessions."""
+    sessions = sessions_by_name(inputs.sockets)
+    roster = inputs.roster
+    placed = (
+        roster_placements(roster, sessions, {s.name: s for s in inputs.sockets}) if roster else []
+    )
+    claimed = {(p.found.socket, p.name) for p in placed if p.found}
+    return placed + other_placements(
+        inputs.sockets,
+        sessions,
+        claimed,
+        agent_sockets=set(FLEET_SOCKETS) | roster_sockets(roster),
+        roster_loaded=roster is not None,
+    )
+
+
+# -- 2. One agent: heartbeat, health, drift, state, record ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentBeat:
+    """The heartbeat an agent's record uses (None when there is none or it was refused), the
+    (sanitized) reason there is none to use, and the warnings reading it raised."""
+
+    heartbeat: Heartbeat | None
+    error: str | None
+    warnings: tuple[str, ...] = ()
+
+
+def heartbeat_for(name: str, read: SpoolRead | None, tenant: str, host: str) -> AgentBeat:
+    """The agent's heartbeat as read; one written for another tenant or host is refused."""
+    hb = read.heartbeat if read else None
+    warnings: list[str] = []
+    if hb is not None and (hb.tenant_id != tenant or hb.host != host):
+        warnings.append(
+            f"heartbeat of '{clean_text(name)}' is for {clean_text(hb.tenant_id)}@"
+            f"{clean_text(hb.host)}, not {tenant}@{host}: ignored"
+        )
+        read, hb = SpoolRead(None, "heartbeat from another tenant or host"), None
+    # Spool errors quote the file's content (e.g. the agent it names): untrusted text.
+    error = clean_text(read.error, max_len=200) if read and read.error else None
+    if error:
+        warnings.append(f"agent '{clean_text(name)}': {error}")
+    return AgentBeat(hb, error, tuple(warnings))
+
+
+def health_of(
+    placement: Placement,
+    beat: AgentBeat,
+    *,
+    now: datetime,
+    timeout_s: float,
+    ping: Ping | None,
+    dead_pids: Set[int],
+) -> Assessment:
+    """The agent's health (core/health.py), or the verdict its placement already gave."""
+    hb = beat.heartbeat
+    if placement.verdict is not None:
+        age = max((now - hb.ts).total_seconds(), 0.0) if hb is not None else None
+        return Assessment(placement.verdict[0], placement.verdict[1], age)
+    row = placement.found.row if placement.found else None
+    return assess(
+        now,
+        timeout_s,
+        has_session=row is not None,
+        pane_dead=bool(row and row.pane_dead),
+        heartbeat=hb,
+        heartbeat_error=beat.error,
+        ping=ping,
+        pid_dead=bool(hb and hb.pid is not None and hb.pid in dead_pids),
+    )
+
+
+def unit_drift(
+    ragent: RosterAgent | None,
+    info: SystemdInfo | None,
+    scan: SystemdScan | None,
+    *,
+    has_session: bool,
+) -> list[Drift]:
+    """Drift of a roster agent's systemd unit: inactive, active without a session, an
+    always-on agent that would not start at boot. Nothing when systemd cannot be asked."""
+    if ragent is None or info is None or scan is None or not scan.available:
+        return []
+    out: list[Drift] = []
+    unit = scan.units.get(info.unit)
+    if unit is None or unit.active_state != "active":
+        out.append(Drift.UNIT_INACTIVE)
+    elif not has_session:
+        out.append(Drift.UNIT_WITHOUT_SESSION)
+    if ragent.lifecycle is Lifecycle.ALWAYS_ON and (info.enabled is False or info.linger is False):
+        out.append(Drift.BOOT_DISABLED)
+    return out
+
+
+def drift_of(
+    placement: Placement,
+    systemd: SystemdInfo | None,
+    scan: SystemdScan | None,
+    observed: str | None,
+) -> list[Drift]:
+    """Every drift flag of one record, in the order of `Drift`: its placement's, a dead pane,
+    its unit's, and a runtime other than the roster declares (`observed`: the process tree's)."""
+    row = placement.found.row if placement.found else None
+    ragent = placement.ragent
+    drift = list(placement.drift)
+    if row is not None and row.pane_dead:
+        drift.append(Drift.PANE_DEAD)
+    drift += unit_drift(ragent, systemd, scan, has_session=row is not None)
+    if (
+        ragent is not None
+        and observed
+        and ragent.runtime not in ("other", "")
+        and observed != ragent.runtime
+    ):
+        drift.append(Drift.RUNTIME_MISMATCH)
+    return sorted(set(drift), key=list(Drift).index)
+
+
+def state_source_of(hb: Heartbeat) -> StateSource:
+    """`hook` when a hook adapter wrote the heartbeat (`via` "hook:..." or "keepalive:..."),
+    else `heartbeat` (the runtime speaks the protocol itself)."""
+    via = hb.via or ""
+    return StateSource.HOOK if via.startswith(HOOK_PREFIXES) else StateSource.HEARTBEAT
+
+
+def state_of(
+    placement: Placement,
+    hb: Heartbeat | None,
+    tmux: TmuxInfo | None,
+    observed: str | None,
+    *,
+    captures: Mapping[tuple[str, str], Sequence[str]],
+    rules: InferenceRules,
+) -> tuple[StateSource | None, InferredState | None]:
+    """Where the agent's state comes from: its heartbeat (the runtime's or a hook's), else a
+    guess from a live agent pane (core/infer.py), else nowhere. A guess never changes health
+    (invariant 3)."""
+    if hb is not None:
+        return state_source_of(hb), None
+    found = placement.found
+    if found is None or tmux is None or tmux.pane_dead or not placement.is_agent:
+        return None, None
+    ragent = placement.ragent
+    inferred = infer_state(
+        title=tmux.pane_title,
+        lines=captures.get((found.socket, tmux.pane_id)),
+        idle_s=tmux.idle_s,
+        command=tmux.current_command,
+        runtime=observed,
+        declared_runtime=ragent.runtime if ragent else None,
+        rules=rules,
+    )
+    return StateSource.INFERRED, inferred
+
+
+def heartbeat_info(hb: Heartbeat | None, age_s: float | None) -> HeartbeatInfo | None:
+    """The heartbeat as the record shows it, its texts sanitized (age 0 when not known)."""
+    if hb is None:
+        return None
+    return HeartbeatInfo(
+        ts=hb.ts,
+        age_s=round(age_s if age_s is not None else 0.0, 1),
+        seq=hb.seq,
+        state=hb.state,
+        detail=clean_text(hb.detail, max_len=200) if hb.detail else None,
+        interval_s=hb.interval_s,
+        pid=hb.pid,
+        echo=clean_text(hb.echo, max_len=80) if hb.echo else None,
+    )
+
+
+def agent_record(
+    inputs: FleetInputs, placement: Placement, timeout_s: float
+) -> tuple[AgentRecord, list[str]]:
+    """One agent's record, and the warnings building it raised (in the order they arose)."""
+    name, found, ragent = placement.name, placement.found, placement.ragent
+    row = found.row if found else None
+    beat = heartbeat_for(
+        name,
+        inputs.heartbeats.get(name) if placement.is_agent else None,
+        inputs.tenant_id,
+        inputs.host,
+    )
+    health = health_of(
+        placement,
+        beat,
+        now=inputs.now,
+        timeout_s=timeout_s,
+        ping=inputs.pings.get(name),
+        dead_pids=inputs.dead_pids,
+    )
+    warnings = list(beat.warnings)
+    if health.clock_skew:
+        warnings.append(f"agent '{clean_text(name)}': {health.reason}")
+    tmux = tmux_info(row, inputs.now) if row else None
+    process = process_info(inputs.processes.get(row.pane_pid) if row and row.pane_pid else None)
+    observed = process.runtime_detected if process else None
+    systemd = systemd_info(ragent, inputs.systemd)
+    hb = beat.heartbeat
+    source, inferred = state_of(
+        placement, hb, tmux, observed, captures=inputs.captures, rules=inputs.inference
+    )
+    runtime = ragent.runtime if ragent else (hb.runtime if hb and hb.runtime else observed)
+    model = (ragent.model if ragent else None) or (hb.model if hb else None)
+    record = AgentRecord(
+        tenant_id=inputs.tenant_id,
+        host=inputs.host,
+        name=name,  # the true name: scripts address sessions by it (JSON)
+        role=ragent.role if ragent else None,
+        alias=ragent.alias if ragent else None,
+        runtime=clean_text(runtime, max_len=32) if runtime else None,
+        model=clean_text(model, max_len=48) if model else None,
+        lifecycle=ragent.lifecycle if ragent else None,
+        in_roster=ragent is not None,
+        is_agent=placement.is_agent,
+        socket=clean_text(found.socket, max_len=64) if found else placement.roster_socket,
+        session=name if found else None,
+        tmux=tmux,
+        systemd=systemd,
+        process=process,
+        heartbeat=heartbeat_info(hb, health.age_s),
+        health=health.health,
+        health_reason=health.reason,
+        drift=drift_of(placement, systemd, inputs.systemd, observed),
+        state_source=source,
+        inferred=inferred,
+        tokens_today=inputs.tokens_today.get(name),
+        budget=inputs.budgets.get(name),
+    )
+    return record, warnings
+
+
+def record_order(r: AgentRecord) -> tuple[bool, int, str, str]:
+    """Agents before plain sessions; orchestrator, enhancer, then the rest; by name, socket."""
+    return (not r.is_agent, ROLE_ORDER.get(r.role or "", 2), r.name, r.socket or "")
+
+
+# -- 3. Sockets and fleet-level warnings -----------------------------------------------------------
+
+
+def socket_info(scan: SocketScan) -> SocketInfo:
+    """A socket as the snapshot shows it."""
+    return SocketInfo(
+        name=clean_text(scan.name, max_len=64),
+        path=clean_text(scan.path, max_len=256),
+        state=scan.state,
+        sessions=len(scan.sessions()),
+        reason=clean_text(scan.reason, max_len=200) if scan.reason else None,
+        listed_in_ms=round(scan.listed_in_ms, 2) if scan.listed_in_ms is not None else None,
+    )
+
+
+def socket_warning(scan: SocketScan) -> str | None:
+    """The warning a hung or denied socket raises, or a live one that did not answer cleanly."""
+    if scan.state in (SocketState.HUNG, SocketState.DENIED) or (
+        scan.state is SocketState.LIVE and scan.reason
+    ):
+        return f"socket '{clean_text(scan.name)}' {scan.state.value}: {clean_text(scan.reason)}"
+    return None
+
+
+def fleet_warnings(inputs: FleetInputs) -> list[str]:
+    """Warnings about the fleet as a whole: no roster, the sources', systemd not askable."""
+    out: list[str] = []
+    roster = inputs.roster
+    if roster is None:
+        where = f" at {clean_text(inputs.roster_path)}" if inputs.roster_path else ""
+        out.append(f"no roster found{where}: showing the sessions that look like agents")
+    out.extend(inputs.extra_warnings)
+    if (
+        inputs.systemd is not None
+        and not inputs.systemd.available
+        and roster
+        and any(a.unit for a in roster.agents)
+    ):
+        out.append(f"systemd: {inputs.systemd.reason}; unit and boot flags are not checked")
+    return out
+
+
+# -- The join --------------------------------------------------------------------------------------
+
+
+def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
+    """Join all sources into the fleet snapshot."""
+    timeout_s = timeout_of(inputs)
+    built = [agent_record(inputs, p, timeout_s) for p in placements(inputs)]
+    warnings = [
+        *inputs.roster_warnings,
+        *(w for _, record_warnings in built for w in record_warnings),
+        *filter(None, (socket_warning(scan) for scan in inputs.sockets)),
+        *fleet_warnings(inputs),
+    ]
+    return FleetSnapshot(
+        generated_at=inputs.now,
+        host=inputs.host,
+        tenant_id=inputs.tenant_id,
+        heartbeat_timeout_s=timeout_s,
+        roster_path=inputs.roster_path,
+        roster_loaded=inputs.roster is not None,
+        systemd=inputs.systemd.label if inputs.systemd else None,
+        sockets=[socket_info(scan) for scan in inputs.sockets],
+        agents=sorted((record for record, _ in built), key=record_order),
+        warnings=list(dict.fromkeys(warnings)),
+        sources=list(inputs.sources),
     )
 
 
