@@ -8,16 +8,17 @@ timestamps, the ps and heartbeat versions. Usage samples and spend records ARE t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from fleet_tui.model.records import (
     AGENT_NAME_RE,
     HOST_RE,
     TENANT_RE,
-    AgentState,
+    Heartbeat,
     SpendRecord,
     UsageSample,
 )
@@ -26,11 +27,6 @@ SNAPSHOT_SCHEMA = "mosaic.fleet.snapshot/v1"
 BUDGETS_SCHEMA = "mosaic.fleet.budgets/v1"
 
 TenantId = str
-
-
-def ts(value: datetime) -> str:
-    """A time as the answers write it: UTC, milliseconds, `Z`."""
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 _TENANT = TENANT_RE
@@ -65,9 +61,10 @@ class PsDocumentV1(_Open):
     warnings: list[str] = Field(default_factory=list)
 
 
-class HeartbeatV1(_Open):
+class HeartbeatV1(Heartbeat):
     """A heartbeat v1 record (DESIGN.md "Heartbeat protocol, version 1")."""
 
+    # the local model `Heartbeat`, stricter where the register relies on a value
     v: Literal[1]
     tenant_id: str = Field(pattern=_TENANT)
     host: str = Field(pattern=_HOST)
@@ -75,14 +72,10 @@ class HeartbeatV1(_Open):
     seq: int = Field(ge=0, le=2**62)
     ts: AwareDatetime
     interval_s: float = Field(gt=0, allow_inf_nan=False)
-    state: AgentState
-    detail: str | None = None
-    runtime: str | None = None
-    model: str | None = None
-    pid: int | None = None
-    echo: str | None = None
     acks: list[str] = Field(default_factory=list, max_length=64)
-    usage: dict[str, Any] | None = None
+    # grown after v1, so not part of the v1 contract: kept as sent, unchecked and only when
+    # present, like any field the contract does not name
+    via: SkipJsonSchema[Any] = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class UsageSampleV1(UsageSample):

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypedDict, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fleet_tui.model.records import format_ts
 from fleet_tui.server.bodies import (
     body_doc,
     digest,
@@ -33,7 +34,6 @@ from fleet_tui.server.schemas import (
     BudgetsPolicyV1,
     SpendRecordV1,
     UsageSampleV1,
-    ts,
 )
 
 router = APIRouter(prefix=API, tags=["budgets"], responses=ERRORS)
@@ -221,7 +221,7 @@ async def get_budgets(t: ReadTenant, db: Db) -> Response:
     names = list(by_id)
     windows: dict[str, list[Json]] = {}
     for account, sample, received in samples:
-        windows.setdefault(account, []).append({**sample, "received_at": ts(received)})
+        windows.setdefault(account, []).append({**sample, "received_at": format_ts(received)})
     spent = {row[0]: row[1:] for row in spend}
     for name in [*windows, *spent]:
         if name not in names:
@@ -235,7 +235,7 @@ async def get_budgets(t: ReadTenant, db: Db) -> Response:
                 "policy": by_id.get(name),
                 "windows": windows.get(name, []),
                 "spend": {
-                    "since": ts(since),
+                    "since": format_ts(since),
                     "cost_usd": float(cost),
                     "input_tokens": int(tin),
                     "output_tokens": int(tout),
@@ -246,9 +246,9 @@ async def get_budgets(t: ReadTenant, db: Db) -> Response:
     answer: _Answer = {
         "schema": BUDGETS_SCHEMA,
         "tenant_id": t,
-        "generated_at": ts(now),
+        "generated_at": format_ts(now),
         "policy": policy,
-        "policy_received_at": ts(prow[1]) if prow else None,
+        "policy_received_at": format_ts(prow[1]) if prow else None,
         "accounts": accounts,
     }
     return Response(json.dumps(answer).encode(), media_type="application/json")

@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fleet_tui.model.records import format_ts
 from fleet_tui.server.bodies import body_doc, nul_free_json, read_json, record, ref
 from fleet_tui.server.deps import ANSWER_CAP, Auth, Db, ReadTenant
 from fleet_tui.server.errors import API, ERRORS, ApiError
-from fleet_tui.server.schemas import SNAPSHOT_SCHEMA, Accepted, PsDocumentV1, SnapshotAnswer, ts
+from fleet_tui.server.schemas import SNAPSHOT_SCHEMA, Accepted, PsDocumentV1, SnapshotAnswer
 
 router = APIRouter(prefix=API, tags=["snapshot"], responses=ERRORS)
 
@@ -86,14 +87,14 @@ async def get_snapshot(t: ReadTenant, db: Db) -> Response:
             continue
         parts.append(
             f'{{"host":{json.dumps(h)},"tenant_id":{json.dumps(tid)},'
-            f'"observed_at":"{ts(obs)}","received_at":"{ts(rec)}",'
+            f'"observed_at":"{format_ts(obs)}","received_at":"{format_ts(rec)}",'
             f'"age_s":{round(float(age), 3)},"ps":{ps}}}'
         )
     hosts = ",".join(parts)
     extra = f',"omitted_hosts":{json.dumps(omitted)}' if omitted else ""
     body = (
         f'{{"schema":"{SNAPSHOT_SCHEMA}","tenant_id":{json.dumps(t)},'
-        f'"generated_at":"{ts(datetime.now(UTC))}","hosts":[{hosts}]{extra}}}'
+        f'"generated_at":"{format_ts(datetime.now(UTC))}","hosts":[{hosts}]{extra}}}'
     )
     return Response(body.encode(), media_type="application/json")
 
