@@ -730,7 +730,7 @@ def test_a_hook_in_an_operators_own_session_writes_nothing_until_the_roster_name
 
 
 def test_hooks_know_the_same_fleet_sockets_as_the_join() -> None:
-    from fleet_tui.adapters.common import FLEET_SOCKETS as HOOKS
+    from fleet_tui.adapters.event import FLEET_SOCKETS as HOOKS
     from fleet_tui.core.join import FLEET_SOCKETS as JOIN
 
     assert HOOKS == JOIN
@@ -741,7 +741,8 @@ def test_hooks_know_the_same_fleet_sockets_as_the_join() -> None:
 LIGHT = """
 import json, sys
 import fleet_tui.adapters.claude, fleet_tui.adapters.codex, fleet_tui.adapters.common
-import fleet_tui.adapters.install, fleet_tui.adapters.keepalive, fleet_tui.adapters.pane
+import fleet_tui.adapters.event, fleet_tui.adapters.install, fleet_tui.adapters.keepalive
+import fleet_tui.adapters.pane
 import fleet_tui.adapters.statusline, fleet_tui.cli.hooks
 import fleet_tui.protocol.acks, fleet_tui.protocol.clock, fleet_tui.protocol.files
 import fleet_tui.protocol.ledger, fleet_tui.protocol.yamldoc

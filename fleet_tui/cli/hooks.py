@@ -168,12 +168,12 @@ def run_hook(
         warnings.simplefilter("ignore")
         from fleet_tui.adapters.common import (
             HookOptions,
-            apply_event,
             log_problem,
             parse_payload,
             read_stdin_payload,
             state_dir_for,
         )
+        from fleet_tui.adapters.event import apply_event
 
         where = state_dir_for(state_dir)
         opts = HookOptions(
