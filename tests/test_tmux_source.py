@@ -13,6 +13,7 @@ import time
 import pytest
 from conftest import FleetEnv, wait_until
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.control.panes import new_agent_session
 from fleet_tui.errors import (
     InvalidAgentName,
@@ -21,7 +22,7 @@ from fleet_tui.errors import (
     TmuxTargetMissing,
 )
 from fleet_tui.model.records import Health, SocketState
-from fleet_tui.service.collector import FleetCollector, FleetConfig
+from fleet_tui.service.collector import FleetCollector
 from fleet_tui.sources.tmux import discover_sockets, scan_all
 from fleet_tui.tmux import Liveness, TmuxRunner, check_session_name, probe_socket, session_target
 

@@ -323,7 +323,8 @@ def test_attribution_to_the_agent_whose_pane_runs_there(
         assert tokens_today(index, agents, tomorrow) == {}
 
     # the dashboard's provider: agents from the live snapshot, never waits on the files
-    from fleet_tui.service.collector import FleetCollector, FleetConfig
+    from fleet_tui.config.fleet import FleetConfig
+    from fleet_tui.service.collector import FleetCollector
     from fleet_tui.sources.usage import TodayTokens
 
     snapshot = FleetCollector(FleetConfig.from_flags()).collect()
@@ -369,7 +370,8 @@ def test_a_session_a_hook_saw_in_a_pane_is_that_agents_whatever_its_directory(
     by_agent = {k: v["total_tokens"] for k, v in day(data, "2026-06-13")["by_agent"].items()}
     assert by_agent == {"coder-a": 5, "coder-b": 2, "coder-a+coder-b": 8}
 
-    from fleet_tui.service.collector import FleetCollector, FleetConfig
+    from fleet_tui.config.fleet import FleetConfig
+    from fleet_tui.service.collector import FleetCollector
     from fleet_tui.sources.usage import TodayTokens
 
     snapshot = FleetCollector(FleetConfig.from_flags()).collect()
@@ -391,7 +393,8 @@ def test_dashboard_shows_no_token_count_before_the_first_read_is_done(
     never a 0 that reads as "used nothing today"."""
     import sqlite3
 
-    from fleet_tui.service.collector import FleetCollector, FleetConfig
+    from fleet_tui.config.fleet import FleetConfig
+    from fleet_tui.service.collector import FleetCollector
     from fleet_tui.sources.usage import TodayTokens, UsageIndex
 
     work = fleet_env.base / "work"

@@ -109,10 +109,9 @@ def cmd_budget(args: argparse.Namespace) -> int:
     tenant = host = None
     try:
         from fleet_tui.cli.main import _config
-        from fleet_tui.service.collector import load_configured_roster, local_identity
+        from fleet_tui.config.fleet import configured_identity
 
-        loaded = load_configured_roster(_config(args))
-        tenant, host = local_identity(loaded.roster if loaded else None)
+        tenant, host = configured_identity(_config(args))
     except Exception:  # the roster is not needed for budgets; the budgets file names the tenant
         tenant = host = None
     service = BudgetService(

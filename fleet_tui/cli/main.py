@@ -196,7 +196,7 @@ def _states() -> list[str]:
 
 
 def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from fleet_tui.service.collector import FleetConfig
+    from fleet_tui.config.fleet import FleetConfig
 
     return FleetConfig.from_flags(
         getattr(args, "roster", None),
@@ -332,16 +332,15 @@ def _no_match_hint(listed: list[AgentRecord], args: argparse.Namespace) -> str:
 def cmd_heartbeat(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from fleet_tui.config.fleet import configured_identity
     from fleet_tui.model.records import AgentState, Heartbeat
     from fleet_tui.protocol.acks import add_ack, message_hash
-    from fleet_tui.service.collector import load_configured_roster, local_identity
     from fleet_tui.sources.spool import HeartbeatSpool
     from fleet_tui.tmux import check_session_name
 
     check_session_name(args.name)
     config = _config(args)
-    loaded = load_configured_roster(config)
-    tenant, host = local_identity(loaded.roster if loaded else None)
+    tenant, host = configured_identity(config)
     spool = HeartbeatSpool(config.state_dir)
     spool.ensure_writable()
     # One writer at a time per agent (an flock shared with the hooks): concurrent writers
@@ -684,8 +683,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_stub(args: argparse.Namespace) -> int:
+    from fleet_tui.config.fleet import load_configured_roster
+    from fleet_tui.config.identity import local_identity
     from fleet_tui.demo.stub import Stub, run_stub
-    from fleet_tui.service.collector import load_configured_roster, local_identity
     from fleet_tui.sources.spool import HeartbeatSpool
     from fleet_tui.tmux import check_session_name
 

@@ -189,15 +189,12 @@ def write_samples(
     (tenant and host of the roster, else login name and hostname); returns how many."""
     from datetime import UTC, datetime
 
+    from fleet_tui.config.fleet import FleetConfig, configured_identity
     from fleet_tui.model.records import UsageSample
     from fleet_tui.protocol.ledger import append_records, usage_path
-    from fleet_tui.service.collector import FleetConfig, load_configured_roster, local_identity
 
-    try:
-        loaded = load_configured_roster(FleetConfig.from_flags(roster, str(state_dir)))
-    except Exception:  # an invalid roster still leaves a login name and a hostname
-        loaded = None
-    tenant, host = local_identity(loaded.roster if loaded else None)
+    # not strict: an invalid roster still leaves a login name and a hostname
+    tenant, host = configured_identity(FleetConfig.from_flags(roster, str(state_dir)), strict=False)
     records = [
         UsageSample(
             tenant_id=tenant,
@@ -218,9 +215,10 @@ def write_samples(
 
 def _agents_by_cwd(args: argparse.Namespace) -> tuple[dict[str, str], str | None]:
     """cwd -> agent name from a live snapshot; ({}, why) when tmux cannot tell."""
+    from fleet_tui.config.fleet import FleetConfig
     from fleet_tui.core.usage import agents_by_cwd
     from fleet_tui.errors import FleetError
-    from fleet_tui.service.collector import FleetCollector, FleetConfig
+    from fleet_tui.service.collector import FleetCollector
 
     try:
         config = FleetConfig.from_flags(

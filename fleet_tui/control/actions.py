@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from fleet_tui.config.fleet import FleetConfig, load_configured_roster
 from fleet_tui.control import panes as control
 from fleet_tui.control.audit import audit_path, record_action
 from fleet_tui.core.join import FLEET_SOCKETS, roster_sockets
@@ -34,7 +35,6 @@ from fleet_tui.core.sanitize import clean_text
 from fleet_tui.errors import AuditUnavailable, Refused
 from fleet_tui.model.records import AGENT_NAME_RE, AgentRecord, Roster
 from fleet_tui.protocol.acks import message_hash
-from fleet_tui.service.collector import FleetConfig, load_configured_roster
 from fleet_tui.sources.tmux import scan_all
 from fleet_tui.tmux import TmuxRunner
 
@@ -174,11 +174,9 @@ class LiveActions:
 
     # -- the target ---------------------------------------------------------------------------
     def _roster(self) -> Roster | None:
-        try:
-            config = self.config or FleetConfig.from_flags(state_dir=str(self.state_dir))
-            loaded = load_configured_roster(config)
-        except Exception:  # a bad roster: agents are still known by socket and marker
-            return None
+        config = self.config or FleetConfig.from_flags(state_dir=str(self.state_dir))
+        # not strict: with a bad roster, agents are still known by socket and marker
+        loaded = load_configured_roster(config, strict=False)
         return loaded.roster if loaded is not None else None
 
     def resolve(self, record: AgentRecord) -> PaneTarget:

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from fleet_tui.config.fleet import FleetConfig, configured_identity
 from fleet_tui.config.paths import Located, default_budgets_path, locate
 from fleet_tui.core.ladder import AccountStanding, Rung, RungDecision, decide
 from fleet_tui.core.pacing import (
@@ -781,22 +782,17 @@ class LiveBudgetSource:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_config(cls, config: Any) -> LiveBudgetSource:
+    def for_config(cls, config: FleetConfig) -> LiveBudgetSource:
         """For the dashboard: the budgets of the environment, the tenant of the roster (else
         the login name), so that spend still shows while the budgets file is broken."""
-        from fleet_tui.service.collector import load_configured_roster, local_identity
-
-        try:
-            loaded = load_configured_roster(config)
-            tenant, host = local_identity(loaded.roster if loaded else None)
-        except Exception:  # a broken roster is the fleet screen's to report
-            tenant, host = local_identity(None)
+        # not strict: a broken roster is the fleet screen's to report
+        tenant, host = configured_identity(config, strict=False)
         return cls(
             budgets_location(),
             config.state_dir,
             tenant_id=tenant,
             host=host,
-            gateway=getattr(config, "gateway", None),
+            gateway=config.gateway,
         )
 
     def briefs(self, snapshot: FleetSnapshot, now: datetime) -> dict[str, BudgetBrief]:

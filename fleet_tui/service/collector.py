@@ -12,19 +12,17 @@ marks its source degraded and the last good answer is kept.
 
 from __future__ import annotations
 
-import getpass
 import os
 import secrets
-import socket as _socket
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-from fleet_tui.config.paths import Located, roster_location, state_dir_location
+from fleet_tui.config.fleet import FleetConfig, load_configured_roster
+from fleet_tui.config.identity import local_identity
 from fleet_tui.core.infer import TAIL_LINES, InferenceRules
 from fleet_tui.core.join import FleetInputs, apply_usage, build_snapshot, inference_targets
 from fleet_tui.core.sanitize import clean_text
@@ -34,7 +32,6 @@ from fleet_tui.model.records import (
     FleetSnapshot,
     PaneRow,
     Ping,
-    Roster,
     SocketScan,
     SourceStatus,
     SpoolRead,
@@ -42,14 +39,11 @@ from fleet_tui.model.records import (
     TreeSample,
 )
 from fleet_tui.sources.procs import ProcessSampler, pid_alive
-from fleet_tui.sources.roster import LoadedRoster, load_roster
+from fleet_tui.sources.roster import LoadedRoster
 from fleet_tui.sources.spool import HeartbeatSpool
 from fleet_tui.sources.systemd import scan_systemd
 from fleet_tui.sources.tmux import scan_all
 from fleet_tui.tmux import TmuxRunner
-
-if TYPE_CHECKING:
-    from fleet_tui.remote.connection import GatewaySettings
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -74,43 +68,6 @@ CAPTURE_SETTLE_S = 2.0
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def local_identity(roster: Roster | None) -> tuple[str, str]:
-    """(tenant_id, host) of local records: the roster's, else login name and hostname."""
-    host = (roster.host if roster and roster.host else None) or _socket.gethostname()
-    if roster is not None:
-        return roster.tenant_id, host
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return user, host
-
-
-@dataclass
-class FleetConfig:
-    roster: Located
-    state_dir: Path
-    heartbeat_timeout_s: float | None = None
-    tmux_timeout_s: float = 2.0
-    gateway: GatewaySettings | None = None  # the dashboard merges the gateway's other hosts
-
-    @classmethod
-    def from_flags(
-        cls,
-        roster: str | None = None,
-        state_dir: str | None = None,
-        heartbeat_timeout_s: float | None = None,
-    ) -> FleetConfig:
-        return cls(roster_location(roster), state_dir_location(state_dir).path, heartbeat_timeout_s)
-
-
-def load_configured_roster(config: FleetConfig) -> LoadedRoster | None:
-    """The roster, or None when the default one does not exist. A named one must exist."""
-    if not config.roster.explicit and not config.roster.path.exists():
-        return None
-    return load_roster(config.roster.path)
 
 
 _FileKey = tuple[str, int, int, int, int, int]

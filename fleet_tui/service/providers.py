@@ -12,8 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.paths import default_budgets_path, locate
-from fleet_tui.service.collector import BudgetProvider, FleetConfig, UsageProvider
+from fleet_tui.service.collector import BudgetProvider, UsageProvider
 
 if TYPE_CHECKING:
     from fleet_tui.model.records import FleetSnapshot
