@@ -22,18 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from fleet_tui.config.fleet import FleetConfig, load_configured_roster
+from fleet_tui.config.identity import local_identity
 from fleet_tui.core.merge import GatewayView, RemoteHostData, clean_remote, merge_snapshots
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
 from fleet_tui.remote.client import GatewayClient, parse_snapshot_answer
 from fleet_tui.remote.connection import Backoff, GatewayError, GatewaySettings
-from fleet_tui.service.collector import (
-    BudgetProvider,
-    FleetCollector,
-    FleetConfig,
-    UsageProvider,
-    load_configured_roster,
-    local_identity,
-)
+from fleet_tui.service.collector import BudgetProvider, FleetCollector, UsageProvider
 from fleet_tui.tmux import TmuxRunner
 
 CAPTURE_LINES = 30
