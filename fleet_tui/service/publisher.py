@@ -53,6 +53,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.errors import StateDirError
 from fleet_tui.model.records import AGENT_NAME_RE, HOST_RE, FleetSnapshot, SpendRecord, UsageSample
@@ -60,7 +61,7 @@ from fleet_tui.protocol.files import NotRegularFile, open_regular, read_regular
 from fleet_tui.protocol.ledger import SPEND_FILE, USAGE_FILE
 from fleet_tui.remote.connection import Backoff, GatewayError
 from fleet_tui.remote.push import GatewayPush
-from fleet_tui.service.collector import FleetCollector, FleetConfig
+from fleet_tui.service.collector import FleetCollector
 
 _AGENT_NAME = re.compile(AGENT_NAME_RE)
 _HOST = re.compile(HOST_RE)
