@@ -565,8 +565,8 @@ class FleetApp(CrashGuard, App[int]):
 
 def run_dashboard(config: object, *, settings: DashboardSettings | None = None) -> int:
     """Start the dashboard on the live sources (blocks until the operator quits)."""
+    from fleet_tui.config.fleet import FleetConfig
     from fleet_tui.config.settings import load_settings
-    from fleet_tui.service.collector import FleetConfig
     from fleet_tui.service.poll import LiveSource
 
     assert isinstance(config, FleetConfig)
