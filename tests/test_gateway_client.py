@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import FleetEnv
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.errors import BadInput
 from fleet_tui.model.records import PS_SCHEMA
 from fleet_tui.remote.client import SNAPSHOT_SCHEMA, GatewayClient
@@ -30,7 +31,6 @@ from fleet_tui.remote.connection import (
     gateway_settings,
     load_token,
 )
-from fleet_tui.service.collector import FleetConfig
 from fleet_tui.service.poll import GatewayFeed, LiveSource
 
 TOKEN = "fgt_s3cr3t-token-value-0123456789"
