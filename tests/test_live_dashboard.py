@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 import pytest
 from conftest import FleetEnv
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.model.records import Health, SocketState
-from fleet_tui.service.collector import FleetCollector, FleetConfig
+from fleet_tui.service.collector import FleetCollector
 from fleet_tui.service.poll import LiveSource
 from fleet_tui.ui.app import FleetApp
 from fleet_tui.ui.widgets import FleetTable
