@@ -55,10 +55,10 @@ from textual.command import CommandPalette
 from textual.keys import REPLACED_KEYS, _character_to_key, _get_unicode_name_from_key
 from textual.pilot import Pilot
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.control.actions import LiveActions
 from fleet_tui.model.records import AgentState, Heartbeat
-from fleet_tui.service.collector import FleetConfig
 from fleet_tui.service.poll import LiveSource
 from fleet_tui.sources.spool import HeartbeatSpool
 from fleet_tui.tmux import session_target
