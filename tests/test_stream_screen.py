@@ -15,11 +15,11 @@ from collections.abc import Callable
 import pytest
 from conftest import FleetEnv
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.control import panes as control
 from fleet_tui.control.actions import LiveActions
 from fleet_tui.model.records import AgentRecord
-from fleet_tui.service.collector import FleetConfig
 from fleet_tui.service.poll import LiveSource
 from fleet_tui.ui.app import FleetApp
 from fleet_tui.ui.screens import stream as stream_mod
