@@ -15,11 +15,11 @@ import pytest
 from conftest import FleetEnv
 from pg_support import GatewayServer
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.control.panes import new_agent_session
 from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.remote.connection import Backoff, GatewaySettings, Secret
-from fleet_tui.service.collector import FleetConfig
 from fleet_tui.service.poll import GATEWAY_CACHE, GatewayFeed, LiveSource
 from fleet_tui.tmux import TmuxRunner
 from fleet_tui.ui.app import FleetApp
