@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import FleetEnv, wait_until
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import load_inference_rules
 from fleet_tui.core.infer import (
     DEFAULT_RULES,
@@ -23,7 +24,7 @@ from fleet_tui.core.infer import (
     runtime_key,
 )
 from fleet_tui.model.records import AgentState, BudgetBrief, FleetSnapshot
-from fleet_tui.service.collector import FleetCollector, FleetConfig
+from fleet_tui.service.collector import FleetCollector
 
 CLAUDE_PROMPT = [
     "● Bash(alembic upgrade head)",
