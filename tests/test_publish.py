@@ -18,9 +18,9 @@ import pytest
 from conftest import FleetEnv, wait_until
 from pg_support import GatewayServer
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.remote.connection import Backoff, GatewaySettings, Secret
 from fleet_tui.remote.push import GatewayPush
-from fleet_tui.service.collector import FleetConfig
 from fleet_tui.service.publisher import QUEUE_DIR, Publisher, QueueLimits
 
 pytestmark = pytest.mark.tmux
