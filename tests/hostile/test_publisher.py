@@ -253,10 +253,11 @@ def test_text_that_is_not_valid_unicode_never_stops_the_publisher(
 ) -> None:
     """A lone surrogate in what the collector gives (a heartbeat's detail): the cycle neither
     raises nor loses the snapshot; the gateway stores it with U+FFFD in its place."""
+    from fleet_tui.config.fleet import FleetConfig
     from fleet_tui.model.records import FleetSnapshot
     from fleet_tui.remote.connection import GatewaySettings, Secret
     from fleet_tui.remote.push import GatewayPush
-    from fleet_tui.service.collector import FleetCollector, FleetConfig
+    from fleet_tui.service.collector import FleetCollector
     from fleet_tui.service.publisher import Publisher
 
     host_a(fleet_env)
