@@ -14,11 +14,11 @@ import pytest
 from conftest import FleetEnv
 from pg_support import GatewayServer
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.core.merge import GatewayView, RemoteHostData, merge_snapshots
 from fleet_tui.model.records import FleetSnapshot, Health
 from fleet_tui.remote.client import parse_snapshot_answer
 from fleet_tui.remote.connection import GatewaySettings, Secret
-from fleet_tui.service.collector import FleetConfig
 from fleet_tui.service.poll import LiveSource
 
 pytestmark = pytest.mark.tmux
