@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 from conftest import FleetEnv, unavailable, wait_until
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.control.actions import LiveActions, log_path
 from fleet_tui.control.audit import record_action
 from fleet_tui.control.panes import ControlError
 from fleet_tui.errors import AuditUnavailable, Refused
 from fleet_tui.model.records import AgentRecord
-from fleet_tui.service.collector import FleetCollector, FleetConfig
+from fleet_tui.service.collector import FleetCollector
 
 pytestmark = pytest.mark.tmux
 
