@@ -111,8 +111,8 @@ def main() -> int:
     (base / "c" / "mosaic" / "roster.yaml").write_text(
         "version: 1\ntenant_id: acme\nhost: bench-local\nagents: []\n"
     )
+    from fleet_tui.config.fleet import FleetConfig
     from fleet_tui.remote.connection import GatewaySettings, Secret
-    from fleet_tui.service.collector import FleetConfig
     from fleet_tui.service.poll import LiveSource
 
     # the answering gateway runs in its own process (a server thread here would take the GIL
