@@ -223,8 +223,9 @@ class Bench:
         ).stdout
 
     def measure_size(self, n: int) -> dict[str, Any]:
+        from fleet_tui.config.fleet import FleetConfig
         from fleet_tui.config.paths import Located
-        from fleet_tui.service.collector import FleetCollector, FleetConfig
+        from fleet_tui.service.collector import FleetCollector
 
         print(f"-- N={n}: starting {n} sessions on {len(SOCKETS)} sockets", flush=True)
         t0 = time.perf_counter()
@@ -356,8 +357,9 @@ class Bench:
 def breakdown(collector: Any) -> dict[str, float]:
     """Time the pieces of `FleetCollector.collect()` one by one (they overlap in collect: the
     tmux scan runs in a thread while the spool is read)."""
+    from fleet_tui.config.fleet import load_configured_roster
+    from fleet_tui.config.identity import local_identity
     from fleet_tui.core.join import FleetInputs, build_snapshot
-    from fleet_tui.service.collector import load_configured_roster, local_identity
     from fleet_tui.sources.procs import pid_alive
     from fleet_tui.sources.systemd import scan_systemd
     from fleet_tui.sources.tmux import scan_all
