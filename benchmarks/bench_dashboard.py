@@ -530,8 +530,8 @@ def idle_breakdown(roster: Path, state: Path, window: float) -> dict[str, Any]:
     """Where the dashboard's idle CPU goes: the same FleetApp on the same live fleet, in-process
     and headless (frames encoded as for a terminal, see FrameCounter), with the source's polls
     and `apply_snapshot` timed. Polls run in worker threads; the rest is the main thread."""
+    from fleet_tui.config.fleet import FleetConfig
     from fleet_tui.config.settings import DashboardSettings
-    from fleet_tui.service.collector import FleetConfig
     from fleet_tui.service.poll import LiveSource
     from fleet_tui.ui.app import FleetApp
 
