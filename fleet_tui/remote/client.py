@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -54,9 +53,8 @@ _NESTED: dict[str, type[BaseModel]] = {
 }
 
 
-def _known(model: type[BaseModel], data: Any) -> Any:
-    if not isinstance(data, dict):
-        return data
+def _known(model: type[BaseModel], data: dict[str, object]) -> dict[str, object]:
+    """The fields of `data` that `model` declares (by name or alias)."""
     names = set(model.model_fields)
     for f in model.model_fields.values():
         if f.alias:
@@ -64,13 +62,16 @@ def _known(model: type[BaseModel], data: Any) -> Any:
     return {k: v for k, v in data.items() if k in names}
 
 
-def _agent_data(data: Any) -> Any:
-    data = _known(AgentRecord, data)
-    if isinstance(data, dict):
-        for key, model in _NESTED.items():
-            if isinstance(data.get(key), dict):
-                data[key] = _known(model, data[key])
-    return data
+def _agent_data(data: object) -> object:
+    """An agent of a ps document with only the fields the local records know (nested too)."""
+    if not isinstance(data, dict):
+        return data
+    known = _known(AgentRecord, data)
+    for key, model in _NESTED.items():
+        nested = known.get(key)
+        if isinstance(nested, dict):
+            known[key] = _known(model, nested)
+    return known
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -85,12 +86,12 @@ class _HostRow(BaseModel):
     host: str
     tenant_id: str
     observed_at: Timestamp
-    ps: dict[str, Any]
-    received_at: Any = None  # gateway clock; checked by `_age`, never fails the row
-    age_s: Any = None  # gateway now - received_at, when it answered
+    ps: dict[str, object]
+    received_at: object = None  # gateway clock; checked by `_age`, never fails the row
+    age_s: object = None  # gateway now - received_at, when it answered
 
 
-def _age(value: Any) -> float | None:
+def _age(value: object) -> float | None:
     """The gateway's `age_s` when it is a usable number (finite, not negative), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -114,10 +115,10 @@ class GatewayAnswer:
     hosts: list[RemoteHost]
     warnings: list[str]
     fetched_at: datetime
-    raw: Any = None  # the decoded answer, as received (for a cache of the last answer)
+    raw: object = None  # the decoded answer, as received (for a cache of the last answer)
 
 
-def parse_snapshot_answer(data: Any, tenant: str, fetched_at: datetime) -> GatewayAnswer:
+def parse_snapshot_answer(data: object, tenant: str, fetched_at: datetime) -> GatewayAnswer:
     """Validate a `GET /snapshot` answer. Raises GatewayError(kind='invalid') for nonsense;
     drops (with a warning) single bad hosts or agents and anything of another tenant."""
     if not isinstance(data, dict):
@@ -182,7 +183,7 @@ def parse_snapshot_answer(data: Any, tenant: str, fetched_at: datetime) -> Gatew
                 f"gateway: host {row.host[:60]}: {dropped} agent record(s) invalid, "
                 f"first {first_bad[:160]}: ignored"
             )
-        doc = {
+        doc: dict[str, object] = {
             **_known(FleetSnapshot, ps),
             "tenant_id": row.tenant_id,
             "host": row.host,
@@ -192,10 +193,10 @@ def parse_snapshot_answer(data: Any, tenant: str, fetched_at: datetime) -> Gatew
         }
         doc.setdefault("generated_at", row.observed_at)
         doc.setdefault("heartbeat_timeout_s", 30.0)
-        doc.setdefault("warnings", [])
-        if not isinstance(doc["warnings"], list):
-            doc["warnings"] = []
-        doc["warnings"] = [str(w) for w in doc["warnings"][:20]]
+        warnings_of_host = doc.get("warnings")
+        doc["warnings"] = (
+            [str(w) for w in warnings_of_host[:20]] if isinstance(warnings_of_host, list) else []
+        )
         try:
             snap = FleetSnapshot.model_validate(doc)
         except ValidationError as exc:
