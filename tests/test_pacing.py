@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +19,7 @@ from fleet_tui.core.pacing import (
     period_bounds,
     window_curve,
 )
+from fleet_tui.model.records import BudgetBrief, BudgetStatus
 
 WEEK = 10080
 RESET = datetime(2026, 11, 30, tzinfo=UTC)
@@ -196,6 +198,17 @@ def test_status_band() -> None:
     assert classify(40.0, 50.0) == "behind"
     assert classify(100.0, 10.0) == "exhausted"
     assert classify(None, 10.0) == "unknown"
+
+
+def test_statuses_are_the_model_enum_and_their_json_is_the_plain_word() -> None:
+    assert classify(56.0, 50.0) is BudgetStatus.AHEAD
+    w = pace_spend("month", None, 0.0, 0.0, 3600.0, START)
+    assert w.status is BudgetStatus.UNKNOWN
+    brief = BudgetBrief(account="a", status="exhausted")  # as read back from JSON
+    assert brief.status is BudgetStatus.EXHAUSTED
+    assert json.loads(brief.model_dump_json())["status"] == "exhausted"
+    assert json.dumps({"status": BudgetStatus.ON_PACE}) == '{"status": "on_pace"}'
+    assert [s.value for s in BudgetStatus] == ["on_pace", "ahead", "behind", "exhausted", "unknown"]
 
 
 def test_curve_of_the_window() -> None:

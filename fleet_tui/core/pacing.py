@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from fleet_tui.model.records import BudgetStatus
 from fleet_tui.model.series import Series as Series  # re-exported for callers of the core
 
 DAY_S = 86400.0
@@ -48,7 +49,6 @@ TOLERANCE_RATIO = 0.10
 TOLERANCE_POINTS = 2.0
 MIN_RATE_SPAN_S = 300.0
 
-STATUSES = ("on_pace", "ahead", "behind", "exhausted", "unknown")
 CONFIDENCES = ("user", "provider", "estimated", "unknown")
 
 
@@ -78,7 +78,7 @@ class WindowPace:
     recent_rate_per_day: float | None
     projected_at_reset: float | None
     exhaust_at: datetime | None
-    status: str
+    status: BudgetStatus
     window_start: datetime | None = None
     reset_rolled: int = 0
     notes: tuple[str, ...] = ()
@@ -88,20 +88,20 @@ def _dt(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
 
-def classify(used: float | None, ideal: float | None) -> str:
+def classify(used: float | None, ideal: float | None) -> BudgetStatus:
     """The status of a used share against the ideal one (see the module doc for the band)."""
     if used is None:
-        return "unknown"
+        return BudgetStatus.UNKNOWN
     if used >= 100.0:
-        return "exhausted"
+        return BudgetStatus.EXHAUSTED
     if ideal is None:
-        return "unknown"
+        return BudgetStatus.UNKNOWN
     gap = used - ideal
     if gap > TOLERANCE_POINTS and gap > TOLERANCE_RATIO * ideal:
-        return "ahead"
+        return BudgetStatus.AHEAD
     if -gap > TOLERANCE_POINTS and -gap > TOLERANCE_RATIO * ideal:
-        return "behind"
-    return "on_pace"
+        return BudgetStatus.BEHIND
+    return BudgetStatus.ON_PACE
 
 
 def roll_forward(resets_at: float, minutes: float, now: float) -> tuple[float, int]:
@@ -395,7 +395,7 @@ def pace_spend(
             recent_rate_per_day=None,
             projected_at_reset=None,
             exhaust_at=None,
-            status="unknown",
+            status=BudgetStatus.UNKNOWN,
             window_start=start,
             notes=("no ceiling_usd: spend is not limited",),
         )
@@ -437,9 +437,18 @@ def pace_spend(
     )
 
 
+# Which window binds an account, first to last.
+BINDING_RANK = {
+    BudgetStatus.EXHAUSTED: 0,
+    BudgetStatus.AHEAD: 1,
+    BudgetStatus.ON_PACE: 2,
+    BudgetStatus.BEHIND: 3,
+    BudgetStatus.UNKNOWN: 4,
+}
+
+
 def worst(windows: Sequence[WindowPace]) -> WindowPace | None:
     """The window that binds: exhausted first, then the most ahead of pace, then any known."""
-    rank = {"exhausted": 0, "ahead": 1, "on_pace": 2, "behind": 3, "unknown": 4}
     if not windows:
         return None
-    return min(windows, key=lambda w: (rank.get(w.status, 5), -(w.pace or 0.0)))
+    return min(windows, key=lambda w: (BINDING_RANK[w.status], -(w.pace or 0.0)))

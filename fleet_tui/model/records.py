@@ -219,6 +219,16 @@ class InferredState(_Record):
     reason: str
 
 
+class BudgetStatus(StrEnum):
+    """Where an account window's use stands against its even spread (core/pacing.py)."""
+
+    ON_PACE = "on_pace"
+    AHEAD = "ahead"
+    BEHIND = "behind"
+    EXHAUSTED = "exhausted"
+    UNKNOWN = "unknown"
+
+
 class BudgetBrief(_Record):
     """The budget of the account an agent spends from, in one line (the fleet table's cell)."""
 
@@ -226,7 +236,7 @@ class BudgetBrief(_Record):
     window: str | None = None
     used_percent: float | None = None
     pace: float | None = None
-    status: str
+    status: BudgetStatus
     rung: str | None = None
 
 

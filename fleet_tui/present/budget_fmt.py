@@ -6,19 +6,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from fleet_tui.model.records import BudgetStatus
+
 STATUS_MARK = {
-    "on_pace": "= on pace",
-    "ahead": "▲ ahead",
-    "behind": "▽ behind",
-    "exhausted": "✖ exhausted",
-    "unknown": "? unknown",
+    BudgetStatus.ON_PACE: "= on pace",
+    BudgetStatus.AHEAD: "▲ ahead",
+    BudgetStatus.BEHIND: "▽ behind",
+    BudgetStatus.EXHAUSTED: "✖ exhausted",
+    BudgetStatus.UNKNOWN: "? unknown",
 }
 STATUS_MARK_ASCII = {
-    "on_pace": "= on pace",
-    "ahead": "^ AHEAD",
-    "behind": "v behind",
-    "exhausted": "X EXHAUSTED",
-    "unknown": "? unknown",
+    BudgetStatus.ON_PACE: "= on pace",
+    BudgetStatus.AHEAD: "^ AHEAD",
+    BudgetStatus.BEHIND: "v behind",
+    BudgetStatus.EXHAUSTED: "X EXHAUSTED",
+    BudgetStatus.UNKNOWN: "? unknown",
 }
 ACTION_MARK = {
     "normal": "normal",

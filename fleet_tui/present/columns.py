@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleet_tui.core.timefmt import human_bytes, human_duration
-from fleet_tui.model.records import AgentRecord, AgentState, BudgetBrief, Health, StateSource
+from fleet_tui.model.records import (
+    AgentRecord,
+    AgentState,
+    BudgetBrief,
+    BudgetStatus,
+    Health,
+    StateSource,
+)
 
 HEALTH_SYMBOL = {
     Health.HEALTHY: "●",
@@ -145,9 +152,15 @@ def human_tokens(n: int | None) -> str:
     return str(n)  # unreachable
 
 
-BUDGET_MARK = {"ahead": " ▲", "exhausted": " ✖"}
+BUDGET_MARK = {BudgetStatus.AHEAD: " ▲", BudgetStatus.EXHAUSTED: " ✖"}
 # Sort order of the BUDGET column: what needs a look first.
-BUDGET_SEVERITY = {"exhausted": 0, "ahead": 1, "unknown": 2, "on_pace": 3, "behind": 4}
+BUDGET_SEVERITY = {
+    BudgetStatus.EXHAUSTED: 0,
+    BudgetStatus.AHEAD: 1,
+    BudgetStatus.UNKNOWN: 2,
+    BudgetStatus.ON_PACE: 3,
+    BudgetStatus.BEHIND: 4,
+}
 
 
 def budget_cell(b: BudgetBrief | None) -> str:
@@ -161,7 +174,7 @@ def _budget_sort(r: AgentRecord) -> tuple[int, float]:
     b = r.budget
     if b is None:
         return (len(BUDGET_SEVERITY) + 1, 0.0)
-    return (BUDGET_SEVERITY.get(b.status, len(BUDGET_SEVERITY)), -(b.used_percent or 0.0))
+    return (BUDGET_SEVERITY[b.status], -(b.used_percent or 0.0))
 
 
 def _runtime(r: AgentRecord) -> str:

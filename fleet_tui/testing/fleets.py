@@ -20,6 +20,7 @@ from fleet_tui.model.records import (
     AgentRecord,
     AgentState,
     BudgetBrief,
+    BudgetStatus,
     FleetSnapshot,
     Heartbeat,
     PaneRow,
@@ -165,7 +166,7 @@ CLAUDE_MAX = BudgetBrief(
     window="weekly",
     used_percent=62.0,
     pace=1.31,
-    status="ahead",
+    status=BudgetStatus.AHEAD,
     rung="claude-sonnet",
 )
 OPENAI_PRO = BudgetBrief(
@@ -173,7 +174,7 @@ OPENAI_PRO = BudgetBrief(
     window="weekly",
     used_percent=37.5,
     pace=0.89,
-    status="on_pace",
+    status=BudgetStatus.ON_PACE,
     rung="codex",
 )
 TOKENS_TODAY = {
