@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from factories import NOW, heartbeat, ping
 
 from fleet_tui.core.health import assess
 from fleet_tui.model.records import Health
+from fleet_tui.testing.fleets import BUILDERS_NOW as NOW
+from fleet_tui.testing.fleets import heartbeat, ping
 
 N = 30.0
 

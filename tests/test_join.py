@@ -7,19 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import (
-    HOST,
-    NOW,
-    TENANT,
-    agent,
-    beats,
-    heartbeat,
-    inputs,
-    pane,
-    ping,
-    roster,
-    socket,
-)
 
 from fleet_tui.cli.main import _snapshot_json
 from fleet_tui.core.infer import compile_rules
@@ -42,6 +29,21 @@ from fleet_tui.model.records import (
 )
 from fleet_tui.sources.roster import parse_roster
 from fleet_tui.sources.spool import HeartbeatSpool
+from fleet_tui.testing.fleets import (
+    BUILDERS_NOW as NOW,
+)
+from fleet_tui.testing.fleets import (
+    HOST,
+    TENANT,
+    agent,
+    beats,
+    heartbeat,
+    inputs,
+    pane,
+    ping,
+    roster,
+    socket,
+)
 
 FLEET = "mosaic-fleet"
 FACTORY = "mosaic-factory"

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from factories import HOST, NOW, TENANT, agent, heartbeat, inputs, pane, ping, roster, socket
-
 from fleet_tui.core.infer import DEFAULT_RULES
 from fleet_tui.core.join import (
     AgentBeat,
@@ -50,6 +48,20 @@ from fleet_tui.model.records import (
     SystemdScan,
     TreeSample,
     UnitState,
+)
+from fleet_tui.testing.fleets import (
+    BUILDERS_NOW as NOW,
+)
+from fleet_tui.testing.fleets import (
+    HOST,
+    TENANT,
+    agent,
+    heartbeat,
+    inputs,
+    pane,
+    ping,
+    roster,
+    socket,
 )
 
 FLEET = "mosaic-fleet"

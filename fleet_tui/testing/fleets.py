@@ -4,14 +4,20 @@ Each builder returns a `FleetSnapshot` made by the real join from fixed observat
 the screenshots show is what the join really produces for such a fleet: heartbeats from runtimes
 and from hook adapters, states inferred from panes without one (a spinner, a permission prompt),
 token use today and budget briefs.
+
+The builders of single observations (`pane`, `socket`, `agent`, `roster`, `heartbeat`, `ping`,
+`beats`, `inputs`) are the one place such records are made, for these fleets and for the tests
+of the pure core alike.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from fleet_tui.control.actions import Handover
 from fleet_tui.control.panes import ControlError, SendResult
@@ -24,6 +30,7 @@ from fleet_tui.model.records import (
     FleetSnapshot,
     Heartbeat,
     PaneRow,
+    Ping,
     Roster,
     RosterAgent,
     SocketScan,
@@ -38,6 +45,136 @@ from fleet_tui.model.records import (
 NOW = datetime(2026, 11, 26, 9, 30, 0, tzinfo=UTC)
 TENANT = "jarvis"
 HOST = "w-jarvis"
+# The instant the builders of single observations date from unless given `now` (the pure-core
+# tests' now; the fleets below date from NOW).
+BUILDERS_NOW = datetime(2026, 11, 26, 4, 0, 0, tzinfo=UTC)
+
+
+# -- Builders of single observations (one of each, shared by the fleets below and the tests) ----
+
+_pane_numbers = itertools.count(1)
+
+
+def pane(
+    session: str,
+    *,
+    index: int | None = None,
+    pid: int | None = None,
+    command: str = "node",
+    dead: bool = False,
+    mosaic_agent: str = "",
+    title: str = "",
+    activity: int | None = None,
+    window_activity: int | None = None,
+    created: int | None = None,
+    window_size: str = "200x50",
+    cwd: str = "/w/app",
+    now: datetime = BUILDERS_NOW,
+) -> PaneRow:
+    """One pane as tmux lists it: `index` numbers it (`$i`, `%i`; the next free number when
+    None), its process is `pid` (else 1000 + index), created an hour and last active 10 s
+    before `now`."""
+    n = next(_pane_numbers) if index is None else index
+    t = int(now.timestamp())
+    return PaneRow(
+        session_name=session,
+        session_id=f"${n}",
+        session_created=created if created is not None else t - 3600,
+        session_activity=activity if activity is not None else t - 10,
+        session_attached=0,
+        window_index=0,
+        window_active=True,
+        pane_active=True,
+        pane_id=f"%{n}",
+        pane_pid=pid if pid is not None else 1000 + n,
+        current_command=command,
+        pane_dead=dead,
+        pane_pipe=False,
+        pane_in_mode=False,
+        window_activity=window_activity,
+        mosaic_agent=mosaic_agent,
+        window_size=window_size,
+        pane_title=title,
+        current_path=cwd,
+    )
+
+
+def socket(
+    name: str,
+    *panes: PaneRow,
+    state: SocketState = SocketState.LIVE,
+    reason: str | None = None,
+) -> SocketScan:
+    """A socket as scanned, with `panes` when it is live."""
+    return SocketScan(
+        name=name,
+        path=f"/tmp/tmux-0/{name}",
+        state=state,
+        panes=list(panes),
+        reason=reason,
+        listed_in_ms=1.5 if state is SocketState.LIVE else None,
+    )
+
+
+def agent(name: str, role: str = "coder", **kw: Any) -> RosterAgent:
+    """A roster agent (`kw`: any other field of RosterAgent)."""
+    return RosterAgent(name=name, role=role, **kw)
+
+
+def roster(*agents: RosterAgent, socket_name: str | None = "mosaic-fleet", **kw: Any) -> Roster:
+    """A roster of this tenant and host holding `agents` (`kw`: any other field of Roster)."""
+    return Roster(
+        version=1,
+        tenant_id=kw.pop("tenant_id", TENANT),
+        host=kw.pop("host", HOST),
+        socket_name=socket_name,
+        agents=list(agents),
+        **kw,
+    )
+
+
+def heartbeat(
+    agent_name: str, age_s: float = 4.0, *, now: datetime = BUILDERS_NOW, **kw: Any
+) -> Heartbeat:
+    """A heartbeat of this tenant and host written `age_s` before `now`: busy running tests
+    under codex (`kw`: any field of Heartbeat, to change)."""
+    fields: dict[str, Any] = {
+        "v": 1,
+        "tenant_id": TENANT,
+        "host": HOST,
+        "agent": agent_name,
+        "seq": 17,
+        "ts": now - timedelta(seconds=age_s),
+        "interval_s": 10,
+        "state": AgentState.BUSY,
+        "detail": "running tests",
+        "runtime": "codex",
+        "model": "gpt-5.5",
+        "pid": 4242,
+    }
+    fields.update(kw)
+    return Heartbeat(**fields)
+
+
+def ping(nonce: str, age_s: float, *, now: datetime = BUILDERS_NOW) -> Ping:
+    """A ping sent `age_s` before `now`."""
+    return Ping(nonce=nonce, ts=now - timedelta(seconds=age_s))
+
+
+def beats(*hbs: Heartbeat) -> dict[str, SpoolRead]:
+    """Heartbeats as the spool reads them, by agent."""
+    return {hb.agent: SpoolRead(hb) for hb in hbs}
+
+
+def inputs(*sockets: SocketScan, **kw: Any) -> FleetInputs:
+    """The join's inputs at BUILDERS_NOW for this tenant and host (`kw`: any other field)."""
+    kw.setdefault("now", BUILDERS_NOW)
+    kw.setdefault("host", HOST)
+    kw.setdefault("tenant_id", TENANT)
+    return FleetInputs(sockets=list(sockets), **kw)
+
+
+# -- The demo fleet ----------------------------------------------------------------------------
 
 
 def _pane(
@@ -51,26 +188,20 @@ def _pane(
     title: str | None = None,
 ) -> PaneRow:
     t = int(NOW.timestamp())
-    return PaneRow(
-        session_name=name,
-        session_id=f"${i}",
-        session_created=t - 86400,
-        session_activity=t - idle_s,
-        session_attached=0,
-        window_index=0,
-        window_active=True,
-        pane_active=True,
-        pane_id=f"%{i}",
-        pane_pid=10000 + i,
-        current_command=cmd,
-        pane_dead=dead,
-        pane_pipe=False,
-        pane_in_mode=False,
-        window_activity=t - idle_s,
+    return pane(
+        name,
+        index=i,
+        pid=10000 + i,
+        command=cmd,
+        dead=dead,
         mosaic_agent=agent_opt,
+        title=name if title is None else title,
+        activity=t - idle_s,
+        window_activity=t - idle_s,
+        created=t - 86400,
         window_size="manual",
-        pane_title=name if title is None else title,
-        current_path=f"/home/jarvis/work/{name}",
+        cwd=f"/home/jarvis/work/{name}",
+        now=NOW,
     )
 
 
@@ -85,14 +216,11 @@ def _beat(
     via: str | None = None,
 ) -> SpoolRead:
     return SpoolRead(
-        Heartbeat(
-            v=1,
-            tenant_id=TENANT,
-            host=HOST,
-            agent=name,
+        heartbeat(
+            name,
+            age_s,
+            now=NOW,
             seq=seq,
-            ts=NOW - timedelta(seconds=age_s),
-            interval_s=10,
             state=state,
             detail=detail,
             runtime=runtime,
