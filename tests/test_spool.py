@@ -8,11 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from factories import NOW, heartbeat
 
 from fleet_tui.errors import EXIT_BAD_INPUT, StateDirError
 from fleet_tui.model.records import AgentState, Ping
-from fleet_tui.sources.spool import MAX_HEARTBEAT_BYTES, HeartbeatSpool, atomic_write
+from fleet_tui.protocol.files import atomic_write
+from fleet_tui.protocol.heartbeat import MAX_HEARTBEAT_BYTES
+from fleet_tui.sources.spool import HeartbeatSpool
+from fleet_tui.testing.fleets import BUILDERS_NOW as NOW
+from fleet_tui.testing.fleets import heartbeat
 
 
 @pytest.fixture
@@ -69,6 +72,10 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp_file(
         atomic_write(target, b"{}")
     assert sorted(os.listdir(spool.heartbeats)) == ["blocked.json", "c1.json"]
     assert spool.read_heartbeat("c1").heartbeat is not None
+    # Through the spool, the same failure is a StateDirError naming the folder.
+    with pytest.raises(StateDirError, match="cannot write in .*heartbeats"):
+        spool.write_heartbeat(heartbeat("blocked", seq=1))
+    assert sorted(os.listdir(spool.heartbeats)) == ["blocked.json", "c1.json"]
 
 
 def test_state_dir_under_a_regular_file_is_a_clear_error(tmp_path: Path) -> None:
