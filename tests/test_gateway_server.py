@@ -23,13 +23,13 @@ import httpx
 import psycopg
 import pytest
 from conftest import wait_until
-from factories import agent, beats, inputs, pane, roster, socket
-from factories import heartbeat as spool_heartbeat
 from pg_support import GatewayServer
 
 from fleet_tui.core.join import build_snapshot
 from fleet_tui.server import db
 from fleet_tui.server.openapi import OPENAPI_FILE
+from fleet_tui.testing.fleets import agent, beats, inputs, pane, roster, socket
+from fleet_tui.testing.fleets import heartbeat as spool_heartbeat
 
 NOW: datetime  # taken by `_now` at the start of every test, never at import
 
