@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel, ValidationError
 
@@ -83,6 +83,25 @@ LEDGERS: dict[str, tuple[str, type[BaseModel]]] = {
 }
 
 
+JsonRecord = dict[str, object]
+"""One record as JSON: a snapshot, a heartbeat, a usage sample or a spend record."""
+Body = JsonRecord | list[JsonRecord]
+"""What one queued request sends: a record, or a batch of them."""
+
+
+class QueuedRequest(TypedDict):
+    """A queue file: where it goes, its idempotency key (a retry reuses it), its body."""
+
+    route: str
+    idempotency_key: str
+    body: Body
+
+
+def records_in(body: Body) -> int:
+    """How many records a body holds."""
+    return len(body) if isinstance(body, list) else 1
+
+
 @dataclass(frozen=True)
 class QueueLimits:
     max_files: int = 2000
@@ -97,7 +116,7 @@ class QueueItem:
     key: str
     size: int
 
-    def load(self) -> dict[str, Any]:
+    def load(self) -> QueuedRequest:
         """The item's request; raises OSError (not a regular file, too large, unreadable) or
         ValueError (not JSON, or not a request of its kind) for a file to set aside."""
         data = json.loads(read_regular(self.path, MAX_ITEM_BYTES))
@@ -114,8 +133,11 @@ class QueueItem:
                 raise ValueError("body is not a list of records")
         elif not isinstance(body, dict):
             raise ValueError("body is not a record")
-        data["body"] = valid_unicode(body)
-        return data
+        return QueuedRequest(
+            route=data["route"],
+            idempotency_key=data["idempotency_key"],
+            body=valid_unicode(body),
+        )
 
 
 def _valid_str(text: str) -> str:
@@ -149,6 +171,10 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _write_durably(path: Path, data: bytes) -> None:
+    """Write `path` atomically AND durably: the data is fsynced before the rename and the folder
+    after it, so a queued batch is on disk before the ledger's offset moves past its lines.
+    `protocol.files.atomic_write` does not fsync (the same mode, 0600 from mkstemp, but not the
+    promise), hence this one."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -209,7 +235,7 @@ class PublishQueue:
             and sum(i.size for i in items) + extra_bytes <= self.limits.max_bytes
         )
 
-    def put(self, kind: str, key: str, body: Any) -> QueueItem:
+    def put(self, kind: str, key: str, body: Body) -> QueueItem:
         """Queue one request; returns the item (its file is on disk when this returns)."""
         self.ensure()
         items = self.items()
@@ -217,7 +243,7 @@ class PublishQueue:
         path = self.folder / f"{seq:012d}.{kind}.{key}.json"
         return self.write(path, kind, body)
 
-    def write(self, path: Path, kind: str, body: Any, *, key: str | None = None) -> QueueItem:
+    def write(self, path: Path, kind: str, body: Body, *, key: str | None = None) -> QueueItem:
         """(Re)write the queue file `path` durably; a fresh idempotency key unless given."""
         data = json.dumps(
             {
@@ -254,7 +280,9 @@ class PublishQueue:
                 item.path.unlink()
         return target
 
-    def set_aside_records(self, item: QueueItem, records: list[Any], reasons: list[str]) -> Path:
+    def set_aside_records(
+        self, item: QueueItem, records: list[JsonRecord], reasons: list[str]
+    ) -> Path:
         """Write the records of `item` the gateway refused (with its reasons) into
         `rejected/`, beside nothing else of the batch."""
         folder = self.aside
@@ -267,7 +295,7 @@ class PublishQueue:
         return target
 
 
-def encoded_size(body: Any) -> int:
+def encoded_size(body: Body) -> int:
     return len(json.dumps(valid_unicode(body), separators=(",", ":")).encode()) + 80
 
 
@@ -379,7 +407,7 @@ class CycleResult:
         )
 
 
-def _other_tenants(bodies: list[Any], tenant: str | None) -> str | None:
+def _other_tenants(bodies: list[Body], tenant: str | None) -> str | None:
     """The first tenant_id in queued bodies that is not `tenant` (None: all are `tenant`, or
     `tenant` is not known yet)."""
     if tenant is None:
@@ -582,7 +610,7 @@ class Publisher:
                 cur.offset += len(data)
             return
         lines = data[: end + 1].split(b"\n")[:-1]
-        batch: list[dict[str, Any]] = []
+        batch: list[JsonRecord] = []
         offset, line_no = cur.offset, cur.line
         batch_start = (offset, line_no)
         total = 0
@@ -666,7 +694,7 @@ class Publisher:
                 ):
                     group.append(items[i + len(group)])
             i += len(group)
-            pairs: list[tuple[QueueItem, dict[str, Any]]] = []
+            pairs: list[tuple[QueueItem, QueuedRequest]] = []
             for g in group:
                 try:
                     pairs.append((g, g.load()))
@@ -702,13 +730,13 @@ class Publisher:
         result.set_aside += records
         result.warnings.append(f"queued {g.kind} {g.path.name}: {why}; set aside in {where.parent}")
 
-    def _send(self, pairs: list[tuple[QueueItem, dict[str, Any]]], result: CycleResult) -> bool:
+    def _send(self, pairs: list[tuple[QueueItem, QueuedRequest]], result: CycleResult) -> bool:
         """Deliver one request (a group of heartbeats, or one queue file), resending at once
         what is left after the gateway named invalid items. False: stop draining (backoff)."""
         while pairs:
             kind = pairs[0][0].kind
             if kind == "heartbeat":
-                body: Any = [d["body"] for _g, d in pairs]
+                body: object = [d["body"] for _g, d in pairs]
                 key = pairs[0][1]["idempotency_key"] if len(pairs) == 1 else None
             else:
                 body, key = pairs[0][1]["body"], pairs[0][1]["idempotency_key"]
@@ -722,11 +750,11 @@ class Publisher:
                 continue
             except (TypeError, ValueError) as exc:  # cannot be encoded: it never will be
                 for g, d in pairs:
-                    n = len(d["body"]) if isinstance(d["body"], list) else 1
+                    n = records_in(d["body"])
                     why = f"cannot be sent ({clean_text(str(exc), max_len=120)})"
                     self._aside(g, result, why, n)
                 return True
-            n = sum(len(d["body"]) if isinstance(d["body"], list) else 1 for _g, d in pairs)
+            n = sum(records_in(d["body"]) for _g, d in pairs)
             result.delivered[kind] = result.delivered.get(kind, 0) + (
                 n if kind in ("usage", "spend") else len(pairs)
             )
@@ -738,10 +766,10 @@ class Publisher:
 
     def _refused(
         self,
-        pairs: list[tuple[QueueItem, dict[str, Any]]],
+        pairs: list[tuple[QueueItem, QueuedRequest]],
         exc: GatewayError,
         result: CycleResult,
-    ) -> list[tuple[QueueItem, dict[str, Any]]] | None:
+    ) -> list[tuple[QueueItem, QueuedRequest]] | None:
         """What to resend at once after `exc` ([] nothing), or None: stop (a retryable
         failure; `result.error` says it and the backoff is started)."""
         kind = pairs[0][0].kind
@@ -751,7 +779,7 @@ class Publisher:
             # queued while this host published as another tenant (the roster's tenant_id
             # changed): no token of this host will take it, so it must not hold up the rest
             for g, d in pairs:
-                n = len(d["body"]) if isinstance(d["body"], list) else 1
+                n = records_in(d["body"])
                 self._aside(
                     g,
                     result,
@@ -793,7 +821,10 @@ class Publisher:
                     self.queue.remove(g)
                     return []
                 item = self.queue.write(g.path, kind, rest)
-                return [(item, {**d, "body": rest, "idempotency_key": str(uuid.uuid4())})]
+                again = QueuedRequest(
+                    route=d["route"], idempotency_key=str(uuid.uuid4()), body=rest
+                )
+                return [(item, again)]
             n = len(body) if isinstance(body, list) else 1
             self._aside(g, result, f"gateway rejected it ({why})", n)
             return []
@@ -803,7 +834,7 @@ class Publisher:
                 tries = self.state.tries.get(g.path.name, 0) + 1
                 self.state.tries[g.path.name] = tries
                 if tries >= MAX_TRIES:
-                    n = len(d["body"]) if isinstance(d["body"], list) else 1
+                    n = records_in(d["body"])
                     self._aside(g, result, f"the gateway failed on it {tries} times ({why})", n)
             if all(not g.path.exists() for g, _d in pairs):
                 return []
