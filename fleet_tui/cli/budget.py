@@ -11,6 +11,8 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from fleet_tui.cli.args import add_gateway_flags, config_from_args, gateway_from_args
+
 if TYPE_CHECKING:
     from fleet_tui.service.budgets import BudgetReport
 
@@ -25,8 +27,6 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     p.add_argument(
         "--budgets", metavar="PATH", default=None, help="budgets.yaml (env MOSAIC_FLEET_BUDGETS)"
     )
-    from fleet_tui.cli.publish import add_gateway_flags
-
     add_gateway_flags(p)  # the gateway's usage samples of every host join the local ones
 
 
@@ -108,10 +108,9 @@ def cmd_budget(args: argparse.Namespace) -> int:
 
     tenant = host = None
     try:
-        from fleet_tui.cli.main import _config
         from fleet_tui.config.fleet import configured_identity
 
-        tenant, host = configured_identity(_config(args))
+        tenant, host = configured_identity(config_from_args(args))
     except Exception:  # the roster is not needed for budgets; the budgets file names the tenant
         tenant = host = None
     service = BudgetService(
@@ -120,9 +119,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
         tenant_id=tenant,
         host=host,
     )
-    from fleet_tui.cli.publish import settings_from_args
-
-    gateway = settings_from_args(args)
+    gateway = gateway_from_args(args)
     gateway_warnings: list[str] = []
     if gateway is not None:
         from fleet_tui.service.budgets import fetch_gateway_samples

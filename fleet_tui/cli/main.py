@@ -17,6 +17,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from fleet_tui import __version__
+from fleet_tui.cli.args import (
+    add_common_flags,
+    add_gateway_flags,
+    config_from_args,
+    gateway_from_args,
+    new_collector,
+    positive,
+)
 from fleet_tui.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
@@ -42,57 +50,27 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
-    if not value > 0 or value > 86400:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds: '{text}'")
-    return value
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    S = argparse.SUPPRESS
-    p.add_argument(
-        "--roster", metavar="PATH", default=S, help="roster.yaml (env MOSAIC_FLEET_ROSTER)"
-    )
-    p.add_argument(
-        "--state-dir",
-        metavar="PATH",
-        default=S,
-        help="state dir: spool, logs, audit (env MOSAIC_FLEET_STATE_DIR)",
-    )
-    p.add_argument(
-        "--heartbeat-timeout",
-        metavar="S",
-        type=_positive,
-        default=S,
-        help="heartbeat timeout N in seconds (default: roster, else 30)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="The terminal dashboard of Mosaic Fleet.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    _common(parser)
+    add_common_flags(parser)
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
 
     p = sub.add_parser("ps", help="the joined fleet table")
-    _common(p)
+    add_common_flags(p)
     p.add_argument("--json", action="store_true", help="print ps v1 JSON (mosaic.fleet.ps/v1)")
     p.add_argument("--all", action="store_true", help="also sessions that are not agents")
     p.add_argument("--tenant", metavar="T", help="only this tenant")
     p.add_argument("--host", metavar="H", help="only this host")
-    _gateway_flags(p)
+    add_gateway_flags(p)
 
     p = sub.add_parser("heartbeat", help="write a heartbeat v1 (for wrappers and hooks)")
-    _common(p)
+    add_common_flags(p)
     p.add_argument("name")
     p.add_argument("--state", required=True, choices=_states())
     p.add_argument("--detail", default=None)
     p.add_argument("--ack", metavar="TEXT", default=None, help="a message this runtime accepted")
-    p.add_argument("--interval", metavar="S", type=_positive, default=None)
+    p.add_argument("--interval", metavar="S", type=positive, default=None)
     p.add_argument("--runtime", default=None)
     p.add_argument("--model", default=None)
     p.add_argument(
@@ -106,18 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
         "agent or it is down (no session, or its pane's process exited: said at once), 4 no "
         "echo within --timeout, 5 refused (the audit log cannot be written).",
     )
-    _common(p)
+    add_common_flags(p)
     p.add_argument("name")
-    p.add_argument("--timeout", metavar="S", type=_positive, default=10.0)
+    p.add_argument("--timeout", metavar="S", type=positive, default=10.0)
 
     p = sub.add_parser("stub", help="the dogfood stub runtime (runs inside a pane)")
-    _common(p)
+    add_common_flags(p)
     p.add_argument("name")
-    p.add_argument("--interval", metavar="S", type=_positive, default=5.0)
+    p.add_argument("--interval", metavar="S", type=positive, default=5.0)
     p.add_argument(
         "--fail-after",
         metavar="S",
-        type=_positive,
+        type=positive,
         default=None,
         help="stop heartbeating after S seconds (a wedged agent)",
     )
@@ -133,18 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
         "agent or it is down (no session, or its pane's process exited), 4 not accepted within "
         "--timeout, 5 refused (the audit log cannot be written: nothing is typed).",
     )
-    _common(p)
+    add_common_flags(p)
     p.add_argument("name")
     p.add_argument("text", metavar="TEXT|-")
     p.add_argument("--verify", action="store_true", help="wait for the runtime's ack")
-    p.add_argument("--timeout", metavar="S", type=_positive, default=10.0)
+    p.add_argument("--timeout", metavar="S", type=positive, default=10.0)
 
     p = sub.add_parser("watch", help="read-only attach: no keystrokes, no resize of the agent")
-    _common(p)
+    add_common_flags(p)
     p.add_argument("name")
 
     p = sub.add_parser("attach", help="interactive takeover (asks for confirmation on a TTY)")
-    _common(p)
+    add_common_flags(p)
     p.add_argument("name")
     p.add_argument(
         "--yes", action="store_true", help="do not ask; needed to attach without a terminal"
@@ -159,10 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="start it and print the table instead of opening the dashboard",
     )
 
-    _gateway_flags(parser)
-    _gateway_flags(sub.add_parser("tui", help="the dashboard (the default)"))
+    add_gateway_flags(parser)
+    add_gateway_flags(sub.add_parser("tui", help="the dashboard (the default)"))
     for ext in _extensions():
-        ext.add_parsers(sub, _common)
+        ext.add_parsers(sub, add_common_flags)
     return parser
 
 
@@ -177,12 +155,6 @@ EXTENSIONS = (
 )
 
 
-def _gateway_flags(p: argparse.ArgumentParser) -> None:
-    from fleet_tui.cli.publish import add_gateway_flags
-
-    add_gateway_flags(p)
-
-
 def _extensions() -> list[Any]:
     import importlib
 
@@ -195,28 +167,16 @@ def _states() -> list[str]:
     return ["starting", "idle", "busy", "waiting_input", "blocked", "error", "stopping"]
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from fleet_tui.config.fleet import FleetConfig
-
-    return FleetConfig.from_flags(
-        getattr(args, "roster", None),
-        getattr(args, "state_dir", None),
-        getattr(args, "heartbeat_timeout", None),
-    )
-
-
 # -- verbs ------------------------------------------------------------------------------------
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    from fleet_tui.cli.publish import settings_from_args
     from fleet_tui.present.text import render_summary, render_table, use_color
-    from fleet_tui.service.collector import FleetCollector
     from fleet_tui.service.providers import ps_budget_provider, ps_usage_provider
 
-    gateway = settings_from_args(args)
-    config = _config(args)
-    collector = FleetCollector(
+    gateway = gateway_from_args(args)
+    config = config_from_args(args)
+    collector = new_collector(
         config,
         usage_provider=ps_usage_provider(config),
         budget_provider=ps_budget_provider(config),
@@ -339,7 +299,7 @@ def cmd_heartbeat(args: argparse.Namespace) -> int:
     from fleet_tui.tmux import check_session_name
 
     check_session_name(args.name)
-    config = _config(args)
+    config = config_from_args(args)
     tenant, host = configured_identity(config)
     spool = HeartbeatSpool(config.state_dir)
     spool.ensure_writable()
@@ -444,13 +404,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
     import secrets
     from datetime import UTC, datetime
 
-    from fleet_tui.service.collector import FleetCollector
     from fleet_tui.sources.spool import HeartbeatSpool
     from fleet_tui.tmux import check_session_name
 
     check_session_name(args.name)
-    config = _config(args)
-    snapshot = FleetCollector(config).collect()
+    config = config_from_args(args)
+    snapshot = new_collector(config).collect()
 
     def audit(outcome: str, detail: str, *, required: bool = False) -> None:
         _audit(
@@ -507,14 +466,13 @@ class _Control:
     """The agent a control verb acts on, found by its exact name, and its audit trail."""
 
     def __init__(self, args: argparse.Namespace, action: str) -> None:
-        from fleet_tui.service.collector import FleetCollector
         from fleet_tui.tmux import TmuxRunner, check_session_name
 
         check_session_name(args.name)
         self.name: str = args.name
         self.action = action
-        self.config = _config(args)
-        self.snapshot = FleetCollector(self.config).collect()
+        self.config = config_from_args(args)
+        self.snapshot = new_collector(self.config).collect()
         self.runner = TmuxRunner(timeout=self.config.tmux_timeout_s)
         try:
             self.agent = self._find()
@@ -690,7 +648,7 @@ def cmd_stub(args: argparse.Namespace) -> int:
     from fleet_tui.tmux import check_session_name
 
     check_session_name(args.name)
-    config = _config(args)
+    config = config_from_args(args)
     loaded = load_configured_roster(config)
     tenant, host = local_identity(loaded.roster if loaded else None)
     spool = HeartbeatSpool(config.state_dir)
@@ -749,40 +707,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     """The dashboard. Without a terminal it refuses at once (exit 5) instead of writing escape
     sequences into a file; a crash exits 1 with one line naming the crash log (fleet_tui.ui.crash)."""
-    import importlib
-
     if not _has_tty():
         raise Refused(
             "the dashboard needs a terminal (stdin and stdout must be a TTY); "
             "'fleet-tui ps' prints the table"
         )
-    try:
-        run_dashboard = importlib.import_module("fleet_tui.ui.app").run_dashboard
-    except ImportError:
-        sys.stderr.write("fleet-tui: the dashboard is not built yet; showing 'ps'\n")
-        return cmd_ps(
-            argparse.Namespace(
-                json=False,
-                all=False,
-                tenant=None,
-                host=None,
-                **{
-                    k: v
-                    for k, v in vars(args).items()
-                    if k in ("roster", "state_dir", "heartbeat_timeout")
-                },
-            )
-        )
-    from fleet_tui.cli.publish import settings_from_args
-    from fleet_tui.ui import crash
+    from fleet_tui.ui import app, crash
 
-    gateway = settings_from_args(args)
-    config = _config(args)
+    gateway = gateway_from_args(args)
+    config = config_from_args(args)
     config.gateway = gateway
     crash.arm(config.state_dir)
     try:
         try:
-            code = int(run_dashboard(config))
+            code = app.run_dashboard(config)
         except Exception as exc:  # escaped the app (start-up, teardown): the same crash log
             if os.environ.get("FLEET_TUI_DEBUG"):
                 raise

@@ -18,6 +18,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from fleet_tui.cli.args import add_gateway_flags, config_from_args, gateway_from_args, new_collector
+
 
 def _seconds(text: str) -> float:
     try:
@@ -27,46 +29,6 @@ def _seconds(text: str) -> float:
     if not 0.2 <= value <= 86400:
         raise argparse.ArgumentTypeError(f"must be between 0.2 and 86400 seconds: '{text}'")
     return value
-
-
-def add_gateway_flags(p: argparse.ArgumentParser) -> None:
-    """`--gateway URL`, `--token-file PATH`, `--insecure` (shared with ps and the dashboard).
-    Absent flags leave no attribute (so a verb's parser does not undo the top-level one's):
-    read them with `getattr(args, "gateway", None)`."""
-    S = argparse.SUPPRESS
-    p.add_argument(
-        "--gateway",
-        metavar="URL",
-        default=S,
-        help="the gateway's address (env MOSAIC_FLEET_GATEWAY_URL)",
-    )
-    p.add_argument(
-        "--token-file",
-        metavar="PATH",
-        default=S,
-        help="a file (mode 0600) holding the token (else env MOSAIC_FLEET_GATEWAY_TOKEN)",
-    )
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        default=S,
-        help="allow plain http or unverified TLS; only for a loopback address",
-    )
-
-
-def settings_from_args(args: argparse.Namespace) -> Any:
-    """The GatewaySettings the flags and environment name, or None (local only)."""
-    import os
-
-    if not getattr(args, "gateway", None) and not os.environ.get("MOSAIC_FLEET_GATEWAY_URL"):
-        return None  # local only; and `ps` does not pay for importing httpx
-    from fleet_tui.remote.connection import gateway_settings
-
-    return gateway_settings(
-        getattr(args, "gateway", None),
-        token_file=getattr(args, "token_file", None),
-        insecure=bool(getattr(args, "insecure", False)),
-    )
 
 
 def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -94,18 +56,17 @@ def cmd_publish(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from fleet_tui.cli.main import _config
     from fleet_tui.core.sanitize import clean_text
     from fleet_tui.errors import EXIT_OK, BadInput, FleetError, NotConfirmed
     from fleet_tui.remote.push import GatewayPush
     from fleet_tui.service.publisher import Publisher
 
-    settings = settings_from_args(args)
+    settings = gateway_from_args(args)
     if settings is None:
         raise BadInput("publish: no gateway; pass --gateway URL or set MOSAIC_FLEET_GATEWAY_URL")
-    config = _config(args)
+    config = config_from_args(args)
     with GatewayPush(settings) as client:
-        publisher = Publisher(config, client)
+        publisher = Publisher(config, client, collector=new_collector(config, keep_last_good=True))
         if args.every is None:
             result = publisher.cycle()
             for w in result.warnings:

@@ -11,6 +11,8 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from fleet_tui.cli.args import config_from_args, new_collector
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -215,18 +217,11 @@ def write_samples(
 
 def _agents_by_cwd(args: argparse.Namespace) -> tuple[dict[str, str], str | None]:
     """cwd -> agent name from a live snapshot; ({}, why) when tmux cannot tell."""
-    from fleet_tui.config.fleet import FleetConfig
     from fleet_tui.core.usage import agents_by_cwd
     from fleet_tui.errors import FleetError
-    from fleet_tui.service.collector import FleetCollector
 
     try:
-        config = FleetConfig.from_flags(
-            getattr(args, "roster", None),
-            getattr(args, "state_dir", None),
-            getattr(args, "heartbeat_timeout", None),
-        )
-        collector = FleetCollector(config)
+        collector = new_collector(config_from_args(args))
         snapshot = collector.collect()
     except FleetError as exc:
         return {}, f"agents not known, token use left unattributed: {exc}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from fleet_tui.config.fleet import FleetConfig, load_configured_roster
 from fleet_tui.config.identity import local_identity
-from fleet_tui.core.infer import TAIL_LINES, InferenceRules
+from fleet_tui.core.infer import DEFAULT_RULES, TAIL_LINES, InferenceRules
 from fleet_tui.core.join import FleetInputs, apply_usage, build_snapshot, inference_targets
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.errors import NotReadYet, RosterError, TmuxError
@@ -106,7 +106,8 @@ class FleetCollector:
         sampler: ProcessSampler | None = None,
         keep_last_good: bool = False,
         systemd_interval_s: float = 0.0,
-        inference: InferenceRules | None = None,
+        inference: InferenceRules = DEFAULT_RULES,
+        inference_notices: Sequence[str] = (),
         usage_provider: UsageProvider | None = None,
         budget_provider: BudgetProvider | None = None,
         provider_interval_s: float = 0.0,
@@ -130,13 +131,10 @@ class FleetCollector:
         self._last_processes: dict[int, TreeSample] = {}
         self._systemd_cache: tuple[datetime, list[str], SystemdScan] | None = None
         self._marks: dict[str, tuple[datetime | None, bool, str | None]] = {}
-        if inference is None:
-            from fleet_tui.config.settings import load_inference_rules
-
-            inference, self._inference_notices = load_inference_rules()
-        else:
-            self._inference_notices = []
+        # The rules come from whoever builds the collector (the CLI reads the settings file's
+        # `inference` section); its notices are said in every snapshot's warnings.
         self.inference = inference
+        self._inference_notices = list(inference_notices)
         self.capture_limit = capture_limit
         # (socket, pane id) -> (what identified the pane's screen, when read, its lines)
         self._captures: dict[tuple[str, str], tuple[tuple[object, ...], float, list[str]]] = {}
