@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleet_tui.server.deps import Grant
 from fleet_tui.server.errors import ApiError, envelope
@@ -32,12 +32,6 @@ from fleet_tui.server.schemas import (
 
 MAX_BODY = 4 * 1024 * 1024
 MAX_BATCH = 5000
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 M = TypeVar("M", bound=BaseModel)
 P = TypeVar("P", HeartbeatV1, UsageSampleV1, SpendRecordV1)
@@ -114,7 +108,7 @@ def nul_free(text: str | None) -> str | None:
     return text.replace("\x00", "\ufffd") if text else text
 
 
-def digest(record: dict[str, Any]) -> bytes:
+def digest(record: dict[str, object]) -> bytes:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).digest()
 
 
