@@ -155,3 +155,65 @@ def test_append_records_takes_dicts_and_models_alike(tmp_path: Path) -> None:
     first, second = path.read_bytes().splitlines()
     assert first == second == model.model_dump_json().encode()
     assert json.loads(first)["observed_at"] == "2026-05-01T12:00:00.123Z"
+
+
+# -- heartbeat records and files as the light writers make them -------------------------------
+
+
+def test_a_heartbeat_record_is_the_line_the_model_writes() -> None:
+    from fleet_tui.model.records import AgentState, Heartbeat
+    from fleet_tui.protocol.files import json_bytes
+    from fleet_tui.protocol.heartbeat import STATES, heartbeat_record
+
+    fields: dict[str, Any] = {
+        "tenant_id": "acme",
+        "host": "h1",
+        "agent": "coder0-0",
+        "seq": 17,
+        "ts": OBSERVED,
+        "interval_s": 10.0,
+        "state": AgentState.BUSY,
+        "detail": "running tests é",
+        "runtime": "codex",
+        "model": "gpt-5.5",
+        "pid": 12345,
+        "echo": "n1",
+        "acks": [message_hash("a")],
+        "usage": {"input_tokens": 0, "output_tokens": 0},
+        "via": "hook:codex",
+    }
+    record = heartbeat_record(**fields)
+    assert json_bytes(record) == json_bytes(Heartbeat(v=1, **fields))
+    assert json_bytes(heartbeat_record(**{**fields, "via": None})) == json_bytes(
+        Heartbeat(v=1, **{k: v for k, v in fields.items() if k != "via"})
+    )
+    assert STATES == tuple(s.value for s in AgentState)
+
+
+def test_the_writers_look_at_a_heartbeat_and_a_ping(tmp_path: Path) -> None:
+    from fleet_tui.protocol import heartbeat as hbp
+
+    for folder in (hbp.heartbeats_dir(tmp_path), hbp.pings_dir(tmp_path)):
+        folder.mkdir()
+    assert hbp.read_heartbeat(tmp_path, "a1") is None
+    assert hbp.load_heartbeat(tmp_path, "a1") == (None, None, None)  # no file: no error
+    record = hbp.heartbeat_record(
+        tenant_id="t", host="h", agent="a1", seq=0, ts=OBSERVED, interval_s=10, state="idle"
+    )
+    path = hbp.write_heartbeat(tmp_path, "a1", record)
+    assert path == tmp_path / "heartbeats" / "a1.json"
+    assert hbp.read_heartbeat(tmp_path, "a1") == record
+    assert hbp.read_heartbeat(tmp_path, "a2") is None
+    (tmp_path / "heartbeats" / "a2.json").write_text(json.dumps({**record, "agent": "a1"}))
+    assert hbp.read_heartbeat(tmp_path, "a2") is None  # names another agent
+    assert hbp.version_problem({"v": 2}) == "heartbeat version 2 is not 1"
+    assert hbp.version_problem(record) is None
+    assert hbp.ping_nonce(tmp_path, "a1") is None
+    hbp.write_ping(tmp_path, "a1", {"nonce": "n1", "ts": "2026-05-01T12:00:00.000Z"})
+    assert hbp.ping_nonce(tmp_path, "a1") == "n1"
+    hbp.ping_path(tmp_path, "a1").write_bytes(b"{" + b" " * hbp.MAX_PING_BYTES + b"}")
+    assert hbp.ping_nonce(tmp_path, "a1") is None  # too large
+    with hbp.write_lock(tmp_path, "a1", 0.1) as locked:
+        assert locked and hbp.write_lock_path(tmp_path, "a1").exists()
+        with hbp.write_lock(tmp_path, "a1", 0.05) as again:
+            assert not again  # held: the second writer goes on without it after the wait

@@ -73,7 +73,7 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp_file(
     assert sorted(os.listdir(spool.heartbeats)) == ["blocked.json", "c1.json"]
     assert spool.read_heartbeat("c1").heartbeat is not None
     # Through the spool, the same failure is a StateDirError naming the folder.
-    with pytest.raises(StateDirError, match="cannot write in .*heartbeats"):
+    with pytest.raises(StateDirError, match=r"cannot write in .*heartbeats"):
         spool.write_heartbeat(heartbeat("blocked", seq=1))
     assert sorted(os.listdir(spool.heartbeats)) == ["blocked.json", "c1.json"]
 

@@ -14,20 +14,13 @@ import contextlib
 import json
 import os
 import re
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fleet_tui.protocol.files import (
-    exclusive_lock,
-    loads_valid,
-    open_append,
-    read_regular,
-)
+from fleet_tui.protocol.clock import format_ts, utcnow
+from fleet_tui.protocol.files import atomic_write, loads_valid, open_append, read_regular
+from fleet_tui.protocol.heartbeat import heartbeats_dir, hooks_dir, pings_dir, write_lock
 
-STATES = ("starting", "idle", "busy", "waiting_input", "blocked", "error", "stopping")
 DEFAULT_INTERVAL_S = 10.0
 MAX_JSON_BYTES = 64 * 1024
 MAX_YAML_BYTES = 1 << 20  # the roster's and budgets' own bound
@@ -48,25 +41,6 @@ _ESCAPES = re.compile(
 )
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def format_ts(ts: datetime) -> str:
-    """RFC 3339 UTC with milliseconds and a `Z` (as `fleet_tui.model.records.format_ts`)."""
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_ts(text: object) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 def safe_detail(text: object, max_len: int = DETAIL_MAX) -> str:
     """A short, plain, printable description built from runtime-supplied words."""
     out = _UNSAFE.sub(" ", _ESCAPES.sub("", str(text))).strip()
@@ -85,10 +59,6 @@ def state_dir_for(flag: str | None) -> Path:
     from fleet_tui.config.paths import state_dir_location
 
     return state_dir_location(flag).path
-
-
-def hooks_dir(state_dir: Path) -> Path:
-    return state_dir / "hooks"
 
 
 def log_problem(state_dir: Path | None, message: str) -> None:
@@ -190,107 +160,18 @@ def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` atomically: a temp file in the same folder, then rename."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def spool_dirs(state_dir: Path) -> tuple[Path, Path]:
-    hb, pings = state_dir / "heartbeats", state_dir / "pings"
+    """Create the spool's folders (and the hooks folder) for a hook's first write."""
+    hb, pings = heartbeats_dir(state_dir), pings_dir(state_dir)
     for folder in (hb, pings, hooks_dir(state_dir)):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     return hb, pings
 
 
-def heartbeat_path(state_dir: Path, agent: str) -> Path:
-    return state_dir / "heartbeats" / f"{agent}.json"
-
-
-def read_heartbeat(state_dir: Path, agent: str) -> dict[str, Any] | None:
-    hb = read_json(heartbeat_path(state_dir, agent))
-    if hb is None or hb.get("agent") != agent:
-        return None
-    return hb
-
-
-def read_ping_nonce(state_dir: Path, agent: str) -> str | None:
-    ping = read_json(state_dir / "pings" / f"{agent}.json", 4096)
-    nonce = ping.get("nonce") if ping else None
-    return nonce if isinstance(nonce, str) else None
-
-
-@contextlib.contextmanager
-def heartbeat_lock(state_dir: Path, agent: str, wait_s: float = LOCK_WAIT_S) -> Iterator[bool]:
-    """Serialise read-modify-write of one agent's heartbeat between hooks, the keepalive and
-    `fleet-tui heartbeat` (the same lock file as `HeartbeatSpool.locked`). Yields whether the
-    lock was taken (after `wait_s` the writer goes on without it)."""
-    with exclusive_lock(hooks_dir(state_dir) / f"{agent}.write.lock", wait_s) as locked:
-        yield locked
-
-
-def build_heartbeat(
-    prev: dict[str, Any] | None,
-    *,
-    tenant_id: str,
-    host: str,
-    agent: str,
-    now: datetime,
-    state: str,
-    detail: str | None,
-    runtime: str,
-    model: str | None,
-    pid: int,
-    echo: str | None,
-    via: str,
-    new_acks: list[str] | None = None,
-    interval_s: float = DEFAULT_INTERVAL_S,
-) -> dict[str, Any]:
-    """The next heartbeat v1 record, in the key order `Heartbeat.model_dump_json` writes.
-    `seq` continues the previous one when it came from the same runtime pid, else restarts."""
-    same_run = prev is not None and prev.get("pid") == pid and isinstance(prev.get("seq"), int)
-    seq = int(prev["seq"]) + 1 if same_run and prev is not None else 0
-    acks = [a for a in (prev or {}).get("acks") or [] if isinstance(a, str)]
-    if new_acks:
-        from fleet_tui.protocol.acks import add_ack
-
-        for digest in new_acks:
-            acks = add_ack(acks, digest)
-    prev_model = prev.get("model") if same_run and prev is not None else None
-    usage = prev.get("usage") if prev is not None else None
-    return {
-        "v": 1,
-        "tenant_id": tenant_id,
-        "host": host,
-        "agent": agent,
-        "seq": max(seq, 0),
-        "ts": format_ts(now),
-        "interval_s": interval_s,
-        "state": state,
-        "detail": detail,
-        "runtime": runtime,
-        "model": model or (prev_model if isinstance(prev_model, str) else None),
-        "pid": pid,
-        "echo": echo,
-        "acks": acks,
-        "usage": usage if isinstance(usage, dict) else None,
-        "via": via,
-    }
-
-
-def write_heartbeat(state_dir: Path, record: dict[str, Any]) -> None:
-    data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
-    atomic_write(heartbeat_path(state_dir, str(record["agent"])), data)
+def heartbeat_lock(state_dir: Path, agent: str) -> contextlib.AbstractContextManager[bool]:
+    """The agent's write lock (`protocol.heartbeat.write_lock`) as a hook takes it: waiting at
+    most LOCK_WAIT_S, since a hook must return fast."""
+    return write_lock(state_dir, agent, LOCK_WAIT_S)
 
 
 # -- what an event means, how a hook was asked for ---------------------------------------------------------------

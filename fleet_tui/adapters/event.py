@@ -12,26 +12,30 @@ import contextlib
 import json
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fleet_tui.adapters.common import (
+    DEFAULT_INTERVAL_S,
     MAX_YAML_BYTES,
-    STATES,
     Event,
     HookOptions,
-    atomic_write,
-    build_heartbeat,
     heartbeat_lock,
-    hooks_dir,
     local_identity,
     log_problem,
-    read_heartbeat,
     read_json,
-    read_ping_nonce,
     spool_dirs,
-    utcnow,
     valid_name,
+)
+from fleet_tui.protocol.clock import utcnow
+from fleet_tui.protocol.files import atomic_write
+from fleet_tui.protocol.heartbeat import (
+    STATES,
+    heartbeat_record,
+    hooks_dir,
+    ping_nonce,
+    read_heartbeat,
     write_heartbeat,
 )
 
@@ -183,6 +187,54 @@ def remember_session(state_dir: Path, session: str, agent: str, now: float) -> N
 # -- one event, end to end -------------------------------------------------------------------
 
 
+def build_heartbeat(
+    prev: dict[str, Any] | None,
+    *,
+    tenant_id: str,
+    host: str,
+    agent: str,
+    now: datetime,
+    state: str,
+    detail: str | None,
+    runtime: str,
+    model: str | None,
+    pid: int,
+    echo: str | None,
+    via: str,
+    new_acks: list[str] | None = None,
+    interval_s: float = DEFAULT_INTERVAL_S,
+) -> dict[str, Any]:
+    """The next heartbeat v1 record a hook writes (`protocol.heartbeat.heartbeat_record`).
+    `seq` continues the previous one when it came from the same runtime pid, else restarts."""
+    same_run = prev is not None and prev.get("pid") == pid and isinstance(prev.get("seq"), int)
+    seq = int(prev["seq"]) + 1 if same_run and prev is not None else 0
+    acks = [a for a in (prev or {}).get("acks") or [] if isinstance(a, str)]
+    if new_acks:
+        from fleet_tui.protocol.acks import add_ack
+
+        for digest in new_acks:
+            acks = add_ack(acks, digest)
+    prev_model = prev.get("model") if same_run and prev is not None else None
+    usage = prev.get("usage") if prev is not None else None
+    return heartbeat_record(
+        tenant_id=tenant_id,
+        host=host,
+        agent=agent,
+        seq=max(seq, 0),
+        ts=now,
+        interval_s=interval_s,
+        state=state,
+        detail=detail,
+        runtime=runtime,
+        model=model or (prev_model if isinstance(prev_model, str) else None),
+        pid=pid,
+        echo=echo,
+        acks=acks,
+        usage=usage if isinstance(usage, dict) else None,
+        via=via,
+    )
+
+
 def apply_event(opts: HookOptions, event: Event, state_dir: Path) -> dict[str, Any] | None:
     """Find the agent, write its next heartbeat, start a keepalive if none runs. Raises on
     trouble (the caller logs it); returns the record written, or None when no agent is known."""
@@ -219,7 +271,7 @@ def apply_event(opts: HookOptions, event: Event, state_dir: Path) -> dict[str, A
         prev = read_heartbeat(state_dir, agent)
         prev_state = prev.get("state") if prev else None
         state = event.state or (prev_state if prev_state in STATES else "idle")
-        echo = read_ping_nonce(state_dir, agent) or (prev.get("echo") if prev else None)
+        echo = ping_nonce(state_dir, agent) or (prev.get("echo") if prev else None)
         record = build_heartbeat(
             prev,
             tenant_id=tenant,
@@ -236,7 +288,7 @@ def apply_event(opts: HookOptions, event: Event, state_dir: Path) -> dict[str, A
             new_acks=event.acks,
             interval_s=opts.keepalive_interval_s,
         )
-        write_heartbeat(state_dir, record)
+        write_heartbeat(state_dir, agent, record)
     if event.session:
         remember_session(state_dir, event.session, agent, time.time())
     if opts.keepalive and not event.ends_session:

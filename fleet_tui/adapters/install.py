@@ -19,9 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fleet_tui.adapters.common import atomic_write
 from fleet_tui.errors import BadInput
-from fleet_tui.protocol.files import NotRegularFile, read_regular
+from fleet_tui.protocol.files import NotRegularFile, atomic_write, read_regular
 
 MAX_CONFIG_BYTES = 4 << 20  # a runtime's settings.json / config.toml (a FIFO never hangs us)
 BACKUP_SUFFIX = ".bak-fleet-tui"
@@ -310,8 +309,7 @@ def _write(path: Path, old: str | None, new: str) -> None:
             mode = path.stat().st_mode & 0o777
         else:
             mode = 0o600
-        atomic_write(path, new.encode("utf-8"))
-        os.chmod(path, mode)
+        atomic_write(path, new.encode("utf-8"), mode)
     except OSError as exc:
         raise BadInput(f"{_show(path)}: cannot write: {exc.strerror}") from None
 

@@ -22,19 +22,14 @@ from typing import Any
 from fleet_tui.adapters.common import (
     DEFAULT_INTERVAL_S,
     HookOptions,
-    format_ts,
     heartbeat_lock,
-    hooks_dir,
     log_problem,
-    parse_ts,
     pid_alive,
-    read_heartbeat,
-    read_ping_nonce,
-    utcnow,
     valid_name,
-    write_heartbeat,
 )
+from fleet_tui.protocol.clock import format_ts, parse_ts, utcnow
 from fleet_tui.protocol.files import LOCK_FLAGS
+from fleet_tui.protocol.heartbeat import hooks_dir, ping_nonce, read_heartbeat, write_heartbeat
 
 POLL_S = 0.5
 TAKEOVER_WAIT_S = 3.0
@@ -160,7 +155,7 @@ class Keepalive:
             (now - self.last_event).total_seconds() > self.busy_silence_s
         ):
             return True  # wedged or very long turn: no refresh, no ping answer
-        nonce = read_ping_nonce(self.state_dir, self.agent)
+        nonce = ping_nonce(self.state_dir, self.agent)
         ping_due = nonce is not None and nonce != hb.get("echo")
         written = parse_ts(hb.get("ts"))
         refresh_due = written is None or (now - written).total_seconds() >= self.interval_s
@@ -185,14 +180,14 @@ class Keepalive:
             hb = read_heartbeat(self.state_dir, self.agent)
             if hb is None or self._stop_reason(hb) or not isinstance(hb.get("seq"), int):
                 return
-            nonce = read_ping_nonce(self.state_dir, self.agent)
+            nonce = ping_nonce(self.state_dir, self.agent)
             record = dict(hb)
             record["seq"] = hb["seq"] + 1
             record["ts"] = format_ts(now)
             record["via"] = f"keepalive:{self.runtime}"
             if nonce is not None:
                 record["echo"] = nonce
-            write_heartbeat(self.state_dir, record)
+            write_heartbeat(self.state_dir, self.agent, record)
             self.seen = (record["seq"], record["ts"])
 
     def run(self) -> int:

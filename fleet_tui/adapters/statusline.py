@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from fleet_tui.adapters.common import (
-    atomic_write,
-    hooks_dir,
     local_identity,
     log_problem,
     parse_payload,
@@ -29,6 +27,8 @@ from fleet_tui.adapters.common import (
     safe_detail,
     state_dir_for,
 )
+from fleet_tui.protocol.files import atomic_write
+from fleet_tui.protocol.heartbeat import hooks_dir
 
 # statusLine key -> (window name as budgets.yaml names it, minutes)
 WINDOWS = {"five_hour": ("5h", 300), "seven_day": ("weekly", 10080)}

@@ -3,7 +3,8 @@
 It prints believable agent activity, heartbeats every `interval_s`, answers pings within a
 fraction of a second, and acks every message it receives (Enter submits; bracketed paste keeps a
 multi-line message whole). `--fail-after S` makes it a wedged agent: output goes on, heartbeats
-and ping answers stop, which is exactly what "healthy is not pane alive" is about.
+and ping answers stop, which is exactly what "healthy is not pane alive" is about. Its records
+are `protocol.heartbeat.heartbeat_record`s, as the hook adapters write them.
 
 With `FLEET_STUB_TRANSCRIPTS=DIR` (the demo sets it) it also writes a Claude Code-shaped
 transcript under `DIR/projects/`, one assistant line per step, so that `fleet-tui usage` and the
@@ -25,13 +26,15 @@ import tty
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
-from fleet_tui.model.records import AgentState, Heartbeat
+from fleet_tui.model.records import AgentState
 from fleet_tui.protocol.acks import add_ack, message_hash
+from fleet_tui.protocol.clock import format_ts, utcnow
 from fleet_tui.protocol.files import open_append
+from fleet_tui.protocol.heartbeat import heartbeat_record
 from fleet_tui.sources.spool import HeartbeatSpool
 
 PASTE_START = b"\x1b[200~"
@@ -139,9 +142,7 @@ class StubTranscript:
         line = {
             "type": "assistant",
             "sessionId": self.session,
-            "timestamp": ts.astimezone(UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "timestamp": format_ts(ts),
             "requestId": f"req_{self.session}_{self.n}",
             "cwd": self.cwd,
             "message": {
@@ -178,7 +179,7 @@ class Stub:
         waiting: bool = False,
         model: str | None = "stub-1",
         write: Callable[[str], None] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.name = name
         self.spool = spool
@@ -221,8 +222,7 @@ class Stub:
     def beat(self) -> None:
         if self.failed:
             return
-        hb = Heartbeat(
-            v=1,
+        hb = heartbeat_record(
             tenant_id=self.tenant_id,
             host=self.host,
             agent=self.name,
@@ -235,7 +235,7 @@ class Stub:
             model=self.model,
             pid=os.getpid(),
             echo=self.echo,
-            acks=list(self.acks),
+            acks=self.acks,
             usage={"input_tokens": 0, "output_tokens": 0},
         )
         self.spool.write_heartbeat(hb)

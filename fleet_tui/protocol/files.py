@@ -23,9 +23,9 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 
 class NotRegularFile(OSError):
@@ -258,3 +258,21 @@ def atomic_write(path: Path | str, data: bytes | str, mode: int | None = None) -
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+class JsonModel(Protocol):
+    """A record that writes its own JSON: a pydantic model, as the readers validate it (this
+    package never imports pydantic; anything with this method will do)."""
+
+    def model_dump_json(self, *, exclude_none: bool = ...) -> str: ...
+
+
+JsonRecord = Mapping[str, Any] | JsonModel
+
+
+def json_bytes(record: JsonRecord) -> bytes:
+    """`record` as compact UTF-8 JSON: a model's own dump (None fields kept), or a dict in the
+    same form (no spaces, non-ASCII as is), so both kinds of writer produce the same bytes."""
+    if isinstance(record, Mapping):
+        return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    return record.model_dump_json(exclude_none=False).encode()

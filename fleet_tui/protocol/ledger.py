@@ -12,16 +12,15 @@ refuses what that model would refuse.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from fleet_tui.protocol.clock import format_ts
-from fleet_tui.protocol.files import open_append
+from fleet_tui.protocol.files import JsonRecord, json_bytes, open_append
 
 USAGE_FILE = "usage.jsonl"
 SPEND_FILE = "spend.jsonl"
@@ -35,25 +34,12 @@ LEDGER_TEXT_RE = r"^[^\x00-\x1f\x7f]{1,255}$"  # an account or window name
 INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
-class JsonModel(Protocol):
-    """A record that writes its own JSON (a pydantic model, as the readers validate it)."""
-
-    def model_dump_json(self, *, exclude_none: bool = ...) -> str: ...
-
-
-Record = Mapping[str, Any] | JsonModel
-
-
-def record_line(record: Record) -> bytes:
+def record_line(record: JsonRecord) -> bytes:
     """One JSON line of `record`: a model's own dump, or a dict as compact UTF-8 JSON."""
-    if isinstance(record, Mapping):
-        text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
-    else:
-        text = record.model_dump_json(exclude_none=False)
-    return text.encode() + b"\n"
+    return json_bytes(record) + b"\n"
 
 
-def append_records(path: Path, records: Iterable[Record]) -> int:
+def append_records(path: Path, records: Iterable[JsonRecord]) -> int:
     """Append each record as one JSON line; returns how many were written. Creates the folder."""
     lines = [record_line(r) for r in records]
     if not lines:

@@ -1,40 +1,32 @@
-"""Heartbeat spool v1 in the state dir: `heartbeats/<agent>.json` and `pings/<agent>.json`.
+"""Heartbeat spool v1 in the state dir, read and written with the models: `heartbeats/<agent>.json`
+and `pings/<agent>.json` (the files, limits and write lock are `protocol.heartbeat`'s).
 
 Readers never raise on a bad file: they return why it is unreadable, so one broken heartbeat
 degrades one agent and nothing else. A FIFO, a device or a link to one is never opened for a
-blocking read (`sources.files.read_regular`): it reads as "heartbeats/x.json: not a regular file
-(a FIFO)". Agent text is made valid Unicode (`valid_text`) before the models see it.
+blocking read (`protocol.files.read_regular`): it reads as "heartbeats/x.json: not a regular file
+(a FIFO)". Agent text is made valid Unicode before the models see it.
 
-Writers replace files atomically (temp file, then rename). `update_heartbeat` is the locked
-read-modify-write: it holds the agent's write lock (`hooks/<agent>.write.lock`, the one the hook
-adapters and the keepalive take) from the read of the previous heartbeat to the rename of the
-new one, so concurrent writers never lose a `seq` increment.
+Writers replace files atomically (`protocol.files.atomic_write`); a failure is a `StateDirError`
+naming the folder. `update_heartbeat` is the locked read-modify-write: it holds the agent's
+write lock (the one the hook adapters and the keepalive take) from the read of the previous
+heartbeat to the rename of the new one, so concurrent writers never lose a `seq` increment.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from fleet_tui.errors import StateDirError
 from fleet_tui.model.records import Heartbeat, Ping, SpoolRead
-from fleet_tui.protocol.files import (
-    FileTooLarge,
-    NotRegularFile,
-    exclusive_lock,
-    read_regular,
-    valid_text,
-)
+from fleet_tui.protocol import heartbeat as protocol
 
-MAX_HEARTBEAT_BYTES = 64 * 1024
-MAX_PING_BYTES = 4096
 LOCK_WAIT_S = 5.0  # a writer stuck longer than this holding the lock is not waited for
 
 
@@ -49,52 +41,25 @@ class HeartbeatSpool:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
-        self.heartbeats = state_dir / "heartbeats"
-        self.pings = state_dir / "pings"
+        self.heartbeats = protocol.heartbeats_dir(state_dir)
+        self.pings = protocol.pings_dir(state_dir)
 
     # -- reading -------------------------------------------------------------------------
     def heartbeat_path(self, agent: str) -> Path:
-        return self.heartbeats / f"{agent}.json"
+        return protocol.heartbeat_path(self.state_dir, agent)
 
     def ping_path(self, agent: str) -> Path:
-        return self.pings / f"{agent}.json"
+        return protocol.ping_path(self.state_dir, agent)
 
     def read_heartbeat(self, agent: str) -> SpoolRead:
-        path = self.heartbeat_path(agent)
+        data, error, mtime = protocol.load_heartbeat(self.state_dir, agent)
+        if data is None:
+            return SpoolRead(None, error, mtime)
+        problem = protocol.version_problem(data)
+        if problem is not None:
+            return SpoolRead(None, problem, mtime)
         try:
-            mtime = path.stat().st_mtime
-            raw = read_regular(path, MAX_HEARTBEAT_BYTES)
-        except FileNotFoundError:
-            return SpoolRead(None)
-        except NotRegularFile as exc:
-            return SpoolRead(None, f"heartbeats/{agent}.json: not a regular file ({exc.kind})")
-        except FileTooLarge as exc:
-            return SpoolRead(
-                None, f"heartbeat file is {exc.size} bytes (limit {MAX_HEARTBEAT_BYTES})"
-            )
-        except OSError as exc:
-            return SpoolRead(None, f"heartbeat file unreadable: {exc.strerror}")
-        if not raw.strip():
-            return SpoolRead(None, "heartbeat file is empty", mtime)
-        try:
-            data = json.loads(raw)
-        except UnicodeDecodeError:
-            return SpoolRead(None, "heartbeat file is not UTF-8", mtime)
-        except json.JSONDecodeError as exc:
-            # A cut object: the error is at the end, or the text stops before its closing brace
-            # (a cut inside a string or a literal reports an earlier position).
-            body = exc.doc.strip()
-            truncated = body.startswith("{") and (
-                exc.pos >= len(exc.doc.rstrip()) or not body.endswith("}")
-            )
-            why = "truncated (JSON ends early)" if truncated else "not JSON"
-            return SpoolRead(None, f"heartbeat file is {why}", mtime)
-        if not isinstance(data, dict):
-            return SpoolRead(None, "heartbeat file is not a JSON object", mtime)
-        if data.get("v") not in (1, None):
-            return SpoolRead(None, f"heartbeat version {data.get('v')!r} is not 1", mtime)
-        try:
-            hb = Heartbeat.model_validate(valid_text(data))
+            hb = Heartbeat.model_validate(data)
         except ValidationError as exc:
             return SpoolRead(None, f"heartbeat invalid: {_first_error(exc)}", mtime)
         if hb.agent != agent:
@@ -102,10 +67,12 @@ class HeartbeatSpool:
         return SpoolRead(hb, None, mtime)
 
     def read_ping(self, agent: str) -> Ping | None:
+        data = protocol.read_ping(self.state_dir, agent)
+        if data is None:
+            return None
         try:
-            data = json.loads(read_regular(self.ping_path(agent), MAX_PING_BYTES))
-            return Ping.model_validate(valid_text(data))
-        except (OSError, ValidationError, ValueError):
+            return Ping.model_validate(data)
+        except ValidationError:
             return None
 
     # -- writing -------------------------------------------------------------------------
@@ -131,25 +98,23 @@ class HeartbeatSpool:
                     f"state dir {self.state_dir} is not writable: permission denied"
                 )
 
-    def write_heartbeat(self, hb: Heartbeat) -> Path:
+    def write_heartbeat(self, hb: Heartbeat | Mapping[str, Any]) -> Path:
+        """Write a heartbeat: a model, or a `protocol.heartbeat.heartbeat_record` (validated by
+        the readers)."""
         self.ensure_writable()
-        path = self.heartbeat_path(hb.agent)
-        atomic_write(path, hb.model_dump_json(exclude_none=False).encode())
-        return path
+        agent = hb.agent if isinstance(hb, Heartbeat) else str(hb["agent"])
+        with _state_dir_error(self.heartbeats):
+            return protocol.write_heartbeat(self.state_dir, agent, hb)
 
     def lock_path(self, agent: str) -> Path:
-        """The agent's write lock; the same file the hook adapters lock
-        (`adapters.common.heartbeat_lock`)."""
-        return self.state_dir / "hooks" / f"{agent}.write.lock"
+        """The agent's write lock; the same file the hook adapters lock."""
+        return protocol.write_lock_path(self.state_dir, agent)
 
     @contextlib.contextmanager
     def locked(self, agent: str, wait_s: float = LOCK_WAIT_S) -> Iterator[bool]:
         """Hold the agent's write lock (flock) for a read-modify-write; yields whether it was
         taken (after `wait_s` the writer goes on without it rather than hang)."""
-        path = self.lock_path(agent)
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with exclusive_lock(path, wait_s) as locked:
+        with protocol.write_lock(self.state_dir, agent, wait_s) as locked:
             yield locked
 
     def update_heartbeat(
@@ -167,21 +132,15 @@ class HeartbeatSpool:
     def write_ping(self, agent: str, nonce: str, ts: datetime) -> Ping:
         self.ensure_writable()
         ping = Ping(nonce=nonce, ts=ts)
-        atomic_write(self.ping_path(agent), ping.model_dump_json().encode())
+        with _state_dir_error(self.pings):
+            protocol.write_ping(self.state_dir, agent, ping)
         return ping
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the new one, never a part."""
+@contextlib.contextmanager
+def _state_dir_error(folder: Path) -> Iterator[None]:
+    """An OSError of a write in `folder` as a StateDirError naming it."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        yield
     except OSError as exc:
-        raise StateDirError(f"cannot write in {path.parent}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        raise StateDirError(f"cannot write in {folder}: {exc.strerror or exc}") from None
