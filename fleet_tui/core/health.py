@@ -16,6 +16,9 @@ CLOCK_SKEW_S = 5.0
 
 @dataclass(frozen=True)
 class Assessment:
+    """One agent's health, why (one line), its heartbeat's age, and whether that heartbeat
+    is dated in the future (clock skew)."""
+
     health: Health
     reason: str
     age_s: float | None = None

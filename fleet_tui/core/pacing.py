@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from fleet_tui.model.records import BudgetStatus
@@ -381,24 +381,24 @@ def pace_spend(
     """An api account's period as a window: used = spent / ceiling (in %), same formulas."""
     start, end = period_bounds(period, now)
     minutes = (end - start).total_seconds() / 60.0
+    unpaced = WindowPace(
+        name=period,
+        window_minutes=minutes,
+        used_percent=None,
+        resets_at=end,
+        reset_confidence="user",
+        observed_at=now,
+        ideal_used_percent=None,
+        pace=None,
+        allowed_per_day=None,
+        recent_rate_per_day=None,
+        projected_at_reset=None,
+        exhaust_at=None,
+        status=BudgetStatus.UNKNOWN,
+        window_start=start,
+    )
     if not ceiling_usd or ceiling_usd <= 0:
-        return WindowPace(
-            name=period,
-            window_minutes=minutes,
-            used_percent=None,
-            resets_at=end,
-            reset_confidence="user",
-            observed_at=now,
-            ideal_used_percent=None,
-            pace=None,
-            allowed_per_day=None,
-            recent_rate_per_day=None,
-            projected_at_reset=None,
-            exhaust_at=None,
-            status=BudgetStatus.UNKNOWN,
-            window_start=start,
-            notes=("no ceiling_usd: spend is not limited",),
-        )
+        return replace(unpaced, notes=("no ceiling_usd: spend is not limited",))
     used = max(spent_usd, 0.0) / ceiling_usd * 100.0
     elapsed = min(max((now - start).total_seconds() / (minutes * 60.0), 0.0), 1.0)
     ideal = 100.0 * elapsed
@@ -409,7 +409,6 @@ def pace_spend(
         if span >= MIN_RATE_SPAN_S
         else None
     )
-    shown = min(used, 100.0)
     exhaust = None
     projected = None
     if rate is not None:
@@ -419,13 +418,9 @@ def pace_spend(
         elif rate > 0:
             at = now + timedelta(days=(100.0 - used) / rate)
             exhaust = at if at < end else None
-    return WindowPace(
-        name=period,
-        window_minutes=minutes,
-        used_percent=shown,
-        resets_at=end,
-        reset_confidence="user",
-        observed_at=now,
+    return replace(
+        unpaced,
+        used_percent=min(used, 100.0),
         ideal_used_percent=ideal,
         pace=used / ideal if ideal > 0 else None,
         allowed_per_day=max(100.0 - used, 0.0) / days_left,
@@ -433,7 +428,6 @@ def pace_spend(
         projected_at_reset=projected,
         exhaust_at=exhaust,
         status=classify(used, ideal),
-        window_start=start,
     )
 
 

@@ -85,6 +85,7 @@ TENANT_RE = r"^[A-Za-z0-9_.-]{1,128}$"
 # A host name as published: letters, digits, `_ . -`, starting with a letter or digit, at most
 # 253 characters (a DNS name's length). No spaces, no invisible characters, no path separators.
 HOST_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$"
+SOCKET_NAME_RE = r"^[A-Za-z0-9_.-]+$"  # a tmux socket's file name (tmux -L)
 
 
 class _Record(BaseModel):
@@ -101,16 +102,16 @@ class RosterAgent(_Record):
     model: str | None = None
     lifecycle: Lifecycle = Lifecycle.ALWAYS_ON
     unit: str | None = None
-    socket_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    socket_name: str | None = Field(default=None, pattern=SOCKET_NAME_RE)
 
 
 class Roster(_Record):
     """roster.yaml v1, validated."""
 
     version: int
-    tenant_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    tenant_id: str = Field(pattern=TENANT_RE)  # what the gateway accepts, no more
     host: str | None = None
-    socket_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    socket_name: str | None = Field(default=None, pattern=SOCKET_NAME_RE)
     heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=86400)
     agents: list[RosterAgent] = Field(default_factory=list)
 

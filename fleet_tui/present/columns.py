@@ -73,6 +73,17 @@ class Column:
         return self.sort(r) if self.sort is not None else self.cell(r)
 
 
+def figure(
+    title: str,
+    key: str,
+    priority: int,
+    cell: Callable[[AgentRecord], str],
+    sort: Callable[[AgentRecord], Any],
+) -> Column:
+    """A figure column (an age, CPU, memory, tokens): right-aligned, the biggest first."""
+    return Column(title, key, priority, cell, right=True, sort=sort, descending=True)
+
+
 def health_cell(r: AgentRecord, ascii_only: bool = False) -> str:
     symbols = HEALTH_ASCII if ascii_only else HEALTH_SYMBOL
     return f"{symbols[r.health]} {r.health.value}"
@@ -260,32 +271,14 @@ COLUMNS: list[Column] = [
     Column("HEALTH", "health", 0, health_cell, sort=lambda r: HEALTH_SEVERITY[r.health]),
     Column("STATE", "state", 1, _state, sort=_state_sort),
     Column("SRC", "src", 7, _source),
-    Column(
-        "HB",
-        "hb",
-        1,
-        lambda r: age_cell(r.heartbeat.age_s if r.heartbeat else None),
-        right=True,
-        sort=_hb_age,
-        descending=True,
-    ),
-    Column(
-        "IDLE",
-        "idle",
-        4,
-        lambda r: human_duration(r.tmux.idle_s) if r.tmux else "-",
-        right=True,
-        sort=_idle,
-        descending=True,
-    ),
-    Column(
+    figure("HB", "hb", 1, lambda r: age_cell(r.heartbeat.age_s if r.heartbeat else None), _hb_age),
+    figure("IDLE", "idle", 4, lambda r: human_duration(r.tmux.idle_s) if r.tmux else "-", _idle),
+    figure(
         "TOKENS",
         "tokens",
         3,
         lambda r: human_tokens(r.tokens_today),
-        right=True,
-        sort=lambda r: r.tokens_today if r.tokens_today is not None else -1,
-        descending=True,
+        lambda r: r.tokens_today if r.tokens_today is not None else -1,
     ),
     Column("BUDGET", "budget", 2, lambda r: budget_cell(r.budget), sort=_budget_sort),
     Column("RUNTIME", "runtime", 4, _runtime),
@@ -298,16 +291,8 @@ COLUMNS: list[Column] = [
         right=True,
         sort=lambda r: r.process.pid if r.process else -1,
     ),
-    Column("CPU", "cpu", 6, _cpu_cell, right=True, sort=_cpu, descending=True),
-    Column(
-        "MEM",
-        "mem",
-        6,
-        lambda r: human_bytes(r.process.rss_bytes) if r.process else "-",
-        right=True,
-        sort=_mem,
-        descending=True,
-    ),
+    figure("CPU", "cpu", 6, _cpu_cell, _cpu),
+    figure("MEM", "mem", 6, lambda r: human_bytes(r.process.rss_bytes) if r.process else "-", _mem),
     Column("SYSTEMD", "systemd", 7, _systemd),
     Column("DRIFT", "drift", 2, _drift, sort=lambda r: (-len(r.drift), _drift(r))),
     Column("REASON", "reason", 9, lambda r: r.health_reason, flexible=True),
