@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from fleet_tui.cli.main import main
-from fleet_tui.config.paths import Located
-from fleet_tui.service.budgets import BudgetService, briefs_for, budgets_location
+from fleet_tui.config.paths import Located, budgets_location
+from fleet_tui.service.budgets import BudgetService, briefs_for
 from fleet_tui.sources.budgets import BudgetsError, parse_budgets
 from fleet_tui.sources.ledger_read import SpendLedgerReader, UsageLedgerReader
 from fleet_tui.testing.budgets import budget_report

@@ -102,20 +102,21 @@ def cmd_budget(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from fleet_tui.config.paths import state_dir_location
+    from fleet_tui.config.fleet import configured_identity
+    from fleet_tui.config.paths import budgets_location
     from fleet_tui.errors import EXIT_OK
-    from fleet_tui.service.budgets import BudgetService, budgets_location, report_json
+    from fleet_tui.service.budgets import BudgetService, report_json
 
-    tenant = host = None
+    config = config_from_args(args)
+    tenant: str | None
+    host: str | None
     try:
-        from fleet_tui.config.fleet import configured_identity
-
-        tenant, host = configured_identity(config_from_args(args))
+        tenant, host = configured_identity(config)
     except Exception:  # the roster is not needed for budgets; the budgets file names the tenant
         tenant = host = None
     service = BudgetService(
         budgets_location(args.budgets),
-        state_dir_location(getattr(args, "state_dir", None)).path,
+        config.state_dir,
         tenant_id=tenant,
         host=host,
     )

@@ -65,7 +65,6 @@ def cmd_usage(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from fleet_tui.config.paths import state_dir_location
     from fleet_tui.core.sanitize import clean_text
     from fleet_tui.core.usage import Attribution, BadRecord, parse_day, usage_report
     from fleet_tui.errors import EXIT_OK, BadInput, FleetError
@@ -80,7 +79,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
         raise BadInput(f"--since {since} is after --until {until}")
     roots = [Path(p).expanduser() for p in args.claude_dir] if args.claude_dir else claude_roots()
     codex = Path(args.codex_home).expanduser() if args.codex_home else codex_home()
-    state_dir = state_dir_location(getattr(args, "state_dir", None)).path
+    state_dir = config_from_args(args).state_dir
     warnings: list[str] = []
     with UsageIndex(state_dir, roots, codex) as index:
         if index.warning:
@@ -154,10 +153,10 @@ def _codex_account(flag: str | None) -> str:
     if flag:
         return flag
     try:
-        from fleet_tui.config.paths import default_budgets_path, locate
+        from fleet_tui.config.paths import budgets_location
         from fleet_tui.protocol.yamldoc import safe_load_file
 
-        path = locate(None, "MOSAIC_FLEET_BUDGETS", default_budgets_path()).path
+        path = budgets_location().path
         doc = safe_load_file(path, 1 << 20) if path.exists() else None
         for acc in (doc or {}).get("accounts") or []:
             if isinstance(acc, dict) and acc.get("runtime") == "codex" and acc.get("id"):

@@ -48,3 +48,8 @@ def roster_location(flag: str | None = None) -> Located:
 
 def state_dir_location(flag: str | None = None) -> Located:
     return locate(flag, "MOSAIC_FLEET_STATE_DIR", default_state_dir())
+
+
+def budgets_location(flag: str | None = None) -> Located:
+    """`--budgets PATH`, else `MOSAIC_FLEET_BUDGETS`, else `$XDG_CONFIG_HOME/mosaic/budgets.yaml`."""
+    return locate(flag, "MOSAIC_FLEET_BUDGETS", default_budgets_path())

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fleet_tui.config.fleet import FleetConfig, configured_identity
-from fleet_tui.config.paths import Located, default_budgets_path, locate
+from fleet_tui.config.paths import Located, budgets_location
 from fleet_tui.core.ladder import AccountStanding, Rung, RungDecision, decide
 from fleet_tui.core.pacing import (
     DAY_S,
@@ -60,11 +60,6 @@ MAX_CHECKPOINT_BYTES = 4 << 20  # a checkpoint holds sums per account and window
 MODEL_SCAN_BYTES = 4 << 20  # the latest model of an account is near the end of the ledger
 MAX_MODEL_KEYS = 10_000
 MAX_HEARTBEAT_FILES = 2_000
-
-
-def budgets_location(flag: str | None = None) -> Located:
-    """`--budgets PATH`, else `MOSAIC_FLEET_BUDGETS`, else `$XDG_CONFIG_HOME/mosaic/budgets.yaml`."""
-    return locate(flag, "MOSAIC_FLEET_BUDGETS", default_budgets_path())
 
 
 @dataclass(frozen=True)
@@ -879,6 +874,5 @@ __all__ = [
     "BudgetSource",
     "LiveBudgetSource",
     "briefs_for",
-    "budgets_location",
     "report_json",
 ]

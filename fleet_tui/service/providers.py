@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from fleet_tui.config.fleet import FleetConfig
-from fleet_tui.config.paths import default_budgets_path, locate
+from fleet_tui.config.paths import budgets_location
 from fleet_tui.service.collector import BudgetProvider, UsageProvider
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def budget_provider(budgets: LiveBudgetSource) -> BudgetProvider:
 
 def ps_budget_provider(config: FleetConfig) -> BudgetProvider | None:
     """Budget cells for `ps`; None (nothing imported) when no budgets file is configured."""
-    located = locate(None, "MOSAIC_FLEET_BUDGETS", default_budgets_path())
+    located = budgets_location()
     if not located.explicit and not located.path.exists():
         return None
     from fleet_tui.service.budgets import LiveBudgetSource
