@@ -889,14 +889,17 @@ class TodayTokens:
 
     def __call__(self, snapshot: FleetSnapshot, now: datetime) -> dict[str, int]:
         with self._lock:
+            # What the last FINISHED refresh left, taken before starting the next one: a
+            # refresh that is quick to end cannot make this answer depend on thread timing.
+            ready, error = self._ready, self.error
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(
                     target=self._refresh, name="usage-refresh", daemon=True
                 )
                 self._worker.start()
-        if self.error is not None:  # the poller shows the source degraded, with this reason
-            raise RuntimeError(f"token use not read: {self.error}")
-        if not self._ready:  # the first read is still going: unknown, not zero
+        if error is not None:  # the poller shows the source degraded, with this reason
+            raise RuntimeError(f"token use not read: {error}")
+        if not ready:  # the first read is still going: unknown, not zero
             raise NotReadYet("token use: first read of the transcripts in progress")
         pairs = [  # this host's agents: the transcripts read here are this host's
             (a.name, a.tmux.cwd)
