@@ -45,7 +45,8 @@ HISTORY_LINES = 2000  # the scrollback the stream's log mode starts with
 
 @dataclass(frozen=True)
 class Handover:
-    """How to give the terminal to tmux: run `argv` in the foreground (suspending the
+    """What the dashboard runs to give the terminal to tmux (made from a
+    `panes.HandoverPlan`, audited and prepared): run `argv` in the foreground (suspending the
     dashboard), or, inside tmux, start it without blocking (a popup or a client switch)."""
 
     argv: list[str]

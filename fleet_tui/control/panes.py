@@ -437,8 +437,9 @@ def _same_file(a: str, b: Path) -> bool:
 
 
 @dataclass(frozen=True)
-class Handover:
-    """How to give the operator's terminal to a tmux client: run `argv` with `env`.
+class HandoverPlan:
+    """How to give the operator's terminal to a tmux client: run `argv` with `env` (what
+    `plan_handover` decides; `actions.Handover` is what the dashboard is handed to run).
 
     `how`: "attach" (plain terminal: a child with the terminal; the caller suspends its UI),
     "popup" (inside tmux: a popup on the operator's server; the caller keeps running),
@@ -457,7 +458,7 @@ def plan_handover(
     *,
     read_only: bool,
     environ: Mapping[str, str] | None = None,
-) -> Handover:
+) -> HandoverPlan:
     """Pick the way to watch (`read_only`) or attach to agent `name` from this terminal.
 
     Outside tmux: `attach [-r]` with the terminal. Inside tmux: a popup on the operator's server,
@@ -468,7 +469,7 @@ def plan_handover(
     outer = operator_server(env)
     if outer is None:
         argv = watch_argv(runner, socket, name) if read_only else attach_argv(runner, socket, name)
-        return Handover(argv, exec_env(env), "attach")
+        return HandoverPlan(argv, exec_env(env), "attach")
     if not read_only and _same_file(outer, runner.socket_path(socket)):
-        return Handover(switch_argv(runner, name), env, "switch")
-    return Handover(popup_argv(runner, socket, name, read_only=read_only), env, "popup")
+        return HandoverPlan(switch_argv(runner, name), env, "switch")
+    return HandoverPlan(popup_argv(runner, socket, name, read_only=read_only), env, "popup")
