@@ -76,7 +76,8 @@ def same_host(a: str, b: str) -> bool:
     return host_key(a) == host_key(b)
 
 
-def _clean_strings(value: Any) -> Any:
+def _clean_strings(value: object) -> object:
+    """`value` (parsed JSON) with every string in it sanitized."""
     if isinstance(value, str):
         return clean_text(value, max_len=300)
     if isinstance(value, list):
@@ -133,7 +134,7 @@ def remote_agent(
 ) -> AgentRecord:
     """A (sanitized) remote agent as of now: aged by `age_s`, health lowered when the older data
     no longer supports it, the reason saying where it comes from and how old it is."""
-    update: dict[str, Any] = {}
+    update: dict[str, object] = {}
     health = record.health
     reason = record.health_reason
     hb = record.heartbeat

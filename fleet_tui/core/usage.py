@@ -38,7 +38,7 @@ class BadRecord(ValueError):
     """A line that should carry usage but cannot be read (wrong type, missing field)."""
 
 
-def _count(value: Any, field: str, *, required: bool = True) -> int:
+def _count(value: object, field: str, *, required: bool = True) -> int:
     """A token count: a non-negative int (JSON floats with an integral value are accepted)."""
     if type(value) is int and 0 <= value <= MAX_COUNT:  # the common case, first
         return value
@@ -54,7 +54,7 @@ def _count(value: Any, field: str, *, required: bool = True) -> int:
     return int(value)
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
@@ -72,7 +72,7 @@ class ClaudeRecord(NamedTuple):
     tokens: Tokens
 
 
-def claude_record(obj: Any) -> ClaudeRecord | None:
+def claude_record(obj: object) -> ClaudeRecord | None:
     """The usage of one parsed transcript line; None when the line carries none to count
     (not an assistant message, no usage, model `<synthetic>`, no message id).
     Raises `BadRecord` when usage is there but unreadable."""
@@ -136,7 +136,7 @@ _CODEX_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "reason
 CodexTotal = tuple[int, int, int, int]  # input (incl. cached), cached input, output, reasoning
 
 
-def codex_counts(obj: Any, field: str) -> CodexTotal | None:
+def codex_counts(obj: object, field: str) -> CodexTotal | None:
     """A Codex token usage object (`total_token_usage` / `last_token_usage`) as a tuple."""
     if obj is None:
         return None
@@ -150,7 +150,7 @@ def codex_counts(obj: Any, field: str) -> CodexTotal | None:
 
 
 def codex_event_tokens(
-    info: Any, prev_total: CodexTotal | None
+    info: object, prev_total: CodexTotal | None
 ) -> tuple[Tokens | None, CodexTotal | None]:
     """The token use of one `token_count` event and the cumulative total to remember.
 
@@ -211,7 +211,7 @@ MAX_WINDOW_MINUTES = 366 * 24 * 60
 MAX_EPOCH_S = 32503680000.0  # year 3000
 
 
-def _finite(value: Any) -> float | None:
+def _finite(value: object) -> float | None:
     """A JSON number as a finite float (JSON from Python may carry NaN and Infinity)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -219,7 +219,7 @@ def _finite(value: Any) -> float | None:
     return number if number is not None and math.isfinite(number) else None
 
 
-def codex_rate_samples(rate_limits: Any, observed_at: float) -> list[RateSample]:
+def codex_rate_samples(rate_limits: object, observed_at: float) -> list[RateSample]:
     """The windows of one `rate_limits` object; windows told apart by `window_minutes`, never by
     position. `resets_at` (epoch seconds) or the older `resets_in_seconds` (relative to the
     line). Windows without a number of minutes or a used percentage are left out."""
