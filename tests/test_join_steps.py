@@ -21,7 +21,7 @@ from fleet_tui.core.join import (
     health_of,
     heartbeat_for,
     heartbeat_info,
-    missing_verdict,
+    missing_placement,
     other_placements,
     placements,
     process_info,
@@ -121,30 +121,30 @@ def test_a_roster_agent_on_two_sockets_is_a_duplicate_and_a_socket_mismatch_off_
 
 def test_a_missing_always_on_agent_is_down_and_missing_and_says_where_it_looked() -> None:
     live = socket(FLEET)
-    p = missing_verdict(agent("c1"), FLEET, live)
+    p = missing_placement(agent("c1"), FLEET, live)
     assert p.verdict == (Health.DOWN, "no session 'c1' on socket 'mosaic-fleet'")
     assert p.drift == (Drift.MISSING_SESSION,)
     assert p.found is None and p.roster_socket == FLEET
     stale = socket(FLEET, state=SocketState.STALE, reason="no server")
-    assert missing_verdict(agent("c1"), FLEET, stale).verdict == (
+    assert missing_placement(agent("c1"), FLEET, stale).verdict == (
         Health.DOWN,
         "no session 'c1' on socket 'mosaic-fleet' (no server)",
     )
-    assert missing_verdict(agent("c1"), FLEET, None).verdict == (
+    assert missing_placement(agent("c1"), FLEET, None).verdict == (
         Health.DOWN,
         "no session 'c1' on socket 'mosaic-fleet' (no server)",
     )
 
 
 def test_a_missing_ephemeral_agent_is_down_but_not_missing() -> None:
-    p = missing_verdict(agent("r", lifecycle=Lifecycle.EPHEMERAL), FLEET, socket(FLEET))
+    p = missing_placement(agent("r", lifecycle=Lifecycle.EPHEMERAL), FLEET, socket(FLEET))
     assert p.verdict == (Health.DOWN, "not running (ephemeral)")
     assert p.drift == ()
 
 
 def test_a_missing_agent_on_a_hung_socket_is_unknown_never_down() -> None:
     hung = socket(FLEET, state=SocketState.HUNG, reason="no answer in 2 s\x1b[31m")
-    p = missing_verdict(agent("c1"), FLEET, hung)
+    p = missing_placement(agent("c1"), FLEET, hung)
     assert p.verdict == (Health.UNKNOWN, "socket 'mosaic-fleet' hung: no answer in 2 s")
     assert p.drift == ()
 
@@ -245,7 +245,7 @@ def test_a_dead_pid_or_an_unanswered_ping_is_unresponsive() -> None:
 
 
 def test_a_placement_verdict_is_the_health_and_the_heartbeat_still_has_its_age() -> None:
-    p = missing_verdict(agent("c1"), FLEET, socket(FLEET))
+    p = missing_placement(agent("c1"), FLEET, socket(FLEET))
     assert health(p, AgentBeat(heartbeat("c1", age_s=12), None)) == (
         Health.DOWN,
         "no session 'c1' on socket 'mosaic-fleet'",
@@ -343,7 +343,7 @@ def test_without_heartbeat_a_live_agent_pane_is_inferred_from_its_screen() -> No
 def test_no_state_for_a_dead_pane_a_missing_session_or_a_plain_session() -> None:
     assert state(placed(dead=True)) == (None, None)
     assert state(placed(is_agent=False)) == (None, None)
-    assert state(missing_verdict(agent("c1"), FLEET, socket(FLEET))) == (None, None)
+    assert state(missing_placement(agent("c1"), FLEET, socket(FLEET))) == (None, None)
 
 
 # -- what the record shows ------------------------------------------------------------------------

@@ -214,7 +214,7 @@ def sessions_by_name(sockets: Sequence[SocketScan]) -> dict[str, list[Found]]:
     return sessions
 
 
-def missing_verdict(ragent: RosterAgent, expected: str, scan: SocketScan | None) -> Placement:
+def missing_placement(ragent: RosterAgent, expected: str, scan: SocketScan | None) -> Placement:
     """A roster agent with no session anywhere: unknown when its socket could not be listed
     (hung, denied, or a live server that did not answer), else down, with why."""
     if (
@@ -253,7 +253,7 @@ def roster_placements(
                 drift = (Drift.SOCKET_MISMATCH, *dup)
                 out.append(Placement(ragent.name, f, ragent, True, drift, None, expected))
         if not found_all:
-            out.append(missing_verdict(ragent, expected, by_socket.get(expected)))
+            out.append(missing_placement(ragent, expected, by_socket.get(expected)))
     return out
 
 
