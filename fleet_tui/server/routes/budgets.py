@@ -12,7 +12,7 @@ from typing import Any, Generic, TypedDict, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fleet_tui.model.records import format_ts
+from fleet_tui.protocol.clock import format_ts
 from fleet_tui.server.bodies import (
     body_doc,
     digest,

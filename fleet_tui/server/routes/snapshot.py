@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fleet_tui.model.records import format_ts
+from fleet_tui.protocol.clock import format_ts
 from fleet_tui.server.bodies import body_doc, nul_free_json, read_json, record, ref
 from fleet_tui.server.deps import ANSWER_CAP, Auth, Db, ReadTenant
 from fleet_tui.server.errors import API, ERRORS, ApiError
