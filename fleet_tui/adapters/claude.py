@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fleet_tui.adapters.common import Event, ack_of, model_name, safe_detail, session_id
+from fleet_tui.protocol.files import JsonObject
 
 _NOTIFICATIONS: dict[str, tuple[str | None, str]] = {
     "permission_prompt": ("waiting_input", "permission prompt"),
@@ -13,12 +12,12 @@ _NOTIFICATIONS: dict[str, tuple[str | None, str]] = {
 }
 
 
-def _text(payload: dict[str, Any], key: str) -> str:
+def _text(payload: JsonObject, key: str) -> str:
     value = payload.get(key)
     return safe_detail(value, 40) if isinstance(value, str) else ""
 
 
-def claude_event(payload: dict[str, Any]) -> Event | None:
+def claude_event(payload: JsonObject) -> Event | None:
     """What one hook payload means; None when it is not a hook payload at all."""
     name = payload.get("hook_event_name")
     if not isinstance(name, str) or not name:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fleet_tui.adapters.claude import claude_event
 from fleet_tui.adapters.common import Event, ack_of, model_name, safe_detail, session_id
+from fleet_tui.protocol.files import JsonObject
 
 MAX_INPUT_MESSAGES = 16
 
 
-def codex_event(payload: dict[str, Any]) -> Event | None:
+def codex_event(payload: JsonObject) -> Event | None:
     """A notify payload (`type`) or a hook payload (`hook_event_name`, Claude-like events)."""
     if isinstance(payload.get("hook_event_name"), str):
         return claude_event(payload)

@@ -15,10 +15,15 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from fleet_tui.protocol.clock import format_ts, utcnow
-from fleet_tui.protocol.files import atomic_write, loads_valid, open_append, read_regular
+from fleet_tui.protocol.files import (
+    JsonObject,
+    atomic_write,
+    loads_valid,
+    open_append,
+    read_regular,
+)
 from fleet_tui.protocol.heartbeat import heartbeats_dir, hooks_dir, pings_dir, write_lock
 
 DEFAULT_INTERVAL_S = 10.0
@@ -150,7 +155,7 @@ def pid_alive(pid: int) -> bool:
 # -- the spool, with the standard library ----------------------------------------------------
 
 
-def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> dict[str, Any] | None:
+def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> JsonObject | None:
     """A JSON object from a regular file of at most `limit` bytes, its text valid Unicode;
     None for anything else (missing, a FIFO, too large, not JSON)."""
     try:
@@ -255,7 +260,7 @@ def ack_of(text: object) -> list[str]:
     return [message_hash(text)]
 
 
-def read_stdin_payload() -> dict[str, Any] | None:
+def read_stdin_payload() -> JsonObject | None:
     """The JSON object on stdin (bounded); None when it is absent, too large or not an object."""
     import sys
 
@@ -268,7 +273,7 @@ def read_stdin_payload() -> dict[str, Any] | None:
     return parse_payload(raw)
 
 
-def parse_payload(raw: bytes | str) -> dict[str, Any] | None:
+def parse_payload(raw: bytes | str) -> JsonObject | None:
     if len(raw) > MAX_PAYLOAD_BYTES or not raw.strip():
         return None
     try:

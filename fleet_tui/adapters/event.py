@@ -14,7 +14,6 @@ import os
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from fleet_tui.adapters.common import (
     DEFAULT_INTERVAL_S,
@@ -29,7 +28,7 @@ from fleet_tui.adapters.common import (
     valid_name,
 )
 from fleet_tui.protocol.clock import utcnow
-from fleet_tui.protocol.files import atomic_write
+from fleet_tui.protocol.files import JsonObject, atomic_write
 from fleet_tui.protocol.heartbeat import (
     STATES,
     heartbeat_record,
@@ -61,7 +60,7 @@ def fleet_member(state_dir: Path, roster_flag: str | None, name: str, socket: st
     cache = hooks_dir(state_dir) / "membership.json"
     cached = read_json(cache)
     if cached and cached.get("key") == key:
-        sockets, names = cached.get("sockets") or [], cached.get("names") or []
+        sockets, names = _strings(cached.get("sockets")), _strings(cached.get("names"))
     else:
         sockets, names = _roster_members(located.path)
         with contextlib.suppress(Exception):
@@ -69,6 +68,10 @@ def fleet_member(state_dir: Path, roster_flag: str | None, name: str, socket: st
             doc = {"key": key, "sockets": sockets, "names": names}
             atomic_write(cache, json.dumps(doc).encode())
     return socket in sockets or name in names
+
+
+def _strings(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _roster_members(path: Path) -> tuple[list[str], list[str]]:
@@ -175,10 +178,11 @@ def remember_session(state_dir: Path, session: str, agent: str, now: float) -> N
         known[session] = [agent, round(now, 3)]
         if len(known) > MAX_SESSIONS:
 
-            def age(item: tuple[str, Any]) -> float:
+            def age(item: tuple[str, object]) -> float:
                 v = item[1]
-                ok = isinstance(v, list) and len(v) == 2 and isinstance(v[1], int | float)
-                return float(v[1]) if ok else 0.0
+                if isinstance(v, list) and len(v) == 2 and isinstance(v[1], int | float):
+                    return float(v[1])
+                return 0.0
 
             known = dict(sorted(known.items(), key=age)[-MAX_SESSIONS:])
         atomic_write(path, json.dumps({"v": 1, "sessions": known}).encode())
@@ -188,7 +192,7 @@ def remember_session(state_dir: Path, session: str, agent: str, now: float) -> N
 
 
 def build_heartbeat(
-    prev: dict[str, Any] | None,
+    prev: JsonObject | None,
     *,
     tenant_id: str,
     host: str,
@@ -203,19 +207,21 @@ def build_heartbeat(
     via: str,
     new_acks: list[str] | None = None,
     interval_s: float = DEFAULT_INTERVAL_S,
-) -> dict[str, Any]:
+) -> JsonObject:
     """The next heartbeat v1 record a hook writes (`protocol.heartbeat.heartbeat_record`).
     `seq` continues the previous one when it came from the same runtime pid, else restarts."""
-    same_run = prev is not None and prev.get("pid") == pid and isinstance(prev.get("seq"), int)
-    seq = int(prev["seq"]) + 1 if same_run and prev is not None else 0
-    acks = [a for a in (prev or {}).get("acks") or [] if isinstance(a, str)]
+    prev = prev or {}
+    prev_seq = prev.get("seq")
+    same_run = prev.get("pid") == pid and isinstance(prev_seq, int)
+    seq = prev_seq + 1 if same_run and isinstance(prev_seq, int) else 0
+    acks = _strings(prev.get("acks"))
     if new_acks:
         from fleet_tui.protocol.acks import add_ack
 
         for digest in new_acks:
             acks = add_ack(acks, digest)
-    prev_model = prev.get("model") if same_run and prev is not None else None
-    usage = prev.get("usage") if prev is not None else None
+    prev_model = prev.get("model") if same_run else None
+    usage = prev.get("usage")
     return heartbeat_record(
         tenant_id=tenant_id,
         host=host,
@@ -235,7 +241,7 @@ def build_heartbeat(
     )
 
 
-def apply_event(opts: HookOptions, event: Event, state_dir: Path) -> dict[str, Any] | None:
+def apply_event(opts: HookOptions, event: Event, state_dir: Path) -> JsonObject | None:
     """Find the agent, write its next heartbeat, start a keepalive if none runs. Raises on
     trouble (the caller logs it); returns the record written, or None when no agent is known."""
     if opts.agent:

@@ -159,20 +159,35 @@ def add_hook_entries(
     return out
 
 
+def with_our_hooks(
+    doc: dict[str, Any],
+    exe: str,
+    runtime: str,
+    events: tuple[str, ...],
+    *,
+    uninstall: bool,
+    path: Path,
+) -> dict[str, Any]:
+    """A copy of `doc` (Claude's settings.json, Codex's hooks.json) whose `hooks` table has our
+    `hook RUNTIME` command on each of `events`, or none of ours when uninstalling. A table we
+    leave empty goes; an empty one that was theirs stays."""
+    result = copy.deepcopy(doc)
+    hooks = remove_hook_entries(_hooks_table(doc, path), "hook", runtime)
+    if not uninstall:
+        hooks = add_hook_entries(hooks, events, f"{shlex.quote(exe)} hook {runtime}")
+    if hooks or ("hooks" in doc and not doc["hooks"]):
+        result["hooks"] = hooks
+    else:
+        result.pop("hooks", None)
+    return result
+
+
 def merge_claude(
     settings: dict[str, Any], exe: str, *, uninstall: bool, path: Path
 ) -> tuple[dict[str, Any], list[str]]:
     """The settings with our hooks and statusLine merged in (or taken out); notes to print."""
     notes: list[str] = []
-    result = copy.deepcopy(settings)
-    had_hooks = "hooks" in settings
-    hooks = remove_hook_entries(_hooks_table(settings, path), "hook", "claude")
-    if not uninstall:
-        hooks = add_hook_entries(hooks, CLAUDE_EVENTS, f"{shlex.quote(exe)} hook claude")
-    if hooks or (had_hooks and not settings["hooks"]):
-        result["hooks"] = hooks
-    else:
-        result.pop("hooks", None)
+    result = with_our_hooks(settings, exe, "claude", CLAUDE_EVENTS, uninstall=uninstall, path=path)
     status = settings.get("statusLine")
     ours = isinstance(status, dict) and _is_ours(status.get("command"), "statusline")
     if uninstall:
@@ -274,16 +289,7 @@ def _without_replaced_line(text: str) -> str:
 def merge_codex_hooks(
     hooks_doc: dict[str, Any], exe: str, *, uninstall: bool, path: Path
 ) -> dict[str, Any]:
-    result = copy.deepcopy(hooks_doc)
-    had = "hooks" in hooks_doc
-    hooks = remove_hook_entries(_hooks_table(hooks_doc, path), "hook", "codex")
-    if not uninstall:
-        hooks = add_hook_entries(hooks, CODEX_EVENTS, f"{shlex.quote(exe)} hook codex")
-    if hooks or (had and not hooks_doc["hooks"]):
-        result["hooks"] = hooks
-    else:
-        result.pop("hooks", None)
-    return result
+    return with_our_hooks(hooks_doc, exe, "codex", CODEX_EVENTS, uninstall=uninstall, path=path)
 
 
 # -- writing ----------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from fleet_tui.adapters.common import (
     DEFAULT_INTERVAL_S,
@@ -28,7 +27,7 @@ from fleet_tui.adapters.common import (
     valid_name,
 )
 from fleet_tui.protocol.clock import format_ts, parse_ts, utcnow
-from fleet_tui.protocol.files import LOCK_FLAGS
+from fleet_tui.protocol.files import LOCK_FLAGS, JsonObject
 from fleet_tui.protocol.heartbeat import hooks_dir, ping_nonce, read_heartbeat, write_heartbeat
 
 POLL_S = 0.5
@@ -133,7 +132,7 @@ class Keepalive:
         self.busy_silence_s = busy_silence_s
         self.poll_s = poll_s
         self.last_event: datetime | None = None
-        self.seen: tuple[Any, Any] | None = None
+        self.seen: tuple[object, object] | None = None
         self.why_stopped = ""
 
     def step(self, now: datetime) -> bool:
@@ -163,7 +162,7 @@ class Keepalive:
             self._refresh(now)
         return True
 
-    def _stop_reason(self, hb: dict[str, Any] | None) -> str | None:
+    def _stop_reason(self, hb: JsonObject | None) -> str | None:
         if hb is None:
             return "no heartbeat"
         if hb.get("pid") != self.pid:
@@ -178,11 +177,12 @@ class Keepalive:
     def _refresh(self, now: datetime) -> None:
         with heartbeat_lock(self.state_dir, self.agent):
             hb = read_heartbeat(self.state_dir, self.agent)
-            if hb is None or self._stop_reason(hb) or not isinstance(hb.get("seq"), int):
+            seq = hb.get("seq") if hb is not None else None
+            if hb is None or self._stop_reason(hb) or not isinstance(seq, int):
                 return
             nonce = ping_nonce(self.state_dir, self.agent)
             record = dict(hb)
-            record["seq"] = hb["seq"] + 1
+            record["seq"] = seq + 1
             record["ts"] = format_ts(now)
             record["via"] = f"keepalive:{self.runtime}"
             if nonce is not None:

@@ -17,7 +17,6 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from fleet_tui.adapters.common import (
     local_identity,
@@ -27,7 +26,7 @@ from fleet_tui.adapters.common import (
     safe_detail,
     state_dir_for,
 )
-from fleet_tui.protocol.files import atomic_write
+from fleet_tui.protocol.files import JsonObject, atomic_write
 from fleet_tui.protocol.heartbeat import hooks_dir
 
 # statusLine key -> (window name as budgets.yaml names it, minutes)
@@ -47,7 +46,7 @@ def _number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def read_windows(payload: dict[str, Any]) -> dict[str, tuple[float, float | None]]:
+def read_windows(payload: JsonObject) -> dict[str, tuple[float, float | None]]:
     """{statusLine key: (used percent, resets_at unix seconds or None)} of the windows present."""
     limits = payload.get("rate_limits")
     found: dict[str, tuple[float, float | None]] = {}
@@ -70,7 +69,7 @@ def read_windows(payload: dict[str, Any]) -> dict[str, tuple[float, float | None
 
 
 def status_line(
-    payload: dict[str, Any] | None,
+    payload: JsonObject | None,
     agent: str | None,
     windows: dict[str, tuple[float, float | None]],
 ) -> str:
@@ -94,7 +93,7 @@ def status_line(
     return " · ".join(parts) or FALLBACK_LINE
 
 
-def _account(state_dir: Path, flag: str | None, budgets: str | None, cache: dict[str, Any]) -> str:
+def _account(state_dir: Path, flag: str | None, budgets: str | None, cache: JsonObject) -> str:
     """`--account`; else the one account of budgets.yaml with runtime claude; else "claude"."""
     if flag:
         return flag

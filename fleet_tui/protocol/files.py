@@ -260,6 +260,9 @@ def atomic_write(path: Path | str, data: bytes | str, mode: int | None = None) -
         raise
 
 
+JsonObject = dict[str, object]  # a JSON object as `json.loads` gives it: read it with isinstance
+
+
 class JsonModel(Protocol):
     """A record that writes its own JSON: a pydantic model, as the readers validate it (this
     package never imports pydantic; anything with this method will do)."""

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from fleet_tui.protocol.clock import format_ts
 from fleet_tui.protocol.files import (
     FileTooLarge,
+    JsonObject,
     JsonRecord,
     NotRegularFile,
     atomic_write,
@@ -101,7 +102,7 @@ def heartbeat_record(
     acks: Iterable[str] = (),
     usage: Mapping[str, Any] | None = None,
     via: str | None = None,
-) -> dict[str, Any]:
+) -> JsonObject:
     """A heartbeat v1 record, its keys in the order `model.records.Heartbeat` dumps them.
     `via` (grown after v1) names who wrote it when not the runtime itself ("hook:claude")."""
     return {
@@ -131,7 +132,7 @@ class HeartbeatFile(NamedTuple):
     """A heartbeat file as read: its JSON object, or why there is none (both None: no file).
     The record is not validated here (the version, the fields): readers do that."""
 
-    data: dict[str, Any] | None
+    data: JsonObject | None
     error: str | None = None
     mtime: float | None = None
 
@@ -180,14 +181,14 @@ def version_problem(data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def read_heartbeat(state_dir: Path, agent: str) -> dict[str, Any] | None:
+def read_heartbeat(state_dir: Path, agent: str) -> JsonObject | None:
     """The agent's heartbeat as a plain object when it is one and names this agent; None for
     anything else (the writers' look at the previous record, which never fails them)."""
     data = load_heartbeat(state_dir, agent).data
     return data if data is not None and data.get("agent") == agent else None
 
 
-def read_ping(state_dir: Path, agent: str) -> dict[str, Any] | None:
+def read_ping(state_dir: Path, agent: str) -> JsonObject | None:
     """The agent's ping as a plain object (not validated); None when there is no usable one."""
     try:
         data = loads_valid(read_regular(ping_path(state_dir, agent), MAX_PING_BYTES))

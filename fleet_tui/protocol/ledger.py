@@ -17,10 +17,9 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from fleet_tui.protocol.clock import format_ts
-from fleet_tui.protocol.files import JsonRecord, json_bytes, open_append
+from fleet_tui.protocol.files import JsonObject, JsonRecord, json_bytes, open_append
 
 USAGE_FILE = "usage.jsonl"
 SPEND_FILE = "spend.jsonl"
@@ -78,7 +77,7 @@ def usage_sample(
     reset_confidence: str,
     observed_at: datetime,
     source: str,
-) -> dict[str, Any]:
+) -> JsonObject:
     """A `usage.jsonl` record with the keys and values `UsageSample.model_dump_json` writes.
 
     Raises ValueError naming the field for what `UsageSample` would refuse: a tenant or host
