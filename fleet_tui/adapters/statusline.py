@@ -97,9 +97,9 @@ def _account(state_dir: Path, flag: str | None, budgets: str | None, cache: Json
     """`--account`; else the one account of budgets.yaml with runtime claude; else "claude"."""
     if flag:
         return flag
-    from fleet_tui.config.paths import default_budgets_path, locate
+    from fleet_tui.config.paths import budgets_location
 
-    path = locate(budgets, "MOSAIC_FLEET_BUDGETS", default_budgets_path()).path
+    path = budgets_location(budgets).path
     try:
         st = path.stat()
     except OSError:
