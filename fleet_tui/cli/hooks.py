@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 HOOK_RUNTIMES = ("claude", "codex")
 
@@ -22,7 +22,7 @@ class _HookParser(argparse.ArgumentParser):
     """The parser of `hook claude|codex|keepalive`: a hook must never fail its runtime over its
     command line, so bad or unknown arguments are noted (and logged), not an exit 2."""
 
-    def error(self, message: str) -> Any:
+    def error(self, message: str) -> NoReturn:
         raise _BadHookArgs(message)
 
     def parse_known_args(  # type: ignore[override]
