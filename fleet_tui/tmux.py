@@ -12,6 +12,10 @@ output is the same in every locale. It is always decoded as UTF-8, and bytes tha
 never raise: they come through as lone surrogates (`surrogateescape`), so a name read from tmux
 still targets its session when passed back. A client that hands the terminal over (`argv`, for
 attach) keeps tmux's own choice from the operator's locale: it prints to their terminal, not to us.
+
+The command lines fleet_tui sends are built here too ("Recipes", at the end): each says why it is
+written the way it is, so that the modules that read (`sources.tmux`, the collector) and the one
+that writes (`control`) only choose which recipe to run.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shlex
 import shutil
 import socket as _socket
 import stat
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,3 +269,176 @@ class TmuxRunner:
             )
         first = err.splitlines()[0] if err else f"exit status {result.returncode}"
         return TmuxError(f"tmux {verb} on '{socket}' failed: {first}", socket=socket, stderr=err)
+
+
+# -- Recipes: the command lines fleet_tui sends ---------------------------------------------------
+# Argument lists after the socket (`runner.run(socket, *recipe(...))`), except the few marked as
+# whole argv. Targets are always exact: `=NAME:` (`session_target`) or a `%N` pane id.
+
+FIELD_SEP = "\x1f"  # between the fields of one format: a byte no name, path or title holds
+_CONTROL_CLASS = "[\x01-\x1f\x7f]"
+
+
+def field_format(fields: Iterable[str], *, scrubbed: Collection[str] = ()) -> str:
+    """`#{a}<US>#{b}...`: one line per pane/answer, fields split on `FIELD_SEP`. tmux prints
+    most fields raw; the agent-controlled ones named in `scrubbed` (a command name, a working
+    directory) get their control characters replaced by `?` by tmux itself (the `s/` modifier),
+    so a directory named "a<US>b" or "a<LF>b" cannot shift the fields or split the line, while
+    printable text, UTF-8 included, is kept exactly."""
+    return FIELD_SEP.join(
+        "#{s/" + _CONTROL_CLASS + "/?/:" + f + "}" if f in scrubbed else "#{" + f + "}"
+        for f in fields
+    )
+
+
+def literal(arg: str) -> str:
+    """tmux ends a command at an argument ending in ';' unless it ends in '\\;'."""
+    return arg[:-1] + "\\;" if arg.endswith(";") else arg
+
+
+def list_panes(fmt: str) -> list[str]:
+    """Every pane of the server in ONE call (`-a`): a scan costs one process per socket."""
+    return ["list-panes", "-a", "-F", fmt]
+
+
+def display(fmt: str, pane_id: str | None = None) -> list[str]:
+    """`display-message -p [-t %N] FMT`: formats of one pane (or of the server, e.g. `#{pid}`).
+    It answers rc=0 with empty fields for a pane that does not exist: read `#{pane_id}` back."""
+    return ["display-message", "-p", *(["-t", pane_id] if pane_id else []), fmt]
+
+
+def capture(pane_id: str, *, history: int | None = None, escapes: bool = False) -> list[str]:
+    """`capture-pane -p -J`: the pane's text, wrapped lines joined (`-J`); `history` lines of
+    scrollback before the screen (`-S -N`); `escapes` keeps the SGR colours (`-e`)."""
+    args = ["capture-pane", "-p"]
+    if escapes:
+        args.append("-e")
+    args.append("-J")
+    if history is not None:
+        args += ["-S", f"-{int(history)}"]
+    return [*args, "-t", pane_id]
+
+
+def capture_batch(pane_ids: Sequence[str], sep: str) -> list[str]:
+    """Several panes read by ONE tmux process: `capture-pane ; display-message SEP ; ...`. A
+    process start costs ~5 ms, reading a screen almost nothing; each screen is followed by a
+    line `sep` (make it unguessable: a pane could print it). A pane gone meanwhile stops the
+    command list there (rc != 0, "can't find"): ask again for the panes after it. tmux refuses
+    a command line of more than ~16 KB (about 200 panes): keep batches well below that."""
+    args: list[str] = []
+    for pane_id in pane_ids:
+        args += [*capture(pane_id), ";", *display(sep), ";"]
+    return args[:-1]
+
+
+def new_agent_session(
+    name: str,
+    argv: Sequence[str],
+    *,
+    width: int,
+    height: int,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[str]:
+    """A detached session `name` running `argv`, marked as an agent (`@mosaic_agent`), with a
+    fixed window size (`window-size manual`: later watchers never resize the agent) that stays
+    after its process exits (`remain-on-exit`: a crash shows as `pane_dead`). ONE command list:
+    the options are set before the server can reap a process that exits at once (separate
+    calls lost such a session, and with it the server)."""
+    args = [
+        "new-session",
+        "-d",
+        "-s",
+        check_session_name(name),
+        "-x",
+        str(width),
+        "-y",
+        str(height),
+    ]
+    if cwd:
+        args += ["-c", cwd]
+    for key, value in (env or {}).items():
+        args += ["-e", f"{key}={value}"]
+    target = session_target(name)
+    return [
+        *args,
+        *(literal(a) for a in argv),
+        ";",
+        "set-option", "-t", target, "@mosaic_agent", "1",
+        ";",
+        "set-option", "-w", "-t", target, "window-size", "manual",
+        ";",
+        "set-option", "-w", "-t", target, "remain-on-exit", "on",
+    ]  # fmt: skip
+
+
+def leave_mode(pane_id: str) -> list[str]:
+    """`copy-mode -q`: out of copy mode (it swallows keys) before typing."""
+    return ["copy-mode", "-q", "-t", pane_id]
+
+
+def type_text(pane_id: str, text: str) -> list[str]:
+    """`send-keys -l -- TEXT`: literal keys (`-l`: no key names), a leading '-' is no flag
+    (`--`), a trailing ';' no command separator (`literal`). Enter is pressed separately."""
+    return ["send-keys", "-t", pane_id, "-l", "--", literal(text)]
+
+
+def press_enter(pane_id: str) -> list[str]:
+    """A separate `send-keys Enter`: submits what was typed or pasted."""
+    return ["send-keys", "-t", pane_id, "Enter"]
+
+
+def load_buffer(buffer: str) -> list[str]:
+    """`load-buffer -b NAME -`: the text comes on stdin (no length limit of a command line)."""
+    return ["load-buffer", "-b", buffer, "-"]
+
+
+def paste_buffer(buffer: str, pane_id: str) -> list[str]:
+    """`paste-buffer -p -d -r`: bracketed paste when the program asked for it (`-p`), newlines
+    kept as LF (`-r`), the buffer deleted after (`-d`)."""
+    return ["paste-buffer", "-p", "-d", "-r", "-b", buffer, "-t", pane_id]
+
+
+def delete_buffer(buffer: str) -> list[str]:
+    """A buffer whose paste failed: never left behind with the operator's text in it."""
+    return ["delete-buffer", "-b", buffer]
+
+
+def pipe_to_file(pane_id: str, path: str) -> list[str]:
+    """`pipe-pane -t %N 'exec cat >> PATH'`: the pane's raw output appended to `path`. Never
+    `-o` (a toggle: it would CLOSE a pipe opened meanwhile). pipe-pane expands formats in its
+    command, so '#' is written '##'."""
+    return ["pipe-pane", "-t", pane_id, "exec cat >> " + shlex.quote(path).replace("#", "##")]
+
+
+def close_pipe(pane_id: str) -> list[str]:
+    """`pipe-pane` with no command closes the pane's pipe."""
+    return ["pipe-pane", "-t", pane_id]
+
+
+def fix_window_size(name: str) -> list[str]:
+    """`window-size manual`: no client attaching, read-only or not, resizes the agent."""
+    return ["set-option", "-w", "-t", session_target(name), "window-size", "manual"]
+
+
+def attach(name: str, *, read_only: bool) -> list[str]:
+    """`attach-session [-r] -t =NAME:`: `-r` is a read-only client, keys never reach the agent."""
+    return ["attach-session", *(["-r"] if read_only else []), "-t", session_target(name)]
+
+
+def popup(binary: str, command: str) -> list[str]:
+    """Whole argv, for the OPERATOR's server (plain `tmux`, inherited `$TMUX`):
+    `display-popup -E -w 90% -h 90% COMMAND`. The popup's command is not format expanded by
+    tmux (measured, 3.3a): pass it as one shell-quoted string."""
+    return [binary, "display-popup", "-E", "-w", "90%", "-h", "90%", command]
+
+
+def switch_client(binary: str, name: str) -> list[str]:
+    """Whole argv, for the OPERATOR's server: `switch-client -t =NAME:` moves their client."""
+    return [binary, "switch-client", "-t", session_target(name)]
+
+
+def client_name(binary: str) -> list[str]:
+    """Whole argv, for the OPERATOR's server: `#{client_name}`, empty when no client is
+    attached (a popup would fail with "no current client")."""
+    return [binary, *display("#{client_name}")]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from fleet_tui.core.usage import RateSample
+    from fleet_tui.service.collector import FleetCollector
     from fleet_tui.sources.usage import RefreshStats, UsageIndex
 
 DEFAULT_CODEX_ACCOUNT = "codex"
@@ -235,14 +236,13 @@ def _agents_by_cwd(args: argparse.Namespace) -> tuple[dict[str, str], str | None
     return agents_by_cwd(pairs), None
 
 
-def _pane_path(collector: Any, socket: str, pane_id: str) -> str | None:
+def _pane_path(collector: FleetCollector, socket: str, pane_id: str) -> str | None:
     """A pane's working directory asked of tmux, for snapshots that do not carry it."""
+    from fleet_tui import tmux
     from fleet_tui.errors import FleetError
 
     try:
-        out = collector.runner.run(
-            socket, "display-message", "-p", "-t", pane_id, "#{pane_current_path}"
-        )
+        out = collector.runner.run(socket, *tmux.display("#{pane_current_path}", pane_id))
     except FleetError:
         return None
     text = out.stdout.rstrip("\n")

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from fleet_tui import tmux as recipe
 from fleet_tui.config.fleet import FleetConfig, load_configured_roster
 from fleet_tui.control import panes as control
 from fleet_tui.control.audit import audit_path, record_action
@@ -250,9 +251,9 @@ class LiveActions:
         target = self.resolve(record)
         res = self.runner.run(
             target.socket,
-            "capture-pane", "-p", "-e", "-J", "-S", f"-{int(lines)}", "-t", target.pane_id,
+            *recipe.capture(target.pane_id, history=lines, escapes=True),
             timeout=3.0,
-        )  # fmt: skip
+        )
         return res.stdout
 
     # -- send ---------------------------------------------------------------------------------
@@ -312,7 +313,7 @@ def need_client(binary: str, env: dict[str, str]) -> None:
     shown. Ask first (`#{client_name}` is empty then) and refuse with a reason."""
     try:
         res = subprocess.run(
-            [binary, "display-message", "-p", "#{client_name}"],
+            recipe.client_name(binary),
             env=env,
             capture_output=True,
             text=True,

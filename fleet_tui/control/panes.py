@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from fleet_tui import tmux as recipe
 from fleet_tui.errors import (
     EXIT_NOT_FOUND,
     BadInput,
@@ -36,7 +37,7 @@ from fleet_tui.errors import (
 )
 from fleet_tui.model.records import Heartbeat
 from fleet_tui.protocol.acks import message_hash
-from fleet_tui.tmux import TmuxRunner, check_session_name, session_target
+from fleet_tui.tmux import TmuxRunner, check_session_name
 
 
 def new_agent_session(
@@ -58,30 +59,10 @@ def new_agent_session(
     """
     check_session_name(name)
     runner.ensure_socket_dir()
-    args = ["new-session", "-d", "-s", name, "-x", str(width), "-y", str(height)]
-    if cwd:
-        args += ["-c", cwd]
-    for key, value in (env or {}).items():
-        args += ["-e", f"{key}={value}"]
-    target = session_target(name)
-    # One tmux command list: the options are set before the server can reap a process that
-    # exits at once (separate calls lost such a session, and with it the server).
     runner.run(
         socket,
-        *args,
-        *(_literal(a) for a in argv),
-        ";",
-        "set-option", "-t", target, "@mosaic_agent", "1",
-        ";",
-        "set-option", "-w", "-t", target, "window-size", "manual",
-        ";",
-        "set-option", "-w", "-t", target, "remain-on-exit", "on",
-    )  # fmt: skip
-
-
-def _literal(arg: str) -> str:
-    """tmux ends a command at an argument ending in ';' unless it ends in '\\;'."""
-    return arg[:-1] + "\\;" if arg.endswith(";") else arg
+        *recipe.new_agent_session(name, argv, width=width, height=height, cwd=cwd, env=env),
+    )
 
 
 def kill_server(runner: TmuxRunner, socket: str) -> bool:
@@ -141,12 +122,12 @@ def pane_fields(runner: TmuxRunner, socket: str, pane_id: str, *fields: str) -> 
     """Read `#{field}` values of one pane. `display-message` answers rc=0 with empty fields for a
     pane that does not exist, so the pane's own id is read back and compared."""
     _check_pane_id(pane_id)
-    fmt = "\x1f".join(["#{pane_id}", *(f"#{{{f}}}" for f in fields)])
+    fmt = recipe.field_format(["pane_id", *fields])
     try:
-        out = runner.run(socket, "display-message", "-p", "-t", pane_id, fmt).stdout
+        out = runner.run(socket, *recipe.display(fmt, pane_id)).stdout
     except TmuxTargetMissing as exc:
         raise ControlError(f"tmux pane {pane_id} on '{socket}' does not exist: {exc}") from None
-    values = out.rstrip("\n").split("\x1f")
+    values = out.rstrip("\n").split(recipe.FIELD_SEP)
     if values[0] != pane_id or len(values) != len(fields) + 1:
         raise ControlError(f"tmux pane {pane_id} on '{socket}' does not exist (any more)")
     return values[1:]
@@ -178,22 +159,22 @@ def send_message(runner: TmuxRunner, socket: str, pane_id: str, text: str) -> Se
         raise ControlError(f"tmux pane {pane_id} on '{socket}' has its input disabled")
     left_mode = in_mode == "1"
     if left_mode:
-        runner.run(socket, "copy-mode", "-q", "-t", pane_id)
+        runner.run(socket, *recipe.leave_mode(pane_id))
     multi = "\n" in cleaned or len(cleaned.encode()) > _MAX_TYPED_BYTES
     if multi:
         buffer = f"fleet-msg-{os.getpid()}-{secrets.token_hex(6)}"
-        runner.run(socket, "load-buffer", "-b", buffer, "-", input=cleaned)
+        runner.run(socket, *recipe.load_buffer(buffer), input=cleaned)
         try:
-            runner.run(socket, "paste-buffer", "-p", "-d", "-r", "-b", buffer, "-t", pane_id)
+            runner.run(socket, *recipe.paste_buffer(buffer, pane_id))
         except TmuxError:
             try:
-                runner.run(socket, "delete-buffer", "-b", buffer)
+                runner.run(socket, *recipe.delete_buffer(buffer))
             except TmuxError:
                 pass
             raise
     else:
-        runner.run(socket, "send-keys", "-t", pane_id, "-l", "--", _literal(cleaned))
-    runner.run(socket, "send-keys", "-t", pane_id, "Enter")
+        runner.run(socket, *recipe.type_text(pane_id, cleaned))
+    runner.run(socket, *recipe.press_enter(pane_id))
     return SendResult(
         pane_id=pane_id,
         hash=message_hash(cleaned),
@@ -277,7 +258,7 @@ def pipe_writes_to(runner: TmuxRunner, socket: str, path: Path | str) -> bool:
     server) holds `path` open: how a pipe is recognised as OURS for sure, also one opened by an
     earlier dashboard (the log's path, `logs/<socket>.<agent>.log`, is the marker)."""
     try:
-        pid = int(runner.run(socket, "display-message", "-p", "#{pid}").stdout.strip())
+        pid = int(runner.run(socket, *recipe.display("#{pid}")).stdout.strip())
     except (TmuxError, ValueError):
         return False
     want = os.path.realpath(path)
@@ -339,9 +320,7 @@ def ensure_pipe_log(
             raise ControlError(f"stream log {log} is not a regular file")
     finally:
         os.close(fd)
-    # pipe-pane expands formats in its command: '#' is written '##'.
-    command = "exec cat >> " + shlex.quote(str(log)).replace("#", "##")
-    runner.run(socket, "pipe-pane", "-t", pane_id, command)
+    runner.run(socket, *recipe.pipe_to_file(pane_id, str(log)))
     _OPENED_PIPES[key] = log
     return "opened"
 
@@ -367,7 +346,7 @@ def close_pipe_log(
         return False
     if path is not None and not pipe_writes_to(runner, socket, path):
         return False
-    runner.run(socket, "pipe-pane", "-t", pane_id)
+    runner.run(socket, *recipe.close_pipe(pane_id))
     return True
 
 
@@ -378,17 +357,17 @@ def prepare_watch(runner: TmuxRunner, socket: str, name: str) -> None:
     """Fix the agent window's size (`window-size manual`) so that no client attaching to it,
     read-only or not, resizes the agent. Idempotent; never saved and restored around a watch
     (two operators watching at once would race, TMUX-FACTS.md)."""
-    runner.run(socket, "set-option", "-w", "-t", session_target(name), "window-size", "manual")
+    runner.run(socket, *recipe.fix_window_size(name))
 
 
 def watch_argv(runner: TmuxRunner, socket: str, name: str) -> list[str]:
     """`tmux -S SOCK attach -r -t =NAME:`: a read-only client, keys never reach the agent."""
-    return runner.argv(socket, "attach-session", "-r", "-t", session_target(name))
+    return runner.argv(socket, *recipe.attach(name, read_only=True))
 
 
 def attach_argv(runner: TmuxRunner, socket: str, name: str) -> list[str]:
     """`tmux -S SOCK attach -t =NAME:`: an interactive client (the explicit takeover)."""
-    return runner.argv(socket, "attach-session", "-t", session_target(name))
+    return runner.argv(socket, *recipe.attach(name, read_only=False))
 
 
 def exec_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -411,7 +390,7 @@ def popup_argv(runner: TmuxRunner, socket: str, name: str, *, read_only: bool = 
     """
     inner = watch_argv(runner, socket, name) if read_only else attach_argv(runner, socket, name)
     command = "env -u TMUX -u TMUX_PANE " + shlex.join(inner)
-    return [runner.binary, "display-popup", "-E", "-w", "90%", "-h", "90%", command]
+    return recipe.popup(runner.binary, command)
 
 
 def switch_argv(runner: TmuxRunner, name: str) -> list[str]:
@@ -419,7 +398,7 @@ def switch_argv(runner: TmuxRunner, name: str) -> list[str]:
     the operator's client moves to the agent's session (`C-b L` returns). Issued to the
     operator's server (plain `tmux`, inherited `$TMUX`). Interactive: never use it to watch
     (`switch-client -r` leaves the client read-only when it returns), use `popup_argv`."""
-    return [runner.binary, "switch-client", "-t", session_target(name)]
+    return recipe.switch_client(runner.binary, name)
 
 
 def operator_server(environ: Mapping[str, str] | None = None) -> str | None:

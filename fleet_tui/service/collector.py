@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from fleet_tui import tmux as recipe
 from fleet_tui.config.fleet import FleetConfig, load_configured_roster
 from fleet_tui.config.identity import local_identity
 from fleet_tui.core.infer import DEFAULT_RULES, TAIL_LINES, InferenceRules
@@ -354,12 +355,9 @@ class FleetCollector:
         screens: dict[str, list[str]] = {}
         todo = list(pane_ids)
         while todo:
-            args: list[str] = []
-            for pane_id in todo:
-                args += ["capture-pane", "-p", "-J", "-t", pane_id, ";"]
-                args += ["display-message", "-p", sep, ";"]
+            args = recipe.capture_batch(todo, sep)
             try:
-                res = self.runner.run(socket, *args[:-1], timeout=CAPTURE_TIMEOUT_S, check=False)
+                res = self.runner.run(socket, *args, timeout=CAPTURE_TIMEOUT_S, check=False)
             except TmuxError:
                 return screens  # hung or gone: inferred from title and activity meanwhile
             self.capture_calls += 1

@@ -14,15 +14,20 @@ from pathlib import Path
 
 from fleet_tui.errors import TmuxError, TmuxServerGone, TmuxTimeout
 from fleet_tui.model.records import PaneRow, SocketScan, SocketState
-from fleet_tui.tmux import Liveness, TmuxRunner, check_socket_dir, probe_socket
+from fleet_tui.tmux import (
+    FIELD_SEP,
+    Liveness,
+    TmuxRunner,
+    check_socket_dir,
+    field_format,
+    list_panes,
+    probe_socket,
+)
 
-SEP = "\x1f"
 # pane_title stays last: it is agent-controlled and split with a bounded maxsplit (tmux keeps no
 # control character in a title). The command name and the working directory are agent-controlled
-# too and tmux prints them raw: a directory named "a<US>b" or "a<LF>b" would shift the fields or
-# split the line and hide the agent. tmux itself replaces their control characters with "?"
-# (`s/` format modifier; printable text, UTF-8 included, is kept exactly, so a path still matches
-# what the runtime records as its cwd).
+# too and tmux prints them raw: they are scrubbed by tmux itself (`field_format`), so a path still
+# matches what the runtime records as its cwd.
 PANE_FIELDS = (
     "session_name",
     "session_id",
@@ -44,17 +49,7 @@ PANE_FIELDS = (
     "pane_current_path",
     "pane_title",
 )
-_CONTROL_CLASS = "[\x01-\x1f\x7f]"
-_RAW_FIELDS = frozenset({"pane_current_command", "pane_current_path"})
-
-
-def _field_format(name: str) -> str:
-    if name in _RAW_FIELDS:
-        return "#{s/" + _CONTROL_CLASS + "/?/:" + name + "}"
-    return "#{" + name + "}"
-
-
-PANE_FORMAT = SEP.join(_field_format(f) for f in PANE_FIELDS)
+PANE_FORMAT = field_format(PANE_FIELDS, scrubbed=("pane_current_command", "pane_current_path"))
 
 
 def _int(s: str) -> int | None:
@@ -69,7 +64,7 @@ def parse_panes(out: str) -> list[PaneRow]:
     rows: list[PaneRow] = []
     n = len(PANE_FIELDS)
     for line in out.splitlines():
-        parts = line.split(SEP, n - 1)
+        parts = line.split(FIELD_SEP, n - 1)
         if len(parts) != n:
             continue
         (
@@ -150,7 +145,7 @@ def scan_socket(runner: TmuxRunner, name: str, path: Path, *, timeout: float) ->
     for attempt in (1, 2):
         t0 = time.perf_counter()
         try:
-            res = runner.run(name, "list-panes", "-a", "-F", PANE_FORMAT, timeout=timeout)
+            res = runner.run(name, *list_panes(PANE_FORMAT), timeout=timeout)
         except TmuxTimeout:
             return SocketScan(
                 name,
