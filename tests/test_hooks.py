@@ -785,3 +785,22 @@ def test_the_hook_path_imports_no_pydantic_rich_or_textual(fleet_env: FleetEnv) 
         ("claude-max-a", "5h"),
         ("claude-max-a", "weekly"),
     ]
+
+
+def test_a_hook_replaces_a_heartbeat_nested_past_the_decoders_limit(fleet_env: FleetEnv) -> None:
+    """The previous heartbeat `[[[[...` used to raise RecursionError in the hook, which then
+    wrote nothing: it is a record the hook cannot use, so it starts a new one."""
+    (fleet_env.state_dir / "heartbeats").mkdir(parents=True, exist_ok=True)
+    fleet_env.heartbeat_path("n1").write_text("[" * 60_000)
+    prompt = json.dumps(base_payload("UserPromptSubmit", prompt="go")).encode()
+    proc = subprocess.run(
+        [FLEET_TUI, "hook", "claude", "--agent", "n1", "--no-keepalive"],
+        input=prompt,
+        capture_output=True,
+        env=fleet_env.env,
+        timeout=30,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"", b"")
+    hb = read_hb(fleet_env, "n1")
+    assert (hb.seq, hb.state.value, hb.acks) == (0, "busy", [message_hash("go")])

@@ -280,3 +280,17 @@ def test_oversized_ping_reads_as_no_ping(spool: HeartbeatSpool) -> None:
         json.dumps({"nonce": "n" * 10_000, "ts": "2026-11-26T04:00:00Z"})
     )
     assert spool.read_ping("c1") is None
+
+
+def test_json_nested_past_the_decoders_limit_is_a_bad_file_not_a_crash(
+    spool: HeartbeatSpool,
+) -> None:
+    """`[[[[...` within the size bounds used to raise RecursionError out of the reader (and
+    `fleet-tui ps` said "unexpected error"): it is a file that is not JSON, like any other."""
+    put(spool, "c1", "[" * 60_000)
+    read = spool.read_heartbeat("c1")
+    assert (read.heartbeat, read.error) == (None, "heartbeat file is not JSON")
+    put(spool, "c2", '{"v": 1, "detail": ' + "[" * 20_000 + "]" * 20_000 + "}")
+    assert spool.read_heartbeat("c2").error == "heartbeat file is not JSON"
+    spool.ping_path("c1").write_text("[" * 4000)
+    assert spool.read_ping("c1") is None

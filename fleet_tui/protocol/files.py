@@ -199,8 +199,14 @@ def reason(exc: OSError, label: str) -> str:
 def loads_valid(raw: bytes | str) -> Any:
     """`json.loads`, its strings made valid Unicode (`valid_text`). Only text that can hold a
     surrogate (a `\\uD...` escape, or the UTF-8 lead byte 0xED that `json.loads` decodes with
-    surrogatepass) is walked: the common line costs nothing more."""
-    data = json.loads(raw)
+    surrogatepass) is walked: the common line costs nothing more.
+
+    Nesting deeper than the decoder's recursion limit (`[[[[...`: 4 KiB of it do) raises
+    `json.JSONDecodeError` like any other text that is no record, never RecursionError."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", "", 0) from None
     if isinstance(raw, bytes):
         maybe = b"\\ud" in raw or b"\\uD" in raw or b"\xed" in raw
     else:
