@@ -307,13 +307,17 @@ def display(fmt: str, pane_id: str | None = None) -> list[str]:
     return ["display-message", "-p", *(["-t", pane_id] if pane_id else []), fmt]
 
 
-def capture(pane_id: str, *, history: int | None = None, escapes: bool = False) -> list[str]:
-    """`capture-pane -p -J`: the pane's text, wrapped lines joined (`-J`); `history` lines of
-    scrollback before the screen (`-S -N`); `escapes` keeps the SGR colours (`-e`)."""
+def capture(
+    pane_id: str, *, history: int | None = None, escapes: bool = False, joined: bool = True
+) -> list[str]:
+    """`capture-pane -p -J`: the pane's text, wrapped lines joined (`-J`; `joined=False` keeps
+    the screen's own rows, to redraw it as it is); `history` lines of scrollback before the
+    screen (`-S -N`); `escapes` keeps the SGR colours (`-e`)."""
     args = ["capture-pane", "-p"]
     if escapes:
         args.append("-e")
-    args.append("-J")
+    if joined:
+        args.append("-J")
     if history is not None:
         args += ["-S", f"-{int(history)}"]
     return [*args, "-t", pane_id]
