@@ -56,6 +56,7 @@ from fleet_tui.model.records import (
 FLEET_SOCKETS = ("mosaic-fleet", "mosaic-factory")
 DEFAULT_TIMEOUT_S = 30.0
 ROLE_ORDER = {"orchestrator": 0, "enhancer": 1}
+DRIFT_ORDER = {d: i for i, d in enumerate(Drift)}  # drift flags are listed in DESIGN's order
 
 
 @dataclass
@@ -399,7 +400,7 @@ def drift_of(
         and observed != ragent.runtime
     ):
         drift.append(Drift.RUNTIME_MISMATCH)
-    return sorted(set(drift), key=list(Drift).index)
+    return sorted(set(drift), key=DRIFT_ORDER.__getitem__)
 
 
 def state_source_of(hb: Heartbeat) -> StateSource:
