@@ -217,3 +217,19 @@ def test_the_writers_look_at_a_heartbeat_and_a_ping(tmp_path: Path) -> None:
         assert locked and hbp.write_lock_path(tmp_path, "a1").exists()
         with hbp.write_lock(tmp_path, "a1", 0.05) as again:
             assert not again  # held: the second writer goes on without it after the wait
+
+
+def test_atomic_write_replaces_whole_with_the_mode_set_and_leaves_no_temp_file(
+    tmp_path: Path,
+) -> None:
+    from fleet_tui.protocol.files import atomic_write
+
+    target = tmp_path / "f.json"
+    atomic_write(target, "é", 0o640)
+    assert target.read_text() == "é" and target.stat().st_mode & 0o777 == 0o640
+    atomic_write(target, b"{}")
+    assert target.read_bytes() == b"{}" and target.stat().st_mode & 0o777 == 0o600
+    (tmp_path / "d").mkdir()
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "d", b"x")  # a rename onto a directory fails
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f.json"]

@@ -21,7 +21,6 @@ import fcntl
 import json
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -245,15 +244,26 @@ def exclusive_lock(path: Path, wait_s: float) -> Iterator[bool]:
         os.close(fd)
 
 
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def atomic_write(path: Path | str, data: bytes | str, mode: int | None = None) -> None:
     """Write `data` to `path` so readers see the old file or the new one, never a part.
 
-    A temp file in the same folder, renamed over `path`; `mode` (e.g. 0o600) is set before the
-    rename, so the file is never visible with looser permissions. Raises `OSError` (callers that
-    speak of a state dir wrap it); the temp file never stays behind.
+    A temp file in the same folder (created 0600 and exclusively, as `tempfile.mkstemp` does,
+    without importing it: every hook run writes here), renamed over `path`; `mode` (e.g. 0o600)
+    is set before the rename, so the file is never visible with looser permissions. Raises
+    `OSError` (callers that speak of a state dir wrap it); the temp file never stays behind.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    for attempt in range(100):
+        tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
+        try:
+            fd = os.open(tmp, _TEMP_FLAGS, 0o600)
+            break
+        except FileExistsError:
+            if attempt == 99:
+                raise
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
