@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fleet_tui.config.fleet import FleetConfig, configured_identity
 from fleet_tui.config.paths import Located, budgets_location
@@ -41,9 +40,15 @@ from fleet_tui.core.pacing import (
 )
 from fleet_tui.model.records import AgentRecord, BudgetBrief, FleetSnapshot, UsageSample, format_ts
 from fleet_tui.present import budget_fmt
-from fleet_tui.protocol.files import open_regular_binary, read_regular
+from fleet_tui.protocol.files import atomic_write, open_regular_binary, read_regular
 from fleet_tui.protocol.ledger import spend_path, usage_path
-from fleet_tui.sources.budgets import EXAMPLE, BudgetsError, LoadedBudgets, load_budgets
+from fleet_tui.sources.budgets import (
+    EXAMPLE,
+    AccountConfig,
+    BudgetsError,
+    LoadedBudgets,
+    load_budgets,
+)
 from fleet_tui.sources.ledger_read import (
     ReadStats,
     SpendLedgerReader,
@@ -51,6 +56,9 @@ from fleet_tui.sources.ledger_read import (
     UsageLedgerReader,
 )
 from fleet_tui.sources.spool import HeartbeatSpool
+
+if TYPE_CHECKING:
+    from fleet_tui.remote.connection import GatewaySettings
 
 BUDGET_SCHEMA = "mosaic.fleet.budget/v1"
 CURVE_COLUMNS = 96
@@ -121,21 +129,6 @@ class BudgetSource(Protocol):
     """What the dashboard's budget screen polls (blocking; called from a thread worker)."""
 
     def load(self) -> BudgetReport: ...
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _model_of(line: bytes) -> tuple[str, str, float, str] | None:
@@ -267,7 +260,7 @@ class BudgetService:
 
     def _save(self, name: str, reader: UsageLedgerReader | SpendLedgerReader) -> None:
         try:
-            _atomic_write(self._ckpt_path(name), json.dumps(reader.checkpoint()))
+            atomic_write(self._ckpt_path(name), json.dumps(reader.checkpoint()), mode=0o600)
             self._since_save[name] = 0
         except OSError:
             pass  # a read-only state dir: the next start reads the ledger again
@@ -403,7 +396,9 @@ class BudgetService:
                     "(its samples are left out)"
                 )
         now_h = now.timestamp() / 3600.0
-        paced: list[tuple[Any, list[WindowPace], float | None, dict[str, list[float | None]]]] = []
+        paced: list[
+            tuple[AccountConfig, list[WindowPace], float | None, dict[str, list[float | None]]]
+        ] = []
         for acct in cfg.accounts:
             windows: list[WindowPace] = []
             curves: dict[str, list[float | None]] = {}
@@ -500,7 +495,7 @@ class BudgetService:
             )
         return out
 
-    def current_models(self, accounts: Sequence[Any], tenant: str) -> dict[str, str]:
+    def current_models(self, accounts: Sequence[AccountConfig], tenant: str) -> dict[str, str]:
         """Account id -> the model it spends on now: its latest spend record's, else the one
         its agents last reported (the newest heartbeat of an agent on that account)."""
         out: dict[str, str] = {}
@@ -513,7 +508,7 @@ class BudgetService:
                 out.setdefault(acct_id, model)
         return out
 
-    def _heartbeat_models(self, accounts: Sequence[Any], tenant: str) -> dict[str, str]:
+    def _heartbeat_models(self, accounts: Sequence[AccountConfig], tenant: str) -> dict[str, str]:
         spool = HeartbeatSpool(self.state_dir)
         try:
             names = sorted(
@@ -540,7 +535,7 @@ class BudgetService:
         return {a: m for a, (_t, m) in latest.items()}
 
 
-def _account_of(agent: str, runtime: str | None, accounts: Sequence[Any]) -> str | None:
+def _account_of(agent: str, runtime: str | None, accounts: Sequence[AccountConfig]) -> str | None:
     """The account (of budgets.yaml) an agent spends from, as `account_for` decides it."""
     for a in accounts:
         if a.agents and agent in a.agents:
@@ -587,7 +582,7 @@ def _pct(v: float | None) -> str:
     return "?" if v is None else f"{v:.1f} %"
 
 
-def _standing(acct: Any, windows: Sequence[WindowPace], now: datetime) -> AccountStanding:
+def _standing(acct: AccountConfig, windows: Sequence[WindowPace], now: datetime) -> AccountStanding:
     """What the ladder needs of an account: exhausted windows and when they all reset; the
     window most ahead of pace."""
     exhausted = [w for w in windows if w.status == "exhausted"]
@@ -741,7 +736,9 @@ def report_json(report: BudgetReport) -> dict[str, Any]:
 GATEWAY_BUDGETS_EVERY_S = 30.0
 
 
-def fetch_gateway_samples(service: BudgetService, settings: Any, tenant: str) -> list[str]:
+def fetch_gateway_samples(
+    service: BudgetService, settings: GatewaySettings, tenant: str
+) -> list[str]:
     """Add the gateway's latest usage samples of `tenant` (every host's) to the service;
     returns warnings (the gateway unreachable or answering nonsense is one of them)."""
     from fleet_tui.remote.client import GatewayClient
@@ -766,7 +763,7 @@ class LiveBudgetSource:
         *,
         tenant_id: str | None = None,
         host: str | None = None,
-        gateway: Any = None,
+        gateway: GatewaySettings | None = None,
     ) -> None:
         self.service = BudgetService(budgets, state_dir, tenant_id=tenant_id, host=host)
         self.gateway = gateway  # GatewaySettings: its budgets are asked every 30 s
@@ -816,16 +813,19 @@ class LiveBudgetSource:
             return
         self._gateway_at = tick
         self._gateway_thread = threading.Thread(
-            target=self._fetch_gateway, args=(tenant,), name="gateway-budgets", daemon=True
+            target=self._fetch_gateway,
+            args=(self.gateway, tenant),
+            name="gateway-budgets",
+            daemon=True,
         )
         self._gateway_thread.start()
 
-    def _fetch_gateway(self, tenant: str) -> None:
+    def _fetch_gateway(self, gateway: GatewaySettings, tenant: str) -> None:
         from fleet_tui.remote.client import GatewayClient
         from fleet_tui.remote.connection import GatewayError
 
         try:
-            with GatewayClient(self.gateway) as client:
+            with GatewayClient(gateway) as client:
                 samples, warnings = client.fetch_budget_samples(tenant)
         except GatewayError as exc:
             self._gateway_warnings = [f"{exc}; budgets from this host's ledgers only"]

@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,6 +39,7 @@ from fleet_tui.model.records import (
     SystemdScan,
     TreeSample,
 )
+from fleet_tui.protocol.clock import utcnow
 from fleet_tui.sources.procs import ProcessSampler, pid_alive
 from fleet_tui.sources.roster import LoadedRoster
 from fleet_tui.sources.spool import HeartbeatSpool
@@ -65,10 +66,6 @@ CAPTURE_TIMEOUT_S = 2.0
 # tmux activity times have a 1 s resolution: a pane read within this long of its last output
 # may have shown more in the same second, so it is read again on the next poll.
 CAPTURE_SETTLE_S = 2.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 _FileKey = tuple[str, int, int, int, int, int]

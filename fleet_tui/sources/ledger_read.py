@@ -194,6 +194,19 @@ def _text(d: dict[str, Any], key: str, *, required: bool = True) -> str | None:
     return valid_str(v)
 
 
+def _line_problem(path: Path, n: int, field_name: str, exc: Exception) -> str:
+    """The warning of a ledger line a reader skips: not JSON, a bad value (of `field_name`, the
+    field being read when it failed), a missing field (KeyError) or one that is no string
+    (TypeError, from `_text`)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{path}:{n}: not JSON"
+    if isinstance(exc, KeyError):
+        return f"{path}:{n}: {exc.args[0]}: missing"
+    if isinstance(exc, TypeError):
+        return f"{path}:{n}: {exc.args[0]}: must be a string"
+    return f"{path}:{n}: {field_name}: {exc}"
+
+
 def _name(d: dict[str, Any], key: str) -> str:
     """A name that becomes a row (account, window): refused when it carries control, escape or
     invisible characters, or spaces around it, which would make a second row look like the
@@ -297,17 +310,8 @@ class SpendLedgerReader:
                         field_name = k
                         raise ValueError("must be a non-negative integer")
                     tokens += v
-            except json.JSONDecodeError:
-                self._warnings.add(f"{self.path}:{n}: not JSON")
-                continue
-            except ValueError as exc:
-                self._warnings.add(f"{self.path}:{n}: {field_name}: {exc}")
-                continue
-            except KeyError as exc:
-                self._warnings.add(f"{self.path}:{n}: {exc.args[0]}: missing")
-                continue
-            except TypeError as exc:
-                self._warnings.add(f"{self.path}:{n}: {exc.args[0]}: must be a string")
+            except (ValueError, KeyError, TypeError) as exc:
+                self._warnings.add(_line_problem(self.path, n, field_name, exc))
                 continue
             assert account is not None and tenant is not None
             self.totals.records += 1
@@ -456,17 +460,8 @@ class UsageLedgerReader:
                 conf = d.get("reset_confidence") or "unknown"
                 if conf not in ("user", "provider", "estimated", "unknown"):
                     raise ValueError("must be user, provider, estimated or unknown")
-            except json.JSONDecodeError:
-                self._warnings.add(f"{self.path}:{n}: not JSON")
-                continue
-            except ValueError as exc:
-                self._warnings.add(f"{self.path}:{n}: {field_name}: {exc}")
-                continue
-            except KeyError as exc:
-                self._warnings.add(f"{self.path}:{n}: {exc.args[0]}: missing")
-                continue
-            except TypeError as exc:
-                self._warnings.add(f"{self.path}:{n}: {exc.args[0]}: must be a string")
+            except (ValueError, KeyError, TypeError) as exc:
+                self._warnings.add(_line_problem(self.path, n, field_name, exc))
                 continue
             assert tenant is not None and account is not None and window is not None
             key = (tenant, account, window)
