@@ -17,10 +17,9 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 from fleet_tui.errors import BadInput
-from fleet_tui.protocol.files import NotRegularFile, atomic_write, read_regular
+from fleet_tui.protocol.files import JsonObject, NotRegularFile, atomic_write, read_regular
 
 MAX_CONFIG_BYTES = 4 << 20  # a runtime's settings.json / config.toml (a FIFO never hangs us)
 BACKUP_SUFFIX = ".bak-fleet-tui"
@@ -44,6 +43,8 @@ CODEX_EVENTS = (
     "Stop",
     "StopFailure",
 )
+# A runtime's `hooks` table: event name -> its groups (each `{"matcher"?, "hooks": [...]}`).
+HooksTable = dict[str, list[object]]
 # Tool events take a tool-name matcher; "*" is every tool.
 MATCHERS = {"PreToolUse": "*", "PostToolUse": "*", "PermissionRequest": "*"}
 
@@ -92,7 +93,7 @@ def claude_settings_path(flag: str | None) -> Path:
     return base / "settings.json"
 
 
-def _load_json(path: Path) -> tuple[dict[str, Any], str | None]:
+def _load_json(path: Path) -> tuple[JsonObject, str | None]:
     """(settings, original text); a missing file is an empty object."""
     try:
         text = read_regular(path, MAX_CONFIG_BYTES).decode("utf-8")
@@ -113,19 +114,21 @@ def _load_json(path: Path) -> tuple[dict[str, Any], str | None]:
     return data, text
 
 
-def _hooks_table(settings: dict[str, Any], path: Path) -> dict[str, Any]:
+def _hooks_table(settings: JsonObject, path: Path) -> HooksTable:
     hooks = settings.get("hooks", {})
     if not isinstance(hooks, dict):
         raise BadInput(f"{_show(path)}: hooks: must be an object; not changed")
+    table: HooksTable = {}
     for event, groups in hooks.items():
         if not isinstance(groups, list):
             raise BadInput(f"{_show(path)}: hooks.{event}: must be a list; not changed")
-    return hooks
+        table[event] = groups
+    return table
 
 
-def remove_hook_entries(hooks: dict[str, Any], *words: str) -> dict[str, Any]:
+def remove_hook_entries(hooks: HooksTable, *words: str) -> HooksTable:
     """`hooks` without our commands, and without the groups and events left empty by that."""
-    out: dict[str, Any] = {}
+    out: HooksTable = {}
     for event, groups in hooks.items():
         kept_groups = []
         for group in groups:
@@ -146,12 +149,10 @@ def remove_hook_entries(hooks: dict[str, Any], *words: str) -> dict[str, Any]:
     return out
 
 
-def add_hook_entries(
-    hooks: dict[str, Any], events: tuple[str, ...], command: str
-) -> dict[str, Any]:
+def add_hook_entries(hooks: HooksTable, events: tuple[str, ...], command: str) -> HooksTable:
     out = copy.deepcopy(hooks)
     for event in events:
-        group: dict[str, Any] = {}
+        group: JsonObject = {}
         if event in MATCHERS:
             group["matcher"] = MATCHERS[event]
         group["hooks"] = [{"type": "command", "command": command, "timeout": HOOK_TIMEOUT_S}]
@@ -160,14 +161,14 @@ def add_hook_entries(
 
 
 def with_our_hooks(
-    doc: dict[str, Any],
+    doc: JsonObject,
     exe: str,
     runtime: str,
     events: tuple[str, ...],
     *,
     uninstall: bool,
     path: Path,
-) -> dict[str, Any]:
+) -> JsonObject:
     """A copy of `doc` (Claude's settings.json, Codex's hooks.json) whose `hooks` table has our
     `hook RUNTIME` command on each of `events`, or none of ours when uninstalling. A table we
     leave empty goes; an empty one that was theirs stays."""
@@ -183,8 +184,8 @@ def with_our_hooks(
 
 
 def merge_claude(
-    settings: dict[str, Any], exe: str, *, uninstall: bool, path: Path
-) -> tuple[dict[str, Any], list[str]]:
+    settings: JsonObject, exe: str, *, uninstall: bool, path: Path
+) -> tuple[JsonObject, list[str]]:
     """The settings with our hooks and statusLine merged in (or taken out); notes to print."""
     notes: list[str] = []
     result = with_our_hooks(settings, exe, "claude", CLAUDE_EVENTS, uninstall=uninstall, path=path)
@@ -203,7 +204,7 @@ def merge_claude(
     return result, notes
 
 
-def _dump_json(data: dict[str, Any]) -> str:
+def _dump_json(data: JsonObject) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -287,8 +288,8 @@ def _without_replaced_line(text: str) -> str:
 
 
 def merge_codex_hooks(
-    hooks_doc: dict[str, Any], exe: str, *, uninstall: bool, path: Path
-) -> dict[str, Any]:
+    hooks_doc: JsonObject, exe: str, *, uninstall: bool, path: Path
+) -> JsonObject:
     return with_our_hooks(hooks_doc, exe, "codex", CODEX_EVENTS, uninstall=uninstall, path=path)
 
 
