@@ -39,7 +39,7 @@ from fleet_tui.errors import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from fleet_tui.model.records import AgentRecord
+    from fleet_tui.model.records import AgentRecord, FleetSnapshot, Roster
 
 PROG = "fleet-tui"
 
@@ -226,7 +226,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
 _JSON_ESCAPED = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
-def _snapshot_json(snapshot: Any) -> str:
+def _snapshot_json(snapshot: FleetSnapshot) -> str:
     """ps v1 JSON of `snapshot`, names exactly as they are (scripts address sessions by them),
     yet safe to `cat` on a terminal and always valid UTF-8 (see _JSON_ESCAPED)."""
     import json
@@ -258,7 +258,7 @@ def _fold_summary(text: str, width: int | None) -> str:
     return "\n".join(lines)
 
 
-def _empty_hint(snapshot, args: argparse.Namespace) -> str:  # type: ignore[no-untyped-def]
+def _empty_hint(snapshot: FleetSnapshot, args: argparse.Namespace) -> str:
     from fleet_tui.core.sanitize import clean_text
 
     where = ", ".join(clean_text(s.name) for s in snapshot.sockets) or "none"
@@ -332,7 +332,7 @@ def cmd_heartbeat(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _find_agent(snapshot, name: str):  # type: ignore[no-untyped-def]
+def _find_agent(snapshot: FleetSnapshot, name: str) -> AgentRecord:
     exact = [a for a in snapshot.agents if a.name == name]
     if exact:
         return exact[0]
@@ -666,8 +666,8 @@ def cmd_stub(args: argparse.Namespace) -> int:
     return run_stub(stub)
 
 
-def _roster_model(roster: Any, name: str) -> str | None:
-    for agent in getattr(roster, "agents", None) or []:
+def _roster_model(roster: Roster | None, name: str) -> str | None:
+    for agent in roster.agents if roster is not None else []:
         if agent.name == name:
             return str(agent.model) if agent.model else None
     return None
