@@ -241,16 +241,60 @@ class SpendTotals:
         return total
 
 
-class SpendLedgerReader:
-    """`spend.jsonl`, read incrementally into `SpendTotals`."""
+class _LedgerReader:
+    """What the two ledger readers share: a cursor into the file, the warnings of the lines
+    skipped, and the incremental read (only what was appended; all again when the file was
+    replaced or truncated: `_reset`, then `_consume` the new lines)."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
-        self.clock = clock  # epoch seconds; only bounds how far ahead pruning is anchored
+        self.clock = clock  # epoch seconds
         self.cursor = Cursor()
-        self.totals = SpendTotals()
-        self._warnings = _Warnings()
         self.read_error: str | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget what was read (the sums and the warnings)."""
+        self._warnings = _Warnings()
+
+    def _consume(self, f: BinaryIO, stats: ReadStats) -> None:
+        raise NotImplementedError
+
+    def _sums(self) -> dict[str, Any]:
+        """What was read, as JSON data (a checkpoint's body)."""
+        raise NotImplementedError
+
+    def _sums_from(self, data: dict[str, Any]) -> Callable[[], None]:
+        """Read a checkpoint's body back (raising KeyError, TypeError or ValueError when it does
+        not fit); the function returned installs it."""
+        raise NotImplementedError
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The reader's state (`restore` takes it back): the next read goes on from there."""
+        return {
+            "v": CHECKPOINT_VERSION,
+            "path": str(self.path),
+            "cursor": vars(self.cursor),
+            **self._sums(),
+            "warnings": self._warnings.first,
+            "more": self._warnings.more,
+        }
+
+    def restore(self, data: dict[str, Any]) -> bool:
+        """Take a checkpoint's state; False (and nothing changed) when it does not fit."""
+        try:
+            if data.get("v") != CHECKPOINT_VERSION or data.get("path") != str(self.path):
+                return False
+            cursor = Cursor(**data["cursor"])
+            take = self._sums_from(data)
+            warnings = _Warnings()
+            warnings.first = [str(w) for w in data["warnings"]][:MAX_WARNINGS]
+            warnings.more = int(data["more"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        take()
+        self.cursor, self._warnings = cursor, warnings
+        return True
 
     def read(self) -> ReadStats:
         stats = ReadStats()
@@ -259,21 +303,38 @@ class SpendLedgerReader:
         if f is None:
             return stats
         if stats.restarted:
-            self.totals, self._warnings = SpendTotals(), _Warnings()
+            self._reset()
         with f:
             self._consume(f, stats)
-        self._prune()
+        self._consumed()
         return stats
+
+    def _consumed(self) -> None:
+        """After the new lines were read (not when the file could not be opened)."""
+
+    def _lines(self, f: BinaryIO, stats: ReadStats) -> Iterator[tuple[int, bytes]]:
+        """(line number, line) of the new lines that are not blank; a line too long to read is
+        skipped with a warning."""
+        for n, line in _new_lines(f, self.cursor, stats):
+            if line.strip():
+                yield n, line
+            elif line == b"":
+                self._warnings.add(f"{self.path}:{n}: line longer than {MAX_LINE} bytes")
+
+
+class SpendLedgerReader(_LedgerReader):
+    """`spend.jsonl`, read incrementally into `SpendTotals` (the clock only bounds how far ahead
+    pruning is anchored)."""
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.totals = SpendTotals()
 
     def _consume(self, f: BinaryIO, stats: ReadStats) -> None:
         by_hour, by_day = self.totals.by_hour, self.totals.by_agent_day
         loads = loads_valid
         field_name = "(line)"
-        for n, line in _new_lines(f, self.cursor, stats):
-            if not line.strip():
-                if line == b"":
-                    self._warnings.add(f"{self.path}:{n}: line longer than {MAX_LINE} bytes")
-                continue
+        for n, line in self._lines(f, stats):
             try:
                 d = loads(line)
                 if not isinstance(d, dict):
@@ -338,6 +399,9 @@ class SpendLedgerReader:
                 v2[0] += cost
                 v2[1] += tokens
 
+    def _consumed(self) -> None:
+        self._prune()
+
     def _prune(self) -> None:
         if not self.totals.by_hour:
             return
@@ -361,71 +425,39 @@ class SpendLedgerReader:
             )
         return out
 
-    def checkpoint(self) -> dict[str, Any]:
+    def _sums(self) -> dict[str, Any]:
         return {
-            "v": CHECKPOINT_VERSION,
-            "path": str(self.path),
-            "cursor": vars(self.cursor),
             "by_hour": [[*k, *v] for k, v in self.totals.by_hour.items()],
             "by_agent_day": [[*k, *v] for k, v in self.totals.by_agent_day.items()],
             "records": self.totals.records,
             "without_cost": self.totals.without_cost,
-            "warnings": self._warnings.first,
-            "more": self._warnings.more,
         }
 
-    def restore(self, data: dict[str, Any]) -> bool:
-        """Take a checkpoint's state; False (and nothing changed) when it does not fit."""
-        try:
-            if data.get("v") != CHECKPOINT_VERSION or data.get("path") != str(self.path):
-                return False
-            cursor = Cursor(**data["cursor"])
-            totals = SpendTotals(
-                by_hour={(t, a, int(h)): [c, k] for t, a, h, c, k in data["by_hour"]},
-                by_agent_day={(t, a, int(d)): [c, k] for t, a, d, c, k in data["by_agent_day"]},
-                records=int(data["records"]),
-                without_cost=int(data["without_cost"]),
-            )
-            warnings = _Warnings()
-            warnings.first = [str(w) for w in data["warnings"]][:MAX_WARNINGS]
-            warnings.more = int(data["more"])
-        except (KeyError, TypeError, ValueError):
-            return False
-        self.cursor, self.totals, self._warnings = cursor, totals, warnings
-        return True
+    def _sums_from(self, data: dict[str, Any]) -> Callable[[], None]:
+        totals = SpendTotals(
+            by_hour={(t, a, int(h)): [c, k] for t, a, h, c, k in data["by_hour"]},
+            by_agent_day={(t, a, int(d)): [c, k] for t, a, d, c, k in data["by_agent_day"]},
+            records=int(data["records"]),
+            without_cost=int(data["without_cost"]),
+        )
+
+        def take() -> None:
+            self.totals = totals
+
+        return take
 
 
-class UsageLedgerReader:
+class UsageLedgerReader(_LedgerReader):
     """`usage.jsonl`, read incrementally into one `Series` per (tenant, account, window)."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        self.path = path
-        self.clock = clock
-        self.cursor = Cursor()
+    def _reset(self) -> None:
+        super()._reset()
         self.series: dict[tuple[str, str, str], Series] = {}
         self.first_line: dict[tuple[str, str], int] = {}  # (tenant, account) -> line
-        self._warnings = _Warnings()
-        self.read_error: str | None = None
-
-    def read(self) -> ReadStats:
-        stats = ReadStats()
-        f = _open_at(self.path, self.cursor, stats)
-        self.read_error = stats.error
-        if f is None:
-            return stats
-        if stats.restarted:
-            self.series, self.first_line, self._warnings = {}, {}, _Warnings()
-        with f:
-            self._consume(f, stats)
-        return stats
 
     def _consume(self, f: BinaryIO, stats: ReadStats) -> None:
         loads = loads_valid
-        for n, line in _new_lines(f, self.cursor, stats):
-            if not line.strip():
-                if line == b"":
-                    self._warnings.add(f"{self.path}:{n}: line longer than {MAX_LINE} bytes")
-                continue
+        for n, line in self._lines(f, stats):
             field_name = "(line)"
             try:
                 d = loads(line)
@@ -483,11 +515,8 @@ class UsageLedgerReader:
         out = [self.read_error] if self.read_error else []
         return out + self._warnings.lines(str(self.path))
 
-    def checkpoint(self) -> dict[str, Any]:
+    def _sums(self) -> dict[str, Any]:
         return {
-            "v": CHECKPOINT_VERSION,
-            "path": str(self.path),
-            "cursor": vars(self.cursor),
             "series": [
                 [
                     *k,
@@ -500,34 +529,26 @@ class UsageLedgerReader:
                 for k, s in self.series.items()
             ],
             "first_line": [[t, a, n] for (t, a), n in self.first_line.items()],
-            "warnings": self._warnings.first,
-            "more": self._warnings.more,
         }
 
-    def restore(self, data: dict[str, Any]) -> bool:
-        try:
-            if data.get("v") != CHECKPOINT_VERSION or data.get("path") != str(self.path):
-                return False
-            cursor = Cursor(**data["cursor"])
-            series: dict[tuple[str, str, str], Series] = {}
-            for tenant, account, window, conf, minutes, ts, used, resets in data["series"]:
-                s = Series(
-                    t=[float(x) for x in ts],
-                    used=[float(x) for x in used],
-                    resets=[math.nan if x is None else float(x) for x in resets],
-                    confidence=str(conf),
-                    minutes=minutes,
-                )
-                s._sorted = False
-                series[(tenant, account, window)] = s
-            first = {(t, a): int(n) for t, a, n in data["first_line"]}
-            warnings = _Warnings()
-            warnings.first = [str(w) for w in data["warnings"]][:MAX_WARNINGS]
-            warnings.more = int(data["more"])
-        except (KeyError, TypeError, ValueError):
-            return False
-        self.cursor, self.series, self.first_line, self._warnings = cursor, series, first, warnings
-        return True
+    def _sums_from(self, data: dict[str, Any]) -> Callable[[], None]:
+        series: dict[tuple[str, str, str], Series] = {}
+        for tenant, account, window, conf, minutes, ts, used, resets in data["series"]:
+            s = Series(
+                t=[float(x) for x in ts],
+                used=[float(x) for x in used],
+                resets=[math.nan if x is None else float(x) for x in resets],
+                confidence=str(conf),
+                minutes=minutes,
+            )
+            s._sorted = False
+            series[(tenant, account, window)] = s
+        first = {(t, a): int(n) for t, a, n in data["first_line"]}
+
+        def take() -> None:
+            self.series, self.first_line = series, first
+
+        return take
 
 
 def utc_day(t: datetime) -> int:
