@@ -1,5 +1,9 @@
 """The `fleet-tui` command line: verbs, argument parsing, exit codes.
 
+The composition root: it builds the parser (the core verbs here, the others from their modules in
+EXTENSIONS) and dispatches. What the verb modules share (flags, the configuration and a collector
+made from them) is in `cli.args`, a leaf; no verb module imports this one.
+
 Imports are lazy per verb: `ps`, `heartbeat` and the hooks must start fast, so nothing here
 imports Textual unless the dashboard is asked for. Errors are one line on stderr, never a
 traceback (set FLEET_TUI_DEBUG=1 to see one).
