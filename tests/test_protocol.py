@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from fleet_tui.model import records
 from fleet_tui.model.records import UsageSample
 from fleet_tui.protocol import ledger
 from fleet_tui.protocol.acks import MAX_ACKS, add_ack, message_hash, normalise_message
@@ -104,13 +103,6 @@ def sample(**over: Any) -> dict[str, Any]:
         "source": "statusline",
     }
     return {**fields, **over}
-
-
-def test_the_ledger_spells_the_models_name_rules() -> None:
-    assert ledger.TENANT_RE == records.TENANT_RE
-    assert ledger.HOST_RE == records.HOST_RE
-    assert ledger.LEDGER_TEXT_RE == records._LEDGER_TEXT
-    assert ledger.INVISIBLE_CATEGORIES == records._INVISIBLE_CATEGORIES
 
 
 @pytest.mark.parametrize("resets_at", [datetime.fromtimestamp(1781290000, UTC), None])

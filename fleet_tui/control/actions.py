@@ -34,8 +34,9 @@ from fleet_tui.control.audit import audit_path, record_action
 from fleet_tui.core.join import FLEET_SOCKETS, roster_sockets
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.errors import AuditUnavailable, Refused
-from fleet_tui.model.records import AGENT_NAME_RE, AgentRecord, Roster
+from fleet_tui.model.records import AgentRecord, Roster
 from fleet_tui.protocol.acks import message_hash
+from fleet_tui.protocol.names import AGENT_NAME_RE
 from fleet_tui.sources.tmux import scan_all
 from fleet_tui.tmux import TmuxRunner
 

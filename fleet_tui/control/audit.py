@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from fleet_tui.errors import AuditUnavailable
-from fleet_tui.model.records import format_ts
+from fleet_tui.protocol.clock import format_ts
 from fleet_tui.protocol.files import APPEND_FLAGS, NotRegularFile, ensure_regular
 from fleet_tui.sources.systemd import current_user
 

@@ -19,7 +19,8 @@ import yaml
 from fleet_tui.config.paths import _xdg
 from fleet_tui.control.panes import kill_server, new_agent_session
 from fleet_tui.errors import BadInput
-from fleet_tui.model.records import SpendRecord, UsageSample, format_ts
+from fleet_tui.model.records import SpendRecord, UsageSample
+from fleet_tui.protocol.clock import format_ts
 from fleet_tui.protocol.ledger import append_records, spend_path, usage_path
 from fleet_tui.sources.spool import HeartbeatSpool
 from fleet_tui.tmux import Liveness, TmuxRunner, probe_socket

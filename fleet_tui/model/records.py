@@ -6,20 +6,26 @@ other tools, hooks and hosts read them.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
+from fleet_tui.protocol.clock import format_ts
+from fleet_tui.protocol.names import (
+    AGENT_NAME_CHARS,
+    AGENT_NAME_MAX,
+    AGENT_NAME_RE,
+    HOST_RE,
+    LEDGER_TEXT_RE,
+    SOCKET_NAME_RE,
+    TENANT_RE,
+    row_name_problem,
+)
+
 PS_SCHEMA = "mosaic.fleet.ps/v1"
-
-
-def format_ts(ts: datetime) -> str:
-    """RFC 3339 UTC with milliseconds and a `Z`, as the protocol writes timestamps."""
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
@@ -76,16 +82,6 @@ class Lifecycle(StrEnum):
 
 
 KNOWN_RUNTIMES = ("claude", "codex", "pi", "opencode", "stub", "other")
-AGENT_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
-# The patterns every side checks (roster, local models, gateway). Agent names are tmux session
-# names that tmux never rewrites and that are safe as one path component.
-AGENT_NAME_MAX = 64
-AGENT_NAME_RE = r"^[A-Za-z0-9_-]{1,64}$"
-TENANT_RE = r"^[A-Za-z0-9_.-]{1,128}$"
-# A host name as published: letters, digits, `_ . -`, starting with a letter or digit, at most
-# 253 characters (a DNS name's length). No spaces, no invisible characters, no path separators.
-HOST_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$"
-SOCKET_NAME_RE = r"^[A-Za-z0-9_.-]+$"  # a tmux socket's file name (tmux -L)
 
 
 class _Record(BaseModel):
@@ -95,7 +91,7 @@ class _Record(BaseModel):
 class RosterAgent(_Record):
     """One agent of roster.yaml v1."""
 
-    name: str = Field(pattern=AGENT_NAME_PATTERN, max_length=64)
+    name: str = Field(pattern=AGENT_NAME_CHARS, max_length=AGENT_NAME_MAX)
     role: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
     alias: str | None = None
     runtime: str = "other"
@@ -243,24 +239,6 @@ class BudgetBrief(_Record):
 
 # Bounds of the ledger records (UsageSample, SpendRecord), shared with the gateway, which
 # reuses these classes: what a host accepts locally is exactly what the gateway accepts.
-_LEDGER_TEXT = r"^[^\x00-\x1f\x7f]{1,255}$"  # an account or window name: 1-255, no control chars
-# Characters that make a name look like another: Cc controls (ESC, BEL, NUL, DEL, C1), Cf format
-# (zero-width, bidi), Cs surrogates, Zl/Zp line breaks; U+FFFD stands for a lone surrogate made
-# valid. An account or window name becomes a row: one carrying them would show as a second,
-# identical-looking row ("weekly" twice).
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-
-
-def is_invisible(c: str) -> bool:
-    """True for a character that shows as nothing (or as something else) on a terminal."""
-    return unicodedata.category(c) in _INVISIBLE_CATEGORIES or c == "\ufffd"
-
-
-def row_name_problem(v: str) -> str | None:
-    """Why `v` cannot name a row (an account, a usage window), or None when it can."""
-    if not v or v != v.strip() or any(is_invisible(c) for c in v):
-        return f"{ascii(v)[:80]} carries control or invisible characters"
-    return None
 
 
 def _row_name(v: str) -> str:
@@ -270,7 +248,7 @@ def _row_name(v: str) -> str:
     return v
 
 
-RowName = Annotated[str, Field(pattern=_LEDGER_TEXT), AfterValidator(_row_name)]
+RowName = Annotated[str, Field(pattern=LEDGER_TEXT_RE), AfterValidator(_row_name)]
 _INT32_MAX = 2**31 - 1  # PostgreSQL integer
 _INT64_MAX = 2**63 - 1  # PostgreSQL bigint
 AwareTimestamp = Annotated[AwareDatetime, PlainSerializer(format_ts, return_type=str)]

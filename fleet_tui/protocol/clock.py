@@ -3,8 +3,8 @@
 The pure core never calls it (time is a parameter there); everything that stamps or compares
 times at the edges (collector, poller, hooks, gateway client, dashboard) calls this, so tests and
 readers have one place to look. `format_ts` is the text every file contract carries (heartbeats,
-pings, ledgers): RFC 3339 UTC with milliseconds and a `Z`, as `fleet_tui.model.records.format_ts`
-(the models' serializer; the model layer sits below this one and keeps its own copy).
+pings, ledgers): RFC 3339 UTC with milliseconds and a `Z`; the models serialise their
+timestamps with it too.
 """
 
 from __future__ import annotations

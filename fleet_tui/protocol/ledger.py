@@ -20,17 +20,10 @@ from pathlib import Path
 
 from fleet_tui.protocol.clock import format_ts
 from fleet_tui.protocol.files import JsonObject, JsonRecord, json_bytes, open_append
+from fleet_tui.protocol.names import HOST_RE, LEDGER_TEXT_RE, TENANT_RE, row_name_problem
 
 USAGE_FILE = "usage.jsonl"
 SPEND_FILE = "spend.jsonl"
-
-# The names `UsageSample` checks, spelled out here so that the statusLine need not import the
-# model (tests/test_protocol.py checks they agree with `fleet_tui.model.records`).
-TENANT_RE = r"^[A-Za-z0-9_.-]{1,128}$"
-HOST_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$"
-LEDGER_TEXT_RE = r"^[^\x00-\x1f\x7f]{1,255}$"  # an account or window name
-# Unicode categories that make a name look like another (as `model.records.is_invisible`).
-INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def record_line(record: JsonRecord) -> bytes:
@@ -56,13 +49,8 @@ def append_records(path: Path, records: Iterable[JsonRecord]) -> int:
 def _name_problem(field: str, value: str) -> str | None:
     if not re.fullmatch(LEDGER_TEXT_RE, value):
         return f"{field}: must be 1-255 characters without control characters"
-    import unicodedata
-
-    if value != value.strip() or any(
-        unicodedata.category(c) in INVISIBLE_CATEGORIES or c == "\ufffd" for c in value
-    ):
-        return f"{field}: {ascii(value)[:80]} carries control or invisible characters"
-    return None
+    problem = row_name_problem(value)
+    return None if problem is None else f"{field}: {problem}"
 
 
 def usage_sample(

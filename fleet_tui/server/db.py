@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from fleet_tui.model.records import HOST_RE, TENANT_RE
+from fleet_tui.protocol.names import HOST_RE, TENANT_RE
 
 APP_ROLE = "fleet_gateway_app"
 """The role route queries run as (SET LOCAL ROLE): not the owner, no BYPASSRLS."""

@@ -14,14 +14,8 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from fleet_tui.model.records import (
-    AGENT_NAME_RE,
-    HOST_RE,
-    TENANT_RE,
-    Heartbeat,
-    SpendRecord,
-    UsageSample,
-)
+from fleet_tui.model.records import Heartbeat, SpendRecord, UsageSample
+from fleet_tui.protocol.names import AGENT_NAME_RE, HOST_RE, TENANT_RE
 
 SNAPSHOT_SCHEMA = "mosaic.fleet.snapshot/v1"
 BUDGETS_SCHEMA = "mosaic.fleet.budgets/v1"

@@ -38,8 +38,9 @@ from fleet_tui.core.pacing import (
     window_curve,
     worst,
 )
-from fleet_tui.model.records import AgentRecord, BudgetBrief, FleetSnapshot, UsageSample, format_ts
+from fleet_tui.model.records import AgentRecord, BudgetBrief, FleetSnapshot, UsageSample
 from fleet_tui.present import budget_fmt
+from fleet_tui.protocol.clock import format_ts
 from fleet_tui.protocol.files import atomic_write, open_regular_binary, read_regular
 from fleet_tui.protocol.ledger import spend_path, usage_path
 from fleet_tui.sources.budgets import (

@@ -56,9 +56,10 @@ from pydantic import BaseModel, ValidationError
 from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.errors import StateDirError
-from fleet_tui.model.records import AGENT_NAME_RE, HOST_RE, FleetSnapshot, SpendRecord, UsageSample
+from fleet_tui.model.records import FleetSnapshot, SpendRecord, UsageSample
 from fleet_tui.protocol.files import NotRegularFile, open_regular, read_regular
 from fleet_tui.protocol.ledger import SPEND_FILE, USAGE_FILE
+from fleet_tui.protocol.names import AGENT_NAME_RE, HOST_RE
 from fleet_tui.remote.connection import Backoff, GatewayError
 from fleet_tui.remote.push import GatewayPush
 from fleet_tui.service.collector import FleetCollector

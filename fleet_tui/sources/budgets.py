@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fleet_tui.errors import BadInput
+from fleet_tui.protocol.names import TENANT_RE
 from fleet_tui.protocol.yamldoc import nearest_line, parse_yaml, read_text, validation_error
 
 MAX_BUDGETS_BYTES = 1 << 20
@@ -115,7 +116,7 @@ class Concurrency(_Strict):
 
 class BudgetsConfig(_Strict):
     version: int
-    tenant_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    tenant_id: str = Field(pattern=TENANT_RE)  # as the roster and the gateway: 1-128
     host: str | None = None
     accounts: list[AccountConfig] = Field(default_factory=list)
     ladder: list[str | RungConfig] = Field(default_factory=list)

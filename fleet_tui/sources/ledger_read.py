@@ -32,9 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from fleet_tui.model.records import row_name_problem
 from fleet_tui.model.series import Series
 from fleet_tui.protocol.files import NotRegularFile, loads_valid, open_regular_binary, valid_str
+from fleet_tui.protocol.names import row_name_problem
 
 CHUNK = 4 << 20
 MAX_LINE = 1 << 20
