@@ -688,6 +688,11 @@ def test_hooks_follow_a_roster_change_and_keep_their_log_bounded(fleet_env: Flee
         "other-tenant",
         "h2",
     )
+    # a tenant the roster load and the gateway refuse (over 128 characters) is no tenant here
+    fleet_env.write_roster([], tenant="t" * 129, host="h3")
+    subprocess.run(argv, input=stop, env=fleet_env.env, timeout=30, check=True)
+    assert read_hb(fleet_env, "r1").tenant_id == login_hb.tenant_id
+    assert "no valid tenant_id" in (fleet_env.state_dir / "hooks" / "hooks.log").read_text()
 
     from fleet_tui.adapters.common import LOG_LIMIT_BYTES, log_problem
 

@@ -14,8 +14,10 @@ import contextlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
+from fleet_tui.config.identity import local_identity
 from fleet_tui.protocol.clock import format_ts, utcnow
 from fleet_tui.protocol.files import (
     JsonObject,
@@ -25,6 +27,7 @@ from fleet_tui.protocol.files import (
     read_regular,
 )
 from fleet_tui.protocol.heartbeat import heartbeats_dir, hooks_dir, pings_dir, write_lock
+from fleet_tui.protocol.names import TENANT_RE
 
 DEFAULT_INTERVAL_S = 10.0
 MAX_JSON_BYTES = 64 * 1024
@@ -88,58 +91,59 @@ def log_problem(state_dir: Path | None, message: str) -> None:
 # -- who: tenant and host ----------------------------------------------------------------------
 
 
-def local_identity(state_dir: Path, roster_flag: str | None) -> tuple[str, str]:
-    """(tenant_id, host) as `service.local_identity` decides them: the roster's, else the login
-    name and the hostname. The roster's two fields are cached in the state dir by the roster
-    file's identity (inode, size, mtime), so most hooks never import YAML."""
+def cached_identity(state_dir: Path, roster_flag: str | None) -> tuple[str, str]:
+    """(tenant_id, host) by the one rule (`config.identity.local_identity`): the roster's, else
+    the login name and the hostname. The roster's two fields are cached in the state dir by the
+    roster file's identity (inode, size, mtime), so most hooks never import YAML. A roster whose
+    tenant breaks the tenant rule counts as none, as the full roster load refuses it."""
     from fleet_tui.config.paths import roster_location
 
     located = roster_location(roster_flag)
-    hostname = os.uname().nodename  # socket.gethostname() on Linux, without importing socket
     try:
         st = located.path.stat()
     except OSError:
         if located.explicit:
             log_problem(state_dir, f"roster {located.path} not readable: using login and hostname")
-        return _login(), hostname
+        return local_identity(None)
     key = [str(located.path), st.st_ino, st.st_size, st.st_mtime_ns]
     cache = hooks_dir(state_dir) / "identity.json"
     cached = read_json(cache)
     if cached and cached.get("key") == key:
         tenant, host = cached.get("tenant_id"), cached.get("host")
-        if isinstance(tenant, str) and tenant:
-            return tenant, host if isinstance(host, str) and host else hostname
-    tenant, host = _roster_identity(located.path, state_dir)
-    if tenant is None:
-        return _login(), hostname
+        if isinstance(tenant, str) and re.fullmatch(TENANT_RE, tenant):
+            return local_identity(_RosterFields(tenant, host if isinstance(host, str) else None))
+    fields = _roster_identity(located.path, state_dir)
+    if fields is None:
+        return local_identity(None)
     with contextlib.suppress(Exception):
         hooks_dir(state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(cache, json.dumps({"key": key, "tenant_id": tenant, "host": host}).encode())
-    return tenant, host or hostname
+        record = {"key": key, "tenant_id": fields.tenant_id, "host": fields.host}
+        atomic_write(cache, json.dumps(record).encode())
+    return local_identity(fields)
 
 
-def _roster_identity(path: Path, state_dir: Path) -> tuple[str | None, str | None]:
+@dataclass(frozen=True)
+class _RosterFields:
+    """The two fields of roster.yaml identity needs, read without validating the whole file."""
+
+    tenant_id: str
+    host: str | None
+
+
+def _roster_identity(path: Path, state_dir: Path) -> _RosterFields | None:
     try:
         from fleet_tui.protocol.yamldoc import safe_load_file
 
         data = safe_load_file(path, MAX_YAML_BYTES)
     except Exception as exc:
         log_problem(state_dir, f"roster {path} unreadable ({type(exc).__name__})")
-        return None, None
-    if not isinstance(data, dict) or not isinstance(data.get("tenant_id"), str):
-        log_problem(state_dir, f"roster {path}: no tenant_id")
-        return None, None
+        return None
+    tenant = data.get("tenant_id") if isinstance(data, dict) else None
+    if not isinstance(tenant, str) or not re.fullmatch(TENANT_RE, tenant):
+        log_problem(state_dir, f"roster {path}: no valid tenant_id")
+        return None
     host = data.get("host")
-    return data["tenant_id"], host if isinstance(host, str) and host else None
-
-
-def _login() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
+    return _RosterFields(tenant, host if isinstance(host, str) and host else None)
 
 
 def pid_alive(pid: int) -> bool:

@@ -20,8 +20,8 @@ from fleet_tui.adapters.common import (
     MAX_YAML_BYTES,
     Event,
     HookOptions,
+    cached_identity,
     heartbeat_lock,
-    local_identity,
     log_problem,
     read_json,
     spool_dirs,
@@ -46,7 +46,7 @@ FLEET_SOCKETS = ("mosaic-fleet", "mosaic-factory")
 def fleet_member(state_dir: Path, roster_flag: str | None, name: str, socket: str) -> bool:
     """Whether session `name` on `socket` is a fleet agent as the dashboard decides it: a fleet
     socket, a socket the roster names, or an agent name of the roster. The roster's sockets and
-    names are cached by the roster file's identity, as `local_identity` does."""
+    names are cached by the roster file's identity, as `cached_identity` does."""
     if socket in FLEET_SOCKETS:
         return True
     from fleet_tui.config.paths import roster_location
@@ -271,7 +271,7 @@ def apply_event(opts: HookOptions, event: Event, state_dir: Path) -> JsonObject 
         log_problem(state_dir, f"hook {opts.runtime}: invalid agent name")
         return None
     spool_dirs(state_dir)
-    tenant, host = local_identity(state_dir, opts.roster)
+    tenant, host = cached_identity(state_dir, opts.roster)
     pid = runtime_pid(opts.runtime)
     with heartbeat_lock(state_dir, agent):
         prev = read_heartbeat(state_dir, agent)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fleet_tui.adapters.common import (
-    local_identity,
+    cached_identity,
     log_problem,
     parse_payload,
     read_json,
@@ -157,7 +157,7 @@ def record_windows(
     if due:
         from fleet_tui.protocol.ledger import append_records, usage_path, usage_sample
 
-        tenant, host = local_identity(state_dir, roster)
+        tenant, host = cached_identity(state_dir, roster)
         observed = datetime.fromtimestamp(now, UTC)
         samples = [
             usage_sample(
