@@ -121,7 +121,9 @@ def test_a_yaml_list_is_not_a_roster(tmp_path: Path) -> None:
     assert "must be a mapping" in msg
 
 
-@pytest.mark.parametrize(("value", "shown"), [("2", "2"), ("'1'", "'1'"), ("1.5", "1.5")])
+@pytest.mark.parametrize(
+    ("value", "shown"), [("2", "2"), ("'1'", "'1'"), ("1.5", "1.5"), ("true", "True")]
+)
 def test_wrong_version_names_the_line_and_what_was_found(
     tmp_path: Path, value: str, shown: str
 ) -> None:

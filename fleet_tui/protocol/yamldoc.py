@@ -212,6 +212,18 @@ def parse_yaml(text: str, path: Path, empty: str, error: type[BadInput]) -> tupl
     return data, lines
 
 
+def require_version_1(
+    data: Mapping[str, object], lines: Lines, path: Path, what: str, error: type[BadInput]
+) -> None:
+    """A document of version 1 (`what` names it: "roster", "budgets"), else one line naming the
+    version found. `version: true` is not 1 (YAML's booleans compare equal to 1 in Python)."""
+    version = data.get("version")
+    if version != 1 or isinstance(version, bool):
+        line = lines.get(("version",), 1)
+        got = "missing" if version is None else repr(version)
+        raise error(f"{path}:{line}: version: this fleet-tui reads {what} version 1 (got {got})")
+
+
 def validation_error(
     exc: ValidationErrors,
     lines: Lines,

@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fleet_tui.errors import BadInput
 from fleet_tui.protocol.names import TENANT_RE
-from fleet_tui.protocol.yamldoc import nearest_line, parse_yaml, read_text, validation_error
+from fleet_tui.protocol.yamldoc import (
+    nearest_line,
+    parse_yaml,
+    read_text,
+    require_version_1,
+    validation_error,
+)
 
 MAX_BUDGETS_BYTES = 1 << 20
 
@@ -154,13 +160,7 @@ def parse_budgets(text: str, path: Path) -> LoadedBudgets:
     )
     if not isinstance(data, dict):
         raise BudgetsError(f"{path}:1: budgets must be a mapping with 'version', 'accounts'")
-    version = data.get("version")
-    if version != 1 or isinstance(version, bool):
-        line = lines.get(("version",), 1)
-        got = "missing" if version is None else repr(version)
-        raise BudgetsError(
-            f"{path}:{line}: version: this fleet-tui reads budgets version 1 (got {got})"
-        )
+    require_version_1(data, lines, path, "budgets", BudgetsError)
     try:
         config = BudgetsConfig.model_validate(data)
     except ValidationError as exc:

@@ -10,7 +10,13 @@ from pydantic import ValidationError
 
 from fleet_tui.errors import RosterError
 from fleet_tui.model.records import Roster
-from fleet_tui.protocol.yamldoc import Lines, parse_yaml, read_text, validation_error
+from fleet_tui.protocol.yamldoc import (
+    Lines,
+    parse_yaml,
+    read_text,
+    require_version_1,
+    validation_error,
+)
 
 MAX_ROSTER_BYTES = 1 << 20
 ROLES_FLOOR = ("orchestrator", "enhancer")
@@ -35,13 +41,7 @@ def parse_roster(text: str, path: Path) -> LoadedRoster:
         raise RosterError(
             f"{path}:1: the roster must be a mapping with 'version', 'tenant_id', 'agents'"
         )
-    version = data.get("version")
-    if version != 1:
-        line = lines.get(("version",), 1)
-        got = "missing" if version is None else repr(version)
-        raise RosterError(
-            f"{path}:{line}: version: this fleet-tui reads roster version 1 (got {got})"
-        )
+    require_version_1(data, lines, path, "roster", RosterError)
     try:
         roster = Roster.model_validate(data)
     except ValidationError as exc:
