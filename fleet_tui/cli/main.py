@@ -294,34 +294,28 @@ def _no_match_hint(listed: list[AgentRecord], args: argparse.Namespace) -> str:
 
 
 def cmd_heartbeat(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
     from fleet_tui.config.fleet import configured_identity
-    from fleet_tui.model.records import AgentState, Heartbeat
+    from fleet_tui.model.records import AgentState, Heartbeat, Ping
     from fleet_tui.protocol.acks import add_ack, message_hash
+    from fleet_tui.protocol.clock import utcnow
     from fleet_tui.sources.spool import HeartbeatSpool
     from fleet_tui.tmux import check_session_name
 
     check_session_name(args.name)
     config = config_from_args(args)
     tenant, host = configured_identity(config)
-    spool = HeartbeatSpool(config.state_dir)
-    spool.ensure_writable()
-    # One writer at a time per agent (an flock shared with the hooks): concurrent writers
-    # never lose a `seq` increment or an ack.
-    with spool.locked(args.name):
-        prev = spool.read_heartbeat(args.name).heartbeat
+
+    def build(prev: Heartbeat | None, ping: Ping | None) -> Heartbeat:
         acks = list(prev.acks) if prev else []
         if args.ack is not None:
             acks = add_ack(acks, message_hash(args.ack))
-        ping = spool.read_ping(args.name)
-        hb = Heartbeat(
+        return Heartbeat(
             v=1,
             tenant_id=tenant,
             host=host,
             agent=args.name,
             seq=(prev.seq + 1) if prev else 0,
-            ts=datetime.now(UTC),
+            ts=utcnow(),
             interval_s=args.interval or (prev.interval_s if prev else 10.0),
             state=AgentState(args.state),
             detail=args.detail,
@@ -332,7 +326,9 @@ def cmd_heartbeat(args: argparse.Namespace) -> int:
             acks=acks,
             usage=prev.usage if prev else None,
         )
-        spool.write_heartbeat(hb)
+
+    # One writer at a time per agent (the flock the hooks take): no `seq` or ack is lost.
+    HeartbeatSpool(config.state_dir).update_heartbeat(args.name, build)
     return EXIT_OK
 
 
