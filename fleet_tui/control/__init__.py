@@ -1,1 +1,2 @@
-"""The only code that writes to panes: send, attach, watch, pipes; operator actions and their audit log."""
+"""The only code that types into panes, attaches, watches or pipes them (`panes`), the operator
+actions on top of it (`actions`: a fresh target, audit first), and the audit log (`audit`)."""

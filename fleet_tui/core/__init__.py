@@ -1,1 +1,4 @@
-"""Pure core: join, health, sanitize. Time is a parameter; no I/O, no clock, no disk."""
+"""The pure core: join, health, inference, pacing, the ladder, the merge of hosts, the sanitizer.
+
+Time is a parameter; no I/O, no clock, no disk, nothing drawn (no Rich, no Textual).
+"""

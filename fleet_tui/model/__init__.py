@@ -1,1 +1,5 @@
-"""Records and enums of the fleet (pydantic), and plain data series. Imports nothing of the project."""
+"""Records and enums of the fleet (pydantic, `records`) and plain data series (`series`).
+
+Built on `fleet_tui.protocol` (the name rules, the timestamp format); imports nothing else of the
+project. Importing this package imports no pydantic: only `records` does.
+"""

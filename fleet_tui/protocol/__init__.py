@@ -1,1 +1,7 @@
-"""The file contracts shared by the hooks and the readers: acks, regular files, ledgers, YAML documents. Light: no pydantic, Rich or Textual."""
+"""The file contracts, shared by the hooks that write them and the readers: the heartbeat spool
+(`heartbeat`), acks (`acks`), ledgers (`ledger`), regular-file reads and atomic writes
+(`files`), YAML documents (`yamldoc`), the name rules (`names`) and the clock (`clock`).
+
+Standard library only (and PyYAML in `yamldoc`): no pydantic, Rich or Textual, so a hook that runs
+on every runtime event starts fast. The bottom of the project's layers but `tmux` and `errors`.
+"""

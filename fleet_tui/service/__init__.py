@@ -1,1 +1,2 @@
-"""The collector, poll scheduling, budget and usage providers, and the publisher."""
+"""What runs the sources: the collector (one snapshot), the dashboard's poll source, the budget
+and usage providers, and the publisher that pushes this host to the gateway."""
