@@ -34,6 +34,7 @@ from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
+from fleet_tui.ui.context import Dashboard, OutputTarget
 from fleet_tui.ui.crash import CrashGuard
 from fleet_tui.ui.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
 from fleet_tui.ui.palette import FleetCommandPalette, FleetCommands
@@ -274,7 +275,7 @@ class FleetApp(CrashGuard, App[int]):
         self.request_poll()
 
     # -- pane capture for the detail screen ------------------------------------------------
-    def request_capture(self, screen: AgentDetailScreen, record: AgentRecord) -> None:
+    def request_capture(self, screen: OutputTarget, record: AgentRecord) -> None:
         self._capture(screen, record)
 
     @work(
@@ -284,7 +285,7 @@ class FleetApp(CrashGuard, App[int]):
         exit_on_error=False,
         description="capture a pane",
     )
-    def _capture(self, screen: AgentDetailScreen, record: AgentRecord) -> None:
+    def _capture(self, screen: OutputTarget, record: AgentRecord) -> None:
         try:
             lines = self.source.capture(record)
             self.call_from_thread(screen.show_output, lines, None, record.key)
@@ -561,6 +562,10 @@ class FleetApp(CrashGuard, App[int]):
                     shown = ", ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys)
                     rows.append((shown, b.description, b.id))
         return rows
+
+
+def _is_a_dashboard(app: FleetApp) -> Dashboard:
+    return app  # mypy checks here that the app is what its screens expect
 
 
 def run_dashboard(config: object, *, settings: DashboardSettings | None = None) -> int:

@@ -4,21 +4,18 @@ a palette that survives its page keys."""
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, cast
 
 from textual import on
 from textual.command import CommandList, CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.widgets import Input
 
 from fleet_tui.present.columns import ATTENTION_STATES
-
-if TYPE_CHECKING:
-    from fleet_tui.ui.app import FleetApp
+from fleet_tui.ui.context import dashboard_of
 
 
 class FleetCommands(Provider):
     def _commands(self) -> list[tuple[str, object, str]]:
-        app = cast("FleetApp", self.app)
+        app = dashboard_of(self)
         out: list[tuple[str, object, str]] = []
         snap = app.snapshot
         for a in snap.agents if snap else []:

@@ -5,7 +5,6 @@ is refreshed on an interval; a failing budgets file shows as a degraded message,
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, cast
 
 from rich.table import Table
 from rich.text import Text
@@ -19,10 +18,8 @@ from textual.worker import Worker, WorkerState
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.present import budget_fmt as fmt
 from fleet_tui.service.budgets import BudgetReport
+from fleet_tui.ui.context import Dashboard, dashboard_of
 from fleet_tui.ui.widgets.budget_panel import BudgetAccountPanel
-
-if TYPE_CHECKING:
-    from fleet_tui.ui.app import FleetApp
 
 REFRESH_S = 30.0
 
@@ -105,11 +102,11 @@ class BudgetScreen(Screen[None]):
         self._loading = False
 
     @property
-    def fleet_app(self) -> FleetApp:
-        return cast("FleetApp", self.app)
+    def dashboard(self) -> Dashboard:
+        return dashboard_of(self)
 
     def compose(self) -> ComposeResult:
-        yield Static(title_text(None, None, self.fleet_app.clock()), id="budget-title")
+        yield Static(title_text(None, None, self.dashboard.clock()), id="budget-title")
         with VerticalScroll(id="budget-body"):
             yield Static("", id="budget-notice")
             yield Static("", id="budget-spend")
@@ -121,12 +118,12 @@ class BudgetScreen(Screen[None]):
         self.set_interval(REFRESH_S, self.action_reload, name="budget refresh")
 
     def action_reload(self) -> None:
-        source = getattr(self.fleet_app, "budget_source", None)
+        source = getattr(self.dashboard, "budget_source", None)
         if source is None:
             self.error = "budgets are not available in this view"
             self._show_report()
             return
-        if self._loading or self.fleet_app.polling_paused:
+        if self._loading or self.dashboard.polling_paused:
             return
         self._loading = True
         self.run_worker(
@@ -157,7 +154,7 @@ class BudgetScreen(Screen[None]):
     def _show_report(self) -> None:
         if self._closing or self._closed or self._pruning:
             return  # left while the budgets were read
-        now = self.fleet_app.clock()
+        now = self.dashboard.clock()
         report = self.report
         self.query_one("#budget-title", Static).update(title_text(report, self.error, now))
         body = self.query_one("#budget-body", VerticalScroll)

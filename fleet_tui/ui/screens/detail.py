@@ -7,7 +7,6 @@ here before it reaches a widget, and nothing is ever parsed as markup.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
 
 from rich.table import Table
 from rich.text import Text
@@ -38,10 +37,8 @@ from fleet_tui.present.columns import (
     human_tokens,
     shown_state,
 )
+from fleet_tui.ui.context import Dashboard, dashboard_of
 from fleet_tui.ui.widgets.header import HEALTH_STYLE
-
-if TYPE_CHECKING:
-    from fleet_tui.ui.app import FleetApp
 
 DRIFT_EXPLAINED = {
     Drift.MISSING_SESSION: "always-on in the roster, but no tmux session runs it",
@@ -242,8 +239,8 @@ class AgentDetailScreen(Screen[None]):
         self._behind = False  # a snapshot arrived while another screen hid this one
 
     @property
-    def fleet_app(self) -> FleetApp:
-        return cast("FleetApp", self.app)
+    def dashboard(self) -> Dashboard:
+        return dashboard_of(self)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-body"):
@@ -300,7 +297,7 @@ class AgentDetailScreen(Screen[None]):
         self.refresh_record()
 
     def record(self) -> AgentRecord | None:
-        snap = self.fleet_app.snapshot
+        snap = self.dashboard.snapshot
         if snap is None:
             return None
         return next((a for a in snap.agents if a.key == self.key), None)
@@ -320,8 +317,8 @@ class AgentDetailScreen(Screen[None]):
             summary.update(Text("This agent is no longer in the fleet snapshot.", style="bold red"))
             return
         summary.update(summary_text(r))
-        self.query_one("#facts", Static).update(facts_table(r, self.fleet_app.snapshot))
-        history = self.fleet_app.heartbeat_history(self.key)
+        self.query_one("#facts", Static).update(facts_table(r, self.dashboard.snapshot))
+        history = self.dashboard.heartbeat_history(self.key)
         chart = self.query_one("#chart", Sparkline)
         chart.data = history or [0.0]
         chart.display = len(history) >= 2  # one sample draws as a solid bar: say "collecting"
@@ -334,7 +331,7 @@ class AgentDetailScreen(Screen[None]):
             )
         elif activity != self._last_activity:
             self._last_activity = activity
-            self.fleet_app.request_capture(self, r)
+            self.dashboard.request_capture(self, r)
 
     def show_output(
         self, lines: list[str] | None, error: str | None = None, key: str | None = None

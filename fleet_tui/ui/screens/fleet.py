@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,10 +15,8 @@ from textual.widgets import Footer, Input, Static
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
 from fleet_tui.present.view import FleetView
+from fleet_tui.ui.context import Dashboard, dashboard_of
 from fleet_tui.ui.widgets import FleetHeader, FleetTable
-
-if TYPE_CHECKING:
-    from fleet_tui.ui.app import FleetApp
 
 SORT_BINDINGS = [
     ("N", "agent", "name"),
@@ -117,11 +115,11 @@ class FleetScreen(Screen[None]):
         self._composed = False
 
     @property
-    def fleet_app(self) -> FleetApp:
-        return cast("FleetApp", self.app)
+    def dashboard(self) -> Dashboard:
+        return dashboard_of(self)
 
     def compose(self) -> ComposeResult:
-        yield FleetHeader(self.fleet_app.clock, id="header")
+        yield FleetHeader(self.dashboard.clock, id="header")
         yield FleetTable(id="table")
         yield Static("", id="empty")
         yield Input(
@@ -136,7 +134,7 @@ class FleetScreen(Screen[None]):
         self.query_one("#empty", Static).display = False
         self.set_interval(1.0, self._tick_header, name="header clock")
         self.query_one(FleetTable).focus()
-        app = self.fleet_app
+        app = self.dashboard
         if app.snapshot is not None or app.poll_error is not None:
             self.receive_snapshot()  # a poll that landed before the widgets existed
 
@@ -147,14 +145,14 @@ class FleetScreen(Screen[None]):
         return self._composed and not (self._closing or self._closed or self._pruning)
 
     def _tick_header(self) -> None:
-        if self.fleet_app.polling_paused or not self._widgets_ready():
+        if self.dashboard.polling_paused or not self._widgets_ready():
             return
         self.query_one(FleetHeader).tick()
 
     # -- data ------------------------------------------------------------------------------
     def receive_snapshot(self) -> None:
         """The app published a poll: take its latest snapshot (see `FleetApp._publish`)."""
-        app = self.fleet_app
+        app = self.dashboard
         self.show_snapshot(app.snapshot, app.poll_error, app.polled_at)
 
     def show_snapshot(
@@ -257,4 +255,4 @@ class FleetScreen(Screen[None]):
         self.refresh_view()
 
     def on_fleet_table_selected(self, event: FleetTable.Selected) -> None:
-        self.fleet_app.open_detail(event.key)
+        self.dashboard.open_detail(event.key)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,9 +13,7 @@ from textual.widgets import Static
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.present import view as view_module
 from fleet_tui.present.columns import BUDGET_LEGEND, STATE_LEGEND
-
-if TYPE_CHECKING:
-    from fleet_tui.ui.app import FleetApp
+from fleet_tui.ui.context import dashboard_of
 
 FILTER_HELP = (view_module.__doc__ or "").split("\n\n", 1)[-1]
 
@@ -36,7 +32,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="help.close")]
 
     def compose(self) -> ComposeResult:
-        app = cast("FleetApp", self.app)
+        app = dashboard_of(self)
         with VerticalScroll(id="help-body"):
             yield Static(Text("fleet-tui keys", style="bold"))
             yield Static(help_table(app.binding_rows()))
@@ -60,7 +56,7 @@ class WarningsScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,W", "dismiss", "Close", id="warnings.close")]
 
     def compose(self) -> ComposeResult:
-        app = cast("FleetApp", self.app)
+        app = dashboard_of(self)
         warnings = app.snapshot.warnings if app.snapshot else []
         with VerticalScroll(id="help-body"):
             yield Static(Text(f"Warnings ({len(warnings)})", style="bold"))

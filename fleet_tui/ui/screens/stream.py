@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import events
@@ -37,11 +37,11 @@ from textual.worker import Worker, get_current_worker
 from fleet_tui.control.actions import StreamActions
 from fleet_tui.core.sanitize import StreamSanitizer, ansi_to_text, clean_text, sanitize_stream
 from fleet_tui.model.records import AgentRecord
+from fleet_tui.ui.context import Dashboard, dashboard_of
 from fleet_tui.ui.widgets.stream_log import MAX_LINES, StreamLog
 
 if TYPE_CHECKING:
     from fleet_tui.service.poll import SnapshotSource
-    from fleet_tui.ui.app import FleetApp
 
 READ_CHUNK = 1 << 20
 MAX_BACKLOG = 2 << 20  # more unread than this: skip ahead (those lines would scroll away)
@@ -137,8 +137,8 @@ class StreamScreen(Screen[None]):
         self._stop_follow = False
 
     @property
-    def fleet_app(self) -> FleetApp:
-        return cast("FleetApp", self.app)
+    def dashboard(self) -> Dashboard:
+        return dashboard_of(self)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="stream-title")
@@ -198,8 +198,8 @@ class StreamScreen(Screen[None]):
 
     def _follow(self) -> None:
         worker = get_current_worker()
-        source = self.fleet_app.source
-        actions = self.fleet_app.actions
+        source = self.dashboard.source
+        actions = self.dashboard.actions
         stream = actions if isinstance(actions, StreamActions) else None
         record = self.record
         if record.remote:
