@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,29 +21,29 @@ from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.screen import Screen
-from textual.signal import Signal
-from textual.theme import Theme
-from textual.timer import Timer
-from textual.worker import Worker, WorkerState
 
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.control.actions import Handover, OperatorActions
 from fleet_tui.control.panes import wait_for_ack
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
+from fleet_tui.protocol.clock import utcnow
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
+from fleet_tui.service.scheduler import PollScheduler
 from fleet_tui.ui.context import Dashboard, OutputTarget
 from fleet_tui.ui.crash import CrashGuard
 from fleet_tui.ui.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
+from fleet_tui.ui.keyhelp import binding_rows
 from fleet_tui.ui.palette import FleetCommandPalette, FleetCommands
 from fleet_tui.ui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
 from fleet_tui.ui.screens.budget import BudgetScreen
 from fleet_tui.ui.screens.fleet import screen_ready
 from fleet_tui.ui.screens.stream import StreamScreen
+from fleet_tui.ui.themes import register_themes, use_theme
 from fleet_tui.ui.widgets import FleetTable
+from fleet_tui.ui.workers import Polled, in_thread
 
-HISTORY = 120
 SHOW_RETRY_S = 0.02
 SHOW_TRIES = 100  # 2 s
 HEARTBEAT_REFRESH_S = 1.0
@@ -55,42 +54,6 @@ def styles_dir() -> Path:
     package = Path(__file__).resolve().parent.parent
     inside = package / "styles"
     return inside if inside.is_dir() else package.parent / "styles"
-
-
-THEMES = [
-    Theme(
-        name="fleet-dark",
-        primary="#5fafd7",
-        secondary="#875fd7",
-        accent="#ffaf00",
-        warning="#ffaf00",
-        error="#ff5f5f",
-        success="#5fd75f",
-        foreground="#d0d0d0",
-        background="#121212",
-        surface="#1c1c1c",
-        panel="#262626",
-        dark=True,
-    ),
-    Theme(
-        name="fleet-light",
-        primary="#005f87",
-        secondary="#5f00af",
-        accent="#af5f00",
-        warning="#af5f00",
-        error="#d70000",
-        success="#008700",
-        foreground="#1c1c1c",
-        background="#ffffff",
-        surface="#f2f2f2",
-        panel="#e4e4e4",
-        dark=False,
-    ),
-]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class FleetApp(CrashGuard, App[int]):
@@ -125,34 +88,40 @@ class FleetApp(CrashGuard, App[int]):
         self.actions = actions
         self.settings = settings or DashboardSettings()
         self.clock = clock
-        self._poll_enabled = poll
         self._watch_enabled = watch
         self._startup_notice = startup_notice
-        self.snapshot: FleetSnapshot | None = None
-        self.poll_error: str | None = None
-        self.polled_at: datetime | None = None
-        self.polls = 0
-        self.polling_paused = False
-        self._polling = False
-        self._poll_again = False
-        self._again_full = False
-        self._poll_full = True
-        self._timer: Timer | None = None
-        self._history: dict[str, deque[float]] = {}
-        self.snapshot_signal: Signal[FleetSnapshot | None] = Signal(self, "snapshot")
-        for theme in THEMES:
-            self.register_theme(theme)
+        self.polling = PollScheduler(
+            self._start_poll,
+            partial(self.set_timer, name="poll timer"),
+            interval_s=self.settings.poll_interval_s,
+            enabled=poll,
+            clock=clock,
+        )
+        register_themes(self)
+
+    @property
+    def snapshot(self) -> FleetSnapshot | None:
+        return self.polling.snapshot
+
+    @property
+    def poll_error(self) -> str | None:
+        return self.polling.error
+
+    @property
+    def polled_at(self) -> datetime | None:
+        return self.polling.polled_at
+
+    @property
+    def polls(self) -> int:
+        return self.polling.polls
+
+    @property
+    def polling_paused(self) -> bool:
+        return self.polling.paused
 
     # -- start -----------------------------------------------------------------------------
     def on_mount(self) -> None:
-        try:
-            self.theme = self.settings.theme
-        except Exception:
-            self.theme = "fleet-dark"
-            self.notify(
-                f"unknown theme '{clean_text(self.settings.theme)}'; using fleet-dark",
-                severity="warning",
-            )
+        use_theme(self, self.settings.theme)
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
         self.fleet_screen = FleetScreen()
@@ -161,73 +130,29 @@ class FleetApp(CrashGuard, App[int]):
             self.notify(self._startup_notice, severity="warning", timeout=10)
         self.app_suspend_signal.subscribe(self, self._on_suspend)
         self.app_resume_signal.subscribe(self, self._on_resume)
-        if self._poll_enabled:
+        if self.polling.enabled:
             self.request_poll()
             if self._watch_enabled and self.source.watch_dir is not None:
                 self.watch_spool(self.source.watch_dir)
 
-    # -- polling ---------------------------------------------------------------------------
+    # -- polling (when: the scheduler; how: a thread worker; the result: a Polled message) ---
     def request_poll(self, *, heartbeats_only: bool = False) -> None:
-        """Poll now, or right after the poll that is running (never two at once).
+        """Poll now, or right after the poll that is running (never two at once); a
+        heartbeat-only poll re-reads the spool, reuses the last tmux and process observations and
+        leaves the timer of the next full poll alone."""
+        self.polling.request(heartbeats_only=heartbeats_only)
 
-        A heartbeat-only poll re-reads the spool and reuses the last tmux and process
-        observations; it leaves the timer of the next full poll alone."""
-        if self.polling_paused:
-            return
-        if self._polling:
-            self._poll_again = True
-            self._again_full = self._again_full or not heartbeats_only
-            return
-        if not heartbeats_only and self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        self._polling = True
-        self._poll_full = not heartbeats_only
-        self.run_worker(
-            partial(self.source.poll, heartbeats_only=heartbeats_only),
-            thread=True,
-            group="poll",
-            exit_on_error=False,
-            description="poll the fleet",
-            name="poll",
-        )
+    def _start_poll(self, heartbeats_only: bool) -> None:
+        poll = partial(self.source.poll, heartbeats_only=heartbeats_only)
+        in_thread(self, poll, Polled, name="poll", description="poll the fleet")
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        worker = event.worker
-        if worker.group != "poll" or event.state not in (
-            WorkerState.SUCCESS,
-            WorkerState.ERROR,
-            WorkerState.CANCELLED,
-        ):
-            return
-        self._polling = False
-        if event.state is WorkerState.SUCCESS and isinstance(worker.result, FleetSnapshot):
-            self.apply_snapshot(worker.result)
-        elif event.state is WorkerState.ERROR:
-            self.poll_error = clean_text(
-                str(worker.error) or type(worker.error).__name__, max_len=300
-            )
+    def on_polled(self, message: Polled) -> None:
+        self.polling.landed(message.snapshot, message.error)
+        if message.snapshot is not None or message.error is not None:
             self._publish()
-        if self._poll_again:
-            full, self._poll_again, self._again_full = self._again_full, False, False
-            self.request_poll(heartbeats_only=not full)
-        elif (
-            self._poll_enabled
-            and not self.polling_paused
-            and (self._poll_full or self._timer is None)
-        ):
-            self._timer = self.set_timer(
-                self.settings.poll_interval_s, self.request_poll, name="poll timer"
-            )
 
     def apply_snapshot(self, snapshot: FleetSnapshot) -> None:
-        self.snapshot = snapshot
-        self.poll_error = None
-        self.polled_at = self.clock()
-        self.polls += 1
-        for a in snapshot.agents:
-            if a.heartbeat is not None:
-                self._history.setdefault(a.key, deque(maxlen=HISTORY)).append(a.heartbeat.age_s)
+        self.polling.record(snapshot)
         self._publish()
 
     def _publish(self) -> None:
@@ -244,7 +169,7 @@ class FleetApp(CrashGuard, App[int]):
                 receive()
 
     def heartbeat_history(self, key: str) -> list[float]:
-        return list(self._history.get(key, ()))
+        return self.polling.history(key)
 
     @work(group="watch", exit_on_error=False, description="watch the heartbeat spool")
     async def watch_spool(self, folder: Path) -> None:
@@ -265,14 +190,10 @@ class FleetApp(CrashGuard, App[int]):
             await asyncio.sleep(HEARTBEAT_REFRESH_S)
 
     def _on_suspend(self, app: App[object]) -> None:
-        self.polling_paused = True
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
+        self.polling.pause()
 
     def _on_resume(self, app: App[object]) -> None:
-        self.polling_paused = False
-        self.request_poll()
+        self.polling.resume()
 
     # -- pane capture for the detail screen ------------------------------------------------
     def request_capture(self, screen: OutputTarget, record: AgentRecord) -> None:
@@ -545,23 +466,8 @@ class FleetApp(CrashGuard, App[int]):
 
     def binding_rows(self) -> list[tuple[str, str, str]]:
         """(keys, description, id) of every documented binding, with the user's keymap applied."""
-        from fleet_tui.ui.screens.detail import AgentDetailScreen as Detail
-        from fleet_tui.ui.widgets import FleetTable
-
-        keymap = self.settings.keymap
-        rows: list[tuple[str, str, str]] = []
-        for group in (
-            FleetApp.BINDINGS,
-            FleetScreen.BINDINGS,
-            FleetTable.BINDINGS,
-            Detail.BINDINGS,
-        ):
-            for b in group:
-                if isinstance(b, Binding) and b.id:
-                    keys = keymap.get(b.id, b.key).split(",")
-                    shown = ", ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys)
-                    rows.append((shown, b.description, b.id))
-        return rows
+        groups = (FleetApp.BINDINGS, FleetScreen.BINDINGS, FleetTable.BINDINGS)
+        return binding_rows(self, self.settings.keymap, (*groups, AgentDetailScreen.BINDINGS))
 
 
 def _is_a_dashboard(app: FleetApp) -> Dashboard:

@@ -11,17 +11,27 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
-from textual.worker import Worker, WorkerState
 
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.present import budget_fmt as fmt
 from fleet_tui.service.budgets import BudgetReport
 from fleet_tui.ui.context import Dashboard, dashboard_of
 from fleet_tui.ui.widgets.budget_panel import BudgetAccountPanel
+from fleet_tui.ui.workers import in_thread
 
 REFRESH_S = 30.0
+
+
+class BudgetLoaded(Message):
+    """The budget source was read: its report, or why it could not be."""
+
+    def __init__(self, report: BudgetReport | None, error: str | None) -> None:
+        super().__init__()
+        self.report = report
+        self.error = error
 
 
 def title_text(report: BudgetReport | None, error: str | None, now: datetime) -> Text:
@@ -126,28 +136,16 @@ class BudgetScreen(Screen[None]):
         if self._loading or self.dashboard.polling_paused:
             return
         self._loading = True
-        self.run_worker(
-            source.load,
-            thread=True,
-            group="budget",
-            exit_on_error=False,
-            description="read budgets and ledgers",
-            name="budget",
+        in_thread(
+            self, source.load, BudgetLoaded, name="budget", description="read budgets and ledgers"
         )
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "budget" or event.state not in (
-            WorkerState.SUCCESS,
-            WorkerState.ERROR,
-            WorkerState.CANCELLED,
-        ):
-            return
+    def on_budget_loaded(self, message: BudgetLoaded) -> None:
         self._loading = False
-        if event.state is WorkerState.SUCCESS and isinstance(event.worker.result, BudgetReport):
-            self.report, self.error = event.worker.result, None
-        elif event.state is WorkerState.ERROR:
-            err = event.worker.error
-            self.error = clean_text(str(err) or type(err).__name__, max_len=300)
+        if message.report is not None:
+            self.report, self.error = message.report, None
+        elif message.error is not None:
+            self.error = message.error
         self.loads += 1
         self._show_report()
 

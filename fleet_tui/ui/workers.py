@@ -1,0 +1,60 @@
+"""Blocking calls off the event loop: run one in a thread worker, post its outcome as a message.
+
+`in_thread(node, call, done)` runs `call()` in a thread worker of `node` and posts
+`done(result, error)` to `node` when it ends (`error` is the exception's text, cleaned, when
+`call` raised; the result is then None). The handler of that message is where the UI takes the
+result: on the event loop, in order, with no Worker.StateChanged bookkeeping by group."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from textual.dom import DOMNode
+from textual.message import Message
+from textual.worker import Worker
+
+from fleet_tui.core.sanitize import clean_text
+from fleet_tui.model.records import FleetSnapshot
+
+T = TypeVar("T")
+
+
+def error_text(exc: BaseException) -> str:
+    """What a failed call says on screen: its message (or its type), cleaned and bounded."""
+    return clean_text(str(exc) or type(exc).__name__, max_len=300)
+
+
+def in_thread(
+    node: DOMNode,
+    call: Callable[[], T],
+    done: Callable[[T | None, str | None], Message],
+    *,
+    name: str,
+    description: str,
+) -> Worker[None]:
+    """Run `call()` in a thread worker of `node`; post `done(result, error)` to `node`."""
+
+    def run() -> None:
+        try:
+            result = call()
+        except Exception as exc:  # said on screen by the message's handler, never a crash
+            node.post_message(done(None, error_text(exc)))
+            return
+        node.post_message(done(result, None))
+
+    return node.run_worker(
+        run, thread=True, group=name, name=name, exit_on_error=False, description=description
+    )
+
+
+class Polled(Message):
+    """A poll ended: its snapshot, or why it failed. A newer one replaces one not yet handled."""
+
+    def __init__(self, snapshot: FleetSnapshot | None, error: str | None) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.error = error
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, Polled)
