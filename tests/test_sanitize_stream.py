@@ -17,9 +17,9 @@ from fleet_tui.core.sanitize import (
     _SGR_MAX,
     StreamSanitizer,
     _canonical_sgr,
-    ansi_to_text,
     sanitize_stream,
 )
+from fleet_tui.present.ansi import ansi_to_text
 
 SETTINGS = settings(max_examples=400, deadline=None)
 

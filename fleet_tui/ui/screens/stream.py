@@ -35,8 +35,9 @@ from textual.widgets import ContentSwitcher, Footer, Input, Static
 from textual.worker import Worker, get_current_worker
 
 from fleet_tui.control.actions import StreamActions
-from fleet_tui.core.sanitize import StreamSanitizer, ansi_to_text, clean_text, sanitize_stream
+from fleet_tui.core.sanitize import StreamSanitizer, clean_text, sanitize_stream
 from fleet_tui.model.records import AgentRecord
+from fleet_tui.present.ansi import ansi_to_text
 from fleet_tui.ui.context import Dashboard, dashboard_of
 from fleet_tui.ui.widgets.stream_log import MAX_LINES, StreamLog
 

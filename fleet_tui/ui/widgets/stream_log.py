@@ -22,7 +22,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from fleet_tui.core.sanitize import ansi_to_text
+from fleet_tui.present.ansi import ansi_to_text
 
 MAX_LINES = 20_000
 MAX_LINE_CHARS = 2_000
