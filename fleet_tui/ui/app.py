@@ -8,7 +8,6 @@ heartbeat, and no polling while another program holds the terminal (suspend).
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -16,16 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from textual import work
-from textual.app import App, SuspendNotSupported
+from textual.app import App
 from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.screen import Screen
 
 from fleet_tui.config.settings import DashboardSettings
-from fleet_tui.control.actions import Handover, OperatorActions
-from fleet_tui.control.panes import wait_for_ack
-from fleet_tui.core.sanitize import clean_text
+from fleet_tui.control.actions import OperatorActions
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
 from fleet_tui.protocol.clock import utcnow
 from fleet_tui.service.budgets import BudgetSource
@@ -33,13 +30,12 @@ from fleet_tui.service.poll import SnapshotSource
 from fleet_tui.service.scheduler import PollScheduler
 from fleet_tui.ui.context import Dashboard, OutputTarget
 from fleet_tui.ui.crash import CrashGuard
-from fleet_tui.ui.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
 from fleet_tui.ui.keyhelp import binding_rows
+from fleet_tui.ui.operator import Operator
 from fleet_tui.ui.palette import FleetCommandPalette, FleetCommands
 from fleet_tui.ui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
 from fleet_tui.ui.screens.budget import BudgetScreen
 from fleet_tui.ui.screens.fleet import screen_ready
-from fleet_tui.ui.screens.stream import StreamScreen
 from fleet_tui.ui.themes import register_themes, use_theme
 from fleet_tui.ui.widgets import FleetTable
 from fleet_tui.ui.workers import Polled, in_thread
@@ -97,6 +93,7 @@ class FleetApp(CrashGuard, App[int]):
             enabled=poll,
             clock=clock,
         )
+        self.operator = Operator(self, self)
         register_themes(self)
 
     @property
@@ -277,168 +274,21 @@ class FleetApp(CrashGuard, App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.show_screen(HelpScreen())
 
-    # -- operator actions (all behind a screen or a confirmation) ---------------------------
-    def current_record(self) -> AgentRecord | None:
-        """The agent the operator is looking at: the detail's, the stream's, or the cursor's."""
-        screen = self.screen
-        key = getattr(screen, "key", None)
-        if key is None and isinstance(screen, StreamScreen):
-            key = screen.record.key
-        if key is None:
-            key = self.fleet_screen.query_one(FleetTable).cursor_key
-        if self.snapshot is None or key is None:
-            return None
-        return next((a for a in self.snapshot.agents if a.key == key), None)
-
-    def _actionable(self, verb: str, *, needs_actions: bool = True) -> AgentRecord | None:
-        record = self.current_record()
-        if record is None:
-            self.notify(f"{verb}: select an agent first", severity="warning")
-            return None
-        if record.remote:  # from the gateway: whatever its host name says, not this host's pane
-            local = self.snapshot.host if self.snapshot is not None else "this host"
-            self.notify(
-                f"{verb}: {clean_text(record.name, max_len=64)} runs on host "
-                f"{clean_text(record.host, max_len=64)}: "
-                f"panes are reached only on this host ({clean_text(local, max_len=64)})",
-                severity="warning",
-            )
-            return None
-        if record.tmux is None:
-            self.notify(f"{verb}: {record.name} has no tmux session", severity="warning")
-            return None
-        if needs_actions and self.actions is None:
-            self.notify(f"{verb}: not available in this view", severity="warning")
-            return None
-        return record
-
+    # -- operator actions (ui.operator: each behind a screen or a confirmation) -----------
     def action_stream(self) -> None:
-        record = self._actionable("stream", needs_actions=False)
-        if record is not None:
-            self.show_screen(StreamScreen(record))
+        self.operator.stream()
 
     def action_watch(self) -> None:
-        record = self._actionable("watch")
-        if record is not None:
-            self.hand_over(record, interactive=False)
+        self.operator.watch()
 
     def action_attach(self) -> None:
-        record = self._actionable("attach")
-        if record is None:
-            return
-
-        def confirmed(ok: bool | None) -> None:
-            if ok:
-                self.hand_over(record, interactive=True)
-            elif self.actions is not None:
-                self.actions.audit("attach", record, "declined", "confirmation cancelled")
-
-        self.show_screen(ConfirmAttachScreen(record), confirmed)
-
-    def hand_over(self, record: AgentRecord, *, interactive: bool) -> None:
-        """Give the terminal to `tmux attach` (read-only for watch) and come back on detach."""
-        assert self.actions is not None
-        verb = "attach" if interactive else "watch"
-        try:
-            handover = self.actions.handover(record, interactive=interactive)
-        except Exception as exc:
-            self.actions.audit(verb, record, "failed", clean_text(str(exc), max_len=200))
-            self.notify(f"{verb}: {clean_text(str(exc), max_len=200)}", severity="error")
-            return
-        if not handover.blocking:  # inside tmux: a popup or a client switch, we keep running
-            # `handover()` wrote the "started" record already; the end is audited by the run.
-            self.run_worker(
-                self._run_detached(verb, record, handover),
-                group="handover",
-                exit_on_error=False,
-            )
-            return
-        try:
-            with self.suspend():
-                rc = subprocess.call(handover.argv, env=handover.env)
-        except SuspendNotSupported:
-            self.actions.audit(verb, record, "failed", "this terminal cannot be handed over")
-            self.notify(f"{verb}: this terminal cannot be handed over", severity="error")
-            return
-        except OSError as exc:
-            self.actions.audit(verb, record, "failed", clean_text(str(exc), max_len=200))
-            self.notify(f"{verb}: {clean_text(str(exc), max_len=200)}", severity="error")
-            return
-        outcome = "detached" if rc == 0 else f"exit {rc}"
-        self.actions.audit(verb, record, outcome)
-        if rc != 0:
-            self.notify(f"{verb}: tmux exited with status {rc}", severity="error")
-        self.request_poll()
-
-    async def _run_detached(self, verb: str, record: AgentRecord, handover: Handover) -> None:
-        """Run a popup or client switch to its end; a failure is said on screen (and audited
-        by the actions that ran it)."""
-        run = getattr(self.actions, "run_detached", None)
-        if run is not None:
-            reason = await run(verb, record, handover)
-        else:  # actions without their own runner (tests' recording actions)
-            proc = await asyncio.create_subprocess_exec(
-                *handover.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                env=handover.env,
-            )
-            rc = await proc.wait()
-            reason = None if rc == 0 else f"tmux exited with status {rc}"
-        if reason:
-            self.notify(f"{verb}: {clean_text(reason, max_len=200)}", severity="error")
-        self.request_poll()
+        self.operator.attach()
 
     def action_message(self) -> None:
-        record = self._actionable("send")
-        if record is None:
-            return
-
-        def composed(text: str | None) -> None:
-            if text:
-                self._send(record, text)
-
-        self.show_screen(ComposeMessageScreen(record), composed)
-
-    @work(thread=True, group="send", exit_on_error=False, description="send a message")
-    def _send(self, record: AgentRecord, text: str) -> None:
-        assert self.actions is not None
-        spool = getattr(self.source, "spool", None)
-        before = spool.read_heartbeat(record.name).heartbeat if spool is not None else None
-        try:
-            result = self.actions.send(record, text)
-        except Exception as exc:
-            self.call_from_thread(
-                self.notify,
-                f"send to {record.name} failed: {clean_text(str(exc), max_len=200)}",
-                severity="error",
-            )
-            return
-        self.call_from_thread(
-            self.notify, f"sent to {record.name} ({result.length} chars); waiting for its ack…"
-        )
-        accepted = spool is not None and (
-            wait_for_ack(
-                lambda: spool.read_heartbeat(record.name).heartbeat,
-                before,
-                result.hash,
-                timeout_s=10.0,
-            )
-            is not None
-        )
-        if accepted:
-            self.call_from_thread(self.notify, f"{record.name} accepted the message")
-        else:
-            self.call_from_thread(
-                self.notify,
-                f"{record.name}: delivered, not confirmed within 10 s",
-                severity="warning",
-            )
+        self.operator.message()
 
     def action_audit(self) -> None:
-        lines = self.actions.audit_lines() if self.actions is not None else []
-        self.show_screen(AuditScreen(lines))
+        self.operator.audit()
 
     def action_budgets(self) -> None:
         if not isinstance(self.screen, BudgetScreen):

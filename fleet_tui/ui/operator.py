@@ -1,0 +1,217 @@
+"""The operator's pane actions: stream, watch, attach, send, the audit log. Each one is behind a
+screen or a confirmation, refuses a remote row or one without a pane, and is audited."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol
+
+from textual.app import App, SuspendNotSupported
+from textual.screen import Screen
+
+from fleet_tui.control.actions import Handover, OperatorActions
+from fleet_tui.control.panes import wait_for_ack
+from fleet_tui.core.sanitize import clean_text
+from fleet_tui.model.records import AgentRecord, FleetSnapshot
+from fleet_tui.service.poll import SnapshotSource
+from fleet_tui.ui.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
+from fleet_tui.ui.screens import FleetScreen
+from fleet_tui.ui.screens.stream import StreamScreen
+from fleet_tui.ui.widgets import FleetTable
+
+
+class Host(Protocol):
+    """What the actions need of the dashboard besides the App itself."""
+
+    source: SnapshotSource
+    actions: OperatorActions | None
+    fleet_screen: FleetScreen
+
+    @property
+    def snapshot(self) -> FleetSnapshot | None: ...
+
+    def request_poll(self, *, heartbeats_only: bool = False) -> None: ...
+    def show_screen(
+        self, screen: Screen[Any], callback: Callable[[Any], None] | None = None
+    ) -> None: ...
+
+
+class Operator:
+    """The actions of `app` (the running App) on the panes of `host`'s fleet (the same app)."""
+
+    def __init__(self, app: App[Any], host: Host) -> None:
+        self.app = app
+        self.host = host
+
+    def current_record(self) -> AgentRecord | None:
+        """The agent the operator is looking at: the detail's, the stream's, or the cursor's."""
+        screen = self.app.screen
+        key = getattr(screen, "key", None)
+        if key is None and isinstance(screen, StreamScreen):
+            key = screen.record.key
+        if key is None:
+            key = self.host.fleet_screen.query_one(FleetTable).cursor_key
+        if self.host.snapshot is None or key is None:
+            return None
+        return next((a for a in self.host.snapshot.agents if a.key == key), None)
+
+    def _actionable(self, verb: str, *, needs_actions: bool = True) -> AgentRecord | None:
+        record = self.current_record()
+        if record is None:
+            self.app.notify(f"{verb}: select an agent first", severity="warning")
+            return None
+        if record.remote:  # from the gateway: whatever its host name says, not this host's pane
+            local = self.host.snapshot.host if self.host.snapshot is not None else "this host"
+            self.app.notify(
+                f"{verb}: {clean_text(record.name, max_len=64)} runs on host "
+                f"{clean_text(record.host, max_len=64)}: "
+                f"panes are reached only on this host ({clean_text(local, max_len=64)})",
+                severity="warning",
+            )
+            return None
+        if record.tmux is None:
+            self.app.notify(f"{verb}: {record.name} has no tmux session", severity="warning")
+            return None
+        if needs_actions and self.host.actions is None:
+            self.app.notify(f"{verb}: not available in this view", severity="warning")
+            return None
+        return record
+
+    def stream(self) -> None:
+        record = self._actionable("stream", needs_actions=False)
+        if record is not None:
+            self.host.show_screen(StreamScreen(record))
+
+    def watch(self) -> None:
+        record = self._actionable("watch")
+        if record is not None:
+            self.hand_over(record, interactive=False)
+
+    def attach(self) -> None:
+        record = self._actionable("attach")
+        if record is None:
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.hand_over(record, interactive=True)
+            elif self.host.actions is not None:
+                self.host.actions.audit("attach", record, "declined", "confirmation cancelled")
+
+        self.host.show_screen(ConfirmAttachScreen(record), confirmed)
+
+    def hand_over(self, record: AgentRecord, *, interactive: bool) -> None:
+        """Give the terminal to `tmux attach` (read-only for watch) and come back on detach."""
+        assert self.host.actions is not None
+        verb = "attach" if interactive else "watch"
+        try:
+            handover = self.host.actions.handover(record, interactive=interactive)
+        except Exception as exc:
+            self.host.actions.audit(verb, record, "failed", clean_text(str(exc), max_len=200))
+            self.app.notify(f"{verb}: {clean_text(str(exc), max_len=200)}", severity="error")
+            return
+        if not handover.blocking:  # inside tmux: a popup or a client switch, we keep running
+            # `handover()` wrote the "started" record already; the end is audited by the run.
+            self.app.run_worker(
+                self._run_detached(verb, record, handover),
+                group="handover",
+                exit_on_error=False,
+            )
+            return
+        try:
+            with self.app.suspend():
+                rc = subprocess.call(handover.argv, env=handover.env)
+        except SuspendNotSupported:
+            self.host.actions.audit(verb, record, "failed", "this terminal cannot be handed over")
+            self.app.notify(f"{verb}: this terminal cannot be handed over", severity="error")
+            return
+        except OSError as exc:
+            self.host.actions.audit(verb, record, "failed", clean_text(str(exc), max_len=200))
+            self.app.notify(f"{verb}: {clean_text(str(exc), max_len=200)}", severity="error")
+            return
+        outcome = "detached" if rc == 0 else f"exit {rc}"
+        self.host.actions.audit(verb, record, outcome)
+        if rc != 0:
+            self.app.notify(f"{verb}: tmux exited with status {rc}", severity="error")
+        self.host.request_poll()
+
+    async def _run_detached(self, verb: str, record: AgentRecord, handover: Handover) -> None:
+        """Run a popup or client switch to its end; a failure is said on screen (and audited
+        by the actions that ran it)."""
+        run = getattr(self.host.actions, "run_detached", None)
+        if run is not None:
+            reason = await run(verb, record, handover)
+        else:  # actions without their own runner (tests' recording actions)
+            proc = await asyncio.create_subprocess_exec(
+                *handover.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                env=handover.env,
+            )
+            rc = await proc.wait()
+            reason = None if rc == 0 else f"tmux exited with status {rc}"
+        if reason:
+            self.app.notify(f"{verb}: {clean_text(reason, max_len=200)}", severity="error")
+        self.host.request_poll()
+
+    def message(self) -> None:
+        record = self._actionable("send")
+        if record is None:
+            return
+
+        def composed(text: str | None) -> None:
+            if text:
+                self._send(record, text)
+
+        self.host.show_screen(ComposeMessageScreen(record), composed)
+
+    def _send(self, record: AgentRecord, text: str) -> None:
+        self.app.run_worker(
+            partial(self._send_and_wait, record, text),
+            thread=True,
+            group="send",
+            exit_on_error=False,
+            description="send a message",
+        )
+
+    def _send_and_wait(self, record: AgentRecord, text: str) -> None:
+        assert self.host.actions is not None
+        spool = getattr(self.host.source, "spool", None)
+        before = spool.read_heartbeat(record.name).heartbeat if spool is not None else None
+        try:
+            result = self.host.actions.send(record, text)
+        except Exception as exc:
+            self.app.call_from_thread(
+                self.app.notify,
+                f"send to {record.name} failed: {clean_text(str(exc), max_len=200)}",
+                severity="error",
+            )
+            return
+        self.app.call_from_thread(
+            self.app.notify, f"sent to {record.name} ({result.length} chars); waiting for its ack…"
+        )
+        accepted = spool is not None and (
+            wait_for_ack(
+                lambda: spool.read_heartbeat(record.name).heartbeat,
+                before,
+                result.hash,
+                timeout_s=10.0,
+            )
+            is not None
+        )
+        if accepted:
+            self.app.call_from_thread(self.app.notify, f"{record.name} accepted the message")
+        else:
+            self.app.call_from_thread(
+                self.app.notify,
+                f"{record.name}: delivered, not confirmed within 10 s",
+                severity="warning",
+            )
+
+    def audit(self) -> None:
+        lines = self.host.actions.audit_lines() if self.host.actions is not None else []
+        self.host.show_screen(AuditScreen(lines))
