@@ -28,14 +28,13 @@ from fleet_tui.protocol.clock import utcnow
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
 from fleet_tui.service.scheduler import PollScheduler
-from fleet_tui.ui.context import Dashboard, OutputTarget
+from fleet_tui.ui.context import Dashboard, OutputTarget, screen_ready
 from fleet_tui.ui.crash import CrashGuard
 from fleet_tui.ui.keyhelp import binding_rows
 from fleet_tui.ui.operator import Operator
 from fleet_tui.ui.palette import FleetCommandPalette, FleetCommands
 from fleet_tui.ui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
 from fleet_tui.ui.screens.budget import BudgetScreen
-from fleet_tui.ui.screens.fleet import screen_ready
 from fleet_tui.ui.themes import register_themes, use_theme
 from fleet_tui.ui.widgets import FleetTable
 from fleet_tui.ui.workers import Polled, in_thread

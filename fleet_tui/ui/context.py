@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
 
 from fleet_tui.control.actions import OperatorActions
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
@@ -66,3 +68,28 @@ class InApp(Protocol):
 def dashboard_of(node: InApp) -> Dashboard:
     """The dashboard `node` runs in (the running app, seen through `Dashboard`)."""
     return cast(Dashboard, node.app)
+
+
+def on_stack(screen: Screen[Any]) -> bool:
+    """True while `screen` is on the app's stack and the app is not exiting. A popped screen
+    leaves the stack at once and loses its widgets a few turns of the loop later, while it is
+    removed; from then on nothing may query them."""
+    return screen.is_attached and screen in screen.app.screen_stack
+
+
+def screen_ready(screen: Screen[Any]) -> bool:
+    """True while `screen` has composed and mounted and is on the stack: the only time its
+    widgets can be queried. A screen just pushed has not composed yet (its compose runs on a
+    later turn of the loop); a popped one loses its widgets while it is removed."""
+    return screen.is_mounted and on_stack(screen)
+
+
+def pane_action_bindings(scope: str) -> list[Binding]:
+    """The keys of the operator's pane actions (the app's, on the agent in view), with the ids
+    `scope.stream`, `scope.watch`, `scope.attach`, `scope.message` for the keymap."""
+    return [
+        Binding("s", "app.stream", "Stream", id=f"{scope}.stream"),
+        Binding("w", "app.watch", "Watch", id=f"{scope}.watch"),
+        Binding("a", "app.attach", "Attach…", id=f"{scope}.attach"),
+        Binding("m", "app.message", "Send…", id=f"{scope}.message"),
+    ]

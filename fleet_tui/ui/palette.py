@@ -79,7 +79,7 @@ class FleetCommandPalette(CommandPalette):
       table. A palette that is no longer the current screen ignores its keys."""
 
     def _is_open(self) -> bool:
-        return self.is_attached and not self._closing and self.app.screen is self
+        return self.is_attached and self.app.screen is self
 
     def _action_escape(self) -> None:
         if self._is_open():

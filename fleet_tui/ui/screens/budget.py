@@ -18,7 +18,7 @@ from textual.widgets import Footer, Static
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.present import budget_fmt as fmt
 from fleet_tui.service.budgets import BudgetReport
-from fleet_tui.ui.context import Dashboard, dashboard_of
+from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack
 from fleet_tui.ui.widgets.budget_panel import BudgetAccountPanel
 from fleet_tui.ui.workers import in_thread
 
@@ -150,7 +150,7 @@ class BudgetScreen(Screen[None]):
         self._show_report()
 
     def _show_report(self) -> None:
-        if self._closing or self._closed or self._pruning:
+        if not on_stack(self):
             return  # left while the budgets were read
         now = self.dashboard.clock()
         report = self.report

@@ -37,7 +37,7 @@ from fleet_tui.present.columns import (
     human_tokens,
     shown_state,
 )
-from fleet_tui.ui.context import Dashboard, dashboard_of
+from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack, pane_action_bindings
 from fleet_tui.ui.widgets.header import HEALTH_STYLE
 
 DRIFT_EXPLAINED = {
@@ -225,10 +225,7 @@ class AgentDetailScreen(Screen[None]):
 
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back", id="detail.back"),
-        Binding("s", "app.stream", "Stream", id="detail.stream"),
-        Binding("w", "app.watch", "Watch", id="detail.watch"),
-        Binding("a", "app.attach", "Attach…", id="detail.attach"),
-        Binding("m", "app.message", "Send…", id="detail.message"),
+        *pane_action_bindings("detail"),
     ]
 
     def __init__(self, key: str) -> None:
@@ -267,7 +264,7 @@ class AgentDetailScreen(Screen[None]):
     # while it is removed; under a stream it is hidden. Whatever arrives then is not shown
     # from here: `on_mount` and `on_screen_resume` read the app's latest snapshot instead.
     def _widgets_ready(self) -> bool:
-        return self._composed and not (self._closing or self._closed or self._pruning)
+        return self._composed and on_stack(self)
 
     def on_mount(self) -> None:
         self._composed = True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,7 +14,7 @@ from textual.widgets import Footer, Input, Static
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
 from fleet_tui.present.view import FleetView
-from fleet_tui.ui.context import Dashboard, dashboard_of
+from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack, pane_action_bindings
 from fleet_tui.ui.widgets import FleetHeader, FleetTable
 
 SORT_BINDINGS = [
@@ -30,13 +29,6 @@ SORT_BINDINGS = [
     ("K", "tokens", "tokens today"),
     ("P", "budget", "budget"),
 ]
-
-
-def screen_ready(screen: Screen[Any]) -> bool:
-    """True while `screen` has composed and mounted and is not being removed: the only time its
-    widgets can be queried. A screen just pushed has not composed yet (its compose runs on a later
-    turn of the loop); a popped one loses its widgets while it is removed."""
-    return screen.is_mounted and not (screen._closing or screen._closed or screen._pruning)
 
 
 def empty_text(snapshot: FleetSnapshot | None, error: str | None, view: FleetView) -> Text:
@@ -92,10 +84,7 @@ class FleetScreen(Screen[None]):
     """The main screen. The app hands it snapshots; it keeps its own view (filter, sort)."""
 
     BINDINGS = [
-        Binding("s", "app.stream", "Stream", id="fleet.stream"),
-        Binding("w", "app.watch", "Watch", id="fleet.watch"),
-        Binding("a", "app.attach", "Attach…", id="fleet.attach"),
-        Binding("m", "app.message", "Send…", id="fleet.message"),
+        *pane_action_bindings("fleet"),
         Binding("slash", "filter", "Filter", id="fleet.filter"),
         Binding("asterisk", "waiting", "★ Waiting", id="fleet.waiting"),
         Binding("A", "toggle_all", "All sessions", show=False, id="fleet.all"),
@@ -142,7 +131,7 @@ class FleetScreen(Screen[None]):
         self._composed = False
 
     def _widgets_ready(self) -> bool:
-        return self._composed and not (self._closing or self._closed or self._pruning)
+        return self._composed and on_stack(self)
 
     def _tick_header(self) -> None:
         if self.dashboard.polling_paused or not self._widgets_ready():

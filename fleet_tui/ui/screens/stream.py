@@ -38,7 +38,7 @@ from fleet_tui.control.actions import StreamActions
 from fleet_tui.core.sanitize import StreamSanitizer, clean_text, sanitize_stream
 from fleet_tui.model.records import AgentRecord
 from fleet_tui.present.ansi import ansi_to_text
-from fleet_tui.ui.context import Dashboard, dashboard_of
+from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack
 from fleet_tui.ui.widgets.stream_log import MAX_LINES, StreamLog
 
 if TYPE_CHECKING:
@@ -316,10 +316,7 @@ class StreamScreen(Screen[None]):
     def _still_wanted(self) -> bool:
         """False once the screen left or the app is exiting (the thread must end by itself:
         asyncio waits for executor threads when the app stops)."""
-        app = self.app
-        return not (
-            self._stop_follow or self._closing or self._closed or app._closing or app._closed
-        )
+        return not self._stop_follow and on_stack(self)
 
     def on_unmount(self) -> None:
         self._stop_follow = True
