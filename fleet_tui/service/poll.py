@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +24,8 @@ from fleet_tui.config.fleet import FleetConfig, load_configured_roster
 from fleet_tui.config.identity import local_identity
 from fleet_tui.core.merge import GatewayView, RemoteHostData, clean_remote, merge_snapshots
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
+from fleet_tui.protocol.clock import utcnow
+from fleet_tui.protocol.files import atomic_write
 from fleet_tui.remote.client import GatewayClient, parse_snapshot_answer
 from fleet_tui.remote.connection import Backoff, GatewayError, GatewaySettings
 from fleet_tui.service.collector import BudgetProvider, FleetCollector, UsageProvider
@@ -57,10 +57,6 @@ class SnapshotSource(Protocol):
         """A stamp that changes when the pane shows something new."""
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class GatewayFeed:
     """The gateway's hosts for the dashboard: fetched in a background thread, never two at
     once, skipped while backing off after failures; `view()` is what is known now."""
@@ -70,7 +66,7 @@ class GatewayFeed:
         settings: GatewaySettings,
         *,
         client: GatewayClient | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         backoff: Backoff | None = None,
         cache_path: Path | None = None,
     ) -> None:
@@ -171,14 +167,7 @@ class GatewayFeed:
         doc = {"v": 1, "url": self.settings.url, "tenant": tenant,
                "answered_at": answered_at.isoformat(), "answer": raw}  # fmt: skip
         with contextlib.suppress(OSError, TypeError, ValueError):
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            try:
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(doc, fh)
-                os.replace(tmp, path)
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+            atomic_write(path, json.dumps(doc))
 
     def _fetch(self, tenant: str) -> None:
         try:
@@ -242,7 +231,7 @@ def collect_with_gateway(
     settings: GatewaySettings,
     *,
     tenant: str | None = None,
-    clock: Callable[[], datetime] = _utcnow,
+    clock: Callable[[], datetime] = utcnow,
     collector: FleetCollector | None = None,
 ) -> FleetSnapshot:
     """One merged snapshot (for `ps`): the gateway is asked while the local view is collected,
@@ -272,7 +261,7 @@ class LiveSource:
         *,
         systemd_interval_s: float = 30.0,
         gateway: GatewaySettings | GatewayFeed | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         usage_provider: UsageProvider | None = None,
         budget_provider: BudgetProvider | None = None,
         provider_interval_s: float = 10.0,
