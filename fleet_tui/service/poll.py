@@ -15,13 +15,14 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from fleet_tui.config.fleet import FleetConfig, load_configured_roster
 from fleet_tui.config.identity import local_identity
+from fleet_tui.core.infer import DEFAULT_RULES, InferenceRules
 from fleet_tui.core.merge import GatewayView, RemoteHostData, clean_remote, merge_snapshots
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
 from fleet_tui.protocol.clock import utcnow
@@ -265,12 +266,16 @@ class LiveSource:
         usage_provider: UsageProvider | None = None,
         budget_provider: BudgetProvider | None = None,
         provider_interval_s: float = 10.0,
+        inference: InferenceRules = DEFAULT_RULES,
+        inference_notices: Sequence[str] = (),
     ) -> None:
         self.collector = FleetCollector(
             config,
             runner=runner,
             keep_last_good=True,
             systemd_interval_s=systemd_interval_s,
+            inference=inference,
+            inference_notices=inference_notices,
             usage_provider=usage_provider,
             budget_provider=budget_provider,
             provider_interval_s=provider_interval_s,

@@ -1,46 +1,45 @@
-"""FleetApp: the dashboard. A thin App: settings, themes, the first screen, and the poller.
+"""FleetApp: the dashboard, top to bottom: settings and themes, the first screen, polling,
+navigation, the operator's keys, and `run_dashboard` (the app on the live sources).
 
-Polling: one thread worker at a time (polls never overlap: the next is armed when the last one
-ends), a watchfiles worker on the heartbeat spool that asks for a poll within a second of a new
-heartbeat, and no polling while another program holds the terminal (suspend).
+When to poll is service.scheduler.PollScheduler's (never two polls at once; the next full poll is
+armed when the last one ends; none while another program holds the terminal). A poll runs in a
+thread worker and lands here as a `Polled` message; a watchfiles worker on the heartbeat spool
+asks for a heartbeat-only poll within a second of a new heartbeat. The pane actions are
+ui.operator's, the stack's safety ui.stack's, the themes and the key help their own modules'.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-from textual import work
 from textual.app import App
-from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.command import CommandPalette
-from textual.screen import Screen
 
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.control.actions import OperatorActions
-from fleet_tui.model.records import AgentRecord, FleetSnapshot
+from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.protocol.clock import utcnow
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
 from fleet_tui.service.scheduler import PollScheduler
-from fleet_tui.ui.context import Dashboard, OutputTarget, screen_ready
+from fleet_tui.ui.context import Dashboard, screen_ready
 from fleet_tui.ui.crash import CrashGuard
 from fleet_tui.ui.keyhelp import binding_rows
 from fleet_tui.ui.operator import Operator
 from fleet_tui.ui.palette import FleetCommandPalette, FleetCommands
 from fleet_tui.ui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
 from fleet_tui.ui.screens.budget import BudgetScreen
+from fleet_tui.ui.stack import StackedApp
 from fleet_tui.ui.themes import register_themes, use_theme
 from fleet_tui.ui.widgets import FleetTable
-from fleet_tui.ui.workers import Polled, in_thread
+from fleet_tui.ui.workers import Polled, in_thread, watch_folder
 
-SHOW_RETRY_S = 0.02
-SHOW_TRIES = 100  # 2 s
+# 50 agents beating every 10 s are 5 changes a second: one refresh per second shows each within
+# about a second and keeps the dashboard idle.
 HEARTBEAT_REFRESH_S = 1.0
 
 
@@ -51,7 +50,7 @@ def styles_dir() -> Path:
     return inside if inside.is_dir() else package.parent / "styles"
 
 
-class FleetApp(CrashGuard, App[int]):
+class FleetApp(CrashGuard, StackedApp):
     CSS_PATH = str(styles_dir() / "app.tcss")
     TITLE = "fleet-tui"
     COMMANDS = App.COMMANDS | {FleetCommands}
@@ -120,7 +119,7 @@ class FleetApp(CrashGuard, App[int]):
         use_theme(self, self.settings.theme)
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
-        self.fleet_screen = FleetScreen()
+        self.fleet_screen = self.base_screen = FleetScreen()
         self.push_screen(self.fleet_screen)
         if self._startup_notice:
             self.notify(self._startup_notice, severity="warning", timeout=10)
@@ -129,7 +128,14 @@ class FleetApp(CrashGuard, App[int]):
         if self.polling.enabled:
             self.request_poll()
             if self._watch_enabled and self.source.watch_dir is not None:
-                self.watch_spool(self.source.watch_dir)
+                beat = partial(self.request_poll, heartbeats_only=True)
+                watch = watch_folder(self.source.watch_dir, beat, every_s=HEARTBEAT_REFRESH_S)
+                self.run_worker(
+                    watch,
+                    group="watch",
+                    exit_on_error=False,
+                    description="watch the heartbeat spool",
+                )
 
     # -- polling (when: the scheduler; how: a thread worker; the result: a Polled message) ---
     def request_poll(self, *, heartbeats_only: bool = False) -> None:
@@ -167,74 +173,13 @@ class FleetApp(CrashGuard, App[int]):
     def heartbeat_history(self, key: str) -> list[float]:
         return self.polling.history(key)
 
-    @work(group="watch", exit_on_error=False, description="watch the heartbeat spool")
-    async def watch_spool(self, folder: Path) -> None:
-        from watchfiles import awatch
-
-        while True:
-            try:
-                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-                break
-            except OSError:  # not ours to create (yet): the timer polls keep working
-                await asyncio.sleep(5.0)
-        self.request_poll(heartbeats_only=True)  # whatever arrived before the watch began
-        async for _changes in awatch(folder, debounce=200, step=50, recursive=False):
-            self.request_poll(heartbeats_only=True)
-            # 50 agents beating every 10 s are 5 changes a second: one refresh per second
-            # shows each within about a second and keeps the dashboard idle (changes made
-            # meanwhile are collected by the watcher and arrive as the next batch).
-            await asyncio.sleep(HEARTBEAT_REFRESH_S)
-
     def _on_suspend(self, app: App[object]) -> None:
         self.polling.pause()
 
     def _on_resume(self, app: App[object]) -> None:
         self.polling.resume()
 
-    # -- pane capture for the detail screen ------------------------------------------------
-    def request_capture(self, screen: OutputTarget, record: AgentRecord) -> None:
-        self._capture(screen, record)
-
-    @work(
-        thread=True,
-        group="capture",
-        exclusive=True,
-        exit_on_error=False,
-        description="capture a pane",
-    )
-    def _capture(self, screen: OutputTarget, record: AgentRecord) -> None:
-        try:
-            lines = self.source.capture(record)
-            self.call_from_thread(screen.show_output, lines, None, record.key)
-        except Exception as exc:  # a failing capture is shown, never a crash
-            self.call_from_thread(
-                screen.show_output, None, f"output not available: {exc}", record.key
-            )
-
     # -- navigation ------------------------------------------------------------------------
-    def show_screen(
-        self,
-        screen: Screen[Any],
-        callback: Callable[[Any], None] | None = None,
-        *,
-        tries: int = SHOW_TRIES,
-    ) -> None:
-        """Push `screen`, once no screen of the same id is left over.
-
-        A popped screen is removed about 30 ms later (a turn of the loop or a few): a screen of
-        the same id pushed meanwhile (`s`, `esc`, `s` typed fast) would clash with it, a crash
-        (DuplicateIds). Then the push waits for the old one to go, checking every 20 ms."""
-        # The app's own node list is what refuses a duplicate id (`children` shows one screen).
-        busy = screen.id is not None and self._nodes._get_by_id(screen.id) not in (None, screen)
-        if not busy:
-            self.push_screen(screen, callback)
-        elif tries > 0:
-            self.set_timer(
-                SHOW_RETRY_S, partial(self.show_screen, screen, callback, tries=tries - 1)
-            )
-        else:
-            self.notify("the previous screen is still closing: try again", severity="warning")
-
     def open_detail(self, key: str) -> None:
         """Show an agent's detail. A detail screen already open (e.g. from the palette, on it
         or under a stream) is reused for the new agent: one detail on the stack, never two."""
@@ -249,16 +194,6 @@ class FleetApp(CrashGuard, App[int]):
     def go_to_agent(self, key: str) -> None:
         self.action_show_fleet()
         self.fleet_screen.go_to_agent(key)
-
-    def pop_screen(self) -> AwaitComplete:
-        """Pop the top screen, never the fleet screen: the dashboard's base.
-
-        Textual closes a screen (`dismiss`, `app.pop_screen` bindings) by popping whatever is
-        on top: a close handled after its screen had already gone (a key queued behind the
-        one that closed it) popped the fleet screen, a blank terminal and a crash later."""
-        if self._screen_stack and self.screen is getattr(self, "fleet_screen", None):
-            return AwaitComplete(asyncio.sleep(0))
-        return super().pop_screen()
 
     def action_show_fleet(self) -> None:
         while self.screen is not self.fleet_screen and len(self.screen_stack) > 1:
@@ -326,7 +261,7 @@ def _is_a_dashboard(app: FleetApp) -> Dashboard:
 def run_dashboard(config: object, *, settings: DashboardSettings | None = None) -> int:
     """Start the dashboard on the live sources (blocks until the operator quits)."""
     from fleet_tui.config.fleet import FleetConfig
-    from fleet_tui.config.settings import load_settings
+    from fleet_tui.config.settings import load_inference_rules, load_settings
     from fleet_tui.service.poll import LiveSource
 
     assert isinstance(config, FleetConfig)
@@ -338,11 +273,14 @@ def run_dashboard(config: object, *, settings: DashboardSettings | None = None) 
     from fleet_tui.service.providers import budget_provider, dashboard_usage_provider
 
     budgets = LiveBudgetSource.for_config(config)
+    rules, rule_notices = load_inference_rules()  # the settings file's `inference` section
     source = LiveSource(
         config,
         systemd_interval_s=settings.systemd_interval_s,
         usage_provider=dashboard_usage_provider(config),
         budget_provider=budget_provider(budgets),
+        inference=rules,
+        inference_notices=rule_notices,
     )
     actions = LiveActions(source.runner, config.state_dir, config)
     app = FleetApp(

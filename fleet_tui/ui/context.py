@@ -14,17 +14,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from fleet_tui.control.actions import OperatorActions
-from fleet_tui.model.records import AgentRecord, FleetSnapshot
+from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
-
-
-class OutputTarget(Protocol):
-    """A screen that shows a captured pane (lines, or why there are none) of agent `key`."""
-
-    def show_output(
-        self, lines: list[str] | None, error: str | None = None, key: str | None = None
-    ) -> None: ...
 
 
 class Dashboard(Protocol):
@@ -45,7 +37,6 @@ class Dashboard(Protocol):
     def polling_paused(self) -> bool: ...
 
     def heartbeat_history(self, key: str) -> list[float]: ...
-    def request_capture(self, screen: OutputTarget, record: AgentRecord) -> None: ...
     def open_detail(self, key: str) -> None: ...
     def go_to_agent(self, key: str) -> None: ...
     def binding_rows(self) -> list[tuple[str, str, str]]: ...

@@ -7,7 +7,9 @@ result: on the event loop, in order, with no Worker.StateChanged bookkeeping by 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from textual.dom import DOMNode
@@ -58,3 +60,20 @@ class Polled(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, Polled)
+
+
+async def watch_folder(folder: Path, changed: Callable[[], None], *, every_s: float) -> None:
+    """Call `changed()` now and whenever files of `folder` change, at most once per `every_s`
+    (changes made meanwhile are collected by the watcher and arrive as the next batch)."""
+    from watchfiles import awatch
+
+    while True:
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            break
+        except OSError:  # not ours to create (yet): the timer polls keep working
+            await asyncio.sleep(5.0)
+    changed()  # whatever arrived before the watch began
+    async for _changes in awatch(folder, debounce=200, step=50, recursive=False):
+        changed()
+        await asyncio.sleep(every_s)

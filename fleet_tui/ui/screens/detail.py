@@ -7,12 +7,14 @@ here before it reaches a widget, and nothing is ever parsed as markup.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
 
@@ -39,6 +41,7 @@ from fleet_tui.present.columns import (
 )
 from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack, pane_action_bindings
 from fleet_tui.ui.widgets.header import HEALTH_STYLE
+from fleet_tui.ui.workers import in_thread
 
 DRIFT_EXPLAINED = {
     Drift.MISSING_SESSION: "always-on in the roster, but no tmux session runs it",
@@ -220,6 +223,14 @@ def chart_title(history: list[float], has_heartbeat: bool = True) -> Text:
     return t
 
 
+class Captured(Message):
+    """A capture of agent `key`'s pane: its lines, or why there are none."""
+
+    def __init__(self, key: str, lines: list[str] | None, error: str | None) -> None:
+        super().__init__()
+        self.key, self.lines, self.error = key, lines, error
+
+
 class AgentDetailScreen(Screen[None]):
     """Pushed with `enter` on a row; follows the agent as snapshots arrive."""
 
@@ -328,7 +339,13 @@ class AgentDetailScreen(Screen[None]):
             )
         elif activity != self._last_activity:
             self._last_activity = activity
-            self.dashboard.request_capture(self, r)
+            capture = partial(self.dashboard.source.capture, r)
+            done = partial(Captured, r.key)
+            in_thread(self, capture, done, name="capture", description="capture a pane")
+
+    def on_captured(self, message: Captured) -> None:
+        error = None if message.error is None else f"output not available: {message.error}"
+        self.show_output(message.lines, error, message.key)
 
     def show_output(
         self, lines: list[str] | None, error: str | None = None, key: str | None = None
