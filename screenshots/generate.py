@@ -2,7 +2,7 @@
 
     .venv/bin/python screenshots/generate.py [WORD]   # WORD: only the shots whose name has it
 
-The same fleets as the snapshot tests (fleet_tui/fixtures.py): no tmux, a fixed clock.
+The same fleets as the snapshot tests (fleet_tui/testing/fleets.py): no tmux, a fixed clock.
 """
 
 from __future__ import annotations
@@ -13,16 +13,22 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from fleet_tui.app import FleetApp
+from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.errors import TmuxNotInstalled
-from fleet_tui.fixtures import NOW, FixedSource, RecordingActions, empty_snapshot, fleet_snapshot
-from fleet_tui.fixtures_budget import (
+from fleet_tui.testing.budgets import (
     FixedBudgetSource,
     broken_budgets_report,
     budget_report,
     missing_budgets_report,
 )
-from fleet_tui.settings import DashboardSettings
+from fleet_tui.testing.fleets import (
+    NOW,
+    FixedSource,
+    RecordingActions,
+    empty_snapshot,
+    fleet_snapshot,
+)
+from fleet_tui.ui.app import FleetApp
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,20 +37,39 @@ SHOTS: list[tuple[str, Callable[[], FixedSource], tuple[int, int], tuple[str, ..
     ("fleet-80x24", lambda: FixedSource(fleet_snapshot()), (80, 24), ()),
     ("fleet-filter-waiting", lambda: FixedSource(fleet_snapshot()), (120, 30), ("asterisk",)),
     ("fleet-sorted-by-health", lambda: FixedSource(fleet_snapshot()), (120, 30), ("H",)),
-    ("fleet-degraded", lambda: FixedSource(fleet_snapshot(hung=True, systemd=False, roster=False)), (120, 30), ()),
+    (
+        "fleet-degraded",
+        lambda: FixedSource(fleet_snapshot(hung=True, systemd=False, roster=False)),
+        (120, 30),
+        (),
+    ),
     ("detail", lambda: FixedSource(fleet_snapshot()), (120, 40), ("down", "down", "enter")),
     ("detail-inferred", lambda: FixedSource(fleet_snapshot()), (120, 40), (*["down"] * 6, "enter")),
     ("help", lambda: FixedSource(fleet_snapshot()), (120, 40), ("question_mark",)),
     ("stream", lambda: FixedSource(fleet_snapshot()), (120, 30), ("s",)),
     ("attach-confirm", lambda: FixedSource(fleet_snapshot()), (120, 30), ("a",)),
-    ("send-composer", lambda: FixedSource(fleet_snapshot()), (120, 30), ("m", *"please", "space", *"rebase")),
+    (
+        "send-composer",
+        lambda: FixedSource(fleet_snapshot()),
+        (120, 30),
+        ("m", *"please", "space", *"rebase"),
+    ),
     ("audit-log", lambda: FixedSource(fleet_snapshot()), (120, 30), ("L",)),
     ("empty-fleet", lambda: FixedSource(empty_snapshot()), (100, 24), ()),
-    ("no-tmux", lambda: FixedSource(TmuxNotInstalled("tmux is not installed (no 'tmux' on PATH); install it, e.g. 'apt-get install tmux'")), (100, 24), ()),
+    (
+        "no-tmux",
+        lambda: FixedSource(
+            TmuxNotInstalled(
+                "tmux is not installed (no 'tmux' on PATH); install it, e.g. 'apt-get install tmux'"
+            )
+        ),
+        (100, 24),
+        (),
+    ),
 ]
 
 
-# The budget screen (`b`) on the fixed budgets of fleet_tui/fixtures_budget.py.
+# The budget screen (`b`) on the fixed budgets of fleet_tui/testing/budgets.py.
 BUDGET_SHOTS: list[tuple[str, Callable[[], FixedBudgetSource], tuple[int, int]]] = [
     ("budget-160x48", lambda: FixedBudgetSource(budget_report()), (160, 48)),
     ("budget-80x24", lambda: FixedBudgetSource(budget_report()), (80, 24)),
@@ -53,8 +78,21 @@ BUDGET_SHOTS: list[tuple[str, Callable[[], FixedBudgetSource], tuple[int, int]]]
 ]
 
 
-async def shoot(name: str, source: FixedSource, size: tuple[int, int], keys: tuple[str, ...], budgets: FixedBudgetSource | None = None) -> Path:
-    app = FleetApp(source, actions=RecordingActions(), settings=DashboardSettings(poll_interval_s=3600), clock=lambda: NOW + timedelta(seconds=1), watch=False, budget_source=budgets)
+async def shoot(
+    name: str,
+    source: FixedSource,
+    size: tuple[int, int],
+    keys: tuple[str, ...],
+    budgets: FixedBudgetSource | None = None,
+) -> Path:
+    app = FleetApp(
+        source,
+        actions=RecordingActions(),
+        settings=DashboardSettings(poll_interval_s=3600),
+        clock=lambda: NOW + timedelta(seconds=1),
+        watch=False,
+        budget_source=budgets,
+    )
     async with app.run_test(size=size) as pilot:
         for _ in range(100):
             await pilot.pause()
