@@ -20,8 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from fleet_tui.config.fleet import FleetConfig, load_configured_roster
-from fleet_tui.config.identity import local_identity
+from fleet_tui.config.fleet import FleetConfig, configured_identity
 from fleet_tui.core.infer import DEFAULT_RULES, InferenceRules
 from fleet_tui.core.merge import GatewayView, RemoteHostData, clean_remote, merge_snapshots
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
@@ -238,8 +237,7 @@ def collect_with_gateway(
     """One merged snapshot (for `ps`): the gateway is asked while the local view is collected,
     and waited for at most its own deadline."""
     collector = collector or FleetCollector(config)
-    loaded = load_configured_roster(config)
-    asked = tenant or local_identity(loaded.roster if loaded else None)[0]
+    asked = tenant or configured_identity(config)[0]
     feed = GatewayFeed(settings, clock=clock, cache_path=config.state_dir / GATEWAY_CACHE)
     try:
         feed.kick(asked)
@@ -299,10 +297,9 @@ class LiveSource:
     def _local_tenant(self) -> str | None:
         if self._tenant is None:
             try:
-                loaded = load_configured_roster(self.collector.config)
+                self._tenant = configured_identity(self.collector.config)[0]
             except Exception:  # the local poll reports a bad roster; the gateway waits
                 return None
-            self._tenant = local_identity(loaded.roster if loaded else None)[0]
         return self._tenant
 
     def poll(self, *, heartbeats_only: bool = False) -> FleetSnapshot:
