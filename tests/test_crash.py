@@ -12,7 +12,7 @@ import pytest
 from conftest import FleetEnv
 
 import fleet_tui.cli.main
-import fleet_tui.ui.app
+import fleet_tui.ui.launch
 from fleet_tui.cli.main import main
 from fleet_tui.ui import crash
 
@@ -24,7 +24,7 @@ def _crashing_dashboard(config: object) -> int:
 
 @pytest.fixture
 def crashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fleet_tui.ui.app, "run_dashboard", _crashing_dashboard)
+    monkeypatch.setattr(fleet_tui.ui.launch, "run_dashboard", _crashing_dashboard)
     monkeypatch.setattr(fleet_tui.cli.main, "_has_tty", lambda: True)
 
 

@@ -498,7 +498,7 @@ def test_the_dashboard_verb_hands_its_gateway_flags_to_the_live_source(
     fleet_env: FleetEnv, fake: FakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import fleet_tui.cli.main
-    import fleet_tui.ui.app
+    import fleet_tui.ui.launch
     from fleet_tui.cli.main import main
 
     seen: list[LiveSource] = []
@@ -507,7 +507,7 @@ def test_the_dashboard_verb_hands_its_gateway_flags_to_the_live_source(
         seen.append(LiveSource(config))
         return 0
 
-    monkeypatch.setattr(fleet_tui.ui.app, "run_dashboard", fake_dashboard)
+    monkeypatch.setattr(fleet_tui.ui.launch, "run_dashboard", fake_dashboard)
     monkeypatch.setattr(fleet_tui.cli.main, "_has_tty", lambda: True)  # pytest's stdio is no TTY
     monkeypatch.setenv("MOSAIC_FLEET_GATEWAY_TOKEN", TOKEN)
     assert main(["--gateway", fake.url, "--insecure"]) == 0

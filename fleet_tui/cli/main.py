@@ -712,7 +712,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
             "the dashboard needs a terminal (stdin and stdout must be a TTY); "
             "'fleet-tui ps' prints the table"
         )
-    from fleet_tui.ui import app, crash
+    from fleet_tui.ui import crash, launch
 
     gateway = gateway_from_args(args)
     config = config_from_args(args)
@@ -720,7 +720,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     crash.arm(config.state_dir)
     try:
         try:
-            code = app.run_dashboard(config)
+            code = launch.run_dashboard(config)
         except Exception as exc:  # escaped the app (start-up, teardown): the same crash log
             if os.environ.get("FLEET_TUI_DEBUG"):
                 raise

@@ -1,5 +1,5 @@
 """FleetApp: the dashboard, top to bottom: settings and themes, the first screen, polling,
-navigation, the operator's keys, and `run_dashboard` (the app on the live sources).
+navigation and the operator's keys. `ui.launch.run_dashboard` starts it on the live sources.
 
 When to poll is service.scheduler.PollScheduler's (never two polls at once; the next full poll is
 armed when the last one ends; none while another program holds the terminal). A poll runs in a
@@ -256,43 +256,3 @@ class FleetApp(CrashGuard, StackedApp):
 
 def _is_a_dashboard(app: FleetApp) -> Dashboard:
     return app  # mypy checks here that the app is what its screens expect
-
-
-def run_dashboard(config: object, *, settings: DashboardSettings | None = None) -> int:
-    """Start the dashboard on the live sources (blocks until the operator quits)."""
-    from fleet_tui.config.fleet import FleetConfig
-    from fleet_tui.config.settings import load_inference_rules, load_settings
-    from fleet_tui.service.poll import LiveSource
-
-    assert isinstance(config, FleetConfig)
-    notice = None
-    if settings is None:
-        settings, notice = load_settings()
-    from fleet_tui.control.actions import LiveActions
-    from fleet_tui.service.budgets import LiveBudgetSource
-    from fleet_tui.service.providers import budget_provider, dashboard_usage_provider
-
-    budgets = LiveBudgetSource.for_config(config)
-    rules, rule_notices = load_inference_rules()  # the settings file's `inference` section
-    source = LiveSource(
-        config,
-        systemd_interval_s=settings.systemd_interval_s,
-        usage_provider=dashboard_usage_provider(config),
-        budget_provider=budget_provider(budgets),
-        inference=rules,
-        inference_notices=rule_notices,
-    )
-    actions = LiveActions(source.runner, config.state_dir, config)
-    app = FleetApp(
-        source, settings=settings, startup_notice=notice, actions=actions, budget_source=budgets
-    )
-    if source.gateway is not None:
-        # A gateway answer shows at once (a cheap rejoin), not at the next timer poll.
-        source.gateway.on_answer = lambda: app.call_from_thread(
-            app.request_poll, heartbeats_only=True
-        )
-    try:
-        app.run()
-    finally:
-        source.close()
-    return 0

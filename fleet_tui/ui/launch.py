@@ -1,0 +1,49 @@
+"""Start the dashboard on the live sources: the settings file, the fleet's sources, budgets and
+operator actions wired to a FleetApp, and the sources closed when the operator quits.
+
+Kept apart from ui.app so the App reads as the dashboard alone, and so the CLI (and tests) can
+replace this one function.
+"""
+
+from __future__ import annotations
+
+from fleet_tui.config.fleet import FleetConfig
+from fleet_tui.config.settings import DashboardSettings, load_inference_rules, load_settings
+from fleet_tui.control.actions import LiveActions
+from fleet_tui.service.budgets import LiveBudgetSource
+from fleet_tui.service.poll import LiveSource
+from fleet_tui.service.providers import budget_provider, dashboard_usage_provider
+from fleet_tui.ui.app import FleetApp
+
+
+def run_dashboard(config: FleetConfig, *, settings: DashboardSettings | None = None) -> int:
+    """Start the dashboard on the live sources (blocks until the operator quits)."""
+
+    notice = None
+    if settings is None:
+        settings, notice = load_settings()
+
+    budgets = LiveBudgetSource.for_config(config)
+    rules, rule_notices = load_inference_rules()  # the settings file's `inference` section
+    source = LiveSource(
+        config,
+        systemd_interval_s=settings.systemd_interval_s,
+        usage_provider=dashboard_usage_provider(config),
+        budget_provider=budget_provider(budgets),
+        inference=rules,
+        inference_notices=rule_notices,
+    )
+    actions = LiveActions(source.runner, config.state_dir, config)
+    app = FleetApp(
+        source, settings=settings, startup_notice=notice, actions=actions, budget_source=budgets
+    )
+    if source.gateway is not None:
+        # A gateway answer shows at once (a cheap rejoin), not at the next timer poll.
+        source.gateway.on_answer = lambda: app.call_from_thread(
+            app.request_poll, heartbeats_only=True
+        )
+    try:
+        app.run()
+    finally:
+        source.close()
+    return 0
