@@ -2,6 +2,7 @@
 
 ```yaml
 theme: fleet-dark          # or fleet-light, or any Textual theme
+glyphs: auto               # unicode, ascii, or auto: ascii unless the locale is UTF-8
 poll_interval_s: 2         # tmux, processes and heartbeats
 systemd_interval_s: 30
 keymap:                    # binding id -> keys (see the help screen, `?`, for the ids)
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from fleet_tui.config.paths import _xdg
 from fleet_tui.core.infer import ACTIVE_WITHIN_S, InferenceRules, compile_rules
 from fleet_tui.core.sanitize import clean_text
+from fleet_tui.present.glyphs import GlyphMode
 from fleet_tui.protocol.files import read_regular
 
 SETTINGS_LIMIT = 1024 * 1024  # bytes: a settings file is a few hundred
@@ -94,6 +96,7 @@ class DashboardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     theme: str = "fleet-dark"
+    glyphs: GlyphMode = "auto"
     poll_interval_s: float = Field(default=2.0, ge=0.2, le=3600)
     systemd_interval_s: float = Field(default=30.0, ge=1, le=86400)
     keymap: dict[str, str] = Field(default_factory=dict)

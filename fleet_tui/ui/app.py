@@ -10,6 +10,7 @@ ui.operator's, the stack's safety ui.stack's, the themes and the key help their 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -22,6 +23,7 @@ from textual.command import CommandPalette
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.control.actions import OperatorActions
 from fleet_tui.model.records import FleetSnapshot
+from fleet_tui.present.glyphs import choose_ascii
 from fleet_tui.protocol.clock import utcnow
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
@@ -81,6 +83,8 @@ class FleetApp(CrashGuard, StackedApp):
         self.budget_source = budget_source
         self.actions = actions
         self.settings = settings or DashboardSettings()
+        # ASCII glyphs (present.glyphs) on a terminal whose locale is not UTF-8, or by setting
+        self.ascii_only = choose_ascii(self.settings.glyphs, os.environ)
         self.clock = clock
         self._watch_enabled = watch
         self._startup_notice = startup_notice

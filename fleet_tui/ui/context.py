@@ -26,6 +26,7 @@ class Dashboard(Protocol):
     actions: OperatorActions | None
     budget_source: BudgetSource | None
     clock: Callable[[], datetime]
+    ascii_only: bool  # draw present.glyphs.to_ascii(text), not Unicode glyphs
 
     @property
     def snapshot(self) -> FleetSnapshot | None: ...

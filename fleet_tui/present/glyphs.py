@@ -1,0 +1,104 @@
+"""The symbols fleet-tui draws, and their ASCII fallbacks for terminals that cannot show them.
+
+Every screen of ours spells its status glyphs in Unicode (`● ◐ ✖ ○ ★ ▲ ▼ ◆ …`). A terminal
+without a UTF-8 locale (`LANG=C`, PuTTY set to a legacy code page, a serial console) shows them
+as `?` or mojibake, and an ambiguous-width terminal may draw some of them two cells wide and
+break every column after them. In ASCII mode every glyph below is translated at the point where
+text reaches the screen (`to_ascii`), so the producers keep one spelling.
+
+The mode is chosen once per process (`choose_ascii`): the setting `glyphs: auto|unicode|ascii`
+(`auto` by default: ASCII unless the locale says UTF-8), or for `ps` the encoding of stdout.
+Pure: stdlib only, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+GlyphMode = Literal["auto", "unicode", "ascii"]
+GLYPH_MODES: tuple[GlyphMode, ...] = ("auto", "unicode", "ascii")
+
+# What each glyph means and what stands for it in ASCII. One cell each, so widths never change.
+ASCII_FALLBACK: dict[str, str] = {
+    "●": "+",  # healthy; a live socket
+    "◐": "~",  # stale
+    "✖": "x",  # unresponsive; exhausted; a hung socket
+    "○": "-",  # down; a stale socket
+    "★": "*",  # needs you (waiting_input or blocked)
+    "▲": "^",  # ascending sort; ahead of pace
+    "▼": "v",  # descending sort
+    "△": "^",
+    "▽": "v",  # behind pace
+    "◆": "#",  # the logo
+    "⊘": "/",  # a socket we may not read
+    "⚠": "!",  # a warning
+    "·": ".",  # separator
+    "…": ".",  # ellipsis (one cell: "..." would widen the text)
+    "ʰ": "h",  # state from a runtime hook
+    "█": "#",  # gauge: used
+    "░": "-",  # gauge: left
+    "│": "|",  # gauge: the even-pace mark; rules
+    "─": "-",
+    "━": "=",
+    "»": ">",
+    "«": "<",
+    "→": ">",
+    "←": "<",
+    "↑": "^",
+    "↓": "v",
+    "✓": "v",
+    "✔": "v",
+    "⏎": "<",
+    "—": "-",
+    "–": "-",
+    "“": '"',
+    "”": '"',
+    "‘": "'",
+    "’": "'",
+    "≥": ">",
+    "≤": "<",
+    "×": "x",
+    "▁": "_",
+    "▂": "_",
+    "▃": "-",
+    "▄": "-",
+    "▅": "=",
+    "▆": "=",
+    "▇": "#",
+}
+_TABLE = str.maketrans(ASCII_FALLBACK)
+
+
+def to_ascii(text: str) -> str:
+    """`text` with our glyphs replaced by their one-cell ASCII fallbacks; anything else that is
+    not ASCII (an agent's name, a pane's text) becomes `?`, so nothing can print as mojibake or
+    take two cells on an ASCII terminal."""
+    if text.isascii():
+        return text
+    out = text.translate(_TABLE)
+    if out.isascii():
+        return out
+    return "".join(c if c.isascii() else "?" for c in out)
+
+
+def locale_is_utf8(env: Mapping[str, str]) -> bool:
+    """What the C library would decide: the first of LC_ALL, LC_CTYPE, LANG that is set names
+    the character set; unset or C/POSIX means ASCII."""
+    for name in ("LC_ALL", "LC_CTYPE", "LANG"):
+        value = env.get(name)
+        if value:
+            charset = value.split(".", 1)[1] if "." in value else ""
+            charset = charset.split("@", 1)[0].lower().replace("-", "").replace("_", "")
+            return charset == "utf8"
+    return False
+
+
+def choose_ascii(mode: str, env: Mapping[str, str]) -> bool:
+    """True when the dashboard should draw ASCII: `mode` is the setting; `auto` decides from
+    the locale."""
+    if mode == "ascii":
+        return True
+    if mode == "unicode":
+        return False
+    return not locale_is_utf8(env)
