@@ -137,9 +137,10 @@ class HeartbeatFile(NamedTuple):
     mtime: float | None = None
 
 
-def load_heartbeat(state_dir: Path, agent: str) -> HeartbeatFile:
-    """Read `heartbeats/<agent>.json` without ever raising or blocking: a regular file of at
-    most MAX_HEARTBEAT_BYTES holding a JSON object, its text made valid Unicode."""
+def heartbeat_bytes(state_dir: Path, agent: str) -> tuple[bytes, float] | HeartbeatFile:
+    """The bytes of `heartbeats/<agent>.json` and its mtime, read without ever raising or
+    blocking (a regular file of at most MAX_HEARTBEAT_BYTES); or, when there are none, the
+    `HeartbeatFile` that says why (both None: no file)."""
     path = heartbeat_path(state_dir, agent)
     try:
         mtime = path.stat().st_mtime
@@ -154,6 +155,12 @@ def load_heartbeat(state_dir: Path, agent: str) -> HeartbeatFile:
         )
     except OSError as exc:
         return HeartbeatFile(None, f"heartbeat file unreadable: {exc.strerror}")
+    return raw, mtime
+
+
+def decode_heartbeat(raw: bytes, mtime: float | None = None) -> HeartbeatFile:
+    """A heartbeat file's bytes as its JSON object, its text made valid Unicode, or why they
+    are none. Depends on the bytes alone: the same bytes always decode the same."""
     if not raw.strip():
         return HeartbeatFile(None, "heartbeat file is empty", mtime)
     try:
@@ -172,6 +179,15 @@ def load_heartbeat(state_dir: Path, agent: str) -> HeartbeatFile:
     if not isinstance(data, dict):
         return HeartbeatFile(None, "heartbeat file is not a JSON object", mtime)
     return HeartbeatFile(data, None, mtime)
+
+
+def load_heartbeat(state_dir: Path, agent: str) -> HeartbeatFile:
+    """Read `heartbeats/<agent>.json` without ever raising or blocking: a regular file of at
+    most MAX_HEARTBEAT_BYTES holding a JSON object, its text made valid Unicode."""
+    got = heartbeat_bytes(state_dir, agent)
+    if isinstance(got, HeartbeatFile):
+        return got
+    return decode_heartbeat(*got)
 
 
 def version_problem(data: Mapping[str, Any]) -> str | None:

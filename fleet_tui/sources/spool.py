@@ -52,7 +52,24 @@ class HeartbeatSpool:
         return protocol.ping_path(self.state_dir, agent)
 
     def read_heartbeat(self, agent: str) -> SpoolRead:
-        data, error, mtime = protocol.load_heartbeat(self.state_dir, agent)
+        got = self.heartbeat_bytes(agent)
+        return got if isinstance(got, SpoolRead) else self.decode_heartbeat(agent, *got)
+
+    def heartbeat_bytes(self, agent: str) -> tuple[bytes, float] | SpoolRead:
+        """The first half of `read_heartbeat`: the file's bytes and mtime, or the `SpoolRead`
+        that says why there are none. A reader that keeps the bytes of its last read can tell
+        a file rewritten with the same bytes (no need to decode them again) from a change."""
+        got = protocol.heartbeat_bytes(self.state_dir, agent)
+        return (
+            SpoolRead(None, got.error, got.mtime)
+            if isinstance(got, protocol.HeartbeatFile)
+            else got
+        )
+
+    def decode_heartbeat(self, agent: str, raw: bytes, mtime: float | None = None) -> SpoolRead:
+        """The second half of `read_heartbeat`: the agent's heartbeat file's bytes as a record,
+        or why they are none (the same bytes always give the same answer)."""
+        data, error, _ = protocol.decode_heartbeat(raw, mtime)
         if data is None:
             return SpoolRead(None, error, mtime)
         problem = protocol.version_problem(data)
