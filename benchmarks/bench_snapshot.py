@@ -11,7 +11,8 @@ roster and a heartbeat per agent, and then measures, alternating the measurement
 - baseline: the raw `tmux -S SOCK list-panes -a -F FORMAT` processes for the 3 sockets, one after
   the other (what a shell script does) and in parallel;
 - snapshot: `FleetCollector.collect()` in-process, on a warm collector (the dashboard's poll) and
-  on a cold one (what `ps` does once), plus a breakdown of the pieces;
+  on a cold one (what `ps` does once), plus a breakdown of the pieces and how many heartbeat
+  files each warm snapshot decoded (each round first rewrites one fifth of them);
 - start-up: wall time of `python -m fleet_tui ps --json` and of the plain table, against
   `python -c pass`; and a check that `ps` does not import Textual.
 
@@ -276,10 +277,20 @@ class Bench:
             with ThreadPoolExecutor(max_workers=len(argvs)) as pool:
                 return list(pool.map(self._list, argvs))
 
+        # The work a warm snapshot does depends on how many heartbeats it must decode (those
+        # changed since the last one), so that count is reported with its time.
+        decoded: list[int] = []
+
+        def warm_collect() -> object:
+            before = warm.heartbeats_decoded
+            snap = warm.collect()
+            decoded.append(warm.heartbeats_decoded - before)
+            return snap
+
         measures: dict[str, Callable[[], object]] = {
             "baseline_seq": seq,
             "baseline_par": par,
-            "snapshot_warm": warm.collect,
+            "snapshot_warm": warm_collect,
             "snapshot_cold": lambda: FleetCollector(config).collect(),
             "ps_json": run_cmd(ps_json),
             "ps_table": run_cmd(ps_table),
@@ -306,6 +317,7 @@ class Bench:
             "median_ms": med,
             "min_ms": {k: ms(min(v)) for k, v in samples.items()},
             "breakdown_ms": {k: median_ms(v) for k, v in parts.items()},
+            "warm_decoded_heartbeats": decoded,
             "ratio_warm_vs_seq": round(med["snapshot_warm"] / med["baseline_seq"], 2),
             "ratio_cold_vs_seq": round(med["snapshot_cold"] / med["baseline_seq"], 2),
             "ratio_warm_vs_par": round(med["snapshot_warm"] / med["baseline_par"], 2),
@@ -438,6 +450,10 @@ def print_report(rows: list[dict[str, Any]], startup: dict[str, Any], repeat: in
     print(f"{'N':>4} " + " ".join(f"{p:>10}" for p in pieces))
     for r in rows:
         print(f"{r['agents']:>4} " + " ".join(f"{r['breakdown_ms'][p]:>10.2f}" for p in pieces))
+    print()
+    print("Heartbeat files decoded by each warm snapshot (1/5 rewritten before each round):")
+    for r in rows:
+        print(f"{r['agents']:>4} {r['warm_decoded_heartbeats']}")
     print()
     loaded = ", ".join(startup.get("loaded", [])) or "-"
     verdict = "OK" if startup.get("ok") else f"FAILED {startup.get('error')}"
