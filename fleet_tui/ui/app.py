@@ -77,10 +77,12 @@ class FleetApp(CrashGuard, StackedApp):
         startup_notice: str | None = None,
         actions: OperatorActions | None = None,
         budget_source: BudgetSource | None = None,
+        view_file: Path | None = None,
     ) -> None:
         super().__init__()
         self.source = source
         self.budget_source = budget_source
+        self.view_file = view_file  # where the fleet screen remembers its sort (None: nowhere)
         self.actions = actions
         self.settings = settings or DashboardSettings()
         # ASCII glyphs (present.glyphs) on a terminal whose locale is not UTF-8, or by setting

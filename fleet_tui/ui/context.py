@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 from textual.app import App
@@ -27,6 +28,7 @@ class Dashboard(Protocol):
     budget_source: BudgetSource | None
     clock: Callable[[], datetime]
     ascii_only: bool  # draw present.glyphs.to_ascii(text), not Unicode glyphs
+    view_file: Path | None  # the fleet screen's remembered sort (a JSON file), None: not kept
 
     @property
     def snapshot(self) -> FleetSnapshot | None: ...

@@ -35,7 +35,12 @@ def run_dashboard(config: FleetConfig, *, settings: DashboardSettings | None = N
     )
     actions = LiveActions(source.runner, config.state_dir, config)
     app = FleetApp(
-        source, settings=settings, startup_notice=notice, actions=actions, budget_source=budgets
+        source,
+        settings=settings,
+        startup_notice=notice,
+        actions=actions,
+        budget_source=budgets,
+        view_file=config.state_dir / "dashboard.json",
     )
     if source.gateway is not None:
         # A gateway answer shows at once (a cheap rejoin), not at the next timer poll.
