@@ -8,6 +8,7 @@ result: on the event loop, in order, with no Worker.StateChanged bookkeeping by 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -77,3 +78,47 @@ async def watch_folder(folder: Path, changed: Callable[[], None], *, every_s: fl
     async for _changes in awatch(folder, debounce=200, step=50, recursive=False):
         changed()
         await asyncio.sleep(every_s)
+
+
+class WatchCount:
+    """How many `watch_file` watchers run now (a screen that leaves must leave none behind)."""
+
+    live = 0
+
+
+async def watch_file(
+    path: Path, changed: Callable[[], None], *, debounce_ms: int = 100, step_ms: int = 50
+) -> None:
+    """Call `changed()` whenever the file `path` is created, written, truncated, replaced or
+    removed; return when it cannot be watched (the caller's own slow re-check then has to do).
+    Cancel the task to stop: the watcher's thread ends within `step_ms`.
+
+    It watches the file's FOLDER (created 0700 when missing), not the file: a watch on the file
+    itself is lost when the file is replaced or removed, and cannot start before it exists.
+    A change is reported `step_ms` after writes pause, or every `debounce_ms` while they go on."""
+    from watchfiles import Change, awatch
+
+    folder, name = path.parent, path.name
+
+    def ours(_change: Change, changed_path: str) -> bool:
+        return os.path.basename(changed_path) == name
+
+    try:
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return
+    WatchCount.live += 1
+    try:
+        async for _changes in awatch(
+            folder,
+            watch_filter=ours,
+            debounce=debounce_ms,
+            step=step_ms,
+            recursive=False,
+            ignore_permission_denied=True,
+        ):
+            changed()
+    except (OSError, RuntimeError):  # watch limit reached, folder gone: the caller re-checks
+        return
+    finally:
+        WatchCount.live -= 1

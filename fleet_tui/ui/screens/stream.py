@@ -4,10 +4,10 @@ The pane is found on THIS host by the actions (`resolve_record`: a fresh tmux sc
 agent name), never at a record's own coordinates; a remote agent is not streamed.
 
 Screen mode shows what the pane shows now (also full-screen TUIs, with colours), re-captured
-only when the pane changed: when its pipe log grew, or (without a pipe of ours) when tmux's
-activity stamp moved. It follows the BOTTOM of the pane (where a waiting agent's question and
-prompt are; blank rows below the last text are dropped); scrolling up pauses that, `end`
-resumes. Log mode starts with the pane's scrollback (`capture-pane -S -N`), then tails the
+only when the pane changed: when its pipe log grew (watchfiles tells), or (without a pipe of
+ours) when tmux's activity stamp moved. It follows the BOTTOM of the pane (where a waiting
+agent's question and prompt are; blank rows below the last text are dropped); scrolling up
+pauses that, `end` resumes. Log mode starts with the pane's scrollback (`capture-pane -S -N`), then tails the
 pane's pipe-pane log in the state dir with bounded memory, search, and a tail that pauses
 while the operator reads. The pipe is ours only while the screen is open: it is closed when the
 screen leaves, and the log is emptied when it passes `LOG_CAP` bytes. Nothing typed here is
@@ -16,11 +16,14 @@ ever sent to the agent: this screen has no path to `send-keys`.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import stat
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.text import Text
 from textual import events
@@ -32,7 +35,6 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Footer, Input, Static
-from textual.worker import Worker, get_current_worker
 
 from fleet_tui.control.actions import StreamActions
 from fleet_tui.core.sanitize import StreamSanitizer, clean_text, sanitize_stream
@@ -40,17 +42,25 @@ from fleet_tui.model.records import AgentRecord
 from fleet_tui.present.ansi import ansi_to_text
 from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack
 from fleet_tui.ui.widgets.stream_log import MAX_LINES, StreamLog
+from fleet_tui.ui.workers import watch_file
 
 if TYPE_CHECKING:
     from fleet_tui.service.poll import SnapshotSource
+
+T = TypeVar("T")
 
 READ_CHUNK = 1 << 20
 MAX_BACKLOG = 2 << 20  # more unread than this: skip ahead (those lines would scroll away)
 INITIAL_TAIL = 256 << 10
 CAPTURE_MIN_INTERVAL_S = 0.1
-ACTIVITY_PROBE_S = 0.5
-PIPE_CHECK_S = 3.0  # how often a pipe we stream from is checked (another dashboard may close it)
+READ_PAUSE_S = 0.05  # a read that left more unread: the next one after this (one batch a frame)
 LOG_CAP = 16 << 20  # a stream log past this size is emptied (the reader starts over)
+# What no file event tells, so these stay timed:
+ACTIVITY_PROBE_S = 0.5  # a pane without our pipe: only tmux's activity stamp shows news
+PIPE_CHECK_S = 3.0  # whether our pipe is still open (another dashboard may close it)
+SAFETY_TICK_S = 1.0  # a re-read while watching: an event lost (inotify queue overflow, the
+# folder replaced under the watch) would otherwise stall the tail until the next write
+UNWATCHED_TICK_S = 0.1  # the folder could not be watched (e.g. the inotify watch limit): poll
 
 
 def _blank(line: str) -> bool:
@@ -63,6 +73,85 @@ def trim_bottom(lines: list[str]) -> list[str]:
     while end > 1 and _blank(lines[end - 1]):
         end -= 1
     return lines[:end]
+
+
+class LogTail:
+    """The unread end of a pipe log, read in the follower's thread (never on the event loop).
+
+    `read` returns the new complete lines, sanitized, from the last offset. The log starts over
+    from its beginning when it shrank (emptied at LOG_CAP, or by someone) or is another file
+    (a new inode: replaced, or removed and created again); a missing log is not an error (the
+    pipe creates it). Far behind (more than MAX_BACKLOG unread), it skips ahead: those lines
+    would scroll out of the bounded view anyway."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file being read
+        self._pending = ""
+        self._sanitizer = StreamSanitizer()
+
+    def _restart(self, offset: int = 0) -> None:
+        self.offset, self._pending = offset, ""
+        self._sanitizer = StreamSanitizer()
+
+    def start_at_end(self) -> None:
+        """Read only what is written from now on."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return
+        self._file, self.offset = (st.st_dev, st.st_ino), st.st_size
+
+    def read(self) -> tuple[list[str], bool, bool]:
+        """(new lines, whether the log grew, whether more is left unread)."""
+        try:  # never through a link, never blocking on something that is not a file
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError:
+            return [], False, False
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return [], False, False
+            ident = (st.st_dev, st.st_ino)
+            if self._file is not None and ident != self._file:
+                self._restart()  # another file under the name
+            self._file = ident
+            size = st.st_size
+            if size < self.offset:  # emptied: start over
+                self._restart()
+            if size == self.offset:
+                return [], False, False
+            if size - self.offset > MAX_BACKLOG:
+                self._restart(size - MAX_BACKLOG)
+            fh.seek(self.offset)
+            data = fh.read(READ_CHUNK)
+        self.offset += len(data)
+        lines = (self._pending + self._sanitizer.feed(data)).split("\n")
+        self._pending = lines.pop()
+        if self.offset > LOG_CAP:
+            try:
+                os.truncate(self.path, 0)  # the writer appends (O_APPEND): it goes on at 0
+            except OSError:
+                pass
+        return lines, True, size > self.offset
+
+
+class _Calls:
+    """`await call(fn, *args)`: `fn(*args)` in the follower's own thread."""
+
+    def __init__(self, pool: ThreadPoolExecutor, loop: asyncio.AbstractEventLoop) -> None:
+        self._pool, self._loop = pool, loop
+
+    def __call__(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
+        return self._loop.run_in_executor(self._pool, fn, *args)
+
+
+def _close_quietly(stream: StreamActions, record: AgentRecord) -> None:
+    try:
+        stream.close_log(record)
+    except Exception:  # the pane or its server is gone: nothing left to close
+        pass
 
 
 class ScreenView(VerticalScroll):
@@ -131,11 +220,11 @@ class StreamScreen(Screen[None]):
         self.mode = "screen"
         self.log_state = "starting"
         self.captures = 0
+        self.turns = 0  # times the follower woke up (a quiet pane: about one a second)
         self._dirty = True
         self._last_capture = 0.0
-        self._sanitizer = StreamSanitizer()
-        self._inflight = 0
         self._stop_follow = False
+        self._kick = asyncio.Event()  # wakes the follower: the log changed, or a capture is due
 
     @property
     def dashboard(self) -> Dashboard:
@@ -186,184 +275,172 @@ class StreamScreen(Screen[None]):
             t.append(f" · {clean_text(extra, max_len=120)}", style="yellow")
         title.update(t)
 
-    # -- the follower (one thread: pipe log tail + screen captures) --------------------------
+    # -- the follower: an async worker; its tmux calls and file reads run in ONE thread --------
+    # The pipe log is followed through watchfiles (a change wakes the follower); nothing runs
+    # on a timer but what no file event can tell (see the constants above).
     def follow_pane(self) -> None:
         self.run_worker(
-            self._follow,
-            thread=True,
+            self._follow(),
             group="stream",
             exclusive=True,
             exit_on_error=False,
             description=f"stream {self.record.name}",
         )
 
-    def _follow(self) -> None:
-        worker = get_current_worker()
+    async def _follow(self) -> None:
+        # One thread of its own, so the calls run in order: the pipe's close is queued after a
+        # call still under way (an `open_log` finishing after the close would leave it open).
+        # `shutdown(wait=False)` lets the thread end once the queue is done; the interpreter
+        # joins it at exit, so the close also happens when the app quits.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-stream")
+        call = _Calls(pool, asyncio.get_running_loop())
+
         source = self.dashboard.source
         actions = self.dashboard.actions
         stream = actions if isinstance(actions, StreamActions) else None
         record = self.record
-        if record.remote:
-            self._deliver(self._set_log_state, "none")
-            self._deliver(
-                self._show_capture,
-                f"{clean_text(record.name, max_len=64)} runs on host "
-                f"{clean_text(record.host, max_len=64)}: its pane is shown only there",
-            )
-            return
-        if stream is not None:
-            try:
-                record = stream.resolve_record(record)  # this host's pane, never the record's
-            except Exception as exc:
-                self._deliver(self._set_log_state, "none")
-                self._deliver(self._show_capture, f"stream refused: {clean_text(str(exc))}")
-                return
         path: Path | None = None
+        piped = False  # open_log was asked: the pipe may be open, even if cancelled meanwhile
         try:
-            if actions is None:
-                state = "no pipe in this view"
-            else:
-                path, state = actions.open_log(record)
-        except Exception as exc:  # the stream still works from captures
-            path, state = None, f"unavailable ({exc})"
-        self._deliver(self._set_log_state, state)
-        try:
-            self._stream(worker, source, stream, record, path)
+            if record.remote:
+                self._ui(self._set_log_state, "none")
+                self._ui(
+                    self._show_capture,
+                    f"{clean_text(record.name, max_len=64)} runs on host "
+                    f"{clean_text(record.host, max_len=64)}: its pane is shown only there",
+                )
+                return
+            if stream is not None:
+                try:  # this host's pane, never the record's
+                    record = await call(stream.resolve_record, record)
+                except Exception as exc:
+                    self._ui(self._set_log_state, "none")
+                    self._ui(self._show_capture, f"stream refused: {clean_text(str(exc))}")
+                    return
+            try:
+                if actions is None:
+                    state = "no pipe in this view"
+                else:
+                    piped = True
+                    path, state = await call(actions.open_log, record)
+            except Exception as exc:  # the stream still works from captures
+                path, state = None, f"unavailable ({exc})"
+            self._ui(self._set_log_state, state)
+            await self._stream(call, source, stream, record, path)
         finally:
-            if path is not None and stream is not None:
-                try:
-                    stream.close_log(record)  # nobody streams it any more
-                except Exception:
-                    pass
+            if piped and stream is not None:  # nobody streams it any more (only ours closes)
+                pool.submit(_close_quietly, stream, record)
+            pool.shutdown(wait=False)
 
-    def _stream(
+    async def _stream(
         self,
-        worker: Worker[None],
+        call: _Calls,
         source: SnapshotSource,
         stream: StreamActions | None,
         record: AgentRecord,
         path: Path | None,
     ) -> None:
-        self._sanitizer = StreamSanitizer()
-        offset = 0
-        if path is not None:
-            try:
-                offset = os.path.getsize(path)
-            except OSError:
-                offset = 0
+        tail = LogTail(path) if path is not None else None
+        watcher: asyncio.Task[None] | None = None
+        if tail is not None:  # watching first: what is written meanwhile wakes the loop
+            watcher = asyncio.create_task(watch_file(tail.path, self._kick.set))
+            await call(tail.start_at_end)
         if stream is not None:
             try:
-                history = sanitize_stream(stream.history(record))
+                raw = await call(stream.history, record)
+                history = await call(sanitize_stream, raw)
             except Exception as exc:
                 history = f"(no scrollback: {exc})"
-            lines = trim_bottom(history.rstrip("\n").split("\n"))[-MAX_LINES:]
-            self._deliver(self._append, lines)
-        elif path is not None:
-            offset = max(offset - INITIAL_TAIL, 0)
-        pending = ""
+            self._ui(self._append, trim_bottom(history.rstrip("\n").split("\n"))[-MAX_LINES:])
+        elif tail is not None:
+            tail.offset = max(tail.offset - INITIAL_TAIL, 0)
         activity: str | None = None
-        next_probe = 0.0
-        next_pipe_check = time.monotonic() + PIPE_CHECK_S
-        backlog: list[str] = []
-        while not worker.is_cancelled and self._still_wanted():
-            grew = False
-            now = time.monotonic()
-            if path is not None:
-                batch, offset, pending, grew = self._read_log(path, offset, pending)
-                backlog.extend(batch)
-                if backlog and self._inflight < 2:  # one batch per frame, never a flood
-                    self._deliver(self._append, backlog[-MAX_LINES:])
-                    backlog = []
-                elif len(backlog) > MAX_LINES:
-                    del backlog[:-MAX_LINES]
-                if offset > LOG_CAP:
-                    try:
-                        os.truncate(path, 0)  # the writer appends (O_APPEND): it goes on at 0
-                    except OSError:
-                        pass
-                if stream is not None and now >= next_pipe_check:
-                    next_pipe_check = now + PIPE_CHECK_S
-                    try:  # another dashboard that streamed this pane may have closed the pipe
-                        again, _state = stream.open_log(record)
-                    except Exception:
-                        again = path
-                    path = again or path
-            if path is None and now >= next_probe:
-                next_probe = now + ACTIVITY_PROBE_S
+        now = time.monotonic()
+        next_probe = now
+        next_pipe_check = now + PIPE_CHECK_S
+        try:
+            while self._still_wanted():
+                self._kick.clear()  # what wakes it from here on is news for the next turn
+                self.turns += 1
+                now = time.monotonic()
+                if tail is not None and watcher is None:
+                    watcher = asyncio.create_task(watch_file(tail.path, self._kick.set))
+                grew = more = False
+                if tail is not None:
+                    lines, grew, more = await call(tail.read)
+                    if lines:
+                        self._ui(self._append, lines)
+                    if stream is not None and now >= next_pipe_check:
+                        next_pipe_check = now + PIPE_CHECK_S
+                        try:  # another dashboard that streamed this pane may have closed it
+                            again, _state = await call(stream.open_log, record)
+                        except Exception:
+                            again = None
+                        if again is not None and again != tail.path:
+                            tail = LogTail(again)
+                            if watcher is not None:
+                                watcher.cancel()
+                                watcher = None
+                else:  # no pipe of ours: tmux's activity stamp is all there is to watch
+                    if now >= next_probe:
+                        next_probe = now + ACTIVITY_PROBE_S
+                        try:
+                            stamp = await call(source.pane_activity, record)
+                        except Exception:
+                            stamp = None
+                        if stamp != activity:
+                            activity, grew = stamp, True
+                if grew:
+                    self._dirty = True
+                if self._dirty and self.mode == "screen":
+                    if now - self._last_capture >= CAPTURE_MIN_INTERVAL_S:
+                        self._dirty = False
+                        self._last_capture = now
+                        try:
+                            raw = await call(source.capture_screen, record)
+                            text = await call(sanitize_stream, raw)
+                            self._ui(self._show_capture, text)
+                        except Exception as exc:
+                            self._ui(self._show_capture, f"(capture failed: {exc})")
+                # sleep until a change of the log, a key that needs a capture, or what is due
+                waits: list[float] = []
+                if tail is None:
+                    waits.append(next_probe - now)
+                else:
+                    watching = watcher is not None and not watcher.done()
+                    waits.append(SAFETY_TICK_S if watching else UNWATCHED_TICK_S)
+                    if more:
+                        waits.append(READ_PAUSE_S)
+                    if stream is not None:
+                        waits.append(next_pipe_check - now)
+                if self._dirty and self.mode == "screen":
+                    waits.append(self._last_capture + CAPTURE_MIN_INTERVAL_S - now)
+                timeout = max(min(waits), 0.0)
                 try:
-                    stamp = source.pane_activity(record)
-                except Exception:
-                    stamp = None
-                if stamp != activity:
-                    activity, grew = stamp, True
-            if (
-                (grew or self._dirty)
-                and self.mode == "screen"
-                and now - self._last_capture >= CAPTURE_MIN_INTERVAL_S
-            ):
-                self._dirty = False
-                self._last_capture = now
-                try:
-                    raw = source.capture_screen(record)
-                    text = sanitize_stream(raw)
-                    self._deliver(self._show_capture, text)
-                except Exception as exc:
-                    self._deliver(self._show_capture, f"(capture failed: {exc})")
-            elif grew:
-                self._dirty = True
-            time.sleep(0.05)
+                    async with asyncio.timeout(timeout):
+                        await self._kick.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     def _still_wanted(self) -> bool:
-        """False once the screen left or the app is exiting (the thread must end by itself:
-        asyncio waits for executor threads when the app stops)."""
+        """False once the screen left or the app is exiting (the worker is also cancelled when
+        the screen unmounts; this ends it as soon as the screen is popped)."""
         return not self._stop_follow and on_stack(self)
 
     def on_unmount(self) -> None:
         self._stop_follow = True
 
-    class _Deliver(Message):
-        """A result of the follower thread, handed to the UI without blocking the thread
-        (a blocking hand-over would hang when the app exits under it)."""
-
-        def __init__(self, fn: Callable[..., None], args: tuple[object, ...]) -> None:
-            super().__init__()
-            self.fn, self.args = fn, args
-
-    def _deliver(self, fn: Callable[..., None], *args: object) -> None:
-        self._inflight += 1
-        self.post_message(self._Deliver(fn, args))
-
-    def on_stream_screen__deliver(self, message: _Deliver) -> None:
-        self._inflight -= 1
+    def _ui(self, fn: Callable[..., None], *args: object) -> None:
+        """Show a result of the follower, unless the screen is being removed."""
         if self._stop_follow or not self.is_mounted:
             return
         try:
-            message.fn(*message.args)
-        except NoMatches:  # the screen is being removed
+            fn(*args)
+        except NoMatches:
             pass
-
-    def _read_log(self, path: Path, offset: int, pending: str) -> tuple[list[str], int, str, bool]:
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            return [], offset, pending, False
-        if size < offset:  # truncated or replaced: start over
-            offset, pending = 0, ""
-            self._sanitizer = StreamSanitizer()
-        if size == offset:
-            return [], offset, pending, False
-        if size - offset > MAX_BACKLOG:  # far behind: what is skipped would scroll away anyway
-            offset = size - MAX_BACKLOG
-            pending = ""
-            self._sanitizer = StreamSanitizer()
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read(READ_CHUNK)
-        offset += len(data)
-        text = pending + self._sanitizer.feed(data)
-        lines = text.split("\n")
-        pending = lines.pop()
-        return lines, offset, pending, True
 
     def _set_log_state(self, state: str) -> None:
         self.log_state = state
@@ -397,6 +474,7 @@ class StreamScreen(Screen[None]):
         switch.current = "stream-log" if self.mode == "log" else "stream-screen"
         if self.mode == "screen":
             self._dirty = True
+            self._kick.set()
             self.query_one(ScreenView).focus()
         else:
             self.query_one(StreamLog).focus()
