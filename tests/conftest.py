@@ -425,6 +425,11 @@ def fleet_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[FleetEnv]:
     world = FleetEnv()
     for k in _CLEARED:
         monkeypatch.delenv(k, raising=False)
+    # The dashboard's colours follow the terminal (ui.themes.colour_depth): every test sees a
+    # 24-bit terminal, whatever TERM the test run has, unless it sets another itself.
+    monkeypatch.setenv("COLORTERM", "truecolor")
+    for k in ("NO_COLOR", "TEXTUAL_COLOR_SYSTEM"):
+        monkeypatch.delenv(k, raising=False)
     for k in ("TMUX_TMPDIR", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "HOME"):
         monkeypatch.setenv(k, world.env[k])
     try:
