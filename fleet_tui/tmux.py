@@ -430,6 +430,12 @@ def attach(name: str, *, read_only: bool) -> list[str]:
     return ["attach-session", *(["-r"] if read_only else []), "-t", session_target(name)]
 
 
+def attach_command(socket_path: str, name: str, *, read_only: bool = False) -> list[str]:
+    """Whole argv, for the operator to paste into a shell (the `y a` copy):
+    `tmux -S PATH attach-session [-r] -t =NAME:`, plain `tmux` from their PATH."""
+    return ["tmux", "-S", socket_path, *attach(name, read_only=read_only)]
+
+
 def popup(binary: str, command: str) -> list[str]:
     """Whole argv, for the OPERATOR's server (plain `tmux`, inherited `$TMUX`):
     `display-popup -E -w 90% -h 90% COMMAND`. The popup's command is not format expanded by

@@ -1,5 +1,6 @@
 """The operator's pane actions: stream, watch, attach, send, the audit log. Each one is behind a
-screen or a confirmation, refuses a remote row or one without a pane, and is audited."""
+screen or a confirmation, refuses a remote row or one without a pane, and is audited. Copy
+(the agent's name, attach command, pane id to the clipboard) only reads the record."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from fleet_tui.control.panes import wait_for_ack
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
 from fleet_tui.service.poll import SnapshotSource
+from fleet_tui.tmux import socket_dir
+from fleet_tui.ui.copy import WHAT, CopyScreen, copy_text
 from fleet_tui.ui.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
 from fleet_tui.ui.screens import FleetScreen
 from fleet_tui.ui.screens.stream import StreamScreen
@@ -211,6 +214,36 @@ class Operator:
                 f"{record.name}: delivered, not confirmed within 10 s",
                 severity="warning",
             )
+
+    def copy(self, what: str = "") -> None:
+        """Copy `what` ("name", "attach", "pane") of the agent in view to the clipboard (OSC 52);
+        without `what`, ask which first (`CopyScreen`). A notice says what was copied."""
+        record = self.current_record()
+        if record is None:
+            self.app.notify("copy: select an agent first", severity="warning")
+            return
+        if not what:
+
+            def chosen(choice: str | None) -> None:
+                if choice:
+                    self._copy(record, choice)
+
+            self.host.show_screen(CopyScreen(record), chosen)
+            return
+        self._copy(record, what)
+
+    def _copy(self, record: AgentRecord, what: str) -> None:
+        runner = getattr(self.host.actions, "runner", None)
+        folder = str(runner.socket_dir) if runner is not None else str(socket_dir())
+        text, why = copy_text(record, what, folder)
+        if text is None:
+            self.app.notify(f"copy: {clean_text(why, max_len=200)}", severity="warning")
+            return
+        self.app.copy_to_clipboard(text)
+        self.app.notify(
+            f"copied {WHAT.get(what, what)}: {clean_text(text, max_len=200)}",
+            title="Clipboard",
+        )
 
     def audit(self) -> None:
         lines = self.host.actions.audit_lines() if self.host.actions is not None else []

@@ -1,5 +1,5 @@
-"""The command palette (ctrl+p): our commands (go to an agent by name, filter, sort, help) and
-a palette that survives its page keys."""
+"""The command palette (ctrl+p): every action and sort by name, go to an agent by name, and a
+palette that survives its page keys."""
 
 from __future__ import annotations
 
@@ -9,16 +9,67 @@ from textual import on
 from textual.command import CommandList, CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.widgets import Input
 
-from fleet_tui.present.columns import ATTENTION_STATES
+from fleet_tui.present.columns import ATTENTION_STATES, COLUMNS
 from fleet_tui.ui.context import dashboard_of
+from fleet_tui.ui.screens.fleet import SORT_BINDINGS
+
+# (title, action of the app, key, what it does): every action an operator reaches for, offered
+# by name; the pane actions act on the agent in view (the detail's, or the fleet's cursor).
+ACTIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("Stream the selected agent's pane", "stream", "s", "follow its output live"),
+    ("Watch the selected agent (read-only)", "watch", "w", "tmux attach -r; C-b d returns"),
+    ("Attach to the selected agent (interactive)", "attach", "a", "after a confirmation"),
+    ("Send a message to the selected agent", "message", "m", "typed into its pane"),
+    ("Copy the selected agent's name", "copy('name')", "y n", "to the clipboard (OSC 52)"),
+    ("Copy the selected agent's attach command", "copy('attach')", "y a", "to the clipboard"),
+    ("Copy the selected agent's pane id", "copy('pane')", "y p", "to the clipboard"),
+    ("Show budgets", "budgets", "b", "account windows, pace, spend today"),
+    ("Show the audit log", "audit", "L", "every pane action taken"),
+    ("Show warnings", "warnings", "W", "sources and agents that need a look"),
+    ("Help: keys and filter syntax", "help", "?", "every screen's keys"),
+    ("Show the fleet", "show_fleet", "", "back to the fleet table"),
+    ("Show only agents waiting for you", "waiting", "*", "toggle the ★ filter"),
+    ("Clear the filter", "clear_filter", "esc", "show every agent"),
+    ("Show all sessions (also non-agents)", "toggle_all", "A", "toggle"),
+)
+
+
+def sort_commands() -> list[tuple[str, str, str]]:
+    """(label, action, help) of a sort by every column, named by its title."""
+    keys = {col: key for key, col, _label in SORT_BINDINGS}
+    out = []
+    for c in COLUMNS:
+        key = keys.get(c.key)
+        hint = f"{key}; again to reverse" if key else "again to reverse"
+        out.append((f"Sort by {c.title}", f"sort('{c.key}')", hint))
+    return out
 
 
 class FleetCommands(Provider):
-    def _commands(self) -> list[tuple[str, object, str]]:
+    def _commands(self, *, searching: bool) -> list[tuple[str, object, str]]:
+        """The palette's commands. An agent's "Go to" and "Open detail" are offered by search
+        only (300 agents would bury the actions); a session that is no agent is never offered
+        as one."""
         app = dashboard_of(self)
+        run = self.app.run_action
         out: list[tuple[str, object, str]] = []
+        for title, action, key, help_text in ACTIONS:
+            hint = f"{key} · {help_text}" if key else help_text
+            out.append((title, partial(run, action), hint))
+        for label, action, hint in sort_commands():
+            out.append((label, partial(run, action), hint))
         snap = app.snapshot
         for a in snap.agents if snap else []:
+            if not a.is_agent:
+                if searching:
+                    out.append(
+                        (
+                            f"Go to session {a.name} (not an agent)",
+                            partial(app.go_to_agent, a.key),
+                            f"{a.socket or '-'} · shown with all sessions (A)",
+                        )
+                    )
+                continue
             label = f"Go to agent {a.name}" + (f" ({a.alias})" if a.alias else "")
             mark = (
                 " ★ waiting for you"
@@ -32,35 +83,23 @@ class FleetCommands(Provider):
                     f"{a.health.value}{mark} · {a.role or '-'} · {a.socket or '-'}",
                 )
             )
-            out.append(
-                (f"Open detail of {a.name}", partial(app.open_detail, a.key), "agent detail screen")
-            )
-        out.append(("Show only agents waiting for you", app.action_waiting, "toggle ★ filter"))
-        out.append(("Clear the filter", app.action_clear_filter, "show every agent"))
-        out.append(("Show all sessions (also non-agents)", app.action_toggle_all, "toggle"))
-        out.append(("Show the fleet", app.action_show_fleet, "back to the fleet table"))
-        out.append(("Help: keys and filter syntax", app.action_help, "?"))
-        out.append(("Show warnings", app.action_warnings, "W"))
-        for col, label in (
-            ("health", "health"),
-            ("agent", "name"),
-            ("hb", "heartbeat age"),
-            ("idle", "idle time"),
-            ("cpu", "CPU"),
-            ("mem", "memory"),
-        ):
-            out.append((f"Sort by {label}", partial(app.action_sort, col), "again to reverse"))
+            if searching:
+                out.append(
+                    (
+                        f"Open detail of {a.name}",
+                        partial(app.open_detail, a.key),
+                        "agent detail screen",
+                    )
+                )
         return out
 
     async def discover(self) -> Hits:
-        for label, action, help_text in self._commands():
-            if label.startswith("Open detail"):
-                continue
+        for label, action, help_text in self._commands(searching=False):
             yield DiscoveryHit(label, action, help=help_text)  # type: ignore[arg-type]
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for label, action, help_text in self._commands():
+        for label, action, help_text in self._commands(searching=True):
             score = matcher.match(label)
             if score > 0:
                 yield Hit(score, matcher.highlight(label), action, help=help_text)  # type: ignore[arg-type]

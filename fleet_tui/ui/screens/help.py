@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,20 +13,56 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from fleet_tui.core.sanitize import clean_text
+from fleet_tui.core.timefmt import human_duration
+from fleet_tui.model.records import Drift, FleetSnapshot, Health
 from fleet_tui.present import view as view_module
 from fleet_tui.present.columns import BUDGET_LEGEND, STATE_LEGEND
+from fleet_tui.present.glyphs import to_ascii
 from fleet_tui.ui.context import dashboard_of
 
 FILTER_HELP = (view_module.__doc__ or "").split("\n\n", 1)[-1]
 
 
-def help_table(rows: list[tuple[str, str, str]]) -> Table:
+# A binding id's scope (`fleet.filter` -> "fleet") and the heading it is listed under, in the
+# order `?` lists them. A scope not named here is listed last under its own name.
+SCOPES: dict[str, str] = {
+    "app": "Everywhere",
+    "fleet": "Fleet",
+    "table": "Fleet table",
+    "detail": "Agent detail",
+    "stream": "Stream",
+    "budget": "Budgets",
+    "compose": "Send a message (m)",
+    "confirm": "Attach confirmation (a)",
+    "copy": "Copy (y)",
+    "audit": "Audit log (L)",
+    "warnings": "Warnings (W)",
+    "help": "This help (?)",
+}
+
+
+def grouped(rows: Iterable[tuple[str, str, str]]) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """`rows` under their screen's heading (SCOPES order, then unknown scopes as met)."""
+    groups: dict[str, list[tuple[str, str, str]]] = {}
+    for row in rows:
+        scope = row[2].split(".", 1)[0]
+        groups.setdefault(scope, []).append(row)
+    order = [s for s in SCOPES if s in groups] + [s for s in groups if s not in SCOPES]
+    return [(SCOPES.get(s, s), groups[s]) for s in order]
+
+
+def help_table(rows: list[tuple[str, str, str]], *, ascii_only: bool = False) -> Table:
+    """Every key, under the heading of the screen it works on (`grouped`)."""
     table = Table(box=None, padding=(0, 2), show_header=True, header_style="bold")
     table.add_column("key")
     table.add_column("does")
     table.add_column("binding id", style="dim")
-    for keys, desc, bid in rows:
-        table.add_row(Text(keys), Text(desc), Text(bid))
+    for i, (heading, group) in enumerate(grouped(rows)):
+        if i:
+            table.add_row("", "", "")
+        table.add_row(Text(heading, style="bold underline"), "", "")
+        for keys, desc, bid in group:
+            table.add_row(Text(keys), Text(to_ascii(desc) if ascii_only else desc), Text(bid))
     return table
 
 
@@ -33,36 +71,72 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         app = dashboard_of(self)
+        glyphs = to_ascii if app.ascii_only else str
         with VerticalScroll(id="help-body"):
             yield Static(Text("fleet-tui keys", style="bold"))
-            yield Static(help_table(app.binding_rows()))
+            yield Static(help_table(app.binding_rows(), ascii_only=app.ascii_only))
             yield Static(Text("remap a binding id under keymap: in fleet-tui.yaml", style="dim"))
             yield Static(Text("\nFilter (/)", style="bold"))
             yield Static(Text(FILTER_HELP.strip()))
             yield Static(
                 Text(
-                    "\nHealth is liveness from heartbeats only: ● healthy, ◐ stale, ✖ unresponsive, "
-                    "? unknown, ○ down. ★ marks agents waiting for you (waiting_input or blocked).",
+                    glyphs(
+                        "\nHealth is liveness from heartbeats only: ● healthy, ◐ stale, "
+                        "✖ unresponsive, ? unknown, ○ down. ★ marks agents waiting for you "
+                        "(waiting_input or blocked)."
+                    ),
                     style="dim",
                 )
             )
-            yield Static(Text(STATE_LEGEND + "\n" + BUDGET_LEGEND, style="dim"))
+            yield Static(Text(glyphs(STATE_LEGEND + "\n" + BUDGET_LEGEND), style="dim"))
             yield Static(Text("esc closes this help", style="dim"))
 
 
+UNRESPONSIVE_WARN_S = 600.0  # an agent unresponsive this long is listed under `W`
+
+
+def agent_problems(snapshot: FleetSnapshot | None) -> list[str]:
+    """The agents that need a look, one line each: unresponsive for ten minutes or more (its
+    last heartbeat that old), missing (in the roster, no session), a dead pane (it exited).
+    (The model has no "held" agent: nothing to list for it.)"""
+    out: list[str] = []
+    for a in snapshot.agents if snapshot else []:
+        if not a.is_agent:
+            continue
+        name = clean_text(a.name, max_len=64)
+        age = a.heartbeat.age_s if a.heartbeat else None
+        if a.health == Health.UNRESPONSIVE and age is not None and age >= UNRESPONSIVE_WARN_S:
+            out.append(f"{name}: unresponsive, last heartbeat {human_duration(age)} ago")
+        if Drift.MISSING_SESSION in a.drift:
+            out.append(f"{name}: missing, in the roster but no tmux session runs")
+        if Drift.PANE_DEAD in a.drift:
+            out.append(f"{name}: its pane is dead (the program exited)")
+    return out
+
+
 class WarningsScreen(ModalScreen[None]):
-    """`W`: every warning of the current snapshot (sockets, roster, heartbeat files...)."""
+    """`W`: the agents that need a look (`agent_problems`), then every warning of the current
+    snapshot's sources (sockets, roster, heartbeat files...)."""
 
     BINDINGS = [Binding("escape,q,W", "dismiss", "Close", id="warnings.close")]
 
     def compose(self) -> ComposeResult:
         app = dashboard_of(self)
-        warnings = app.snapshot.warnings if app.snapshot else []
+        glyphs = to_ascii if app.ascii_only else str
+        agents = agent_problems(app.snapshot)
+        sources = app.snapshot.warnings if app.snapshot else []
         with VerticalScroll(id="help-body"):
-            yield Static(Text(f"Warnings ({len(warnings)})", style="bold"))
-            text = Text()
-            for w in warnings or ["none"]:
-                text.append("⚠ ", style="yellow")
-                text.append(clean_text(w, max_len=500) + "\n")
-            yield Static(text)
+            yield Static(
+                Text(f"Warnings ({len(agents)} agents, {len(sources)} sources)", style="bold")
+            )
+            for title, lines in (("Agents", agents), ("Sources", sources)):
+                text = Text()
+                text.append(title, style="bold underline")
+                text.append("\n")
+                for w in lines:
+                    text.append(glyphs("⚠ "), style="yellow")
+                    text.append(glyphs(clean_text(w, max_len=500)) + "\n")
+                if not lines:
+                    text.append("none\n", style="dim")
+                yield Static(text)
             yield Static(Text("esc closes this list", style="dim"))

@@ -1,0 +1,247 @@
+"""Issue 14, flow and discoverability: the palette offers every action and sort, `?` lists every
+screen's keys, `W` lists the agents that need a look, `y` copies to the clipboard, the budget
+signals agree, and watch/attach tell the operator where they are and how to return."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import Any
+
+from rich.console import Console
+from textual.widgets import Static
+
+from fleet_tui.config.settings import DashboardSettings
+from fleet_tui.model.records import Health
+from fleet_tui.present.columns import COLUMNS
+from fleet_tui.testing.fleets import NOW, FixedSource, RecordingActions, fleet_snapshot
+from fleet_tui.ui.app import FleetApp
+from fleet_tui.ui.copy import CopyScreen
+from fleet_tui.ui.palette import FleetCommands
+from fleet_tui.ui.screens import AgentDetailScreen, HelpScreen, WarningsScreen
+from fleet_tui.ui.widgets import FleetTable
+
+SETTINGS = DashboardSettings(poll_interval_s=3600)
+
+
+def make_app(snapshot: Any = None, **kw: Any) -> FleetApp:
+    return FleetApp(
+        FixedSource(snapshot if snapshot is not None else fleet_snapshot()),
+        settings=kw.pop("settings", SETTINGS),
+        clock=lambda: NOW + timedelta(seconds=1),
+        watch=False,
+        **kw,
+    )
+
+
+async def first_poll(pilot: Any, app: FleetApp) -> None:
+    for _ in range(100):
+        await pilot.pause()
+        if app.polls >= 1 or app.poll_error:
+            return
+    raise AssertionError("the first poll never arrived")
+
+
+async def settle(pilot: Any, n: int = 10) -> None:
+    for _ in range(n):
+        await pilot.pause()
+
+
+def body_text(app: FleetApp) -> str:
+    """The text of the screen's Statics as a terminal would show it (tables included)."""
+    console = Console(width=160, record=True, file=io.StringIO(), color_system=None)
+    for w in app.screen.query(Static):
+        console.print(w.content)
+    return console.export_text()
+
+
+def cursor_name(app: FleetApp) -> str:
+    key = app.fleet_screen.query_one(FleetTable).cursor_key
+    assert key is not None
+    return key.rsplit("/", 1)[-1]
+
+
+# -- the palette -------------------------------------------------------------------------------
+
+
+async def palette_labels(app: FleetApp, query: str | None) -> list[str]:
+    provider = FleetCommands(app.screen)
+    if query is None:
+        return [str(hit.text) for hit in [h async for h in provider.discover()]]
+    return [str(hit.text) for hit in [h async for h in provider.search(query)]]
+
+
+async def test_palette_offers_every_action_and_every_column_sort_and_no_non_agent() -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        labels = await palette_labels(app, None)
+        joined = "\n".join(labels)
+        for word in (
+            "Stream",
+            "Watch",
+            "Attach",
+            "Send a message",
+            "Show budgets",
+            "audit log",
+            "Show warnings",
+            "Help",
+            "Copy the selected agent's name",
+            "attach command",
+            "pane id",
+        ):
+            assert word in joined, word
+        for c in COLUMNS:  # every column's sort by its title: TOKENS and BUDGET too
+            assert f"Sort by {c.title}" in labels
+        assert "Go to agent review" in labels
+        # ops-shell is a plain shell session, not an agent: never "Go to agent ops-shell"
+        assert not any("ops-shell" in label for label in labels)
+        found = await palette_labels(app, "ops-shell")
+        assert not any(label.startswith("Go to agent ops-shell") for label in found)
+        assert "Go to session ops-shell (not an agent)" in found
+
+
+async def test_palette_sort_by_tokens_and_open_budgets_run() -> None:
+    app = make_app()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await first_poll(pilot, app)
+        await pilot.press("ctrl+p", *"Sort by TOKENS")
+        await settle(pilot, 20)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.fleet_screen.view.sort_key == "tokens"
+        await pilot.press("ctrl+p", *"Show budgets")
+        await settle(pilot, 20)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "BudgetScreen"
+
+
+# -- `?` ---------------------------------------------------------------------------------------
+
+
+async def test_help_lists_every_screens_keys_grouped_with_ids() -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 60)) as pilot:
+        await first_poll(pilot, app)
+        rows = app.binding_rows()
+        ids = {r[2]: r[0] for r in rows}
+        # stream: tab (screen/log), /, n, N, end (follow)
+        assert ids["stream.mode"].startswith("tab")
+        assert ids["stream.search"] == "/"
+        assert ids["stream.next"] == "n" and ids["stream.previous"] == "N"
+        assert ids["stream.follow"].startswith("end")
+        assert ids["budget.reload"] == "r"
+        assert ids["compose.send"] == "^s" and ids["compose.cancel"] == "esc"
+        assert "app.copy" in ids and "copy.attach" in ids
+        assert len(ids) == len(rows)  # each binding once
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        text = body_text(app)
+        lines = [line.strip() for line in text.splitlines()]
+        for heading in ("Everywhere", "Fleet", "Agent detail", "Stream", "Budgets"):
+            assert heading in lines, heading
+        assert "Send a message (m)" in lines
+        at = lines.index
+        assert at("Stream") < next(i for i, s in enumerate(lines) if "stream.search" in s)
+        assert next(i for i, s in enumerate(lines) if "stream.search" in s) < at("Budgets")
+        assert "budget.reload" in text and "compose.send" in text
+
+
+# -- `W` ---------------------------------------------------------------------------------------
+
+
+def with_long_unresponsive(snapshot: Any, name: str, age_s: float) -> Any:
+    agents = []
+    for a in snapshot.agents:
+        if a.name == name:
+            hb = a.heartbeat.model_copy(update={"age_s": age_s})
+            a = a.model_copy(update={"heartbeat": hb, "health": Health.UNRESPONSIVE})
+        agents.append(a)
+    return snapshot.model_copy(update={"agents": agents})
+
+
+async def test_warnings_list_agents_that_need_a_look_and_the_sources() -> None:
+    snap = with_long_unresponsive(fleet_snapshot(hung=True), "coder0-1", 720.0)
+    app = make_app(snap)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await first_poll(pilot, app)
+        await pilot.press("W")
+        await settle(pilot)
+        assert isinstance(app.screen, WarningsScreen)
+        text = body_text(app)
+        assert "coder0-1: unresponsive, last heartbeat 12 m ago" in text
+        assert "coder1-0: missing" in text  # in the roster, no session
+        assert "security: its pane is dead" in text
+        assert "socket 'lab' hung" in text  # the sources' warnings still there
+        assert text.index("Agents") < text.index("coder0-1") < text.index("Sources")
+        assert "coder0-0" not in text  # merely stale: not listed
+
+
+async def test_warnings_do_not_list_an_agent_unresponsive_for_less_than_ten_minutes() -> None:
+    app = make_app(with_long_unresponsive(fleet_snapshot(), "coder0-1", 300.0))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await first_poll(pilot, app)
+        await pilot.press("W")
+        await settle(pilot)
+        assert "coder0-1" not in body_text(app)
+
+
+# -- copy --------------------------------------------------------------------------------------
+
+
+async def test_copy_name_attach_command_and_pane_id_from_the_fleet_and_the_detail() -> None:
+    app = make_app(actions=RecordingActions())
+    written: list[str] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        driver = app._driver
+        assert driver is not None
+        original = driver.write
+
+        def record(data: str) -> None:
+            written.append(data)
+            original(data)
+
+        driver.write = record  # type: ignore[method-assign]
+        name = cursor_name(app)
+        await pilot.press("y")
+        await settle(pilot)
+        assert isinstance(app.screen, CopyScreen)
+        await pilot.press("n")
+        await settle(pilot)
+        assert app.clipboard == name
+        import base64
+
+        assert f"\x1b]52;c;{base64.b64encode(name.encode()).decode()}\a" in written
+        notes = [n.message for n in app._notifications]
+        assert any(m == f"copied its name: {name}" for m in notes)
+
+        await pilot.press("y", "a")
+        await settle(pilot)
+        assert app.clipboard.startswith("tmux -S ")
+        assert app.clipboard.endswith(f"/mosaic-fleet attach-session -t ={name}:")
+
+        await pilot.press("enter")  # the detail of the agent under the cursor
+        await settle(pilot)
+        assert isinstance(app.screen, AgentDetailScreen)
+        await pilot.press("y", "p")
+        await settle(pilot)
+        assert app.clipboard.startswith("%")
+        await pilot.press("y", "escape")  # cancelled: nothing copied, back on the detail
+        await settle(pilot)
+        assert isinstance(app.screen, AgentDetailScreen) and app.clipboard.startswith("%")
+
+
+async def test_copy_of_an_agent_without_a_session_says_why() -> None:
+    app = make_app(actions=RecordingActions())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        key = next(a.key for a in app.snapshot.agents if a.name == "coder1-0")  # type: ignore[union-attr]
+        app.go_to_agent(key)
+        await settle(pilot)
+        await pilot.press("y", "p")
+        await settle(pilot)
+        assert app.clipboard == ""
+        assert any("coder1-0 has no tmux session" in n.message for n in app._notifications)
