@@ -30,14 +30,13 @@ from fleet_tui.service.poll import SnapshotSource
 from fleet_tui.service.scheduler import PollScheduler
 from fleet_tui.ui.context import Dashboard, screen_ready
 from fleet_tui.ui.crash import CrashGuard
-from fleet_tui.ui.keyhelp import binding_rows
+from fleet_tui.ui.keyhelp import binding_rows, documented_groups
 from fleet_tui.ui.operator import Operator
 from fleet_tui.ui.palette import FleetCommandPalette, FleetCommands
 from fleet_tui.ui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
 from fleet_tui.ui.screens.budget import BudgetScreen
 from fleet_tui.ui.stack import StackedApp
 from fleet_tui.ui.themes import register_themes, use_theme
-from fleet_tui.ui.widgets import FleetTable
 from fleet_tui.ui.workers import Polled, in_thread, watch_folder
 
 # 50 agents beating every 10 s are 5 changes a second: one refresh per second shows each within
@@ -62,6 +61,7 @@ class FleetApp(CrashGuard, StackedApp):
         Binding("W", "warnings", "Warnings", show=False, id="app.warnings"),
         Binding("L", "audit", "Audit log", show=False, id="app.audit"),
         Binding("b", "budgets", "Budgets", id="app.budgets"),
+        Binding("y", "copy", "Copy…", show=False, id="app.copy"),
         # Textual's footer shows its own "^p Palette" on the right: ours is for help and keymap.
         Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False),
     ]
@@ -230,6 +230,9 @@ class FleetApp(CrashGuard, StackedApp):
     def action_audit(self) -> None:
         self.operator.audit()
 
+    def action_copy(self, what: str = "") -> None:
+        self.operator.copy(what)
+
     def action_budgets(self) -> None:
         if not isinstance(self.screen, BudgetScreen):
             self.show_screen(BudgetScreen())
@@ -256,8 +259,7 @@ class FleetApp(CrashGuard, StackedApp):
 
     def binding_rows(self) -> list[tuple[str, str, str]]:
         """(keys, description, id) of every documented binding, with the user's keymap applied."""
-        groups = (FleetApp.BINDINGS, FleetScreen.BINDINGS, FleetTable.BINDINGS)
-        return binding_rows(self, self.settings.keymap, (*groups, AgentDetailScreen.BINDINGS))
+        return binding_rows(self, self.settings.keymap, (FleetApp.BINDINGS, *documented_groups()))
 
 
 def _is_a_dashboard(app: FleetApp) -> Dashboard:
