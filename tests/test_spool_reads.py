@@ -76,7 +76,7 @@ def test_settled_files_are_not_opened_and_a_rewrite_with_the_same_bytes_is_not_d
     assert first["bad"].error == "heartbeat file is not JSON"
     opened: list[str] = []
     real = spool.heartbeat_bytes
-    monkeypatch.setattr(spool, "heartbeat_bytes", lambda a: opened.append(a) or real(a))
+    monkeypatch.setattr(spool, "heartbeat_bytes", lambda a, p=None: opened.append(a) or real(a, p))
     again, _ = collector._read_spool()
     assert again == first and opened == []
     # Rewritten with the same bytes (a new inode): read, not decoded; its new mtime is kept.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -137,13 +138,17 @@ class HeartbeatFile(NamedTuple):
     mtime: float | None = None
 
 
-def heartbeat_bytes(state_dir: Path, agent: str) -> tuple[bytes, float] | HeartbeatFile:
+def heartbeat_bytes(
+    state_dir: Path, agent: str, path: str | None = None
+) -> tuple[bytes, float] | HeartbeatFile:
     """The bytes of `heartbeats/<agent>.json` and its mtime, read without ever raising or
     blocking (a regular file of at most MAX_HEARTBEAT_BYTES); or, when there are none, the
-    `HeartbeatFile` that says why (both None: no file)."""
-    path = heartbeat_path(state_dir, agent)
+    `HeartbeatFile` that says why (both None: no file). `path`: that file's path when the
+    caller has it already (a folder listing's), which spares building it."""
+    if path is None:
+        path = str(heartbeat_path(state_dir, agent))
     try:
-        mtime = path.stat().st_mtime
+        mtime = os.stat(path).st_mtime
         raw = read_regular(path, MAX_HEARTBEAT_BYTES)
     except FileNotFoundError:
         return HeartbeatFile(None)

@@ -191,7 +191,7 @@ class FleetCollector:
                         beats[agent] = cached.read
                         beat_cache[agent] = cached
                         continue
-                    read, raw = self._read_beat(agent, cached)
+                    read, raw = self._read_beat(agent, entry.path, cached)
                     beats[agent] = read
                     if key is not None or raw is not None:
                         beat_cache[agent] = _BeatEntry(key, read, raw)
@@ -202,11 +202,13 @@ class FleetCollector:
         self._beat_cache = beat_cache
         return beats, pings
 
-    def _read_beat(self, agent: str, cached: _BeatEntry | None) -> tuple[SpoolRead, bytes | None]:
+    def _read_beat(
+        self, agent: str, path: str, cached: _BeatEntry | None
+    ) -> tuple[SpoolRead, bytes | None]:
         """A heartbeat file whose identity changed or is too fresh to trust: read it, and decode
         it only when its bytes are not those of the last read (a fresh file stays fresh for
         `_SETTLED_NS`, so it would otherwise be decoded again on every poll in that time)."""
-        got = self.spool.heartbeat_bytes(agent)
+        got = self.spool.heartbeat_bytes(agent, path)
         if isinstance(got, SpoolRead):
             return got, None
         raw, mtime = got

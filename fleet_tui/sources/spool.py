@@ -55,11 +55,14 @@ class HeartbeatSpool:
         got = self.heartbeat_bytes(agent)
         return got if isinstance(got, SpoolRead) else self.decode_heartbeat(agent, *got)
 
-    def heartbeat_bytes(self, agent: str) -> tuple[bytes, float] | SpoolRead:
+    def heartbeat_bytes(
+        self, agent: str, path: str | None = None
+    ) -> tuple[bytes, float] | SpoolRead:
         """The first half of `read_heartbeat`: the file's bytes and mtime, or the `SpoolRead`
-        that says why there are none. A reader that keeps the bytes of its last read can tell
-        a file rewritten with the same bytes (no need to decode them again) from a change."""
-        got = protocol.heartbeat_bytes(self.state_dir, agent)
+        that says why there are none (`path`: the file's, when the caller listed the folder).
+        A reader that keeps the bytes of its last read can tell a file read again with the
+        same bytes (no need to decode them again) from a change."""
+        got = protocol.heartbeat_bytes(self.state_dir, agent, path)
         return (
             SpoolRead(None, got.error, got.mtime)
             if isinstance(got, protocol.HeartbeatFile)
