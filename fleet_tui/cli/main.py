@@ -133,8 +133,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("demo", help="start (or stop) a demo fleet on a private tmux socket")
-    p.add_argument("--agents", metavar="N", type=int, default=6)
-    p.add_argument("--down", action="store_true", help="stop the demo fleet")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["up", "env", "down"],
+        default="up",
+        help="up: start it (or keep the running one) and open the dashboard (the default); "
+        'env: print the export lines that point a shell at it (eval "$(fleet-tui demo env)"); '
+        "down: stop it",
+    )
+    p.add_argument(
+        "--agents",
+        metavar="N",
+        type=int,
+        default=None,
+        help="how many agents (default 6); a running demo of another size is restarted",
+    )
+    p.add_argument("--down", action="store_true", help="stop the demo fleet (as 'demo down')")
     p.add_argument(
         "--no-ui",
         action="store_true",
@@ -674,33 +689,79 @@ def _roster_model(roster: Roster | None, name: str) -> str | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from fleet_tui.demo.fleet import DEMO_SOCKET, demo_env, hostname, start_demo, stop_demo
+    from fleet_tui.demo.fleet import (
+        DEMO_SOCKET,
+        demo_env,
+        demo_home,
+        demo_running,
+        hostname,
+        shell_exports,
+        start_demo,
+        stop_demo,
+    )
     from fleet_tui.tmux import TmuxRunner
 
     runner = TmuxRunner()
-    if args.down:
+    if args.down or args.action == "down":
         stopped = stop_demo(runner)
         print(
             f"demo fleet stopped (socket {DEMO_SOCKET})" if stopped else "no demo fleet was running"
         )
         return EXIT_OK
-    if not 2 <= args.agents <= 300:
+    if args.action == "env":
+        if not demo_running(runner):
+            sys.stderr.write(
+                f"{PROG}: no demo fleet is running ('{_self_command()} demo' starts it); "
+                "these lines point at where it runs\n"
+            )
+        print("\n".join(shell_exports(demo_home())))
+        return EXIT_OK
+    if args.agents is not None and not 2 <= args.agents <= 300:
         raise BadInput(f"--agents: between 2 and 300 (got {args.agents})")
-    home = start_demo(runner, args.agents, hostname())
-    env = demo_env(home)
+    started = start_demo(runner, args.agents, hostname())
+    env = demo_env(started.home)
     os.environ.update(env)
-    exports = " ".join(f"{k}={v}" for k, v in env.items())
+    print(started.summary())
     if args.no_ui or not sys.stdout.isatty():
         ns = argparse.Namespace(json=False, all=False, tenant=None, host=None)
         code = cmd_ps(ns)
-        print(f"\nThe demo fleet runs on the private tmux socket '{DEMO_SOCKET}'. Try:")
-        print(f"  {exports} fleet-tui ps")
-        print("  fleet-tui demo --down    # stop it")
+        _demo_afterword(dashboard=False)
         return code
-    return cmd_tui(
-        argparse.Namespace(
-            roster=env["MOSAIC_FLEET_ROSTER"], state_dir=env["MOSAIC_FLEET_STATE_DIR"]
+    try:
+        return cmd_tui(
+            argparse.Namespace(
+                roster=env["MOSAIC_FLEET_ROSTER"], state_dir=env["MOSAIC_FLEET_STATE_DIR"]
+            )
         )
+    finally:
+        _demo_afterword(dashboard=True)
+
+
+def _self_command() -> str:
+    """How to run this `fleet-tui` again from here: its name when PATH finds this one, else its
+    path (relative when under the working directory, as `.venv/bin/fleet-tui`)."""
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / PROG
+    if not script.exists():
+        return f"{sys.executable} -m fleet_tui"
+    found = shutil.which(PROG)
+    if found and Path(found).resolve() == script.resolve():
+        return PROG
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def _demo_afterword(*, dashboard: bool) -> None:
+    me = _self_command()
+    if dashboard:
+        print("\nThe demo fleet keeps running after the dashboard quits.")
+    print(
+        f"{'' if dashboard else chr(10)}Point a shell at it (every verb then works on it):\n"
+        f'  eval "$({me} demo env)"\n'
+        f"Stop it:  {me} demo down"
     )
 
 

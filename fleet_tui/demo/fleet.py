@@ -7,9 +7,11 @@ spool live in `$XDG_STATE_HOME/mosaic/fleet-demo/`. It is what a newcomer sees f
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,13 +103,61 @@ def demo_running(runner: TmuxRunner) -> bool:
     return probe_socket(runner.socket_path(DEMO_SOCKET)) == Liveness.LIVE
 
 
-def start_demo(runner: TmuxRunner, count: int, host: str, home: Path | None = None) -> Path:
-    """Start the demo fleet (idempotent: a running demo is left as it is). Returns its home."""
+DEFAULT_AGENTS = 6
+
+
+@dataclass(frozen=True)
+class DemoStart:
+    """What `start_demo` did: `started` a new fleet, `kept` the running one (no size asked, or
+    the size it has), or `restarted` it with the size asked for (`was`: the old size)."""
+
+    home: Path
+    action: str  # "started" | "kept" | "restarted"
+    agents: int
+    was: int | None = None
+
+    def summary(self) -> str:
+        where = f"on the private tmux socket '{DEMO_SOCKET}'"
+        size = f"of {self.agents} agents " if self.agents else ""
+        if self.action == "kept":
+            return (
+                f"A demo fleet {size}was already running {where}: kept it "
+                f"(`fleet-tui demo --agents N` restarts it with N agents)."
+            )
+        if self.action == "restarted":
+            return f"The demo fleet of {self.was} agents was restarted with {self.agents} agents {where}."
+        return f"A demo fleet of {self.agents} agents started {where}."
+
+
+def running_size(home: Path) -> int | None:
+    """How many agents the demo's roster starts (its always-on agents), None without a roster."""
+    try:
+        doc = yaml.safe_load((home / "roster.yaml").read_text())
+        agents = doc["agents"]
+        return sum(1 for a in agents if a.get("lifecycle") != "ephemeral")
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def start_demo(
+    runner: TmuxRunner, count: int | None, host: str, home: Path | None = None
+) -> DemoStart:
+    """Start the demo fleet. A running demo is kept when no size is asked (`count` None) or it
+    has that size; asked for another size, it is stopped and started again with that size."""
     home = home or demo_home()
     roster = home / "roster.yaml"
     state = home / "state"
+    was: int | None = None
     if demo_running(runner):
-        return home
+        size = running_size(home)
+        if count is None or count == size:
+            return DemoStart(home, "kept", size or 0)
+        was = size
+        kill_server(runner, DEMO_SOCKET)
+        deadline = time.monotonic() + 5
+        while demo_running(runner) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    count = DEFAULT_AGENTS if count is None else count
     agents = demo_agents(count)
     if state.exists():
         shutil.rmtree(state / "heartbeats", ignore_errors=True)
@@ -145,7 +195,7 @@ def start_demo(runner: TmuxRunner, count: int, host: str, home: Path | None = No
         if all(spool.heartbeat_path(n).exists() for n in started):
             break
         time.sleep(0.1)
-    return home
+    return DemoStart(home, "restarted" if was is not None else "started", count, was)
 
 
 def stop_demo(runner: TmuxRunner) -> bool:
@@ -161,6 +211,24 @@ def demo_env(home: Path) -> dict[str, str]:
         "CLAUDE_CONFIG_DIR": str(home / "claude"),
         "CODEX_HOME": str(home / "codex"),
     }
+
+
+def shell_exports(home: Path, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The `export` lines that point a shell at the demo fleet (`eval "$(fleet-tui demo env)"`):
+    its roster, state dir, budgets and transcript folders, and the folder of this `fleet-tui`
+    on PATH when it is not there yet (a `.venv` made by `.ci/dev`)."""
+    environ = os.environ if environ is None else environ
+    lines = [
+        "# The fleet-tui demo fleet: every verb (ps, probe, send, watch, usage, budget) reads it.",
+        "# CLAUDE_CONFIG_DIR and CODEX_HOME point at the demo's transcripts: run your own",
+        "# claude or codex in another shell. Stop the fleet: fleet-tui demo down",
+    ]
+    bindir = Path(sys.executable).parent
+    on_path = [p for p in environ.get("PATH", "").split(os.pathsep) if p]
+    if (bindir / "fleet-tui").exists() and str(bindir) not in on_path:
+        lines.append(f'export PATH={shlex.quote(str(bindir))}:"$PATH"')
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in demo_env(home).items()]
+    return lines
 
 
 def seed_demo_budgets(home: Path, agents: list[DemoAgent], host: str, now: datetime) -> None:
