@@ -1,11 +1,33 @@
-"""The dashboard's two themes (fleet-dark, fleet-light) and how the settings pick one."""
+"""The dashboard's themes and how the terminal picks one.
+
+- `fleet-dark`, `fleet-light`: 24-bit colours, for terminals that show them (COLORTERM=truecolor,
+  or a TERM ending in -256color: our colours are all in xterm's 256-colour cube).
+- `fleet-ansi`: the sixteen colours of the terminal's own palette, by name. A terminal with 16
+  colours (TERM=xterm, PuTTY's default, TERM=screen, the Linux console) cannot show 24-bit
+  colours: Textual would round each one to the nearest of 16 standard colours, and the selected
+  row came out bold white on light grey. With named colours the user's palette decides, and every
+  pair we draw (cursor: bright white on blue) reads on a dark or a light background.
+- No colour at all (NO_COLOR set, or TERM=dumb): the terminal's own foreground and background
+  only; the cursor, the headers and the urgent counts stand out by reverse and bold (app.tcss
+  `:nocolor` rules, the header's styles), never by a shade of grey.
+
+`TerminalColours` is a base of the App: it decides the depth once, before Textual builds its
+console and filters.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
 from textual.app import App
+from textual.filter import LineFilter, NoColor
 from textual.theme import Theme
 
 from fleet_tui.core.sanitize import clean_text
+
+ColourDepth = Literal["none", "16", "full"]
 
 THEMES = [
     Theme(
@@ -21,6 +43,16 @@ THEMES = [
         surface="#1c1c1c",
         panel="#262626",
         dark=True,
+        variables={
+            # a scrollbar is a thin bar on a visible track, not a stray block on the background
+            "scrollbar": "#5f5f5f",
+            "scrollbar-hover": "#808080",
+            "scrollbar-active": "#5fafd7",
+            "scrollbar-background": "#262626",
+            "scrollbar-background-hover": "#262626",
+            "scrollbar-background-active": "#262626",
+            "scrollbar-corner-color": "#262626",
+        },
     ),
     Theme(
         name="fleet-light",
@@ -35,17 +67,129 @@ THEMES = [
         surface="#f2f2f2",
         panel="#e4e4e4",
         dark=False,
+        variables={
+            "scrollbar": "#9e9e9e",
+            "scrollbar-hover": "#767676",
+            "scrollbar-active": "#005f87",
+            "scrollbar-background": "#e4e4e4",
+            "scrollbar-background-hover": "#e4e4e4",
+            "scrollbar-background-active": "#e4e4e4",
+            "scrollbar-corner-color": "#e4e4e4",
+        },
+    ),
+    Theme(
+        name="fleet-ansi",
+        ansi=True,
+        primary="ansi_blue",
+        secondary="ansi_magenta",
+        accent="ansi_bright_yellow",
+        warning="ansi_yellow",
+        error="ansi_red",
+        success="ansi_green",
+        foreground="ansi_default",
+        background="ansi_default",
+        surface="ansi_default",
+        panel="ansi_default",
+        boost="ansi_default",
+        dark=True,
+        variables={
+            "ansi-background": "ansi_default",
+            "ansi-foreground": "ansi_default",
+            "border": "ansi_blue",
+            "border-blurred": "ansi_white",
+            "block-cursor-foreground": "ansi_bright_white",
+            "block-cursor-background": "ansi_blue",
+            "block-cursor-text-style": "bold",
+            "block-cursor-blurred-foreground": "ansi_bright_white",
+            "block-cursor-blurred-background": "ansi_blue",
+            "block-cursor-blurred-text-style": "none",
+            "block-hover-background": "ansi_default",
+            "input-cursor-background": "ansi_default",
+            "input-cursor-foreground": "ansi_default",
+            "input-cursor-text-style": "reverse",
+            "input-selection-background": "ansi_blue",
+            "input-selection-foreground": "ansi_bright_white",
+            "screen-selection-background": "ansi_blue",
+            "screen-selection-foreground": "ansi_bright_white",
+            "footer-key-foreground": "ansi_bright_white",
+            "footer-key-background": "ansi_blue",
+            "footer-description-foreground": "ansi_default",
+            "footer-description-background": "ansi_default",
+            "footer-background": "ansi_default",
+            "footer-foreground": "ansi_default",
+            "scrollbar": "ansi_blue",
+            "scrollbar-hover": "ansi_bright_blue",
+            "scrollbar-active": "ansi_bright_blue",
+            "scrollbar-background": "ansi_default",
+            "scrollbar-background-hover": "ansi_default",
+            "scrollbar-background-active": "ansi_default",
+            "scrollbar-corner-color": "ansi_default",
+        },
     ),
 ]
+ANSI_THEME = "fleet-ansi"
+_NO_COLOUR = NoColor()
 
 
-def register_themes(app: App[object]) -> None:
+def colour_depth(env: Mapping[str, str]) -> ColourDepth:
+    """What the terminal can show, decided as Rich and Textual decide (NO_COLOR present, even
+    empty, is no colour for Textual; TEXTUAL_COLOR_SYSTEM forces a system; COLORTERM, then the
+    TERM suffix), except that TERM=dumb or unknown means no colour (Textual would send 24-bit
+    colours there, its fallback when Rich finds no colour system)."""
+    if "NO_COLOR" in env:
+        return "none"
+    term = env.get("TERM", "").strip().lower()
+    if term in ("dumb", "unknown"):
+        return "none"
+    forced = env.get("TEXTUAL_COLOR_SYSTEM", "auto").strip().lower()
+    if forced in ("standard", "windows"):
+        return "16"
+    if forced in ("256", "truecolor"):
+        return "full"
+    if env.get("COLORTERM", "").strip().lower() in ("truecolor", "24bit"):
+        return "full"
+    return "full" if term.rpartition("-")[2] == "256color" else "16"
+
+
+def is_dumb(env: Mapping[str, str]) -> bool:
+    """TERM=dumb (or unknown): no colour, and ASCII glyphs."""
+    return env.get("TERM", "").strip().lower() in ("dumb", "unknown")
+
+
+class TerminalColours(App[int]):
+    """A base of the dashboard's App: `colour_depth` is decided once from the environment.
+
+    At 16 colours or none, Textual sends named (ANSI) colours instead of 24-bit ones and the
+    theme is `fleet-ansi`; with no colour every colour becomes the terminal's default (Textual
+    does so for NO_COLOR; we do it for TERM=dumb too)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        depth = colour_depth(os.environ)
+        kwargs.setdefault("ansi_color", depth != "full")
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.colour_depth: ColourDepth = depth
+        if depth == "none":
+            self.no_color = True  # the `:nocolor` rules of app.tcss, and the header's styles
+        register_themes(self)
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        filters = super().get_line_filters()
+        if self.no_color and not any(isinstance(f, NoColor) for f in filters):
+            return [*filters, _NO_COLOUR]
+        return filters
+
+
+def register_themes(app: App[Any]) -> None:
     for theme in THEMES:
-        app.register_theme(theme)
+        if theme.name not in app.available_themes:
+            app.register_theme(theme)
 
 
-def use_theme(app: App[object], name: str) -> None:
-    """Show `name`; an unknown theme falls back to fleet-dark, with a warning."""
+def use_theme(app: App[Any], name: str) -> None:
+    """Show `name`; an unknown theme falls back to fleet-dark, with a warning. A terminal of 16
+    colours or none gets `fleet-ansi` whatever the setting (a 24-bit theme cannot show there)."""
+    if app.ansi_color and not app.available_themes.get(name, THEMES[0]).ansi:
+        name = ANSI_THEME
     try:
         app.theme = name
     except Exception:

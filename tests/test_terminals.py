@@ -1,0 +1,133 @@
+"""Every terminal (issue 14): 16 colours, NO_COLOR, TERM=dumb, ASCII, 80x24.
+
+The snapshots of a 16-colour terminal are drawn as that terminal draws them: every colour of the
+screen goes through Rich's down-sampling to the 16 standard colours (what Textual does when it
+writes to a TERM=xterm terminal), then into the SVG. The real terminals are checked too: the
+dashboard runs in a pane of a private tmux server with TERM=xterm or TERM=dumb, and the escape
+codes it wrote are read back with capture-pane -e.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from rich.color import ColorSystem
+from rich.console import Console
+from rich.segment import Segment, Segments
+from rich.style import Style
+
+from fleet_tui.config.settings import DashboardSettings
+from fleet_tui.testing.budgets import FixedBudgetSource, budget_report
+from fleet_tui.testing.fleets import NOW, FixedSource, RecordingActions, fleet_snapshot
+from fleet_tui.ui.app import FleetApp
+from fleet_tui.ui.screens.budget import BudgetScreen
+
+
+def _render(app: FleetApp) -> Iterable[Segment]:
+    """The segments of the whole screen, as the compositor hands them to the terminal."""
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO())
+    return console.render(update)
+
+
+def _down_sampled(segments: Iterable[Segment], system: ColorSystem) -> Iterable[Segment]:
+    for text, style, control in segments:
+        if style is not None and (style.color is not None or style.bgcolor is not None):
+            fg = style.color.downgrade(system) if style.color is not None else None
+            bg = style.bgcolor.downgrade(system) if style.bgcolor is not None else None
+            style = style + Style.from_color(fg, bg)
+        yield Segment(text, style, control)
+
+
+class SixteenColourApp(FleetApp):
+    """The dashboard whose screenshots show what a 16-colour terminal shows."""
+
+    def export_screenshot(self, *, title: str | None = None, simplify: bool = False) -> str:
+        console = Console(
+            width=self.size.width,
+            height=self.size.height,
+            file=io.StringIO(),
+            force_terminal=True,
+            color_system="truecolor",
+            record=True,
+            legacy_windows=False,
+            safe_box=False,
+        )
+        console.print(Segments(_down_sampled(_render(self), ColorSystem.STANDARD)), end="")
+        return console.export_svg(title=title or self.title)
+
+
+def screen_text(app: FleetApp) -> str:
+    """What the screen shows, as text (no styles)."""
+    return "".join(s.text for s in _render(app) if not s.control)
+
+
+def make_app(cls: type[FleetApp] = FleetApp, **settings: Any) -> FleetApp:
+    return cls(
+        FixedSource(fleet_snapshot()),
+        actions=RecordingActions(),
+        settings=DashboardSettings(poll_interval_s=3600, **settings),
+        clock=lambda: NOW + timedelta(seconds=1),
+        watch=False,
+        budget_source=FixedBudgetSource(budget_report()),
+    )
+
+
+async def settle(pilot: Any, *keys: str) -> None:
+    app = pilot.app
+    for _ in range(100):
+        await pilot.pause()
+        if app.polls or app.poll_error:
+            break
+    for key in keys:
+        await pilot.press(key)
+        for _ in range(3):
+            await pilot.pause()
+    for _ in range(50):
+        screen = app.screen
+        if not isinstance(screen, BudgetScreen) or screen.loads:
+            break
+        await pilot.pause()
+    others = [w for w in app.workers if w.group != "stream"]
+    if others:
+        await app.workers.wait_for_complete(others)
+    await pilot.pause()
+    await pilot.pause()
+
+
+def then(*keys: str) -> Callable[[Any], Awaitable[None]]:
+    async def run(pilot: Any) -> None:
+        await settle(pilot, *keys)
+
+    return run
+
+
+@pytest.fixture
+def xterm16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal of 16 colours: TERM=xterm without COLORTERM (PuTTY's default)."""
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.delenv("COLORTERM", raising=False)
+
+
+@pytest.fixture
+def no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+
+
+SCREENS = {
+    "fleet": (),
+    "detail": ("down", "enter"),
+    "help": ("question_mark",),
+    "budgets": ("b",),
+    "compose": ("m", "h", "i"),
+}
+
+
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_sixteen_colours(snap_compare, xterm16: None, screen: str) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(SixteenColourApp)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=then(*SCREENS[screen]))
