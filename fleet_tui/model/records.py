@@ -324,7 +324,11 @@ class AgentRecord(_Record):
     # it), "inferred" (read off the pane; never makes an agent healthy), None (nothing known).
     state_source: StateSource | None = None
     inferred: InferredState | None = None
+    # Token use today from the runtimes' transcripts: `tokens_today` WITHOUT prompt-cache reads
+    # (input, output, cache writes: what TOKENS shows), `cache_read_today` the cache reads
+    # beside it (cheap, and often ten times the rest). None: not known.
     tokens_today: int | None = None
+    cache_read_today: int | None = None
     budget: BudgetBrief | None = None
     # True for a row that came from the gateway (another host's publisher). Set by the merge
     # from WHERE the row came from, never from its text: a remote row whose host name looks
