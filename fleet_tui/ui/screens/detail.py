@@ -196,6 +196,12 @@ def facts_table(r: AgentRecord, snapshot: FleetSnapshot | None) -> Table:
             (
                 "tokens today",
                 f"{human_tokens(r.tokens_today)} ({r.tokens_today:,})"
+                + (
+                    f" without cache reads; cache reads {human_tokens(r.cache_read_today)} "
+                    f"({r.cache_read_today:,})"
+                    if r.cache_read_today is not None
+                    else ""
+                )
                 if r.tokens_today is not None
                 else None,
             ),
