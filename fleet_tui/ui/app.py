@@ -36,7 +36,7 @@ from fleet_tui.ui.palette import FleetCommandPalette, FleetCommands
 from fleet_tui.ui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
 from fleet_tui.ui.screens.budget import BudgetScreen
 from fleet_tui.ui.stack import StackedApp
-from fleet_tui.ui.themes import register_themes, use_theme
+from fleet_tui.ui.themes import TerminalColours, is_dumb, register_themes, use_theme
 from fleet_tui.ui.workers import Polled, in_thread, watch_folder
 
 # 50 agents beating every 10 s are 5 changes a second: one refresh per second shows each within
@@ -51,7 +51,7 @@ def styles_dir() -> Path:
     return inside if inside.is_dir() else package.parent / "styles"
 
 
-class FleetApp(CrashGuard, StackedApp):
+class FleetApp(CrashGuard, TerminalColours, StackedApp):
     CSS_PATH = str(styles_dir() / "app.tcss")
     TITLE = "fleet-tui"
     COMMANDS = App.COMMANDS | {FleetCommands}
@@ -86,7 +86,7 @@ class FleetApp(CrashGuard, StackedApp):
         self.actions = actions
         self.settings = settings or DashboardSettings()
         # ASCII glyphs (present.glyphs) on a terminal whose locale is not UTF-8, or by setting
-        self.ascii_only = choose_ascii(self.settings.glyphs, os.environ)
+        self.ascii_only = choose_ascii(self.settings.glyphs, os.environ) or is_dumb(os.environ)
         self.clock = clock
         self._watch_enabled = watch
         self._startup_notice = startup_notice
