@@ -891,3 +891,90 @@ def test_concurrent_runs_count_once(world: World, fleet_env: FleetEnv) -> None:
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
         assert json.loads(out)["totals"]["output_tokens"] == 3000
+
+
+@pytest.mark.tmux
+def test_an_agent_whose_session_ended_keeps_its_day_with_cache_reads_apart(
+    world: World, fleet_env: FleetEnv
+) -> None:
+    """TOKENS counts without cache reads (the detail shows both); an agent whose session ended
+    keeps the day's use it made in its directory, in the dashboard, a new dashboard and `ps`;
+    a directory a second agent then works in is theirs jointly (no number for either)."""
+    from rich.console import Console
+
+    from fleet_tui.config.fleet import FleetConfig
+    from fleet_tui.core.join import apply_usage
+    from fleet_tui.service.collector import FleetCollector
+    from fleet_tui.sources.usage import TodayTokens
+    from fleet_tui.ui.screens.detail import facts_table
+
+    work, other = fleet_env.base / "work" / "a", fleet_env.base / "work" / "b"
+    work.mkdir(parents=True)
+    other.mkdir(parents=True)
+    fleet_env.write_roster(
+        [{"name": "coder0-0", "role": "coder"}, {"name": "coder0-1", "role": "coder"}]
+    )
+    for name, cwd in (("coder0-0", work), ("coder0-1", other)):
+        new_agent_session(fleet_env.runner, "mosaic-fleet", name, ["sleep", "60"], cwd=str(cwd))
+    now = datetime.now(UTC)
+    ts = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    world.transcript(
+        project_folder(str(work)),
+        "s.jsonl",
+        [
+            assistant("a", 20, cwd=str(work), inp=5, cw=100, cr=5000, ts=ts),
+            assistant("b", 1, cwd=str(work / "sub"), inp=0, cw=0, cr=700, ts=ts),
+        ],
+    )
+
+    def one(snapshot: Any, name: str) -> Any:
+        return next(a for a in snapshot.agents if a.name == name)
+
+    def answer(provider: TodayTokens, snapshot: Any) -> dict[str, int]:
+        with contextlib.suppress(NotReadYet):
+            provider(snapshot, now)
+        provider.wait(10)
+        got = provider(snapshot, now)
+        provider.wait(10)
+        return got
+
+    collector = FleetCollector(FleetConfig.from_flags())
+    snap = collector.collect()
+    provider = TodayTokens(fleet_env.state_dir, [world.claude], world.codex)
+    got = answer(provider, snap)
+    assert got == {"coder0-0": 126, "coder0-1": 0}  # input + output + cache writes
+    record = one(apply_usage(snap, got, {}), "coder0-0")
+    assert (record.tokens_today, record.cache_read_today) == (126, 5700)
+    assert type(record.tokens_today) is int  # the record holds plain numbers (JSON, gateway)
+    console = Console(width=200, record=True, color_system=None)
+    console.print(facts_table(record, snap))
+    text = console.export_text()
+    assert "(126) without cache reads" in text and "(5,700)" in text, text
+
+    # The session ends: the row is down and keeps its day.
+    fleet_env.tmux("mosaic-fleet", "kill-session", "-t", "=coder0-0")
+    snap = collector.collect()
+    assert one(snap, "coder0-0").health == "down" and one(snap, "coder0-0").tmux is None
+    got = provider(snap, now)
+    provider.wait(10)
+    assert got == {"coder0-0": 126, "coder0-1": 0} and got["coder0-0"].cache_read == 5700  # type: ignore[attr-defined]
+    # A dashboard started later knows it too (the index noted where the agent worked) ...
+    assert answer(TodayTokens(fleet_env.state_dir, [world.claude], world.codex), snap) == got
+    # ... and so does `ps`.
+    env = {"CLAUDE_CONFIG_DIR": str(world.claude), "CODEX_HOME": str(world.codex), "TZ": "XST+5"}
+    agents = {a["name"]: a for a in fleet_env.ps_json(env=env)["agents"]}
+    assert agents["coder0-0"]["health"] == "down"
+    assert (agents["coder0-0"]["tokens_today"], agents["coder0-0"]["cache_read_today"]) == (
+        126,
+        5700,
+    )
+    assert agents["coder0-1"]["tokens_today"] == 0
+
+    # Another agent now works in that directory: whose use it is cannot be told (jointly).
+    new_agent_session(fleet_env.runner, "mosaic-fleet", "coder0-0", ["sleep", "60"], cwd=str(other))
+    new_agent_session(fleet_env.runner, "mosaic-fleet", "coder0-2", ["sleep", "60"], cwd=str(work))
+    snap = collector.collect()
+    got = provider(snap, now)
+    provider.wait(10)
+    got = provider(snap, now)
+    assert "coder0-0" not in got and "coder0-2" not in got, got

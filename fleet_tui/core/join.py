@@ -599,7 +599,8 @@ def apply_usage(
 ) -> FleetSnapshot:
     """The snapshot with each agent's token use today and budget brief (by agent name), for
     providers that need the joined fleet first (a transcript belongs to the agent whose pane's
-    working directory it matches). Records without an entry keep what they had."""
+    working directory it matches). Records without an entry keep what they had. A count that
+    carries its cache reads apart (`core.usage.TokenCount`) sets `cache_read_today` too."""
     agents = []
     for r in snapshot.agents:
         tokens = tokens_today.get(r.name, r.tokens_today)
@@ -607,5 +608,9 @@ def apply_usage(
         if tokens is r.tokens_today and budget is r.budget:
             agents.append(r)
         else:
-            agents.append(r.model_copy(update={"tokens_today": tokens, "budget": budget}))
+            update: dict[str, object] = {"tokens_today": tokens, "budget": budget}
+            if tokens is not None and r.name in tokens_today:
+                update["tokens_today"] = int(tokens)
+                update["cache_read_today"] = getattr(tokens, "cache_read", None)
+            agents.append(r.model_copy(update=update))
     return snapshot.model_copy(update={"agents": agents})

@@ -412,6 +412,40 @@ def tokens_by_agent(
     return out
 
 
+class TokenCount(int):
+    """An agent's tokens today WITHOUT prompt-cache reads (the value: input, output and cache
+    writes, what the TOKENS column shows), with the cache reads beside it (`cache_read`).
+
+    Cache reads are cheap and huge (a long session re-reads its context on every turn: often ten
+    times the rest), so a total with them reads as a runaway agent. An int, so that it goes
+    where a token count goes (the collector checks counts), and the join takes both parts."""
+
+    cache_read: int
+
+    def __new__(cls, value: int, cache_read: int = 0) -> TokenCount:
+        obj = super().__new__(cls, value)
+        obj.cache_read = cache_read
+        return obj
+
+    def __repr__(self) -> str:
+        return f"TokenCount({int(self)}, cache_read={self.cache_read})"
+
+
+def today_by_agent(
+    buckets: Iterable[Bucket], attribution: Attribution, day: str
+) -> dict[str, TokenCount]:
+    """Tokens per agent on one local day, cache reads apart (what the dashboard shows as
+    "tokens today": TOKENS without cache reads, the detail both)."""
+    rest: dict[str, int] = {}
+    reads: dict[str, int] = {}
+    for b in buckets:
+        if b.day == day:
+            name = attribution.agent(b.cwd, b.session)
+            rest[name] = rest.get(name, 0) + b.tokens[0] + b.tokens[1] + b.tokens[2]
+            reads[name] = reads.get(name, 0) + b.tokens[3]
+    return {name: TokenCount(rest[name], reads[name]) for name in rest}
+
+
 def parse_day(text: str, flag: str) -> date:
     """A YYYY-MM-DD flag value; `BadRecord` (a ValueError) with a one-line reason otherwise."""
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text or ""):

@@ -51,23 +51,24 @@ def ps_usage_provider(config: FleetConfig) -> UsageProvider | None:
         return None
 
     def provide(snapshot: FleetSnapshot, now: datetime) -> dict[str, int]:
-        from fleet_tui.core.usage import agents_by_cwd
+        import contextlib
+        import sqlite3
+
+        from fleet_tui.core.usage import today_by_agent
         from fleet_tui.sources.usage import (
             UsageIndex,
             agents_today,
+            attribution_today,
             session_agents,
-            tokens_today,
         )
 
-        pairs = [
-            (a.name, a.tmux.cwd)
-            for a in snapshot.agents
-            if a.is_agent and a.tmux is not None and not a.remote
-        ]
-        by_cwd = agents_by_cwd(pairs)
         by_session = session_agents(config.state_dir)
+        day = now.astimezone().date().isoformat()
         with UsageIndex(config.state_dir, roots, codex) as index:
-            found = tokens_today(index, by_cwd, now, by_session)
+            with contextlib.suppress(sqlite3.OperationalError):  # busy: the last sums will do
+                index.refresh()
+            attribution, by_cwd = attribution_today(index, snapshot, day, by_session)
+            found = today_by_agent(index.buckets(), attribution, day)
         return agents_today(snapshot, found, by_cwd, by_session)
 
     return provide

@@ -33,9 +33,9 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,7 @@ from fleet_tui.core.usage import (
     Bucket,
     CodexTotal,
     RateSample,
+    TokenCount,
     Tokens,
     agents_by_cwd,
     claude_record,
@@ -53,7 +54,7 @@ from fleet_tui.core.usage import (
     codex_rate_samples,
     larger,
     thin_samples,
-    tokens_by_agent,
+    today_by_agent,
 )
 from fleet_tui.errors import NotReadYet
 from fleet_tui.protocol.files import NotRegularFile, loads_valid, open_regular_binary, read_regular
@@ -263,7 +264,10 @@ CREATE TABLE IF NOT EXISTS buckets(id INTEGER PRIMARY KEY, day TEXT, runtime TEX
 CREATE TABLE IF NOT EXISTS sessions(sid TEXT PRIMARY KEY, root TEXT);
 CREATE TABLE IF NOT EXISTS samples(window TEXT, minute INT, observed REAL, minutes INT,
     used REAL, resets REAL, PRIMARY KEY(window, minute));
+CREATE TABLE IF NOT EXISTS panes(day TEXT, cwd TEXT, agent TEXT, PRIMARY KEY(day, cwd, agent));
 """
+PANE_DAYS = 7
+"""Days of pane directories kept (`UsageIndex.remember_panes`); older ones are dropped."""
 
 
 @dataclass(slots=True)
@@ -358,6 +362,7 @@ class UsageIndex:
         self._bucket_ids: dict[tuple[str, str, str, str, str], int] = {}
         self._sessions: dict[str, str] = {}
         self._next_bucket = 0
+        self._panes: dict[str, set[tuple[str, str]]] = {}  # day -> (agent, cwd), as stored
 
     def _open(self, path: Path) -> None:
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -808,6 +813,40 @@ class UsageIndex:
             raise
         return [RateSample(r[2], r[0], int(r[3]), float(r[4]), r[5]) for r in rows]
 
+    # -- where agents worked today ----------------------------------------------------------
+    def remember_panes(self, day: str, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Note that these agents' panes worked in these directories on `day` (a local date),
+        and return every (agent, directory) noted for that day, by any process sharing the
+        state dir: an agent whose session ended, or that moved, keeps the day's use it made
+        there (`Attribution` gets them with the live panes). Not a cache of the files: kept
+        when the sums are redone; days older than PANE_DAYS are dropped."""
+        known = self._panes.get(day)
+        if known is None:
+            rows = self.db.execute("SELECT agent, cwd FROM panes WHERE day=?", (day,)).fetchall()
+            known = self._panes[day] = {(str(a), str(c)) for a, c in rows}
+            for old in [d for d in self._panes if d < day]:
+                del self._panes[old]
+        new = {(a, c) for a, c in pairs if a and c} - known
+        if new:
+            cutoff = (date.fromisoformat(day) - timedelta(days=PANE_DAYS)).isoformat()
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO panes VALUES(?, ?, ?)",
+                    sorted((day, c, a) for a, c in new),
+                )
+                self.db.execute("DELETE FROM panes WHERE day < ?", (cutoff,))
+                rows = self.db.execute(
+                    "SELECT agent, cwd FROM panes WHERE day=?", (day,)
+                ).fetchall()
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            known.update((str(a), str(c)) for a, c in rows)
+        return sorted(known)
+
     # -- results -----------------------------------------------------------------------------
     def buckets(self) -> list[Bucket]:
         """The sums, as of the last refresh."""
@@ -823,13 +862,23 @@ def tokens_today(
     agents_by_cwd: Mapping[str, str],
     now: datetime,
     agents_by_session: Mapping[str, str] | None = None,
-) -> dict[str, int]:
-    """Total tokens per agent name on the local day of `now`, after an incremental refresh (a
-    directory walk and nothing else when no file grew). For the dashboard's poll; blocking."""
+) -> dict[str, TokenCount]:
+    """Tokens per agent name on the local day of `now`, cache reads apart (`TokenCount`), after
+    an incremental refresh (a directory walk and nothing else when no file grew). Blocking."""
     with contextlib.suppress(sqlite3.OperationalError):  # index busy: the last sums will do
         index.refresh()
     day = now.astimezone().date().isoformat()
-    return tokens_by_agent(index.buckets(), Attribution(agents_by_cwd, agents_by_session), day)
+    return today_by_agent(index.buckets(), Attribution(agents_by_cwd, agents_by_session), day)
+
+
+def local_panes(snapshot: FleetSnapshot) -> list[tuple[str, str]]:
+    """(agent, pane directory) of this host's agents with a pane: the transcripts read here
+    are this host's."""
+    return [
+        (a.name, a.tmux.cwd)
+        for a in snapshot.agents
+        if a.is_agent and a.tmux is not None and a.tmux.cwd and not a.remote
+    ]
 
 
 def agents_today(
@@ -839,23 +888,42 @@ def agents_today(
     by_session: Mapping[str, str],
 ) -> dict[str, int]:
     """Tokens today of this host's agents in the snapshot: those whose use can be told apart
-    (a pane directory of their own, or a session a hook named) get a number, 0 without use."""
+    (a pane directory of their own today, live or earlier, or a session a hook named) get a
+    number, 0 without use."""
     here = {a.name for a in snapshot.agents if a.is_agent and not a.remote}
-    out = {name: 0 for name in by_cwd.values() if "+" not in name}
-    out.update({name: 0 for name in by_session.values() if name in here})
+    out: dict[str, int] = {
+        name: TokenCount(0)
+        for name in (*by_cwd.values(), *by_session.values())
+        if name in here  # a name joined by '+' (a shared directory) never is
+    }
     out.update({k: v for k, v in found.items() if k in out})
     return out
 
 
+def attribution_today(
+    index: UsageIndex, snapshot: FleetSnapshot, day: str, by_session: Mapping[str, str]
+) -> tuple[Attribution, dict[str, str]]:
+    """The attribution of `day`'s use: sessions the hooks saw, then the directories this host's
+    agents worked in today: their live panes and those noted earlier (an agent whose session
+    ended keeps its day). A directory that two agents worked in is theirs jointly ('a+b'),
+    so neither gets a number for it. Notes the live panes (a write only when one is new)."""
+    pairs = index.remember_panes(day, local_panes(snapshot))
+    by_cwd = agents_by_cwd(pairs)
+    return Attribution(by_cwd, by_session), by_cwd
+
+
 class TodayTokens:
-    """The dashboard's usage provider (`service.UsageProvider`): token use today per agent name.
+    """The dashboard's usage provider (`service.UsageProvider`): token use today per agent name,
+    each a `TokenCount` (without cache reads, the cache reads beside).
 
     A call never waits on the files: it starts a refresh in a background thread when none is
     running and answers from the sums of the last finished one (nothing, so "not known" rather
-    than 0, until the first, cold read is done; a later poll shows it). Agents with a known pane directory and no use today
-    get 0; agents sharing one directory are left out (their use cannot be split). When the last
-    refresh failed, a call raises with the reason (the poller marks the source degraded and
-    keeps the last good answer).
+    than 0, until the first, cold read is done; a later poll shows it). The refresh also notes
+    the panes' directories of the call before it (`UsageIndex.remember_panes`): an agent keeps
+    the day's use it made in a directory after its session ended. Agents with a known directory
+    and no use today get 0; agents sharing one directory are left out (their use cannot be
+    split). When the last refresh failed, a call raises with the reason (the poller marks the
+    source degraded and keeps the last good answer).
     """
 
     def __init__(
@@ -874,12 +942,19 @@ class TodayTokens:
         self._sessions: dict[str, str] = {}
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
+        # The panes of the last call, noted by the next refresh; what is noted for a day.
+        self._panes: tuple[str, list[tuple[str, str]]] | None = None
+        self._noted: dict[str, list[tuple[str, str]]] = {}
 
     def _refresh(self) -> None:
         try:
             if self._index is None:
                 self._index = UsageIndex(self.state_dir, self.roots, self.codex)
             self._index.refresh()
+            panes = self._panes
+            if panes is not None:
+                day, pairs = panes
+                self._noted = {day: self._index.remember_panes(day, pairs)}
             self._buckets = self._index.buckets()
             self._sessions = session_agents(self.state_dir)
             self._ready = True
@@ -888,10 +963,14 @@ class TodayTokens:
             self.error = f"{type(exc).__name__}: {exc}"
 
     def __call__(self, snapshot: FleetSnapshot, now: datetime) -> dict[str, int]:
+        day = now.astimezone().date().isoformat()
+        live = local_panes(snapshot)
         with self._lock:
             # What the last FINISHED refresh left, taken before starting the next one: a
             # refresh that is quick to end cannot make this answer depend on thread timing.
             ready, error = self._ready, self.error
+            buckets, by_session, noted = self._buckets, self._sessions, self._noted
+            self._panes = (day, live)
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(
                     target=self._refresh, name="usage-refresh", daemon=True
@@ -901,15 +980,8 @@ class TodayTokens:
             raise RuntimeError(f"token use not read: {error}")
         if not ready:  # the first read is still going: unknown, not zero
             raise NotReadYet("token use: first read of the transcripts in progress")
-        pairs = [  # this host's agents: the transcripts read here are this host's
-            (a.name, a.tmux.cwd)
-            for a in snapshot.agents
-            if a.is_agent and a.tmux is not None and not a.remote
-        ]
-        by_cwd = agents_by_cwd(pairs)
-        by_session = self._sessions
-        day = now.astimezone().date().isoformat()
-        found = tokens_by_agent(self._buckets, Attribution(by_cwd, by_session), day)
+        by_cwd = agents_by_cwd(sorted({*live, *noted.get(day, [])}))
+        found = today_by_agent(buckets, Attribution(by_cwd, by_session), day)
         return agents_today(snapshot, found, by_cwd, by_session)
 
     def wait(self, timeout: float | None = None) -> None:
