@@ -76,8 +76,9 @@ async def test_navigation_and_detail_then_back() -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await first_poll(pilot, app)
         t = table(app)
-        assert t.cursor_key is not None and t.cursor_key.endswith("/orchestrator")
-        await pilot.press("down", "down")
+        # most urgent first: the agents waiting for the operator, then the sick ones
+        assert t.cursor_key is not None and t.cursor_key.endswith("/planner")
+        await pilot.press("down", "down", "down", "down")
         assert t.cursor_key.endswith("/coder0-0")
         await pilot.press("enter")
         await pilot.pause()
@@ -145,9 +146,9 @@ async def test_sort_by_health_puts_worst_first_and_keeps_cursor() -> None:
         await pilot.press("H")
         assert t.keys[0].rsplit("/", 1)[1] in {"research", "security", "coder1-0"}
         assert t.cursor_key == before
-        assert "HEALTH▼" in t.render_line(0).text
+        assert "HEALTH▲" in t.render_line(0).text  # ascending severity: the worst first
         await pilot.press("H")
-        assert "HEALTH▲" in t.render_line(0).text
+        assert "HEALTH▼" in t.render_line(0).text
         assert t.keys[-1].rsplit("/", 1)[1] in {"research", "security", "coder1-0"}
 
 
@@ -354,7 +355,7 @@ async def test_numeric_sorts_put_the_biggest_first_and_dashes_last_both_ways() -
         assert names(app)[0] == "coder0-1"
         assert names(app)[4] == "orchestrator"
         await pilot.press("P")  # budget: ahead of pace first, agents without one last
-        assert "budget" in str(app.fleet_screen.query_one("#header", Static).render())
+        assert "sort: BUDGET ▲" in str(app.fleet_screen.query_one("#header", Static).render())
         assert names(app)[-1] in {"coder0-2", "coder1-0", "research", "security"}
         await pilot.press("P")
         assert names(app)[-1] in {"coder0-2", "coder1-0", "research", "security"}
@@ -374,15 +375,16 @@ async def test_filter_by_state_source_and_inferred_state() -> None:
         assert sorted(names(app)) == ["orchestrator", "review", "scratch"]
 
 
-async def test_wide_table_keeps_src_when_it_fits_dropping_one_column_at_a_time() -> None:
+async def test_wide_table_fills_the_width_and_keeps_a_narrow_column_that_fits() -> None:
     app = make_app(FixedSource(fleet_snapshot()))
     async with app.run_test(size=(170, 48)) as pilot:
         await first_poll(pilot, app)
         head = table(app).render_line(0).text
-        # SRC and SYSTEMD share a priority: only SYSTEMD has to go for the rest to fit
-        assert "SRC" in head and "TOKENS" in head and "BUDGET" in head
-        assert "SYSTEMD" not in head
-        assert len(head.rstrip()) <= 170
+        assert "TOKENS" in head and "BUDGET" in head and "ASKS" in head
+        # SOCKET (12) does not fit; CPU, less important but narrower, takes the room
+        assert "SOCKET" not in head and "CPU" in head
+        # ASKS, the flexible column, runs to the right edge
+        assert len(head) == table(app).size.width and head.rstrip().endswith("ASKS")
 
 
 async def test_header_keeps_two_lines_after_a_resize() -> None:

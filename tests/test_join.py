@@ -1034,7 +1034,7 @@ def test_budget_cell_and_its_sort_put_exhausted_and_ahead_first() -> None:
         return BudgetBrief(account="a", used_percent=used, status=status)
 
     assert budget_cell(None) == "-"
-    assert budget_cell(brief(61.6, "ahead")) == "62% ▲"
+    assert budget_cell(brief(61.6, "ahead")) == "62% »"  # ▲ and ▼ are the sort arrows only
     assert budget_cell(brief(100, "exhausted")) == "100% ✖"
     assert budget_cell(brief(37.5, "on_pace")) == "38%"
     assert budget_cell(brief(None, "unknown")) == "?"
@@ -1053,17 +1053,19 @@ def test_budget_cell_and_its_sort_put_exhausted_and_ahead_first() -> None:
     assert [a.name for a in ordered] == ["b", "c", "a", "d"]
 
 
-def test_80_columns_keep_state_and_budget_and_drop_src_and_tokens() -> None:
+def test_80_columns_keep_idle_and_tokens_before_budget_and_drift() -> None:
     from fleet_tui.present.columns import COLUMNS, fit_columns, visible_columns
     from fleet_tui.testing.fleets import fleet_snapshot
 
     agents = [a for a in fleet_snapshot().agents if a.is_agent]
     cols = visible_columns(agents, COLUMNS)
     natural = {c.key: max([len(c.title), *(len(c.cell(a)) for a in agents)]) for c in cols}
-    chosen, widths = fit_columns(cols, natural, 80)
+    chosen, widths = fit_columns(cols, natural, 76)
     keys = [c.key for c in chosen]
-    assert {"agent", "health", "state", "budget"} <= set(keys)
-    assert "src" not in keys and "tokens" not in keys
-    assert sum(widths[k] for k in keys) + 2 * (len(keys) - 1) <= 80
-    wide, _ = fit_columns(cols, natural, 200)
-    assert {"src", "tokens", "budget"} <= {c.key for c in wide}
+    assert keys[:6] == ["agent", "health", "state", "hb", "idle", "tokens"]
+    assert "src" not in keys and "drift" not in keys
+    assert sum(widths[k] for k in keys) + 2 * (len(keys) - 1) <= 76
+    wide, wide_widths = fit_columns(cols, natural, 200)
+    assert {"src", "tokens", "budget", "drift", "asks"} <= {c.key for c in wide}
+    # the flexible columns take the rest: the row is exactly as wide as the screen
+    assert sum(wide_widths[c.key] for c in wide) + 2 * (len(wide) - 1) == 200

@@ -6,12 +6,19 @@ word; colour is added by the renderers, never the only signal.
 
 STATE says where the state comes from: `busy` from the runtime's own heartbeat, `busyʰ` from a
 runtime hook adapter, `~busy` inferred from the pane (a guess; never makes an agent healthy).
-BUDGET shows the used share of the agent's account window, `▲` when spending ahead of the even
-pace, `✖` when exhausted.
+BUDGET shows the used share of the agent's account window, `»` when spending ahead of the even
+pace, `✖` when exhausted (`▲`/`▼` are only ever the sort arrows). ASKS shows what an agent waiting
+for the operator asks: its heartbeat's detail, or the prompt read off its pane.
+
+Glyphs mean one thing each: `★` (and its own colour) is "needs you" and nothing else.
+
+The default order (no sort chosen) is `urgency`: agents needing a human first, then the sick ones,
+then the rest; `ps` and the dashboard share it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +30,7 @@ from fleet_tui.model.records import (
     BudgetBrief,
     BudgetStatus,
     Health,
+    Lifecycle,
     StateSource,
 )
 
@@ -100,7 +108,11 @@ STATE_LEGEND = (
     f"STATE: busy = the runtime's heartbeat, busy{HOOK_MARK} = a runtime hook's, "
     f"{INFERRED_MARK}busy = inferred from the pane (a guess: never healthy)."
 )
-BUDGET_LEGEND = "BUDGET: share of the account window used; ▲ ahead of the even pace, ✖ exhausted."
+AHEAD_MARK = "»"  # spending ahead of the even pace (never ▲: that is the sort arrow)
+ATTENTION_MARK = "★"  # needs you: waiting_input or blocked, and nothing else
+BUDGET_LEGEND = (
+    f"BUDGET: share of the account window used; {AHEAD_MARK} ahead of the even pace, ✖ exhausted."
+)
 
 
 def shown_state(r: AgentRecord) -> tuple[AgentState | None, StateSource | None]:
@@ -118,11 +130,68 @@ def needs_attention(r: AgentRecord) -> bool:
     return shown_state(r)[0] in ATTENTION_STATES
 
 
+# core.infer spells an inferred prompt's reason "<runtime> prompt: '<the matched text>'".
+_INFERRED_PROMPT = re.compile(r"\bprompt: '(.*)'\Z", re.DOTALL)
+
+
+def question(r: AgentRecord) -> str | None:
+    """What an agent waiting for the operator asks: its heartbeat's `detail`, else the prompt
+    read off its pane; None when it waits for nothing or says nothing (already sanitized by the
+    join; callers still clean it for their width)."""
+    state, source = shown_state(r)
+    if state not in ATTENTION_STATES:
+        return None
+    if source is not StateSource.INFERRED:
+        detail = r.heartbeat.detail if r.heartbeat is not None else None
+        return (detail.strip() or None) if detail else None
+    if r.inferred is None:
+        return None
+    m = _INFERRED_PROMPT.search(r.inferred.reason)
+    return (m.group(1).strip() or None) if m else r.inferred.reason
+
+
+def is_unhealthy(r: AgentRecord) -> bool:
+    """Sick in a way a human should look at: unresponsive, stale, or down while the roster says
+    it is always on (an ephemeral agent that is down is just done)."""
+    if not r.is_agent:
+        return False
+    if r.health in (Health.UNRESPONSIVE, Health.STALE):
+        return True
+    return r.health is Health.DOWN and r.lifecycle is Lifecycle.ALWAYS_ON
+
+
+def urgency(r: AgentRecord) -> int:
+    """The default order's group: 0 waiting for the operator (waiting_input or blocked),
+    1 unresponsive, 2 stale, 3 down but always on, 4 the rest."""
+    if not r.is_agent:
+        return 4
+    if needs_attention(r):
+        return 0
+    if r.health is Health.UNRESPONSIVE:
+        return 1
+    if r.health is Health.STALE:
+        return 2
+    if r.health is Health.DOWN and r.lifecycle is Lifecycle.ALWAYS_ON:
+        return 3
+    return 4
+
+
+def urgency_order(records: list[AgentRecord]) -> list[AgentRecord]:
+    """The default order of `ps` and the dashboard: urgency first; within a group, the
+    snapshot's own order (agents before plain sessions, orchestrator and enhancer first, then
+    by name) is kept: the sort is stable."""
+    return sorted(records, key=urgency)
+
+
+def _asks(r: AgentRecord) -> str:
+    return question(r) or ""
+
+
 def _state(r: AgentRecord) -> str:
     state, source = shown_state(r)
     if state is None:
         return "-"
-    mark = "★ " if state in ATTENTION_STATES else ""
+    mark = f"{ATTENTION_MARK} " if state in ATTENTION_STATES else ""
     if source is StateSource.INFERRED:
         return f"{mark}{INFERRED_MARK}{state.value}"
     if source is StateSource.HOOK:
@@ -163,7 +232,7 @@ def human_tokens(n: int | None) -> str:
     return str(n)  # unreachable
 
 
-BUDGET_MARK = {BudgetStatus.AHEAD: " ▲", BudgetStatus.EXHAUSTED: " ✖"}
+BUDGET_MARK = {BudgetStatus.AHEAD: f" {AHEAD_MARK}", BudgetStatus.EXHAUSTED: " ✖"}
 # Sort order of the BUDGET column: what needs a look first.
 BUDGET_SEVERITY = {
     BudgetStatus.EXHAUSTED: 0,
@@ -263,43 +332,47 @@ def _drift(r: AgentRecord) -> str:
     return ",".join(DRIFT_SHORT.get(d.value, d.value) for d in r.drift) or "-"
 
 
+# Priorities (larger drops first): at 80 columns the glance keeps who, health, state, heartbeat,
+# IDLE (the best "is it stuck" signal) and TOKENS before BUDGET and DRIFT. The flexible columns
+# (ASKS, REASON) take what room is left, each at least its FLEX_MIN.
 COLUMNS: list[Column] = [
-    Column("TENANT", "tenant", 7, lambda r: r.tenant_id),
-    Column("HOST", "host", 6, lambda r: r.host),
+    Column("TENANT", "tenant", 8, lambda r: r.tenant_id),
+    Column("HOST", "host", 7, lambda r: r.host),
     Column("AGENT", "agent", 0, _agent, sort=lambda r: r.name),
-    Column("ROLE", "role", 3, lambda r: r.role or "-"),
+    Column("ROLE", "role", 5, lambda r: r.role or "-"),
     Column("HEALTH", "health", 0, health_cell, sort=lambda r: HEALTH_SEVERITY[r.health]),
     Column("STATE", "state", 1, _state, sort=_state_sort),
-    Column("SRC", "src", 7, _source),
+    Column("SRC", "src", 8, _source),
     figure("HB", "hb", 1, lambda r: age_cell(r.heartbeat.age_s if r.heartbeat else None), _hb_age),
-    figure("IDLE", "idle", 4, lambda r: human_duration(r.tmux.idle_s) if r.tmux else "-", _idle),
+    figure("IDLE", "idle", 2, lambda r: human_duration(r.tmux.idle_s) if r.tmux else "-", _idle),
     figure(
         "TOKENS",
         "tokens",
-        3,
+        2,
         lambda r: human_tokens(r.tokens_today),
         lambda r: r.tokens_today if r.tokens_today is not None else -1,
     ),
-    Column("BUDGET", "budget", 2, lambda r: budget_cell(r.budget), sort=_budget_sort),
-    Column("RUNTIME", "runtime", 4, _runtime),
-    Column("SOCKET", "socket", 5, lambda r: r.socket or "-"),
+    Column("BUDGET", "budget", 3, lambda r: budget_cell(r.budget), sort=_budget_sort),
+    Column("RUNTIME", "runtime", 6, _runtime),
+    Column("SOCKET", "socket", 6, lambda r: r.socket or "-"),
     Column(
         "PID",
         "pid",
-        8,
+        9,
         lambda r: str(r.process.pid) if r.process else "-",
         right=True,
         sort=lambda r: r.process.pid if r.process else -1,
     ),
-    figure("CPU", "cpu", 6, _cpu_cell, _cpu),
-    figure("MEM", "mem", 6, lambda r: human_bytes(r.process.rss_bytes) if r.process else "-", _mem),
-    Column("SYSTEMD", "systemd", 7, _systemd),
-    Column("DRIFT", "drift", 2, _drift, sort=lambda r: (-len(r.drift), _drift(r))),
-    Column("REASON", "reason", 9, lambda r: r.health_reason, flexible=True),
+    figure("CPU", "cpu", 7, _cpu_cell, _cpu),
+    figure("MEM", "mem", 7, lambda r: human_bytes(r.process.rss_bytes) if r.process else "-", _mem),
+    Column("SYSTEMD", "systemd", 8, _systemd),
+    Column("DRIFT", "drift", 4, _drift, sort=lambda r: (-len(r.drift), _drift(r))),
+    Column("ASKS", "asks", 4, _asks, flexible=True),
+    Column("REASON", "reason", 10, lambda r: r.health_reason, flexible=True),
 ]
 COLUMNS_BY_KEY = {c.key: c for c in COLUMNS}
 GAP = 2
-FLEX_MIN = 30
+FLEX_MIN = {"asks": 28, "reason": 24}
 
 
 def visible_columns(agents: list[AgentRecord], columns: list[Column] = COLUMNS) -> list[Column]:
@@ -316,35 +389,40 @@ def visible_columns(agents: list[AgentRecord], columns: list[Column] = COLUMNS) 
 def fit_columns(
     columns: list[Column], widths: dict[str, int], width: int | None
 ) -> tuple[list[Column], dict[str, int]]:
-    """Drop the least important columns until the table fits `width`; size the flexible one.
+    """The columns that fit `width`, most important first, and the width each gets.
 
-    `widths` holds each column's natural width (title and cells); returns the columns kept, in
-    their order, and the width each gets.
+    `widths` holds each column's natural width (title and cells). Columns are taken by priority
+    (0 first; left to right within one); one that does not fit is left out and a less important
+    narrower one may still take the room, so the row uses the whole width. The flexible columns
+    count as their FLEX_MIN and share what is left, whatever their text (so the layout does not
+    move when an agent starts asking). Returns the kept columns in their order.
     """
     out = dict(widths)
-    chosen = list(columns)
     if width is None:
-        return chosen, out
+        return list(columns), out
+
+    def need(c: Column) -> int:
+        return FLEX_MIN.get(c.key, 12) if c.flexible else out[c.key]
 
     def total(cs: list[Column]) -> int:
-        return sum(min(out[c.key], FLEX_MIN) if c.flexible else out[c.key] for c in cs) + GAP * (
-            len(cs) - 1
-        )
+        return sum(need(c) for c in cs) + GAP * (len(cs) - 1)
 
-    # One column at a time, least important first (rightmost first within a priority): a
-    # whole priority group dropping at once would leave room a kept column could have used.
-    drop_order = sorted(
-        (c for c in columns if c.priority > 0),
-        key=lambda c: (-c.priority, -columns.index(c)),
-    )
-    for c in drop_order:
-        if total(chosen) <= width:
-            break
-        chosen.remove(c)
-    while total(chosen) > width and out.get("agent", 0) > 12:
+    must = [c for c in columns if c.priority == 0]
+    while total(must) > width and out.get("agent", 0) > 12:
         out["agent"] -= 1
-    fixed = sum(out[c.key] for c in chosen if not c.flexible) + GAP * (len(chosen) - 1)
-    for c in chosen:
-        if c.flexible:
-            out[c.key] = max(width - fixed, 6)
+    kept = set(must)
+    for c in sorted(
+        (c for c in columns if c.priority > 0), key=lambda c: (c.priority, columns.index(c))
+    ):
+        trial = [x for x in columns if x in kept or x is c]
+        if total(trial) <= width:
+            kept.add(c)
+    chosen = [c for c in columns if c in kept]
+    flexible = [c for c in chosen if c.flexible]
+    spare = width - total(chosen)
+    if flexible:
+        # the room left, shared evenly (the last one takes the odd cells)
+        share, odd = divmod(spare, len(flexible))
+        for i, c in enumerate(flexible):
+            out[c.key] = need(c) + share + (odd if i == len(flexible) - 1 else 0)
     return chosen, out

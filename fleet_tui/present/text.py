@@ -1,7 +1,8 @@
 """Plain-text rendering of a snapshot for `fleet-tui ps`: readable at 80 columns, better wider.
 
-Columns drop by priority when the terminal is narrow; status is a symbol AND a word, colour only
-adds to it (and is off with NO_COLOR, TERM=dumb, or when not writing to a terminal). Every
+Rows come in the dashboard's default order (`urgency_order`: who needs a human first); `--json`
+keeps the snapshot's order. Columns drop by priority when the terminal is narrow; status is a
+symbol AND a word, colour only adds to it (and is off with NO_COLOR, TERM=dumb, or when not writing to a terminal). Every
 agent-controlled string was already sanitized by the join; cells are cut, never wrapped.
 """
 
@@ -17,8 +18,12 @@ from fleet_tui.present.columns import (
     fit_columns,
     health_cell,
     needs_attention,
+    urgency_order,
     visible_columns,
 )
+from fleet_tui.present.glyphs import to_ascii
+
+ATTENTION_SGR = "1;36"  # "needs you" has its own colour (bright cyan), never stale's yellow
 
 HEALTH_SGR = {
     Health.HEALTHY: "32",
@@ -49,7 +54,9 @@ def render_table(
     color: bool,
     ascii_only: bool = False,
 ) -> str:
-    """The agents as an aligned table. `width=None` means no limit (not a terminal)."""
+    """The agents as an aligned table, most urgent first. `width=None` means no limit (not a
+    terminal)."""
+    agents = urgency_order(agents)
     cols = visible_columns(agents)
     cells = {
         c.key: [
@@ -71,13 +78,14 @@ def render_table(
             pad = text.rjust(w) if c.right else (text if c is chosen[-1] else text.ljust(w))
             sgr = styles.get(c.key) if styles else None
             parts.append(f"\x1b[{sgr}m{pad}\x1b[0m" if color and sgr else pad)
-        return (" " * GAP).join(parts).rstrip()
+        out = (" " * GAP).join(parts).rstrip()
+        return to_ascii(out) if ascii_only else out
 
     out = [line({c.key: c.title for c in chosen}, {c.key: "1" for c in chosen})]
     for i, a in enumerate(agents):
         styles = {"health": HEALTH_SGR[a.health]}
         if needs_attention(a):
-            styles["state"] = "1;33"
+            styles["state"] = styles["agent"] = styles["asks"] = ATTENTION_SGR
         if a.drift:
             styles["drift"] = "33"
         out.append(line({c.key: cells[c.key][i] for c in chosen}, styles))

@@ -6,7 +6,10 @@ case-insensitive); `tenant:T`, `host:H`, `role:R`, `health:H`, `socket:S`, `stat
 `src:S` (heartbeat, hook, inferred), `runtime:R` match one field. A state reads as the STATE
 column shows it: `state:~` finds the inferred ones, `state:busy` every busy agent.
 A leading `!` inverts the whole filter. The `*` key shows only agents waiting for you
-(state waiting_input or blocked).
+(state waiting_input or blocked). A `word:` that is no field, or a field with no value, is a
+mistake `filter_problem` names (the dashboard keeps the last filter that made sense).
+
+With no sort chosen the rows come in `urgency_order` (who needs a human first).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from fleet_tui.present.columns import (
     SOURCE_WORD,
     needs_attention,
     shown_state,
+    urgency_order,
 )
 
 FIELDS = (
@@ -74,6 +78,34 @@ def _field(r: AgentRecord, name: str) -> str:
     return ""
 
 
+def filter_problem(text: str) -> str | None:
+    """What is wrong with a filter, in one line, or None: a `word:` that names no field, or a
+    field with nothing after its colon."""
+    for w in text.strip().lstrip("!").lower().split():
+        key, sep, value = w.partition(":")
+        if not sep:
+            continue
+        if key not in FIELDS:
+            return f"{key or '(nothing)'}: is not a field; fields: {', '.join(FIELDS)}"
+        if not value:
+            return f"{key}: needs a value, e.g. {key}:{_EXAMPLE.get(key, 'x')}"
+    return None
+
+
+_EXAMPLE = {
+    "tenant": "jarvis",
+    "host": "w-1",
+    "role": "coder",
+    "health": "stale",
+    "socket": "default",
+    "state": "waiting",
+    "src": "hook",
+    "runtime": "claude",
+    "name": "coder",
+    "drift": "missing",
+}
+
+
 def _haystack(r: AgentRecord) -> str:
     return " ".join(_field(r, f) for f in FIELDS).lower()
 
@@ -121,9 +153,21 @@ class FleetView:
             # directions: reversing a sort must not bury the real values under dashes.
             known = [r for r in shown if column.cell(r) != "-"]
             unknown = [r for r in shown if column.cell(r) == "-"]
-            known.sort(key=column.sort_key, reverse=column.descending != self.sort_reverse)
+            known.sort(key=column.sort_key, reverse=self.descending)
             shown = known + unknown
+        else:
+            shown = urgency_order(shown)
         return shown
+
+    @property
+    def descending(self) -> bool:
+        """True when the chosen sort runs biggest/last first (shown as ▼), False for ▲."""
+        column = COLUMNS_BY_KEY.get(self.sort_key or "")
+        return column is not None and column.descending != self.sort_reverse
+
+    @property
+    def problem(self) -> str | None:
+        return filter_problem(self.filter)
 
     def describe(self) -> str:
         parts = []
@@ -133,6 +177,7 @@ class FleetView:
             parts.append("★ waiting only")
         if self.show_all:
             parts.append("all sessions")
-        if self.sort_key:
-            parts.append(f"sort {self.sort_key}{' ▲' if self.sort_reverse else ''}")
+        column = COLUMNS_BY_KEY.get(self.sort_key or "")
+        if column is not None:
+            parts.append(f"sort: {column.title} {'▼' if self.descending else '▲'}")
         return " · ".join(parts)

@@ -1,7 +1,15 @@
-"""FleetScreen: the header, the fleet table, the filter line, and the empty-state explanation."""
+"""FleetScreen: the header, the fleet table, the filter line, and the empty-state explanation.
+
+With no sort chosen the rows come most urgent first (present.columns.urgency_order); a chosen sort
+(a key, or a click on a column's title) is remembered across restarts (ui.viewfile). `]`/`[` jump
+to the next/previous agent waiting for the operator, `}`/`{` to the next/previous unhealthy one,
+in the rows shown (nothing is filtered), wrapping around. A filter mistake is named in the filter
+box's border; the table keeps the last filter that made sense. The terminal's title says how many
+agents wait (ui.title)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
@@ -13,9 +21,24 @@ from textual.widgets import Footer, Input, Static
 
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
+from fleet_tui.present.columns import is_unhealthy, needs_attention
 from fleet_tui.present.view import FleetView
 from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack, pane_action_bindings
+from fleet_tui.ui.title import TerminalTitle, title_text
+from fleet_tui.ui.viewfile import SavedSort, SortLoaded, SortSaved, load_sort, save_sort
 from fleet_tui.ui.widgets import FleetHeader, FleetTable
+from fleet_tui.ui.workers import in_thread
+
+# Watch and attach stay on their keys (and in ? and the palette) but out of the footer, so the
+# footer keeps `?` Help and `q` Quit visible at 80 columns.
+_NOT_IN_FOOTER = ("app.watch", "app.attach")
+JUMPS: dict[str, tuple[Callable[[AgentRecord], bool], str]] = {
+    "waiting": (needs_attention, "No agent is waiting for you"),
+    "unhealthy": (
+        is_unhealthy,
+        "No agent is unhealthy (unresponsive, stale, or down but always on)",
+    ),
+}
 
 SORT_BINDINGS = [
     ("N", "agent", "name"),
@@ -84,9 +107,40 @@ class FleetScreen(Screen[None]):
     """The main screen. The app hands it snapshots; it keeps its own view (filter, sort)."""
 
     BINDINGS = [
-        *pane_action_bindings("fleet"),
+        *[
+            replace(b, show=False) if b.action in _NOT_IN_FOOTER else b
+            for b in pane_action_bindings("fleet")
+        ],
         Binding("slash", "filter", "Filter", id="fleet.filter"),
         Binding("asterisk", "waiting", "★ Waiting", id="fleet.waiting"),
+        Binding(
+            "right_square_bracket",
+            "jump('waiting', 1)",
+            "Next waiting",
+            show=False,
+            id="fleet.next_waiting",
+        ),
+        Binding(
+            "left_square_bracket",
+            "jump('waiting', -1)",
+            "Previous waiting",
+            show=False,
+            id="fleet.previous_waiting",
+        ),
+        Binding(
+            "right_curly_bracket",
+            "jump('unhealthy', 1)",
+            "Next unhealthy",
+            show=False,
+            id="fleet.next_unhealthy",
+        ),
+        Binding(
+            "left_curly_bracket",
+            "jump('unhealthy', -1)",
+            "Previous unhealthy",
+            show=False,
+            id="fleet.previous_unhealthy",
+        ),
         Binding("A", "toggle_all", "All sessions", show=False, id="fleet.all"),
         Binding("escape", "clear", "Clear", show=False, id="fleet.clear"),
         *[
@@ -102,6 +156,8 @@ class FleetScreen(Screen[None]):
         self.error: str | None = None
         self.polled_at: datetime | None = None
         self._composed = False
+        self._sort_chosen = False  # the operator sorted before the remembered sort was read
+        self.terminal_title = TerminalTitle()
 
     @property
     def dashboard(self) -> Dashboard:
@@ -124,11 +180,47 @@ class FleetScreen(Screen[None]):
         self.set_interval(1.0, self._tick_header, name="header clock")
         self.query_one(FleetTable).focus()
         app = self.dashboard
+        self.query_one(FleetTable).ascii_only = app.ascii_only
         if app.snapshot is not None or app.poll_error is not None:
             self.receive_snapshot()  # a poll that landed before the widgets existed
+        if app.view_file is not None:
+            path = app.view_file
+            in_thread(
+                self,
+                lambda: load_sort(path),
+                SortLoaded,
+                name="view file",
+                description="read the remembered sort",
+            )
 
     def on_unmount(self) -> None:
         self._composed = False
+        self.terminal_title.restore(self.app)
+
+    def on_sort_loaded(self, message: SortLoaded) -> None:
+        sort = message.sort
+        if sort is None or sort.key is None or self._sort_chosen or not self._widgets_ready():
+            return
+        self.view = replace(self.view, sort_key=sort.key, sort_reverse=sort.reverse)
+        self.refresh_view()
+
+    def on_sort_saved(self, message: SortSaved) -> None:
+        if message.error:
+            self.notify(f"the sort could not be remembered: {message.error}", severity="warning")
+
+    def _remember_sort(self) -> None:
+        self._sort_chosen = True
+        path = self.dashboard.view_file
+        if path is None:
+            return
+        sort = SavedSort(self.view.sort_key, self.view.sort_reverse)
+        in_thread(
+            self,
+            lambda: save_sort(path, sort),
+            SortSaved,
+            name="view file",
+            description="remember the sort",
+        )
 
     def _widgets_ready(self) -> bool:
         return self._composed and on_stack(self)
@@ -155,11 +247,21 @@ class FleetScreen(Screen[None]):
     def visible_records(self) -> list[AgentRecord]:
         return self.view.apply(self.snapshot.agents) if self.snapshot else []
 
+    def fleet_records(self) -> list[AgentRecord]:
+        """Every record the view could show, whatever the filter: what the columns fit."""
+        if self.snapshot is None:
+            return []
+        return [a for a in self.snapshot.agents if self.view.show_all or a.is_agent]
+
     def refresh_view(self) -> None:
         records = self.visible_records()
         table = self.query_one(FleetTable)
         table.sort_key, table.sort_reverse = self.view.sort_key, self.view.sort_reverse
-        table.set_records(records)
+        table.set_records(records, self.fleet_records())
+        if self.snapshot is not None:
+            self.terminal_title.set(
+                self.app, title_text(self.snapshot.agents, ascii_only=self.dashboard.ascii_only)
+            )
         empty = self.query_one("#empty", Static)
         if records:
             empty.display = False
@@ -211,8 +313,15 @@ class FleetScreen(Screen[None]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
-            self.view = replace(self.view, filter=event.value)
-            self.refresh_view()
+            candidate = replace(self.view, filter=event.value)
+            problem = candidate.problem
+            event.input.set_class(problem is not None, "-invalid")
+            event.input.border_subtitle = (
+                Text(clean_text(problem, max_len=200), style="bold") if problem else None
+            )
+            if problem is None:  # a mistake keeps the last filter that made sense
+                self.view = candidate
+                self.refresh_view()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
@@ -221,7 +330,7 @@ class FleetScreen(Screen[None]):
 
     def action_clear(self) -> None:
         box = self.query_one("#filter", Input)
-        if box.has_focus or self.view.filter or self.view.only_waiting:
+        if box.has_focus or self.view.filter or self.view.only_waiting or box.value:
             box.value = ""
             box.display = False
             self.view = replace(self.view, filter="", only_waiting=False)
@@ -242,6 +351,32 @@ class FleetScreen(Screen[None]):
         else:
             self.view = replace(self.view, sort_key=column, sort_reverse=False)
         self.refresh_view()
+        self._remember_sort()
+
+    def on_fleet_table_header_clicked(self, event: FleetTable.HeaderClicked) -> None:
+        self.action_sort(event.column)
+
+    def action_jump(self, kind: str, step: int) -> None:
+        """Put the cursor on the next (`step` 1) or previous (-1) shown agent of `kind`
+        ("waiting", "unhealthy"), wrapping around; say so when there is none."""
+        wanted, none_text = JUMPS[kind]
+        records = self.visible_records()
+        hits = [i for i, r in enumerate(records) if wanted(r)]
+        if not hits:
+            hidden = sum(1 for r in self.fleet_records() if wanted(r))
+            more = f" in view ({hidden} hidden by the filter)" if hidden else ""
+            self.notify(none_text + more, timeout=3)
+            return
+        table = self.query_one(FleetTable)
+        here = table.cursor_row
+        here = -1 if here is None and step > 0 else (len(records) if here is None else here)
+        after = [i for i in hits if (i - here) * step > 0]
+        if after:
+            i = min(after, key=lambda i: (i - here) * step)
+        else:  # wrap around
+            i = hits[0] if step > 0 else hits[-1]
+        table.move_cursor_to(records[i].key)
+        table.focus()
 
     def on_fleet_table_selected(self, event: FleetTable.Selected) -> None:
         self.dashboard.open_detail(event.key)

@@ -4,7 +4,13 @@ A stock DataTable repaints every visible cell on any `update_cell` (TEXTUAL-FACT
 30 changed cells of 300x14). Here each row is rendered once into a cached Strip keyed by its
 cells, styles, cursor and layout; an update refreshes only the screen lines of rows whose cells
 changed. The cursor is a row KEY, so it stays on the same agent across updates and sorts.
-Cells are plain, sanitized strings turned into Segments: nothing is parsed as markup.
+Cells are plain, sanitized strings turned into Segments: nothing is parsed as markup; with
+`ascii_only` they are drawn through present.glyphs.to_ascii.
+
+Columns stay put: which columns show and how wide they are is computed from the WHOLE fleet (not
+the filtered rows), and a width grows at once but shrinks only after SHRINK_AFTER updates in a row
+asked for less, so the header does not jump as agents start or stop waiting or a filter changes.
+Clicking a column's title sorts by it (`HeaderClicked`; a second click reverses).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord, Health, StateSource
 from fleet_tui.present.columns import (
     COLUMNS,
+    COLUMNS_BY_KEY,
     GAP,
     Column,
     fit_columns,
@@ -32,6 +39,11 @@ from fleet_tui.present.columns import (
     shown_state,
     visible_columns,
 )
+from fleet_tui.present.glyphs import to_ascii
+
+# Updates in a row whose fleet needs a narrower column before the column shrinks (a poll every
+# few seconds: about a minute after a long name left the fleet).
+SHRINK_AFTER = 20
 
 # Minimum widths keep columns from jittering as ages and numbers tick.
 MIN_WIDTH = {
@@ -73,7 +85,9 @@ def _clean_cell(text: str) -> str:
     return cleaned
 
 
-def make_row(record: AgentRecord, columns: list[Column] = COLUMNS) -> Row:
+def make_row(
+    record: AgentRecord, columns: list[Column] = COLUMNS, *, ascii_only: bool = False
+) -> Row:
     tags = [f"health-{record.health.value}"]
     if needs_attention(record):
         tags.append("attention")
@@ -89,6 +103,8 @@ def make_row(record: AgentRecord, columns: list[Column] = COLUMNS) -> Row:
     if not record.is_agent:
         tags.append("nonagent")
     cells = tuple(_clean_cell(c.cell(record)) for c in columns)
+    if ascii_only:
+        cells = tuple(to_ascii(c) for c in cells)
     return Row(record.key, cells, tuple(tags))
 
 
@@ -127,7 +143,9 @@ class FleetTable(ScrollView, can_focus=True):
 
     # An inferred state is a guess: italic (and dim unless it asks for attention). The last
     # state of a stale or unresponsive agent is dim: its HB age and health say why. A budget
-    # ahead of pace or exhausted stands out; its cell also carries ▲ or ✖ (never colour alone).
+    # ahead of pace or exhausted stands out; its cell also carries » or ✖ (never colour alone).
+    # "Needs you" (attention: the name, the state, the question) has a colour of its own
+    # (styles/app.tcss), never the orange of stale and budget-ahead.
     DEFAULT_CSS = """
     FleetTable { height: 1fr; }
     FleetTable > .fleet-table--inferred { text-style: italic dim; }
@@ -146,6 +164,13 @@ class FleetTable(ScrollView, can_focus=True):
             super().__init__()
             self.key = key
 
+    class HeaderClicked(Message):
+        """A column's title was clicked: sort by `column` (its key)."""
+
+        def __init__(self, column: str) -> None:
+            super().__init__()
+            self.column = column
+
     def __init__(self, *, name: str | None = None, id: str | None = None) -> None:
         super().__init__(name=name, id=id)
         self._rows: list[Row] = []
@@ -161,6 +186,11 @@ class FleetTable(ScrollView, can_focus=True):
         self.cursor_key: str | None = None
         self.sort_key: str | None = None
         self.sort_reverse = False
+        self.ascii_only = False
+        # the fleet's natural widths, kept with hysteresis (see SHRINK_AFTER)
+        self._fleet_widths: dict[str, int] = {}
+        self._narrower_for: dict[str, int] = {}
+        self._fleet_columns: list[Column] = list(COLUMNS)
         self.rows_rendered = 0  # rows turned into strips since start (for benchmarks and tests)
 
     # -- data ------------------------------------------------------------------------------
@@ -176,12 +206,35 @@ class FleetTable(ScrollView, can_focus=True):
     def cursor_row(self) -> int | None:
         return self._index.get(self.cursor_key) if self.cursor_key is not None else None
 
-    def set_records(self, records: list[AgentRecord]) -> None:
-        """Show these records in this order (already filtered and sorted by the screen)."""
-        columns = visible_columns(records, COLUMNS)
-        shown_cols = [c for c in COLUMNS if c in columns]
-        rows = [make_row(r) for r in records]
-        self.set_rows(rows, shown_cols)
+    def set_records(
+        self, records: list[AgentRecord], fleet: list[AgentRecord] | None = None
+    ) -> None:
+        """Show these records in this order (already filtered and sorted by the screen).
+        `fleet` is every record the view could show (the snapshot, unfiltered): the columns and
+        their widths are chosen from it, so they do not move when a filter or a state changes."""
+        ascii_only = self.ascii_only
+        rows = {r.key: make_row(r, ascii_only=ascii_only) for r in fleet or records}
+        for r in records:
+            if r.key not in rows:
+                rows[r.key] = make_row(r, ascii_only=ascii_only)
+        columns = visible_columns(fleet or records, COLUMNS)
+        self._fleet_columns = [c for c in COLUMNS if c in columns]
+        self._update_fleet_widths(list(rows.values()))
+        self.set_rows([rows[r.key] for r in records], self._fleet_columns)
+
+    def _update_fleet_widths(self, rows: list[Row]) -> None:
+        """Grow a column at once; shrink it only after SHRINK_AFTER updates asked for less."""
+        natural = self._natural_widths(rows)
+        for key, w in natural.items():
+            kept = self._fleet_widths.get(key, 0)
+            if w >= kept:
+                self._fleet_widths[key] = w
+                self._narrower_for[key] = 0
+                continue
+            self._narrower_for[key] = self._narrower_for.get(key, 0) + 1
+            if self._narrower_for[key] >= SHRINK_AFTER:
+                self._fleet_widths[key] = w
+                self._narrower_for[key] = 0
 
     def set_rows(self, rows: list[Row], columns: list[Column] | None = None) -> None:
         old_rows = self._rows
@@ -202,20 +255,22 @@ class FleetTable(ScrollView, can_focus=True):
         if layout_changed or [r.key for r in rows] != old_keys:
             self.refresh()
             return
-        # Same rows in the same order: repaint only rows that changed and are on screen.
+        # Same rows in the same order: repaint the header (its sort arrow may have changed) and
+        # only the rows that changed and are on screen.
+        self.refresh(Region(0, 0, self.size.width, 1))
         top = int(self.scroll_offset.y)
         height = self.size.height
         for i, (old, new) in enumerate(zip(old_rows, rows, strict=True)):
             if old != new and top <= i < top + height - 1:
                 self.refresh(Region(0, i - top + 1, self.size.width, 1))
 
-    def _natural_widths(self) -> dict[str, int]:
+    def _natural_widths(self, rows: list[Row]) -> dict[str, int]:
         widths: dict[str, int] = {}
         for ci, c in enumerate(COLUMNS):
-            if c not in self._columns:
+            if c not in self._columns and c not in self._fleet_columns:
                 continue
             w = max(len(c.title) + 1, MIN_WIDTH.get(c.key, 0))
-            for r in self._rows:
+            for r in rows:
                 n = len(r.cells[ci])
                 if n > w:
                     w = n
@@ -225,7 +280,9 @@ class FleetTable(ScrollView, can_focus=True):
     def _relayout(self) -> bool:
         """Choose columns for the current width; True when the layout changed."""
         width = max(self.size.width, 20)
-        natural = self._natural_widths()
+        natural = dict(self._fleet_widths)
+        if any(c.key not in natural for c in self._columns):  # rows given by set_rows alone
+            natural = self._natural_widths(self._rows) | natural
         chosen, widths = fit_columns(self._columns, natural, width)
         signature = (width, tuple(c.key for c in chosen), tuple(widths[c.key] for c in chosen))
         if signature == self._layout_for:
@@ -285,9 +342,12 @@ class FleetTable(ScrollView, can_focus=True):
         for n, (_, c) in enumerate(self._shown):
             title = c.title
             if c.key == self.sort_key:
-                title += "▲" if self.sort_reverse else "▼"
+                # the usual arrows: ▲ ascending (A-Z), ▼ descending (the biggest first)
+                title += "▼" if c.descending != self.sort_reverse else "▲"
             w = self._widths[c.key]
             text = set_cell_size(title, w) if not c.right else title.rjust(w)[:w]
+            if self.ascii_only:
+                text = to_ascii(text)
             segments.append(Segment(text, style))
             if n < len(self._shown) - 1:
                 segments.append(Segment(" " * GAP, style))
@@ -343,7 +403,7 @@ class FleetTable(ScrollView, can_focus=True):
                         style = row_style + self._style(tag)
             elif c.key == "drift" and "drift" in row.tags:
                 style = row_style + self._style("drift")
-            elif c.key == "agent" and "attention" in row.tags:
+            elif c.key in ("agent", "asks") and "attention" in row.tags:
                 style = row_style + self._style("attention")
             add(text, style)
             if n < last:
@@ -398,8 +458,21 @@ class FleetTable(ScrollView, can_focus=True):
         if self.cursor_key is not None:
             self.post_message(self.Selected(self.cursor_key))
 
+    def column_at(self, x: int) -> str | None:
+        """The key of the column whose title (or the gap after it) is at screen column `x`."""
+        left = 0
+        for _, c in self._shown:
+            right = left + self._widths[c.key] + GAP
+            if left <= x < right:
+                return c.key
+            left = right
+        return None
+
     def on_click(self, event: Click) -> None:
         if event.y == 0:
+            key = self.column_at(event.x)
+            if key is not None and key in COLUMNS_BY_KEY:
+                self.post_message(self.HeaderClicked(key))
             return
         i = int(self.scroll_offset.y) + event.y - 1
         if 0 <= i < len(self._rows):
