@@ -89,9 +89,14 @@ class HelpScreen(ModalScreen[None]):
                 )
             )
             yield Static(Text(glyphs(STATE_LEGEND + "\n" + BUDGET_LEGEND), style="dim"))
+            yield Static(Text(TOKENS_LEGEND, style="dim"))
             yield Static(Text("esc closes this help", style="dim"))
 
 
+TOKENS_LEGEND = (
+    "TOKENS: token use today without prompt-cache reads (input, output, cache writes); "
+    "enter shows the cache reads beside them."
+)
 UNRESPONSIVE_WARN_S = 600.0  # an agent unresponsive this long is listed under `W`
 
 
