@@ -144,9 +144,11 @@ def window_text(w: WindowPace, curve: list[float | None] | None, width: int, now
     ]
     if w.projected_at_reset is not None:
         parts.append((f"projected {w.projected_at_reset:.0f} % at reset", ""))
-    if w.exhaust_at is not None and w.status != "exhausted":
-        parts.append((f"runs out {fmt.stamp(w.exhaust_at)}", "bold red"))
     _flow(t, parts, width, LABEL)
+    warning = fmt.runs_out(w, now)  # the same words as `fleet-tui budget`
+    if warning:
+        t.append("\n" + " " * LABEL)
+        _wrap_words(t, warning, "bold red", width, LABEL + 2, LABEL)
     for note in w.notes:
         t.append("\n" + " " * LABEL)
         _wrap_words(t, "⚠ " + clean_text(note, max_len=200), "yellow", width, LABEL + 2, LABEL)
@@ -168,11 +170,8 @@ def window_text(w: WindowPace, curve: list[float | None] | None, width: int, now
 def account_text(a: AccountReport, width: int, now: datetime) -> Text:
     t = Text()
     parts = [(clean_text(a.account), "bold")]
-    statuses = {w.status for w in a.windows}
-    if "exhausted" in statuses:
-        parts.append(("✖ EXHAUSTED", "bold red"))
-    elif "ahead" in statuses:
-        parts.append(("▲ AHEAD OF PACE", "bold yellow"))
+    for flag in fmt.account_flags(a.windows):  # the same words as `fleet-tui budget`
+        parts.append((flag, "bold yellow" if flag.startswith("▲") else "bold red"))
     pacing = f"pacing {a.pacing}"
     if a.rapid_authorized_until is not None:
         pacing += f" until {fmt.stamp(a.rapid_authorized_until)}"
