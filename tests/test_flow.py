@@ -245,3 +245,103 @@ async def test_copy_of_an_agent_without_a_session_says_why() -> None:
         await settle(pilot)
         assert app.clipboard == ""
         assert any("coder1-0 has no tmux session" in n.message for n in app._notifications)
+
+
+# -- the budget signals agree --------------------------------------------------------------------
+
+BEHIND_FAST = """\
+version: 1
+tenant_id: {tenant}
+host: {host}
+accounts:
+  - id: codex-pro
+    provider: openai
+    runtime: codex
+    regime: subscription
+    windows:
+      - {{name: weekly, minutes: 10080, resets_at: "2026-11-29T21:30:00Z", reset_confidence: user}}
+"""
+
+
+def behind_but_fast_report() -> Any:
+    """codex-pro used 30 % of a week half gone (ideal 50 %: behind), but 25 %/day over the last
+    day: at that rate it is used up 2.8 days from now, before the reset in 3.5 days."""
+    from fleet_tui.config.paths import Located
+    from fleet_tui.model.records import UsageSample
+    from fleet_tui.service.budgets import BudgetService
+    from fleet_tui.sources.budgets import parse_budgets
+    from fleet_tui.testing.budgets import BUDGETS_PATH, STATE_DIR
+    from fleet_tui.testing.fleets import HOST, TENANT
+
+    start = NOW - timedelta(days=3.5)
+    samples = []
+    for h in range(0, 85):
+        days = h / 24
+        used = 2.0 * days if days <= 3.0 else 6.0 + 48.0 * (days - 3.0)
+        samples.append(
+            UsageSample(
+                tenant_id=TENANT,
+                host=HOST,
+                account="codex-pro",
+                window="weekly",
+                window_minutes=10080,
+                used_percent=round(used, 1),
+                resets_at=None,
+                reset_confidence="user",
+                observed_at=start + timedelta(hours=h),
+                source="fixture",
+            )
+        )
+    service = BudgetService(
+        Located(BUDGETS_PATH, False), STATE_DIR, host=HOST, tenant_id=TENANT, checkpoints=False
+    )
+    service.add_samples(samples)
+    text = BEHIND_FAST.format(tenant=TENANT, host=HOST)
+    return service.report(parse_budgets(text, BUDGETS_PATH), NOW)
+
+
+def test_a_behind_window_that_runs_out_before_the_reset_is_a_warning_in_the_cli() -> None:
+    from fleet_tui.cli.budget import render_report
+    from fleet_tui.model.records import BudgetStatus
+
+    report = behind_but_fast_report()
+    (window,) = report.accounts[0].windows
+    assert window.status == BudgetStatus.BEHIND and window.exhaust_at is not None
+    text = render_report(report)
+    assert "⚠ RUNS OUT BEFORE RESET" in text.splitlines()[2]  # the account's head line
+    assert "⚠ runs out before the reset: in 2 d 19 h (2026-11-29 04:" in text
+    ascii_text = render_report(report, ascii_only=True)
+    assert "! runs out before the reset: in 2 d 19 h" in ascii_text
+
+
+async def test_the_budget_screen_says_the_same_words_as_the_cli() -> None:
+    from fleet_tui.cli.budget import render_report
+    from fleet_tui.testing.budgets import FixedBudgetSource
+    from fleet_tui.ui.screens.budget import BudgetScreen
+    from fleet_tui.ui.widgets.budget_panel import BudgetAccountPanel
+
+    report = behind_but_fast_report()
+    app = FleetApp(
+        FixedSource(fleet_snapshot()),
+        settings=SETTINGS,
+        clock=lambda: NOW,
+        watch=False,
+        budget_source=FixedBudgetSource(report),
+    )
+    async with app.run_test(size=(160, 48)) as pilot:
+        await first_poll(pilot, app)
+        await pilot.press("b")
+        for _ in range(100):
+            await pilot.pause()
+            if isinstance(app.screen, BudgetScreen) and app.screen.loads:
+                break
+        await settle(pilot)
+        panel = app.screen.query_one(BudgetAccountPanel)
+        shown = "\n".join(panel.render_line(y).text for y in range(panel.size.height))
+        title = str(app.screen.query_one("#budget-title", Static).render())
+    cli = render_report(report)
+    warning = next(line.strip() for line in cli.splitlines() if "runs out before" in line)
+    assert warning in shown  # word for word
+    assert "⚠ RUNS OUT BEFORE RESET" in shown and "⚠ RUNS OUT BEFORE RESET" in cli
+    assert "▽ behind" in shown and "▽ behind" in cli  # the status stays what it is
+    assert "⚠ 1 runs out before the reset" in title

@@ -53,6 +53,8 @@ def render_report(report: BudgetReport, *, ascii_only: bool = False) -> str:
         head = f"{a.account}  {a.provider} {a.regime} · pacing {a.pacing}"
         if a.regime == "api":
             head += f" · spent {fmt.usd(a.spent_usd)} of {fmt.usd(a.ceiling_usd)} this {a.period}"
+        for flag in fmt.account_flags(a.windows):
+            head += f" · {flag}"
         out.append("")
         out.append(head)
         for w in a.windows:
@@ -72,14 +74,15 @@ def render_report(report: BudgetReport, *, ascii_only: bool = False) -> str:
                 f" · recent {fmt.rate(w.recent_rate_per_day, w.window_minutes)}"
             )
             out.append(line)
+            warning = fmt.runs_out(w, now)
+            if warning:
+                out.append(f"          {warning}")
             extra = []
             age = fmt.sampled(w.observed_at, now)
             if age:
                 extra.append(age)
             if w.projected_at_reset is not None:
                 extra.append(f"projected {w.projected_at_reset:.0f} % at reset")
-            if w.exhaust_at is not None:
-                extra.append(f"exhausts {fmt.stamp(w.exhaust_at)}")
             extra += [clean_text(n, max_len=200) for n in w.notes]
             if extra:
                 out.append("          " + " · ".join(extra))
@@ -94,7 +97,7 @@ def render_report(report: BudgetReport, *, ascii_only: bool = False) -> str:
         out.append(f"concurrency: at most {report.max_agents} agents")
     text = "\n".join(out)
     if ascii_only:  # an ASCII terminal (LANG=C): no separator or name may fail to print
-        text = text.replace("·", "-").encode("ascii", "replace").decode("ascii")
+        text = text.replace("·", "-").replace("⚠", "!").encode("ascii", "replace").decode("ascii")
     return text
 
 

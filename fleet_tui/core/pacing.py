@@ -14,7 +14,9 @@ Per window, with `minutes` its length and `resets_at` its next reset:
   the period instead of dominating it. Never first-to-last over the whole history. A window
   with a single sample since it began gets its average since the start (it began at 0 %).
 - `projected_at_reset = used + rate * days_left` (may exceed 100: it would run out first);
-  `exhaust_at = now + (100 - used) / rate` when that falls before the reset, else None.
+  `exhaust_at = now + (100 - used) / rate` when that falls before the reset, else None;
+  a window not yet exhausted with an `exhaust_at` runs out early (`runs_out_early`): a warning
+  in every view, whatever the status (a `behind` window can run out at its recent rate).
 
 Status (the tolerance band): `exhausted` when used >= 100; `unknown` without a usage or a reset
 time; `ahead` when used exceeds ideal by more than 10 % of ideal AND by more than 2 points;
@@ -429,6 +431,13 @@ def pace_spend(
         exhaust_at=exhaust,
         status=classify(used, ideal),
     )
+
+
+def runs_out_early(w: WindowPace) -> bool:
+    """True when the recent rate uses the window up BEFORE its reset (`exhaust_at` is set only
+    then) while it is not exhausted yet: a warning whatever the status, also when the window is
+    `behind` on average (little used early, fast now)."""
+    return w.exhaust_at is not None and w.status != BudgetStatus.EXHAUSTED
 
 
 # Which window binds an account, first to last.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from fleet_tui.core.pacing import WindowPace, runs_out_early
 from fleet_tui.model.records import BudgetStatus
 
 STATUS_MARK = {
@@ -113,6 +114,33 @@ def allowed(
 
 def stamp(t: datetime | None) -> str:
     return "?" if t is None else t.strftime("%Y-%m-%d %H:%M") + "Z"
+
+
+# The words of the run-out warning, the same in `fleet-tui budget` and the budget screen.
+RUNS_OUT = "runs out before the reset"
+RUNS_OUT_FLAG = "⚠ RUNS OUT BEFORE RESET"
+
+
+def runs_out(w: WindowPace, now: datetime) -> str | None:
+    """`⚠ runs out before the reset: in 5 h 12 m (STAMP) at the recent rate`, for a window that
+    the recent rate uses up before its reset (`pacing.runs_out_early`), whatever its status
+    (also `behind`: little used early, fast now); else None."""
+    if not runs_out_early(w) or w.exhaust_at is None:
+        return None
+    left = (w.exhaust_at - now).total_seconds()
+    return f"⚠ {RUNS_OUT}: in {countdown(left)} ({stamp(w.exhaust_at)}) at the recent rate"
+
+
+def account_flags(windows: Sequence[WindowPace]) -> list[str]:
+    """The account's headline warnings: `✖ EXHAUSTED`; else `▲ AHEAD OF PACE` and/or
+    RUNS_OUT_FLAG (a window the recent rate uses up before its reset, a `behind` one too)."""
+    statuses = {w.status for w in windows}
+    if BudgetStatus.EXHAUSTED in statuses:
+        return ["✖ EXHAUSTED"]
+    flags = ["▲ AHEAD OF PACE"] if BudgetStatus.AHEAD in statuses else []
+    if any(runs_out_early(w) for w in windows):
+        flags.append(RUNS_OUT_FLAG)
+    return flags
 
 
 def usd(v: float | None) -> str:

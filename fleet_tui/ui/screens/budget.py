@@ -47,12 +47,17 @@ def title_text(report: BudgetReport | None, error: str | None, now: datetime) ->
     if not report.budgets_found:
         t.append(" · no budgets file", style="bold")
         return t
-    ahead = sum(1 for a in report.accounts if any(w.status == "ahead" for w in a.windows))
-    out = sum(1 for a in report.accounts if any(w.status == "exhausted" for w in a.windows))
+    flags = [fmt.account_flags(a.windows) for a in report.accounts]
+    ahead = sum("▲ AHEAD OF PACE" in f for f in flags)
+    early = sum(fmt.RUNS_OUT_FLAG in f for f in flags)
+    out = sum("✖ EXHAUSTED" in f for f in flags)
     n = len(report.accounts)
     t.append(f" · {n} account{'' if n == 1 else 's'}")
     if ahead:
         t.append(f" · ▲ {ahead} ahead of pace", style="bold yellow")
+    if early:
+        words = fmt.RUNS_OUT if early == 1 else fmt.RUNS_OUT.replace("runs", "run", 1)
+        t.append(f" · ⚠ {early} {words}", style="bold red")
     if out:
         t.append(f" · ✖ {out} exhausted", style="bold red")
     age = (now - report.generated_at).total_seconds()
