@@ -969,6 +969,12 @@ def test_an_agent_whose_session_ended_keeps_its_day_with_cache_reads_apart(
         5700,
     )
     assert agents["coder0-1"]["tokens_today"] == 0
+    # ... and `usage` (all four counts there: cache reads included in its total).
+    res = fleet_env.cli("usage", "--json", env=env)
+    assert res.rc == 0, res
+    today = json.loads(res.stdout)["days"][-1]["by_agent"]
+    assert today["coder0-0"]["total_tokens"] == 126 + 5700, today
+    assert today["coder0-0"]["cache_read_tokens"] == 5700
 
     # Another agent now works in that directory: whose use it is cannot be told (jointly).
     new_agent_session(fleet_env.runner, "mosaic-fleet", "coder0-0", ["sleep", "60"], cwd=str(other))

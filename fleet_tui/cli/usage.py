@@ -61,13 +61,20 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
+    import contextlib
     import sqlite3
     import sys
     from datetime import UTC, datetime
     from pathlib import Path
 
     from fleet_tui.core.sanitize import clean_text
-    from fleet_tui.core.usage import Attribution, BadRecord, parse_day, usage_report
+    from fleet_tui.core.usage import (
+        Attribution,
+        BadRecord,
+        agents_by_cwd,
+        parse_day,
+        usage_report,
+    )
     from fleet_tui.errors import EXIT_OK, BadInput, FleetError
     from fleet_tui.sources.usage import UsageIndex, claude_roots, codex_home, session_agents
 
@@ -92,16 +99,29 @@ def cmd_usage(args: argparse.Namespace) -> int:
         except sqlite3.Error as exc:
             hint = "; it is a cache: delete it to rebuild" if index.path else ""
             raise FleetError(f"usage index {index.path}: {exc}{hint}") from None
-        agents: dict[str, str] = {}
+        panes: list[tuple[str, str]] = []
+        noted: dict[str, list[tuple[str, str]]] = {}
         sessions: dict[str, str] = {}
+        now = datetime.now(UTC)
         if not args.no_agents:
-            agents, why = _agents_by_cwd(args)
+            panes, why = _agent_panes(args)
             if why:
                 warnings.append(why)
             sessions = session_agents(state_dir)  # sessions the hooks saw run in a pane
-        now = datetime.now(UTC)
+            with contextlib.suppress(sqlite3.OperationalError):  # busy: what is noted will do
+                index.remember_panes(now.astimezone().date().isoformat(), panes)
+            noted = index.noted_panes()  # where agents worked on each day (ended ones too)
+
+        def of_day(day: str) -> Attribution:
+            return Attribution(agents_by_cwd([*panes, *noted.get(day, [])]), sessions)
+
         report = usage_report(
-            index.buckets(), Attribution(agents, sessions), now=now, since=since, until=until
+            index.buckets(),
+            Attribution(agents_by_cwd(panes), sessions),
+            now=now,
+            since=since,
+            until=until,
+            day_attribution=of_day,
         )
     report["sources"] = {
         "claude": [str(r / "projects") for r in roots],
@@ -215,25 +235,25 @@ def write_samples(
     return append_records(usage_path(state_dir), records)
 
 
-def _agents_by_cwd(args: argparse.Namespace) -> tuple[dict[str, str], str | None]:
-    """cwd -> agent name from a live snapshot; ({}, why) when tmux cannot tell."""
-    from fleet_tui.core.usage import agents_by_cwd
+def _agent_panes(args: argparse.Namespace) -> tuple[list[tuple[str, str]], str | None]:
+    """(agent, pane directory) of a live snapshot's agents; ([], why) when tmux cannot tell."""
     from fleet_tui.errors import FleetError
 
     try:
         collector = new_collector(config_from_args(args))
         snapshot = collector.collect()
     except FleetError as exc:
-        return {}, f"agents not known, token use left unattributed: {exc}"
-    pairs: list[tuple[str, str | None]] = []
+        return [], f"agents not known, token use left unattributed: {exc}"
+    pairs: list[tuple[str, str]] = []
     for a in snapshot.agents:
-        if not a.is_agent or a.tmux is None:
+        if not a.is_agent or a.tmux is None or a.remote:
             continue
         cwd = a.tmux.cwd
         if cwd is None and a.socket:
             cwd = _pane_path(collector, a.socket, a.tmux.pane_id)
-        pairs.append((a.name, cwd))
-    return agents_by_cwd(pairs), None
+        if cwd:
+            pairs.append((a.name, cwd))
+    return pairs, None
 
 
 def _pane_path(collector: FleetCollector, socket: str, pane_id: str) -> str | None:

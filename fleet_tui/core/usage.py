@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
@@ -367,15 +367,20 @@ def usage_report(
     now: datetime,
     since: date | None = None,
     until: date | None = None,
+    day_attribution: Callable[[str], Attribution] | None = None,
 ) -> dict[str, Any]:
     """The `usage --json` v1 document: one entry per local day (oldest first) with its totals,
     `by_model` and `by_agent`; plus fields grown after v1: `generated_at`, `since`, `until`,
-    `totals`, `by_runtime` per day."""
+    `totals`, `by_runtime` per day. `day_attribution`, when given, gives each day's attribution
+    (the panes noted that day), else `attribution` serves every day."""
     days: dict[str, dict[str, Any]] = {}
     totals = _zero()
+    of_day: dict[str, Attribution] = {}
     for b in buckets:
         if not in_range(b.day, since, until):
             continue
+        if day_attribution is not None:
+            attribution = of_day.get(b.day) or of_day.setdefault(b.day, day_attribution(b.day))
         d = days.get(b.day)
         if d is None:
             d = days[b.day] = {"date": b.day, **_zero(), "by_model": {}, "by_agent": {}}

@@ -847,6 +847,13 @@ class UsageIndex:
             known.update((str(a), str(c)) for a, c in rows)
         return sorted(known)
 
+    def noted_panes(self) -> dict[str, list[tuple[str, str]]]:
+        """Every day's noted (agent, directory) pairs (the last PANE_DAYS days)."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for day, cwd, agent in self.db.execute("SELECT day, cwd, agent FROM panes ORDER BY 1, 3"):
+            out.setdefault(str(day), []).append((str(agent), str(cwd)))
+        return out
+
     # -- results -----------------------------------------------------------------------------
     def buckets(self) -> list[Bucket]:
         """The sums, as of the last refresh."""
