@@ -131,3 +131,74 @@ SCREENS = {
 def test_sixteen_colours(snap_compare, xterm16: None, screen: str) -> None:  # type: ignore[no-untyped-def]
     app = make_app(SixteenColourApp)
     assert snap_compare(app, terminal_size=(80, 24), run_before=then(*SCREENS[screen]))
+
+
+ASCII_SCREENS = {**SCREENS, "warnings": ("W",), "audit": ("L",), "palette": ("ctrl+p",)}
+
+
+@pytest.mark.parametrize("screen", list(ASCII_SCREENS))
+async def test_ascii_glyphs_draw_no_other_character(screen: str) -> None:
+    """`glyphs: ascii` (automatic where the locale is not UTF-8): no screen draws a character
+    outside ASCII, not in our text, nor in Textual's borders, scrollbars and footer."""
+    app = make_app(glyphs="ascii")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, *ASCII_SCREENS[screen])
+        text = screen_text(app)
+    others = sorted({c for c in text if not c.isascii()})
+    assert not others, f"{screen} draws {others}:\n{text}"
+
+
+@pytest.mark.parametrize("screen", ["fleet", "detail", "budgets", "compose"])
+def test_ascii_look(snap_compare, screen: str) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(glyphs="ascii")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=then(*SCREENS[screen]))
+
+
+def _styles_of(app: FleetApp, needle: str) -> list[Style]:
+    """The styles of the segments whose text contains `needle`."""
+    return [s.style for s in _render(app) if needle in s.text and s.style is not None]
+
+
+def _coloured(segments: Iterable[Segment]) -> set[str]:
+    out = set()
+    for s in segments:
+        for c in (s.style.color, s.style.bgcolor) if s.style else ():
+            if c is not None and not c.is_default:
+                out.add(c.name)
+    return out
+
+
+async def test_no_color_draws_no_colour_and_makes_urgent_things_bold(no_color: None) -> None:
+    """NO_COLOR: no colour at all reaches the screen; the cursor row is reverse and the header's
+    unresponsive and down counts are bold (unresponsive reverse), not a dark grey."""
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        assert app.no_color and app.ansi_color
+        segments = list(_render(app))
+        assert _coloured(segments) == set()
+        header = [s for s in segments if "unresponsive" in s.text]
+        assert header and header[0].style is not None  # the header's count comes first
+        assert header[0].style.bold and header[0].style.reverse
+        down = [s for s in segments if "down" in s.text and s.style is not None]
+        assert down and down[0].style is not None and down[0].style.bold
+        cursor = [s for s in segments if s.text.startswith("planner") and s.style is not None]
+        assert cursor and cursor[0].style is not None and cursor[0].style.reverse
+
+
+def test_no_color_look(snap_compare, no_color: None) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=then())
+
+
+async def test_dumb_terminal_gets_no_colour_and_ascii(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TERM=dumb: Textual would send 24-bit colours (its fallback when Rich finds no colour
+    system); the dashboard sends none, and draws ASCII."""
+    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.delenv("COLORTERM", raising=False)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.no_color and app.ascii_only
+        segments = list(_render(app))
+        assert _coloured(segments) == set()
+        assert screen_text(app).isascii()

@@ -18,14 +18,21 @@ console and filters.
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from functools import lru_cache
+from typing import Any, ClassVar, Literal
 
+from rich.cells import cell_len
+from rich.segment import Segment
 from textual.app import App
+from textual.color import Color
 from textual.filter import LineFilter, NoColor
+from textual.scrollbar import ScrollBar, ScrollBarRender
 from textual.theme import Theme
 
 from fleet_tui.core.sanitize import clean_text
+from fleet_tui.present.glyphs import to_ascii
 
 ColourDepth = Literal["none", "16", "full"]
 
@@ -156,6 +163,61 @@ def is_dumb(env: Mapping[str, str]) -> bool:
     return env.get("TERM", "").strip().lower() in ("dumb", "unknown")
 
 
+@lru_cache(maxsize=512)
+def ascii_char(c: str) -> str:
+    """One character as ASCII of the same width: our glyphs as present.glyphs says; Textual's
+    box lines and blocks by their shape (corners +, lines - and |, eighth blocks _ - |);
+    anything else `?`, once per cell it takes (a wide emoji stays two cells)."""
+    if c.isascii():
+        return c
+    out = to_ascii(c)
+    if out != "?":
+        return out
+    name = unicodedata.name(c, "")
+    width = cell_len(c)
+    if name.startswith("BOX DRAWINGS"):
+        if " AND " in name or "ARC" in name or "CROSS" in name:
+            return "+"
+        return "|" if "VERTICAL" in name else "-"
+    if name.endswith("BLOCK") or name.endswith("SHADE"):
+        if name.startswith(("LEFT", "RIGHT")):
+            return "|"
+        if name.startswith("UPPER"):
+            return "-"
+        return "_" if name.startswith("LOWER") else "#"
+    return "?" * width
+
+
+def ascii_line(text: str) -> str:
+    """`text` in ASCII, cell for cell (its width unchanged)."""
+    if text.isascii():
+        return text
+    return "".join([ascii_char(c) for c in text])
+
+
+class AsciiFilter(LineFilter):
+    """The last step of every line drawn: no character outside ASCII reaches the terminal
+    (`glyphs: ascii`, automatic where the locale is not UTF-8), whoever drew it: our widgets
+    (which spell our glyphs through present.glyphs), Textual's borders, scrollbars, footer and
+    command palette."""
+
+    def apply(self, segments: list[Segment], background: Color) -> list[Segment]:
+        return [
+            seg if seg.text.isascii() else Segment(ascii_line(seg.text), seg.style, seg.control)
+            for seg in segments
+        ]
+
+
+_ASCII = AsciiFilter()
+
+
+class WholeCellScrollBarRender(ScrollBarRender):
+    """A scrollbar whose thumb is whole cells (reverse blanks): no eighth blocks."""
+
+    VERTICAL_BARS: ClassVar[list[str]] = [" "] * 8
+    HORIZONTAL_BARS: ClassVar[list[str]] = [" "] * 8
+
+
 class TerminalColours(App[int]):
     """A base of the dashboard's App: `colour_depth` is decided once from the environment.
 
@@ -172,10 +234,21 @@ class TerminalColours(App[int]):
             self.no_color = True  # the `:nocolor` rules of app.tcss, and the header's styles
         register_themes(self)
 
+    def on_mount(self) -> None:
+        # Textual's scrollbar draws the ends of its thumb with eighth blocks (▁▂▃▅▆▇): not ASCII,
+        # and without colour they are stray blocks on no track. There the thumb is whole cells.
+        ascii_only = bool(getattr(self, "ascii_only", False))
+        ScrollBar.renderer = (
+            WholeCellScrollBarRender if ascii_only or self.no_color else ScrollBarRender
+        )
+        self.set_class(ascii_only, "-ascii")
+
     def get_line_filters(self) -> Sequence[LineFilter]:
         filters = super().get_line_filters()
         if self.no_color and not any(isinstance(f, NoColor) for f in filters):
-            return [*filters, _NO_COLOUR]
+            filters = [*filters, _NO_COLOUR]
+        if getattr(self, "ascii_only", False):
+            filters = [*filters, _ASCII]
         return filters
 
 

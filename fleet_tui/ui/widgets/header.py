@@ -16,6 +16,8 @@ from fleet_tui.core.sanitize import clean_text
 from fleet_tui.core.timefmt import human_duration
 from fleet_tui.model.records import FleetSnapshot, Health, SocketState
 from fleet_tui.present.columns import HEALTH_SYMBOL, needs_attention
+from fleet_tui.present.glyphs import to_ascii
+from fleet_tui.ui.context import dashboard_of
 
 HEALTH_STYLE = {
     Health.HEALTHY: "green",
@@ -23,6 +25,15 @@ HEALTH_STYLE = {
     Health.UNRESPONSIVE: "bold red",
     Health.UNKNOWN: "magenta",
     Health.DOWN: "red",
+}
+# Without colour (NO_COLOR, TERM=dumb) the urgent counts stand out by weight and reverse, not by
+# a grey (red turned the darkest grey of all); the rest is plain.
+HEALTH_STYLE_NO_COLOUR = {
+    Health.HEALTHY: "",
+    Health.STALE: "bold",
+    Health.UNRESPONSIVE: "bold reverse",
+    Health.UNKNOWN: "",
+    Health.DOWN: "bold",
 }
 STALE_AFTER_S = 10.0
 SOCKET_MARK = {
@@ -42,12 +53,15 @@ def header_text(
     error: str | None = None,
     polled_at: datetime | None = None,
     compact: int = 0,
+    no_colour: bool = False,
 ) -> Text:
     """Both header lines as plain, styled text (no markup is parsed).
 
     `compact` shortens the first line for narrow screens, so the health counts stay whole:
     1 drops "for you", 2 also the health words (the symbols stay: never colour alone).
+    `no_colour`: the terminal shows no colour; what is urgent is bold or reverse instead.
     """
+    health_style = HEALTH_STYLE_NO_COLOUR if no_colour else HEALTH_STYLE
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append("◆ fleet-tui", style="bold")
     if snapshot is None:
@@ -63,7 +77,11 @@ def header_text(
         t.append(f" ({shown} shown)", style="dim")
     waiting = sum(1 for a in agents if needs_attention(a))
     if waiting:
-        t.append(f"  ★ {waiting} waiting" + ("" if compact else " for you"), style="bold yellow")
+        t.append("  ")
+        t.append(
+            f"★ {waiting} waiting" + ("" if compact else " for you"),
+            style="bold reverse" if no_colour else "bold yellow",
+        )
     counts: dict[Health, int] = {}
     for a in agents:
         counts[a.health] = counts.get(a.health, 0) + 1
@@ -71,7 +89,7 @@ def header_text(
         if counts.get(h):
             t.append("  ")
             word = "" if compact >= 2 else f" {h.value}"
-            t.append(f"{HEALTH_SYMBOL[h]} {counts[h]}{word}", style=HEALTH_STYLE[h])
+            t.append(f"{HEALTH_SYMBOL[h]} {counts[h]}{word}", style=health_style[h])
     t.append("\n")
     t.append("sockets ", style="dim")
     if not snapshot.sockets:
@@ -128,6 +146,16 @@ def header_text(
     return t
 
 
+def ascii_text(text: Text) -> Text:
+    """`text` drawn through present.glyphs.to_ascii, its styles kept (one character for one)."""
+    plain = text.plain
+    if plain.isascii():
+        return text
+    out = text.copy()
+    out.plain = to_ascii(plain)
+    return out
+
+
 class FleetHeader(Static):
     """Renders `header_text` for the screen's current snapshot, view and clock."""
 
@@ -161,6 +189,7 @@ class FleetHeader(Static):
     def tick(self) -> None:
         width = self.content_size.width
         now = self.clock()
+        app = dashboard_of(self)
         for compact in range(3):
             text = header_text(
                 self.snapshot,
@@ -170,7 +199,10 @@ class FleetHeader(Static):
                 error=self.error,
                 polled_at=self.polled_at,
                 compact=compact,
+                no_colour=self.app.no_color,
             )
+            if app.ascii_only:
+                text = ascii_text(text)
             if width <= 0 or cell_len(text.plain.split("\n", 1)[0]) <= width:
                 break
         if width > 0:
