@@ -436,11 +436,36 @@ def attach_command(socket_path: str, name: str, *, read_only: bool = False) -> l
     return ["tmux", "-S", socket_path, *attach(name, read_only=read_only)]
 
 
-def popup(binary: str, command: str) -> list[str]:
+def popup(
+    binary: str,
+    command: str,
+    *,
+    width: str = "90%",
+    height: str = "90%",
+    title: str | None = None,
+) -> list[str]:
     """Whole argv, for the OPERATOR's server (plain `tmux`, inherited `$TMUX`):
-    `display-popup -E -w 90% -h 90% COMMAND`. The popup's command is not format expanded by
-    tmux (measured, 3.3a): pass it as one shell-quoted string."""
-    return [binary, "display-popup", "-E", "-w", "90%", "-h", "90%", command]
+    `display-popup -E -w W -h H [-T TITLE] COMMAND`. A popup larger than the operator's
+    terminal is refused by tmux ("height too large"): give sizes that fit, or percentages. The
+    popup's command is not format expanded by tmux (measured, 3.3a): pass it as one
+    shell-quoted string; the title is (a '#' in it is written '##')."""
+    args = [binary, "display-popup", "-E", "-w", width, "-h", height]
+    if title:
+        args += ["-T", title.replace("#", "##")]
+    return [*args, command]
+
+
+def cue(text: str) -> list[str]:
+    """`display-message -d 0 TEXT`: a message in the client's status line that stays until a
+    key is pressed (a read-only client's keys do not clear it). Chained after `attach-session`
+    or `switch-client` (`;`) it is shown on THAT client only: nothing of the agent's session
+    changes for anyone else. TEXT is format expanded (`#{prefix}`): escape what is not ours."""
+    return ["display-message", "-d", "0", text]
+
+
+def window_size(name: str) -> list[str]:
+    """`#{window_width}<US>#{window_height}` of the agent session's current window."""
+    return display(field_format(["window_width", "window_height"]), session_target(name))
 
 
 def switch_client(binary: str, name: str) -> list[str]:
@@ -448,7 +473,8 @@ def switch_client(binary: str, name: str) -> list[str]:
     return [binary, "switch-client", "-t", session_target(name)]
 
 
-def client_name(binary: str) -> list[str]:
-    """Whole argv, for the OPERATOR's server: `#{client_name}`, empty when no client is
-    attached (a popup would fail with "no current client")."""
-    return [binary, *display("#{client_name}")]
+def client_info(binary: str) -> list[str]:
+    """Whole argv, for the OPERATOR's server: `#{client_name}<US>#{client_width}<US>
+    #{client_height}`, empty when no client is attached (a popup would fail with "no current
+    client"); the size is what a popup must fit in."""
+    return [binary, *display(field_format(["client_name", "client_width", "client_height"]))]

@@ -346,9 +346,10 @@ class PtyCli:
         wait_until(lambda: needle in self.read(), timeout=timeout, message=f"{needle!r} on pty")
 
     def ready(self) -> None:
-        """Wait until the tmux client drew its status line: keys typed before it set up the
+        """Wait until the tmux client drew its status line (with fleet-tui's cue in it: which
+        agent, watched or attached, and how to return): keys typed before it set up the
         terminal can be flushed, which would make a "nothing arrived" check pass vacuously."""
-        self.wait_output(b"[rec]")
+        self.wait_output(b" returns")
         time.sleep(0.2)
 
     def type(self, data: bytes) -> None:
@@ -382,6 +383,7 @@ def test_watch_on_a_terminal_types_nothing_and_resizes_nothing(world: FleetEnv) 
         clients = wait_until(lambda: _clients(world), message="the watching client")
         assert len(clients) == 1 and "read-only" in clients[0], clients
         cli.ready()
+        assert b"fleet-tui WATCHING rec (read-only): C-b d returns" in cli.out
         cli.type(b"echo pwned\r")
         cli.type(b"\x03q:kill-server\r")
         time.sleep(0.5)
@@ -427,6 +429,7 @@ def test_attach_confirmed_or_yes_reaches_the_pane(world: FleetEnv) -> None:
             clients = wait_until(lambda: _clients(world), message="the attached client")
             assert "read-only" not in clients[0]
             cli.ready()
+            assert b"fleet-tui ATTACHED to rec (keys go to it): C-b d returns" in (cli.out)
             cli.type(b"hi there\r")  # the positive control of the watch test: this one arrives
             wait_until(
                 partial(_arrived, recorded, start, b"hi there\r"),
@@ -451,6 +454,7 @@ def test_attach_confirmed_or_yes_reaches_the_pane(world: FleetEnv) -> None:
 def test_handover_argv_builders(world: FleetEnv) -> None:
     runner = world.runner
     sock = str(runner.socket_path(SOCK))
+    cue = "fleet-tui WATCHING rec (read-only): #{prefix} d returns"
     assert watch_argv(runner, SOCK, "rec")[1:] == [
         "-S",
         sock,
@@ -458,14 +462,27 @@ def test_handover_argv_builders(world: FleetEnv) -> None:
         "-r",
         "-t",
         "=rec:",
+        ";",
+        "display-message",
+        "-d",
+        "0",
+        cue,
     ]
-    popup = popup_argv(runner, SOCK, "rec", read_only=True)
-    assert popup[1:7] == ["display-popup", "-E", "-w", "90%", "-h", "90%"]
-    assert popup[-1].startswith("env -u TMUX ") and popup[-1].endswith(
-        f"-S {sock} attach-session -r -t =rec:"
+    # the popup fits the agent's window (100x30: +2 border, +1 the inner status line)...
+    popup = popup_argv(runner, SOCK, "rec", read_only=True, client_size=(200, 60))
+    assert popup[1:7] == ["display-popup", "-E", "-w", "102", "-h", "33"]
+    assert popup[7:9] == ["-T", " fleet-tui: watching rec (read-only) "]
+    assert popup[-1].startswith("env -u TMUX ") and (
+        f"-S {sock} attach-session -r -t =rec: ';' display-message -d 0 " in popup[-1]
     )
-    assert "-r" not in popup_argv(runner, SOCK, "rec", read_only=False)[-1].split()
-    assert switch_argv(runner, "rec")[1:] == ["switch-client", "-t", "=rec:"]
+    # ... and never outgrows the operator's terminal (tmux refuses that popup)
+    small = popup_argv(runner, SOCK, "rec", read_only=True, client_size=(80, 24))
+    assert small[3:7] == ["-w", "80", "-h", "24"]
+    assert popup_argv(runner, SOCK, "rec", read_only=True)[3:7] == ["-w", "90%", "-h", "90%"]
+    attach = popup_argv(runner, SOCK, "rec", read_only=False)
+    assert "-r" not in attach[-1].split() and "ATTACHED to rec" in attach[-1]
+    assert switch_argv(runner, "rec")[1:4] == ["switch-client", "-t", "=rec:"]
+    assert "#{prefix} L returns" in switch_argv(runner, "rec")[-1]
 
     plain = plan_handover(runner, SOCK, "rec", read_only=True, environ={"PATH": "/bin"})
     assert plain.how == "attach" and "TMUX" not in plain.env

@@ -345,3 +345,122 @@ async def test_the_budget_screen_says_the_same_words_as_the_cli() -> None:
     assert "⚠ RUNS OUT BEFORE RESET" in shown and "⚠ RUNS OUT BEFORE RESET" in cli
     assert "▽ behind" in shown and "▽ behind" in cli  # the status stays what it is
     assert "⚠ 1 runs out before the reset" in title
+
+
+# -- watch and attach say which they are and how to return; the popup fits the agent -------------
+
+
+class OperatorTerminal:
+    """A terminal (a pty of `cols` x `rows`) attached to the operator's own tmux server `outer`,
+    whose session `dash` plays the dashboard's pane: what a popup is drawn on."""
+
+    def __init__(self, env: Any, cols: int, rows: int) -> None:
+        import fcntl
+        import os
+        import pty
+        import struct
+        import subprocess
+        import termios
+
+        env.start("outer", "dash", ["cat"], agent=False, width=cols, height=rows)
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        argv = env.runner.argv("outer", "attach-session", "-t", "=dash:")
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env={**env.env, "TERM": "xterm-256color"},
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.out = b""
+
+    def read(self) -> bytes:
+        import os
+        import select
+
+        while select.select([self.master], [], [], 0.05)[0]:
+            try:
+                self.out += os.read(self.master, 65536)
+            except OSError:
+                break
+        return self.out
+
+    def close(self) -> None:
+        import os
+
+        self.proc.kill()
+        self.proc.wait(timeout=5)
+        os.close(self.master)
+
+
+def _inner_clients(env: Any) -> list[str]:
+    fmt = "#{client_width}x#{client_height} #{client_flags}"
+    return env.tmux("mosaic-fleet", "list-clients", "-F", fmt).stdout.splitlines()
+
+
+def test_watch_inside_tmux_is_a_popup_that_fits_the_agent_and_says_how_to_return(
+    fleet_env: Any, monkeypatch: Any
+) -> None:
+    import subprocess
+
+    from fleet_tui.config.fleet import FleetConfig
+    from fleet_tui.control.actions import LiveActions
+    from fleet_tui.service.collector import FleetCollector
+    from tests.conftest import wait_until
+
+    env = fleet_env
+    env.start("mosaic-fleet", "rec", ["cat"], width=100, height=30)
+    for cols, rows, inner in ((200, 60, "100x31"), (80, 24, "78x22")):
+        term = OperatorTerminal(env, cols, rows)
+        try:
+            wait_until(
+                lambda: env.tmux("outer", "list-clients", "-F", "#{client_name}").stdout.strip(),
+                message="the operator's client",
+            )
+            sock = env.runner.socket_path("outer")
+            pid = env.tmux("outer", "display-message", "-p", "#{pid}").stdout.strip()
+            monkeypatch.setenv("TMUX", f"{sock},{pid},0")
+            pane = env.tmux("outer", "display-message", "-p", "-t", "=dash:", "#{pane_id}")
+            monkeypatch.setenv("TMUX_PANE", pane.stdout.strip())
+            actions = LiveActions(env.runner, env.state_dir, FleetConfig.from_flags())
+            record = next(
+                a
+                for a in FleetCollector(FleetConfig.from_flags()).collect().agents
+                if a.name == "rec"
+            )
+            handover = actions.handover(record, interactive=False)
+            assert not handover.blocking  # a popup: the dashboard keeps running
+            popup = subprocess.Popen(handover.argv, env=handover.env)
+            try:
+                clients = wait_until(lambda: _inner_clients(env), message="the popup's client")
+                size, flags = clients[0].split(" ", 1)
+                # the agent's whole window (100x30 and the client's status line) when the
+                # operator's terminal has room; else the terminal less the popup's border
+                assert size == inner and "read-only" in flags
+                wait_until(
+                    lambda t=term: b"fleet-tui WATCHING rec (read-only): C-b d returns" in t.read(),
+                    message="the cue in the popup's status line",
+                )
+                assert b"fleet-tui: watching rec (read-only)" in term.out  # the popup's title
+                assert (
+                    env.tmux(
+                        "mosaic-fleet",
+                        "display-message",
+                        "-p",
+                        "-t",
+                        "=rec:",
+                        "#{window_width}x#{window_height}",
+                    ).stdout.strip()
+                    == "100x30"
+                )
+                env.tmux("mosaic-fleet", "detach-client", "-s", "=rec")
+                assert popup.wait(timeout=10) == 0  # C-b d closes the popup
+            finally:
+                if popup.poll() is None:
+                    popup.kill()
+        finally:
+            term.close()
+            env.tmux("outer", "kill-server", check=False)

@@ -274,11 +274,18 @@ class LiveActions:
     def handover(self, record: AgentRecord, *, interactive: bool) -> Handover:
         target = self.resolve(record)
         verb = "attach" if interactive else "watch"
+        env = dict(os.environ)
+        # inside tmux: a popup or a switch needs a client of the operator's server, and the
+        # popup its terminal's size to fit the agent's window in
+        client = need_client(self.runner.binary, env) if control.operator_server(env) else None
         plan = control.plan_handover(
-            self.runner, target.socket, target.name, read_only=not interactive
+            self.runner,
+            target.socket,
+            target.name,
+            read_only=not interactive,
+            environ=env,
+            client_size=client,
         )
-        if plan.how != "attach":
-            need_client(plan.argv[0], plan.env)
         self._intent(verb, record, plan.how)
         if not interactive:
             control.prepare_watch(self.runner, target.socket, target.name)  # never resizes
@@ -308,13 +315,14 @@ class LiveActions:
         return reason
 
 
-def need_client(binary: str, env: dict[str, str]) -> None:
+def need_client(binary: str, env: dict[str, str]) -> tuple[int, int] | None:
     """A popup (or client switch) is drawn on a CLIENT of the operator's tmux server: without
     one attached to the dashboard's session, tmux answers "no current client" and nothing is
-    shown. Ask first (`#{client_name}` is empty then) and refuse with a reason."""
+    shown. Ask first (`#{client_name}` is empty then) and refuse with a reason; else answer the
+    client's terminal size (columns, rows), None when tmux does not say."""
     try:
         res = subprocess.run(
-            recipe.client_name(binary),
+            recipe.client_info(binary),
             env=env,
             capture_output=True,
             text=True,
@@ -324,12 +332,17 @@ def need_client(binary: str, env: dict[str, str]) -> None:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise control.ControlError(f"the dashboard's tmux did not answer: {exc}") from None
-    if res.returncode != 0 or not res.stdout.strip():
+    fields = res.stdout.strip("\n").split(recipe.FIELD_SEP)
+    if res.returncode != 0 or not fields[0].strip():
         said = clean_text(res.stderr.strip(), max_len=120)
         raise control.ControlError(
             "no tmux client is attached to the dashboard's session: a popup cannot be shown"
             + (f" ({said})" if said else "")
         )
+    try:
+        return int(fields[1]), int(fields[2])
+    except (IndexError, ValueError):
+        return None
 
 
 def read_audit(state_dir: Path, limit: int = 200) -> list[str]:

@@ -360,14 +360,31 @@ def prepare_watch(runner: TmuxRunner, socket: str, name: str) -> None:
     runner.run(socket, *recipe.fix_window_size(name))
 
 
+def handover_cue(name: str, *, read_only: bool, how: str = "attach") -> str:
+    """What the operator's tmux client says while it shows an agent: which it is (watching,
+    read-only, or attached: keys reach the agent) and how to return (`C-b d` detaches; after a
+    client switch `C-b L` goes back). Format expanded by tmux (`#{prefix}` is the operator's
+    prefix key there); the name's '#' is escaped. Short: a status line of 60 columns shows it
+    whole for a short name (tmux cuts what does not fit)."""
+    shown = name.replace("#", "##")
+    back = "#{prefix} L" if how == "switch" else "#{prefix} d"
+    if read_only:
+        return f"fleet-tui WATCHING {shown} (read-only): {back} returns"
+    return f"fleet-tui ATTACHED to {shown} (keys go to it): {back} returns"
+
+
 def watch_argv(runner: TmuxRunner, socket: str, name: str) -> list[str]:
-    """`tmux -S SOCK attach -r -t =NAME:`: a read-only client, keys never reach the agent."""
-    return runner.argv(socket, *recipe.attach(name, read_only=True))
+    """`tmux -S SOCK attach -r -t =NAME: ; display-message -d 0 CUE`: a read-only client (keys
+    never reach the agent) whose status line says so and how to return (`handover_cue`)."""
+    cue = recipe.cue(handover_cue(name, read_only=True))
+    return runner.argv(socket, *recipe.attach(name, read_only=True), ";", *cue)
 
 
 def attach_argv(runner: TmuxRunner, socket: str, name: str) -> list[str]:
-    """`tmux -S SOCK attach -t =NAME:`: an interactive client (the explicit takeover)."""
-    return runner.argv(socket, *recipe.attach(name, read_only=False))
+    """`tmux -S SOCK attach -t =NAME: ; display-message -d 0 CUE`: an interactive client (the
+    explicit takeover) whose status line says so until the first key."""
+    cue = recipe.cue(handover_cue(name, read_only=False))
+    return runner.argv(socket, *recipe.attach(name, read_only=False), ";", *cue)
 
 
 def exec_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -379,26 +396,61 @@ def exec_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def popup_argv(runner: TmuxRunner, socket: str, name: str, *, read_only: bool = True) -> list[str]:
-    """`tmux display-popup -E -w 90% -h 90% 'env -u TMUX tmux -S SOCK attach [-r] -t =NAME:'`.
+def window_size(runner: TmuxRunner, socket: str, name: str) -> tuple[int, int] | None:
+    """The agent's window size (columns, rows), or None when tmux does not say."""
+    try:
+        out = runner.run(socket, *recipe.window_size(name)).stdout.strip()
+        w, h = out.split(recipe.FIELD_SEP)
+        return int(w), int(h)
+    except (TmuxError, ValueError):
+        return None
+
+
+def popup_size(window: tuple[int, int] | None, client: tuple[int, int] | None) -> tuple[str, str]:
+    """`-w`/`-h` of a popup that shows the agent's whole window: its size plus the border
+    (2 columns, 2 rows) and the inner client's status line (1 row), never larger than the
+    operator's terminal (tmux refuses that popup); 90 % of it when a size is unknown."""
+    if window is None or client is None:
+        return "90%", "90%"
+    return str(max(min(window[0] + 2, client[0]), 10)), str(max(min(window[1] + 3, client[1]), 5))
+
+
+def popup_argv(
+    runner: TmuxRunner,
+    socket: str,
+    name: str,
+    *,
+    read_only: bool = True,
+    client_size: tuple[int, int] | None = None,
+) -> list[str]:
+    """`tmux display-popup -E -w W -h H -T TITLE 'env -u TMUX tmux -S SOCK attach [-r] -t
+    =NAME: ; display-message ...'`.
 
     For a dashboard that runs inside tmux (`$TMUX` set). This command is issued to the
     OPERATOR's server: plain `tmux`, run with the inherited environment, whose `$TMUX` names
     that server (the one place fleet_tui talks to it). Inside the popup `C-b d` detaches and the
-    popup closes; the dashboard keeps running behind it. The popup's command is not format
-    expanded by tmux (measured, 3.3a): it is passed as one shell-quoted string.
+    popup closes; the dashboard keeps running behind it. The popup fits the agent's window
+    (`popup_size`, given the operator's terminal size `client_size`); its title and the inner
+    client's status line say which agent, watched or attached, and how to return. The popup's
+    command is not format expanded by tmux (measured, 3.3a): it is passed as one shell-quoted
+    string.
     """
     inner = watch_argv(runner, socket, name) if read_only else attach_argv(runner, socket, name)
     command = "env -u TMUX -u TMUX_PANE " + shlex.join(inner)
-    return recipe.popup(runner.binary, command)
+    width, height = popup_size(window_size(runner, socket, name), client_size)
+    verb = "watching" if read_only else "ATTACHED to"
+    title = f" fleet-tui: {verb} {name}{' (read-only)' if read_only else ''} "
+    return recipe.popup(runner.binary, command, width=width, height=height, title=title)
 
 
 def switch_argv(runner: TmuxRunner, name: str) -> list[str]:
-    """`tmux switch-client -t =NAME:` for a dashboard inside tmux on the SAME server as the agent:
-    the operator's client moves to the agent's session (`C-b L` returns). Issued to the
-    operator's server (plain `tmux`, inherited `$TMUX`). Interactive: never use it to watch
-    (`switch-client -r` leaves the client read-only when it returns), use `popup_argv`."""
-    return recipe.switch_client(runner.binary, name)
+    """`tmux switch-client -t =NAME: ; display-message -d 0 CUE` for a dashboard inside tmux
+    on the SAME server as the agent: the operator's client moves to the agent's session (`C-b
+    L` returns, which its status line says). Issued to the operator's server (plain `tmux`,
+    inherited `$TMUX`). Interactive: never use it to watch (`switch-client -r` leaves the client
+    read-only when it returns), use `popup_argv`."""
+    cue = recipe.cue(handover_cue(name, read_only=False, how="switch"))
+    return [*recipe.switch_client(runner.binary, name), ";", *cue]
 
 
 def operator_server(environ: Mapping[str, str] | None = None) -> str | None:
@@ -437,12 +489,14 @@ def plan_handover(
     *,
     read_only: bool,
     environ: Mapping[str, str] | None = None,
+    client_size: tuple[int, int] | None = None,
 ) -> HandoverPlan:
     """Pick the way to watch (`read_only`) or attach to agent `name` from this terminal.
 
     Outside tmux: `attach [-r]` with the terminal. Inside tmux: a popup on the operator's server,
     except an interactive attach on the same server, which switches the client. A watch never
-    uses `switch-client`: the operator's client would not be read-only.
+    uses `switch-client`: the operator's client would not be read-only. `client_size` (the
+    operator's terminal, columns and rows) lets the popup fit the agent's window.
     """
     env = dict(os.environ if environ is None else environ)
     outer = operator_server(env)
@@ -451,4 +505,5 @@ def plan_handover(
         return HandoverPlan(argv, exec_env(env), "attach")
     if not read_only and _same_file(outer, runner.socket_path(socket)):
         return HandoverPlan(switch_argv(runner, name), env, "switch")
-    return HandoverPlan(popup_argv(runner, socket, name, read_only=read_only), env, "popup")
+    popup = popup_argv(runner, socket, name, read_only=read_only, client_size=client_size)
+    return HandoverPlan(popup, env, "popup")
