@@ -25,6 +25,7 @@ from fleet_tui.testing.budgets import FixedBudgetSource, budget_report
 from fleet_tui.testing.fleets import NOW, FixedSource, RecordingActions, fleet_snapshot
 from fleet_tui.ui.app import FleetApp
 from fleet_tui.ui.screens.budget import BudgetScreen
+from fleet_tui.ui.screens.detail import facts_table
 
 
 def _render(app: FleetApp) -> Iterable[Segment]:
@@ -202,3 +203,34 @@ async def test_dumb_terminal_gets_no_colour_and_ascii(monkeypatch: pytest.Monkey
         segments = list(_render(app))
         assert _coloured(segments) == set()
         assert screen_text(app).isascii()
+
+
+LONG_CWD = (
+    "/home/jarvis/work/mosaic-fleet-integration-tests/checkouts/feature-branch-with-a-long-name"
+)
+
+
+def _words(renderable: object, width: int) -> list[str]:
+    console = Console(width=width, file=io.StringIO(), record=True)
+    console.print(renderable)
+    return console.export_text().split()
+
+
+def test_detail_facts_never_break_a_word_at_80_columns() -> None:
+    """At 80x24 the facts' values wrap at spaces; a word too long for its column is shortened
+    with … (a path keeps its last folders), never cut across two lines."""
+    record = next(a for a in fleet_snapshot().agents if a.tmux is not None and a.process)
+    assert record.tmux is not None
+    record = record.model_copy(
+        update={"tmux": record.tmux.model_copy(update={"cwd": LONG_CWD, "pane_title": "x" * 60})}
+    )
+    whole = set(_words(facts_table(record, None), 400))
+    assert LONG_CWD in whole
+    for word in _words(facts_table(record, None), 78):  # the screen's width less its padding
+        if word in whole:
+            continue
+        assert word.startswith("…") or word.endswith("…"), word
+        part = word.strip("…")
+        assert any(w.endswith(part) or w.startswith(part) for w in whole), word
+    shown = [w for w in _words(facts_table(record, None), 78) if w.startswith("…")]
+    assert any(LONG_CWD.endswith(w[1:]) for w in shown), shown  # the end of the path

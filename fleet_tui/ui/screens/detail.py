@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -76,12 +79,59 @@ def budget_text(b: BudgetBrief | None) -> str | None:
     return " · ".join(parts)
 
 
+class OneWord:
+    """A value without spaces (a path, a command, an id) on one line, never broken inside:
+    shortened with … when the column is narrower, a path from its start (its last folders tell
+    agents apart), anything else at its end."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        width = cell_len(self.text)
+        return Measurement(min(width, MIN_VALUE_WIDTH), width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield fit_word(self.text, options.max_width)
+
+
+MIN_VALUE_WIDTH = 12
+
+
+def fit_word(text: str, width: int) -> Text:
+    """`text` in `width` cells: whole, or shortened with … (a path keeps its end)."""
+    if cell_len(text) <= width:
+        return Text(text, no_wrap=True)
+    if width <= 1:
+        return Text("…"[:width], no_wrap=True)
+    if "/" in text:
+        # drop whole folders from the start while one fits, else characters
+        tail = text
+        while cell_len(tail) > width - 1:
+            cut = tail.find("/", 1)
+            short = tail[cut:] if cut > 0 else tail[1:]
+            tail = short if cell_len(short) <= width - 1 or cut > 0 else tail[1:]
+        return Text("…" + tail, no_wrap=True)
+    out = Text(text, no_wrap=True)
+    out.truncate(width, overflow="ellipsis")
+    return out
+
+
+def value_cell(v: str | None) -> RenderableType:
+    """A value of the facts: words wrap at spaces (a word longer than the column is cut with
+    …), one word stays on its line (OneWord); never a break inside a word."""
+    text = clean_text(v) if v else "-"
+    if " " not in text:
+        return OneWord(text)
+    return Text(text, overflow="ellipsis")
+
+
 def _kv(rows: Sequence[tuple[str, str | None]]) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="dim", no_wrap=True)
-    table.add_column(overflow="fold")
+    table.add_column(overflow="ellipsis")
     for k, v in rows:
-        table.add_row(Text(k), Text(clean_text(v) if v else "-"))
+        table.add_row(Text(k), value_cell(v))
     return table
 
 
