@@ -10,11 +10,16 @@ codes it wrote are read back with capture-pane -e.
 from __future__ import annotations
 
 import io
+import re
+import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FleetEnv, wait_until
 from rich.color import ColorSystem
 from rich.console import Console
 from rich.segment import Segment, Segments
@@ -234,3 +239,99 @@ def test_detail_facts_never_break_a_word_at_80_columns() -> None:
         assert any(w.endswith(part) or w.startswith(part) for w in whole), word
     shown = [w for w in _words(facts_table(record, None), 78) if w.startswith("…")]
     assert any(LONG_CWD.endswith(w[1:]) for w in shown), shown  # the end of the path
+
+
+# -- the real terminal: a pane of a private tmux server ------------------------------------------
+
+OUTER = "term16"
+AGENTS = "mosaic-fleet"
+SGR = re.compile(rb"\x1b\[([0-9;:]*)m")
+
+
+def _colour_params(raw: bytes) -> set[str]:
+    """The colour parameters of every SGR sequence in `raw` (38/48 for 256 or 24-bit colour,
+    30-37 40-47 90-97 100-107 for the 16), the defaults 39 and 49 left out."""
+    found: set[str] = set()
+    for match in SGR.finditer(raw):
+        params = match.group(1).decode().replace(":", ";").split(";")
+        i = 0
+        while i < len(params):
+            p = int(params[i] or 0)
+            if p in (38, 48):
+                found.add(f"{p};{params[i + 1] if i + 1 < len(params) else ''}")
+                i += 3 if i + 1 < len(params) and params[i + 1] == "5" else 5
+                continue
+            if 30 <= p <= 37 or 40 <= p <= 47 or 90 <= p <= 97 or 100 <= p <= 107:
+                found.add(str(p))
+            i += 1
+    return found
+
+
+def _run_dashboard(env: FleetEnv, out: Path, term_env: list[str]) -> None:
+    """The dashboard in a 100x30 pane of a private outer server (COLORTERM and NO_COLOR unset,
+    then `term_env`); every byte it writes is recorded in `out`."""
+    env.runner.ensure_socket_dir()
+    argv = [
+        "env",
+        *("-u", "TMUX", "-u", "TMUX_PANE", "-u", "COLORTERM", "-u", "NO_COLOR"),
+        *("-u", "TEXTUAL_COLOR_SYSTEM"),
+        f"TMUX_TMPDIR={env.base}",
+        f"HOME={env.home}",
+        f"XDG_STATE_HOME={env.state_home}",
+        f"XDG_CONFIG_HOME={env.config_home}",
+        "LANG=C.UTF-8",
+        "LC_ALL=C.UTF-8",
+        *term_env,
+        sys.executable,
+        "-m",
+        "fleet_tui",
+    ]
+    env.tmux(OUTER, "new-session", "-d", "-s", "op", "-x", "100", "-y", "30", *argv)
+    env.tmux(OUTER, "pipe-pane", "-t", "=op:", f"exec cat >> {out}")
+
+
+def _capture(env: FleetEnv, *flags: str) -> str:
+    return env.tmux(OUTER, "capture-pane", "-p", *flags, "-t", "=op:").stdout
+
+
+def _fleet_on_screen(env: FleetEnv, out: Path, term_env: list[str]) -> str:
+    env.write_roster(
+        [{"name": "orchestrator", "role": "orchestrator"}, {"name": "enhancer", "role": "enhancer"}]
+    )
+    env.stub(AGENTS, "orchestrator")
+    env.stub(AGENTS, "enhancer")
+    _run_dashboard(env, out, term_env)
+
+    def shown() -> str | None:
+        text = _capture(env)
+        return text if "enhancer" in text and "orchestrator" in text else None
+
+    return wait_until(shown, timeout=20, message="the fleet on the dashboard")
+
+
+@pytest.mark.tmux
+def test_real_xterm_16_colours_cursor_is_bright_white_on_blue(
+    fleet_env: FleetEnv, tmp_path: Path
+) -> None:
+    """TERM=xterm without COLORTERM (PuTTY's default): only the 16 named colours are sent, and
+    the selected row is bright white (97) on blue (44), not bold white on light grey."""
+    out = tmp_path / "out.bin"
+    _fleet_on_screen(fleet_env, out, ["TERM=xterm"])
+    time.sleep(1.0)
+    lines = _capture(fleet_env, "-e").splitlines()
+    header = next(i for i, line in enumerate(lines) if "AGENT" in line)
+    cursor = lines[header + 1].encode()
+    assert {"44", "97"} <= _colour_params(cursor), repr(cursor)
+    assert "47" not in _colour_params(cursor)  # the light grey of before
+    sent = _colour_params(out.read_bytes())
+    assert sent and not {p for p in sent if p.startswith(("38", "48"))}, sorted(sent)
+
+
+@pytest.mark.tmux
+def test_real_dumb_terminal_gets_no_colour_and_ascii(fleet_env: FleetEnv, tmp_path: Path) -> None:
+    out = tmp_path / "out.bin"
+    shown = _fleet_on_screen(fleet_env, out, ["TERM=dumb"])
+    time.sleep(1.0)
+    assert _colour_params(out.read_bytes()) == set()
+    assert shown.isascii(), shown
+    assert "+ healthy" in _capture(fleet_env)  # the healthy glyph in ASCII
