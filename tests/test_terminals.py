@@ -192,8 +192,9 @@ async def test_no_color_draws_no_colour_and_makes_urgent_things_bold(no_color: N
         assert cursor and cursor[0].style is not None and cursor[0].style.reverse
 
 
-def test_no_color_look(snap_compare, no_color: None) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=then())
+@pytest.mark.parametrize("screen", ["fleet", "detail", "budgets", "help"])
+def test_no_color_look(snap_compare, no_color: None, screen: str) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=then(*SCREENS[screen]))
 
 
 async def test_dumb_terminal_gets_no_colour_and_ascii(monkeypatch: pytest.MonkeyPatch) -> None:
