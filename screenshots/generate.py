@@ -8,6 +8,7 @@ The same fleets as the snapshot tests (fleet_tui/testing/fleets.py): no tmux, a 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -113,6 +114,11 @@ async def shoot(
 
 async def main() -> None:
     only = sys.argv[1] if len(sys.argv) > 1 else ""
+    # the dashboard's colours follow the terminal (ui.themes.colour_depth): draw the 24-bit
+    # themes whatever terminal this runs in
+    os.environ["COLORTERM"] = "truecolor"
+    for name in ("NO_COLOR", "TEXTUAL_COLOR_SYSTEM"):
+        os.environ.pop(name, None)
     for name, source, size, keys in SHOTS:
         if only in name:
             print(await shoot(name, source(), size, keys))
