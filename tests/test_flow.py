@@ -93,7 +93,10 @@ async def test_palette_offers_every_action_and_every_column_sort_and_no_non_agen
             assert word in joined, word
         for c in COLUMNS:  # every column's sort by its title: TOKENS and BUDGET too
             assert f"Sort by {c.title}" in labels
-        assert "Go to agent review" in labels
+        # opened, it lists the agents waiting for you; the others come as you type
+        assert "Go to agent review" in labels and "Go to agent planner" in labels  # ~waiting
+        assert not any(label.startswith("Go to agent orchestrator") for label in labels)
+        assert "Go to agent orchestrator (Mos)" in await palette_labels(app, "orchestrator")
         # ops-shell is a plain shell session, not an agent: never "Go to agent ops-shell"
         assert not any("ops-shell" in label for label in labels)
         found = await palette_labels(app, "ops-shell")

@@ -9,7 +9,7 @@ from textual import on
 from textual.command import CommandList, CommandPalette, DiscoveryHit, Hit, Hits, Provider
 from textual.widgets import Input
 
-from fleet_tui.present.columns import ATTENTION_STATES, COLUMNS
+from fleet_tui.present.columns import COLUMNS, needs_attention
 from fleet_tui.ui.context import dashboard_of
 from fleet_tui.ui.screens.fleet import SORT_BINDINGS
 
@@ -47,9 +47,10 @@ def sort_commands() -> list[tuple[str, str, str]]:
 
 class FleetCommands(Provider):
     def _commands(self, *, searching: bool) -> list[tuple[str, object, str]]:
-        """The palette's commands. An agent's "Go to" and "Open detail" are offered by search
-        only (300 agents would bury the actions); a session that is no agent is never offered
-        as one."""
+        """The palette's commands. Opened (no query yet) it lists the actions, the sorts and the
+        agents waiting for you; every agent's "Go to" and "Open detail" come as the operator
+        types (300 agents would bury the actions, and a list of 300 made ctrl+p slow to open).
+        A session that is no agent is never offered as one."""
         app = dashboard_of(self)
         run = self.app.run_action
         out: list[tuple[str, object, str]] = []
@@ -71,11 +72,10 @@ class FleetCommands(Provider):
                     )
                 continue
             label = f"Go to agent {a.name}" + (f" ({a.alias})" if a.alias else "")
-            mark = (
-                " ★ waiting for you"
-                if a.heartbeat and a.heartbeat.state in ATTENTION_STATES
-                else ""
-            )
+            waiting = needs_attention(a)  # reported or inferred, as the table's ★
+            if not searching and not waiting:
+                continue
+            mark = " ★ waiting for you" if waiting else ""
             out.append(
                 (
                     label,
