@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import FleetEnv, wait_until
+from rich.cells import cell_len
 from rich.color import ColorSystem
 from rich.console import Console
 from rich.segment import Segment, Segments
@@ -31,6 +32,7 @@ from fleet_tui.testing.fleets import NOW, FixedSource, RecordingActions, fleet_s
 from fleet_tui.ui.app import FleetApp
 from fleet_tui.ui.screens.budget import BudgetScreen
 from fleet_tui.ui.screens.detail import facts_table
+from fleet_tui.ui.themes import ascii_line, colour_depth
 
 
 def _render(app: FleetApp) -> Iterable[Segment]:
@@ -336,3 +338,31 @@ def test_real_dumb_terminal_gets_no_colour_and_ascii(fleet_env: FleetEnv, tmp_pa
     assert _colour_params(out.read_bytes()) == set()
     assert shown.isascii(), shown
     assert "+ healthy" in _capture(fleet_env)  # the healthy glyph in ASCII
+
+
+@pytest.mark.parametrize(
+    ("env", "depth"),
+    [
+        ({"TERM": "xterm"}, "16"),  # PuTTY's default
+        ({"TERM": "screen"}, "16"),
+        ({"TERM": "linux"}, "16"),
+        ({}, "16"),
+        ({"TERM": "xterm-256color"}, "full"),
+        ({"TERM": "xterm", "COLORTERM": "truecolor"}, "full"),
+        ({"TERM": "xterm", "COLORTERM": "24bit"}, "full"),
+        ({"TERM": "xterm-256color", "TEXTUAL_COLOR_SYSTEM": "standard"}, "16"),
+        ({"TERM": "xterm-256color", "NO_COLOR": ""}, "none"),  # present, even empty
+        ({"TERM": "dumb", "COLORTERM": "truecolor"}, "none"),
+        ({"TERM": "unknown"}, "none"),
+    ],
+)
+def test_colour_depth_follows_the_terminal(env: dict[str, str], depth: str) -> None:
+    assert colour_depth(env) == depth
+
+
+def test_ascii_line_keeps_the_width() -> None:
+    """Whatever is not ASCII becomes ASCII of the same width (columns never move)."""
+    for text in ("╭─ box ─╮", "▁▂▃▅▆▇█", "search 🔎 here", "日本語", "● ◐ ✖ ○ ★ ▲ ▽ ◆"):
+        out = ascii_line(text)
+        assert out.isascii() and cell_len(out) == cell_len(text), (text, out)
+    assert ascii_line("╭──╮") == "+--+"
