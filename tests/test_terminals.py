@@ -366,3 +366,12 @@ def test_ascii_line_keeps_the_width() -> None:
         out = ascii_line(text)
         assert out.isascii() and cell_len(out) == cell_len(text), (text, out)
     assert ascii_line("╭──╮") == "+--+"
+
+
+@pytest.mark.parametrize("theme", ["fleet-light", "textual-dark", "no-such-theme"])
+async def test_sixteen_colours_always_use_the_terminal_palette(xterm16: None, theme: str) -> None:
+    app = make_app(theme=theme)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.theme == "fleet-ansi"
+        assert app.colour_depth == "16" and not app.no_color

@@ -261,10 +261,10 @@ def register_themes(app: App[Any]) -> None:
 def use_theme(app: App[Any], name: str) -> None:
     """Show `name`; an unknown theme falls back to fleet-dark, with a warning. A terminal of 16
     colours or none gets `fleet-ansi` whatever the setting (a 24-bit theme cannot show there)."""
-    if app.ansi_color and not app.available_themes.get(name, THEMES[0]).ansi:
-        name = ANSI_THEME
-    try:
-        app.theme = name
-    except Exception:
-        app.theme = "fleet-dark"
-        app.notify(f"unknown theme '{clean_text(name)}'; using fleet-dark", severity="warning")
+    fallback = ANSI_THEME if app.ansi_color else "fleet-dark"
+    theme = app.available_themes.get(name)
+    if theme is None:
+        app.theme = fallback
+        app.notify(f"unknown theme '{clean_text(name)}'; using {fallback}", severity="warning")
+        return
+    app.theme = ANSI_THEME if app.ansi_color and not theme.ansi else name
