@@ -53,7 +53,7 @@ class CopyScreen(ModalScreen[str | None]):
     DEFAULT_CSS = """
     CopyScreen { align: center middle; }
     CopyScreen #copy-dialog {
-        width: auto; max-width: 70; height: auto; padding: 0 1;
+        width: 50; max-width: 100%; height: auto; padding: 0 1;
         background: $panel; border: round $primary;
     }
     """
