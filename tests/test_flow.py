@@ -467,3 +467,44 @@ def test_watch_inside_tmux_is_a_popup_that_fits_the_agent_and_says_how_to_return
         finally:
             term.close()
             env.tmux("outer", "kill-server", check=False)
+
+
+# -- how they look -------------------------------------------------------------------------------
+
+
+def _snapshot_app(snapshot: Any = None, budgets: Any = None) -> FleetApp:
+    return FleetApp(
+        FixedSource(snapshot if snapshot is not None else fleet_snapshot()),
+        actions=RecordingActions(),
+        settings=SETTINGS,
+        clock=lambda: NOW,
+        watch=False,
+        budget_source=budgets,
+    )
+
+
+def _after(*keys: str) -> Any:
+    async def run(pilot: Any) -> None:
+        await first_poll(pilot, pilot.app)
+        await pilot.press(*keys)
+        await settle(pilot)
+        await pilot.app.workers.wait_for_complete()
+        await settle(pilot, 3)
+
+    return run
+
+
+def test_warnings_with_agent_problems_look(snap_compare: Any) -> None:
+    snap = with_long_unresponsive(fleet_snapshot(hung=True), "coder0-1", 720.0)
+    assert snap_compare(_snapshot_app(snap), terminal_size=(80, 24), run_before=_after("W"))
+
+
+def test_copy_dialog_look(snap_compare: Any) -> None:
+    assert snap_compare(_snapshot_app(), terminal_size=(80, 24), run_before=_after("y"))
+
+
+def test_budget_runs_out_before_the_reset_look(snap_compare: Any) -> None:
+    from fleet_tui.testing.budgets import FixedBudgetSource
+
+    app = _snapshot_app(budgets=FixedBudgetSource(behind_but_fast_report()))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_after("b"))

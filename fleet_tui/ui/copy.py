@@ -75,8 +75,9 @@ class CopyScreen(ModalScreen[str | None]):
         t.append(clean_text(self.record.name, max_len=64), style="bold")
         for key, _what, label in CHOICES:
             t.append("\n  ")
-            t.append(key, style="bold reverse")
-            t.append(f" {label}")
+            # the space ends the styled part: one starting the next part moved (Textual 8.2.8)
+            t.append(f"{key} ", style="bold")
+            t.append(f"{label}")
         t.append("\n  esc cancels", style="dim")
         with Vertical(id="copy-dialog"):
             yield Static(t)

@@ -139,7 +139,11 @@ class WarningsScreen(ModalScreen[None]):
         sources = app.snapshot.warnings if app.snapshot else []
         with VerticalScroll(id="help-body"):
             yield Static(
-                Text(f"Warnings ({len(agents)} agents, {len(sources)} sources)", style="bold")
+                Text(
+                    f"Warnings ({len(agents)} agent{'' if len(agents) == 1 else 's'}, "
+                    f"{len(sources)} source{'' if len(sources) == 1 else 's'})",
+                    style="bold",
+                )
             )
             for title, lines in (("Agents", agents), ("Sources", sources)):
                 text = Text()
