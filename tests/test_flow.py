@@ -508,3 +508,35 @@ def test_budget_runs_out_before_the_reset_look(snap_compare: Any) -> None:
 
     app = _snapshot_app(budgets=FixedBudgetSource(behind_but_fast_report()))
     assert snap_compare(app, terminal_size=(80, 24), run_before=_after("b"))
+
+
+async def test_ascii_terminal_gets_no_glyph_in_palette_warnings_or_budget_title() -> None:
+    from fleet_tui.testing.budgets import FixedBudgetSource
+    from fleet_tui.ui.screens.budget import BudgetScreen
+
+    settings = DashboardSettings(poll_interval_s=3600, glyphs="ascii")
+    snap = with_long_unresponsive(fleet_snapshot(), "coder0-1", 720.0)
+    app = FleetApp(
+        FixedSource(snap),
+        settings=settings,
+        clock=lambda: NOW,
+        watch=False,
+        budget_source=FixedBudgetSource(behind_but_fast_report()),
+    )
+    async with app.run_test(size=(160, 48)) as pilot:
+        await first_poll(pilot, app)
+        labels = await palette_labels(app, None)
+        assert "Go to agent review" in labels
+        assert all(label.isascii() for label in labels)
+        await pilot.press("W")
+        await settle(pilot)
+        text = body_text(app)
+        assert "! coder0-1: unresponsive" in text and text.isascii()
+        await pilot.press("escape", "b")
+        for _ in range(100):
+            await pilot.pause()
+            if isinstance(app.screen, BudgetScreen) and app.screen.loads:
+                break
+        await settle(pilot)
+        title = str(app.screen.query_one("#budget-title", Static).render())
+        assert "! 1 runs out before the reset" in title and title.isascii()

@@ -10,6 +10,7 @@ from textual.command import CommandList, CommandPalette, DiscoveryHit, Hit, Hits
 from textual.widgets import Input
 
 from fleet_tui.present.columns import COLUMNS, needs_attention
+from fleet_tui.present.glyphs import to_ascii
 from fleet_tui.ui.context import dashboard_of
 from fleet_tui.ui.screens.fleet import SORT_BINDINGS
 
@@ -93,13 +94,20 @@ class FleetCommands(Provider):
                 )
         return out
 
+    def _shown(self, *, searching: bool) -> list[tuple[str, object, str]]:
+        """`_commands`, in ASCII (present.glyphs) on a terminal that asked for it."""
+        commands = self._commands(searching=searching)
+        if not dashboard_of(self).ascii_only:
+            return commands
+        return [(to_ascii(label), action, to_ascii(h)) for label, action, h in commands]
+
     async def discover(self) -> Hits:
-        for label, action, help_text in self._commands(searching=False):
+        for label, action, help_text in self._shown(searching=False):
             yield DiscoveryHit(label, action, help=help_text)  # type: ignore[arg-type]
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for label, action, help_text in self._commands(searching=True):
+        for label, action, help_text in self._shown(searching=True):
             score = matcher.match(label)
             if score > 0:
                 yield Hit(score, matcher.highlight(label), action, help=help_text)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from textual.widgets import Footer, Static
 
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.present import budget_fmt as fmt
+from fleet_tui.present.glyphs import to_ascii
 from fleet_tui.service.budgets import BudgetReport
 from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack
 from fleet_tui.ui.widgets.budget_panel import BudgetAccountPanel
@@ -32,6 +33,14 @@ class BudgetLoaded(Message):
         super().__init__()
         self.report = report
         self.error = error
+
+
+def ascii_text(text: Text) -> Text:
+    """`text` with present.glyphs' ASCII for every glyph (one character for one: the styles
+    keep their places)."""
+    out = text.copy()
+    out.plain = to_ascii(text.plain)
+    return out
 
 
 def title_text(report: BudgetReport | None, error: str | None, now: datetime) -> Text:
@@ -159,7 +168,8 @@ class BudgetScreen(Screen[None]):
             return  # left while the budgets were read
         now = self.dashboard.clock()
         report = self.report
-        self.query_one("#budget-title", Static).update(title_text(report, self.error, now))
+        glyphs = ascii_text if self.dashboard.ascii_only else (lambda t: t)
+        self.query_one("#budget-title", Static).update(glyphs(title_text(report, self.error, now)))
         body = self.query_one("#budget-body", VerticalScroll)
         notice = self.query_one("#budget-notice", Static)
         accounts = report.accounts if report is not None and not report.error else []
@@ -186,4 +196,4 @@ class BudgetScreen(Screen[None]):
         for w in warnings[:30]:
             text.append("⚠ ", style="yellow")
             text.append(clean_text(w, max_len=300) + "\n")
-        warn.update(text)
+        warn.update(glyphs(text))
