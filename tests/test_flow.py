@@ -354,10 +354,10 @@ async def test_the_budget_screen_says_the_same_words_as_the_cli() -> None:
 
 
 class OperatorTerminal:
-    """A terminal (a pty of `cols` x `rows`) attached to the operator's own tmux server `outer`,
+    """A terminal (a pty of `cols` x `rows`) attached to the operator's own tmux server `socket`,
     whose session `dash` plays the dashboard's pane: what a popup is drawn on."""
 
-    def __init__(self, env: Any, cols: int, rows: int) -> None:
+    def __init__(self, env: Any, cols: int, rows: int, socket: str = "outer") -> None:
         import fcntl
         import os
         import pty
@@ -365,10 +365,10 @@ class OperatorTerminal:
         import subprocess
         import termios
 
-        env.start("outer", "dash", ["cat"], agent=False, width=cols, height=rows)
+        env.start(socket, "dash", ["cat"], agent=False, width=cols, height=rows)
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        argv = env.runner.argv("outer", "attach-session", "-t", "=dash:")
+        argv = env.runner.argv(socket, "attach-session", "-t", "=dash:")
         self.proc = subprocess.Popen(
             argv,
             stdin=slave,
@@ -416,17 +416,18 @@ def test_watch_inside_tmux_is_a_popup_that_fits_the_agent_and_says_how_to_return
 
     env = fleet_env
     env.start("mosaic-fleet", "rec", ["cat"], width=100, height=30)
-    for cols, rows, inner in ((200, 60, "100x31"), (80, 24, "78x22")):
-        term = OperatorTerminal(env, cols, rows)
+    # a server of its own per terminal: one killed a moment ago may still remove its socket file
+    for outer, cols, rows, inner in (("op1", 200, 60, "100x31"), ("op2", 80, 24, "78x22")):
+        term = OperatorTerminal(env, cols, rows, outer)
         try:
             wait_until(
-                lambda: env.tmux("outer", "list-clients", "-F", "#{client_name}").stdout.strip(),
+                lambda o=outer: env.tmux(o, "list-clients", "-F", "#{client_name}").stdout.strip(),
                 message="the operator's client",
             )
-            sock = env.runner.socket_path("outer")
-            pid = env.tmux("outer", "display-message", "-p", "#{pid}").stdout.strip()
+            sock = env.runner.socket_path(outer)
+            pid = env.tmux(outer, "display-message", "-p", "#{pid}").stdout.strip()
             monkeypatch.setenv("TMUX", f"{sock},{pid},0")
-            pane = env.tmux("outer", "display-message", "-p", "-t", "=dash:", "#{pane_id}")
+            pane = env.tmux(outer, "display-message", "-p", "-t", "=dash:", "#{pane_id}")
             monkeypatch.setenv("TMUX_PANE", pane.stdout.strip())
             actions = LiveActions(env.runner, env.state_dir, FleetConfig.from_flags())
             record = next(
@@ -466,7 +467,7 @@ def test_watch_inside_tmux_is_a_popup_that_fits_the_agent_and_says_how_to_return
                     popup.kill()
         finally:
             term.close()
-            env.tmux("outer", "kill-server", check=False)
+            env.tmux(outer, "kill-server", check=False)
 
 
 # -- how they look -------------------------------------------------------------------------------
