@@ -109,6 +109,7 @@ def make_row(
 
 
 _ITALIC = Style(italic=True)
+_BOLD = Style(bold=True)
 
 
 class FleetTable(ScrollView, can_focus=True):
@@ -375,6 +376,9 @@ class FleetTable(ScrollView, can_focus=True):
                 segments.append(Segment("".join(run), run_style))
             run, run_style = [text], style
 
+        # On the cursor row "needs you" stays bold in the cursor's colours (its own colour on
+        # the cursor's blue would not read); the ★ still says it.
+        attention = _BOLD if is_cursor else self._style("attention")
         last = len(self._shown) - 1
         for n, (ci, c) in enumerate(self._shown):
             text = row.cells[ci]
@@ -390,7 +394,7 @@ class FleetTable(ScrollView, can_focus=True):
                     + (self._style("cursor") if is_cursor else Style())
                 )
             elif c.key == "state" and "attention" in row.tags:
-                style = row_style + self._style("attention")
+                style = row_style + attention
                 if "inferred" in row.tags:
                     style = style + _ITALIC
             elif c.key in ("state", "src") and "inferred" in row.tags:
@@ -404,7 +408,7 @@ class FleetTable(ScrollView, can_focus=True):
             elif c.key == "drift" and "drift" in row.tags:
                 style = row_style + self._style("drift")
             elif c.key in ("agent", "asks") and "attention" in row.tags:
-                style = row_style + self._style("attention")
+                style = row_style + attention
             add(text, style)
             if n < last:
                 add(" " * GAP, row_style)
