@@ -72,9 +72,11 @@ CASES = {
     ),
     "fleet_no_heartbeats": (lambda: FixedSource(fleet_snapshot(heartbeats=False)), ()),
     "fleet_waiting_filter": (lambda: FixedSource(fleet_snapshot()), ("asterisk",)),
-    "detail": (lambda: FixedSource(fleet_snapshot()), ("down", "down", "enter")),
-    # planner: no heartbeat, a Claude permission prompt on screen -> inferred waiting_input
-    "detail_inferred": (lambda: FixedSource(fleet_snapshot()), (*["down"] * 6, "enter")),
+    # coder0-0 (stale): the fifth row, under the three waiting agents and the unresponsive one
+    "detail": (lambda: FixedSource(fleet_snapshot()), (*["down"] * 4, "enter")),
+    # planner: no heartbeat, a Claude permission prompt on screen -> inferred waiting_input;
+    # waiting, it is the first row
+    "detail_inferred": (lambda: FixedSource(fleet_snapshot()), ("enter",)),
     "help": (lambda: FixedSource(fleet_snapshot()), ("question_mark",)),
     "stream": (lambda: FixedSource(fleet_snapshot()), ("s",)),
     "attach_confirm": (lambda: FixedSource(fleet_snapshot()), ("a",)),
