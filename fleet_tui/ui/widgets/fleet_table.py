@@ -192,6 +192,7 @@ class FleetTable(ScrollView, can_focus=True):
         self._fleet_widths: dict[str, int] = {}
         self._narrower_for: dict[str, int] = {}
         self._fleet_columns: list[Column] = list(COLUMNS)
+        self._made: dict[str, tuple[AgentRecord, Row]] = {}
         self.rows_rendered = 0  # rows turned into strips since start (for benchmarks and tests)
 
     # -- data ------------------------------------------------------------------------------
@@ -213,15 +214,25 @@ class FleetTable(ScrollView, can_focus=True):
         """Show these records in this order (already filtered and sorted by the screen).
         `fleet` is every record the view could show (the snapshot, unfiltered): the columns and
         their widths are chosen from it, so they do not move when a filter or a state changes."""
-        ascii_only = self.ascii_only
-        rows = {r.key: make_row(r, ascii_only=ascii_only) for r in fleet or records}
+        rows = {r.key: self._row_of(r) for r in fleet or records}
         for r in records:
             if r.key not in rows:
-                rows[r.key] = make_row(r, ascii_only=ascii_only)
+                rows[r.key] = self._row_of(r)
+        self._made = {k: v for k, v in self._made.items() if k in rows}
         columns = visible_columns(fleet or records, COLUMNS)
         self._fleet_columns = [c for c in COLUMNS if c in columns]
         self._update_fleet_widths(list(rows.values()))
         self.set_rows([rows[r.key] for r in records], self._fleet_columns)
+
+    def _row_of(self, record: AgentRecord) -> Row:
+        """The row of a record, made once per record object (a filter or a sort that changes
+        shows the same snapshot's records again: their rows are reused)."""
+        made = self._made.get(record.key)
+        if made is not None and made[0] is record:
+            return made[1]
+        row = make_row(record, ascii_only=self.ascii_only)
+        self._made[record.key] = (record, row)
+        return row
 
     def _update_fleet_widths(self, rows: list[Row]) -> None:
         """Grow a column at once; shrink it only after SHRINK_AFTER updates asked for less."""
