@@ -465,3 +465,28 @@ def test_sort_file_is_small_json(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     save_sort(path, SavedSort())
     assert load_sort(path) == SavedSort()
+
+
+async def test_a_column_grows_at_once_and_shrinks_only_after_a_while() -> None:
+    from fleet_tui.ui.widgets.fleet_table import SHRINK_AFTER
+
+    base = fleet_snapshot()
+    longer = with_agent(base, "review", lambda a: a.model_copy(update={"role": "r" * 30}))
+    app = make_app(FixedSource(base))
+    async with app.run_test(size=(200, 48)) as pilot:
+        await ready(pilot)
+        t = table(app)
+        plain = header(app)
+        fleet = [a for a in longer.agents if a.is_agent]
+        t.set_records(fleet, fleet)
+        await pilot.pause()
+        wide = header(app)
+        assert wide.index("HEALTH") > plain.index("HEALTH")  # grew at once
+        fleet = [a for a in base.agents if a.is_agent]
+        for _ in range(SHRINK_AFTER - 1):
+            t.set_records(fleet, fleet)
+        await pilot.pause()
+        assert header(app) == wide  # not yet
+        t.set_records(fleet, fleet)
+        await pilot.pause()
+        assert header(app) == plain
