@@ -53,7 +53,10 @@ READ_CHUNK = 1 << 20
 MAX_BACKLOG = 2 << 20  # more unread than this: skip ahead (those lines would scroll away)
 INITIAL_TAIL = 256 << 10
 CAPTURE_MIN_INTERVAL_S = 0.1
-READ_PAUSE_S = 0.05  # a read that left more unread: the next one after this (one batch a frame)
+READ_PAUSE_S = 0.05  # between two reads of the log at least this (one batch a frame at most)
+READ_SHARE = 1.0  # and at least this many times as long as the read took: at 10 MB/s the
+# reader's sanitizing would hold the GIL nearly all the time and the keys would wait; it reads
+# at most half the time and skips ahead (MAX_BACKLOG) what it did not get to
 LOG_CAP = 16 << 20  # a stream log past this size is emptied (the reader starts over)
 # What no file event tells, so these stay timed:
 ACTIVITY_PROBE_S = 0.5  # a pane without our pipe: only tmux's activity stamp shows news
@@ -88,6 +91,7 @@ class LogTail:
         self.path = path
         self.offset = 0
         self._file: tuple[int, int] | None = None  # (device, inode) of the file being read
+        self._seen: tuple[int, int, int] | None = None  # (device, inode, size) last looked at
         self._pending = ""
         self._sanitizer = StreamSanitizer()
 
@@ -102,6 +106,23 @@ class LogTail:
         except OSError:
             return
         self._file, self.offset = (st.st_dev, st.st_ino), st.st_size
+
+    def peek(self) -> bool:
+        """Whether the log changed since it was last looked at, without reading it (screen mode:
+        log mode reads what it shows when it is shown; past MAX_BACKLOG it skips ahead anyway).
+        A log past LOG_CAP is emptied here too."""
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return False
+        seen = (st.st_dev, st.st_ino, st.st_size)
+        changed, self._seen = seen != self._seen, seen
+        if st.st_size > LOG_CAP and stat.S_ISREG(st.st_mode):
+            try:
+                os.truncate(self.path, 0)  # the writer appends (O_APPEND): it goes on at 0
+            except OSError:
+                pass
+        return changed
 
     def read(self) -> tuple[list[str], bool, bool]:
         """(new lines, whether the log grew, whether more is left unread)."""
@@ -118,6 +139,7 @@ class LogTail:
                 self._restart()  # another file under the name
             self._file = ident
             size = st.st_size
+            self._seen = (*ident, size)
             if size < self.offset:  # emptied: start over
                 self._restart()
             if size == self.offset:
@@ -355,6 +377,7 @@ class StreamScreen(Screen[None]):
         elif tail is not None:
             tail.offset = max(tail.offset - INITIAL_TAIL, 0)
         activity: str | None = None
+        read_at = 0.0  # no read of the log before this (the reader's pause)
         now = time.monotonic()
         next_probe = now
         next_pipe_check = now + PIPE_CHECK_S
@@ -366,10 +389,16 @@ class StreamScreen(Screen[None]):
                 if tail is not None and watcher is None:
                     watcher = asyncio.create_task(watch_file(tail.path, self._kick.set))
                 grew = more = False
-                if tail is not None:
+                if tail is not None and self.mode != "log":
+                    grew = await call(tail.peek)
+                elif tail is not None and now < read_at:
+                    more = True  # read when the pause is over
+                elif tail is not None:
                     lines, grew, more = await call(tail.read)
+                    read_at = now + max(READ_PAUSE_S, READ_SHARE * (time.monotonic() - now))
                     if lines:
                         self._ui(self._append, lines)
+                if tail is not None:
                     if stream is not None and now >= next_pipe_check:
                         next_pipe_check = now + PIPE_CHECK_S
                         try:  # another dashboard that streamed this pane may have closed it
@@ -403,6 +432,7 @@ class StreamScreen(Screen[None]):
                         except Exception as exc:
                             self._ui(self._show_capture, f"(capture failed: {exc})")
                 # sleep until a change of the log, a key that needs a capture, or what is due
+                now = time.monotonic()
                 waits: list[float] = []
                 if tail is None:
                     waits.append(next_probe - now)
@@ -410,7 +440,7 @@ class StreamScreen(Screen[None]):
                     watching = watcher is not None and not watcher.done()
                     waits.append(SAFETY_TICK_S if watching else UNWATCHED_TICK_S)
                     if more:
-                        waits.append(READ_PAUSE_S)
+                        waits.append(read_at - now)
                     if stream is not None:
                         waits.append(next_pipe_check - now)
                 if self._dirty and self.mode == "screen":
@@ -472,9 +502,9 @@ class StreamScreen(Screen[None]):
         self.mode = "log" if self.mode == "screen" else "screen"
         switch = self.query_one(ContentSwitcher)
         switch.current = "stream-log" if self.mode == "log" else "stream-screen"
+        self._kick.set()  # screen mode: a capture; log mode: what was written meanwhile
         if self.mode == "screen":
             self._dirty = True
-            self._kick.set()
             self.query_one(ScreenView).focus()
         else:
             self.query_one(StreamLog).focus()
