@@ -33,6 +33,7 @@ ASCII_FALLBACK: dict[str, str] = {
     "◆": "#",  # the logo
     "⊘": "/",  # a socket we may not read
     "⚠": "!",  # a warning
+    "⚑": "!",  # a drift flag
     "·": ".",  # separator
     "…": ".",  # ellipsis (one cell: "..." would widen the text)
     "ʰ": "h",  # state from a runtime hook
