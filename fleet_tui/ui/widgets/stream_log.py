@@ -79,7 +79,9 @@ class StreamLog(ScrollView, can_focus=True):
         self.dropped += overflow
         self.virtual_size = Size(0, len(self.lines))  # lines are cropped: no x scroll
         if self.following:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            # forced: the batch that first overflows the view has no scrollbar yet (that waits
+            # for the next layout), and an unforced scroll would be refused, leaving the top shown
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
             self.refresh()
         else:
             self.unseen += len(new)
