@@ -80,7 +80,7 @@ def header_text(
         t.append("  ")
         t.append(
             f"★ {waiting} waiting" + ("" if compact else " for you"),
-            style="bold reverse" if no_colour else "bold yellow",
+            style="bold reverse" if no_colour else "bold cyan",
         )
     counts: dict[Health, int] = {}
     for a in agents:
