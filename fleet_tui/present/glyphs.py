@@ -83,9 +83,23 @@ def to_ascii(text: str) -> str:
     return "".join(c if c.isascii() else "?" for c in out)
 
 
+def _coerced(env: Mapping[str, str]) -> bool:
+    """Python itself (PEP 538) sets LC_CTYPE=C.UTF-8 in its own environment when it starts in
+    the C locale (`LANG=C`, or no locale at all): that says nothing of the terminal. Seen as: no
+    LC_ALL, LANG unset or C/POSIX, and LC_CTYPE exactly the coercion's value."""
+    return (
+        not env.get("LC_ALL")
+        and env.get("LANG", "") in ("", "C", "POSIX")
+        and env.get("LC_CTYPE") in ("C.UTF-8", "C.utf8", "UTF-8")
+    )
+
+
 def locale_is_utf8(env: Mapping[str, str]) -> bool:
     """What the C library would decide: the first of LC_ALL, LC_CTYPE, LANG that is set names
-    the character set; unset or C/POSIX means ASCII."""
+    the character set; unset or C/POSIX means ASCII. A LC_CTYPE that Python's locale coercion
+    put there does not count (see `_coerced`)."""
+    if _coerced(env):
+        return False
     for name in ("LC_ALL", "LC_CTYPE", "LANG"):
         value = env.get(name)
         if value:
