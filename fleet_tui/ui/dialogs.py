@@ -15,8 +15,6 @@ from textual.widgets import Input, Static, TextArea
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord
 from fleet_tui.present.columns import question
-from fleet_tui.present.glyphs import to_ascii
-from fleet_tui.ui.context import dashboard_of
 
 
 def _target(record: AgentRecord) -> Text:
@@ -90,12 +88,9 @@ class ComposeMessageScreen(ModalScreen[str | None]):
         with Vertical(id="dialog"):
             asks = question(self.record)
             if asks:  # what the agent waits for, on top: the operator answers what they see
-                asks = clean_text(asks, max_len=400)
-                if dashboard_of(self).ascii_only:
-                    asks = to_ascii(asks)
                 t = Text()
-                t.append("* It asks: " if dashboard_of(self).ascii_only else "★ It asks: ", "bold")
-                t.append(asks)
+                t.append("★ It asks: ", "bold")  # an ASCII terminal: the app's AsciiFilter
+                t.append(clean_text(asks, max_len=400))
                 yield Static(t, id="compose-question")
             yield Static(Text("Send a message", style="bold"))
             yield Static(_target(self.record))

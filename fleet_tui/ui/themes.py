@@ -145,9 +145,9 @@ def colour_depth(env: Mapping[str, str]) -> ColourDepth:
     colours there, its fallback when Rich finds no colour system)."""
     if "NO_COLOR" in env:
         return "none"
-    term = env.get("TERM", "").strip().lower()
-    if term in ("dumb", "unknown"):
+    if is_dumb(env):
         return "none"
+    term = env.get("TERM", "").strip().lower()
     forced = env.get("TEXTUAL_COLOR_SYSTEM", "auto").strip().lower()
     if forced in ("standard", "windows"):
         return "16"

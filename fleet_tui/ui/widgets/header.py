@@ -16,8 +16,6 @@ from fleet_tui.core.sanitize import clean_text
 from fleet_tui.core.timefmt import human_duration
 from fleet_tui.model.records import FleetSnapshot, Health, SocketState
 from fleet_tui.present.columns import HEALTH_SYMBOL, needs_attention
-from fleet_tui.present.glyphs import to_ascii
-from fleet_tui.ui.context import dashboard_of
 
 HEALTH_STYLE = {
     Health.HEALTHY: "green",
@@ -146,16 +144,6 @@ def header_text(
     return t
 
 
-def ascii_text(text: Text) -> Text:
-    """`text` drawn through present.glyphs.to_ascii, its styles kept (one character for one)."""
-    plain = text.plain
-    if plain.isascii():
-        return text
-    out = text.copy()
-    out.plain = to_ascii(plain)
-    return out
-
-
 class FleetHeader(Static):
     """Renders `header_text` for the screen's current snapshot, view and clock."""
 
@@ -189,7 +177,6 @@ class FleetHeader(Static):
     def tick(self) -> None:
         width = self.content_size.width
         now = self.clock()
-        app = dashboard_of(self)
         for compact in range(3):
             text = header_text(
                 self.snapshot,
@@ -201,8 +188,6 @@ class FleetHeader(Static):
                 compact=compact,
                 no_colour=self.app.no_color,
             )
-            if app.ascii_only:
-                text = ascii_text(text)
             if width <= 0 or cell_len(text.plain.split("\n", 1)[0]) <= width:
                 break
         if width > 0:
