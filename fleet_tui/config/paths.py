@@ -53,3 +53,12 @@ def state_dir_location(flag: str | None = None) -> Located:
 def budgets_location(flag: str | None = None) -> Located:
     """`--budgets PATH`, else `MOSAIC_FLEET_BUDGETS`, else `$XDG_CONFIG_HOME/mosaic/budgets.yaml`."""
     return locate(flag, "MOSAIC_FLEET_BUDGETS", default_budgets_path())
+
+
+def default_alerts_path() -> Path:
+    return _xdg("XDG_CONFIG_HOME", ".config") / "mosaic" / "alerts.yaml"
+
+
+def alerts_location(flag: str | None = None) -> Located:
+    """`--alerts PATH`, else `MOSAIC_FLEET_ALERTS`, else `$XDG_CONFIG_HOME/mosaic/alerts.yaml`."""
+    return locate(flag, "MOSAIC_FLEET_ALERTS", default_alerts_path())
