@@ -1,22 +1,26 @@
 """The gateway's reads (DESIGN.md "Gateway API, version 1"): the latest snapshot of every host
-of a tenant (the dashboard and `ps --gateway`) and the tenant's usage samples (budgets).
+of a tenant (the dashboard and `ps --gateway`) and the tenant's usage samples (budgets). Also
+the tenant's alert-evaluator lease (one evaluator per tenant: `lease_alerts`, `release_alerts`),
+which carries no fleet data.
 
 Answers are validated (pydantic): nonsense becomes a `GatewayError` with a one-line reason,
 never a crash. Rows or agents of another tenant than the one asked for are dropped and said.
 The connection (settings, token, timeouts, errors) is `fleet_tui.remote.connection`; this module
-sends nothing but GETs, and the publisher's writes are `fleet_tui.remote.push`.
+sends GETs and the lease's POST and DELETE, and the publisher's writes are
+`fleet_tui.remote.push`.
 
 Read-only with respect to the fleet: this module never touches tmux or the state dir.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from fleet_tui.model.records import (
     AgentRecord,
@@ -216,6 +220,37 @@ def parse_snapshot_answer(data: object, tenant: str, fetched_at: datetime) -> Ga
     return GatewayAnswer(hosts=hosts, warnings=warnings, fetched_at=fetched_at)
 
 
+# -- the alert-evaluator lease -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertLease:
+    """The tenant's alert-evaluator lease after a request: `held` when the caller holds it now;
+    `holder` who does (untrusted text: sanitize before display); `expires_at` the gateway's
+    clock; `expires_in_s` the same as seconds from the gateway's answer (trusting neither
+    clock), None from a gateway that does not say."""
+
+    held: bool
+    holder: str
+    expires_at: datetime
+    expires_in_s: float | None = None
+
+
+class _LeaseAnswer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    holder: str = Field(min_length=1, max_length=200)
+    held: bool = Field(strict=True)
+    expires_at: AwareDatetime
+    expires_in_s: object = None  # checked by `_age`, never fails the answer
+
+
+class _ReleaseAnswer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    released: bool = Field(strict=True)
+
+
 # -- the client ----------------------------------------------------------------------------------
 
 
@@ -280,3 +315,53 @@ class GatewayClient(GatewayConnection):
         if len(samples) >= MAX_BUDGET_SAMPLES:
             warnings.append(f"{where}: budgets answer cut at {MAX_BUDGET_SAMPLES} samples")
         return samples, warnings
+
+    def lease_alerts(self, tenant: str, holder: str, ttl_s: float) -> AlertLease:
+        """Take or renew `tenant`'s alert-evaluator lease as `holder` for `ttl_s` seconds (5 to
+        600): `held` is False, naming the other holder, while someone else holds it."""
+        data = self._lease("POST", tenant, {"holder": holder, "ttl_s": ttl_s})
+        where = f"gateway {self.settings.display}"
+        try:
+            answer = _LeaseAnswer.model_validate(data)
+        except ValidationError as exc:
+            raise GatewayError(
+                f"{where}: lease answer invalid ({self.redact(_first_error(exc))[:160]})",
+                kind="invalid",
+            ) from None
+        if answer.held and answer.holder != holder:
+            raise GatewayError(f"{where}: lease answer held by another holder", kind="invalid")
+        return AlertLease(answer.held, answer.holder, answer.expires_at, _age(answer.expires_in_s))
+
+    def release_alerts(self, tenant: str, holder: str) -> bool:
+        """Release `tenant`'s alert-evaluator lease held by `holder`; False when `holder` did
+        not hold it (nothing changed)."""
+        data = self._lease("DELETE", tenant, {"holder": holder})
+        try:
+            return _ReleaseAnswer.model_validate(data).released
+        except ValidationError as exc:
+            raise GatewayError(
+                f"gateway {self.settings.display}: release answer invalid "
+                f"({self.redact(_first_error(exc))[:160]})",
+                kind="invalid",
+            ) from None
+
+    def _lease(self, method: str, tenant: str, body: dict[str, object]) -> object:
+        headers = {"Content-Type": "application/json"}
+        try:
+            _status, data = self.request(
+                method,
+                "/alerts/lease",
+                params={"tenant": tenant},
+                content=json.dumps(body).encode(),
+                headers=headers,
+            )
+        except GatewayError as exc:
+            if exc.status == 404 and "no such route" in str(exc):  # a gateway, older than this
+                raise GatewayError(
+                    f"gateway {self.settings.display}: this gateway has no alert lease "
+                    "(/alerts/lease); upgrade it",
+                    kind="misdirected",
+                    status=404,
+                ) from None
+            raise
+        return data

@@ -54,7 +54,7 @@ from fleet_tui.server.deps import (
     Register,
 )
 from fleet_tui.server.errors import API, install_handlers
-from fleet_tui.server.routes import budgets, health, heartbeats, snapshot
+from fleet_tui.server.routes import alerts, budgets, health, heartbeats, snapshot
 
 
 def create_app(
@@ -117,7 +117,7 @@ def create_app(
     app.state.limiter = FailureLimiter(auth_failures, auth_window_s)
     app.add_middleware(BodyLimit, limit=max_body)
     install_handlers(app)
-    for area in (health, snapshot, heartbeats, budgets):
+    for area in (health, snapshot, heartbeats, budgets, alerts):
         app.include_router(area.router)
 
     generated_openapi = app.openapi
@@ -129,7 +129,7 @@ def create_app(
             return app.openapi_schema
         doc = generated_openapi()
         _, defs = models_json_schema(
-            [(m, "validation") for m in BODY_MODELS],
+            [(m, "validation") for m in [*BODY_MODELS, *alerts.BODY_MODELS]],
             ref_template="#/components/schemas/{model}",
         )
         doc.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
