@@ -7,9 +7,11 @@ bad bodies and missing tokens get the usual error answers; and the client's call
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -269,3 +271,41 @@ def test_the_client_takes_renews_and_releases_over_http(module_gateway: GatewayS
             wrong.release_alerts("client-lease", "two:2:y")
         assert refused.value.kind == "refused" and refused.value.status == 401
         assert "x" * 40 not in str(refused.value) and len(str(refused.value).splitlines()) == 1
+
+
+class _OlderGateway(BaseHTTPRequestHandler):
+    """A gateway from before the lease: every route it does not know is its 404 envelope."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _no_route(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = json.dumps({"error": {"code": "not_found", "message": "no such route"}}).encode()
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_DELETE = _no_route
+
+
+def test_a_gateway_without_the_lease_says_upgrade_it_in_one_line() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OlderGateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with GatewayClient(GatewaySettings(url=url, token=Secret("t0k3n"), insecure=True)) as c:
+            for call in (
+                lambda: c.lease_alerts("acme", "h:1:x", 30),
+                lambda: c.release_alerts("acme", "h:1:x"),
+            ):
+                with pytest.raises(GatewayError) as old:
+                    call()
+                text = str(old.value)
+                assert "has no alert lease" in text and "upgrade it" in text, text
+                assert old.value.status == 404 and len(text.splitlines()) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
