@@ -16,6 +16,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from fleet_tui.model.records import TreeSample
 
@@ -193,12 +194,25 @@ def detect_runtime(comm: str, argv: list[str], exe: str | None = None) -> str | 
     return None
 
 
+class Member(NamedTuple):
+    """A process seen under a pane by the last sample: the pane's process (`root`), its start
+    time in clock ticks (`/proc/PID/stat` field 22) and its place in the walk (0 = the pane's
+    process; a smaller `order` is never deeper)."""
+
+    root: int
+    start_ticks: int
+    order: int
+
+
 class ProcessSampler:
     """Samples pane process trees. Kept across polls, CPU is the rate since the last poll;
-    on the first sample it is the lifetime average."""
+    on the first sample it is the lifetime average. `members` holds every process the last
+    sample walked, by pid (what other sources match pids to panes with, without a second
+    walk)."""
 
     def __init__(self, proc: Path = PROC) -> None:
         self.proc = proc
+        self.members: dict[int, Member] = {}
         self._prev: dict[tuple[int, int], tuple[int, float]] = {}
         self._cmd_cache: dict[tuple[int, int], str | None] = {}
         self._uptime_base = self._boot_time()
@@ -214,10 +228,13 @@ class ProcessSampler:
         now = time.time()
         out: dict[int, TreeSample] = {}
         seen: set[tuple[int, int]] = set()
+        members: dict[int, Member] = {}
         for root in pane_pids:
             tree = self._tree(root)
             if not tree:
                 continue
+            for order, st in enumerate(tree):
+                members.setdefault(st.pid, Member(root, st.start_ticks, order))
             cpu = 0.0
             rss = 0
             runtime: str | None = None
@@ -240,6 +257,7 @@ class ProcessSampler:
                     if found is not None:
                         runtime, runtime_pid = found, st.pid
             out[root] = TreeSample(runtime_pid, runtime, round(cpu, 1), rss, len(tree))
+        self.members = members
         for key in list(self._prev):
             if key not in seen:
                 del self._prev[key]
