@@ -37,6 +37,7 @@ ASCII_FALLBACK: dict[str, str] = {
     "·": ".",  # separator
     "…": ".",  # ellipsis (one cell: "..." would widen the text)
     "ʰ": "h",  # state from a runtime hook
+    "ˢ": "s",  # state from Claude Code's session file
     "█": "#",  # gauge: used
     "░": "-",  # gauge: left
     "│": "|",  # gauge: the even-pace mark; rules
