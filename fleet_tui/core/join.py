@@ -3,8 +3,9 @@
 Pure: every observation and `now` are given (see `FleetInputs`). Decides which sessions are
 agents, each agent's health with its reason, the drift flags of DESIGN.md, and where each agent's
 state comes from: its heartbeat (written by the runtime, or by a hook adapter: `via`), else,
-for a live pane without a readable heartbeat, a state inferred from the pane (core/infer.py),
-which never changes health.
+for a Claude agent, Claude Code's own session status file (`claude_sessions`), else, for a live
+pane without a readable heartbeat, a state inferred from the pane (core/infer.py). Neither of the
+last two ever changes health.
 
 An agent's `name` and `session` stay exactly what tmux or the roster said (scripts address the
 session by them, through `ps --json`); every other agent-controlled string is sanitized here.
@@ -28,6 +29,7 @@ from fleet_tui.core.infer import DEFAULT_RULES, InferenceRules, infer_state
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import (
     AgentRecord,
+    AgentState,
     BudgetBrief,
     Drift,
     FleetSnapshot,
@@ -82,6 +84,9 @@ class FleetInputs:
     # see `inference_targets`. A pane not captured is still inferred, from title and activity.
     captures: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)
     inference: InferenceRules = DEFAULT_RULES
+    # The state Claude Code's session file gives each pane holding a Claude Code process, by the
+    # pane's process id (sources/claude_sessions.py: matched to the pane and pid-guarded).
+    claude_sessions: Mapping[int, InferredState] = field(default_factory=dict)
     tokens_today: Mapping[str, int] = field(default_factory=dict)  # by agent name
     budgets: Mapping[str, BudgetBrief] = field(default_factory=dict)  # by agent name
 
@@ -105,11 +110,31 @@ def roster_sockets(roster: Roster | None) -> set[str]:
 HOOK_PREFIXES = ("hook:", "keepalive:")
 
 
+CLAUDE = "claude"
+
+
+def session_state(
+    sessions: Mapping[int, InferredState],
+    pane_pid: int | None,
+    declared: str | None,
+    observed: str | None,
+) -> InferredState | None:
+    """The state Claude Code's session file gives a Claude agent's pane (roster runtime
+    `claude`, or a Claude Code process seen under the pane); None for any other agent (a Codex
+    agent whose shell runs `claude -p` is not a Claude agent)."""
+    if pane_pid is None or CLAUDE not in (declared, observed):
+        return None
+    return sessions.get(pane_pid)
+
+
 def inference_targets(inputs: FleetInputs) -> list[tuple[str, str]]:
     """(socket, pane id) of the live agent panes the join will infer a state for: those
-    without a readable heartbeat of this tenant and host. The collector captures only these."""
+    without a readable heartbeat of this tenant and host. The collector captures only these.
+    A pane whose state Claude Code's session file gives is read only while it waits (what it
+    asks is on the screen, not in the file)."""
     agent_sockets = set(FLEET_SOCKETS) | roster_sockets(inputs.roster)
-    names = {a.name for a in inputs.roster.agents} if inputs.roster else set()
+    agents = {a.name: a for a in inputs.roster.agents} if inputs.roster else {}
+    names = set(agents)
     out: list[tuple[str, str]] = []
     for scan in inputs.sockets:
         for name, row in scan.sessions().items():
@@ -119,6 +144,16 @@ def inference_targets(inputs: FleetInputs) -> list[tuple[str, str]]:
                 continue
             read = inputs.heartbeats.get(name)
             if heartbeat_for(name, read, inputs.tenant_id, inputs.host).heartbeat is not None:
+                continue
+            ragent = agents.get(name)
+            sample = inputs.processes.get(row.pane_pid) if row.pane_pid else None
+            session = session_state(
+                inputs.claude_sessions,
+                row.pane_pid,
+                ragent.runtime if ragent else None,
+                sample.runtime if sample else None,
+            )
+            if session is not None and session.state is not AgentState.WAITING_INPUT:
                 continue
             out.append((scan.name, row.pane_id))
     return out
@@ -418,16 +453,24 @@ def state_of(
     *,
     captures: Mapping[tuple[str, str], Sequence[str]],
     rules: InferenceRules,
+    sessions: Mapping[int, InferredState] | None = None,
 ) -> tuple[StateSource | None, InferredState | None]:
-    """Where the agent's state comes from: its heartbeat (the runtime's or a hook's), else a
-    guess from a live agent pane (core/infer.py), else nowhere. A guess never changes health
-    (invariant 3)."""
+    """Where the agent's state comes from: its heartbeat (the runtime's or a hook's), else, for
+    a Claude agent, Claude Code's session file (`sessions`, by pane pid), else a guess from a
+    live agent pane (core/infer.py), else nowhere. Only a heartbeat changes health (invariant
+    3). A session file that says `waiting` keeps the prompt read off the pane in its reason,
+    for what the agent asks."""
     if hb is not None:
         return state_source_of(hb), None
     found = placement.found
     if found is None or tmux is None or tmux.pane_dead or not placement.is_agent:
         return None, None
     ragent = placement.ragent
+    session = session_state(
+        sessions or {}, tmux.pane_pid, ragent.runtime if ragent else None, observed
+    )
+    if session is not None and session.state is not AgentState.WAITING_INPUT:
+        return StateSource.SESSION, session
     inferred = infer_state(
         title=tmux.pane_title,
         lines=captures.get((found.socket, tmux.pane_id)),
@@ -437,6 +480,10 @@ def state_of(
         declared_runtime=ragent.runtime if ragent else None,
         rules=rules,
     )
+    if session is not None:
+        asks = inferred.state is AgentState.WAITING_INPUT and "prompt: '" in inferred.reason
+        reason = f"{session.reason}; {inferred.reason}" if asks else session.reason
+        return StateSource.SESSION, InferredState(state=session.state, reason=reason)
     return StateSource.INFERRED, inferred
 
 
@@ -485,7 +532,13 @@ def agent_record(
     systemd = systemd_info(ragent, inputs.systemd)
     hb = beat.heartbeat
     source, inferred = state_of(
-        placement, hb, tmux, observed, captures=inputs.captures, rules=inputs.inference
+        placement,
+        hb,
+        tmux,
+        observed,
+        captures=inputs.captures,
+        rules=inputs.inference,
+        sessions=inputs.claude_sessions,
     )
     runtime = ragent.runtime if ragent else (hb.runtime if hb and hb.runtime else observed)
     model = (ragent.model if ragent else None) or (hb.model if hb else None)

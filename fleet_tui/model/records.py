@@ -206,6 +206,7 @@ class SocketInfo(_Record):
 class StateSource(StrEnum):
     HEARTBEAT = "heartbeat"
     HOOK = "hook"
+    SESSION = "session"  # Claude Code's own session status file (sources/claude_sessions.py)
     INFERRED = "inferred"
 
 
@@ -321,7 +322,9 @@ class AgentRecord(_Record):
     drift: list[Drift]
     # Grown after v1 (DESIGN.md: contracts may grow fields). Where the agent's `state` comes
     # from: "heartbeat" (the runtime speaks the protocol), "hook" (a runtime hook adapter wrote
-    # it), "inferred" (read off the pane; never makes an agent healthy), None (nothing known).
+    # it), "session" (Claude Code's own session status file, in `inferred`: its state and
+    # reason), "inferred" (read off the pane), None (nothing known). Only a heartbeat makes an
+    # agent healthy.
     state_source: StateSource | None = None
     inferred: InferredState | None = None
     # Token use today from the runtimes' transcripts: `tokens_today` WITHOUT prompt-cache reads

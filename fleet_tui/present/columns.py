@@ -5,7 +5,8 @@ Pure: records in, plain strings out (already sanitized by the join). Status is a
 word; colour is added by the renderers, never the only signal.
 
 STATE says where the state comes from: `busy` from the runtime's own heartbeat, `busyʰ` from a
-runtime hook adapter, `~busy` inferred from the pane (a guess; never makes an agent healthy).
+runtime hook adapter, `busyˢ` from Claude Code's own session status file, `~busy` inferred from
+the pane (a guess). Only a heartbeat makes an agent healthy.
 BUDGET shows the used share of the agent's account window, `»` when spending ahead of the even
 pace, `✖` when exhausted (`▲`/`▼` are only ever the sort arrows). ASKS shows what an agent waiting
 for the operator asks: its heartbeat's detail, or the prompt read off its pane.
@@ -98,15 +99,18 @@ def health_cell(r: AgentRecord, ascii_only: bool = False) -> str:
 
 
 HOOK_MARK = "ʰ"
+SESSION_MARK = "ˢ"
 INFERRED_MARK = "~"
 SOURCE_WORD = {
     StateSource.HEARTBEAT: "heartbeat",
     StateSource.HOOK: "hook",
+    StateSource.SESSION: "session",
     StateSource.INFERRED: "inferred",
 }
 STATE_LEGEND = (
     f"STATE: busy = the runtime's heartbeat, busy{HOOK_MARK} = a runtime hook's, "
-    f"{INFERRED_MARK}busy = inferred from the pane (a guess: never healthy)."
+    f"busy{SESSION_MARK} = Claude Code's session file, "
+    f"{INFERRED_MARK}busy = inferred from the pane (a guess). Only heartbeats make healthy."
 )
 AHEAD_MARK = "»"  # spending ahead of the even pace (never ▲: that is the sort arrow)
 ATTENTION_MARK = "★"  # needs you: waiting_input or blocked, and nothing else
@@ -117,11 +121,13 @@ BUDGET_LEGEND = (
 
 def shown_state(r: AgentRecord) -> tuple[AgentState | None, StateSource | None]:
     """The state an agent is shown with and where it comes from: its heartbeat (the runtime's
-    or a hook's), else the state inferred from its pane, else nothing."""
+    or a hook's), else Claude Code's session file, else the state inferred from its pane, else
+    nothing."""
     if r.heartbeat is not None:
         return r.heartbeat.state, r.state_source or StateSource.HEARTBEAT
     if r.inferred is not None:
-        return r.inferred.state, StateSource.INFERRED
+        session = r.state_source is StateSource.SESSION
+        return r.inferred.state, StateSource.SESSION if session else StateSource.INFERRED
     return None, None
 
 
@@ -141,13 +147,16 @@ def question(r: AgentRecord) -> str | None:
     state, source = shown_state(r)
     if state not in ATTENTION_STATES:
         return None
-    if source is not StateSource.INFERRED:
+    if source not in (StateSource.INFERRED, StateSource.SESSION):
         detail = r.heartbeat.detail if r.heartbeat is not None else None
         return (detail.strip() or None) if detail else None
     if r.inferred is None:
         return None
     m = _INFERRED_PROMPT.search(r.inferred.reason)
-    return (m.group(1).strip() or None) if m else r.inferred.reason
+    if m:
+        return m.group(1).strip() or None
+    # a session file says that it waits, not for what (unless the pane showed the prompt)
+    return r.inferred.reason if source is StateSource.INFERRED else None
 
 
 def is_unhealthy(r: AgentRecord) -> bool:
@@ -196,10 +205,18 @@ def _state(r: AgentRecord) -> str:
         return f"{mark}{INFERRED_MARK}{state.value}"
     if source is StateSource.HOOK:
         return f"{mark}{state.value}{HOOK_MARK}"
+    if source is StateSource.SESSION:
+        return f"{mark}{state.value}{SESSION_MARK}"
     return f"{mark}{state.value}"
 
 
-_SOURCE_ORDER = {StateSource.HEARTBEAT: 0, StateSource.HOOK: 1, StateSource.INFERRED: 2, None: 3}
+_SOURCE_ORDER = {
+    StateSource.HEARTBEAT: 0,
+    StateSource.HOOK: 1,
+    StateSource.SESSION: 2,
+    StateSource.INFERRED: 3,
+    None: 4,
+}
 
 
 def _state_sort(r: AgentRecord) -> tuple[int, str, int]:

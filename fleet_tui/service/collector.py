@@ -3,6 +3,10 @@
 Used by `ps` once and by the dashboard's poller on a schedule (it keeps the process sampler, so
 CPU is a rate between polls). Blocking: call it off the UI thread.
 
+Claude Code's own session status files (sources/claude_sessions.py) are read on every poll,
+heartbeat-only polls too (a `stat` per file of a pane's Claude Code process, opened only when it
+changed): for a Claude agent without a heartbeat they give its state before the pane is guessed.
+
 Panes without a heartbeat are read (their last visible lines) so the join can infer their
 state; agents with a heartbeat are never captured, and a pane is captured again only when it
 showed something new, a bounded number per poll, in parallel, each call with a timeout.
@@ -41,6 +45,7 @@ from fleet_tui.model.records import (
     TreeSample,
 )
 from fleet_tui.protocol.clock import utcnow
+from fleet_tui.sources.claude_sessions import ClaudeSessionFiles
 from fleet_tui.sources.procs import ProcessSampler, pid_alive
 from fleet_tui.sources.roster import LoadedRoster
 from fleet_tui.sources.spool import HeartbeatSpool
@@ -120,11 +125,13 @@ class FleetCollector:
         budget_provider: BudgetProvider | None = None,
         provider_interval_s: float = 0.0,
         capture_limit: int = CAPTURE_MAX_PER_POLL,
+        claude_sessions: ClaudeSessionFiles | None = None,
     ) -> None:
         self.config = config
         self.runner = runner or TmuxRunner(timeout=config.tmux_timeout_s)
         self.clock = clock
         self.sampler = sampler or ProcessSampler()
+        self.claude_sessions = claude_sessions or ClaudeSessionFiles(proc=self.sampler.proc)
         self.spool = HeartbeatSpool(config.state_dir)
         # Polls are far more frequent than file changes: parsing a 300-agent roster costs
         # ~100 ms, so it is re-read only when the file's identity (path, device, inode, size,
@@ -292,6 +299,9 @@ class FleetCollector:
             dead_pids=dead,
             extra_warnings=list(self._inference_notices),
             inference=self.inference,
+            # the processes of the last tree walk: this poll's, or on a heartbeat-only poll
+            # the last full poll's (each record is still pid-guarded now)
+            claude_sessions=self.claude_sessions.by_pane(self.sampler.members),
         )
         inputs.captures = self._capture_panes(
             scans, inference_targets(inputs), fresh=not heartbeats_only

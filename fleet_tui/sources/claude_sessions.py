@@ -1,0 +1,248 @@
+"""Claude Code's own session status files: a state source for Claude agents without a heartbeat.
+
+Claude Code keeps one file per live process, `<config>/sessions/<pid>.json` (`<config>`: each
+folder of `CLAUDE_CONFIG_DIR`, comma-separated, else `~/.claude`; see `usage.claude_roots`), and
+rewrites its `status` at once on every turn edge, where its `idle_prompt` hook fires only after
+60 s. Nothing documents the file (Claude Code's internal "concurrentSessions" registry), so what
+is read here is what public readers of it observed:
+
+- Fields of the current generation (Claude Code 2.1.139 and later): `pid`, `sessionId`, `cwd`,
+  `startedAt` and `updatedAt` (epoch ms), `procStart`, `status`, `statusUpdatedAt` (epoch ms),
+  `version`, `kind` (interactive, bg, daemon, daemon-worker), `entrypoint`, `name`, `pidDomain`,
+  `peerProtocol`, `messagingSocketPath`. An older generation, `pid-<n>.json` with `session_id`
+  and `cwd` only, is left behind by old builds: it has no status and is not read.
+  (anthropics/claude-code's `utils/concurrentSessions.ts` as mirrored on the web; herdrdev/herdr
+  issue 3414, measured on 2.1.236 and 2.1.278; sleep2agi/agent-network issue 18; docs.rs
+  `claude-wrapper::sessions` and `tmx-cli::agents::session_meta`.)
+- `status`: `busy` (mid-turn), `idle` (at the prompt), `waiting` (a permission or selection
+  dialog is up), and since 2.1.141 `shell`: written IN PLACE OF `idle` when a turn ended while
+  a background shell (a `run_in_background` Bash task) still runs (nimbalyst/nimbalyst issue
+  1246 and PR 1247, omnigent-ai/omnigent PR 4132, herdrdev/herdr issue 3414). The agent is at
+  its prompt then, and its next turn starts only when a person types or the shell finishes, so
+  `shell` is shown as idle (with the reason saying a background shell runs), never as busy:
+  showing it busy is the bug those readers fixed. Sessions hosted outside the terminal
+  (headless `-p`, the desktop app) may never write a status: nothing is known of them here.
+- `procStart` is the pid guard: on Linux the process's start time, `/proc/<pid>/stat` field 22
+  in clock ticks since boot, written verbatim as a string (herdr 3414: matched on 14 of 14 live
+  sessions). A file outlives a process that crashed, and its pid can be reused; a record is
+  trusted only when the pid is alive (not a zombie) and its start time equals `procStart`.
+  `pidDomain` is not understood and not used: a process of another pid namespace names a pid
+  that is either absent here or another process, whose start time differs.
+
+Cheap and quiet: per poll, one `scandir` per folder and a `stat` of the files whose pid is in a
+fleet pane's tree (`ProcessSampler.members`; nothing else is looked at); a file is opened again
+only when its identity (inode, size, mtime, ctime) changed or while it is too fresh to trust a
+same-size rewrite in the same clock tick; files larger than `MAX_BYTES` and folders past
+`MAX_FILES` names are skipped. A missing folder, an unreadable or half-written file, bad JSON,
+missing fields, an unknown status: the record is ignored, never an exception out of the source.
+Read-only: nothing here writes to Claude Code's folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet_tui.model.records import AgentState, InferredState
+from fleet_tui.protocol.files import loads_valid, read_regular
+from fleet_tui.sources.procs import PROC, Member
+from fleet_tui.sources.usage import claude_roots
+
+MAX_BYTES = 16 * 1024  # a record is ~600 bytes; a bigger file is not one
+MAX_FILES = 4096  # names considered per folder and poll
+# A file changed within this long may change again with the same stat (file times are coarse):
+# it is opened on every poll until it settles (as the collector does with heartbeats).
+SETTLED_NS = 2_000_000_000
+
+# What each status means for the fleet, and the reason shown with it.
+STATUS_STATES: dict[str, tuple[AgentState, str]] = {
+    "waiting": (AgentState.WAITING_INPUT, "waiting"),
+    "busy": (AgentState.BUSY, "busy"),
+    "idle": (AgentState.IDLE, "idle"),
+    "shell": (AgentState.IDLE, "shell (idle, a background shell runs)"),
+}
+REASON_PREFIX = "claude session file: "
+
+
+@dataclass(frozen=True, slots=True)
+class ClaudeSession:
+    """One current-generation record, as read (not yet guarded: see `alive`)."""
+
+    pid: int
+    proc_start: int
+    status: str  # a key of STATUS_STATES
+    mtime_ns: int = 0
+
+    @property
+    def state(self) -> AgentState:
+        return STATUS_STATES[self.status][0]
+
+    @property
+    def reason(self) -> str:
+        return REASON_PREFIX + STATUS_STATES[self.status][1]
+
+
+def _int(value: object) -> int | None:
+    """A non-negative integer written as a number or as decimal digits; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def parse_session(raw: bytes, name_pid: int, mtime_ns: int = 0) -> ClaudeSession | None:
+    """The record in the bytes of `<name_pid>.json`, or None when it is not one we can trust:
+    not a JSON object, no known `status`, no `procStart`, or a `pid` other than its name's."""
+    try:
+        data = loads_valid(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    status = data.get("status")
+    if not isinstance(status, str):
+        return None
+    status = status.strip().lower()
+    if status not in STATUS_STATES:
+        return None
+    proc_start = _int(data.get("procStart"))
+    if proc_start is None:
+        return None
+    if "pid" in data and _int(data.get("pid")) != name_pid:
+        return None
+    return ClaudeSession(name_pid, proc_start, status, mtime_ns)
+
+
+def alive(session: ClaudeSession, proc: Path = PROC) -> bool:
+    """The pid guard: the record's process runs (not a zombie) and is the one that wrote it
+    (its start time is the record's `procStart`). One read of `/proc/<pid>/stat`."""
+    try:
+        fd = os.open(f"{proc}/{session.pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        raw = os.read(fd, 4096)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    rp = raw.rfind(b")")
+    fields = raw[rp + 2 :].split() if rp >= 0 else []
+    # after "(comm) ": state is field 3, starttime field 22
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return False
+    try:
+        return int(fields[19]) == session.proc_start
+    except ValueError:
+        return False
+
+
+_Key = tuple[int, int, int, int, int]
+
+
+class ClaudeSessionFiles:
+    """Reads the session folders of every Claude Code config folder; one instance per collector
+    (it keeps what it read, by file). `files_read` counts files opened (for tests)."""
+
+    def __init__(self, roots: Sequence[Path] | None = None, *, proc: Path = PROC) -> None:
+        self.folders = [Path(r) / "sessions" for r in (claude_roots() if roots is None else roots)]
+        self.proc = proc
+        self.files_read = 0
+        self._cache: dict[str, tuple[_Key | None, bytes, ClaudeSession | None]] = {}
+
+    def read(self, pids: Collection[int] | None = None) -> dict[int, ClaudeSession]:
+        """Every parseable record, by pid (only those of `pids` when given). Not guarded."""
+        out: dict[int, ClaudeSession] = {}
+        cache: dict[str, tuple[_Key | None, bytes, ClaudeSession | None]] = {}
+        for folder in self.folders:
+            try:
+                with os.scandir(folder) as it:
+                    entries = [e for _, e in zip(range(MAX_FILES), it, strict=False)]
+            except OSError:
+                continue
+            for entry in entries:
+                name = entry.name
+                if not name.endswith(".json") or not name[:-5].isdigit():
+                    continue
+                pid = int(name[:-5])
+                if pids is not None and pid not in pids:
+                    continue
+                session = self._file(entry, pid, cache)
+                if session is not None:
+                    have = out.get(pid)
+                    if have is None or session.mtime_ns > have.mtime_ns:
+                        out[pid] = session
+        self._cache = cache
+        return out
+
+    def _file(
+        self,
+        entry: os.DirEntry[str],
+        pid: int,
+        cache: dict[str, tuple[_Key | None, bytes, ClaudeSession | None]],
+    ) -> ClaudeSession | None:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            return None
+        if not entry.is_file(follow_symlinks=False) or st.st_size > MAX_BYTES:
+            return None
+        key: _Key | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev)
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < SETTLED_NS:
+            key = None  # too fresh: its stat may not change with its next rewrite
+        cached = self._cache.get(entry.path)
+        if key is not None and cached is not None and cached[0] == key:
+            cache[entry.path] = cached
+            return cached[2]
+        try:
+            raw = read_regular(entry.path, MAX_BYTES)
+        except OSError:
+            return None
+        self.files_read += 1
+        if cached is not None and cached[1] == raw:
+            session = cached[2]
+        else:
+            session = parse_session(raw, pid, st.st_mtime_ns)
+        if session is None and key is None and cached is not None and cached[2] is not None:
+            # a fresh file that does not parse may be caught mid-write (Claude Code rewrites
+            # it in place): keep the last good record until the file settles
+            cache[entry.path] = (None, cached[1], cached[2])
+            return cached[2]
+        cache[entry.path] = (key, raw, session)
+        return session
+
+    def by_pane(self, members: Mapping[int, Member]) -> dict[int, InferredState]:
+        """The state of each pane (by its process's pid) whose tree holds a Claude Code process
+        with a trusted record: the one nearest the pane's process when there are several (a
+        `claude -p` run by the agent's shell is not the agent). Never raises."""
+        try:
+            return pane_states(self.read(members.keys()), members, self.proc)
+        except Exception:  # an undocumented format: whatever it turns into, the poll goes on
+            with contextlib.suppress(Exception):
+                self._cache.clear()
+            return {}
+
+
+def pane_states(
+    sessions: Mapping[int, ClaudeSession], members: Mapping[int, Member], proc: Path = PROC
+) -> dict[int, InferredState]:
+    """Match records to panes: a record's pid must be in a pane's tree with the record's start
+    time, and pass the guard now (`alive`)."""
+    best: dict[int, tuple[int, ClaudeSession]] = {}
+    for pid, session in sessions.items():
+        member = members.get(pid)
+        if member is None or member.start_ticks != session.proc_start:
+            continue
+        have = best.get(member.root)
+        if have is not None and have[0] <= member.order:
+            continue
+        if alive(session, proc):
+            best[member.root] = (member.order, session)
+    return {root: InferredState(state=s.state, reason=s.reason) for root, (_, s) in best.items()}
