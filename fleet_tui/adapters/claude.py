@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from fleet_tui.adapters.common import Event, ack_of, model_name, safe_detail, session_id
+from fleet_tui.adapters.common import (
+    DETAIL_MAX,
+    Event,
+    ack_of,
+    model_name,
+    safe_detail,
+    session_id,
+)
 from fleet_tui.protocol.files import JsonObject
 
 _NOTIFICATIONS: dict[str, tuple[str | None, str]] = {
@@ -53,7 +60,14 @@ def claude_event(payload: JsonObject) -> Event | None:
         known = _NOTIFICATIONS.get(kind)
         if known is None:
             return Event(None, f"notification: {kind or '?'}", model=model)
-        return Event(known[0], known[1], model=model)
+        state, what = known
+        message = payload.get("message")
+        if state == "waiting_input" and isinstance(message, str):
+            # what it asks, for the operator (the ASKS column, alerts): "permission prompt:
+            # Claude needs your permission to use Bash"
+            text = safe_detail(message, DETAIL_MAX - len(what) - 2)
+            return Event(state, f"{what}: {text}" if text else what, model=model)
+        return Event(state, what, model=model)
     if name == "Stop":
         return Event("idle", "turn finished", model=model, session=session)
     if name == "StopFailure":
