@@ -25,6 +25,7 @@ second flusher finds it taken and tries nothing).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -57,6 +58,7 @@ BACKOFF_BASE_S = 5.0
 BACKOFF_MAX_S = 300.0
 JITTER = 0.1
 _ITEM = re.compile(r"^(\d{12})\.json$")
+_Stamp = tuple[int, int, int]  # a file's inode, size and mtime_ns
 _LABEL = ("rule", "agent", "status")
 _log = logging.getLogger("fleet_tui.alerts")
 
@@ -142,11 +144,13 @@ class Outbox:
         rng: random.Random | None = None,
     ) -> None:
         self.folder = Path(folder)
+        self._dir = str(self.folder)
         self.max_items = max(1, max_items)
         self.max_age_s = max_age_s
         self._log = log if log is not None else _log.warning
         self._rng = rng if rng is not None else random.Random()
         self._next_seq: int | None = None
+        self._cache: dict[str, tuple[tuple[int, int, int], _Item]] = {}
         self._ready = False
 
     # -- the folder --------------------------------------------------------------------------
@@ -187,6 +191,7 @@ class Outbox:
             dst = self.folder / f"{name}.{n}.bad"
             n += 1
         try:
+            self._cache.pop(name, None)
             os.replace(src, dst)
         except FileNotFoundError:
             return
@@ -195,8 +200,48 @@ class Outbox:
             return
         log(f"alert outbox: {name}: {why}; moved aside to {dst.name}")
 
-    def _read(self, name: str, seq: int) -> _Item:
-        """The item in `name`; ValueError (with why) when it is not one."""
+    def _read(self, name: str, seq: int, stamp: _Stamp | None = None) -> _Item:
+        """The item in `name` (a copy: the caller may change it); ValueError (with why) when
+        it is not one. Parsed once per version of the file: its `stat` (the inode, size and
+        time; `stamp` when the caller has it from scandir) tells a file read before from a
+        new one."""
+        if stamp is None:
+            st = os.stat(os.path.join(self._dir, name))
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] == stamp:
+            return copy.copy(hit[1])
+        item = self._parse(name, seq)
+        if len(self._cache) >= 2 * self.max_items + 100:
+            self._cache.clear()
+        self._cache[name] = (stamp, item)
+        return copy.copy(item)
+
+    def _entries(self) -> tuple[list[tuple[int, str, _Stamp | None]], list[str]]:
+        """The item files, oldest first, with their stamps; and the other names."""
+        items: list[tuple[int, str, _Stamp | None]] = []
+        others: list[str] = []
+        try:
+            with os.scandir(self._dir) as it:
+                for entry in it:
+                    m = _ITEM.match(entry.name)
+                    if m is None:
+                        others.append(entry.name)
+                        continue
+                    try:
+                        st = entry.stat()
+                        stamp: _Stamp | None = (st.st_ino, st.st_size, st.st_mtime_ns)
+                    except OSError:
+                        stamp = None
+                    items.append((int(m.group(1)), entry.name, stamp))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise OutboxError(f"{self.folder}: cannot read: {exc.strerror or exc}") from None
+        items.sort()
+        return items, others
+
+    def _parse(self, name: str, seq: int) -> _Item:
         try:
             raw = read_regular(self.folder / name, MAX_ITEM_BYTES)
         except FileNotFoundError:
@@ -226,23 +271,21 @@ class Outbox:
 
     def _scan(self, log: Callable[[str], None]) -> list[_Item]:
         """Every item, oldest first; anything else that should not be here moved aside."""
-        items: list[_Item] = []
-        for name in self._names():
-            m = _ITEM.match(name)
-            if m is None:
-                if name in (UNDELIVERABLE, LOCK) or name.endswith(".bad"):
-                    continue
-                if name.startswith(".") and name.endswith(".tmp"):
-                    continue  # a write under way (or left by a crash: harmless, never read)
-                self._move_aside(name, "not an outbox item", log)
+        entries, others = self._entries()
+        for name in others:
+            if name in (UNDELIVERABLE, LOCK) or name.endswith(".bad"):
                 continue
+            if name.startswith(".") and name.endswith(".tmp"):
+                continue  # a write under way (or left by a crash: harmless, never read)
+            self._move_aside(name, "not an outbox item", log)
+        items: list[_Item] = []
+        for seq, name, stamp in entries:
             try:
-                items.append(self._read(name, int(m.group(1))))
+                items.append(self._read(name, seq, stamp))
             except FileNotFoundError:
                 continue
             except ValueError as exc:
                 self._move_aside(name, str(exc), log)
-        items.sort(key=lambda it: it.seq)
         return items
 
     # -- writing -----------------------------------------------------------------------------
@@ -331,6 +374,7 @@ class Outbox:
             )
             return False
         try:
+            self._cache.pop(item.name, None)
             os.unlink(path)
         except FileNotFoundError:
             return False
@@ -368,9 +412,9 @@ class Outbox:
         """When the next flush has something to try: the earliest next try of the first
         waiting item of each channel (later ones wait behind it). None when nothing waits."""
         heads: dict[str, datetime] = {}
-        for seq, name in self._item_names():
+        for seq, name, stamp in self._entries()[0]:
             try:
-                item = self._read(name, seq)
+                item = self._read(name, seq, stamp)
             except (OSError, ValueError):
                 continue  # the next flush moves it aside
             heads.setdefault(item.channel, item.next_try)
@@ -443,6 +487,7 @@ class Outbox:
                 why = f"{channel.name}: failed ({type(exc).__name__})"
             else:
                 with contextlib.suppress(FileNotFoundError):
+                    self._cache.pop(item.name, None)
                     os.unlink(self.folder / item.name)
                 delivered += 1
                 continue
@@ -453,6 +498,7 @@ class Outbox:
             item.next_try = now + timedelta(seconds=delay)
             item.last_error = why
             try:
+                self._cache.pop(item.name, None)
                 atomic_write(self.folder / item.name, _dumps(item.to_json()), mode=0o600)
             except OSError as exc:
                 log(f"alert outbox: cannot update {item.name}: {exc.strerror or exc}")
