@@ -22,13 +22,23 @@ from conftest import FleetEnv, wait_until
 
 from fleet_tui.adapters.claude import claude_event
 from fleet_tui.config.fleet import FleetConfig
-from fleet_tui.model.records import AgentRecord, AgentState, FleetSnapshot, Heartbeat, StateSource
+from fleet_tui.core.join import build_snapshot, inference_targets
+from fleet_tui.model.records import (
+    AgentRecord,
+    AgentState,
+    FleetSnapshot,
+    Heartbeat,
+    InferredState,
+    StateSource,
+    TreeSample,
+)
 from fleet_tui.present.columns import COLUMNS, question, shown_state
 from fleet_tui.service.collector import FleetCollector
 from fleet_tui.sources import claude_sessions as cs
 from fleet_tui.sources.claude_sessions import ClaudeSessionFiles, alive, pane_states, parse_session
 from fleet_tui.sources.procs import Member, read_stat
 from fleet_tui.sources.spool import HeartbeatSpool
+from fleet_tui.testing.fleets import agent, beats, heartbeat, inputs, pane, roster, socket
 
 SOCK = "mosaic-fleet"
 PROMPT = (
@@ -171,17 +181,17 @@ def test_files_are_opened_only_when_they_change_and_junk_is_skipped(
     assert files.files_read == 4
     monkeypatch.setattr(cs, "SETTLED_NS", 0)
     files.read()
-    opened = files.files_read
+    opened, listed = files.files_read, files.folders_listed
     for _ in range(3):
         assert {k: v.status for k, v in files.read().items()} == {pid: "busy"}
-    assert files.files_read == opened
+    assert (files.files_read, files.folders_listed) == (opened, listed)
     path.write_text(json.dumps(record(pid, "waiting")))
     assert files.read()[pid].state is AgentState.WAITING_INPUT
-    assert files.files_read == opened + 1
-    # only the pids asked for are looked at
+    assert (files.files_read, files.folders_listed) == (opened + 1, listed)
+    # a file gone or added: the folder is listed again; only the pids asked for are read
     big.unlink()
     assert files.read(pids={pid + 1}) == {}
-    assert files.files_read == opened + 1
+    assert (files.files_read, files.folders_listed) == (opened + 1, listed + 1)
 
 
 def test_a_fresh_file_caught_mid_write_keeps_the_last_good_record(
@@ -193,6 +203,47 @@ def test_a_fresh_file_caught_mid_write_keeps_the_last_good_record(
     assert files.read()[sleeper.pid].status == "waiting"
     path.write_text('{"pid": ' + str(sleeper.pid) + ', "status": "bu')
     assert files.read()[sleeper.pid].status == "waiting"
+
+
+# -- the join: where the state comes from ---------------------------------------------------
+
+
+def test_the_join_puts_the_session_file_below_heartbeats_and_above_the_pane() -> None:
+    waiting = InferredState(state=AgentState.WAITING_INPUT, reason="claude session file: waiting")
+    busy = InferredState(state=AgentState.BUSY, reason="claude session file: busy")
+    rows = [
+        pane("declared", pid=11, command="sleep"),  # roster runtime claude
+        pane("detected", pid=12, command="sh"),  # a claude process under the pane, no roster
+        pane("beating", pid=13, command="claude"),  # hooks installed
+        pane("codex", pid=14, command="codex"),  # a codex whose shell ran `claude -p`
+    ]
+    fleet = inputs(
+        socket(SOCK, *rows),
+        roster=roster(
+            agent("declared", runtime="claude"),
+            agent("beating", runtime="claude"),
+            agent("codex", runtime="codex"),
+        ),
+        heartbeats=beats(heartbeat("beating", state=AgentState.IDLE, via="hook:claude")),
+        processes={
+            12: TreeSample(99, "claude", 0.0, 0, 2),
+            14: TreeSample(98, "codex", 0.0, 0, 3),
+        },
+        claude_sessions={11: waiting, 12: busy, 13: waiting, 14: busy},
+    )
+    snap = build_snapshot(fleet)
+    got = {a.name: (a.state_source, shown_state(a)[0]) for a in snap.agents}
+    assert got["declared"] == (StateSource.SESSION, AgentState.WAITING_INPUT)
+    assert got["detected"] == (StateSource.SESSION, AgentState.BUSY)
+    assert got["beating"] == (StateSource.HOOK, AgentState.IDLE)  # the heartbeat wins
+    assert got["codex"][0] is StateSource.INFERRED  # not a Claude agent: its pane is guessed
+    assert all(a.health.value != "healthy" for a in snap.agents if a.name != "beating")
+    # the pane of a Claude agent the file says is busy is not read for a guess; a waiting one
+    # is (what it asks is on its screen)
+    assert {pane_id for _, pane_id in inference_targets(fleet)} == {
+        rows[0].pane_id,
+        rows[3].pane_id,
+    }
 
 
 # -- in the fleet: real panes, the collector, ps ----------------------------------------------

@@ -36,6 +36,7 @@ from fleet_tui.errors import NotReadYet, RosterError, TmuxError
 from fleet_tui.model.records import (
     BudgetBrief,
     FleetSnapshot,
+    InferredState,
     PaneRow,
     Ping,
     SocketScan,
@@ -253,6 +254,7 @@ class FleetCollector:
         roster = loaded.roster if loaded else None
         tenant, host = local_identity(roster)
         scans = self._last_scans
+        walked_now = False  # the process trees walked in this poll (not a past one's)
         if heartbeats_only and scans is not None:
             beats, pings = self._read_spool()
             dead = self._dead_pids(beats, host)
@@ -269,6 +271,7 @@ class FleetCollector:
                 row.pane_pid for scan in scans for row in scan.sessions().values() if row.pane_pid
             ]
             processes = self.sampler.sample(pane_pids)
+            walked_now = True
             self._last_scans, self._last_processes = scans, processes
             tmux_ok = all(
                 s.state.value in ("live", "stale") and (s.state.value != "live" or s.reason is None)
@@ -299,9 +302,7 @@ class FleetCollector:
             dead_pids=dead,
             extra_warnings=list(self._inference_notices),
             inference=self.inference,
-            # the processes of the last tree walk: this poll's, or on a heartbeat-only poll
-            # the last full poll's (each record is still pid-guarded now)
-            claude_sessions=self.claude_sessions.by_pane(self.sampler.members),
+            claude_sessions=self._claude_sessions(scans, beats, tenant, host, walked_now),
         )
         inputs.captures = self._capture_panes(
             scans, inference_targets(inputs), fresh=not heartbeats_only
@@ -473,6 +474,32 @@ class FleetCollector:
             return last
         self._marks[name] = (now, not bad, f"{bad} entries ignored: not {what}" if bad else None)
         return result
+
+    def _claude_sessions(
+        self,
+        scans: list[SocketScan],
+        beats: Mapping[str, SpoolRead],
+        tenant: str,
+        host: str,
+        walked_now: bool,
+    ) -> dict[int, InferredState]:
+        """Claude Code's session-file state of the panes whose agent has no heartbeat (the
+        only ones the join gives it to), from the processes of the last tree walk: this poll's,
+        or on a heartbeat-only poll the last full poll's (then each record is pid-guarded
+        again). A fleet whose Claude agents all beat reads no session file at all."""
+        wanted: set[int] = set()
+        for scan in scans:
+            for name, row in scan.sessions().items():
+                if not row.pane_pid or row.pane_dead:
+                    continue
+                read = beats.get(name)
+                hb = read.heartbeat if read is not None else None
+                if hb is None or hb.tenant_id != tenant or hb.host != host:
+                    wanted.add(row.pane_pid)
+        if not wanted:
+            return {}
+        members = {pid: m for pid, m in self.sampler.members.items() if m.root in wanted}
+        return self.claude_sessions.by_pane(members, walked_now=walked_now)
 
     def _dead_pids(self, beats: dict[str, SpoolRead], host: str) -> set[int]:
         return {

@@ -40,8 +40,8 @@ Read-only: nothing here writes to Claude Code's folders.
 
 from __future__ import annotations
 
-import contextlib
 import os
+import stat
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -145,36 +145,64 @@ def alive(session: ClaudeSession, proc: Path = PROC) -> bool:
 
 
 _Key = tuple[int, int, int, int, int]
+_Entry = tuple[_Key | None, bytes, ClaudeSession | None]
+# The state and reason of each status, built once (frozen records: shared by every snapshot).
+_SHOWN = {
+    k: InferredState(state=v[0], reason=REASON_PREFIX + v[1]) for k, v in STATUS_STATES.items()
+}
+
+
+def _settled(st: os.stat_result) -> bool:
+    return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= SETTLED_NS
 
 
 class ClaudeSessionFiles:
     """Reads the session folders of every Claude Code config folder; one instance per collector
-    (it keeps what it read, by file). `files_read` counts files opened (for tests)."""
+    (it keeps what it read: each folder's names while the folder is unchanged, each file's
+    record while the file is). `files_read` counts files opened (for tests)."""
 
     def __init__(self, roots: Sequence[Path] | None = None, *, proc: Path = PROC) -> None:
         self.folders = [Path(r) / "sessions" for r in (claude_roots() if roots is None else roots)]
         self.proc = proc
         self.files_read = 0
-        self._cache: dict[str, tuple[_Key | None, bytes, ClaudeSession | None]] = {}
+        self.folders_listed = 0
+        self._names: dict[Path, tuple[tuple[int, int, int, int], list[tuple[int, str]]]] = {}
+        self._cache: dict[str, _Entry] = {}
+
+    def _list(self, folder: Path) -> list[tuple[int, str]]:
+        """(pid, path) of the `<pid>.json` names of a folder: listed again only when the folder
+        changed (a file created, removed or renamed) or is too fresh to tell."""
+        try:
+            st = os.stat(folder)
+        except OSError:
+            self._names.pop(folder, None)
+            return []
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        cached = self._names.get(folder)
+        if cached is not None and cached[0] == key and _settled(st):
+            return cached[1]
+        names: list[tuple[int, str]] = []
+        try:
+            with os.scandir(folder) as it:
+                for _, entry in zip(range(MAX_FILES), it, strict=False):
+                    stem, dot, ext = entry.name.partition(".")
+                    if ext == "json" and dot and stem.isdigit() and stem.isascii():
+                        names.append((int(stem), entry.path))
+        except OSError:
+            return []
+        self.folders_listed += 1
+        self._names[folder] = (key, names)
+        return names
 
     def read(self, pids: Collection[int] | None = None) -> dict[int, ClaudeSession]:
         """Every parseable record, by pid (only those of `pids` when given). Not guarded."""
         out: dict[int, ClaudeSession] = {}
-        cache: dict[str, tuple[_Key | None, bytes, ClaudeSession | None]] = {}
+        cache: dict[str, _Entry] = {}
         for folder in self.folders:
-            try:
-                with os.scandir(folder) as it:
-                    entries = [e for _, e in zip(range(MAX_FILES), it, strict=False)]
-            except OSError:
-                continue
-            for entry in entries:
-                name = entry.name
-                if not name.endswith(".json") or not name[:-5].isdigit():
-                    continue
-                pid = int(name[:-5])
+            for pid, path in self._list(folder):
                 if pids is not None and pid not in pids:
                     continue
-                session = self._file(entry, pid, cache)
+                session = self._file(path, pid, cache)
                 if session is not None:
                     have = out.get(pid)
                     if have is None or session.mtime_ns > have.mtime_ns:
@@ -182,27 +210,22 @@ class ClaudeSessionFiles:
         self._cache = cache
         return out
 
-    def _file(
-        self,
-        entry: os.DirEntry[str],
-        pid: int,
-        cache: dict[str, tuple[_Key | None, bytes, ClaudeSession | None]],
-    ) -> ClaudeSession | None:
+    def _file(self, path: str, pid: int, cache: dict[str, _Entry]) -> ClaudeSession | None:
         try:
-            st = entry.stat(follow_symlinks=False)
+            st = os.stat(path, follow_symlinks=False)
         except OSError:
             return None
-        if not entry.is_file(follow_symlinks=False) or st.st_size > MAX_BYTES:
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
             return None
         key: _Key | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev)
-        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < SETTLED_NS:
+        if not _settled(st):
             key = None  # too fresh: its stat may not change with its next rewrite
-        cached = self._cache.get(entry.path)
+        cached = self._cache.get(path)
         if key is not None and cached is not None and cached[0] == key:
-            cache[entry.path] = cached
+            cache[path] = cached
             return cached[2]
         try:
-            raw = read_regular(entry.path, MAX_BYTES)
+            raw = read_regular(path, MAX_BYTES)
         except OSError:
             return None
         self.files_read += 1
@@ -213,28 +236,37 @@ class ClaudeSessionFiles:
         if session is None and key is None and cached is not None and cached[2] is not None:
             # a fresh file that does not parse may be caught mid-write (Claude Code rewrites
             # it in place): keep the last good record until the file settles
-            cache[entry.path] = (None, cached[1], cached[2])
+            cache[path] = (None, cached[1], cached[2])
             return cached[2]
-        cache[entry.path] = (key, raw, session)
+        cache[path] = (key, raw, session)
         return session
 
-    def by_pane(self, members: Mapping[int, Member]) -> dict[int, InferredState]:
+    def by_pane(
+        self, members: Mapping[int, Member], *, walked_now: bool = False
+    ) -> dict[int, InferredState]:
         """The state of each pane (by its process's pid) whose tree holds a Claude Code process
         with a trusted record: the one nearest the pane's process when there are several (a
-        `claude -p` run by the agent's shell is not the agent). Never raises."""
+        `claude -p` run by the agent's shell is not the agent). `walked_now`: `members` comes
+        from a tree walk of this very poll (see `pane_states`). Never raises."""
         try:
-            return pane_states(self.read(members.keys()), members, self.proc)
+            return pane_states(self.read(members.keys()), members, self.proc, walked_now=walked_now)
         except Exception:  # an undocumented format: whatever it turns into, the poll goes on
-            with contextlib.suppress(Exception):
-                self._cache.clear()
+            self._cache.clear()
+            self._names.clear()
             return {}
 
 
 def pane_states(
-    sessions: Mapping[int, ClaudeSession], members: Mapping[int, Member], proc: Path = PROC
+    sessions: Mapping[int, ClaudeSession],
+    members: Mapping[int, Member],
+    proc: Path = PROC,
+    *,
+    walked_now: bool = False,
 ) -> dict[int, InferredState]:
     """Match records to panes: a record's pid must be in a pane's tree with the record's start
-    time, and pass the guard now (`alive`)."""
+    time, and pass the guard (`alive`). A tree walked in this very poll read each process's
+    start time a moment ago, which is the guard already (`walked_now`); the tree of an earlier
+    poll (a heartbeat-only poll's) may name a process that ended since: checked again."""
     best: dict[int, tuple[int, ClaudeSession]] = {}
     for pid, session in sessions.items():
         member = members.get(pid)
@@ -243,6 +275,6 @@ def pane_states(
         have = best.get(member.root)
         if have is not None and have[0] <= member.order:
             continue
-        if alive(session, proc):
+        if walked_now or alive(session, proc):
             best[member.root] = (member.order, session)
-    return {root: InferredState(state=s.state, reason=s.reason) for root, (_, s) in best.items()}
+    return {root: _SHOWN[s.status] for root, (_, s) in best.items()}
