@@ -118,6 +118,9 @@ def test_each_status_means_a_fleet_state(status: str, state: AgentState, reason:
         b'{"pid": 78, "procStart": "12345", "status": "busy"}',  # names another pid
         b'{"session_id": "x", "cwd": "/w"}',  # the legacy generation
         b'{"pid": 77, "procStart": "12345", "status": "bu',  # caught mid-write
+        b'{"pid": 77, "procStart": "\\u00b2", "status": "busy"}',  # a digit int() refuses
+        b'{"pid": 77, "procStart": "' + b"9" * 5000 + b'", "status": "busy"}',  # too long for int
+        b'{"pid": 77, "procStart": 12.5, "status": "busy"}',
         b'["busy"]',
         b"\xff\xfe",
     ],

@@ -15,25 +15,31 @@ is read here is what public readers of it observed:
   issue 3414, measured on 2.1.236 and 2.1.278; sleep2agi/agent-network issue 18; docs.rs
   `claude-wrapper::sessions` and `tmx-cli::agents::session_meta`.)
 - `status`: `busy` (mid-turn), `idle` (at the prompt), `waiting` (a permission or selection
-  dialog is up), and since 2.1.141 `shell`: written IN PLACE OF `idle` when a turn ended while
-  a background shell (a `run_in_background` Bash task) still runs (nimbalyst/nimbalyst issue
-  1246 and PR 1247, omnigent-ai/omnigent PR 4132, herdrdev/herdr issue 3414). The agent is at
-  its prompt then, and its next turn starts only when a person types or the shell finishes, so
-  `shell` is shown as idle (with the reason saying a background shell runs), never as busy:
-  showing it busy is the bug those readers fixed. Sessions hosted outside the terminal
-  (headless `-p`, the desktop app) may never write a status: nothing is known of them here.
+  dialog is up), and in later builds (readers name 2.1.141 and 2.1.197) `shell`, written IN
+  PLACE OF `idle` when a turn ended while a background shell (a `run_in_background` Bash task)
+  still runs (nimbalyst/nimbalyst issue 1246 and PR 1247, omnigent-ai/omnigent PR 4132,
+  herdrdev/herdr issue 3414). The agent is at its prompt then, and its next turn starts only
+  when a person types or the shell finishes, so `shell` is shown as idle (the reason says a
+  background shell runs), never as busy: showing it busy is the bug those readers fixed.
+  Sessions hosted outside the terminal (headless `-p`, the desktop app) may never write a
+  status: nothing is known of them here.
+- The file is rewritten in place: a read may catch it half-written (a fresh file that does not
+  parse keeps its last good record until it settles).
 - `procStart` is the pid guard: on Linux the process's start time, `/proc/<pid>/stat` field 22
   in clock ticks since boot, written verbatim as a string (herdr 3414: matched on 14 of 14 live
   sessions). A file outlives a process that crashed, and its pid can be reused; a record is
-  trusted only when the pid is alive (not a zombie) and its start time equals `procStart`.
+  trusted only when the pid is alive and its start time equals `procStart`; on a full poll
+  the process-tree walk has just read that start time, on a heartbeat-only poll (whose tree is
+  the last full poll's) `/proc/<pid>/stat` is read again and a zombie is refused.
   `pidDomain` is not understood and not used: a process of another pid namespace names a pid
   that is either absent here or another process, whose start time differs.
 
-Cheap and quiet: per poll, one `scandir` per folder and a `stat` of the files whose pid is in a
-fleet pane's tree (`ProcessSampler.members`; nothing else is looked at); a file is opened again
-only when its identity (inode, size, mtime, ctime) changed or while it is too fresh to trust a
-same-size rewrite in the same clock tick; files larger than `MAX_BYTES` and folders past
-`MAX_FILES` names are skipped. A missing folder, an unreadable or half-written file, bad JSON,
+Cheap and quiet, per poll: a `stat` of each folder (listed again only when it changed: a file
+created, removed or renamed), and a `stat` of the files whose pid is in the tree of a pane whose
+agent has no heartbeat (`ProcessSampler.members`, filtered by the collector; nothing else is
+looked at). A file is opened again only when its identity (inode, size, mtime, ctime) changed,
+or while it is too fresh to trust a same-size rewrite in the same clock tick. Files larger than
+`MAX_BYTES` and names past `MAX_FILES` per folder are skipped. A missing folder, an unreadable or half-written file, bad JSON,
 missing fields, an unknown status: the record is ignored, never an exception out of the source.
 Read-only: nothing here writes to Claude Code's folders.
 """
@@ -92,8 +98,10 @@ def _int(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value if value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        if 0 < len(text) <= 20 and text.isascii() and text.isdecimal():
+            return int(text)
     return None
 
 
