@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import wait_until
 
 from fleet_tui.model.alerts import ALERT_SCHEMA, Channel
 from fleet_tui.service.alert_channels import (
@@ -69,12 +70,14 @@ class Request:
 @dataclass
 class Receiver:
     """A loopback HTTP server that records requests; `mode` says how it answers:
-    `ok` (204), `500`, `302` (to /elsewhere), `hang` (answers nothing until the test ends)."""
+    `ok` (204), `500`, `302` (to /elsewhere), `hang` (answers nothing until the test ends),
+    `gate` (204 once `gate` is set)."""
 
     port: int = 0
     mode: str = "ok"
     requests: list[Request] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    gate: threading.Event = field(default_factory=threading.Event)
     server: ThreadingHTTPServer | None = None
     thread: threading.Thread | None = None
 
@@ -93,6 +96,8 @@ class Receiver:
                 if rec.mode == "hang":
                     rec.release.wait(30)
                     return
+                if rec.mode == "gate":  # answers once the test opens the gate
+                    rec.gate.wait(30)
                 if rec.mode == "302":
                     self.send_response(302)
                     self.send_header("Location", f"http://127.0.0.1:{rec.port}/elsewhere")
@@ -117,6 +122,7 @@ class Receiver:
 
     def stop(self) -> None:
         self.release.set()
+        self.gate.set()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -408,6 +414,13 @@ def test_missing_environment_is_named(client: httpx.Client) -> None:
     assert text == "ops: $OPS_TOKEN is not set"
     bad = failure(channel(url_env="OPS_URL"), client, {"OPS_URL": f"ftp://h{SECRET_PATH}"})
     assert bad == "ops: $OPS_URL is not an http:// or https:// URL"
+    for token in (f"{TOKEN}\r\nX-Evil: 1", f"{TOKEN} x", f"{TOKEN}é"):
+        text = failure(
+            channel(url="http://127.0.0.1:9/x", token_env="OPS_TOKEN"),
+            client,
+            {"OPS_TOKEN": token},
+        )
+        assert text == "ops: $OPS_TOKEN is not a token (a header cannot carry it)"
 
 
 # -- the outbox ----------------------------------------------------------------------------------
@@ -623,3 +636,30 @@ def test_a_second_outbox_on_the_same_folder_continues_the_order(tmp_path: Path) 
     box = Outbox(folder)
     box.put("ops", body(n=2), T0)
     assert [b["n"] for _, b in box.items()] == [0, 1, 2]
+
+
+def test_put_while_a_flush_is_sending_loses_nothing_and_sends_nothing_twice(
+    tmp_path: Path, receiver: Receiver, client: httpx.Client
+) -> None:
+    receiver.mode = "gate"
+    log = Log()
+    box = Outbox(tmp_path / "ob", max_items=3, log=log)
+    for i in range(3):
+        box.put("ops", body(n=i), T0)
+    channels = {"ops": channel(url=receiver.url())}
+    results = []
+    worker = threading.Thread(
+        target=lambda: results.append(box.flush(channels, T0, sender(client, {}), log))
+    )
+    worker.start()
+    try:
+        wait_until(lambda: receiver.requests, message="the first alert at the receiver")
+        box.put("ops", body(n=3), T0)  # the outbox is full, but the oldest is being sent
+    finally:
+        receiver.gate.set()
+        worker.join(10)
+    assert results[0].delivered == 3
+    assert box.given_up() == 0 and box.pending() == 1
+    box.flush(channels, T0, sender(client, {}), log)
+    assert [r.json()["n"] for r in receiver.requests] == [0, 1, 2, 3]
+    assert box.pending() == 0 and log == []

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -48,6 +49,7 @@ DETAIL_MAX = 200  # the agent's detail in a ntfy/slack text
 NAME_MAX = 64
 STDERR_KEEP = 4096  # bytes of a command's stderr read; the rest is drained and dropped
 USER_AGENT = "fleet-tui-alerts"
+_TOKEN_OK = re.compile(r"^[!-~]{1,4096}$")  # printable ASCII, no space: what a header carries
 
 
 class DeliveryFailed(Exception):
@@ -122,6 +124,9 @@ class _Secrets:
                     items.append(parts.password)
                 if parts.username:
                     items.append(parts.username)
+            with contextlib.suppress(httpx.InvalidURL, ValueError, UnicodeError):
+                u = httpx.URL(url)  # the forms an httpx message would show
+                items += [str(u), u.raw_path.decode("ascii", "replace"), u.path, u.query.decode()]
         if token:
             items.append(token)
         # longest first, so a URL goes as a whole before its path does
@@ -294,6 +299,10 @@ def _http(
 ) -> None:
     url = _url(channel, env)
     token = _env_value(channel, channel.token_env, env) if channel.token_env else None
+    if token is not None and not _TOKEN_OK.match(token):
+        raise DeliveryFailed(
+            channel.name, f"${channel.token_env} is not a token (a header cannot carry it)"
+        )
     secrets = _Secrets(url, token)
     headers: dict[str, str] = {}
     if token is not None:

@@ -31,6 +31,7 @@ import logging
 import os
 import random
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -132,7 +133,8 @@ def _fmt_age(seconds: float) -> str:
 
 
 class Outbox:
-    """Undelivered alerts of one sender, on disk. Not thread-safe: one caller at a time."""
+    """Undelivered alerts of one sender, on disk. `put` may be called from one thread while
+    another flushes (a flush lets go of the lock only while it sends); one flush at a time."""
 
     def __init__(
         self,
@@ -150,6 +152,8 @@ class Outbox:
         self._log = log if log is not None else _log.warning
         self._rng = rng if rng is not None else random.Random()
         self._next_seq: int | None = None
+        self._lock = threading.RLock()
+        self._sending: str | None = None  # the item a flush is sending (the lock let go)
         self._cache: dict[str, tuple[tuple[int, int, int], _Item]] = {}
         self._ready = False
 
@@ -323,8 +327,11 @@ class Outbox:
     def put(self, channel_name: str, body: Mapping[str, Any], now: datetime) -> str:
         """Keep one delivery of `body` to `channel_name`, due at once; returns its file name.
         When more than `max_items` wait, the oldest are given up ("outbox full")."""
+        with self._lock:
+            return self._put(channel_name, body, _aware(now))
+
+    def _put(self, channel_name: str, body: Mapping[str, Any], now: datetime) -> str:
         self._ensure()
-        now = _aware(now)
         item = _Item("", 0, channel_name, dict(body), now, 0, now, None)
         try:
             name = self._create(_dumps(item.to_json()))
@@ -337,6 +344,8 @@ class Outbox:
         if extra > 0:
             moved = 0
             for seq, old in names[:extra]:
+                if old == self._sending:
+                    continue  # a flush is sending it right now
                 try:
                     it = self._read(old, seq)
                 except FileNotFoundError:
@@ -444,7 +453,8 @@ class Outbox:
         with exclusive_lock(self.folder / LOCK, 0.0) as locked:
             if not locked:
                 return FlushResult(waiting=self.pending())
-            return self._flush(channels, _aware(now), send, log)
+            with self._lock:
+                return self._flush(channels, _aware(now), send, log)
 
     def _flush(
         self,
@@ -479,13 +489,10 @@ class Outbox:
                 held.add(item.channel)
                 waiting += 1
                 continue
-            try:
-                send(channel, item.body)
-            except DeliveryFailed as exc:
-                why = str(exc)
-            except Exception as exc:
-                why = f"{channel.name}: failed ({type(exc).__name__})"
-            else:
+            if not os.path.exists(os.path.join(self._dir, item.name)):
+                continue  # given up by a `put` while this flush was sending another
+            why = self._send(send, channel, item)
+            if why is None:
                 with contextlib.suppress(FileNotFoundError):
                     self._cache.pop(item.name, None)
                     os.unlink(self.folder / item.name)
@@ -507,3 +514,21 @@ class Outbox:
                 f"attempt {item.attempts}, next in {delay:.0f} s"
             )
         return FlushResult(delivered, failed, waiting, given_up)
+
+    def _send(
+        self, send: Callable[[Channel, dict[str, Any]], None], channel: Channel, item: _Item
+    ) -> str | None:
+        """`send` the item without holding the lock (a `put` may come meanwhile; it leaves
+        this item alone); None when delivered, else the redacted reason."""
+        self._sending = item.name
+        self._lock.release()
+        try:
+            send(channel, item.body)
+        except DeliveryFailed as exc:
+            return str(exc)
+        except Exception as exc:
+            return f"{channel.name}: failed ({type(exc).__name__})"
+        finally:
+            self._lock.acquire()
+            self._sending = None
+        return None
