@@ -7,12 +7,12 @@ and the environment). `load_configured_roster` is the one way to read the roster
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fleet_tui.config.identity import local_identity
-from fleet_tui.config.paths import Located, roster_location, state_dir_location
+from fleet_tui.config.paths import Located, alerts_location, roster_location, state_dir_location
 from fleet_tui.sources.roster import LoadedRoster, load_roster
 
 if TYPE_CHECKING:
@@ -26,6 +26,9 @@ class FleetConfig:
     heartbeat_timeout_s: float | None = None
     tmux_timeout_s: float = 2.0
     gateway: GatewaySettings | None = None  # the dashboard merges the gateway's other hosts
+    # alerts.yaml (`--alerts`, MOSAIC_FLEET_ALERTS, XDG default): rules for `alerts run` and
+    # the dashboard's terminal channel
+    alerts: Located = field(default_factory=alerts_location)
 
     @classmethod
     def from_flags(
