@@ -219,6 +219,7 @@ def test_the_join_puts_the_session_file_below_heartbeats_and_above_the_pane() ->
         pane("detected", pid=12, command="sh"),  # a claude process under the pane, no roster
         pane("beating", pid=13, command="claude"),  # hooks installed
         pane("codex", pid=14, command="codex"),  # a codex whose shell ran `claude -p`
+        pane("drifted", pid=15, command="codex"),  # the roster says claude, codex runs
     ]
     fleet = inputs(
         socket(SOCK, *rows),
@@ -226,26 +227,30 @@ def test_the_join_puts_the_session_file_below_heartbeats_and_above_the_pane() ->
             agent("declared", runtime="claude"),
             agent("beating", runtime="claude"),
             agent("codex", runtime="codex"),
+            agent("drifted", runtime="claude"),
         ),
         heartbeats=beats(heartbeat("beating", state=AgentState.IDLE, via="hook:claude")),
         processes={
             12: TreeSample(99, "claude", 0.0, 0, 2),
             14: TreeSample(98, "codex", 0.0, 0, 3),
+            15: TreeSample(97, "codex", 0.0, 0, 3),
         },
-        claude_sessions={11: waiting, 12: busy, 13: waiting, 14: busy},
+        claude_sessions={11: waiting, 12: busy, 13: waiting, 14: busy, 15: busy},
     )
     snap = build_snapshot(fleet)
     got = {a.name: (a.state_source, shown_state(a)[0]) for a in snap.agents}
     assert got["declared"] == (StateSource.SESSION, AgentState.WAITING_INPUT)
     assert got["detected"] == (StateSource.SESSION, AgentState.BUSY)
     assert got["beating"] == (StateSource.HOOK, AgentState.IDLE)  # the heartbeat wins
-    assert got["codex"][0] is StateSource.INFERRED  # not a Claude agent: its pane is guessed
+    for name in ("codex", "drifted"):  # not Claude agents: their panes are guessed
+        assert got[name][0] is StateSource.INFERRED, name
     assert all(a.health.value != "healthy" for a in snap.agents if a.name != "beating")
     # the pane of a Claude agent the file says is busy is not read for a guess; a waiting one
     # is (what it asks is on its screen)
     assert {pane_id for _, pane_id in inference_targets(fleet)} == {
         rows[0].pane_id,
         rows[3].pane_id,
+        rows[4].pane_id,
     }
 
 

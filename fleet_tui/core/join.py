@@ -121,8 +121,8 @@ def session_state(
 ) -> InferredState | None:
     """The state Claude Code's session file gives a Claude agent's pane (roster runtime
     `claude`, or a Claude Code process seen under the pane); None for any other agent (a Codex
-    agent whose shell runs `claude -p` is not a Claude agent)."""
-    if pane_pid is None or CLAUDE not in (declared, observed):
+    agent whose shell runs `claude -p` is not a Claude agent, whatever the roster says)."""
+    if pane_pid is None or CLAUDE not in (declared, observed) or observed not in (None, CLAUDE):
         return None
     return sessions.get(pane_pid)
 
