@@ -444,3 +444,35 @@ def test_a_notification_that_needs_the_operator_is_waiting_input_with_its_messag
     assert event is not None and (event.state, event.detail) == ("waiting_input", detail)
     idle = claude_event({**payload, "notification_type": "idle_prompt"})
     assert idle is not None and idle.state == "idle"
+
+
+def test_the_detail_screen_explains_a_state_from_the_session_file() -> None:
+    """`enter` on such an agent: the detail names the source (it once raised KeyError)."""
+    from fleet_tui.model.records import InferredState, StateSource
+    from fleet_tui.testing.fleets import big_snapshot
+    from fleet_tui.ui.screens.detail import summary_text
+
+    base = big_snapshot(1).agents[0]
+    r = base.model_copy(
+        update={
+            "heartbeat": None,
+            "state_source": StateSource.SESSION,
+            "inferred": InferredState(
+                state=AgentState.WAITING_INPUT, reason="claude session file: waiting"
+            ),
+        }
+    )
+    text = summary_text(r).plain
+    assert "waiting_inputˢ — claude session file: waiting" in text
+    assert "from Claude Code's session file" in text
+
+
+def test_a_gateway_row_with_a_source_this_version_does_not_know_keeps_its_state() -> None:
+    from fleet_tui.remote.client import _agent_data
+    from fleet_tui.testing.fleets import big_snapshot
+
+    row = json.loads(big_snapshot(1).agents[0].model_dump_json())
+    row["state_source"] = "telepathy"  # a newer host's value
+    kept = _agent_data(row)
+    assert isinstance(kept, dict) and kept["state_source"] is None
+    assert kept["heartbeat"]["state"] == row["heartbeat"]["state"]

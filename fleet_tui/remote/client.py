@@ -29,6 +29,7 @@ from fleet_tui.model.records import (
     HeartbeatInfo,
     InferredState,
     ProcessInfo,
+    StateSource,
     SystemdInfo,
     Timestamp,
     TmuxInfo,
@@ -75,6 +76,8 @@ def _agent_data(data: object) -> object:
         nested = known.get(key)
         if isinstance(nested, dict):
             known[key] = _known(model, nested)
+    if known.get("state_source") not in (None, *(s.value for s in StateSource)):
+        known["state_source"] = None  # a newer host's source: the state stays, its origin unsaid
     return known
 
 

@@ -36,6 +36,7 @@ from fleet_tui.present.columns import (
     HEALTH_SYMBOL,
     HOOK_MARK,
     INFERRED_MARK,
+    SESSION_MARK,
     age_ago,
     age_cell,
     budget_cell,
@@ -63,6 +64,7 @@ SOURCE_EXPLAINED = {
     StateSource.HEARTBEAT: "from the runtime's heartbeat",
     StateSource.HOOK: "from a runtime hook's heartbeat",
     StateSource.INFERRED: "inferred from the pane, a guess: health stays unknown",
+    StateSource.SESSION: "from Claude Code's session file (its own status): health stays unknown",
 }
 
 
@@ -157,18 +159,19 @@ def summary_text(r: AgentRecord) -> Text:
             ("★ " if attention else "")
             + mark
             + state.value
-            + (HOOK_MARK if source is StateSource.HOOK else ""),
+            + (HOOK_MARK if source is StateSource.HOOK else "")
+            + (SESSION_MARK if source is StateSource.SESSION else ""),
             style=" ".join(w for w, on in (("bold yellow", attention), ("italic", inferred)) if on),
         )
         if r.heartbeat and r.heartbeat.detail:
             t.append(f" — {r.heartbeat.detail}")
-        if r.inferred and inferred:
+        if r.inferred and (inferred or source is StateSource.SESSION):
             t.append(f" — {clean_text(r.inferred.reason, max_len=200)}", style="italic")
         if r.heartbeat is not None and not inferred and r.health in OLD_STATE_HEALTH:
             # the last reported state of a silent agent: say how old it is
             age = age_ago(r.heartbeat.age_s)
             t.append(f"  · as of {age}, may be out of date", style="bold yellow")
-        t.append(f"  ({SOURCE_EXPLAINED[source or StateSource.HEARTBEAT]})", style="dim")
+        t.append(f"  ({SOURCE_EXPLAINED.get(source or StateSource.HEARTBEAT, '')})", style="dim")
     if r.drift:
         t.append("\n\nDrift\n", style="bold")
         for d in r.drift:
