@@ -171,6 +171,7 @@ EXTENSIONS = (
     "fleet_tui.cli.budget",
     "fleet_tui.cli.gateway",
     "fleet_tui.cli.publish",
+    "fleet_tui.cli.alerts",
 )
 
 
