@@ -28,7 +28,7 @@ from conftest import CliResult, FleetEnv, wait_until
 pytestmark = pytest.mark.tmux
 
 SOCK = "mosaic-fleet"
-AGENTS = ("fire1", "again1", "down1", "quiet1", "loud1", "list1")
+AGENTS = ("fire1", "again1", "down1", "quiet1", "loud1", "list1", "lease1")
 SECRET_PATH = "/hooks/s3cr3t-path-TOKEN"
 STARTED = "alerts run: every"
 _n = itertools.count()
@@ -138,8 +138,8 @@ class Case:
         res = self.cli("heartbeat", name, "--state", state, "--interval", "120", *extra)
         assert res.rc == 0, res
 
-    def run(self, *extra: str) -> Run:
-        r = Run(self, extra)
+    def run(self, *extra: str, env: dict[str, str] | None = None) -> Run:
+        r = Run(self, extra, env or {})
         self.runs.append(r)
         return r
 
@@ -153,14 +153,14 @@ class Case:
 class Run:
     """`fleet-tui alerts run --every 0.5` in the background, stderr to a file."""
 
-    def __init__(self, case: Case, extra: tuple[str, ...]) -> None:
+    def __init__(self, case: Case, extra: tuple[str, ...], env: dict[str, str]) -> None:
         self.log = case.dir / f"run{next(_n)}.err"
         argv = [sys.executable, "-m", "fleet_tui", "alerts", "run", "--every", "0.5"]
         argv += ["--alerts", str(case.alerts_file), "--state-dir", str(case.state), *extra]
         with self.log.open("wb") as err:
             self.proc = subprocess.Popen(
                 argv,
-                env=case.env.env,
+                env={**case.env.env, **env},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
@@ -318,6 +318,87 @@ def test_run_refuses_an_invalid_or_missing_file(case: Case) -> None:
     res = case.cli("alerts", "run", "--once")  # the default file does not exist
     assert res.rc == 2
     assert "nothing to deliver" in _one_line(res)
+
+
+class FakeGateway:
+    """The gateway's alert-lease route (and a /snapshot that is unavailable): `other` holds the
+    tenant's lease while set; every holder that asked and every release are recorded."""
+
+    PREFIX = "/api/fleet/v1"
+
+    def __init__(self) -> None:
+        self.other: str | None = None
+        self.asked: list[str] = []
+        self.released: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, status: int, doc: dict[str, Any]) -> None:
+                raw = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def _body(self) -> dict[str, Any]:
+                n = int(self.headers.get("Content-Length") or 0)
+                data: dict[str, Any] = json.loads(self.rfile.read(n) or b"{}")
+                return data
+
+            def do_POST(self) -> None:
+                holder = str(self._body()["holder"])
+                outer.asked.append(holder)
+                until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30))
+                who = outer.other or holder
+                doc = {"holder": who, "held": who == holder, "expires_at": until}
+                self._answer(200, {**doc, "expires_in_s": 30})
+
+            def do_DELETE(self) -> None:
+                outer.released.append(str(self._body()["holder"]))
+                self._answer(200, {"released": True})
+
+            def do_GET(self) -> None:
+                self._answer(503, {"error": {"code": "unavailable", "message": "not here"}})
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_with_gateway_one_evaluator_per_tenant(case: Case, receiver: Receiver) -> None:
+    gw = FakeGateway()
+    try:
+        case.write_alerts(receiver.url)
+        gw.other = "other-host:42:\x1b[31mab"  # remote text: shown sanitized
+        run = case.run(
+            "--gateway", gw.url, "--insecure", env={"MOSAIC_FLEET_GATEWAY_TOKEN": "t0k3n-xyz"}
+        )
+        case.beat("lease1", "waiting_input", "deploy?")
+        err = run.wait_for("standing by:")
+        wait_until(lambda: len(gw.asked) >= 3, timeout=20, message="lease renewals")
+        assert receiver.bodies("lease1") == []  # the other evaluator alerts this tenant
+        gw.other = None  # it is gone: the lease is ours at the next renewal
+        wait_until(lambda: receiver.bodies("lease1", "firing"), timeout=20, message="firing")
+        assert run.stop() == 0
+        err = run.stderr()
+        assert err.count("standing by:") == 1, err  # said once, not per poll
+        line = next(x for x in err.splitlines() if "standing by:" in x)
+        assert "other-host:42:" in line and "\x1b" not in line and "evaluates tenant acme" in line
+        mine = gw.asked[-1]
+        _host, pid, tag = mine.rsplit(":", 2)
+        assert int(pid) == run.proc.pid and len(tag) == 8
+        assert gw.released == [mine]  # released on exit
+        assert "t0k3n-xyz" not in err
+    finally:
+        gw.close()
 
 
 # -- alerts test, list, silence ------------------------------------------------------------------
