@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from typing import Any
 
 import pytest
 from conftest import CliResult, FleetEnv, wait_until
+
+from fleet_tui.sources.alerts import load_alerts
 
 pytestmark = pytest.mark.tmux
 
@@ -459,3 +462,21 @@ def test_alerts_list_json_and_silence_errors(case: Case, receiver: Receiver) -> 
     text = case.alerts("list")
     assert text.rc == 0 and "list1@h1" in text.stdout and "[silenced]" in text.stdout
     assert os.path.basename(SECRET_PATH) not in text.stdout
+
+
+# -- the README's alerts example -----------------------------------------------------------------
+
+
+def test_readme_alerts_example_loads_and_covers_every_channel_type(case: Case) -> None:
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    m = re.search(r"<!-- alerts-example[^>]*-->\s*```yaml\n(.*?)```", readme.read_text(), re.S)
+    assert m, "README.md has no alerts example block (<!-- alerts-example --> then ```yaml)"
+    case.write_alerts(text=m.group(1))
+    res = case.alerts("list", "--json")
+    assert res.rc == 0, res
+    doc = json.loads(res.stdout)
+    assert {r["name"] for r in doc["rules"]} == {"needs-you", "agent-lost", "budget"}
+    assert [s["source"] for s in doc["silences"]] == ["file"]
+    loaded = load_alerts(case.alerts_file)
+    assert {c.type for c in loaded.config.channels} == {"webhook", "ntfy", "slack", "command"}
+    assert loaded.warnings == []
