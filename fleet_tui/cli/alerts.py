@@ -694,6 +694,11 @@ class _Evaluator:
         self._client = http_client()
         try:
             if self.once:
+                feed = self.source.gateway
+                if feed is not None and self.lease is not None:  # one poll: wait for its answer
+                    feed.kick(self.lease.tenant)
+                    settings = feed.settings
+                    feed.wait(settings.deadline_s + settings.connect_timeout_s + 1.0)
                 self.step(heartbeats_only=False)
                 self.flush()
                 return 0
