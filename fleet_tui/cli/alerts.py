@@ -563,6 +563,16 @@ class _Evaluator:
         self.send_wake.set()
 
     # -- one step ----------------------------------------------------------------------------
+    def safe_step(self, *, heartbeats_only: bool) -> None:
+        """`step`, with anything unexpected logged (one line) instead of ending the evaluator:
+        the next step tries again."""
+        try:
+            self.step(heartbeats_only=heartbeats_only)
+        except Exception as exc:
+            if os.environ.get("FLEET_TUI_DEBUG"):
+                raise
+            self.log(f"step failed: {type(exc).__name__}: {_c(str(exc), 300)}; retrying")
+
     def step(self, *, heartbeats_only: bool) -> None:
         from fleet_tui.protocol.clock import utcnow
 
@@ -639,6 +649,8 @@ class _Evaluator:
             self.outbox.flush(self.channels, utcnow(), self._send, self.log)
         except FleetError as exc:
             self.log(f"alert outbox: {_c(str(exc), 300)}")
+        except Exception as exc:  # the sender thread must not end silently: say it, go on
+            self.log(f"alert outbox: flush failed: {type(exc).__name__}: {_c(str(exc), 300)}")
 
     def _sender(self) -> None:
         from fleet_tui.protocol.clock import utcnow
@@ -732,12 +744,12 @@ class _Evaluator:
             if now >= next_full:
                 self.spool_changed = False
                 next_full = now + self.every_s
-                self.step(heartbeats_only=False)
+                self.safe_step(heartbeats_only=False)
                 continue
             if self.spool_changed and now - last_hb >= HB_POLL_GAP_S:
                 self.spool_changed = False
                 last_hb = now
-                self.step(heartbeats_only=True)
+                self.safe_step(heartbeats_only=True)
                 continue
             wait = next_full - now
             if self.spool_changed:
