@@ -233,11 +233,14 @@ def test_jump_keys_have_keymap_ids_and_clash_with_nothing() -> None:
     assert ids["fleet.previous_waiting"] == "left_square_bracket"
     assert ids["fleet.next_unhealthy"] == "right_curly_bracket"
     assert ids["fleet.previous_unhealthy"] == "left_curly_bracket"
-    keys = [
-        k
+    # one binding listed twice under its id is no clash: the fleet screen's footer hint for `i`
+    # is the app's `app.inbox`, shown there only while the inbox has something
+    bound = {
+        (k, b.id or id(b))
         for b in (*FleetApp.BINDINGS, *FleetScreen.BINDINGS, *FleetTable.BINDINGS)
         for k in b.key.split(",")
-    ]
+    }
+    keys = [k for k, _ in bound]
     assert len(keys) == len(set(keys))
 
 
