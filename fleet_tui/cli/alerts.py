@@ -19,15 +19,14 @@ import argparse
 import os
 import re
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fleet_tui.cli.args import add_gateway_flags, config_from_args, gateway_from_args, positive
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from pathlib import Path
 
     from fleet_tui.config.fleet import FleetConfig
@@ -232,6 +231,8 @@ def parse_duration(text: str) -> float:
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
     from pydantic import ValidationError
 
     from fleet_tui.errors import EXIT_OK, BadInput
@@ -391,6 +392,8 @@ class _Log:
     """One line per event on stderr, with a UTC time; lines from two threads never mix."""
 
     def __init__(self) -> None:
+        import threading
+
         self._lock = threading.Lock()
 
     def __call__(self, message: str) -> None:
@@ -468,6 +471,8 @@ class _Evaluator:
     """`alerts run`: see the module's docstring."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        import threading
+
         from fleet_tui.config.settings import load_inference_rules
         from fleet_tui.errors import BadInput
         from fleet_tui.service.alert_outbox import Outbox
@@ -700,6 +705,7 @@ class _Evaluator:
 
     def run(self) -> int:
         import signal
+        import threading
 
         from fleet_tui.service.alert_channels import http_client
 
