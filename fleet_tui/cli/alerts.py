@@ -660,9 +660,11 @@ class _Evaluator:
     def _sender(self) -> None:
         from fleet_tui.protocol.clock import utcnow
 
-        while not self.stop.is_set():
+        while True:
             self.send_wake.clear()
-            self.flush()
+            self.flush()  # after a stop, once more: the last step's alerts are tried too
+            if self.stop.is_set():
+                return
             wait = SENDER_IDLE_S
             try:
                 due = self.outbox.next_due()
@@ -733,7 +735,10 @@ class _Evaluator:
             self._loop()
             self.log("stopping")
             self.send_wake.set()
-            sender.join(5.0)
+            # the last flush waits at most a channel's timeout per channel; what it does not
+            # deliver stays in the outbox for the next run
+            slowest = max((c.timeout_s for c in self.channels.values()), default=10.0)
+            sender.join(min(60.0, slowest * max(1, len(self.channels)) + 2.0))
             return 0
         finally:
             if self.lease is not None:
