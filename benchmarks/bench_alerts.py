@@ -8,8 +8,8 @@ heartbeat saying `waiting_input` to the webhook POST of `alerts run` and to the 
 
 1. eval (in-process, no tmux): `core.alerts.evaluate` over the fixture fleet
    (`fleet_tui.testing.fleets.big_snapshot(N)`, every agent given a budget brief) with the rules
-   of DESIGN's example plus a drift and a budget rule, in steady state (the episodes are open,
-   nothing new fires); the same with 5 silences; `AlertEngine.step` (the same plus the `stat` of
+   of the README's example (DESIGN's plus a budget rule) and a drift rule, in steady state (the
+   episodes are open, nothing new fires); the same with 5 silences; `AlertEngine.step` (the same plus the `stat` of
    silences.json in a real state dir). Baseline in the same run: the join of the same inputs
    (`core.join.build_snapshot`), which every poll pays anyway. Goal: under 1 ms at 300 agents.
 2. webhook (real tmux on a private socket, real HTTP): N sessions (`sleep 3600`) + roster +
@@ -64,7 +64,8 @@ TENANT = "bench"
 SIZE = (160, 48)
 FAR = "2099-01-01T00:00:00Z"
 
-# DESIGN.md's example (needs-you, agent-lost) plus a drift and a budget rule.
+# The README's example (needs-you, agent-lost, budget; DESIGN's plus a budget rule) and a drift
+# rule; every rule sends to one webhook here (the channels do not change the evaluation).
 RULES_YAML = """\
 version: 1
 rules:
@@ -77,15 +78,17 @@ rules:
   - name: agent-lost
     when: {health: [unresponsive, down]}
     for_s: 60
+    repeat_s: 3600
+    gap_s: 300
+    agents: ["coder*", "orchestrator"]
+    to: [ops]
+  - name: budget
+    when: {budget_status: [ahead, exhausted, rung_changed]}
     to: [ops]
   - name: drifted
     when: {drift: [missing_session, pane_dead, socket_mismatch, runtime_mismatch]}
     for_s: 30
     agents: ["agent*", "coder*"]
-    to: [ops]
-  - name: over-budget
-    when: {budget_status: [ahead, exhausted, rung_changed]}
-    repeat_s: 3600
     to: [ops]
 channels:
   - {name: ops, type: webhook, url: "http://127.0.0.1:9/hook"}
@@ -94,7 +97,7 @@ SILENCES_YAML = f"""\
 silences:
   - {{rule: needs-you, agents: ["agent00*"], until: "{FAR}"}}
   - {{rule: "*", agents: ["agent1?7"], until: "{FAR}"}}
-  - {{rule: over-budget, agents: ["agent2*"], until: "{FAR}", reason: known}}
+  - {{rule: budget, agents: ["agent2*"], until: "{FAR}", reason: known}}
   - {{rule: agent-lost, agents: ["agent05[0-9]"], until: "{FAR}"}}
   - {{rule: "*", agents: ["nobody-*", "other-*"], until: "{FAR}"}}
 """
