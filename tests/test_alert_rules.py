@@ -137,6 +137,7 @@ def test_an_episode_fires_once_and_resolves_once() -> None:
         assert run(rules, [rec("a", AgentState.WAITING_INPUT)], t, book) == []
     events = run(rules, [rec("a", AgentState.BUSY)], 300, book)
     assert summary(events) == [("resolved", "needs-you", "a")]
+    assert events[0].body()["state"] == "busy"  # what it does now, not what it did
     assert events[0].body()["since"] == "2026-12-05T09:00:02.000Z"
     assert run(rules, [rec("a", AgentState.BUSY)], 302, book) == []
 

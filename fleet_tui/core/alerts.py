@@ -391,9 +391,15 @@ def evaluate(
             e.health, e.state = str(r.health), shown
             e.detail = _detail(c, r, shown, rung_move if holds is None else None)
             _advance(c.rule, e, now, book, silences, events)
-    # episodes whose condition stopped holding (or whose rule is gone): resolve them
-    for ek in [k for k in episodes if k not in seen]:
+    # episodes whose condition stopped holding (or whose rule is gone): resolve them, with
+    # the agent's state now (what "resolved" reports), when it is still there
+    ending = [k for k in episodes if k not in seen]
+    now_by_key = {a.key: a for a in agents} if ending else {}
+    for ek in ending:
         e = episodes[ek]
+        current = now_by_key.get(e.key)
+        if current is not None:
+            e.health, e.state = str(current.health), agent_state(current)
         gone = by_name.get(ek[0])
         if gone is not None and e.host not in fresh and not e.momentary:
             continue  # no data from its host this time
