@@ -4,13 +4,17 @@ after checking the new pictures (snapshot_report.html)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from fleet_tui.config.paths import Located
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.errors import TmuxNotInstalled
+from fleet_tui.testing.alerts import inbox_snapshot, write_inbox_state
 from fleet_tui.testing.fleets import (
     NOW,
     FixedSource,
@@ -18,6 +22,7 @@ from fleet_tui.testing.fleets import (
     empty_snapshot,
     fleet_snapshot,
 )
+from fleet_tui.ui.alerting import TerminalAlerts
 from fleet_tui.ui.app import FleetApp
 
 SIZES = [(80, 24), (160, 48)]
@@ -99,3 +104,23 @@ CASES = {
 def test_screen(snap_compare, case: str, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     make_source, keys = CASES[case]
     assert snap_compare(app_for(make_source()), terminal_size=size, run_before=_then(*keys))
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The inbox shows silences in this machine's time: UTC here, whatever the machine's."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_inbox(snap_compare, tmp_path: Path, utc: None, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    """`i`: two open episodes, oldest first; planner's silenced (dimmed, "silenced until")."""
+    write_inbox_state(tmp_path / "state")
+    alerts, _ = TerminalAlerts.load(Located(tmp_path / "alerts.yaml", False), tmp_path / "state")
+    app = app_for(FixedSource(inbox_snapshot()))
+    app.alerts = alerts
+    assert snap_compare(app, terminal_size=size, run_before=_then("i"))

@@ -5,6 +5,7 @@ theme: fleet-dark          # or fleet-light, or any Textual theme
 glyphs: auto               # unicode, ascii, or auto: ascii unless the locale is UTF-8
 poll_interval_s: 2         # tmux, processes and heartbeats
 systemd_interval_s: 30
+alerts_bell: true          # ring the terminal's bell when an alert rule fires (see alerts.yaml)
 keymap:                    # binding id -> keys (see the help screen, `?`, for the ids)
   fleet.filter: slash,f
 inference:                 # how a pane WITHOUT a heartbeat is read (fleet_tui/core/infer.py)
@@ -99,6 +100,7 @@ class DashboardSettings(BaseModel):
     glyphs: GlyphMode = "auto"
     poll_interval_s: float = Field(default=2.0, ge=0.2, le=3600)
     systemd_interval_s: float = Field(default=30.0, ge=1, le=86400)
+    alerts_bell: bool = True
     keymap: dict[str, str] = Field(default_factory=dict)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
 

@@ -6,6 +6,11 @@ armed when the last one ends; none while another program holds the terminal). A 
 thread worker and lands here as a `Polled` message; a watchfiles worker on the heartbeat spool
 asks for a heartbeat-only poll within a second of a new heartbeat. The pane actions are
 ui.operator's, the stack's safety ui.stack's, the themes and the key help their own modules'.
+
+Alerts (the built-in `terminal` channel, ui.alerting): the rules are evaluated in the poll
+thread right after each poll, and the `Polled` message brings what fired and the open episodes.
+Here, on the event loop, only what the operator notices: one bell per poll that fires anything
+(setting `alerts_bell`), a toast per agent, and the inbox (`i`, ui.screens.inbox).
 """
 
 from __future__ import annotations
@@ -19,15 +24,19 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 from textual.command import CommandPalette
+from textual.message import Message
 
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.control.actions import OperatorActions
+from fleet_tui.core.sanitize import clean_text
+from fleet_tui.model.alerts import Silence
 from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.present.glyphs import choose_ascii
 from fleet_tui.protocol.clock import utcnow
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
 from fleet_tui.service.scheduler import PollScheduler
+from fleet_tui.ui.alerting import AlertUpdate, Fired, OpenAlert, TerminalAlerts
 from fleet_tui.ui.context import Dashboard, screen_ready
 from fleet_tui.ui.crash import CrashGuard
 from fleet_tui.ui.keyhelp import binding_rows, documented_groups
@@ -35,13 +44,26 @@ from fleet_tui.ui.operator import Operator
 from fleet_tui.ui.palette import FleetCommandPalette, FleetCommands
 from fleet_tui.ui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
 from fleet_tui.ui.screens.budget import BudgetScreen
+from fleet_tui.ui.screens.inbox import InboxScreen, local_time
 from fleet_tui.ui.stack import StackedApp
 from fleet_tui.ui.themes import TerminalColours, is_dumb, register_themes, use_theme
-from fleet_tui.ui.workers import Polled, in_thread, watch_folder
+from fleet_tui.ui.workers import Polled, in_thread, poll_and_alert, watch_folder
 
 # 50 agents beating every 10 s are 5 changes a second: one refresh per second shows each within
 # about a second and keeps the dashboard idle.
 HEARTBEAT_REFRESH_S = 1.0
+TOASTS_AT_ONCE = 3  # more agents firing on one poll: one toast that counts them
+ALERT_TOAST_S = 10.0
+
+
+class Silenced(Message):
+    """A silence made in the inbox was written (`silence`), or why not (`error`)."""
+
+    def __init__(self, alert: OpenAlert, silence: Silence | None, error: str | None) -> None:
+        super().__init__()
+        self.alert = alert
+        self.silence = silence
+        self.error = error
 
 
 def styles_dir() -> Path:
@@ -61,6 +83,8 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         Binding("W", "warnings", "Warnings", show=False, id="app.warnings"),
         Binding("L", "audit", "Audit log", show=False, id="app.audit"),
         Binding("b", "budgets", "Budgets", id="app.budgets"),
+        # the fleet screen shows "i Inbox" in its footer while something is open (FleetScreen)
+        Binding("i", "inbox", "Inbox", show=False, id="app.inbox"),
         Binding("y", "copy", "Copy…", show=False, id="app.copy"),
         # Textual's footer shows its own "^p Palette" on the right: ours is for help and keymap.
         Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False),
@@ -78,8 +102,11 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         actions: OperatorActions | None = None,
         budget_source: BudgetSource | None = None,
         view_file: Path | None = None,
+        alerts: TerminalAlerts | None = None,
     ) -> None:
         super().__init__()
+        self.alerts = alerts  # the `terminal` alert channel (None: no alerts, as in most tests)
+        self.open_alerts: tuple[OpenAlert, ...] = ()
         self.source = source
         self.budget_source = budget_source
         self.view_file = view_file  # where the fleet screen remembers its sort (None: nowhere)
@@ -128,7 +155,8 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         self.fleet_screen = self.base_screen = FleetScreen()
         self.push_screen(self.fleet_screen)
         if self._startup_notice:
-            self.notify(self._startup_notice, severity="warning", timeout=10)
+            # file:line: field[0]: why is not markup
+            self.notify(self._startup_notice, severity="warning", timeout=10, markup=False)
         self.app_suspend_signal.subscribe(self, self._on_suspend)
         self.app_resume_signal.subscribe(self, self._on_resume)
         if self.polling.enabled:
@@ -151,10 +179,14 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         self.polling.request(heartbeats_only=heartbeats_only)
 
     def _start_poll(self, heartbeats_only: bool) -> None:
-        poll = partial(self.source.poll, heartbeats_only=heartbeats_only)
-        in_thread(self, poll, Polled, name="poll", description="poll the fleet")
+        poll = partial(
+            poll_and_alert, self.source, self.alerts, self.clock, heartbeats_only=heartbeats_only
+        )
+        in_thread(self, poll, Polled.landed, name="poll", description="poll the fleet")
 
     def on_polled(self, message: Polled) -> None:
+        if message.alerts is not None:
+            self._take_alerts(message.alerts)
         self.polling.landed(message.snapshot, message.error)
         if message.snapshot is not None or message.error is not None:
             self._publish()
@@ -175,6 +207,68 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
             receive = getattr(screen, "receive_snapshot", None)
             if callable(receive) and screen_ready(screen):
                 receive()
+
+    # -- alerts (the `terminal` channel) ------------------------------------------------------
+    def _take_alerts(self, update: AlertUpdate) -> None:
+        was_empty = not self.open_alerts
+        self.open_alerts = update.open
+        if was_empty != (not update.open):
+            self.fleet_screen.refresh_bindings()  # its footer's "i Inbox" comes and goes
+        if update.notice:
+            self.notify(update.notice, title="Alerts", severity="warning", timeout=15, markup=False)
+        if not update.fired:
+            return
+        if self.settings.alerts_bell:
+            self.bell()
+        by_agent: dict[str, Fired] = {}
+        for fired in update.fired:
+            by_agent.setdefault(fired.key, fired)
+        if len(by_agent) > TOASTS_AT_ONCE:
+            self.notify(
+                f"★ {len(by_agent)} agents need you",
+                title="i: inbox",
+                timeout=ALERT_TOAST_S,
+                markup=False,
+            )
+            return
+        for fired in by_agent.values():
+            name = clean_text(fired.agent, max_len=64)
+            detail = clean_text(fired.detail, max_len=200)
+            self.notify(
+                f"★ {name} needs you" + (f": {detail}" if detail else ""),
+                title=f"{fired.rule} · i: inbox",
+                timeout=ALERT_TOAST_S,
+                markup=False,
+            )
+
+    def action_inbox(self) -> None:
+        if not isinstance(self.screen, InboxScreen):
+            self.show_screen(InboxScreen())
+
+    def silence_alert(self, alert: OpenAlert, until: datetime) -> None:
+        """Silence `alert`'s rule for its agent until `until`: written in a thread worker to
+        the state dir's silences.json; the inbox shows it silenced after the next poll."""
+        alerts = self.alerts
+        if alerts is None:
+            self.notify("silence: alerts are not evaluated in this view", severity="warning")
+            return
+        call = partial(alerts.silence, alert.rule, alert.agent, until, self.clock())
+        done = partial(Silenced, alert)
+        in_thread(self, call, done, name="silence", description="write a silence")
+
+    def on_silenced(self, message: Silenced) -> None:
+        alert = message.alert
+        name = clean_text(alert.agent, max_len=64)
+        if message.error is not None:
+            self.notify(
+                f"silence of {alert.rule} for {name} failed: {message.error}",
+                severity="error",
+                markup=False,
+            )
+            return
+        when = local_time(message.silence.until, self.clock()) if message.silence else "?"
+        self.notify(f"{alert.rule} silenced for {name} until {when}", markup=False)
+        self.request_poll(heartbeats_only=True)
 
     def heartbeat_history(self, key: str) -> list[float]:
         return self.polling.history(key)

@@ -18,6 +18,7 @@ from fleet_tui.control.actions import OperatorActions
 from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
+from fleet_tui.ui.alerting import OpenAlert, TerminalAlerts
 
 
 class Dashboard(Protocol):
@@ -29,6 +30,8 @@ class Dashboard(Protocol):
     clock: Callable[[], datetime]
     ascii_only: bool  # draw present.glyphs.to_ascii(text), not Unicode glyphs
     view_file: Path | None  # the fleet screen's remembered sort (a JSON file), None: not kept
+    alerts: TerminalAlerts | None  # the `terminal` alert channel (None: alerts are off)
+    open_alerts: tuple[OpenAlert, ...]  # its open episodes after the last poll, oldest first
 
     @property
     def snapshot(self) -> FleetSnapshot | None: ...
@@ -50,6 +53,9 @@ class Dashboard(Protocol):
     def action_help(self) -> None: ...
     def action_warnings(self) -> None: ...
     def action_sort(self, column: str) -> None: ...
+    def action_message(self) -> None: ...
+    def action_inbox(self) -> None: ...
+    def silence_alert(self, alert: OpenAlert, until: datetime) -> None: ...
 
 
 class InApp(Protocol):

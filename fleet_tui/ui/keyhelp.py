@@ -16,6 +16,7 @@ def documented_groups() -> list[Iterable[object]]:
     from fleet_tui.ui.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
     from fleet_tui.ui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
     from fleet_tui.ui.screens.budget import BudgetScreen
+    from fleet_tui.ui.screens.inbox import InboxList, InboxScreen, SilenceScreen
     from fleet_tui.ui.screens.stream import StreamScreen
     from fleet_tui.ui.widgets import FleetTable
     from fleet_tui.ui.widgets.stream_log import StreamLog
@@ -27,6 +28,9 @@ def documented_groups() -> list[Iterable[object]]:
         StreamScreen,
         StreamLog,
         BudgetScreen,
+        InboxScreen,
+        InboxList,
+        SilenceScreen,
         ComposeMessageScreen,
         ConfirmAttachScreen,
         CopyScreen,

@@ -1,5 +1,6 @@
-"""Start the dashboard on the live sources: the settings file, the fleet's sources, budgets and
-operator actions wired to a FleetApp, and the sources closed when the operator quits.
+"""Start the dashboard on the live sources: the settings file, the fleet's sources, budgets,
+operator actions and the `terminal` alert channel (alerts.yaml's rules with `to: [terminal]`, or
+the built-in `needs-you` rule) wired to a FleetApp, and the sources closed when the operator quits.
 
 Kept apart from ui.app so the App reads as the dashboard alone, and so the CLI (and tests) can
 replace this one function.
@@ -13,6 +14,7 @@ from fleet_tui.control.actions import LiveActions
 from fleet_tui.service.budgets import LiveBudgetSource
 from fleet_tui.service.poll import LiveSource
 from fleet_tui.service.providers import budget_provider, dashboard_usage_provider
+from fleet_tui.ui.alerting import TerminalAlerts
 from fleet_tui.ui.app import FleetApp
 
 
@@ -34,6 +36,10 @@ def run_dashboard(config: FleetConfig, *, settings: DashboardSettings | None = N
         inference_notices=rule_notices,
     )
     actions = LiveActions(source.runner, config.state_dir, config)
+    # read before the app runs (no file I/O on the event loop); an invalid file: the built-in
+    # rule, and the warning joins the startup notice
+    alerts, alerts_notice = TerminalAlerts.load(config.alerts, config.state_dir)
+    notice = "\n".join(n for n in (notice, alerts_notice) if n) or None
     app = FleetApp(
         source,
         settings=settings,
@@ -41,6 +47,7 @@ def run_dashboard(config: FleetConfig, *, settings: DashboardSettings | None = N
         actions=actions,
         budget_source=budgets,
         view_file=config.state_dir / "dashboard.json",
+        alerts=alerts,
     )
     if source.gateway is not None:
         # A gateway answer shows at once (a cheap rejoin), not at the next timer poll.

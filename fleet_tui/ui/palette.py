@@ -24,6 +24,7 @@ ACTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("Copy the selected agent's name", "copy('name')", "y n", "to the clipboard (OSC 52)"),
     ("Copy the selected agent's attach command", "copy('attach')", "y a", "to the clipboard"),
     ("Copy the selected agent's pane id", "copy('pane')", "y p", "to the clipboard"),
+    ("Show the inbox: what needs you", "inbox", "i", "open alerts, oldest first; answer, silence"),
     ("Show budgets", "budgets", "b", "account windows, pace, spend today"),
     ("Show the audit log", "audit", "L", "every pane action taken"),
     ("Show warnings", "warnings", "W", "sources and agents that need a look"),

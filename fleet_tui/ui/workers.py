@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,6 +20,8 @@ from textual.worker import Worker
 
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import FleetSnapshot
+from fleet_tui.service.poll import SnapshotSource
+from fleet_tui.ui.alerting import AlertUpdate, TerminalAlerts
 
 T = TypeVar("T")
 
@@ -52,15 +55,54 @@ def in_thread(
 
 
 class Polled(Message):
-    """A poll ended: its snapshot, or why it failed. A newer one replaces one not yet handled."""
+    """A poll ended: its snapshot, or why it failed, and what the `terminal` alert channel made
+    of it (`alerts`, None without alerts). A newer one replaces one not yet handled, unless this
+    one carries something that fired or a notice (never lost: one bell, its toasts)."""
 
-    def __init__(self, snapshot: FleetSnapshot | None, error: str | None) -> None:
+    def __init__(
+        self,
+        snapshot: FleetSnapshot | None,
+        error: str | None,
+        alerts: AlertUpdate | None = None,
+    ) -> None:
         super().__init__()
         self.snapshot = snapshot
         self.error = error
+        self.alerts = alerts
+
+    @classmethod
+    def landed(cls, result: PollResult | None, error: str | None) -> Polled:
+        """The message of `poll_and_alert`'s outcome (for `in_thread`)."""
+        if result is None:
+            return cls(None, error)
+        return cls(result[0], error, result[1])
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, Polled)
+        # (Textual asks the older message whether it may give way to a newer one)
+        news = self.alerts is not None and bool(self.alerts.fired or self.alerts.notice)
+        return isinstance(message, Polled) and not news
+
+
+PollResult = tuple[FleetSnapshot, AlertUpdate | None]
+
+
+def poll_and_alert(
+    source: SnapshotSource,
+    alerts: TerminalAlerts | None,
+    clock: Callable[[], datetime],
+    *,
+    heartbeats_only: bool = False,
+) -> PollResult:
+    """In the poll thread: poll, then evaluate the alert rules over the new snapshot (the
+    engine's evaluation and its file writes stay off the event loop). An evaluation that fails
+    does not lose the poll: it is said as a notice."""
+    snapshot = source.poll(heartbeats_only=heartbeats_only)
+    if alerts is None:
+        return snapshot, None
+    try:
+        return snapshot, alerts.step(snapshot, clock())
+    except Exception as exc:  # the fleet is still shown; the operator is told once per poll
+        return snapshot, AlertUpdate(open=alerts.last_open, notice=f"alerts: {error_text(exc)}")
 
 
 async def watch_folder(folder: Path, changed: Callable[[], None], *, every_s: float) -> None:

@@ -16,6 +16,7 @@ from datetime import datetime
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
@@ -39,6 +40,9 @@ JUMPS: dict[str, tuple[Callable[[AgentRecord], bool], str]] = {
         "No agent is unhealthy (unresponsive, stale, or down but always on)",
     ),
 }
+
+# Below this width the footer's "i Inbox" would push "? Help" out (the toasts name `i` then).
+FOOTER_INBOX_MIN_W = 90
 
 SORT_BINDINGS = [
     ("N", "agent", "name"),
@@ -113,6 +117,9 @@ class FleetScreen(Screen[None]):
         ],
         Binding("slash", "filter", "Filter", id="fleet.filter"),
         Binding("asterisk", "waiting", "★ Waiting", id="fleet.waiting"),
+        # the app's `i` (same id, so a keymap moves both), in the footer only while the inbox
+        # has something in it and the footer has room for it (check_action)
+        Binding("i", "inbox", "Inbox", id="app.inbox"),
         Binding(
             "right_square_bracket",
             "jump('waiting', 1)",
@@ -336,6 +343,17 @@ class FleetScreen(Screen[None]):
             self.view = replace(self.view, filter="", only_waiting=False)
             self.refresh_view()
             self.query_one(FleetTable).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "inbox":  # False: hidden here, and `i` goes to the app's binding
+            return bool(self.dashboard.open_alerts) and self.size.width >= FOOTER_INBOX_MIN_W
+        return True
+
+    def on_resize(self, event: Resize) -> None:
+        self.refresh_bindings()
+
+    def action_inbox(self) -> None:
+        self.dashboard.action_inbox()
 
     def action_waiting(self) -> None:
         self.view = replace(self.view, only_waiting=not self.view.only_waiting)

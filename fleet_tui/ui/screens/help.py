@@ -31,6 +31,8 @@ SCOPES: dict[str, str] = {
     "detail": "Agent detail",
     "stream": "Stream",
     "budget": "Budgets",
+    "inbox": "Inbox (i)",
+    "silence": "Silence, in the inbox (z)",
     "compose": "Send a message (m)",
     "confirm": "Attach confirmation (a)",
     "copy": "Copy (y)",
