@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from fleet_tui.config.paths import Located
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.errors import TmuxNotInstalled
+from fleet_tui.testing.alerts import inbox_snapshot, write_inbox_state
 from fleet_tui.testing.budgets import (
     FixedBudgetSource,
     broken_budgets_report,
@@ -29,6 +33,7 @@ from fleet_tui.testing.fleets import (
     empty_snapshot,
     fleet_snapshot,
 )
+from fleet_tui.ui.alerting import TerminalAlerts
 from fleet_tui.ui.app import FleetApp
 
 HERE = Path(__file__).resolve().parent
@@ -85,6 +90,7 @@ async def shoot(
     size: tuple[int, int],
     keys: tuple[str, ...],
     budgets: FixedBudgetSource | None = None,
+    alerts: TerminalAlerts | None = None,
 ) -> Path:
     app = FleetApp(
         source,
@@ -93,6 +99,7 @@ async def shoot(
         clock=lambda: NOW + timedelta(seconds=1),
         watch=False,
         budget_source=budgets,
+        alerts=alerts,
     )
     async with app.run_test(size=size) as pilot:
         for _ in range(100):
@@ -125,6 +132,20 @@ async def main() -> None:
     for name, budgets, size in BUDGET_SHOTS:
         if only in name:
             print(await shoot(name, FixedSource(fleet_snapshot()), size, ("b",), budgets()))
+    if only in "inbox":
+        print(await shoot_inbox())
+
+
+async def shoot_inbox() -> Path:
+    """The inbox (`i`) with two open episodes, planner's silenced (fleet_tui.testing.alerts),
+    its times in UTC."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "state"
+        write_inbox_state(state)
+        alerts, _ = TerminalAlerts.load(Located(Path(tmp) / "alerts.yaml", False), state)
+        return await shoot("inbox", FixedSource(inbox_snapshot()), (120, 30), ("i",), alerts=alerts)
 
 
 if __name__ == "__main__":
