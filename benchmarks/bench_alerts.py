@@ -588,7 +588,39 @@ def measure_webhook(lab: Lab, rounds: int, window: float, rng: random.Random) ->
         lab.all_busy()
     warnings = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     row["alerts_run_output"] = warnings[-10:]
+    # Baseline: what one poll costs without any alerting, the dashboard's LiveSource in-process.
+    poll_cpu = live_poll_cpu(lab, 15)
+    load = row["load"]
+    load["live_poll_cpu_ms"] = round(poll_cpu * 1000, 1)
+    load["per_poll_vs_live_poll"] = round(load["cpu_ms_per_poll"] / (poll_cpu * 1000), 2)
     return row
+
+
+def live_poll_cpu(lab: Lab, polls: int) -> float:
+    """CPU seconds per `LiveSource.poll()` on this fleet (tmux children included), warm: the
+    cost of one poll of the dashboard, with no alert evaluation."""
+    from fleet_tui.config.fleet import FleetConfig
+    from fleet_tui.service.poll import LiveSource
+
+    source = LiveSource(FleetConfig.from_flags(str(lab.roster), str(lab.state)))
+    try:
+        source.poll()
+        time.sleep(0.5)
+
+        def used() -> float:
+            a = resource.getrusage(resource.RUSAGE_SELF)
+            b = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+        total = 0.0
+        for _ in range(polls):
+            c = used()
+            source.poll()
+            total += used() - c
+            time.sleep(0.3)
+        return total / polls
+    finally:
+        source.close()
 
 
 # =============================================================================================
@@ -731,6 +763,12 @@ def print_report(doc: dict[str, Any]) -> list[str]:
                     f"{ld['ps_json_cpu_s']:.3f} CPU-s -> {ld['ps_json_equivalents_per_min']:.1f} "
                     f"ps --json per minute, {ld['cpu_ms_per_poll']:.1f} ms CPU per poll"
                 )
+                if "live_poll_cpu_ms" in ld:
+                    print(
+                        f"   N={n:>4} baseline: a dashboard poll (LiveSource.poll, no alerts) "
+                        f"{ld['live_poll_cpu_ms']:.1f} ms CPU -> alerts run per poll "
+                        f"x{ld['per_poll_vs_live_poll']:.2f}"
+                    )
             worst = max(v["p95"] for v in row["latency_s"].values() if v.get("n"))
             missed = sum(row["missed"].values())
             goals.append(
