@@ -148,8 +148,10 @@ class TerminalAlerts:
             if save_error and save_error != self._save_error:
                 notices.append(f"alerts: {save_error} (episodes kept in memory)")
             self._save_error = save_error
-            records = {a.key: a for a in snapshot.agents}
-            self.last_open = self._open(now, records)
+            # (the records by key only when something is open: 0.25 ms at 300 agents)
+            opened = self.open()
+            records = {a.key: a for a in snapshot.agents} if opened or events else {}
+            self.last_open = self._open(opened, now, records)
             return AlertUpdate(
                 fired=tuple(_fired(e, records) for e in events if e.status == "firing"),
                 resolved=sum(1 for e in events if e.status == "resolved"),
@@ -179,11 +181,17 @@ class TerminalAlerts:
         self.rules_line = self._describe()
         return None
 
-    def _open(self, now: datetime, records: dict[str, AgentRecord]) -> tuple[OpenAlert, ...]:
+    def _open(
+        self, opened: list[Episode], now: datetime, records: dict[str, AgentRecord]
+    ) -> tuple[OpenAlert, ...]:
+        if not opened:
+            return ()
         silences = self.engine.silences()
         return tuple(
-            _open_alert(e, _silenced_until(silences, e, now), _asks(e, records))
-            for e in self.open()
+            _open_alert(
+                e, _silenced_until(silences, e, now) if e.silenced else None, _asks(e, records)
+            )
+            for e in opened
         )
 
     def open(self) -> list[Episode]:

@@ -125,6 +125,7 @@ class InboxScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()  # no id: one being removed would clash with a new one
         self.alerts: tuple[OpenAlert, ...] = ()
+        self._drawn = False
 
     @property
     def dashboard(self) -> Dashboard:
@@ -162,8 +163,12 @@ class InboxScreen(Screen[None]):
             self._show()
 
     def receive_snapshot(self) -> None:
-        """A poll landed (the app's open episodes changed, or the agents' questions did)."""
-        self.alerts = self.dashboard.open_alerts
+        """A poll landed: redraw when the open episodes (or what they ask) changed; the ages
+        move on by the interval."""
+        alerts = self.dashboard.open_alerts
+        if alerts == self.alerts and self._drawn:
+            return
+        self.alerts = alerts
         self._show()
 
     def on_resize(self, event: Resize) -> None:
@@ -172,6 +177,7 @@ class InboxScreen(Screen[None]):
     def _show(self) -> None:
         if not on_stack(self) or not self.is_mounted:
             return
+        self._drawn = True
         app = self.dashboard
         alerts = self.alerts
         listing = self.query_one(InboxList)
