@@ -4,7 +4,9 @@ inbox (`i`) listing what needs you with the agent's question, `z` writing a sile
 dir's silences.json (the file `alerts run` reads), `m` opening the composer for that agent, and an
 invalid alerts file said once while the rules keep ringing.
 
-The real app, real files in a temporary state dir; only the bell is counted (a subclass)."""
+The real app, real files in a temporary state dir; only the bell is counted (a subclass). The
+fixed fleets of fleet_tui.testing stand for the fleet, and one test runs on the live sources
+(real tmux on a private socket, a heartbeat written by the CLI)."""
 
 from __future__ import annotations
 
@@ -16,13 +18,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import FleetEnv
 from rich.console import Console
 from rich.segment import Segment
 from textual.widgets import Static
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.paths import Located
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.model.records import AgentState, FleetSnapshot
+from fleet_tui.service.poll import LiveSource
 from fleet_tui.testing.alerts import inbox_snapshot, write_inbox_state
 from fleet_tui.testing.fleets import NOW, FixedSource, RecordingActions, fleet_snapshot
 from fleet_tui.ui.alerting import TerminalAlerts
@@ -355,3 +360,39 @@ async def test_the_inbox_at_80x24_in_ascii_and_in_16_colours(
         assert app.theme == "fleet-ansi"
         quiet = [s for s in segments if "silenced until" in s.text]
         assert quiet and all(s.style is not None and s.style.dim for s in quiet)
+
+
+@pytest.mark.tmux
+async def test_live_a_heartbeat_saying_waiting_input_rings_the_bell(fleet_env: FleetEnv) -> None:
+    """Real tmux on a private socket, a real heartbeat written by the CLI, the live sources and
+    the state dir's alerts folder: the dashboard rings once, with the agent's question."""
+    fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}], timeout_s=30)
+    fleet_env.start("mosaic-fleet", "orchestrator", ["sleep", "300"])
+    config = FleetConfig.from_flags()
+    alerts, notice = TerminalAlerts.load(config.alerts, config.state_dir)
+    assert notice is None  # no alerts.yaml in this world: the built-in rule, quietly
+    app = BellApp(
+        LiveSource(config, systemd_interval_s=30),
+        settings=DashboardSettings(poll_interval_s=3600),  # only the spool watch polls
+        alerts=alerts,
+    )
+    async with app.run_test(size=(120, 30)) as pilot:
+        for _ in range(400):
+            await pilot.pause(0.05)
+            if app.polls >= 1:
+                break
+        await pilot.pause(0.5)  # let the spool watcher start
+        assert app.bells == 0
+        rc = fleet_env.cli(
+            "heartbeat", "orchestrator", "--state", "waiting_input", "--detail", "approve?"
+        )
+        assert rc.rc == 0, rc.stderr
+        for _ in range(300):  # about a second quiet; 15 s for a loaded machine
+            await pilot.pause(0.05)
+            if app.bells:
+                break
+        assert app.bells == 1
+        assert "★ orchestrator needs you: approve?" in toasts(app)
+        assert [a.agent for a in app.open_alerts] == ["orchestrator"]
+    book = config.state_dir / "alerts" / "episodes-terminal.json"
+    assert "orchestrator" in book.read_text()
