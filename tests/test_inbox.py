@@ -238,6 +238,26 @@ async def test_z_silences_the_rule_for_that_agent_in_the_state_dir(tmp_path: Pat
         assert listing.highlighted == 1  # the cursor stayed on its episode
 
 
+async def test_the_cursor_stays_on_its_episode_when_one_above_resolves(tmp_path: Path) -> None:
+    snaps = [only_waiting("planner", "review", "scratch"), only_waiting("review", "scratch")]
+    source = FixedSource(lambda: snaps[min(source.polls, 2) - 1])
+    app = make_app(tmp_path, source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await polled(pilot, app)
+        await pilot.press("i")
+        await pilot.pause()
+        assert [line.split()[3] for line in inbox_lines(app)] == ["planner", "review", "scratch"]
+        await pilot.press("down", "down")  # scratch
+        await poll_again(pilot, app)  # planner stops waiting: its row goes
+        await pilot.pause()
+        assert [line.split()[3] for line in inbox_lines(app)] == ["review", "scratch"]
+        assert app.screen.query_one(InboxList).highlighted == 1
+        await pilot.press("m")
+        await pilot.pause()
+        assert isinstance(app.screen, ComposeMessageScreen)
+        assert app.screen.record.name == "scratch"
+
+
 async def test_m_opens_the_composer_for_the_chosen_agent_and_enter_its_detail(
     tmp_path: Path,
 ) -> None:

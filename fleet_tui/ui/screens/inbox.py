@@ -181,7 +181,10 @@ class InboxScreen(Screen[None]):
         app = self.dashboard
         alerts = self.alerts
         listing = self.query_one(InboxList)
-        before = self.selected
+        was = listing.highlighted  # the episode under the cursor, by its option id
+        before = None
+        if was is not None and 0 <= was < listing.option_count:
+            before = listing.get_option_at_index(was).id
         self.query_one("#inbox-title", Static).update(inbox_title(alerts))
         empty = self.query_one("#inbox-empty", Static)
         header = self.query_one("#inbox-header", Static)
@@ -202,18 +205,9 @@ class InboxScreen(Screen[None]):
         options = [Option(row_text(a, widths, width, now), id=f"{a.rule}\0{a.key}") for a in alerts]
         listing.clear_options()
         listing.add_options(options)
-        if alerts:
-            index = 0
-            if before is not None:
-                index = next(
-                    (
-                        i
-                        for i, a in enumerate(alerts)
-                        if (a.rule, a.key) == (before.rule, before.key)
-                    ),
-                    0,
-                )
-            listing.highlighted = index
+        # the cursor stays on its episode; where it went away, on the row that took its place
+        index = min(was or 0, len(options) - 1)
+        listing.highlighted = next((i for i, o in enumerate(options) if o.id == before), index)
 
     # -- actions ---------------------------------------------------------------------------
     def _chosen(self, verb: str) -> OpenAlert | None:
