@@ -416,3 +416,29 @@ async def test_live_a_heartbeat_saying_waiting_input_rings_the_bell(fleet_env: F
         assert [a.agent for a in app.open_alerts] == ["orchestrator"]
     book = config.state_dir / "alerts" / "episodes-terminal.json"
     assert "orchestrator" in book.read_text()
+
+
+async def test_agent_text_is_never_markup_nor_control_in_toast_and_inbox(tmp_path: Path) -> None:
+    """A question with markup and an escape sequence (here straight into the record, past the
+    join's own sanitizer): the toast and the row show it as plain text."""
+    hostile = "[link=http://evil.example]click[/link] \x1b]52;c;SGVsbG8=\x07 [b]ok?"
+    snap = only_waiting("review")
+    agents = []
+    for a in snap.agents:
+        if a.name == "review" and a.heartbeat is not None:
+            a = a.model_copy(
+                update={"heartbeat": a.heartbeat.model_copy(update={"detail": hostile})}
+            )
+        agents.append(a)
+    app = make_app(tmp_path, FixedSource(snap.model_copy(update={"agents": agents})))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await polled(pilot, app)
+        (toast,) = toasts(app)
+        assert "\x1b" not in toast and "\x07" not in toast
+        assert "[link=http://evil.example]click[/link]" in toast
+        await pilot.press("i")
+        await pilot.pause()
+        (row,) = inbox_lines(app)
+        assert "[link=http://evil.example]click[/link]" in row and "\x1b" not in row
+        listing = app.screen.query_one(InboxList)
+        assert not any(s.style and s.style.link for s in listing.render_line(0))
