@@ -76,8 +76,8 @@ class Episode:
             "tenant_id": self.tenant_id,
             "host": self.host,
             "since": format_ts(self.since),
-            "health": self.health,
-            "state": self.state,
+            "health": str(self.health),
+            "state": None if self.state is None else str(self.state),
             "detail": self.detail,
             "fired_at": format_ts(self.fired_at) if self.fired_at else None,
             "last_sent": format_ts(self.last_sent) if self.last_sent else None,
@@ -132,8 +132,8 @@ class AlertEvent:
             "tenant_id": e.tenant_id,
             "host": e.host,
             "agent": e.agent,
-            "health": e.health,
-            "state": e.state,
+            "health": str(e.health),
+            "state": None if e.state is None else str(e.state),
             "detail": e.detail,
             "since": format_ts(e.since),
             "ts": format_ts(self.ts),
@@ -275,27 +275,7 @@ def agent_state(r: AgentRecord) -> str | None:
     return None
 
 
-def _holds(c: _Compiled, state: object, r: AgentRecord, rung_moved: bool) -> bool | None:
-    """True: the condition holds; None: it holds only through a rung change; False: not."""
-    if c.states is not None and state not in c.states:
-        return False
-    if c.healths is not None and r.health not in c.healths:
-        return False
-    if c.drifts is not None and not any(d in c.drifts for d in r.drift):
-        return False
-    if c.agents is not None and not c.agents(r.name):
-        return False
-    if c.budgets is None and not c.rung:
-        return True
-    status = r.budget.status if r.budget is not None else None
-    if c.budgets is not None and status in c.budgets:
-        return True
-    if c.rung and rung_moved:
-        return None
-    return False
-
-
-def _detail(c: _Compiled, r: AgentRecord, state: str | None, rung: tuple[str, str] | None) -> str:
+def _detail(c: _Compiled, r: AgentRecord, state: object, rung: tuple[str, str] | None) -> str:
     if rung is not None:
         text = f"ladder rung {rung[0]} -> {rung[1]}"
     elif c.states is not None:
@@ -303,7 +283,7 @@ def _detail(c: _Compiled, r: AgentRecord, state: str | None, rung: tuple[str, st
         text = (hb.detail if hb is not None else None) or (
             r.inferred.reason if r.inferred is not None else ""
         )
-        text = text or (state or "")
+        text = text or (str(state) if state is not None else "")
     elif c.healths is not None:
         text = r.health_reason
     elif c.drifts is not None:
@@ -319,8 +299,20 @@ def _detail(c: _Compiled, r: AgentRecord, state: str | None, rung: tuple[str, st
 
 
 def silenced(silences: Sequence[Silence], rule: str, agent: str, now: datetime) -> bool:
-    for s in silences:
-        if s.until > now and s.rule in ("*", rule) and globs(s.agents)(agent):
+    return _quiet(_active(silences, now), rule, agent)
+
+
+_Active = list[tuple[str, _Globs]]
+
+
+def _active(silences: Sequence[Silence], now: datetime) -> _Active:
+    """The silences in force now, ready to test (compiled once per evaluation)."""
+    return [(s.rule, globs(s.agents)) for s in silences if s.until > now]
+
+
+def _quiet(active: _Active, rule: str, agent: str) -> bool:
+    for on, names in active:
+        if (on == "*" or on == rule) and names(agent):
             return True
     return False
 
@@ -340,10 +332,12 @@ def evaluate(
     """Move every episode along for one snapshot; returns the messages to send, in order.
 
     `hosts`: the hosts this snapshot has data for (default: the hosts of `agents`). Episodes of
-    other hosts are left untouched."""
+    other hosts are left untouched. An episode's `detail` is written when it sends (its text
+    then); the steady state (episodes open, nothing to send) costs a few tests per episode."""
     compiled = [_compile(r) for r in rules]
     by_name = {c.rule.name: c for c in compiled}
     fresh = set(hosts) if hosts is not None else {a.host for a in agents}
+    active = _active(silences, now) if silences else []
     events: list[AlertEvent] = []
     seen: set[EpisodeKey] = set()
     episodes = book.episodes
@@ -351,24 +345,38 @@ def evaluate(
     for r in agents:
         if not r.is_agent:
             continue
-        hb, inferred = r.heartbeat, r.inferred
+        hb, inferred, budget = r.heartbeat, r.inferred, r.budget
         state = hb.state if hb is not None else inferred.state if inferred is not None else None
+        health, drift, name = r.health, r.drift, r.name
+        status = budget.status if budget is not None else None
         key: str | None = None
         rung_move: tuple[str, str] | None = None
-        if want_rungs:
+        if want_rungs and budget is not None and budget.rung is not None:
             key = r.key
-            rung = r.budget.rung if r.budget is not None else None
-            if rung is not None:
-                before = book.rungs.get(key)
-                if before != rung:
-                    book.rungs[key] = rung
-                    book.changed = True
-                    if before is not None:
-                        rung_move = (before, rung)
+            before = book.rungs.get(key)
+            if before != budget.rung:
+                book.rungs[key] = budget.rung
+                book.changed = True
+                if before is not None:
+                    rung_move = (before, budget.rung)
         for c in compiled:
-            holds = _holds(c, state, r, rung_move is not None)
-            if holds is False:
+            # the rule's test, inline (this loop runs agents x rules times per snapshot)
+            if c.states is not None and state not in c.states:
                 continue
+            if c.healths is not None and health not in c.healths:
+                continue
+            if c.drifts is not None and c.drifts.isdisjoint(drift):
+                continue
+            if c.agents is not None and not c.agents(name):
+                continue
+            holds: bool | None = True
+            if c.budgets is not None or c.rung:
+                if c.budgets is not None and status in c.budgets:
+                    pass
+                elif c.rung and rung_move is not None:
+                    holds = None  # only through the rung change
+                else:
+                    continue
             if key is None:
                 key = r.key
             ek = (c.rule.name, key)
@@ -387,10 +395,39 @@ def evaluate(
                 book.changed = True
             elif holds is not None:
                 e.momentary = False
-            shown = str(state) if state is not None else None
-            e.health, e.state = str(r.health), shown
-            e.detail = _detail(c, r, shown, rung_move if holds is None else None)
-            _advance(c.rule, e, now, book, silences, events)
+            # StrEnum members are str: kept as they are, no conversion per poll
+            e.health, e.state = r.health, state
+            if e.fired:
+                if active or e.silenced:
+                    quiet = _quiet(active, c.rule.name, e.agent)
+                    if quiet != e.silenced:
+                        e.silenced = quiet
+                        book.changed = True
+                    if quiet:
+                        continue
+                if c.rule.repeat_s <= 0 or e.last_sent is None:
+                    continue
+                if (now - e.last_sent).total_seconds() < c.rule.repeat_s:
+                    continue
+                e.last_sent, e.sends = now, e.sends + 1
+                repeat = True
+            else:
+                if not e.momentary and (now - e.since).total_seconds() < c.rule.for_s:
+                    continue
+                last = book.resolved.get(ek)
+                if last is not None and (now - last).total_seconds() < c.rule.gap_s:
+                    continue
+                quiet = _quiet(active, c.rule.name, e.agent) if active else False
+                if quiet != e.silenced:
+                    e.silenced = quiet
+                    book.changed = True
+                if quiet:
+                    continue
+                e.fired_at = e.last_sent = now
+                e.sends, repeat = 1, False
+            book.changed = True
+            e.detail = _detail(c, r, state, rung_move if holds is None else None)
+            events.append(AlertEvent("firing", c.rule, e, now, repeat=repeat))
     # episodes whose condition stopped holding (or whose rule is gone): resolve them, with
     # the agent's state now (what "resolved" reports), when it is still there
     ending = [k for k in episodes if k not in seen]
@@ -399,7 +436,7 @@ def evaluate(
         e = episodes[ek]
         current = now_by_key.get(e.key)
         if current is not None:
-            e.health, e.state = str(current.health), agent_state(current)
+            e.health, e.state = current.health, agent_state(current)
         gone = by_name.get(ek[0])
         if gone is not None and e.host not in fresh and not e.momentary:
             continue  # no data from its host this time
@@ -411,43 +448,6 @@ def evaluate(
                 events.append(AlertEvent("resolved", gone.rule, e, now))
     _prune(book, by_name, now)
     return events
-
-
-def _advance(
-    rule: Rule,
-    e: Episode,
-    now: datetime,
-    book: AlertBook,
-    silences: Sequence[Silence],
-    events: list[AlertEvent],
-) -> None:
-    if e.fired:
-        quiet = bool(silences) and silenced(silences, rule.name, e.agent, now)
-        if quiet != e.silenced:
-            e.silenced = quiet
-            book.changed = True
-        if quiet or rule.repeat_s <= 0 or e.last_sent is None:
-            return
-        if (now - e.last_sent).total_seconds() >= rule.repeat_s:
-            e.last_sent, e.sends = now, e.sends + 1
-            book.changed = True
-            events.append(AlertEvent("firing", rule, e, now, repeat=True))
-        return
-    if not e.momentary and (now - e.since).total_seconds() < rule.for_s:
-        return
-    last = book.resolved.get((rule.name, e.key))
-    if last is not None and (now - last).total_seconds() < rule.gap_s:
-        return
-    quiet = bool(silences) and silenced(silences, rule.name, e.agent, now)
-    if quiet != e.silenced:
-        e.silenced = quiet
-        book.changed = True
-    if quiet:
-        return
-    e.fired_at = e.last_sent = now
-    e.sends = 1
-    book.changed = True
-    events.append(AlertEvent("firing", rule, e, now))
 
 
 def _prune(book: AlertBook, rules: Mapping[str, _Compiled], now: datetime) -> None:
