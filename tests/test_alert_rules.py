@@ -196,7 +196,9 @@ def test_a_silence_holds_an_episode_back_until_it_ends() -> None:
     waiting = [rec("a", AgentState.WAITING_INPUT), rec("b", AgentState.WAITING_INPUT)]
     events = run(rules, waiting, 0, book, silences=silences)
     assert summary(events) == [("firing", "needs-you", "b")]
-    assert [e.agent for e in book.open_episodes() if e.silenced] == ["a"]
+    assert [(e.agent, e.detail) for e in book.open_episodes() if e.silenced] == [
+        ("a", "waiting_input")  # held back, still saying what it waits for
+    ]
     assert run(rules, waiting, 50, book, silences=silences) == []
     # the silence ends while "a" still waits: it fires then, once
     assert summary(run(rules, waiting, 102, book, silences=silences)) == [

@@ -421,7 +421,11 @@ def evaluate(
                 if quiet != e.silenced:
                     e.silenced = quiet
                     book.changed = True
-                if quiet:
+                if quiet:  # held back: `alerts list` and the inbox still say what it asks
+                    detail = _detail(c, r, state, rung_move if holds is None else None)
+                    if detail != e.detail:
+                        e.detail = detail
+                        book.changed = True
                     continue
                 e.fired_at = e.last_sent = now
                 e.sends, repeat = 1, False
