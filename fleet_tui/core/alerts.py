@@ -45,7 +45,7 @@ EpisodeKey = tuple[str, str]  # (rule name, AgentRecord.key)
 DETAIL_MAX = 300
 
 
-@dataclass
+@dataclass(slots=True)
 class Episode:
     """One agent meeting one rule without a break."""
 
@@ -63,6 +63,7 @@ class Episode:
     sends: int = 0
     silenced: bool = False  # held back by a silence on the last evaluation
     momentary: bool = False  # opened by a rung change only: ends without "resolved"
+    seen: int = field(default=0, compare=False, repr=False)  # the evaluation that last saw it
 
     @property
     def fired(self) -> bool:
@@ -148,6 +149,7 @@ class AlertBook:
     resolved: dict[EpisodeKey, datetime] = field(default_factory=dict)  # for gap_s
     rungs: dict[str, str] = field(default_factory=dict)  # agent key -> last ladder rung
     changed: bool = False  # something to save since the last `to_json`
+    generation: int = 0  # evaluations so far (in memory only: marks the episodes seen)
 
     def open_episodes(self) -> list[Episode]:
         """Every episode that has fired or is held back by a silence, oldest first."""
@@ -299,22 +301,50 @@ def _detail(c: _Compiled, r: AgentRecord, state: object, rung: tuple[str, str] |
 
 
 def silenced(silences: Sequence[Silence], rule: str, agent: str, now: datetime) -> bool:
-    return _quiet(_active(silences, now), rule, agent)
+    return _quiet_now(silences, now)(rule, agent)
 
 
-_Active = list[tuple[str, _Globs]]
+class _Quiet:
+    """The silences in force at one moment, with the answer per (rule, agent) kept: the same
+    episodes are asked about every poll, and the set in force changes only when a silence is
+    added or ends."""
+
+    __slots__ = ("active", "memo")
+
+    def __init__(self, active: list[tuple[str, _Globs]]) -> None:
+        self.active = active
+        self.memo: dict[tuple[str, str], bool] = {}
+
+    def __call__(self, rule: str, agent: str) -> bool:
+        k = (rule, agent)
+        hit = self.memo.get(k)
+        if hit is None:
+            if len(self.memo) > 50_000:
+                self.memo.clear()
+            hit = False
+            for on, names in self.active:
+                if (on == "*" or on == rule) and names(agent):
+                    hit = True
+                    break
+            self.memo[k] = hit
+        return hit
 
 
-def _active(silences: Sequence[Silence], now: datetime) -> _Active:
-    """The silences in force now, ready to test (compiled once per evaluation)."""
-    return [(s.rule, globs(s.agents)) for s in silences if s.until > now]
+_NO_SILENCE = _Quiet([])
+_QUIET: dict[tuple[tuple[str, tuple[str, ...]], ...], _Quiet] = {}
 
 
-def _quiet(active: _Active, rule: str, agent: str) -> bool:
-    for on, names in active:
-        if (on == "*" or on == rule) and names(agent):
-            return True
-    return False
+def _quiet_now(silences: Sequence[Silence], now: datetime) -> _Quiet:
+    """The silences in force now, ready to test (the same object while that set holds)."""
+    key = tuple((s.rule, tuple(s.agents)) for s in silences if s.until > now)
+    if not key:
+        return _NO_SILENCE
+    q = _QUIET.get(key)
+    if q is None:
+        if len(_QUIET) > 64:
+            _QUIET.clear()
+        q = _QUIET[key] = _Quiet([(rule, globs(agents)) for rule, agents in key])
+    return q
 
 
 # -- the evaluation ----------------------------------------------------------------------------
@@ -337,11 +367,29 @@ def evaluate(
     compiled = [_compile(r) for r in rules]
     by_name = {c.rule.name: c for c in compiled}
     fresh = set(hosts) if hosts is not None else {a.host for a in agents}
-    active = _active(silences, now) if silences else []
+    quiet = _quiet_now(silences, now) if silences else _NO_SILENCE
+    silencing, memo = bool(quiet.active), quiet.memo
     events: list[AlertEvent] = []
-    seen: set[EpisodeKey] = set()
+    book.generation = gen = book.generation + 1
     episodes = book.episodes
     want_rungs = any(c.rung for c in compiled)
+    # the rules' fields unpacked once: this loop runs agents x rules times per snapshot
+    tests = [
+        (
+            c,
+            c.rule.name,
+            c.states,
+            c.healths,
+            c.drifts,
+            c.agents,
+            c.budgets,
+            c.rung,
+            c.budgets is not None or c.rung,
+            c.rule.repeat_s,
+        )
+        for c in compiled
+    ]
+    rungs = book.rungs
     for r in agents:
         if not r.is_agent:
             continue
@@ -353,38 +401,37 @@ def evaluate(
         rung_move: tuple[str, str] | None = None
         if want_rungs and budget is not None and budget.rung is not None:
             key = r.key
-            before = book.rungs.get(key)
+            before = rungs.get(key)
             if before != budget.rung:
-                book.rungs[key] = budget.rung
+                rungs[key] = budget.rung
                 book.changed = True
                 if before is not None:
                     rung_move = (before, budget.rung)
-        for c in compiled:
-            # the rule's test, inline (this loop runs agents x rules times per snapshot)
-            if c.states is not None and state not in c.states:
+        for c, rule_name, states, healths, drifts, names, budgets, rung, on_budget, every in tests:
+            # the rule's test, inline
+            if states is not None and state not in states:
                 continue
-            if c.healths is not None and health not in c.healths:
+            if healths is not None and health not in healths:
                 continue
-            if c.drifts is not None and c.drifts.isdisjoint(drift):
+            if drifts is not None and drifts.isdisjoint(drift):
                 continue
-            if c.agents is not None and not c.agents(name):
+            if names is not None and not names(name):
                 continue
             holds: bool | None = True
-            if c.budgets is not None or c.rung:
-                if c.budgets is not None and status in c.budgets:
+            if on_budget:
+                if budgets is not None and status in budgets:
                     pass
-                elif c.rung and rung_move is not None:
+                elif rung and rung_move is not None:
                     holds = None  # only through the rung change
                 else:
                     continue
             if key is None:
                 key = r.key
-            ek = (c.rule.name, key)
-            seen.add(ek)
+            ek = (rule_name, key)
             e = episodes.get(ek)
             if e is None:
                 e = episodes[ek] = Episode(
-                    rule=c.rule.name,
+                    rule=rule_name,
                     key=key,
                     agent=r.name,
                     tenant_id=r.tenant_id,
@@ -395,19 +442,23 @@ def evaluate(
                 book.changed = True
             elif holds is not None:
                 e.momentary = False
-            # StrEnum members are str: kept as they are, no conversion per poll
-            e.health, e.state = r.health, state
-            if e.fired:
-                if active or e.silenced:
-                    quiet = _quiet(active, c.rule.name, e.agent)
-                    if quiet != e.silenced:
-                        e.silenced = quiet
+            # StrEnum members are str: kept as they are, no conversion per poll (and compared
+            # by identity: a state read back from the book is a plain str, so it counts as moved)
+            moved = e.state is not state or e.health is not health
+            e.seen, e.health, e.state = gen, health, state
+            if e.fired_at is not None:
+                if silencing or e.silenced:
+                    held = memo.get((rule_name, e.agent))
+                    if held is None:
+                        held = quiet(rule_name, e.agent)
+                    if held != e.silenced:
+                        e.silenced = held
                         book.changed = True
-                    if quiet:
+                    if held:
                         continue
-                if c.rule.repeat_s <= 0 or e.last_sent is None:
+                if every <= 0 or e.last_sent is None:
                     continue
-                if (now - e.last_sent).total_seconds() < c.rule.repeat_s:
+                if (now - e.last_sent).total_seconds() < every:
                     continue
                 e.last_sent, e.sends = now, e.sends + 1
                 repeat = True
@@ -417,15 +468,22 @@ def evaluate(
                 last = book.resolved.get(ek)
                 if last is not None and (now - last).total_seconds() < c.rule.gap_s:
                     continue
-                quiet = _quiet(active, c.rule.name, e.agent) if active else False
-                if quiet != e.silenced:
-                    e.silenced = quiet
+                held = False
+                if silencing:
+                    held = memo.get((rule_name, e.agent))
+                    if held is None:
+                        held = quiet(rule_name, e.agent)
+                if held != e.silenced:
+                    e.silenced = moved = held
                     book.changed = True
-                if quiet:  # held back: `alerts list` and the inbox still say what it asks
-                    detail = _detail(c, r, state, rung_move if holds is None else None)
-                    if detail != e.detail:
-                        e.detail = detail
-                        book.changed = True
+                if held:
+                    # held back: `alerts list` says what it asks, as of when the silence took
+                    # it or its state last moved (the inbox reads the live row)
+                    if moved:
+                        detail = _detail(c, r, state, rung_move if holds is None else None)
+                        if detail != e.detail:
+                            e.detail = detail
+                            book.changed = True
                     continue
                 e.fired_at = e.last_sent = now
                 e.sends, repeat = 1, False
@@ -434,7 +492,7 @@ def evaluate(
             events.append(AlertEvent("firing", c.rule, e, now, repeat=repeat))
     # episodes whose condition stopped holding (or whose rule is gone): resolve them, with
     # the agent's state now (what "resolved" reports), when it is still there
-    ending = [k for k in episodes if k not in seen]
+    ending = [k for k, e in episodes.items() if e.seen != gen]
     now_by_key = {a.key: a for a in agents} if ending else {}
     for ek in ending:
         e = episodes[ek]

@@ -6,10 +6,11 @@ other tools, hooks and hosts read them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -340,8 +341,21 @@ class AgentRecord(_Record):
 
     @property
     def key(self) -> str:
-        """A key unique within a snapshot: the same name can live on two sockets."""
-        return f"{self.tenant_id}/{self.host}/{self.socket or '-'}/{self.name}"
+        """A key unique within a snapshot: the same name can live on two sockets. Computed once
+        per record (the table, the alerts and the merge each ask for it every poll), kept in
+        the instance dict beside the fields (not a field: never dumped, never compared);
+        `model_copy` drops it. Not `functools.cached_property`: it takes a lock on Python 3.11."""
+        d = self.__dict__
+        k = d.get("key")
+        if k is None:
+            k = d["key"] = f"{self.tenant_id}/{self.host}/{self.socket or '-'}/{self.name}"
+        return k
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy whose `key` is computed anew (an update may change the fields it is made of)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("key", None)
+        return copy
 
 
 class SourceStatus(_Record):
