@@ -275,6 +275,19 @@ def test_duplicate_roster_agent_on_two_sockets_gives_two_flagged_records() -> No
     assert len({rec.key for rec in recs.values()}) == 2
 
 
+def test_a_record_copied_with_another_socket_has_its_own_key() -> None:
+    # the key is kept on the record once asked for; a copy that moves the agent (the gateway
+    # client blanks a remote row's socket, `send` retargets one) must not inherit the old key
+    snap = build_snapshot(inputs(socket(FLEET, pane("coder1")), roster=roster(agent("coder1"))))
+    (rec,) = records(snap, "coder1")
+    assert rec.key.endswith(f"/{FLEET}/coder1")
+    moved = rec.model_copy(update={"socket": None, "name": "coder2"})
+    assert moved.key.endswith("/-/coder2")
+    assert rec.key.endswith(f"/{FLEET}/coder1")
+    assert "key" not in rec.model_dump() and '"key"' not in rec.model_dump_json()
+    assert rec == rec.model_copy()
+
+
 def test_duplicate_outside_the_roster() -> None:
     snap = build_snapshot(inputs(socket(FLEET, pane("x")), socket(FACTORY, pane("x"))))
     recs = records(snap, "x")
