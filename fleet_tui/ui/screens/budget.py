@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.present import budget_fmt as fmt
@@ -21,6 +21,7 @@ from fleet_tui.present.glyphs import to_ascii
 from fleet_tui.service.budgets import BudgetReport
 from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack
 from fleet_tui.ui.widgets.budget_panel import BudgetAccountPanel
+from fleet_tui.ui.widgets.footer import FleetFooter
 from fleet_tui.ui.workers import in_thread
 
 REFRESH_S = 30.0
@@ -135,7 +136,7 @@ class BudgetScreen(Screen[None]):
             yield Static("", id="budget-notice")
             yield Static("", id="budget-spend")
             yield Static("", id="budget-warnings")
-        yield Footer()
+        yield FleetFooter()
 
     def on_mount(self) -> None:
         self.action_reload()

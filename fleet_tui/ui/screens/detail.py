@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Sparkline, Static
+from textual.widgets import Sparkline, Static
 
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.core.timefmt import human_bytes, human_duration
@@ -44,6 +44,7 @@ from fleet_tui.present.columns import (
     shown_state,
 )
 from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack, pane_action_bindings
+from fleet_tui.ui.widgets.footer import FleetFooter
 from fleet_tui.ui.widgets.header import HEALTH_STYLE
 from fleet_tui.ui.workers import in_thread
 
@@ -327,7 +328,7 @@ class AgentDetailScreen(Screen[None]):
                 ),
                 id="actions",
             )
-        yield Footer()
+        yield FleetFooter()
 
     # -- life cycle: snapshots and captures arrive at any point of it ---------------------
     # Pushed, the screen composes on a later turn of the loop; popped, it loses its widgets

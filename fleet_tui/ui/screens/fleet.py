@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
@@ -28,6 +28,7 @@ from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack, pane_action_
 from fleet_tui.ui.title import TerminalTitle, title_text
 from fleet_tui.ui.viewfile import SavedSort, SortLoaded, SortSaved, load_sort, save_sort
 from fleet_tui.ui.widgets import FleetHeader, FleetTable
+from fleet_tui.ui.widgets.footer import FleetFooter
 from fleet_tui.ui.workers import in_thread
 
 # Watch and attach stay on their keys (and in ? and the palette) but out of the footer, so the
@@ -178,7 +179,7 @@ class FleetScreen(Screen[None]):
             placeholder="filter: words, tenant:T host:H role:R health:H … (! inverts, esc clears)",
             id="filter",
         )
-        yield Footer()
+        yield FleetFooter()
 
     def on_mount(self) -> None:
         self._composed = True

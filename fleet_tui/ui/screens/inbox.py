@@ -18,13 +18,14 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.events import Resize
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.present.columns import ATTENTION_STATES, age_cell
 from fleet_tui.ui.alerting import OpenAlert
 from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack
+from fleet_tui.ui.widgets.footer import FleetFooter
 
 REFRESH_S = 5.0  # the ages move on between polls
 AGE_W = 5
@@ -151,7 +152,7 @@ class InboxScreen(Screen[None]):
         yield Static("", id="inbox-header")
         yield InboxList(id="inbox-list", compact=True)
         yield Static("", id="inbox-empty")
-        yield Footer()
+        yield FleetFooter()
 
     def on_mount(self) -> None:
         self.query_one(InboxList).focus()

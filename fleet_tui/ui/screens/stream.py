@@ -34,13 +34,14 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, Footer, Input, Static
+from textual.widgets import ContentSwitcher, Input, Static
 
 from fleet_tui.control.actions import StreamActions
 from fleet_tui.core.sanitize import StreamSanitizer, clean_text, sanitize_stream
 from fleet_tui.model.records import AgentRecord
 from fleet_tui.present.ansi import ansi_to_text
 from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack
+from fleet_tui.ui.widgets.footer import FleetFooter
 from fleet_tui.ui.widgets.stream_log import MAX_LINES, StreamLog
 from fleet_tui.ui.workers import watch_file
 
@@ -259,7 +260,7 @@ class StreamScreen(Screen[None]):
                 yield Static("", id="stream-capture")
             yield StreamLog(id="stream-log")
         yield Input(placeholder="search (enter: next match, esc: close)", id="stream-search")
-        yield Footer()
+        yield FleetFooter()
 
     def on_mount(self) -> None:
         self.query_one("#stream-search", Input).display = False
