@@ -15,6 +15,7 @@ from textual.widgets import Input, Static, TextArea
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord
 from fleet_tui.present.columns import question
+from fleet_tui.ui.widgets.footer import prune_closed_watchers
 
 
 def _target(record: AgentRecord) -> Text:
@@ -106,6 +107,11 @@ class ComposeMessageScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one(TextArea).focus()
+
+    def on_unmount(self) -> None:
+        # The TextArea watches app.theme (Textual #6666): without this every closed dialog stays
+        # reachable from the app until the theme changes. Its children have closed by now.
+        prune_closed_watchers(self.app)
 
     def action_send(self) -> None:
         text = self.query_one(TextArea).text
