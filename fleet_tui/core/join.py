@@ -507,6 +507,13 @@ def agent_record(
     inputs: FleetInputs, placement: Placement, timeout_s: float
 ) -> tuple[AgentRecord, list[str]]:
     """One agent's record, and the warnings building it raised (in the order they arose)."""
+    record, warnings, _ = _agent_record(inputs, placement, timeout_s)
+    return record, warnings
+
+
+def _agent_record(
+    inputs: FleetInputs, placement: Placement, timeout_s: float
+) -> tuple[AgentRecord, list[str], AgentBeat]:
     name, found, ragent = placement.name, placement.found, placement.ragent
     row = found.row if found else None
     beat = heartbeat_for(
@@ -567,7 +574,7 @@ def agent_record(
         tokens_today=inputs.tokens_today.get(name),
         budget=inputs.budgets.get(name),
     )
-    return record, warnings
+    return record, warnings, beat
 
 
 def record_order(r: AgentRecord) -> tuple[bool, int, str, str]:
@@ -620,10 +627,106 @@ def fleet_warnings(inputs: FleetInputs) -> list[str]:
 # -- The join --------------------------------------------------------------------------------------
 
 
-def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
-    """Join all sources into the fleet snapshot."""
+# -- The incremental join: what the last join built, reused -----------------------------------
+
+
+@dataclass(slots=True)
+class _Kept:
+    """One record as the last join built it, and what it was built from (see `JoinCache`)."""
+
+    inputs: tuple[object, ...]
+    beat: AgentBeat
+    record: AgentRecord
+
+
+@dataclass
+class JoinCache:
+    """The records of the last join, for the next one (kept by the caller, e.g. the collector).
+
+    A record whose inputs are equal to the last join's (its placement with the pane's row, its
+    heartbeat as read, its process sample, token use and budget, under the same tenant, host,
+    systemd scan and rules) is not built again: only what moves with the clock is worked out
+    anew (health and its reason, the heartbeat's age, the pane's idle time), and when none of
+    that moved either, the record is the same OBJECT as in the last snapshot. So a consumer may
+    skip a record that `is` the one it saw last (it is equal in every field); an equal record is
+    not always the same object. A record whose state is inferred from the pane or read from
+    Claude Code's session file is always built again (the guess uses the idle time).
+    """
+
+    context: tuple[object, ...] = ()
+    kept: dict[tuple[str, str | None], _Kept] = field(default_factory=dict)
+    built: int = 0  # records built in full so far (for tests and benchmarks)
+    reused: int = 0  # records kept (same object, or a copy with the clock's fields moved)
+
+
+def _record_inputs(inputs: FleetInputs, placement: Placement) -> tuple[object, ...]:
+    """What `agent_record` reads for one placement, but for `now`, pings, dead pids, captures
+    and Claude Code's session states (health, worked out on every join, reads the first three;
+    only inferred states read the last two, and those records are never reused)."""
+    name, found = placement.name, placement.found
+    row = found.row if found else None
+    return (
+        placement,
+        inputs.heartbeats.get(name) if placement.is_agent else None,
+        inputs.processes.get(row.pane_pid) if row and row.pane_pid else None,
+        inputs.tokens_today.get(name),
+        inputs.budgets.get(name),
+    )
+
+
+def _idle_s(tmux: TmuxInfo, now: datetime) -> float | None:
+    at = tmux.activity_at
+    return round(max((now - at).total_seconds(), 0.0), 1) if at else None
+
+
+def refreshed_record(
+    inputs: FleetInputs, placement: Placement, kept: _Kept, timeout_s: float
+) -> tuple[AgentRecord, list[str]]:
+    """A kept record at `inputs.now`: health, the heartbeat's age and the pane's idle time
+    worked out as `agent_record` does; the kept object itself when none of them moved."""
+    beat, record = kept.beat, kept.record
+    health = health_of(
+        placement,
+        beat,
+        now=inputs.now,
+        timeout_s=timeout_s,
+        ping=inputs.pings.get(placement.name),
+        dead_pids=inputs.dead_pids,
+    )
+    warnings = list(beat.warnings)
+    if health.clock_skew:
+        warnings.append(f"agent '{clean_text(placement.name)}': {health.reason}")
+    update: dict[str, object] = {}
+    tmux = record.tmux
+    if tmux is not None:
+        idle = _idle_s(tmux, inputs.now)
+        if idle != tmux.idle_s:
+            update["tmux"] = tmux.model_copy(update={"idle_s": idle})
+    hbinfo = record.heartbeat
+    if hbinfo is not None:
+        age = round(health.age_s if health.age_s is not None else 0.0, 1)
+        if age != hbinfo.age_s:
+            update["heartbeat"] = hbinfo.model_copy(update={"age_s": age})
+    if health.health is not record.health:
+        update["health"] = health.health
+    if health.reason != record.health_reason:
+        update["health_reason"] = health.reason
+    return (record.model_copy(update=update) if update else record), warnings
+
+
+def _context(inputs: FleetInputs) -> tuple[object, ...]:
+    """What every record depends on: when it changes, no record is kept."""
+    return (inputs.tenant_id, inputs.host, inputs.systemd, inputs.inference)
+
+
+def build_snapshot(inputs: FleetInputs, cache: JoinCache | None = None) -> FleetSnapshot:
+    """Join all sources into the fleet snapshot. With a `cache` (the same one every time), only
+    the records whose inputs changed since the last join are built again (see `JoinCache`)."""
     timeout_s = timeout_of(inputs)
-    built = [agent_record(inputs, p, timeout_s) for p in placements(inputs)]
+    if cache is None:
+        built = [agent_record(inputs, p, timeout_s) for p in placements(inputs)]
+    else:
+        built = _build_incremental(inputs, timeout_s, cache)
     warnings = [
         *inputs.roster_warnings,
         *(w for _, record_warnings in built for w in record_warnings),
@@ -643,6 +746,31 @@ def build_snapshot(inputs: FleetInputs) -> FleetSnapshot:
         warnings=list(dict.fromkeys(warnings)),
         sources=list(inputs.sources),
     )
+
+
+def _build_incremental(
+    inputs: FleetInputs, timeout_s: float, cache: JoinCache
+) -> list[tuple[AgentRecord, list[str]]]:
+    context = _context(inputs)
+    last = cache.kept if cache.context == context else {}
+    kept: dict[tuple[str, str | None], _Kept] = {}
+    built: list[tuple[AgentRecord, list[str]]] = []
+    for p in placements(inputs):
+        key = (p.name, p.found.socket if p.found else None)
+        sig = _record_inputs(inputs, p)
+        old = last.get(key)
+        if old is not None and old.record.inferred is None and old.inputs == sig:
+            record, warnings = refreshed_record(inputs, p, old, timeout_s)
+            cache.reused += 1
+            entry = old if record is old.record else _Kept(sig, old.beat, record)
+        else:
+            record, warnings, beat = _agent_record(inputs, p, timeout_s)
+            cache.built += 1
+            entry = _Kept(sig, beat, record)
+        kept[key] = entry
+        built.append((record, warnings))
+    cache.context, cache.kept = context, kept
+    return built
 
 
 def apply_usage(

@@ -30,7 +30,13 @@ from fleet_tui import tmux as recipe
 from fleet_tui.config.fleet import FleetConfig, load_configured_roster
 from fleet_tui.config.identity import local_identity
 from fleet_tui.core.infer import DEFAULT_RULES, TAIL_LINES, InferenceRules
-from fleet_tui.core.join import FleetInputs, apply_usage, build_snapshot, inference_targets
+from fleet_tui.core.join import (
+    FleetInputs,
+    JoinCache,
+    apply_usage,
+    build_snapshot,
+    inference_targets,
+)
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.errors import NotReadYet, RosterError, TmuxError
 from fleet_tui.model.records import (
@@ -150,6 +156,8 @@ class FleetCollector:
         self._last_processes: dict[int, TreeSample] = {}
         self._systemd_cache: tuple[datetime, list[str], SystemdScan] | None = None
         self._marks: dict[str, tuple[datetime | None, bool, str | None]] = {}
+        # The last join's records: a poll builds again only the agents whose inputs changed.
+        self.join_cache = JoinCache()
         # The rules come from whoever builds the collector (the CLI reads the settings file's
         # `inference` section); its notices are said in every snapshot's warnings.
         self.inference = inference
@@ -307,7 +315,7 @@ class FleetCollector:
         inputs.captures = self._capture_panes(
             scans, inference_targets(inputs), fresh=not heartbeats_only
         )
-        snapshot = build_snapshot(inputs)
+        snapshot = build_snapshot(inputs, self.join_cache)
         if not heartbeats_only:
             self._provide(snapshot, now)
         if self._tokens or self._budgets:

@@ -1,0 +1,97 @@
+"""The incremental join (core/join.py `JoinCache`): a join with the last join's records gives the
+same snapshot as a join from scratch, at every moment and after every kind of change; a record
+whose inputs did not change is not built again, and is the same object when nothing moved."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from fleet_tui.core.join import FleetInputs, JoinCache, build_snapshot
+from fleet_tui.model.records import FleetSnapshot, Ping, SpoolRead, StateSource
+from fleet_tui.testing.fleets import big_snapshot, fleet_inputs
+
+
+def both(inputs: FleetInputs, cache: JoinCache) -> FleetSnapshot:
+    """The incremental snapshot, checked against the one built from scratch."""
+    got = build_snapshot(inputs, cache)
+    assert got == build_snapshot(inputs)
+    assert got.model_dump(mode="json") == build_snapshot(inputs).model_dump(mode="json")
+    return got
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"roster": False}, {"hung": True}, {"systemd": False}, {"heartbeats": False}],
+)
+def test_same_snapshot_as_from_scratch_as_the_clock_moves(kw: dict[str, bool]) -> None:
+    base = fleet_inputs(**kw)
+    cache = JoinCache()
+    # healthy -> stale -> unresponsive (3x the timeout), and back in time (clock skew)
+    for dt in (0, 0, 0.04, 1, 1.5, 29, 31, 95, 400, -120, 0):
+        both(replace(base, now=base.now + timedelta(seconds=dt)), cache)
+    assert cache.reused > 0
+
+
+def test_changed_inputs_are_built_again_and_the_rest_kept() -> None:
+    base = fleet_inputs()
+    cache = JoinCache()
+    first = both(base, cache)
+    again = both(base, cache)
+    for a, b in zip(first.agents, again.agents, strict=True):
+        kept = a.inferred is None  # inferred states are worked out on every join
+        assert (a is b) == kept, a.name
+    # one heartbeat rewritten (a new seq): that agent's record changes, the others are kept
+    name = next(a.name for a in first.agents if a.state_source is StateSource.HEARTBEAT)
+    read = base.heartbeats[name]
+    assert read.heartbeat is not None
+    newer = read.heartbeat.model_copy(update={"seq": read.heartbeat.seq + 1})
+    beats = {**base.heartbeats, name: SpoolRead(newer, mtime=read.mtime)}
+    third = both(replace(base, heartbeats=beats), cache)
+    for a, b in zip(again.agents, third.agents, strict=True):
+        if a.name == name:
+            assert a is not b and b.heartbeat is not None and b.heartbeat.seq == newer.seq
+        elif a.inferred is None:
+            assert a is b, a.name
+    # a ping that goes unanswered, a pid that died, a process sample and token use that moved
+    later = base.now + timedelta(seconds=45)
+    pings = {name: Ping(nonce="n1", ts=base.now)}
+    both(replace(base, heartbeats=beats, now=later, pings=pings), cache)
+    pids = {r.heartbeat.pid for r in beats.values() if r.heartbeat and r.heartbeat.pid}
+    both(replace(base, heartbeats=beats, now=later, dead_pids=pids), cache)
+    procs = {pid: replace(s, cpu_percent=s.cpu_percent + 1) for pid, s in base.processes.items()}
+    both(replace(base, heartbeats=beats, processes=procs), cache)
+    tokens = {k: v + 1 for k, v in base.tokens_today.items()}
+    both(replace(base, heartbeats=beats, tokens_today=tokens), cache)
+    # a session gone, the roster gone, another host: nothing stale survives
+    both(replace(base, sockets=base.sockets[:1]), cache)
+    both(replace(base, roster=None), cache)
+    both(replace(base, host="elsewhere"), cache)
+    both(base, cache)
+
+
+def test_a_big_fleet_rebuilds_nothing_when_only_the_clock_moves() -> None:
+    from fleet_tui.testing import fleets
+
+    captured: list[FleetInputs] = []
+    real = fleets.build_snapshot
+
+    def keep(inputs: FleetInputs, cache: JoinCache | None = None) -> FleetSnapshot:
+        captured.append(inputs)
+        return real(inputs, cache)
+
+    fleets.build_snapshot = keep  # type: ignore[assignment]
+    try:
+        big_snapshot(300)
+    finally:
+        fleets.build_snapshot = real
+    base = captured[0]
+    cache = JoinCache()
+    both(base, cache)
+    built = cache.built
+    assert built == 300
+    for dt in (1, 2, 3):
+        both(replace(base, now=base.now + timedelta(seconds=dt)), cache)
+    assert cache.built == built  # every record refreshed from the kept one, none built again
