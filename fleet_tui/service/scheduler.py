@@ -90,9 +90,13 @@ class PollScheduler:
         self.error = None
         self.polled_at = self.clock()
         self.polls += 1
+        history = self._history
         for a in snapshot.agents:
             if a.heartbeat is not None:
-                self._history.setdefault(a.key, deque(maxlen=HISTORY)).append(a.heartbeat.age_s)
+                ages = history.get(a.key)
+                if ages is None:  # (not setdefault: that builds a deque per agent per poll)
+                    ages = history[a.key] = deque(maxlen=HISTORY)
+                ages.append(a.heartbeat.age_s)
 
     def history(self, key: str) -> list[float]:
         return list(self._history.get(key, ()))
