@@ -47,8 +47,12 @@ from types import FrameType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from _lab import TmuxLab, cpu_ticks  # noqa: E402
+# `--tree PATH` re-runs this script with PATH's interpreter and PATH's `fleet_tui` (before/after
+# comparisons: the same benchmark code measures both trees); the tree is handed down in this
+# variable.
+TREE = Path(os.environ.get("FLEET_BENCH_TREE") or REPO).resolve()
+sys.path.insert(0, str(TREE))
+from _lab import TmuxLab, cpu_ticks, rss_kb  # noqa: E402
 
 from fleet_tui.sources.procs import pid_alive  # noqa: E402
 
@@ -62,6 +66,7 @@ N_START = 300
 GOAL_UPDATE_MS = 16.0
 GOAL_IDLE_PCT = 2.0
 GOAL_START_S = 1.0
+GOAL_RSS_MB = 150.0
 ROW_MARK = "agent000"  # the first row of the fixture fleet and of the live fleet
 
 
@@ -80,9 +85,9 @@ def med(samples: list[float]) -> float:
 CASES = ("random30", "offscreen30", "all300", "sort")
 CASE_LABEL = {
     "noop": "no update (the measuring floor)",
-    "random30": "30 of 300 rows changed (random)",
-    "offscreen30": "30 of 300 changed, all off-screen",
-    "all300": "all 300 rows changed",
+    "random30": "30 of {n} rows changed (random)",
+    "offscreen30": "30 of {n} changed, all off-screen",
+    "all300": "all {n} rows changed",
     "sort": "sort by name (flip order)",
     "dashboard30": "30 changed, whole apply_snapshot",
 }
@@ -381,7 +386,7 @@ def measure_updates(repeat: int) -> dict[str, Any]:
                 into[kind].setdefault(case, []).extend(values)
     out: dict[str, Any] = {"repeat": 2 * half, "fleet_layout_changes": layout_changes, "cases": {}}
     for case in ("noop", *CASES[:3], "dashboard30", "sort"):
-        row: dict[str, Any] = {"label": CASE_LABEL[case]}
+        row: dict[str, Any] = {"label": CASE_LABEL[case].format(n=N_UPDATE)}
         for name in ("FleetTable", "DataTable"):
             d = merged[name]
             if case not in d["cpu"]:
@@ -416,6 +421,9 @@ class Lab(TmuxLab):
     def __init__(self) -> None:
         super().__init__("ftd")
         self.ui_started = False
+        if TREE != REPO:  # every process runs the tree under test (--tree)
+            self.python = str(TREE / ".venv" / "bin" / "python")
+            self.env["PYTHONPATH"] = str(TREE)
 
     def start_ui(self) -> None:
         """The terminal server: every window 160x48, truecolor, panes kept after exit."""
@@ -704,6 +712,149 @@ def measure_startup(lab: Lab, repeat: int) -> dict[str, Any]:
 
 
 # =============================================================================================
+# 4. Memory and CPU of FleetApp with N agents over a soak of updates (fixture, from outside)
+# =============================================================================================
+
+
+def measure_memory(lab: Lab, soak: float) -> dict[str, Any]:
+    """FleetApp on the fixture of N_START agents whose ages move, polling every 2 s (each poll a
+    new snapshot: every row's HB and IDLE change), in a 160x48 pane: first paint, RSS then, RSS
+    every 10 s of the soak, and CPU over it (from /proc, from outside)."""
+    argv = [lab.python, str(APPS), "fleet", "--rows", str(N_START), "--tick", "2"]
+    secs, pid, pane = first_paint(lab, argv, "memory")
+    py = pid  # the pane runs the interpreter directly
+    time.sleep(1.0)
+    rss0 = rss_kb(py) / 1024
+    hz = os.sysconf("SC_CLK_TCK")
+    c0 = cpu_ticks(py)[0]
+    w0 = time.monotonic()
+    timeline: list[tuple[float, float]] = [(0.0, round(rss0, 1))]
+    while time.monotonic() - w0 < soak:
+        time.sleep(min(10.0, max(soak - (time.monotonic() - w0), 0.1)))
+        timeline.append((round(time.monotonic() - w0, 1), round(rss_kb(py) / 1024, 1)))
+    el = time.monotonic() - w0
+    cpu = (cpu_ticks(py)[0] - c0) / hz
+    rows = sum(1 for line in lab.capture(pane).splitlines() if "agent" in line)
+    lab.close(pid, pane)
+    return {
+        "agents": N_START,
+        "first_paint_s": round(secs, 3),
+        "rss_after_paint_mb": round(rss0, 1),
+        "rss_end_mb": timeline[-1][1],
+        "rss_peak_mb": max(v for _, v in timeline),
+        "soak_s": round(el, 1),
+        "cpu_pct_during_soak": round(cpu / el * 100, 2),
+        "rss_timeline_mb": timeline,
+        "agent_rows_shown": rows,
+        "loadavg": list(os.getloadavg()),
+    }
+
+
+# =============================================================================================
+# 5. The real dashboard on a real fleet of N panes (sleep sessions on 10 sockets)
+# =============================================================================================
+
+REAL_SOCKETS = 10
+
+
+def start_sleep_fleet(lab: Lab, n: int) -> tuple[Path, Path]:
+    """N `sleep` sessions named agent000.. spread over REAL_SOCKETS private sockets (one tmux
+    invocation each), a roster naming them, and one fresh heartbeat each (state busy)."""
+    from fleet_tui.model.records import AgentState, Heartbeat
+    from fleet_tui.sources.spool import HeartbeatSpool
+    from fleet_tui.tmux import TmuxRunner
+
+    runner = TmuxRunner(tmpdir=lab.tmp, env=lab.env)
+    socks = [f"fleet{k}" for k in range(REAL_SOCKETS)]
+    by_sock: dict[str, list[str]] = {s: [] for s in socks}
+    for i in range(n):
+        by_sock[socks[i % REAL_SOCKETS]].append(f"agent{i:03d}")
+    pids: dict[str, int] = {}
+    for sock, names in by_sock.items():
+        path = runner.socket_path(sock)
+        lab.sockets.add(path)
+        argv: list[str] = ["-f", "/dev/null"]
+        for k, name in enumerate(names):
+            if k:
+                argv.append(";")
+            argv += ["new-session", "-d", "-s", name, "-x", "120", "-y", "40", "sleep", "3600"]
+        lab.run(path, *argv)
+        out = lab.run(path, "list-panes", "-a", "-F", "#{session_name} #{pane_pid}")
+        for line in out.stdout.splitlines():
+            name, _, pid = line.partition(" ")
+            pids[name] = int(pid)
+            lab.pids.add(int(pid))
+    home = Path(lab.tmp) / "real"
+    roster, state = home / "roster.yaml", home / "state"
+    home.mkdir(parents=True)
+    host = socket.gethostname()
+    lines = ["version: 1", "tenant_id: bench", f"host: {host}", "socket_name: fleet0",
+             "heartbeat_timeout_s: 3600", "agents:"]  # fmt: skip
+    i = 0
+    for sock, names in by_sock.items():
+        for name in names:
+            role = ("orchestrator", "enhancer")[i] if i < 2 else "coder"
+            lines += [f"  - name: {name}", f"    role: {role}", "    runtime: other",
+                      f"    socket_name: {sock}"]  # fmt: skip
+            i += 1
+    roster.write_text("\n".join(lines) + "\n")
+    spool = HeartbeatSpool(state)
+    spool.ensure_writable()
+    now = datetime.now(UTC)
+    for names in by_sock.values():
+        for seq, name in enumerate(names):
+            spool.write_heartbeat(
+                Heartbeat(
+                    tenant_id="bench",
+                    host=host,
+                    agent=name,
+                    seq=seq,
+                    ts=now,
+                    interval_s=3600,
+                    state=AgentState.BUSY,
+                    detail="benchmark",
+                    runtime="other",
+                    pid=pids.get(name),
+                )
+            )
+    return roster, state
+
+
+def measure_real(lab: Lab, window: float) -> dict[str, Any]:
+    print(f"   starting {N_START} sleep sessions on {REAL_SOCKETS} private sockets", flush=True)
+    t = time.perf_counter()
+    roster, state = start_sleep_fleet(lab, N_START)
+    fleet_s = time.perf_counter() - t
+    argv = [lab.python, "-m", "fleet_tui", "--roster", str(roster), "--state-dir", str(state)]
+    secs, pid, pane = first_paint(lab, argv, "real", timeout=60)
+    time.sleep(1.0)
+    rss0 = rss_kb(pid) / 1024
+    hz = os.sysconf("SC_CLK_TCK")
+    c0 = cpu_ticks(pid)
+    w0 = time.monotonic()
+    time.sleep(window)
+    el = time.monotonic() - w0
+    c1 = cpu_ticks(pid)
+    screen = lab.capture(pane).splitlines()
+    out = {
+        "agents": N_START,
+        "sockets": REAL_SOCKETS,
+        "fleet_start_s": round(fleet_s, 1),
+        "first_paint_s": round(secs, 3),
+        "rss_after_paint_mb": round(rss0, 1),
+        "rss_after_window_mb": round(rss_kb(pid) / 1024, 1),
+        "window_s": round(el, 1),
+        "cpu_pct": round((c1[0] - c0[0]) / hz / el * 100, 2),
+        "cpu_pct_with_children": round((c1[0] + c1[1] - c0[0] - c0[1]) / hz / el * 100, 2),
+        "header": [line.rstrip() for line in screen[:2]],
+        "agent_rows_shown": sum(1 for line in screen if "agent" in line),
+        "loadavg": list(os.getloadavg()),
+    }
+    lab.close(pid, pane)
+    return out
+
+
+# =============================================================================================
 # report
 # =============================================================================================
 
@@ -802,6 +953,42 @@ def print_report(doc: dict[str, Any]) -> list[str]:
             f"first useful paint under {GOAL_START_S:g} s: {'met' if ok else 'MISSED'} "
             f"({st['median_s']['FleetApp'] * 1000:.0f} ms)"
         )
+    mem = doc.get("memory")
+    if mem:
+        print()
+        print(
+            f"4. FleetApp on the fixture, {mem['agents']} agents, every row's ages moving every "
+            f"2 s, {mem['soak_s']:g} s (load average {mem['loadavg'][0]:.2f})"
+        )
+        print(
+            f"   first paint {mem['first_paint_s'] * 1000:.0f} ms; RSS {mem['rss_after_paint_mb']:.1f} MB "
+            f"after it, {mem['rss_end_mb']:.1f} MB at the end (peak {mem['rss_peak_mb']:.1f}); "
+            f"CPU {mem['cpu_pct_during_soak']:.1f} % of a core"
+        )
+        ok = mem["rss_peak_mb"] < GOAL_RSS_MB
+        goals.append(
+            f"RSS under {GOAL_RSS_MB:g} MB with {mem['agents']} agents: "
+            f"{'met' if ok else 'MISSED'} (peak {mem['rss_peak_mb']:.1f} MB)"
+        )
+    real = doc.get("real")
+    if real:
+        print()
+        print(
+            f"5. Real dashboard, {real['agents']} sleep panes on {real['sockets']} sockets "
+            f"(load average {real['loadavg'][0]:.2f})"
+        )
+        print(
+            f"   first paint {real['first_paint_s'] * 1000:.0f} ms; RSS "
+            f"{real['rss_after_paint_mb']:.1f} MB after it, {real['rss_after_window_mb']:.1f} MB "
+            f"after {real['window_s']:g} s; CPU {real['cpu_pct']:.1f} % "
+            f"({real['cpu_pct_with_children']:.1f} % with its tmux children)"
+        )
+        print(f"   header: {real['header'][0][:100]}")
+        ok = real["first_paint_s"] < GOAL_START_S
+        goals.append(
+            f"real dashboard first paint under {GOAL_START_S:g} s with {real['agents']} agents: "
+            f"{'met' if ok else 'MISSED'} ({real['first_paint_s'] * 1000:.0f} ms)"
+        )
     print()
     for g in goals:
         print(f"goal {g}")
@@ -813,11 +1000,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer repeats, shorter idle window")
     p.add_argument("--only", default="updates,idle,startup", help="which figures, comma-separated")
     p.add_argument("--out", default=str(RESULTS), help="JSON results file")
+    p.add_argument("--agents", type=int, default=300, help="fleet size of updates/startup/...")
+    p.add_argument("--soak", type=float, default=300.0, help="memory: seconds of updates")
+    p.add_argument("--tree", default=None, help="measure this checkout (with its .venv)")
     args = p.parse_args(argv)
+    if args.tree and Path(args.tree).resolve() != TREE:
+        tree = Path(args.tree).resolve()
+        rest = list(sys.argv[1:] if argv is None else argv)
+        i = rest.index("--tree") if "--tree" in rest else -1
+        rest = (
+            rest[:i] + rest[i + 2 :] if i >= 0 else [a for a in rest if not a.startswith("--tree=")]
+        )
+        env = dict(os.environ, FLEET_BENCH_TREE=str(tree))
+        py = str(tree / ".venv" / "bin" / "python")
+        return subprocess.call([py, str(Path(__file__).resolve()), *rest], env=env)
+    global N_UPDATE, N_START
+    N_UPDATE = N_START = args.agents
+    kinds = {"updates", "idle", "startup", "memory", "real"}
     only = {x.strip() for x in args.only.split(",") if x.strip()}
-    if not only <= {"updates", "idle", "startup"}:
-        p.error(f"--only: unknown {sorted(only - {'updates', 'idle', 'startup'})}")
-    if only & {"idle", "startup"} and not shutil.which("tmux"):
+    if not only <= kinds:
+        p.error(f"--only: unknown {sorted(only - kinds)}")
+    if only - {"updates"} and not shutil.which("tmux"):
         print("tmux is not installed", file=sys.stderr)
         return 2
     repeat = 8 if args.quick else 20
@@ -836,13 +1039,15 @@ def main(argv: list[str] | None = None) -> int:
         "generated_at": datetime.now(UTC).isoformat(),
         "command": " ".join([".venv/bin/python", "benchmarks/bench_dashboard.py", *sys.argv[1:]]),
         "quick": args.quick,
+        "tree": str(TREE),
+        "agents": args.agents,
     }
     lab: Lab | None = None
     try:
         if "updates" in only:
             print("-- 1. table updates (in-process, headless)", flush=True)
             doc["updates"] = measure_updates(repeat)
-        if only & {"idle", "startup"}:
+        if only - {"updates"}:
             lab = Lab()
         if "startup" in only and lab is not None:
             print("-- 3. start-up to first useful paint (tmux pane)", flush=True)
@@ -850,6 +1055,12 @@ def main(argv: list[str] | None = None) -> int:
         if "idle" in only and lab is not None:
             print("-- 2. idle CPU (real fleet, measured from outside)", flush=True)
             doc["idle"] = measure_idle(lab, settle, window, breakdown_s)
+        if "memory" in only and lab is not None:
+            print(f"-- 4. memory over {args.soak:g} s of updates, {N_START} agents", flush=True)
+            doc["memory"] = measure_memory(lab, args.soak)
+        if "real" in only and lab is not None:
+            print(f"-- 5. the real dashboard on {N_START} panes", flush=True)
+            doc["real"] = measure_real(lab, 20.0 if args.quick else 60.0)
     except KeyboardInterrupt:
         print("\ninterrupted: cleaning up", file=sys.stderr)
         return 130

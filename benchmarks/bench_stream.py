@@ -46,6 +46,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+# `--tree PATH`: the dashboard under test runs PATH's checkout with PATH's interpreter (the
+# writer, the stub and this script stay this checkout's), for before/after in the same run.
+DASH_TREE = REPO
 from _lab import TmuxLab, cpu_ticks, rss_kb  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "stream.json"
@@ -238,8 +241,9 @@ class Lab(TmuxLab):
         argv = [
             "env", "-u", "TMUX", "-u", "TMUX_PANE", f"TMUX_TMPDIR={self.tmp}",
             f"MOSAIC_FLEET_TUI_CONFIG={self.settings}", "TERM=tmux-256color",
-            f"PYTHONPATH={REPO}",
-            self.python, "-m", "fleet_tui", "--roster", str(self.roster),
+            f"PYTHONPATH={DASH_TREE}",
+            str(DASH_TREE / ".venv" / "bin" / "python") if DASH_TREE != REPO else self.python,
+            "-m", "fleet_tui", "--roster", str(self.roster),
             "--state-dir", str(self.state),
         ]  # fmt: skip
         self.sockets.add(self.ui_sock)
@@ -547,7 +551,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=float, default=10.0, help="baseline window, s")
     p.add_argument("--after", type=float, default=5.0, help="window after the burst, s")
     p.add_argument("--out", default=str(RESULTS), help="JSON results file")
+    p.add_argument("--tree", default=None, help="the dashboard runs this checkout (its .venv)")
     args = p.parse_args(argv)
+    if args.tree:
+        global DASH_TREE
+        DASH_TREE = Path(args.tree).resolve()
     if not shutil.which("tmux"):
         print("tmux is not installed", file=sys.stderr)
         return 2
@@ -564,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([".venv/bin/python", "benchmarks/bench_stream.py", *sys.argv[1:]]),
         "rate_mb": args.rate_mb,
         "seconds": args.seconds,
+        "dashboard_tree": str(DASH_TREE),
     }
     load_before = list(os.getloadavg())
     lab = Lab(args.rate_mb, args.seconds)

@@ -20,13 +20,15 @@ widgets, not the data.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# bench_dashboard.py --tree PATH: the tree under test, else this checkout
+sys.path.insert(0, os.environ.get("FLEET_BENCH_TREE") or str(REPO))
 
 
 def run_datatable(rows: int, tick: float | None) -> int:

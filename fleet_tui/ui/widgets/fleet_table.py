@@ -193,6 +193,8 @@ class FleetTable(ScrollView, can_focus=True):
         self._narrower_for: dict[str, int] = {}
         self._fleet_columns: list[Column] = list(COLUMNS)
         self._made: dict[str, tuple[AgentRecord, Row]] = {}
+        # the same rows by id(record); the entry holds the record, so its id is not reused
+        self._made_by_id: dict[int, tuple[AgentRecord, Row]] = {}
         self.rows_rendered = 0  # rows turned into strips since start (for benchmarks and tests)
 
     # -- data ------------------------------------------------------------------------------
@@ -214,24 +216,39 @@ class FleetTable(ScrollView, can_focus=True):
         """Show these records in this order (already filtered and sorted by the screen).
         `fleet` is every record the view could show (the snapshot, unfiltered): the columns and
         their widths are chosen from it, so they do not move when a filter or a state changes."""
-        rows = {r.key: self._row_of(r) for r in fleet or records}
+        row_of = self._row_of
+        rows: dict[str, Row] = {}
+        for r in fleet or records:
+            row = row_of(r)
+            rows[row.key] = row
+        shown: list[Row] = []
         for r in records:
-            if r.key not in rows:
-                rows[r.key] = self._row_of(r)
-        self._made = {k: v for k, v in self._made.items() if k in rows}
+            row = row_of(r)
+            rows.setdefault(row.key, row)
+            shown.append(row)
+        if len(self._made) != len(rows):  # _made holds every key of rows: drop the others
+            self._made = {k: v for k, v in self._made.items() if k in rows}
         columns = visible_columns(fleet or records, COLUMNS)
         self._fleet_columns = [c for c in COLUMNS if c in columns]
         self._update_fleet_widths(list(rows.values()))
-        self.set_rows([rows[r.key] for r in records], self._fleet_columns)
+        self.set_rows(shown, self._fleet_columns)
 
     def _row_of(self, record: AgentRecord) -> Row:
         """The row of a record, made once per record object (a filter or a sort that changes
-        shows the same snapshot's records again: their rows are reused)."""
-        made = self._made.get(record.key)
+        shows the same snapshot's records again: their rows are reused). Looked up by the
+        record's identity first: a record kept from the last poll costs one dict lookup."""
+        made = self._made_by_id.get(id(record))
+        if made is not None and made[0] is record:
+            return made[1]
+        key = record.key
+        made = self._made.get(key)
         if made is not None and made[0] is record:
             return made[1]
         row = make_row(record, ascii_only=self.ascii_only)
-        self._made[record.key] = (record, row)
+        self._made[key] = (record, row)
+        if len(self._made_by_id) > 4 * len(self._made) + 64:  # bounded: ids of older records
+            self._made_by_id = {id(rec): (rec, rw) for rec, rw in self._made.values()}
+        self._made_by_id[id(record)] = (record, row)
         return row
 
     def _update_fleet_widths(self, rows: list[Row]) -> None:
@@ -268,24 +285,25 @@ class FleetTable(ScrollView, can_focus=True):
             self.refresh()
             return
         # Same rows in the same order: repaint the header (its sort arrow may have changed) and
-        # only the rows that changed and are on screen.
+        # only the rows that changed and are on screen (the others are not even compared).
         self.refresh(Region(0, 0, self.size.width, 1))
         top = int(self.scroll_offset.y)
         height = self.size.height
-        for i, (old, new) in enumerate(zip(old_rows, rows, strict=True)):
-            if old != new and top <= i < top + height - 1:
+        for i in range(max(top, 0), min(top + height - 1, len(rows))):
+            old, new = old_rows[i], rows[i]
+            if old is not new and old != new:
                 self.refresh(Region(0, i - top + 1, self.size.width, 1))
 
     def _natural_widths(self, rows: list[Row]) -> dict[str, int]:
+        # one column at a time, in C: the cells transposed, max(map(len, ...)) over each column
+        by_column = list(zip(*(r.cells for r in rows), strict=True)) if rows else []
         widths: dict[str, int] = {}
         for ci, c in enumerate(COLUMNS):
             if c not in self._columns and c not in self._fleet_columns:
                 continue
             w = max(len(c.title) + 1, MIN_WIDTH.get(c.key, 0))
-            for r in rows:
-                n = len(r.cells[ci])
-                if n > w:
-                    w = n
+            if by_column:
+                w = max(w, max(map(len, by_column[ci])))
             widths[c.key] = w
         return widths
 
