@@ -159,6 +159,11 @@ class ControlClient:
             self.eof_at = time.monotonic()
             self.cond.notify_all()
 
+    def attached(self, timeout: float = 5.0) -> bool:
+        """Wait for `%session-changed`: a command written before it may run before the attach
+        and fail (`no current client`), so a subscription sent too early is lost."""
+        return self.wait_for(lambda ln: ln.startswith("%session-changed"), 0.0, timeout) is not None
+
     def send(self, command: str) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write((command + "\n").encode())
@@ -250,6 +255,7 @@ def observe(mode: str, sock: Path, seconds: float) -> dict[str, Any]:
             fields = (
                 PANE_FIELDS if mode == "sub" else tuple(f for f in PANE_FIELDS if f not in ACTIVITY)
             )
+            cc.attached()
             cc.send(f"refresh-client -B 'fleet::{sub_format(fields)}'")
         while True:
             left = t_end - time.monotonic()
@@ -400,6 +406,7 @@ def cmd_notify(args: argparse.Namespace) -> None:
         lab.run(sock, "resize-window", "-t", "=agent0001:", "-x", "132", "-y", "40")
         before = sizes(lab, sock)
         cc = ControlClient(lab.tmux, sock, lab.env)
+        cc.attached()
         cc.send(
             f"refresh-client -B 'fleet::{sub_format(('session_name', 'pane_id', 'pane_title', 'pane_dead', 'pane_current_command'))}'"
         )
@@ -509,6 +516,7 @@ def cmd_latency(args: argparse.Namespace) -> None:
     try:
         make_fleet(lab, sock, args.agents, printing=False)
         cc = ControlClient(lab.tmux, sock, lab.env)
+        cc.attached()
         cc.send(f"refresh-client -B 'fleet::{sub_format(('session_name',))}'")
         polled: list[tuple[float, set[str]]] = []
         stop = threading.Event()
