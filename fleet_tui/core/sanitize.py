@@ -16,9 +16,16 @@ from __future__ import annotations
 import codecs
 import re
 
+from fleet_tui.core.lazyre import lazy_compile
+
+# The patterns are compiled on first use (core/lazyre.py): `ps` and the hooks import this module
+# and rarely need them; the stream sanitizer's alone take milliseconds to compile.
+
 # ESC-introduced sequences: CSI (ESC [ ... final), OSC/DCS/SOS/PM/APC strings (to BEL or ST or
 # the end), two-byte escapes, and a lone ESC. C1 equivalents (0x9B CSI, 0x9D OSC, 0x90 DCS...).
-_ESCAPES = re.compile(
+_ESCAPES = lazy_compile(
+    globals(),
+    "_ESCAPES",
     r"""
     (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?          # CSI, possibly cut short
     | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])  # OSC, DCS, SOS, PM, APC ...
@@ -29,16 +36,18 @@ _ESCAPES = re.compile(
 )
 # C0 but tab/newline, DEL, C1; bidi overrides; zero-width joiners and emoji modifiers that make
 # Rich and tmux disagree about widths.
-_CONTROLS = re.compile(
+_CONTROLS = lazy_compile(
+    globals(),
+    "_CONTROLS",
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufe0e\ufe0f\ufeff"
-    "\U0001f3fb-\U0001f3ff\ufff9-\ufffb]"
+    "\U0001f3fb-\U0001f3ff\ufff9-\ufffb]",
 )
 
 # Lone surrogates: bytes that were not UTF-8 (argv, file names, tmux output read with
 # surrogateescape). They cannot be written to a UTF-8 terminal: shown as U+FFFD.
-_SURROGATES = re.compile("[\ud800-\udfff]")
+_SURROGATES = lazy_compile(globals(), "_SURROGATES", "[\ud800-\udfff]")
 
-_C1_INTRO = re.compile("[\x90-\x9f]")
+_C1_INTRO = lazy_compile(globals(), "_C1_INTRO", "[\x90-\x9f]")
 
 
 def decode(data: bytes) -> str:
@@ -100,7 +109,9 @@ _KEPT_CODE = (
 )
 _CANONICAL_PARAMS = "(?:" + _KEPT_CODE + "(?:;" + _KEPT_CODE + ")*)?"
 _CANONICAL_SGR = "\\[(?=[0-9;]{0," + str(_SGR_MAX) + "}m)" + _CANONICAL_PARAMS + "m"
-_TOKEN = re.compile(
+_TOKEN = lazy_compile(
+    globals(),
+    "_TOKEN",
     "[\x1b" + _C1_INTROS + _OTHER_CONTROLS + "]"
     "(?!(?<=\x1b)" + _CANONICAL_SGR + ")"  # a canonical SGR is not a token: it stays as it is
     "(?:(?<=\x1b)\\[([0-9;:]{0," + str(_SGR_MAX) + "})m"  # 1: SGR parameters
@@ -110,11 +121,11 @@ _TOKEN = re.compile(
     + _STRING_BODY
     + "(\x07|\x1b\\\\|\x9c)?"  # 4: string terminator
     "|(?<=\x1b)[ -/]*([0-~])?"  # 5: escape final byte
-    "|(?<=[" + _OTHER_CONTROLS + "])[" + _OTHER_CONTROLS + "]*)"
+    "|(?<=[" + _OTHER_CONTROLS + "])[" + _OTHER_CONTROLS + "]*)",
 )
-_CANONICAL_SGR_PARAMS = re.compile(_CANONICAL_PARAMS)  # for the tests
+_CANONICAL_SGR_PARAMS = lazy_compile(globals(), "_CANONICAL_SGR_PARAMS", _CANONICAL_PARAMS)  # tests
 _SEQ_STARTS = frozenset("\x1b" + _C1_INTROS)
-_SGR_PARAMS = re.compile("[0-9;:]{0," + str(_SGR_MAX) + "}")
+_SGR_PARAMS = lazy_compile(globals(), "_SGR_PARAMS", "[0-9;:]{0," + str(_SGR_MAX) + "}")
 _CSI_INTERMEDIATES = frozenset(" !\"#$%&'()*+,-./")
 
 # SGR codes kept as they are: attributes on/off, the 16 colours, default colours.
@@ -295,8 +306,10 @@ def sanitize_stream(data: bytes | str) -> str:
 SGR_IN_LINE = re.compile("\x1b\\[([0-9;]*)m")
 # Anything a sanitized line cannot contain: an ESC that does not start a canonical SGR (no `:`),
 # or another control.
-_NOT_SANITIZED = re.compile(
-    "\x1b(?!\\[[0-9;]{0," + str(_SGR_MAX) + "}m)|[" + _C1_INTROS + _OTHER_CONTROLS + "]"
+_NOT_SANITIZED = lazy_compile(
+    globals(),
+    "_NOT_SANITIZED",
+    "\x1b(?!\\[[0-9;]{0," + str(_SGR_MAX) + "}m)|[" + _C1_INTROS + _OTHER_CONTROLS + "]",
 )
 
 
