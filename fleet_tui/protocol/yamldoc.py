@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
-
-import yaml
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fleet_tui.errors import BadInput
 from fleet_tui.protocol.files import FileTooLarge, NotRegularFile, read_regular
+
+if TYPE_CHECKING:
+    import yaml
 
 Lines = dict[tuple[str | int, ...], int]
 
@@ -36,8 +38,15 @@ class ValidationErrors(Protocol):
     def error_count(self) -> int: ...
 
 
-# libyaml's parser when PyYAML was built with it (about 8x faster on a 300-agent roster).
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _loader(text: str) -> yaml.SafeLoader:
+    """A safe loader of `text`: libyaml's parser when PyYAML was built with it (about 8x faster
+    on a 300-agent roster). PyYAML is imported here, when a file is read: a `ps` with no roster
+    never pays for it."""
+    import yaml
+
+    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return loader(text)
+
 
 MAX_ALIASES = 1000  # references to anchors in one file (a hand-written file has a few)
 MAX_NODES = 200_000  # nodes of the document with every alias expanded (300 agents: ~5,000)
@@ -53,6 +62,8 @@ def check_aliases(root: yaml.Node) -> None:
     """Refuse a composed document whose aliases are too many, expand past MAX_NODES, or
     recurse (`&a [*a]`). Walks the node graph once (each node's expanded size is memoised), so
     the check costs the size of the file, not of the expansion."""
+    import yaml  # imported already by the loader that made `root`
+
     sizes: dict[int, int] = {}
     busy: set[int] = set()
     aliases = 0
@@ -63,7 +74,7 @@ def check_aliases(root: yaml.Node) -> None:
         key = id(node)
         if done:
             total = 1
-            for child in _children(node):
+            for child in _children(yaml, node):
                 total += sizes[id(child)]
                 if total > MAX_NODES:
                     raise _AliasBomb(
@@ -82,7 +93,7 @@ def check_aliases(root: yaml.Node) -> None:
             raise _AliasBomb("an alias inside its own anchor", node.start_mark.line + 1)
         busy.add(key)
         stack.append((node, True))
-        for child in _children(node):
+        for child in _children(yaml, node):
             cid = id(child)
             if cid in busy:
                 raise _AliasBomb("an alias inside its own anchor", child.start_mark.line + 1)
@@ -94,7 +105,7 @@ def safe_load_file(path: Path, max_bytes: int) -> Any:
     regular file of at most `max_bytes`, aliases bounded (`check_aliases`). Raises OSError,
     ValueError (not UTF-8, an alias bomb) or yaml.YAMLError; the hooks log and go on."""
     text = read_regular(path, max_bytes).decode("utf-8")
-    loader = _Loader(text)
+    loader = _loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -108,10 +119,11 @@ def safe_load_file(path: Path, max_bytes: int) -> Any:
         loader.dispose()
 
 
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
+def _children(y: ModuleType, node: yaml.Node) -> list[yaml.Node]:
+    """The nodes under `node`; `y` is the yaml module (imported by the walks, not here)."""
+    if isinstance(node, y.MappingNode):
         return [n for pair in node.value for n in pair]
-    if isinstance(node, yaml.SequenceNode):
+    if isinstance(node, y.SequenceNode):
         return list(node.value)
     return []
 
@@ -124,19 +136,25 @@ class _DupKey(Exception):
 
 def index_lines(node: yaml.Node, lines: Lines, at: tuple[str | int, ...]) -> None:
     """Record the line of every value by its path, and refuse duplicate keys."""
+    import yaml  # imported already by the loader that made `node`
+
+    _index_lines(yaml, node, lines, at)
+
+
+def _index_lines(y: ModuleType, node: yaml.Node, lines: Lines, at: tuple[str | int, ...]) -> None:
     lines[at] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+    if isinstance(node, y.MappingNode):
         keys: set[str] = set()
         for knode, vnode in node.value:
-            key = str(knode.value) if isinstance(knode, yaml.ScalarNode) else "?"
+            key = str(knode.value) if isinstance(knode, y.ScalarNode) else "?"
             if key in keys:
                 raise _DupKey(key, knode.start_mark.line + 1)
             keys.add(key)
             lines[(*at, key)] = knode.start_mark.line + 1
-            index_lines(vnode, lines, (*at, key))
-    elif isinstance(node, yaml.SequenceNode):
+            _index_lines(y, vnode, lines, (*at, key))
+    elif isinstance(node, y.SequenceNode):
         for i, v in enumerate(node.value):
-            index_lines(v, lines, (*at, i))
+            _index_lines(y, v, lines, (*at, i))
 
 
 def field_path(loc: tuple[str | int, ...]) -> str:
@@ -179,7 +197,9 @@ def read_text(path: Path, what: str, max_bytes: int, error: type[BadInput]) -> s
 
 def parse_yaml(text: str, path: Path, empty: str, error: type[BadInput]) -> tuple[Any, Lines]:
     """The document and the line of each of its values; `empty` is said of an empty file."""
-    loader = _Loader(text)
+    import yaml
+
+    loader = _loader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
