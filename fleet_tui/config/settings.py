@@ -30,7 +30,6 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fleet_tui.config.paths import _xdg
@@ -134,6 +133,8 @@ def _read_yaml(path: Path) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise _Unreadable(str(path), "not UTF-8 text") from None
+    import yaml  # only when there is a file: most runs have none
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
