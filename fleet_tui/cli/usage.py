@@ -76,7 +76,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
         usage_report,
     )
     from fleet_tui.errors import EXIT_OK, BadInput, FleetError
-    from fleet_tui.sources.usage import UsageIndex, claude_roots, codex_home, session_agents
+    from fleet_tui.sources.usage import UsageIndex, session_agents
+    from fleet_tui.sources.usage_paths import claude_roots, codex_home
 
     try:
         since = parse_day(args.since, "--since") if args.since is not None else None

@@ -58,9 +58,13 @@ from fleet_tui.core.usage import (
 )
 from fleet_tui.errors import NotReadYet
 from fleet_tui.protocol.files import NotRegularFile, loads_valid, open_regular_binary, read_regular
+from fleet_tui.sources.usage_paths import (
+    INDEX_VERSION,
+    claude_roots,
+    codex_home,
+    index_path,
+)
 
-INDEX_VERSION = 1
-INDEX_DIR = "usage-index"
 MAX_LINE_BYTES = 32 * 1024 * 1024
 """Longer lines are skipped (and reported): memory stays bounded whatever a file holds."""
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -79,37 +83,7 @@ if TYPE_CHECKING:
 # -- where the files are -------------------------------------------------------------------------
 
 
-def claude_roots(env: Mapping[str, str] | None = None) -> list[Path]:
-    """Claude Code config folders: each of `CLAUDE_CONFIG_DIR` (comma-separated), else
-    `~/.claude` and `$XDG_CONFIG_HOME/claude` (`~/.config/claude`)."""
-    env = os.environ if env is None else env
-    named = [p.strip() for p in env.get("CLAUDE_CONFIG_DIR", "").split(",") if p.strip()]
-    if named:
-        return _unique(Path(p).expanduser() for p in named)
-    home = Path(env.get("HOME") or Path.home())
-    xdg = env.get("XDG_CONFIG_HOME")
-    config = Path(xdg) if xdg and os.path.isabs(xdg) else home / ".config"
-    return _unique([home / ".claude", config / "claude"])
-
-
-def codex_home(env: Mapping[str, str] | None = None) -> Path:
-    """`$CODEX_HOME`, else `~/.codex`."""
-    env = os.environ if env is None else env
-    value = env.get("CODEX_HOME")
-    if value:
-        return Path(value).expanduser()
-    return Path(env.get("HOME") or Path.home()) / ".codex"
-
-
-def _unique(paths: Any) -> list[Path]:
-    out: list[Path] = []
-    seen: set[str] = set()
-    for p in paths:
-        real = os.path.realpath(p)
-        if real not in seen:
-            seen.add(real)
-            out.append(Path(p))
-    return out
+# claude_roots, codex_home and index_path are in `sources.usage_paths`.
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,13 +273,6 @@ class RefreshStats:
         self.problem_count += 1
         if len(self.problems) < _MAX_PROBLEMS:
             self.problems.append(f"{path}:{line}: {why}")
-
-
-def index_path(state_dir: Path, roots: Sequence[Path], codex: Path | None) -> Path:
-    """One index per set of sources, so that `--claude-dir` runs never mix with the default."""
-    ident = json.dumps([[os.path.realpath(r) for r in roots], codex and os.path.realpath(codex)])
-    digest = hashlib.blake2b(ident.encode(), digest_size=6).hexdigest()
-    return state_dir / INDEX_DIR / f"{digest}.v{INDEX_VERSION}.sqlite3"
 
 
 class UsageIndex:
