@@ -56,7 +56,7 @@ from pathlib import Path
 from fleet_tui.model.records import AgentState, InferredState
 from fleet_tui.protocol.files import loads_valid, read_regular
 from fleet_tui.sources.procs import PROC, Member
-from fleet_tui.sources.usage import claude_roots
+from fleet_tui.sources.usage_paths import claude_roots
 
 MAX_BYTES = 16 * 1024  # a record is ~600 bytes; a bigger file is not one
 MAX_FILES = 4096  # names considered per folder and poll
