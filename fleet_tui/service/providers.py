@@ -44,7 +44,7 @@ def dashboard_usage_provider(config: FleetConfig) -> UsageProvider:
 
 def ps_usage_provider(config: FleetConfig) -> UsageProvider | None:
     """A blocking, incremental read of an existing usage index; None when there is none."""
-    from fleet_tui.sources.usage import claude_roots, codex_home, index_path
+    from fleet_tui.sources.usage_paths import claude_roots, codex_home, index_path
 
     roots, codex = claude_roots(), codex_home()
     if not index_path(config.state_dir, roots, codex).exists():
