@@ -23,6 +23,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from fleet_tui.core.health import Assessment, assess
 from fleet_tui.core.infer import DEFAULT_RULES, InferenceRules, infer_state
@@ -674,6 +677,24 @@ def _record_inputs(inputs: FleetInputs, placement: Placement) -> tuple[object, .
     )
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _moved(model: M, update: Mapping[str, object]) -> M:
+    """A copy of a (frozen) record with `update` set, without validation: what `model_copy` does
+    for a model without extras or private attributes, at a third of its cost (it copies through
+    `copy.copy` three times). Only for values of the fields' own types, none of them what the
+    record's cached `key` is made of (it is kept)."""
+    cls = type(model)
+    new = cls.__new__(cls)
+    _set = object.__setattr__
+    _set(new, "__dict__", {**model.__dict__, **update})
+    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_private__", None)
+    return new
+
+
 def _idle_s(tmux: TmuxInfo, now: datetime) -> float | None:
     at = tmux.activity_at
     return round(max((now - at).total_seconds(), 0.0), 1) if at else None
@@ -701,17 +722,17 @@ def refreshed_record(
     if tmux is not None:
         idle = _idle_s(tmux, inputs.now)
         if idle != tmux.idle_s:
-            update["tmux"] = tmux.model_copy(update={"idle_s": idle})
+            update["tmux"] = _moved(tmux, {"idle_s": idle})
     hbinfo = record.heartbeat
     if hbinfo is not None:
         age = round(health.age_s if health.age_s is not None else 0.0, 1)
         if age != hbinfo.age_s:
-            update["heartbeat"] = hbinfo.model_copy(update={"age_s": age})
+            update["heartbeat"] = _moved(hbinfo, {"age_s": age})
     if health.health is not record.health:
         update["health"] = health.health
     if health.reason != record.health_reason:
         update["health_reason"] = health.reason
-    return (record.model_copy(update=update) if update else record), warnings
+    return (_moved(record, update) if update else record), warnings
 
 
 def _context(inputs: FleetInputs) -> tuple[object, ...]:
