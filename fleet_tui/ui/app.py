@@ -16,6 +16,7 @@ Here, on the event loop, only what the operator notices: one bell per poll that 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -25,6 +26,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.message import Message
+from textual.timer import Timer
 
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.control.actions import OperatorActions
@@ -117,9 +119,12 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         self.clock = clock
         self._watch_enabled = watch
         self._startup_notice = startup_notice
+        # When the armed timer of the next full poll fires (monotonic), None when none is armed:
+        # a spool change that close to it waits for that poll instead of polling on its own.
+        self._full_due: float | None = None
         self.polling = PollScheduler(
             self._start_poll,
-            partial(self.set_timer, name="poll timer"),
+            self._arm_full_poll,
             interval_s=self.settings.poll_interval_s,
             enabled=poll,
             clock=clock,
@@ -162,8 +167,9 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         if self.polling.enabled:
             self.request_poll()
             if self._watch_enabled and self.source.watch_dir is not None:
-                beat = partial(self.request_poll, heartbeats_only=True)
-                watch = watch_folder(self.source.watch_dir, beat, every_s=HEARTBEAT_REFRESH_S)
+                watch = watch_folder(
+                    self.source.watch_dir, self._spool_changed, every_s=HEARTBEAT_REFRESH_S
+                )
                 self.run_worker(
                     watch,
                     group="watch",
@@ -178,7 +184,23 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         leaves the timer of the next full poll alone."""
         self.polling.request(heartbeats_only=heartbeats_only)
 
+    def _arm_full_poll(self, delay_s: float, callback: Callable[[], None]) -> Timer:
+        self._full_due = time.monotonic() + delay_s
+        return self.set_timer(delay_s, callback, name="poll timer")
+
+    def _spool_changed(self) -> None:
+        """A heartbeat file changed: a heartbeat-only poll, unless the timer's full poll (which
+        reads the spool too) starts within `HEARTBEAT_REFRESH_S` anyway: the new heartbeat shows
+        as soon, and the fleet is polled and redrawn once instead of twice."""
+        due = self._full_due
+        if due is not None and not self.polling.running:
+            if 0.0 <= due - time.monotonic() <= HEARTBEAT_REFRESH_S:
+                return
+        self.request_poll(heartbeats_only=True)
+
     def _start_poll(self, heartbeats_only: bool) -> None:
+        if not heartbeats_only:
+            self._full_due = None  # the timer fired, or was stopped for this poll
         poll = partial(
             poll_and_alert, self.source, self.alerts, self.clock, heartbeats_only=heartbeats_only
         )
