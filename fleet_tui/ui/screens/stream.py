@@ -248,6 +248,8 @@ class StreamScreen(Screen[None]):
         self._last_capture = 0.0
         self._stop_follow = False
         self._kick = asyncio.Event()  # wakes the follower: the log changed, or a capture is due
+        self._title_shown: Text | None = None
+        self._capture_shown: str | None = None
 
     @property
     def dashboard(self) -> Dashboard:
@@ -296,6 +298,11 @@ class StreamScreen(Screen[None]):
         t.append(f" · log: {clean_text(self.log_state, max_len=160)}", style="dim")
         if extra:
             t.append(f" · {clean_text(extra, max_len=120)}", style="yellow")
+        # The same title again (every batch of a followed log asks): no update, since an update
+        # re-lays the screen out (at 10 MB/s, ten layouts a second that keys would wait behind).
+        if t == self._title_shown and title.is_mounted:
+            return
+        self._title_shown = t
         title.update(t)
 
     # -- the follower: an async worker; its tmux calls and file reads run in ONE thread --------
@@ -484,6 +491,10 @@ class StreamScreen(Screen[None]):
 
     def _show_capture(self, sanitized: str) -> None:
         self.captures += 1
+        if sanitized == self._capture_shown:  # the pane shows what it showed: nothing to redo
+            self.query_one(ScreenView).follow()
+            return
+        self._capture_shown = sanitized
         text = Text()
         for i, line in enumerate(trim_bottom(sanitized.rstrip("\n").split("\n"))):
             if i:
