@@ -274,23 +274,18 @@ class FleetTable(ScrollView, can_focus=True):
             self._columns = columns
         layout_changed = self._relayout()
         self.virtual_size = Size(self.size.width, len(rows) + 1)
-        cursor_moved = False
         if self.cursor_key not in self._index:
             was = old_keys.index(self.cursor_key) if self.cursor_key in old_keys else 0
             self.cursor_key = rows[min(was, len(rows) - 1)].key if rows else None
             self.post_message(self.Highlighted(self.cursor_key))
-            cursor_moved = True
-        live = self._index
+        live = set(self._index)
         for key in [k for k in self._strips if k not in live]:
             del self._strips[key]
-        if layout_changed or cursor_moved or len(rows) != len(old_rows):
+        if layout_changed or [r.key for r in rows] != old_keys:
             self.refresh()
             return
-        # As many rows as before (in the same order or not: a new urgency order, a sort): repaint
-        # the header (its sort arrow may have changed) and only the screen lines whose row
-        # changed (another row there, or new cells); rows off screen are not even compared.
-        # A line shows rows[top + y - 1]; its strip depends on the row and whether it holds the
-        # cursor, which stays on its key (the cursor's old and new lines both changed rows).
+        # Same rows in the same order: repaint the header (its sort arrow may have changed) and
+        # only the rows that changed and are on screen (the others are not even compared).
         self.refresh(Region(0, 0, self.size.width, 1))
         top = int(self.scroll_offset.y)
         height = self.size.height
