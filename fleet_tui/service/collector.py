@@ -84,12 +84,21 @@ CAPTURE_SETTLE_S = 2.0
 _FileKey = tuple[str, int, int, int, int, int]
 # File times are coarse (a clock tick) and inode numbers are reused: a file changed within this
 # long may change again with the same stat, so it is not cached ("racy" entries, as in git).
+# A file system whose times are whole seconds (or coarser: FAT's 2 s) needs the long wait; one
+# with finer times stamps them from the kernel's coarse clock, a tick (1-10 ms) behind at most,
+# so a file older than _FINE_SETTLED_NS when stat'ed cannot be rewritten later with the same
+# times. (Heartbeats rewritten every 2 s were otherwise fresh, so read again, at every poll.)
 _SETTLED_NS = 2_000_000_000
+_FINE_SETTLED_NS = 100_000_000
+_NS = 1_000_000_000
 
 
 def _stat_key(path: str, st: os.stat_result) -> _FileKey | None:
     """What identifies one version of a file; None when it is too fresh to be trusted."""
-    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _SETTLED_NS:
+    mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
+    coarse = mtime % _NS == 0 and ctime % _NS == 0
+    settle = _SETTLED_NS if coarse else min(_SETTLED_NS, _FINE_SETTLED_NS)
+    if time.time_ns() - max(mtime, ctime) < settle:
         return None
     return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
@@ -158,6 +167,7 @@ class FleetCollector:
         self._marks: dict[str, tuple[datetime | None, bool, str | None]] = {}
         # The last join's records: a poll builds again only the agents whose inputs changed.
         self.join_cache = JoinCache()
+        self._scan_pool: ThreadPoolExecutor | None = None
         # The rules come from whoever builds the collector (the CLI reads the settings file's
         # `inference` section); its notices are said in every snapshot's warnings.
         self.inference = inference
@@ -269,11 +279,14 @@ class FleetCollector:
             processes = self._last_processes
         else:
             _ = self.runner.binary  # tmux missing is one clear error, not N degraded sockets
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                tmux_future = pool.submit(scan_all, self.runner)
-                # While tmux answers (the scan waits on subprocesses): the spool and its pids.
+            if self._scan_pool is None:  # one thread kept for the collector's life
+                self._scan_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan")
+            tmux_future = self._scan_pool.submit(scan_all, self.runner)
+            # While tmux answers (the scan waits on subprocesses): the spool and its pids.
+            try:
                 beats, pings = self._read_spool()
                 dead = self._dead_pids(beats, host)
+            finally:
                 scans = tmux_future.result()
             pane_pids = [
                 row.pane_pid for scan in scans for row in scan.sessions().values() if row.pane_pid
