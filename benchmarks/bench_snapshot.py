@@ -472,7 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agents", default="10,100,300", help="fleet sizes, comma-separated")
     p.add_argument("--repeat", type=int, default=15, help="repeats per measurement (median)")
     p.add_argument("--out", default=str(RESULTS), help="JSON results file")
+    p.add_argument("--sockets", type=int, default=3, help="tmux servers the fleet is spread over")
     args = p.parse_args(argv)
+    global SOCKETS
+    SOCKETS = (*SOCKETS, *(f"bench{k}" for k in range(3, args.sockets)))[: max(args.sockets, 1)]
     sizes = [int(x) for x in args.agents.split(",") if x.strip()]
     if not shutil.which("tmux"):
         print("tmux is not installed", file=sys.stderr)
