@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
@@ -68,6 +69,8 @@ GOAL_IDLE_PCT = 2.0
 GOAL_START_S = 1.0
 GOAL_RSS_MB = 150.0
 ROW_MARK = "agent000"  # the first row of the fixture fleet and of the live fleet
+# any agent row (at 1,000 agents the urgency order does not put agent000 on the first screen)
+ROW_RE = re.compile(r"\bagent\d{3}\b")
 
 
 def ms(seconds: float) -> float:
@@ -522,7 +525,7 @@ def first_paint(
     pid, pane = lab.launch(argv, name)
     deadline = t0 + timeout
     while time.perf_counter() < deadline:
-        if ROW_MARK in lab.capture(pane):
+        if ROW_RE.search(lab.capture(pane)):
             return time.perf_counter() - t0, pid, pane
         time.sleep(0.01)
     tail = lab.capture(pane).strip().splitlines()[-3:]
@@ -772,6 +775,7 @@ def start_sleep_fleet(lab: Lab, n: int) -> tuple[Path, Path]:
     pids: dict[str, int] = {}
     for sock, names in by_sock.items():
         path = runner.socket_path(sock)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         lab.sockets.add(path)
         argv: list[str] = ["-f", "/dev/null"]
         for k, name in enumerate(names):

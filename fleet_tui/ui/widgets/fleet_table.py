@@ -193,8 +193,6 @@ class FleetTable(ScrollView, can_focus=True):
         self._narrower_for: dict[str, int] = {}
         self._fleet_columns: list[Column] = list(COLUMNS)
         self._made: dict[str, tuple[AgentRecord, Row]] = {}
-        # the same rows by id(record); the entry holds the record, so its id is not reused
-        self._made_by_id: dict[int, tuple[AgentRecord, Row]] = {}
         self.rows_rendered = 0  # rows turned into strips since start (for benchmarks and tests)
 
     # -- data ------------------------------------------------------------------------------
@@ -235,20 +233,13 @@ class FleetTable(ScrollView, can_focus=True):
 
     def _row_of(self, record: AgentRecord) -> Row:
         """The row of a record, made once per record object (a filter or a sort that changes
-        shows the same snapshot's records again: their rows are reused). Looked up by the
-        record's identity first: a record kept from the last poll costs one dict lookup."""
-        made = self._made_by_id.get(id(record))
-        if made is not None and made[0] is record:
-            return made[1]
+        shows the same snapshot's records again: their rows are reused)."""
         key = record.key
         made = self._made.get(key)
         if made is not None and made[0] is record:
             return made[1]
         row = make_row(record, ascii_only=self.ascii_only)
         self._made[key] = (record, row)
-        if len(self._made_by_id) > 4 * len(self._made) + 64:  # bounded: ids of older records
-            self._made_by_id = {id(rec): (rec, rw) for rec, rw in self._made.values()}
-        self._made_by_id[id(record)] = (record, row)
         return row
 
     def _update_fleet_widths(self, rows: list[Row]) -> None:
