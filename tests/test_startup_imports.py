@@ -1,0 +1,80 @@
+"""`ps --json` on an empty fleet imports only what it uses (issue 16, start-up).
+
+A fresh interpreter runs `python -X importtime -m fleet_tui ps --json` with an empty HOME, XDG
+folders and TMUX_TMPDIR (no server, roster, spool, settings file or usage index); the modules it
+imported are read off the importtime lines. What is asserted is the set of modules, never a time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Modules `ps --json` has no use for on an empty fleet.
+NOT_IMPORTED = (
+    "textual",
+    "rich",
+    "httpx",
+    "yaml",
+    "sqlite3",
+    "fleet_tui.ui",
+    "fleet_tui.sources.usage",
+    "fleet_tui.core.usage",
+    "fleet_tui.remote.client",
+    "fleet_tui.service.alerts",
+)
+
+
+def _imported(tmp_path: Path, *argv: str) -> tuple[set[str], str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MOSAIC_", "TMUX", "XDG_", "FLEET_TUI_", "CLAUDE_", "CODEX_"))
+    }
+    for sub in ("home", "config", "state", "data", "cache", "tmux"):
+        (tmp_path / sub).mkdir(mode=0o700)
+    env.update(
+        HOME=str(tmp_path / "home"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        XDG_STATE_HOME=str(tmp_path / "state"),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        TMUX_TMPDIR=str(tmp_path / "tmux"),
+    )
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "fleet_tui", *argv],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    names = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in res.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    return names, res.stdout
+
+
+def test_ps_json_on_an_empty_fleet_imports_only_what_it_uses(tmp_path: Path) -> None:
+    names, out = _imported(tmp_path, "ps", "--json")
+    assert '"schema": "mosaic.fleet.ps/v1"' in out
+    assert "fleet_tui.model.records" in names  # the check sees the imports at all
+    loaded = sorted(
+        m for m in NOT_IMPORTED if m in names or any(n.startswith(m + ".") for n in names)
+    )
+    assert loaded == []
+
+
+def test_help_imports_no_pydantic(tmp_path: Path) -> None:
+    names, out = _imported(tmp_path, "--help")
+    for verb in ("ps", "heartbeat", "send", "usage", "budget", "alerts"):
+        assert verb in out
+    assert not any(n == "pydantic" or n.startswith(("pydantic.", "textual", "yaml")) for n in names)
