@@ -25,6 +25,8 @@ stdin a pipe. Observers (`cpu`), each a separate process so its CPU and its reap
   once a second in the server and pushes `%subscription-changed` only when the text changed.
 - `sub-lite`: the same without the activity stamps (`session_activity`, `window_activity`), so a
   printing pane does not make it push.
+- `sub-min`: the control client's lifecycle events plus the smallest activity subscription,
+  `#{S:#{W:#{window_id}=#{window_activity};}}` (which windows printed, nothing else).
 
 Loads: `idle` (every agent pane runs `sleep`) and `print` (every agent pane prints 10 lines/s,
 a perl loop). Rows alternate observers within a round; medians over rounds are printed.
@@ -70,6 +72,8 @@ LIFECYCLE = (
     "%session-renamed",
 )
 ACTIVITY = ("session_activity", "window_activity")
+# the smallest useful subscription: which window printed last, one entry per window
+MIN_FORMAT = "#{S:#{W:#{window_id}=#{window_activity};}}"
 
 
 def sub_format(fields: tuple[str, ...]) -> str:
@@ -251,6 +255,9 @@ def observe(mode: str, sock: Path, seconds: float) -> dict[str, Any]:
 
         cc = ControlClient(tmux, sock)
         cc.on_line = on_line
+        if mode == "sub-min":
+            cc.attached()
+            cc.send(f"refresh-client -B 'fleet::{MIN_FORMAT}'")
         if mode in ("sub", "sub-lite"):
             fields = (
                 PANE_FIELDS if mode == "sub" else tuple(f for f in PANE_FIELDS if f not in ACTIVITY)
@@ -317,7 +324,7 @@ def run_observer(lab: TmuxLab, sock: Path, mode: str, seconds: float) -> dict[st
 
 def cmd_cpu(args: argparse.Namespace) -> None:
     lab = TmuxLab("ctlcpu.")
-    modes = ["none", "poll", "ctl", "sub", "sub-lite"]
+    modes = args.modes
     table: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
     try:
         for n in args.agents:
@@ -706,6 +713,13 @@ def main() -> None:
     p.add_argument("--loads", nargs="+", default=["idle", "print"], choices=["idle", "print"])
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        default=["none", "poll", "ctl", "sub", "sub-lite"],
+        choices=["none", "poll", "ctl", "sub", "sub-lite", "sub-min"],
+        help="observers (`none` first: the others are given relative to it)",
+    )
     p.add_argument("--json")
     sub.add_parser("notify")
     p = sub.add_parser("latency")
