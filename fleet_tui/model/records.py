@@ -85,8 +85,10 @@ class Lifecycle(StrEnum):
 KNOWN_RUNTIMES = ("claude", "codex", "pi", "opencode", "stub", "other")
 
 
+# Every model here is built on first use (`defer_build`), not at import: a `ps` never validates
+# a roster, a heartbeat, a ping or a ledger record when there is none (issue 16, start-up).
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class RosterAgent(_Record):
@@ -123,7 +125,7 @@ class Heartbeat(BaseModel):
     Unknown fields are kept (the contract may grow); types are checked.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     v: int = 1
     tenant_id: str
@@ -147,6 +149,8 @@ class Heartbeat(BaseModel):
 
 class Ping(BaseModel):
     """A ping written by an observer to `pings/<agent>.json`."""
+
+    model_config = ConfigDict(defer_build=True)
 
     nonce: str
     ts: Timestamp
@@ -265,7 +269,7 @@ class UsageSample(BaseModel):
     file and line instead of losing the rest of the ledger.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     tenant_id: str = Field(pattern=TENANT_RE)
     host: str = Field(pattern=HOST_RE)
@@ -283,7 +287,7 @@ class SpendRecord(BaseModel):
     """One metered spend (`spend.jsonl`, DESIGN.md Budgets); the one schema of a spend record,
     here and at the gateway (which reuses this class)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     tenant_id: str = Field(pattern=TENANT_RE)
     host: str = Field(pattern=HOST_RE)
@@ -383,7 +387,7 @@ class FleetSnapshot(_Record):
     warnings: list[str]
     sources: list[SourceStatus] = Field(default_factory=list)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     def to_json(self, *, indent: int | None = None) -> str:
         return self.model_dump_json(by_alias=True, indent=indent)
