@@ -25,6 +25,8 @@ stdin a pipe. Observers (`cpu`), each a separate process so its CPU and its reap
   once a second in the server and pushes `%subscription-changed` only when the text changed.
 - `sub-lite`: the same without the activity stamps (`session_activity`, `window_activity`), so a
   printing pane does not make it push.
+- `ctl-poll`: the same listing as `poll` every 2 s, written to the control client's stdin (no
+  tmux process per poll; the answer is the lines between `%begin` and `%end`).
 - `sub-min`: the control client's lifecycle events plus the smallest activity subscription,
   `#{S:#{W:#{window_id}=#{window_activity};}}` (which windows printed, nothing else).
 
@@ -84,6 +86,20 @@ def sub_format(fields: tuple[str, ...]) -> str:
     return "#{S:#{W:#{P:" + pane + ";}}}"
 
 
+def ctl_quote(text: str) -> str:
+    """A double-quoted tmux argument for a control client's stdin (one line): control bytes as
+    octal escapes (PANE_FORMAT's scrubbing class holds raw 0x01-0x1f, newline included)."""
+    out = []
+    for ch in text:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\{ord(ch):03o}")
+        elif ch in '"\\$':
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 # --------------------------------------------------------------------------- fleet set-up
 
 
@@ -137,8 +153,7 @@ class ControlClient:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=env,
-            bufsize=0,
+            env=env,  # buffered: an unbuffered pipe is read one byte per syscall
         )
         self.lines: list[tuple[float, str]] = []
         self.nbytes = 0
@@ -173,14 +188,16 @@ class ControlClient:
         self.proc.stdin.write((command + "\n").encode())
         self.proc.stdin.flush()
 
-    def wait_for(self, pred: Any, since: float, timeout: float) -> float | None:
-        """Time of the first line after `since` for which pred(line) holds."""
+    def wait_for(self, pred: Any, since: float, timeout: float, start: int = 0) -> float | None:
+        """Time of the first line after `since` (and at index >= `start`) for which pred(line)
+        holds; lines already looked at are not looked at again."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                for t, ln in self.lines:
+                for t, ln in self.lines[start:]:
                     if t >= since and pred(ln):
                         return t
+                start = max(start, len(self.lines))
                 left = deadline - time.monotonic()
                 if left <= 0 or self.eof_at is not None:
                     return None
@@ -255,6 +272,27 @@ def observe(mode: str, sock: Path, seconds: float) -> dict[str, Any]:
 
         cc = ControlClient(tmux, sock)
         cc.on_line = on_line
+        if mode == "ctl-poll":
+            cc.attached()
+            command = "list-panes -a -F " + ctl_quote(PANE_FORMAT)
+            nxt = time.monotonic()
+            while nxt < t_end:
+                t0 = time.monotonic()
+                start = len(cc.lines)
+                cc.send(command)
+                if cc.wait_for(lambda ln: ln.startswith(("%end", "%error")), t0, 5, start) is None:
+                    break
+                block = [ln for _t, ln in cc.lines[start:]]
+                try:
+                    b = next(i for i, ln in enumerate(block) if ln.startswith("%begin"))
+                    e = next(i for i, ln in enumerate(block) if ln.startswith(("%end", "%error")))
+                except StopIteration:
+                    break
+                rows = [ln.split("\x1f") for ln in block[b + 1 : e]]
+                lists += 1
+                list_rows += len(rows)
+                nxt += POLL_S
+                time.sleep(max(0.0, min(nxt, t_end) - time.monotonic()))
         if mode == "sub-min":
             cc.attached()
             cc.send(f"refresh-client -B 'fleet::{MIN_FORMAT}'")
@@ -717,7 +755,7 @@ def main() -> None:
         "--modes",
         nargs="+",
         default=["none", "poll", "ctl", "sub", "sub-lite"],
-        choices=["none", "poll", "ctl", "sub", "sub-lite", "sub-min"],
+        choices=["none", "poll", "ctl", "ctl-poll", "sub", "sub-lite", "sub-min"],
         help="observers (`none` first: the others are given relative to it)",
     )
     p.add_argument("--json")
