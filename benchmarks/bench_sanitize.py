@@ -42,7 +42,8 @@ sys.path.insert(0, str(REPO))
 
 from rich.text import Text  # noqa: E402
 
-from fleet_tui.core.sanitize import StreamSanitizer, ansi_to_text  # noqa: E402
+from fleet_tui.core.sanitize import StreamSanitizer  # noqa: E402
+from fleet_tui.present.ansi import ansi_to_text  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "sanitize.json"
 SEED = 20261126
