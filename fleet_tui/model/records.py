@@ -91,6 +91,11 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
+_NO_NUL = r"^[^\x00]*$"
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=255)]
+EnvValue = Annotated[str, Field(max_length=8192, pattern=_NO_NUL)]
+
+
 class RosterAgent(_Record):
     """One agent of roster.yaml v1."""
 
@@ -102,6 +107,16 @@ class RosterAgent(_Record):
     lifecycle: Lifecycle = Lifecycle.ALWAYS_ON
     unit: str | None = None
     socket_name: str | None = Field(default=None, pattern=SOCKET_NAME_RE)
+    # Lifecycle (`up`, `restart`): what the pane runs (through the login shell), where, with
+    # which extra environment, and the window's fixed size. No command: not startable.
+    command: str | None = Field(default=None, min_length=1, max_length=8192, pattern=_NO_NUL)
+    cwd: str | None = Field(default=None, min_length=1, max_length=4096, pattern=_NO_NUL)
+    env: dict[EnvName, EnvValue] | None = None
+    width: int | None = Field(default=None, ge=20, le=1000)
+    height: int | None = Field(default=None, ge=5, le=500)
+
+    def __hash__(self) -> int:  # `env` is a dict: hash by name (equal agents share a name)
+        return hash((type(self), self.name))
 
 
 class Roster(_Record):
