@@ -45,14 +45,26 @@ def parse_roster(text: str, path: Path) -> LoadedRoster:
     try:
         roster = Roster.model_validate(data)
     except ValidationError as exc:
-        raise RosterError(validation_error(exc, lines, path, message=_roster_message)) from None
+        raise RosterError(
+            validation_error(exc, lines, path, loc_filter=_roster_loc, message=_roster_message)
+        ) from None
     warnings = _check_fleet(roster, lines, path)
     return LoadedRoster(roster, path, warnings)
+
+
+def _roster_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """pydantic names a bad mapping key `(..., KEY, "[key]")`: the key is the field."""
+    return tuple(loc[:-1]) if loc and loc[-1] == "[key]" else tuple(loc)
 
 
 def _roster_message(err: dict[str, Any], loc: tuple[str | int, ...]) -> str:
     if err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "name":
         return "must match [A-Za-z0-9_-]+ (tmux rewrites '.' and ':' in session names)"
+    if len(loc) >= 2 and loc[-2] == "env":
+        if tuple(err["loc"])[-1:] == ("[key]",):
+            return "not an environment variable name (letters, digits, '_'; no digit first)"
+        if err["type"] == "string_type":
+            return "must be a string (quote it)"
     return "unknown field" if err["type"] == "extra_forbidden" else str(err["msg"])
 
 
