@@ -17,7 +17,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from fleet_tui import __version__
@@ -54,12 +54,26 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every verb; with `verb`, one whose only sub-parser is that verb's: parsing
+    an argv that names it (see `_named_verb`) gives the same result, output and errors, without
+    building the ~40 other sub-parsers or importing the modules of the other verbs (issue 16,
+    start-up)."""
     parser = _Parser(prog=PROG, description="The terminal dashboard of Mosaic Fleet.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     add_common_flags(parser)
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    for name, add in CORE_VERBS.items():
+        if verb is None or verb == name:
+            add(sub)
+    add_gateway_flags(parser)
+    for module in EXTENSIONS:
+        if verb is None or EXTENSION_VERBS.get(verb) == module:
+            _extension(module).add_parsers(sub, add_common_flags)
+    return parser
 
+
+def _add_ps(sub: Any) -> None:
     p = sub.add_parser("ps", help="the joined fleet table")
     add_common_flags(p)
     p.add_argument("--json", action="store_true", help="print ps v1 JSON (mosaic.fleet.ps/v1)")
@@ -68,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", metavar="H", help="only this host")
     add_gateway_flags(p)
 
+
+def _add_heartbeat(sub: Any) -> None:
     p = sub.add_parser("heartbeat", help="write a heartbeat v1 (for wrappers and hooks)")
     add_common_flags(p)
     p.add_argument("name")
@@ -81,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--pid", type=int, default=None, help="the runtime's pid (omit for short-lived callers)"
     )
 
+
+def _add_probe(sub: Any) -> None:
     p = sub.add_parser(
         "probe",
         help="ping an agent and wait for the echo",
@@ -92,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--timeout", metavar="S", type=positive, default=10.0)
 
+
+def _add_stub(sub: Any) -> None:
     p = sub.add_parser("stub", help="the dogfood stub runtime (runs inside a pane)")
     add_common_flags(p)
     p.add_argument("name")
@@ -107,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--waiting", action="store_true", help="start by waiting for the operator's input"
     )
 
+
+def _add_send(sub: Any) -> None:
     p = sub.add_parser(
         "send",
         help="type a message into an agent ('-' reads it from stdin)",
@@ -121,10 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="wait for the runtime's ack")
     p.add_argument("--timeout", metavar="S", type=positive, default=10.0)
 
+
+def _add_watch(sub: Any) -> None:
     p = sub.add_parser("watch", help="read-only attach: no keystrokes, no resize of the agent")
     add_common_flags(p)
     p.add_argument("name")
 
+
+def _add_attach(sub: Any) -> None:
     p = sub.add_parser("attach", help="interactive takeover (asks for confirmation on a TTY)")
     add_common_flags(p)
     p.add_argument("name")
@@ -132,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--yes", action="store_true", help="do not ask; needed to attach without a terminal"
     )
 
+
+def _add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="start (or stop) a demo fleet on a private tmux socket")
     p.add_argument(
         "action",
@@ -156,29 +184,73 @@ def build_parser() -> argparse.ArgumentParser:
         help="start it and print the table instead of opening the dashboard",
     )
 
-    add_gateway_flags(parser)
-    add_gateway_flags(sub.add_parser("tui", help="the dashboard (the default)"))
-    for ext in _extensions():
-        ext.add_parsers(sub, add_common_flags)
-    return parser
 
+def _add_tui(sub: Any) -> None:
+    add_gateway_flags(sub.add_parser("tui", help="the dashboard (the default)"))
+
+
+CORE_VERBS: dict[str, Callable[[Any], None]] = {
+    "ps": _add_ps,
+    "heartbeat": _add_heartbeat,
+    "probe": _add_probe,
+    "stub": _add_stub,
+    "send": _add_send,
+    "watch": _add_watch,
+    "attach": _add_attach,
+    "demo": _add_demo,
+    "tui": _add_tui,
+}
 
 # Verbs of the runtime adapters, usage, budgets and the gateway live in their own modules, each
-# with `add_parsers(sub, common)` and `VERBS`; they import only argparse at module level.
-EXTENSIONS = (
-    "fleet_tui.cli.hooks",
-    "fleet_tui.cli.usage",
-    "fleet_tui.cli.budget",
-    "fleet_tui.cli.gateway",
-    "fleet_tui.cli.publish",
-    "fleet_tui.cli.alerts",
+# with `add_parsers(sub, common)` and `VERBS`; they import only argparse at module level. Their
+# verbs are named here, so that the module of the verb asked for is the only one imported (in
+# this order in `--help`); tests/test_cli_lazy_parser.py checks this agrees with each VERBS.
+EXTENSION_VERBS = {
+    "hook": "fleet_tui.cli.hooks",
+    "statusline": "fleet_tui.cli.hooks",
+    "install-hooks": "fleet_tui.cli.hooks",
+    "usage": "fleet_tui.cli.usage",
+    "budget": "fleet_tui.cli.budget",
+    "gateway": "fleet_tui.cli.gateway",
+    "publish": "fleet_tui.cli.publish",
+    "alerts": "fleet_tui.cli.alerts",
+}
+EXTENSIONS = tuple(dict.fromkeys(EXTENSION_VERBS.values()))
+
+# The top-level flags `_named_verb` skips before the verb: those taking a value, those not.
+_TOP_VALUE_FLAGS = frozenset(
+    {"--roster", "--state-dir", "--heartbeat-timeout", "--gateway", "--token-file"}
 )
+_TOP_BARE_FLAGS = frozenset({"--insecure"})
 
 
-def _extensions() -> list[Any]:
+def _extension(module: str) -> Any:
     import importlib
 
-    return [importlib.import_module(name) for name in EXTENSIONS]
+    return importlib.import_module(module)
+
+
+def _named_verb(raw: Sequence[str]) -> str | None:
+    """The verb `raw` names, when it surely does: its first word after top-level flags spelled
+    out in full (`--roster PATH`, `--roster=PATH`, `--insecure`). None otherwise (no verb, an
+    unknown word, `--help`, an abbreviated flag, a value that looks like a flag...): then the
+    whole parser is built, and argparse says what it always said."""
+    i = 0
+    while i < len(raw):
+        word = raw[i]
+        if word in _TOP_VALUE_FLAGS:
+            if i + 1 >= len(raw) or raw[i + 1].startswith("-"):
+                return None
+            i += 2
+        elif word in _TOP_BARE_FLAGS or (
+            "=" in word and word.partition("=")[0] in _TOP_VALUE_FLAGS
+        ):
+            i += 1
+        elif word in CORE_VERBS or word in EXTENSION_VERBS:
+            return word
+        else:
+            return None
+    return None
 
 
 def _states() -> list[str]:
@@ -845,11 +917,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         fast = fast_main(raw)
         if fast is not None:
             return fast
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser = build_parser(_named_verb(raw))
+    args = parser.parse_args(raw)
     verbs = dict(VERBS)
-    for ext in _extensions():
-        verbs.update(ext.VERBS)
+    if args.verb in EXTENSION_VERBS:
+        verbs.update(_extension(EXTENSION_VERBS[args.verb]).VERBS)
     try:
         _check_text_args(args)
         return verbs[args.verb](args)
