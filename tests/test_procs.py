@@ -93,3 +93,38 @@ def test_detect_runtime_from_paths() -> None:
         else:
             got = detect_runtime(comm, list(argv))
         assert got == want, (comm, argv, got)
+
+
+def test_a_warm_collector_follows_panes_that_come_go_and_change_process(
+    fleet_env: FleetEnv,
+) -> None:
+    """The collector walks the last listing's panes while tmux lists the new one: a pane that
+    appears, one whose process is replaced and one that ends must all show on the next poll."""
+    from fleet_tui.config.fleet import FleetConfig
+    from fleet_tui.service.collector import FleetCollector
+
+    codex = _install(fleet_env.home / "opt/codex/bin/codex-x86_64-unknown-linux-musl")
+    fleet_env.start(SOCK, "stays", ["sleep", "300"])
+    fleet_env.start(SOCK, "changes", ["sleep", "300"])
+    fleet_env.start(SOCK, "ends", ["sleep", "300"])
+    collector = FleetCollector(FleetConfig.from_flags(), runner=fleet_env.runner)
+
+    def runtimes() -> dict[str, tuple[int | None, str | None]]:
+        return {
+            a.name: (a.process.pid, a.process.runtime_detected) if a.process else (None, None)
+            for a in collector.collect().agents
+            if a.tmux is not None and not a.tmux.pane_dead
+        }
+
+    first = wait_until(
+        lambda: r if len(r := runtimes()) == 3 else None, timeout=10, message="three panes"
+    )
+    assert {name: rt for name, (_, rt) in first.items()} == dict.fromkeys(first, None)
+    fleet_env.tmux(SOCK, "respawn-pane", "-k", "-t", "=changes:", str(codex), "300")
+    fleet_env.tmux(SOCK, "kill-session", "-t", "=ends")
+    fleet_env.start(SOCK, "new", [str(codex), "301"])
+    after = runtimes()
+    assert set(after) == {"stays", "changes", "new"}
+    assert after["stays"] == first["stays"]  # the same process, still walked
+    assert after["changes"][1] == "codex" and after["changes"][0] != first["changes"][0]
+    assert after["new"][1] == "codex"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,8 +27,9 @@ _SHELLS = frozenset({"sh", "bash", "zsh", "fish", "dash", "ksh", "tmux", "env", 
 _AMBIGUOUS = frozenset({"node", "python", "python3", "bun", "deno", "npx", "uv", "uvx"})
 
 
-@dataclass(frozen=True)
-class ProcStat:
+class ProcStat(NamedTuple):
+    """One `/proc/PID/stat`, the fields a sample uses (a tuple: ~1,000-3,000 are made per poll)."""
+
     pid: int
     ppid: int
     comm: str
@@ -66,7 +66,7 @@ def read_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
     if lp < 0 or rp < 0:
         return None
     comm = raw[lp + 1 : rp].decode("utf-8", "replace")
-    rest = raw[rp + 2 :].split()
+    rest = raw[rp + 2 :].split(None, 22)  # fields up to rss; the ~30 after it are not needed
     try:
         # fields after comm start at field 3 (state): ppid=4, utime=14, stime=15, start=22, rss=24
         return ProcStat(
@@ -215,6 +215,7 @@ class ProcessSampler:
         self.members: dict[int, Member] = {}
         self._prev: dict[tuple[int, int], tuple[int, float]] = {}
         self._cmd_cache: dict[tuple[int, int], str | None] = {}
+        self._seen: set[tuple[int, int]] = set()
         self._uptime_base = self._boot_time()
 
     def _boot_time(self) -> float:
@@ -225,10 +226,36 @@ class ProcessSampler:
         return time.time() - up
 
     def sample(self, pane_pids: list[int]) -> dict[int, TreeSample]:
-        now = time.time()
+        """Walk the trees under `pane_pids`: this sample replaces the last one (`members`, and the
+        CPU counters of processes no longer seen are dropped)."""
         out: dict[int, TreeSample] = {}
         seen: set[tuple[int, int]] = set()
         members: dict[int, Member] = {}
+        self._walk(pane_pids, out, seen, members)
+        self.members = members
+        self._seen = seen
+        for key in list(self._prev):
+            if key not in seen:
+                del self._prev[key]
+                self._cmd_cache.pop(key, None)
+        return out
+
+    def sample_more(self, pane_pids: list[int]) -> dict[int, TreeSample]:
+        """Walk more trees into the last sample (panes it did not know): nothing it holds is
+        dropped. The collector samples the panes of the last tmux listing while the new listing
+        runs, then the new panes with this."""
+        out: dict[int, TreeSample] = {}
+        self._walk(pane_pids, out, self._seen, self.members)
+        return out
+
+    def _walk(
+        self,
+        pane_pids: list[int],
+        out: dict[int, TreeSample],
+        seen: set[tuple[int, int]],
+        members: dict[int, Member],
+    ) -> None:
+        now = time.time()
         for root in pane_pids:
             tree = self._tree(root)
             if not tree:
@@ -257,12 +284,6 @@ class ProcessSampler:
                     if found is not None:
                         runtime, runtime_pid = found, st.pid
             out[root] = TreeSample(runtime_pid, runtime, round(cpu, 1), rss, len(tree))
-        self.members = members
-        for key in list(self._prev):
-            if key not in seen:
-                del self._prev[key]
-                self._cmd_cache.pop(key, None)
-        return out
 
     def _runtime_of(self, st: ProcStat, key: tuple[int, int]) -> str | None:
         if key in self._cmd_cache:
