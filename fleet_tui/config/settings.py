@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fleet_tui.config.paths import _xdg
-from fleet_tui.core.infer import ACTIVE_WITHIN_S, InferenceRules, compile_rules
+from fleet_tui.core.infer import ACTIVE_WITHIN_S, DEFAULT_RULES, InferenceRules, compile_rules
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.present.glyphs import GlyphMode
 from fleet_tui.protocol.files import read_regular
@@ -46,7 +46,7 @@ M = TypeVar("M", bound=BaseModel)
 class RuntimePatternSettings(BaseModel):
     """Extra (or, with `replace`, replacing) inference patterns of one runtime."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     prompt: list[str] = Field(default_factory=list)
     busy: list[str] = Field(default_factory=list)
@@ -73,7 +73,7 @@ def normalize_inference(section: Any) -> Any:
 
 
 class InferenceSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     active_within_s: float = Field(default=ACTIVE_WITHIN_S, ge=0, le=3600)
     runtimes: dict[str, RuntimePatternSettings] = Field(default_factory=dict)
@@ -93,7 +93,7 @@ class InferenceSettings(BaseModel):
 
 
 class DashboardSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     theme: str = "fleet-dark"
     glyphs: GlyphMode = "auto"
@@ -223,16 +223,17 @@ def load_inference_rules(path: Path | None = None) -> tuple[InferenceRules, list
     drops only itself, a bad regex leaves out that pattern, an unreadable file gives the
     default rules."""
     path = path or settings_path()
-    defaults = InferenceSettings()
+    # The default rules are infer's own (no settings model is built, no pattern compiled twice):
+    # most runs have no settings file, and `ps` should not pay for one (issue 16, start-up).
     try:
         doc = _read_yaml(path)
     except _Unreadable as exc:
-        return defaults.rules()[0], [f"{exc}; default inference rules"]
+        return DEFAULT_RULES, [f"{exc}; default inference rules"]
     section = doc.get("inference") if isinstance(doc, dict) else None
     if section is None:
-        return defaults.rules()
+        return DEFAULT_RULES, []
     if not isinstance(section, dict):
-        return defaults.rules()[0], [
+        return DEFAULT_RULES, [
             f"{path}: inference: not a mapping of settings; default inference rules"
         ]
     chosen, dropped = validate_dropping_bad_keys(
