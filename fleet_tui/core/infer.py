@@ -22,7 +22,7 @@ whose runtime is not known is read with every agent runtime's patterns.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from fleet_tui.core.sanitize import clean_text
@@ -99,6 +99,38 @@ class RuntimePatterns:
     title_busy: tuple[re.Pattern[str], ...] = ()
 
 
+class _CompiledOnUse(Mapping[str, RuntimePatterns]):
+    """Runtime -> its patterns, each runtime's compiled when first asked for: a `ps` or a poll
+    that reads no pane compiles none (issue 16, start-up). Membership and the keys compile
+    nothing. Two threads asking at once both compile; the results are the same."""
+
+    def __init__(self, sources: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
+        self._sources = sources
+        self._compiled: dict[str, RuntimePatterns] = {}
+
+    def __getitem__(self, key: str) -> RuntimePatterns:
+        found = self._compiled.get(key)
+        if found is None:
+            kinds = self._sources[key]
+            found = RuntimePatterns(
+                **{k: tuple(_compile(p) for p in kinds.get(k, ())) for k in KINDS}
+            )
+            self._compiled[key] = found
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._sources
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self._sources)})"
+
+
 @dataclass(frozen=True)
 class InferenceRules:
     """Patterns by runtime (plus `generic`, the union of the agent runtimes') and the window
@@ -152,15 +184,11 @@ def compile_rules(
                     continue
                 good.append(pattern)
             target[kind] = good if replace else [*target[kind], *good]
-    compiled = {
-        rt: RuntimePatterns(**{k: tuple(_compile(p) for p in kinds.get(k, [])) for k in KINDS})
-        for rt, kinds in sources.items()
+    agents = [kinds for rt, kinds in sources.items() if rt != SHELL]
+    sources[GENERIC] = {
+        k: list(dict.fromkeys(x for kinds in agents for x in kinds.get(k, []))) for k in KINDS
     }
-    agents = [p for rt, p in compiled.items() if rt != SHELL]
-    compiled[GENERIC] = RuntimePatterns(
-        **{k: tuple(dict.fromkeys(x for p in agents for x in getattr(p, k))) for k in KINDS}
-    )
-    return InferenceRules(compiled, active_within_s), notices
+    return InferenceRules(_CompiledOnUse(sources), active_within_s), notices
 
 
 DEFAULT_RULES, _ = compile_rules()
