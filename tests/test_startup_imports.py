@@ -29,7 +29,7 @@ NOT_IMPORTED = (
 )
 
 
-def _imported(tmp_path: Path, *argv: str) -> tuple[set[str], str]:
+def _empty_env(tmp_path: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -45,6 +45,11 @@ def _imported(tmp_path: Path, *argv: str) -> tuple[set[str], str]:
         XDG_CACHE_HOME=str(tmp_path / "cache"),
         TMUX_TMPDIR=str(tmp_path / "tmux"),
     )
+    return env
+
+
+def _imported(tmp_path: Path, *argv: str) -> tuple[set[str], str]:
+    env = _empty_env(tmp_path)
     res = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "fleet_tui", *argv],
         cwd=REPO,
@@ -78,3 +83,43 @@ def test_help_imports_no_pydantic(tmp_path: Path) -> None:
     for verb in ("ps", "heartbeat", "send", "usage", "budget", "alerts"):
         assert verb in out
     assert not any(n == "pydantic" or n.startswith(("pydantic.", "textual", "yaml")) for n in names)
+
+
+# What `ps --json` on an empty fleet leaves unbuilt, checked in the process that ran it: the
+# modules of the other verbs, the settings models (no settings file), the inference patterns
+# (no pane to read).
+_LEFT_UNBUILT = """
+import contextlib, io, sys
+from fleet_tui.cli.main import EXTENSIONS, main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    code = main(["ps", "--json"])
+assert code == 0 and '"schema": "mosaic.fleet.ps/v1"' in out.getvalue()
+from fleet_tui.config import settings
+from fleet_tui.core.infer import DEFAULT_RULES
+print("verb modules:", sorted(m for m in EXTENSIONS if m in sys.modules))
+print("settings built:", sorted(
+    m.__name__
+    for m in (settings.DashboardSettings, settings.InferenceSettings, settings.RuntimePatternSettings)
+    if m.__pydantic_complete__
+))
+print("patterns compiled:", sorted(DEFAULT_RULES.runtimes._compiled))
+"""
+
+
+def test_ps_json_on_an_empty_fleet_leaves_unbuilt_what_it_does_not_use(tmp_path: Path) -> None:
+    env = _empty_env(tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-c", _LEFT_UNBUILT],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.splitlines() == [
+        "verb modules: []",
+        "settings built: []",
+        "patterns compiled: []",
+    ]
