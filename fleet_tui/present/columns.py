@@ -19,9 +19,12 @@ then the rest; `ps` and the dashboard share it.
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import compress
+from operator import is_not
 from typing import Any
 
 from fleet_tui.core.timefmt import human_bytes, human_duration
@@ -388,6 +391,69 @@ COLUMNS: list[Column] = [
     Column("REASON", "reason", 10, lambda r: r.health_reason, flexible=True),
 ]
 COLUMNS_BY_KEY = {c.key: c for c in COLUMNS}
+
+# What each column's cell reads of a record: its fields, or "heartbeat.age_s" / "tmux.idle_s" when
+# only that age of the heartbeat or of the pane moved (`changed_inputs`), so a table can remake
+# only the cells whose inputs changed at a poll where every age ticks. A column missing here, or a
+# field no column and no `UNSHOWN_FIELDS` names, counts as read by every column (all remade).
+_STATE_INPUTS = ("heartbeat", "inferred", "state_source")
+CELL_INPUTS: dict[str, tuple[str, ...]] = {
+    "tenant": ("tenant_id",),
+    "host": ("host",),
+    "agent": ("name", "alias"),
+    "role": ("role",),
+    "health": ("health",),
+    "state": _STATE_INPUTS,
+    "src": _STATE_INPUTS,
+    "hb": ("heartbeat", "heartbeat.age_s"),
+    "idle": ("tmux", "tmux.idle_s"),
+    "tokens": ("tokens_today",),
+    "budget": ("budget",),
+    "runtime": ("runtime", "model", "process"),
+    "socket": ("socket",),
+    "pid": ("process",),
+    "cpu": ("process",),
+    "mem": ("process",),
+    "systemd": ("systemd",),
+    "drift": ("drift",),
+    "asks": _STATE_INPUTS,
+    "reason": ("health_reason",),
+}
+# Fields of a record that no cell shows.
+UNSHOWN_FIELDS = ("lifecycle", "in_roster", "is_agent", "session", "cache_read_today", "remote")
+# The sub-record fields whose age alone can move (the join's kept records, `core.join`).
+AGE_FIELDS = {"heartbeat": "age_s", "tmux": "idle_s"}
+_FIELDS: tuple[str, ...] = tuple(AgentRecord.model_fields)
+_fields_of = operator.itemgetter(*_FIELDS)
+
+
+def changed_inputs(old: AgentRecord, new: AgentRecord) -> set[str]:
+    """The fields of `new` that differ from `old` (by identity, else by value), with
+    "heartbeat.age_s" / "tmux.idle_s" instead of "heartbeat" / "tmux" when only that age moved."""
+    od, nd = old.__dict__, new.__dict__
+    moved: Iterable[str]
+    try:  # the fields whose objects differ, found in C (most are the same objects)
+        moved = compress(_FIELDS, map(is_not, _fields_of(od), _fields_of(nd)))
+    except KeyError:  # (not a full record)
+        moved = _FIELDS
+    out: set[str] = set()
+    for name in moved:
+        a, b = od.get(name), nd.get(name)
+        sub = AGE_FIELDS.get(name)
+        if sub is not None and a is not None and b is not None:
+            ad, bd = a.__dict__, b.__dict__
+            if ad.keys() == bd.keys() and all(
+                ad[k] is bd[k] or ad[k] == bd[k] for k in bd if k != sub
+            ):
+                if ad[sub] != bd[sub]:
+                    out.add(f"{name}.{sub}")
+                continue
+        if a is b or a == b:
+            continue
+        out.add(name)
+    return out
+
+
 GAP = 2
 FLEX_MIN = {"asks": 28, "reason": 24}
 

@@ -30,10 +30,13 @@ from textual.strip import Strip
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord, Health, StateSource
 from fleet_tui.present.columns import (
+    CELL_INPUTS,
     COLUMNS,
     COLUMNS_BY_KEY,
     GAP,
+    UNSHOWN_FIELDS,
     Column,
+    changed_inputs,
     fit_columns,
     needs_attention,
     shown_state,
@@ -85,9 +88,7 @@ def _clean_cell(text: str) -> str:
     return cleaned
 
 
-def make_row(
-    record: AgentRecord, columns: list[Column] = COLUMNS, *, ascii_only: bool = False
-) -> Row:
+def row_tags(record: AgentRecord) -> tuple[str, ...]:
     tags = [f"health-{record.health.value}"]
     if needs_attention(record):
         tags.append("attention")
@@ -102,10 +103,56 @@ def make_row(
         tags.append("drift")
     if not record.is_agent:
         tags.append("nonagent")
+    return tuple(tags)
+
+
+def make_row(
+    record: AgentRecord, columns: list[Column] = COLUMNS, *, ascii_only: bool = False
+) -> Row:
     cells = tuple(_clean_cell(c.cell(record)) for c in columns)
     if ascii_only:
         cells = tuple(to_ascii(c) for c in cells)
-    return Row(record.key, cells, tuple(tags))
+    return Row(record.key, cells, row_tags(record))
+
+
+# What `row_tags` reads of a record (see present.columns.CELL_INPUTS).
+TAG_INPUTS = frozenset(
+    ("health", "heartbeat", "inferred", "state_source", "budget", "drift", "is_agent")
+)
+# For each input a cell can read, the indices in COLUMNS of the cells that read it.
+_READERS: dict[str, tuple[int, ...]] = {f: () for f in UNSHOWN_FIELDS}
+for _ci, _c in enumerate(COLUMNS):
+    for _f in CELL_INPUTS.get(_c.key, ()):
+        _READERS[_f] = (*_READERS.get(_f, ()), _ci)
+_EVERY_COLUMN = frozenset(c.key for c in COLUMNS) - CELL_INPUTS.keys()
+
+
+def remake_row(old_record: AgentRecord, old: Row, record: AgentRecord, *, ascii_only: bool) -> Row:
+    """The row of `record` (of the same key) made from the row of `old_record`: only the cells
+    whose inputs changed are made again (at a poll, most records only have older ages); `old`
+    itself when nothing it shows changed. The same row as `make_row(record)`."""
+    if _EVERY_COLUMN:  # a column that does not say what it reads
+        return make_row(record, ascii_only=ascii_only)
+    changed = changed_inputs(old_record, record)
+    if not changed:
+        return old
+    remake: set[int] = set()
+    for field in changed:
+        readers = _READERS.get(field)
+        if readers is None:  # a field nobody said they read: make it all again
+            return make_row(record, ascii_only=ascii_only)
+        remake.update(readers)
+    tags = row_tags(record) if not changed.isdisjoint(TAG_INPUTS) else old.tags
+    if not remake:
+        return old if tags == old.tags else Row(old.key, old.cells, tags)
+    cells = list(old.cells)
+    for ci in remake:
+        text = _clean_cell(COLUMNS[ci].cell(record))
+        cells[ci] = to_ascii(text) if ascii_only else text
+    new_cells = tuple(cells)
+    if new_cells == old.cells and tags == old.tags:
+        return old
+    return Row(old.key, new_cells, tags)
 
 
 _ITALIC = Style(italic=True)
@@ -192,7 +239,11 @@ class FleetTable(ScrollView, can_focus=True):
         self._fleet_widths: dict[str, int] = {}
         self._narrower_for: dict[str, int] = {}
         self._fleet_columns: list[Column] = list(COLUMNS)
-        self._made: dict[str, tuple[AgentRecord, Row]] = {}
+        # per key, the last record shown and its row, and whether it was made in ASCII
+        self._made: dict[str, tuple[AgentRecord, Row, bool]] = {}
+        # per column (index in COLUMNS), how many rows of `_made` have a cell of each length:
+        # the fleet's natural widths without going over every row at each update
+        self._lengths: list[dict[int, int]] = [{} for _ in COLUMNS]
         self.rows_rendered = 0  # rows turned into strips since start (for benchmarks and tests)
 
     # -- data ------------------------------------------------------------------------------
@@ -224,27 +275,61 @@ class FleetTable(ScrollView, can_focus=True):
             row = row_of(r)
             rows.setdefault(row.key, row)
             shown.append(row)
-        if len(self._made) != len(rows):  # _made holds every key of rows: drop the others
-            self._made = {k: v for k, v in self._made.items() if k in rows}
+        made = self._made
+        if len(made) != len(rows):  # _made holds every key of rows: drop the others
+            for key in [k for k in made if k not in rows]:
+                self._count(made.pop(key)[1].cells, -1)
         columns = visible_columns(fleet or records, COLUMNS)
         self._fleet_columns = [c for c in COLUMNS if c in columns]
-        self._update_fleet_widths(list(rows.values()))
+        self._update_fleet_widths(rows)
         self.set_rows(shown, self._fleet_columns)
 
     def _row_of(self, record: AgentRecord) -> Row:
-        """The row of a record, made once per record object (a filter or a sort that changes
-        shows the same snapshot's records again: their rows are reused)."""
+        """The row of a record: the same row for the same record object (a filter or a sort
+        that changes shows the same snapshot's records again), else made from the last row of
+        its key (only the cells whose inputs changed), else made anew."""
         key = record.key
         made = self._made.get(key)
-        if made is not None and made[0] is record:
+        ascii_only = self.ascii_only
+        if made is None or made[2] != ascii_only:
+            row = make_row(record, ascii_only=ascii_only)
+            if made is not None:
+                self._count(made[1].cells, -1)
+            self._count(row.cells, 1)
+        elif made[0] is record:
             return made[1]
-        row = make_row(record, ascii_only=self.ascii_only)
-        self._made[key] = (record, row)
+        else:
+            old = made[1]
+            row = remake_row(made[0], old, record, ascii_only=ascii_only)
+            if row.cells is not old.cells:
+                lengths = self._lengths
+                for ci, (a, b) in enumerate(zip(old.cells, row.cells, strict=True)):
+                    if a is not b and len(a) != len(b):
+                        counts = lengths[ci]
+                        n = counts[len(a)] - 1
+                        if n:
+                            counts[len(a)] = n
+                        else:
+                            del counts[len(a)]
+                        counts[len(b)] = counts.get(len(b), 0) + 1
+        self._made[key] = (record, row, ascii_only)
         return row
 
-    def _update_fleet_widths(self, rows: list[Row]) -> None:
+    def _count(self, cells: tuple[str, ...], step: int) -> None:
+        for counts, text in zip(self._lengths, cells, strict=True):
+            n = counts.get(len(text), 0) + step
+            if n:
+                counts[len(text)] = n
+            else:
+                del counts[len(text)]
+
+    def _update_fleet_widths(self, rows: dict[str, Row]) -> None:
         """Grow a column at once; shrink it only after SHRINK_AFTER updates asked for less."""
-        natural = self._natural_widths(rows)
+        made = self._made
+        if len(made) == len(rows) and all(made[k][1] is row for k, row in rows.items()):
+            natural = self._counted_widths()  # the rows are those counted in _lengths
+        else:  # (two records of one key in an update)
+            natural = self._natural_widths(list(rows.values()))
         for key, w in natural.items():
             kept = self._fleet_widths.get(key, 0)
             if w >= kept:
@@ -255,6 +340,19 @@ class FleetTable(ScrollView, can_focus=True):
             if self._narrower_for[key] >= SHRINK_AFTER:
                 self._fleet_widths[key] = w
                 self._narrower_for[key] = 0
+
+    def _counted_widths(self) -> dict[str, int]:
+        """`_natural_widths` of the rows of `_made`, from the per-column length counts."""
+        widths: dict[str, int] = {}
+        for ci, c in enumerate(COLUMNS):
+            if c not in self._columns and c not in self._fleet_columns:
+                continue
+            w = max(len(c.title) + 1, MIN_WIDTH.get(c.key, 0))
+            counts = self._lengths[ci]
+            if counts:
+                w = max(w, max(counts))
+            widths[c.key] = w
+        return widths
 
     def set_rows(self, rows: list[Row], columns: list[Column] | None = None) -> None:
         old_rows = self._rows

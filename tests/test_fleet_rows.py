@@ -1,0 +1,140 @@
+"""The fleet table remakes a row from the last row of its agent, only the cells whose inputs
+changed (issue 16: at a poll every age ticks, so every record is a new object). Whatever
+changed, the row must be the one made from scratch, and the screen must show the change."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+
+from fleet_tui.config.settings import DashboardSettings
+from fleet_tui.model.records import AgentRecord
+from fleet_tui.present.columns import changed_inputs
+from fleet_tui.testing.fleets import NOW, FixedSource, big_snapshot, fleet_snapshot
+from fleet_tui.ui.app import FleetApp
+from fleet_tui.ui.widgets import FleetTable
+from fleet_tui.ui.widgets.fleet_table import SHRINK_AFTER, make_row, remake_row
+
+
+def _records() -> list[AgentRecord]:
+    # every health, state source, drift flag, budget and systemd case, and a plain big fleet
+    variants = [
+        fleet_snapshot(),
+        fleet_snapshot(roster=False),
+        fleet_snapshot(hung=True, systemd=False, heartbeats=False, usage=False),
+    ]
+    out = [a for s in variants for a in s.agents]
+    return out + list(big_snapshot(40, seed=7).agents)
+
+
+def _aged(r: AgentRecord, hb_s: float, idle_s: float) -> AgentRecord:
+    update: dict[str, object] = {}
+    if r.heartbeat is not None:
+        update["heartbeat"] = r.heartbeat.model_copy(update={"age_s": hb_s})
+    if r.tmux is not None:
+        update["tmux"] = r.tmux.model_copy(update={"idle_s": idle_s})
+    return r.model_copy(update=update)
+
+
+@pytest.mark.parametrize("ascii_only", [False, True])
+def test_a_row_remade_from_the_last_one_is_the_row_made_from_scratch(ascii_only: bool) -> None:
+    records = _records()
+    rng = random.Random(16)
+    fields = list(AgentRecord.model_fields)
+    checked = 0
+    for old in records:
+        old_row = make_row(old, ascii_only=ascii_only)
+        # every field in turn taken from another record (a state, a budget, a process...)
+        for field in fields:
+            other = rng.choice(records)
+            new = old.model_copy(update={field: getattr(other, field)})
+            row = remake_row(old, old_row, new, ascii_only=ascii_only)
+            fresh = make_row(new, ascii_only=ascii_only)
+            assert (row.cells, row.tags) == (fresh.cells, fresh.tags), (old.name, field)
+            checked += 1
+        # only the ages moved (a kept record at the next poll), across the units' edges
+        for hb_s, idle_s in ((0.4, 1.0), (119.9, 120.0), (7300.0, -5.0), (-30.0, 200000.0)):
+            new = _aged(old, hb_s, idle_s)
+            row = remake_row(old, old_row, new, ascii_only=ascii_only)
+            fresh = make_row(new, ascii_only=ascii_only)
+            assert (row.cells, row.tags) == (fresh.cells, fresh.tags), (old.name, hb_s, idle_s)
+    assert checked > 1000
+
+
+def test_only_the_moved_ages_count_as_changed_inputs() -> None:
+    old = fleet_snapshot().agents[0]
+    assert old.heartbeat is not None and old.tmux is not None
+    assert changed_inputs(old, old.model_copy()) == set()
+    assert changed_inputs(old, _aged(old, 99.0, 98.0)) == {"heartbeat.age_s", "tmux.idle_s"}
+    new = old.model_copy(
+        update={"heartbeat": old.heartbeat.model_copy(update={"age_s": 99.0, "seq": 12345})}
+    )
+    assert changed_inputs(old, new) == {"heartbeat"}
+    assert changed_inputs(old, old.model_copy(update={"role": "other"})) == {"role"}
+
+
+def test_a_row_whose_shown_text_did_not_change_is_the_same_row() -> None:
+    old = big_snapshot(3, seed=2).agents[1]
+    row = make_row(old)
+    assert old.heartbeat is not None
+    same_text = _aged(old, old.heartbeat.age_s + 0.01, (old.tmux.idle_s or 0) + 0.01)  # type: ignore[union-attr]
+    if make_row(same_text).cells == row.cells:
+        assert remake_row(old, row, same_text, ascii_only=False) is row
+
+
+def _line_of(table: FleetTable, name: str) -> str:
+    for y in range(1, table.size.height):
+        text = table.render_line(y).text
+        if f" {name} " in f" {text} ":
+            return text
+    raise AssertionError(f"{name} is not on screen")
+
+
+async def test_a_moved_age_and_a_changed_field_show_on_screen_at_the_next_update() -> None:
+    base = big_snapshot(60, seed=4)
+    app = FleetApp(
+        FixedSource(base),
+        settings=DashboardSettings(poll_interval_s=3600),
+        clock=lambda: NOW + timedelta(seconds=1),
+        watch=False,
+    )
+    async with app.run_test(size=(160, 40)) as pilot:
+        for _ in range(100):
+            await pilot.pause()
+            if app.polls >= 1:
+                break
+        table = app.fleet_screen.query_one(FleetTable)
+        first = table.keys[0]
+        name = first.rsplit("/", 1)[1]
+        assert "7 m" not in _line_of(table, name).split(name, 1)[1]
+        agents: list[AgentRecord] = []
+        for a in base.agents:
+            a = _aged(a, 420.0, 430.0)  # every age moved, as at a real poll
+            if a.key == first:
+                a = a.model_copy(update={"role": "reviewer", "health_reason": "moved on"})
+            agents.append(a)
+        app.apply_snapshot(base.model_copy(update={"agents": agents}))
+        await pilot.pause()
+        await pilot.pause()
+        line = _line_of(table, name)
+        assert "reviewer" in line
+        assert line.count("7 m") == 2  # HB 420 s and IDLE 430 s
+        # and an agent whose only change is its ages shows them too
+        other = table.keys[1].rsplit("/", 1)[1]
+        assert _line_of(table, other).count("7 m") == 2
+        # a longer cell widens its column at once; once it is gone, the column narrows back
+        # after SHRINK_AFTER updates (the per-column length counts follow the fleet)
+        header = table.render_line(0).text
+        long_role = "reviewer-of-very-long-things"
+        longer = [a.model_copy(update={"role": long_role}) if a.key == first else a for a in agents]
+        app.apply_snapshot(base.model_copy(update={"agents": longer}))
+        await pilot.pause()
+        assert long_role in _line_of(table, name)
+        assert table.render_line(0).text != header
+        without = [a for a in agents if a.key != first]
+        for _ in range(SHRINK_AFTER):
+            app.apply_snapshot(base.model_copy(update={"agents": without}))
+            await pilot.pause()
+        assert table.render_line(0).text == header
