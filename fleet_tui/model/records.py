@@ -87,6 +87,9 @@ KNOWN_RUNTIMES = ("claude", "codex", "pi", "opencode", "stub", "other")
 
 # Every model here is built on first use (`defer_build`), not at import: a `ps` never validates
 # a roster, a heartbeat, a ping or a ledger record when there is none (issue 16, start-up).
+# An empty list default is written `= []` (pydantic copies it for each instance), not
+# `Field(default_factory=list)`: for a factory the schema build asks `inspect.signature(list)`,
+# whose first call compiles the tokenize module's patterns (~5 ms of every start-up).
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
@@ -127,7 +130,7 @@ class Roster(_Record):
     host: str | None = None
     socket_name: str | None = Field(default=None, pattern=SOCKET_NAME_RE)
     heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=86400)
-    agents: list[RosterAgent] = Field(default_factory=list)
+    agents: list[RosterAgent] = []
 
     def agent_socket(self, agent: RosterAgent) -> str:
         """The socket an agent is expected on: its own, else the roster's, else `default`."""
@@ -155,7 +158,7 @@ class Heartbeat(BaseModel):
     model: str | None = None
     pid: int | None = None
     echo: str | None = None
-    acks: list[str] = Field(default_factory=list)
+    acks: list[str] = []
     usage: dict[str, Any] | None = None
     # Grown after v1: who wrote it when not the runtime itself ("hook:claude", "hook:codex",
     # "keepalive:claude"). Absent means the runtime speaks the protocol natively.
@@ -400,7 +403,7 @@ class FleetSnapshot(_Record):
     sockets: list[SocketInfo]
     agents: list[AgentRecord]
     warnings: list[str]
-    sources: list[SourceStatus] = Field(default_factory=list)
+    sources: list[SourceStatus] = []
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
