@@ -263,7 +263,6 @@ def _states() -> list[str]:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    from fleet_tui.present.text import render_summary, render_table, use_color
     from fleet_tui.service.providers import ps_budget_provider, ps_usage_provider
 
     gateway = gateway_from_args(args)
@@ -294,6 +293,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
                 if w.startswith("gateway "):
                     sys.stderr.write(f"warning: {w}\n")
         return EXIT_OK
+    from fleet_tui.present.text import render_summary, render_table, use_color  # the table only
+
     tty = sys.stdout.isatty()
     width = shutil.get_terminal_size((100, 24)).columns if tty else None
     if width is None and os.environ.get("COLUMNS", "").isdigit():
