@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import compress
-from operator import is_not
+from operator import is_, is_not
 from typing import Any
 
 from fleet_tui.core.timefmt import human_bytes, human_duration
@@ -136,7 +136,13 @@ def shown_state(r: AgentRecord) -> tuple[AgentState | None, StateSource | None]:
 
 def needs_attention(r: AgentRecord) -> bool:
     """Waiting for the operator (waiting_input or blocked), reported or inferred."""
-    return shown_state(r)[0] in ATTENTION_STATES
+    # shown_state(r)[0] in ATTENTION_STATES, without the tuple (counted for every agent in
+    # the sort, the header, the title at every poll)
+    hb = r.heartbeat
+    if hb is not None:
+        return hb.state in ATTENTION_STATES
+    inferred = r.inferred
+    return inferred is not None and inferred.state in ATTENTION_STATES
 
 
 # core.infer spells an inferred prompt's reason "<runtime> prompt: '<the matched text>'".
@@ -423,8 +429,23 @@ CELL_INPUTS: dict[str, tuple[str, ...]] = {
 UNSHOWN_FIELDS = ("lifecycle", "in_roster", "is_agent", "session", "cache_read_today", "remote")
 # The sub-record fields whose age alone can move (the join's kept records, `core.join`).
 AGE_FIELDS = {"heartbeat": "age_s", "tmux": "idle_s"}
+_AGES = {name: (sub, f"{name}.{sub}") for name, sub in AGE_FIELDS.items()}
 _FIELDS: tuple[str, ...] = tuple(AgentRecord.model_fields)
 _fields_of = operator.itemgetter(*_FIELDS)
+
+
+_OTHERS: dict[tuple[type, str], Callable[[dict[str, Any]], tuple[Any, ...]]] = {}
+
+
+def _others_of(cls: type, sub: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A getter of every field of the model `cls` but `sub`, as a tuple."""
+    getter = _OTHERS.get((cls, sub))
+    if getter is None:
+        names = [f for f in cls.model_fields if f != sub]  # type: ignore[attr-defined]
+        get_all = operator.itemgetter(*names)
+        getter = get_all if len(names) > 1 else (lambda d: (get_all(d),))
+        _OTHERS[(cls, sub)] = getter
+    return getter
 
 
 def changed_inputs(old: AgentRecord, new: AgentRecord) -> set[str]:
@@ -439,14 +460,19 @@ def changed_inputs(old: AgentRecord, new: AgentRecord) -> set[str]:
     out: set[str] = set()
     for name in moved:
         a, b = od.get(name), nd.get(name)
-        sub = AGE_FIELDS.get(name)
-        if sub is not None and a is not None and b is not None:
+        age = _AGES.get(name)
+        if age is not None and a is not None and b is not None and type(a) is type(b):
+            sub = age[0]
+            others = _OTHERS.get((type(a), sub)) or _others_of(type(a), sub)
             ad, bd = a.__dict__, b.__dict__
-            if ad.keys() == bd.keys() and all(
-                ad[k] is bd[k] or ad[k] == bd[k] for k in bd if k != sub
-            ):
+            try:
+                va, vb = others(ad), others(bd)
+                same = all(map(is_, va, vb)) or va == vb  # only the age may have moved
+            except KeyError:
+                same = False
+            if same and sub in ad and sub in bd:
                 if ad[sub] != bd[sub]:
-                    out.add(f"{name}.{sub}")
+                    out.add(age[1])
                 continue
         if a is b or a == b:
             continue

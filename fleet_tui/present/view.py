@@ -14,9 +14,9 @@ With no sort chosen the rows come in `urgency_order` (who needs a human first).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from fleet_tui.model.records import AgentRecord, StateSource
+from fleet_tui.model.records import AgentRecord, Health, StateSource
 from fleet_tui.present.columns import (
     COLUMNS_BY_KEY,
     HOOK_MARK,
@@ -146,7 +146,11 @@ class FleetView:
         return ok != invert
 
     def apply(self, records: list[AgentRecord]) -> list[AgentRecord]:
-        shown = [r for r in records if self.matches(r)]
+        text = self.filter.strip()
+        if (not text or text == "!") and not self.only_waiting:  # no filter: what matches does
+            shown = list(records) if self.show_all else [r for r in records if r.is_agent]
+        else:
+            shown = [r for r in records if self.matches(r)]
         column = COLUMNS_BY_KEY.get(self.sort_key or "")
         if column is not None:
             # Rows without a value ("-": no heartbeat, no process, no budget) go last in both
@@ -181,3 +185,32 @@ class FleetView:
         if column is not None:
             parts.append(f"sort: {column.title} {'▼' if self.descending else '▲'}")
         return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class FleetCounts:
+    """What the header and the terminal's title count of a fleet's agents (plain sessions left
+    out), counted in one pass per snapshot (`fleet_counts`) instead of once per caller and tick."""
+
+    agents: int = 0
+    waiting: int = 0
+    health: dict[Health, int] = field(default_factory=dict)
+    tenants: frozenset[str] = frozenset()
+    hosts: frozenset[str] = frozenset()
+
+
+def fleet_counts(records: list[AgentRecord]) -> FleetCounts:
+    agents = waiting = 0
+    health: dict[Health, int] = {}
+    tenants: set[str] = set()
+    hosts: set[str] = set()
+    for a in records:
+        if not a.is_agent:
+            continue
+        agents += 1
+        if needs_attention(a):
+            waiting += 1
+        health[a.health] = health.get(a.health, 0) + 1
+        tenants.add(a.tenant_id)
+        hosts.add(a.host)
+    return FleetCounts(agents, waiting, health, frozenset(tenants), frozenset(hosts))

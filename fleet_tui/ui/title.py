@@ -10,12 +10,14 @@ sanitized and cut to printable ASCII-safe text with no control characters.
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 from textual.app import App
 
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord
-from fleet_tui.present.columns import needs_attention
 from fleet_tui.present.glyphs import to_ascii
+from fleet_tui.present.view import FleetCounts, fleet_counts
 
 APP_NAME = "fleet-tui"
 SAVE_TITLE = "\x1b[22;2t"
@@ -24,8 +26,12 @@ RESTORE_TITLE = "\x1b[23;2t"
 
 def fleet_name(agents: list[AgentRecord]) -> str:
     """`tenant@host` for one host, `tenant (N hosts)` for one tenant, `N tenants` else."""
-    tenants = sorted({a.tenant_id for a in agents})
-    hosts = sorted({a.host for a in agents})
+    return _name_of({a.tenant_id for a in agents}, {a.host for a in agents})
+
+
+def _name_of(tenant_set: Set[str], host_set: Set[str]) -> str:
+    tenants = sorted(tenant_set)
+    hosts = sorted(host_set)
     if not tenants:
         return ""
     if len(tenants) > 1:
@@ -35,13 +41,16 @@ def fleet_name(agents: list[AgentRecord]) -> str:
     return f"{tenants[0]} ({len(hosts)} hosts)"
 
 
-def title_text(agents: list[AgentRecord], *, ascii_only: bool = False) -> str:
+def title_text(
+    agents: list[AgentRecord], *, ascii_only: bool = False, counts: FleetCounts | None = None
+) -> str:
     """The title for this fleet: "3 waiting · jarvis@w-1 · fleet-tui", or without the count
-    when nobody waits."""
-    fleet = [a for a in agents if a.is_agent]
-    waiting = sum(1 for a in fleet if needs_attention(a))
+    when nobody waits. `counts`: `fleet_counts(agents)`, when the caller has it already."""
+    if counts is None:
+        counts = fleet_counts(agents)
+    waiting = counts.waiting
     parts = [f"{waiting} waiting"] if waiting else []
-    name = clean_text(fleet_name(fleet), max_len=60)
+    name = clean_text(_name_of(counts.tenants, counts.hosts), max_len=60)
     if name:
         parts.append(name)
     parts.append(APP_NAME)

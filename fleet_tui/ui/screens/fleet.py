@@ -266,10 +266,13 @@ class FleetScreen(Screen[None]):
         table = self.query_one(FleetTable)
         table.sort_key, table.sort_reverse = self.view.sort_key, self.view.sort_reverse
         table.set_records(records, self.fleet_records())
+        header = self.query_one(FleetHeader)
+        header.snapshot = self.snapshot
         if self.snapshot is not None:
-            self.terminal_title.set(
-                self.app, title_text(self.snapshot.agents, ascii_only=self.dashboard.ascii_only)
+            title = title_text(
+                self.snapshot.agents, ascii_only=self.dashboard.ascii_only, counts=header.counts()
             )
+            self.terminal_title.set(self.app, title)
         empty = self.query_one("#empty", Static)
         if records:
             empty.display = False
@@ -278,7 +281,7 @@ class FleetScreen(Screen[None]):
             empty.update(empty_text(self.snapshot, self.error, self.view))
             empty.display = True
             table.display = False
-        self.query_one(FleetHeader).show(
+        header.show(
             self.snapshot,
             shown=len(records),
             view=self.view.describe(),

@@ -15,7 +15,8 @@ from textual.widgets import Static
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.core.timefmt import human_duration
 from fleet_tui.model.records import FleetSnapshot, Health, SocketState
-from fleet_tui.present.columns import HEALTH_SYMBOL, needs_attention
+from fleet_tui.present.columns import HEALTH_SYMBOL
+from fleet_tui.present.view import FleetCounts, fleet_counts
 
 HEALTH_STYLE = {
     Health.HEALTHY: "green",
@@ -52,12 +53,14 @@ def header_text(
     polled_at: datetime | None = None,
     compact: int = 0,
     no_colour: bool = False,
+    counts: FleetCounts | None = None,
 ) -> Text:
     """Both header lines as plain, styled text (no markup is parsed).
 
     `compact` shortens the first line for narrow screens, so the health counts stay whole:
     1 drops "for you", 2 also the health words (the symbols stay: never colour alone).
     `no_colour`: the terminal shows no colour; what is urgent is bold or reverse instead.
+    `counts`: `fleet_counts(snapshot.agents)`, when the caller has it already.
     """
     health_style = HEALTH_STYLE_NO_COLOUR if no_colour else HEALTH_STYLE
     t = Text(no_wrap=True, overflow="ellipsis")
@@ -68,26 +71,25 @@ def header_text(
             t.append("\n⚠ ", style="bold red")
             t.append(clean_text(error, max_len=300), style="red")
         return t
-    agents = [a for a in snapshot.agents if a.is_agent]
+    if counts is None:
+        counts = fleet_counts(snapshot.agents)
     t.append(f"  {clean_text(snapshot.tenant_id)}@{clean_text(snapshot.host)}  ", style="bold")
-    t.append(f"{len(agents)} agents")
-    if shown is not None and shown != len(agents):
+    t.append(f"{counts.agents} agents")
+    if shown is not None and shown != counts.agents:
         t.append(f" ({shown} shown)", style="dim")
-    waiting = sum(1 for a in agents if needs_attention(a))
+    waiting = counts.waiting
     if waiting:
         t.append("  ")
         t.append(
             f"★ {waiting} waiting" + ("" if compact else " for you"),
             style="bold reverse" if no_colour else "bold cyan",
         )
-    counts: dict[Health, int] = {}
-    for a in agents:
-        counts[a.health] = counts.get(a.health, 0) + 1
+    by_health = counts.health
     for h in Health:
-        if counts.get(h):
+        if by_health.get(h):
             t.append("  ")
             word = "" if compact >= 2 else f" {h.value}"
-            t.append(f"{HEALTH_SYMBOL[h]} {counts[h]}{word}", style=health_style[h])
+            t.append(f"{HEALTH_SYMBOL[h]} {by_health[h]}{word}", style=health_style[h])
     t.append("\n")
     t.append("sockets ", style="dim")
     if not snapshot.sockets:
@@ -160,6 +162,7 @@ class FleetHeader(Static):
         self.error: str | None = None
         self.polled_at: datetime | None = None
         self._painted: tuple[Text, int, int] | None = None  # text on screen, lines, width
+        self._counts: tuple[FleetSnapshot, FleetCounts] | None = None  # counted once a snapshot
 
     def show(
         self,
@@ -174,9 +177,23 @@ class FleetHeader(Static):
         self.polled_at = polled_at
         self.tick()
 
+    def counts(self) -> FleetCounts | None:
+        """The agents of the snapshot shown, counted once per snapshot (the header is drawn
+        again every second, and up to three times to fit)."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return None
+        kept = self._counts
+        if kept is not None and kept[0] is snapshot:
+            return kept[1]
+        counts = fleet_counts(snapshot.agents)
+        self._counts = (snapshot, counts)
+        return counts
+
     def tick(self) -> None:
         width = self.content_size.width
         now = self.clock()
+        counts = self.counts()
         for compact in range(3):
             text = header_text(
                 self.snapshot,
@@ -187,6 +204,7 @@ class FleetHeader(Static):
                 polled_at=self.polled_at,
                 compact=compact,
                 no_colour=self.app.no_color,
+                counts=counts,
             )
             if width <= 0 or cell_len(text.plain.split("\n", 1)[0]) <= width:
                 break
