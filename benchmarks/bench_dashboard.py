@@ -444,12 +444,15 @@ class Lab(TmuxLab):
                  "-x", str(SIZE[0]), "-y", str(SIZE[1]), "sleep", "3600")  # fmt: skip
         self.ui_started = True
 
-    def launch(self, argv: list[str], name: str) -> tuple[int, str]:
-        """Start argv in a new 160x48 window of the ui server; (pid, pane id)."""
+    def launch(self, argv: list[str], name: str, cwd: Path = TREE) -> tuple[int, str]:
+        """Start argv in a new 160x48 window of the ui server, in `cwd`; (pid, pane id).
+        The folder matters: `python -m fleet_tui` puts its working folder first on sys.path,
+        so a pane started in this checkout would run this checkout's fleet_tui whatever the
+        interpreter and PYTHONPATH (a `--tree` run measured this tree twice)."""
         self.start_ui()
         res = self.run(
             self.ui_sock, "new-window", "-d", "-P", "-F", "#{pane_pid} #{pane_id}",
-            "-t", "=ui:", "-n", name, *argv,
+            "-c", str(cwd), "-t", "=ui:", "-n", name, *argv,
         )  # fmt: skip
         pid_s, pane = res.stdout.split()
         pid = int(pid_s)

@@ -142,10 +142,12 @@ def launch_dashboard(lab: Lab, tree: Path, roster: Path, state: Path, tag: str) 
     python = tree / ".venv" / "bin" / "python"
     argv = ["env", f"PYTHONPATH={tree}", str(python), "-m", "fleet_tui",
             "--roster", str(roster), "--state-dir", str(state)]  # fmt: skip
-    pid, pane = lab.launch(argv, tag)
+    pid, pane = lab.launch(argv, tag, cwd=tree)  # -m puts the working folder first on sys.path
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if ROW_MARK in lab.capture(pane):
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+            assert cwd.resolve() == tree.resolve(), f"the dashboard of {tree} runs in {cwd}"
             return pid, pane
         time.sleep(0.05)
     raise RuntimeError(f"{tree}: no agent row after 30 s: {lab.capture(pane)[-400:]}")
