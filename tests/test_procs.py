@@ -98,7 +98,7 @@ def test_detect_runtime_from_paths() -> None:
 def test_a_warm_collector_follows_panes_that_come_go_and_change_process(
     fleet_env: FleetEnv,
 ) -> None:
-    """The collector walks the last listing's panes while tmux lists the new one: a pane that
+    """A collector kept across polls (the dashboard's) keeps per-process state: a pane that
     appears, one whose process is replaced and one that ends must all show on the next poll."""
     from fleet_tui.config.fleet import FleetConfig
     from fleet_tui.service.collector import FleetCollector

@@ -215,7 +215,6 @@ class ProcessSampler:
         self.members: dict[int, Member] = {}
         self._prev: dict[tuple[int, int], tuple[int, float]] = {}
         self._cmd_cache: dict[tuple[int, int], str | None] = {}
-        self._seen: set[tuple[int, int]] = set()
         self._uptime_base = self._boot_time()
 
     def _boot_time(self) -> float:
@@ -233,19 +232,10 @@ class ProcessSampler:
         members: dict[int, Member] = {}
         self._walk(pane_pids, out, seen, members)
         self.members = members
-        self._seen = seen
         for key in list(self._prev):
             if key not in seen:
                 del self._prev[key]
                 self._cmd_cache.pop(key, None)
-        return out
-
-    def sample_more(self, pane_pids: list[int]) -> dict[int, TreeSample]:
-        """Walk more trees into the last sample (panes it did not know): nothing it holds is
-        dropped. The collector samples the panes of the last tmux listing while the new listing
-        runs, then the new panes with this."""
-        out: dict[int, TreeSample] = {}
-        self._walk(pane_pids, out, self._seen, self.members)
         return out
 
     def _walk(
