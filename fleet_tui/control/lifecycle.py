@@ -1,0 +1,524 @@
+"""Lifecycle: start an agent from its roster definition, stop it, remember operator stops.
+
+DESIGN.md "Lifecycle and supervision". Starting (`plan_launch`, then `start`):
+
+- a session named after the agent on its socket, through the one recipe
+  (`tmux.new_agent_session`: `@mosaic_agent`, `window-size manual` at 100x30 unless the roster
+  says `width`/`height`, `remain-on-exit` so that a command that dies shows as a dead pane);
+- the roster's `command` run by the user's LOGIN shell (`$SHELL -l -c COMMAND`; else the shell of
+  the passwd entry; else /bin/sh), so that the runtime's bin dir (`~/.local/bin`, nvm, ...) set up
+  by the profile is on PATH, also when started by systemd or cron;
+- in `cwd` (`~` expanded; absolute; it must exist: nothing is started otherwise; default: home);
+- with the roster's `env`, plus `MOSAIC_AGENT=<name>` and where the fleet's files are
+  (`MOSAIC_FLEET_STATE_DIR`, `MOSAIC_FLEET_ROSTER`), so that the runtime's hooks find the spool.
+
+Secrets of the fleet never reach the pane (`is_fleet_secret`: the gateway token, any `*_DSN`,
+the variables an alerts file names for its channels' tokens and URLs):
+
+- tmux copies the environment of the client that STARTS a server into the server's global
+  environment, and every pane inherits it: the runner used here has them removed
+  (`clean_environ`), so a server started by `up` holds none;
+- a server that is already running may hold some (started by a shell that had them): they are
+  read from `show-environment -g`, the command is run as `env -u VAR ... SHELL -l -c COMMAND`
+  (`new-session -e` can only ADD variables), and the session marks them removed
+  (`set-environment -r`: `show-environment -t =NAME:` shows `-VAR`; a respawned pane or a new
+  window of the session does not get them either). The server's global environment is left as it
+  is: it may be the operator's own server, and their shells may need it.
+
+Stopping (`stop_session`): ask the runtime to end where there is a way we are sure of
+(`STOP_REQUESTS`), wait up to the grace period for the pane's process to exit, then
+`kill-session -t =NAME`. An operator's stop is remembered in `lifecycle/stopped.json` in the
+state dir, so that a supervisor leaves that agent alone; `up NAME` forgets it.
+
+Every tmux call goes through the runner with an exact target (`=NAME:` or a `%N` id).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from fleet_tui import tmux as recipe
+from fleet_tui.core.sanitize import clean_text
+from fleet_tui.errors import BadInput, TmuxError, TmuxServerGone, TmuxTargetMissing
+from fleet_tui.model.records import Lifecycle, Roster, RosterAgent
+from fleet_tui.protocol.clock import format_ts
+from fleet_tui.protocol.files import atomic_write, exclusive_lock, read_regular
+from fleet_tui.sources.systemd import current_user
+from fleet_tui.tmux import TmuxRunner, check_session_name, probe_socket, session_target
+
+DEFAULT_WIDTH = 100
+DEFAULT_HEIGHT = 30
+DEFAULT_GRACE_S = 10.0
+DEFAULT_SETTLE_S = 1.5
+START_TIMEOUT_S = 10.0  # new-session may start a server and run the login shell's profile
+CRASH_LINES = 5  # last lines of a dead pane shown in `up`'s report
+
+# Exact names of the fleet's own credentials; any `*_DSN` and the MOSAIC_FLEET_* variables that
+# name a token, secret or password are secrets too (`is_fleet_secret`).
+SECRET_NAMES = frozenset(
+    {
+        "MOSAIC_FLEET_GATEWAY_TOKEN",
+        "MOSAIC_FLEET_GATEWAY_DSN",
+        "FLEET_TEST_PG_DSN",
+        "PGPASSWORD",
+    }
+)
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "DSN")
+
+
+class LaunchError(BadInput):
+    """An agent cannot be started as its roster says (a cwd that does not exist, a secret in
+    its env): one line, nothing started."""
+
+
+def is_fleet_secret(name: str, extra: Collection[str] = ()) -> bool:
+    """Whether the environment variable `name` holds a secret of the fleet."""
+    if name in SECRET_NAMES or name in extra or name.endswith("_DSN"):
+        return True
+    return name.startswith("MOSAIC_FLEET_") and any(w in name for w in _SECRET_WORDS)
+
+
+def clean_environ(environ: Mapping[str, str], extra: Collection[str] = ()) -> dict[str, str]:
+    """`environ` without the fleet's secrets (and without `TMUX`/`TMUX_PANE`): the environment
+    of the tmux client that may start a server, whose global environment every pane inherits."""
+    return {
+        k: v
+        for k, v in environ.items()
+        if not is_fleet_secret(k, extra) and k not in ("TMUX", "TMUX_PANE")
+    }
+
+
+def alert_secret_names(alerts_path: Path) -> set[str]:
+    """The variables an alerts file names for its channels' secrets (`token_env`, `url_env`: a
+    webhook URL is itself a secret). An unreadable or invalid file names none (`alerts` reports
+    it)."""
+    from fleet_tui.sources.alerts import load_alerts
+
+    try:
+        if not alerts_path.exists():
+            return set()
+        channels = load_alerts(alerts_path).config.channels
+    except Exception:  # someone else's file to report: never in the way of `up`
+        return set()
+    return {v for c in channels for v in (c.token_env, c.url_env) if v}
+
+
+def lifecycle_runner(
+    *, environ: Mapping[str, str] | None = None, extra_secrets: Collection[str] = ()
+) -> TmuxRunner:
+    """A runner whose tmux clients carry no fleet secret (see `clean_environ`)."""
+    env = clean_environ(os.environ if environ is None else environ, extra_secrets)
+    return TmuxRunner(env=env, timeout=3.0)  # new-session gets START_TIMEOUT_S
+
+
+def _executable(path: str | None) -> bool:
+    return bool(path) and os.path.isabs(str(path)) and os.access(str(path), os.X_OK)
+
+
+def login_shell(environ: Mapping[str, str] | None = None) -> str:
+    """The user's login shell: `$SHELL`, else the passwd entry's, else /bin/sh."""
+    env = os.environ if environ is None else environ
+    shell = env.get("SHELL")
+    if _executable(shell):
+        return str(shell)
+    try:
+        entry = pwd.getpwuid(os.getuid()).pw_shell
+    except KeyError:
+        entry = ""
+    return entry if _executable(entry) else "/bin/sh"
+
+
+# -- planning a start -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How one agent is started: `shell -l -c command` in `cwd` with `env`, on `socket`."""
+
+    name: str
+    socket: str
+    runtime: str
+    command: str
+    shell: str
+    cwd: str
+    env: dict[str, str]
+    width: int
+    height: int
+
+    def argv(self, unset: Sequence[str] = ()) -> list[str]:
+        """The pane's argv; `unset` variables are removed first (`env -u`: `-e` only adds)."""
+        prefix = ["env", *(a for v in unset for a in ("-u", v))] if unset else []
+        return [*prefix, self.shell, "-l", "-c", self.command]
+
+    def describe(self) -> str:
+        """One line for `--dry-run` (the names of the env variables, not their values)."""
+        extra = sorted(k for k in self.env if not k.startswith("MOSAIC_"))
+        env = f", env {' '.join(extra)}" if extra else ""
+        return (
+            f"{self.shell} -l -c {clean_text(self.command, max_len=200)!r} in "
+            f"{clean_text(self.cwd)} (socket {self.socket}, {self.width}x{self.height}{env})"
+        )
+
+
+def expand_cwd(cwd: str | None, home: str | None = None) -> str:
+    """The working directory a roster `cwd` names: `~` expanded; absent = the home directory.
+    A relative path is refused (it would depend on where `up` happens to run)."""
+    home = home or os.path.expanduser("~")
+    if not cwd:
+        return home
+    if cwd == "~" or cwd.startswith("~/"):
+        path = home + cwd[1:]
+    else:
+        path = os.path.expanduser(cwd)
+    if not os.path.isabs(path):
+        raise LaunchError(f"cwd '{clean_text(cwd)}' is relative: write it absolute or from '~'")
+    return os.path.normpath(path)
+
+
+def plan_launch(
+    roster: Roster,
+    agent: RosterAgent,
+    *,
+    state_dir: Path,
+    roster_path: Path | None,
+    environ: Mapping[str, str] | None = None,
+    extra_secrets: Collection[str] = (),
+) -> Launch | None:
+    """How `agent` is started, or None when its roster entry has no `command` (not startable:
+    never guessed). Raises `LaunchError` for a cwd that is not a directory or an `env` that
+    names a fleet secret."""
+    if agent.command is None or not agent.command.strip():
+        return None
+    env_in = os.environ if environ is None else environ
+    cwd = expand_cwd(agent.cwd, env_in.get("HOME"))
+    if not os.path.isdir(cwd):
+        why = "is not a directory" if os.path.exists(cwd) else "does not exist"
+        raise LaunchError(f"cwd {clean_text(cwd)} {why}")
+    env: dict[str, str] = {}
+    for key, value in (agent.env or {}).items():
+        if is_fleet_secret(key, extra_secrets):
+            raise LaunchError(f"env {key}: a fleet secret never goes to an agent's pane")
+        env[key] = value
+    env["MOSAIC_AGENT"] = agent.name
+    env["MOSAIC_FLEET_STATE_DIR"] = str(state_dir)
+    if roster_path is not None:
+        env["MOSAIC_FLEET_ROSTER"] = str(roster_path)
+    return Launch(
+        name=check_session_name(agent.name),
+        socket=roster.agent_socket(agent),
+        runtime=agent.runtime,
+        command=agent.command,
+        shell=login_shell(env_in),
+        cwd=cwd,
+        env=env,
+        width=agent.width or DEFAULT_WIDTH,
+        height=agent.height or DEFAULT_HEIGHT,
+    )
+
+
+def always_on(roster: Roster) -> list[RosterAgent]:
+    return [a for a in roster.agents if a.lifecycle is Lifecycle.ALWAYS_ON]
+
+
+# -- what runs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaneState:
+    """The first pane of an agent's session: alive, or dead with its exit status."""
+
+    pane_id: str
+    pid: int | None
+    dead: bool
+    status: int | None
+
+
+_PANE_FIELDS = ("pane_id", "pane_pid", "pane_dead", "pane_dead_status")
+
+
+def session_state(runner: TmuxRunner, socket: str, name: str) -> PaneState | None:
+    """The agent's session's first pane, or None when there is no such session (or no server).
+    A hung server raises `TmuxTimeout`."""
+    path = runner.socket_path(socket)
+    if probe_socket(path) != recipe.Liveness.LIVE:
+        return None
+    fmt = recipe.field_format(_PANE_FIELDS)
+    try:
+        out = runner.run(socket, "list-panes", "-s", "-t", session_target(name), "-F", fmt)
+    except (TmuxServerGone, TmuxTargetMissing):
+        return None
+    lines = [line for line in out.stdout.splitlines() if line]
+    if not lines:
+        return None
+    pane_id, pid, dead, status = [*lines[0].split(recipe.FIELD_SEP), "", "", "", ""][:4]
+    return PaneState(
+        pane_id=pane_id,
+        pid=int(pid) if pid.isdigit() else None,
+        dead=dead == "1",
+        status=int(status) if status.lstrip("-").isdigit() else None,
+    )
+
+
+def server_secrets(runner: TmuxRunner, socket: str, extra: Collection[str] = ()) -> list[str]:
+    """The fleet secrets in the global environment of the (running) server on `socket`."""
+    if probe_socket(runner.socket_path(socket)) != recipe.Liveness.LIVE:
+        return []
+    try:
+        out = runner.run(socket, "show-environment", "-g").stdout
+    except (TmuxServerGone, TmuxTargetMissing):
+        return []
+    names = []
+    for line in out.splitlines():
+        if "=" in line and not line.startswith("-"):
+            key = line.split("=", 1)[0]
+            if is_fleet_secret(key, extra):
+                names.append(key)
+    return sorted(set(names))
+
+
+def last_lines(
+    runner: TmuxRunner, socket: str, pane_id: str, count: int = CRASH_LINES
+) -> list[str]:
+    """The last non-empty lines of a pane (a dead one's last words), sanitized."""
+    try:
+        out = runner.run(socket, *recipe.capture(pane_id, history=200)).stdout
+    except TmuxError:
+        return []
+    lines = [clean_text(line, max_len=200).rstrip() for line in out.splitlines()]
+    # tmux's own "Pane is dead (status 3, <date>)" line (remain-on-exit) says nothing new
+    lines = [line for line in lines if line.strip() and not line.startswith("Pane is dead (")]
+    return lines[-count:]
+
+
+# -- starting ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class StartResult:
+    """What became of one start: `outcome` is started | already_running | down | error."""
+
+    name: str
+    outcome: str
+    detail: str = ""
+    pane: PaneState | None = None
+    last: list[str] = field(default_factory=list)
+    unset: list[str] = field(default_factory=list)
+
+
+def start(
+    runner: TmuxRunner, launch: Launch, *, extra_secrets: Collection[str] = ()
+) -> StartResult:
+    """Create the agent's session as `launch` says. A live session is left alone
+    ("already_running"); a session whose pane died is closed first and started anew."""
+    state = session_state(runner, launch.socket, launch.name)
+    if state is not None and not state.dead:
+        return StartResult(launch.name, "already_running", f"pane {state.pane_id}", state)
+    if state is not None:
+        kill_session(runner, launch.socket, launch.name)
+    unset = server_secrets(runner, launch.socket, extra_secrets)
+    target = session_target(launch.name)
+    scrub: list[str] = []
+    for var in unset:
+        scrub += [";", "set-environment", "-t", target, "-r", var]
+    runner.ensure_socket_dir()
+    args = recipe.new_agent_session(
+        launch.name,
+        launch.argv(unset),
+        width=launch.width,
+        height=launch.height,
+        cwd=launch.cwd,
+        env=launch.env,
+    )
+    try:
+        runner.run(launch.socket, *args, *scrub, timeout=START_TIMEOUT_S)
+    except TmuxError as exc:
+        if "duplicate session" in exc.stderr:
+            return StartResult(launch.name, "already_running", "started meanwhile by someone else")
+        return StartResult(launch.name, "error", str(exc))
+    return StartResult(launch.name, "started", unset=unset)
+
+
+def settle(
+    runner: TmuxRunner,
+    launches: Sequence[Launch],
+    results: dict[str, StartResult],
+    *,
+    settle_s: float = DEFAULT_SETTLE_S,
+    poll_s: float = 0.1,
+) -> None:
+    """Watch the agents just started for `settle_s`: one whose command exited at once (a crash
+    loop in the making) becomes "down" with its exit status and last lines of output."""
+    todo = {la.name: la for la in launches if results[la.name].outcome == "started"}
+    deadline = time.monotonic() + settle_s
+    while todo:
+        for name, la in list(todo.items()):
+            state = session_state(runner, la.socket, name)
+            res = results[name]
+            if state is None:
+                res.outcome, res.detail = "down", "its session is gone (the command exited)"
+                del todo[name]
+            elif state.dead and state.status is None and time.monotonic() < deadline:
+                continue  # tmux marks the pane dead before it has reaped the status
+            elif state.dead:
+                res.outcome, res.pane = "down", state
+                code = "?" if state.status is None else str(state.status)
+                res.detail = f"the command exited at once (exit status {code})"
+                res.last = last_lines(runner, la.socket, state.pane_id)
+                del todo[name]
+            else:
+                res.pane = state
+        if not todo or time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+
+
+# -- stopping ---------------------------------------------------------------------------------------
+
+# What each runtime is sent to ask it to end, when we are sure it honours it. `stub` ends on
+# SIGINT (C-c on its terminal) and writes a last heartbeat saying `stopping`. Claude Code has
+# `/exit` and Codex `/quit`, but typed into a composer that holds an operator's half-written text
+# they would become part of a message to the model: nothing is typed into them; their session is
+# closed (tmux sends the pane's process SIGHUP, as a closed terminal would).
+STOP_REQUESTS: dict[str, list[str]] = {"stub": ["C-c"]}
+
+
+@dataclass
+class StopResult:
+    name: str
+    outcome: str  # stopped | not_running
+    detail: str = ""
+    asked: bool = False
+    ended_after: float | None = None
+
+
+def kill_session(runner: TmuxRunner, socket: str, name: str) -> bool:
+    """`kill-session -t =NAME`; False when there was no such session (or no server)."""
+    try:
+        runner.run(socket, "kill-session", "-t", f"={check_session_name(name)}")
+    except (TmuxServerGone, TmuxTargetMissing):
+        return False
+    return True
+
+
+def stop_session(
+    runner: TmuxRunner,
+    socket: str,
+    name: str,
+    runtime: str,
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    poll_s: float = 0.1,
+) -> StopResult:
+    """Ask the runtime to end (`STOP_REQUESTS`), wait up to `grace_s` for its pane's process to
+    exit, then close the session. Nothing asked: closed at once (waiting would change nothing)."""
+    state = session_state(runner, socket, name)
+    if state is None:
+        return StopResult(name, "not_running", "no session")
+    keys = STOP_REQUESTS.get(runtime)
+    asked = False
+    ended: float | None = None
+    if not state.dead and keys:
+        try:
+            runner.run(socket, *recipe.leave_mode(state.pane_id))
+            runner.run(socket, "send-keys", "-t", state.pane_id, *keys)
+            asked = True
+        except (TmuxServerGone, TmuxTargetMissing):
+            return StopResult(name, "not_running", "the session ended meanwhile")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < grace_s:
+            now = session_state(runner, socket, name)
+            if now is None or now.dead:
+                ended = time.monotonic() - t0
+                break
+            time.sleep(poll_s)
+    killed = kill_session(runner, socket, name)
+    if state.dead:
+        detail = "its process had already exited; session closed"
+    elif ended is not None:
+        detail = f"the runtime ended {ended:.1f} s after {'+'.join(keys or [])}; session closed"
+    elif asked:
+        detail = f"still running after the {grace_s:g} s grace period: session killed"
+    else:
+        detail = f"no stop request known for runtime '{runtime}': session closed (SIGHUP)"
+    if not killed and ended is None and not state.dead:
+        detail = "the session ended meanwhile"
+    return StopResult(name, "stopped", detail, asked, ended)
+
+
+# -- operator stops, remembered -------------------------------------------------------------------
+
+STOPPED_FILE = "stopped.json"
+_MAX_STOPPED_BYTES = 1 << 20
+
+
+def stopped_path(state_dir: Path) -> Path:
+    return state_dir / "lifecycle" / STOPPED_FILE
+
+
+def read_stopped(state_dir: Path) -> dict[str, dict[str, object]]:
+    """Agents an operator stopped on purpose: name -> {ts, user, uid, surface}. A missing file
+    is none; an unreadable or invalid one raises `BadInput` naming it (a supervisor must not
+    take "cannot tell" for "none")."""
+    path = stopped_path(state_dir)
+    try:
+        raw = read_regular(path, _MAX_STOPPED_BYTES)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw)
+        agents = data["agents"]
+        if not isinstance(agents, dict) or not all(isinstance(v, dict) for v in agents.values()):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise BadInput(f"{path}: not a stopped-agents file (JSON with 'agents')") from None
+    return agents
+
+
+def _update_stopped(state_dir: Path, change: dict[str, dict[str, object] | None]) -> None:
+    path = stopped_path(state_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise BadInput(f"{path.parent}: cannot create: {exc.strerror or exc}") from None
+    with exclusive_lock(path.parent / ".stopped.lock", 5.0):
+        agents = read_stopped(state_dir)
+        for name, entry in change.items():
+            if entry is None:
+                agents.pop(name, None)
+            else:
+                agents[name] = entry
+        data = json.dumps({"v": 1, "agents": agents}, indent=1, sort_keys=True) + "\n"
+        try:
+            atomic_write(path, data, mode=0o600)
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def remember_stop(state_dir: Path, name: str, *, now: datetime, surface: str) -> None:
+    """Record that an operator stopped `name` on purpose (who, when, from where)."""
+    entry: dict[str, object] = {
+        "ts": format_ts(now),
+        "user": current_user(),
+        "uid": os.getuid(),
+        "surface": surface,
+    }
+    _update_stopped(state_dir, {name: entry})
+
+
+def forget_stops(state_dir: Path, names: Iterable[str]) -> list[str]:
+    """Forget the operator stops of `names` (they are being started on purpose); returns those
+    that were remembered."""
+    known = read_stopped(state_dir)
+    gone = [n for n in names if n in known]
+    if gone:
+        _update_stopped(state_dir, {n: None for n in gone})
+    return gone
