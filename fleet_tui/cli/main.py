@@ -214,6 +214,10 @@ EXTENSION_VERBS = {
     "gateway": "fleet_tui.cli.gateway",
     "publish": "fleet_tui.cli.publish",
     "alerts": "fleet_tui.cli.alerts",
+    "up": "fleet_tui.cli.lifecycle",
+    "stop": "fleet_tui.cli.lifecycle",
+    "restart": "fleet_tui.cli.lifecycle",
+    "units": "fleet_tui.cli.lifecycle",
 }
 EXTENSIONS = tuple(dict.fromkeys(EXTENSION_VERBS.values()))
 
