@@ -16,7 +16,7 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.cache import LRUCache
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -58,7 +58,8 @@ class StreamLog(ScrollView, can_focus=True):
         self.dropped = 0  # lines that fell off the top (bounded memory)
         self.unseen = 0
         self.search: str = ""
-        self._cache: LRUCache[tuple[int, int, str, int], Strip] = LRUCache(1024)
+        self._cache: LRUCache[tuple[int, int, str, Style], Strip] = LRUCache(1024)
+        self._base: Style | None = None  # the widget's style during a render pass
         self._width = 0
         self.lines_received = 0
 
@@ -100,14 +101,24 @@ class StreamLog(ScrollView, can_focus=True):
         self.refresh()
 
     # -- rendering -------------------------------------------------------------------------
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The widget's style once per pass, not once per line: `rich_style` walks every
+        # ancestor's styles and builds a new Style each call (about 0.1 ms, 45 times a frame)
+        self._base = self.rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._base = None
+
     def render_line(self, y: int) -> Strip:
         index = int(self.scroll_offset.y) + y
         width = self.size.width
-        base = self.rich_style
+        base = self._base if self._base is not None else self.rich_style
         if index >= len(self.lines):
             return Strip.blank(width, base)
         absolute = self.dropped + index
-        key = (absolute, width, self.search, id(base))
+        # the style by value: a new Style object each pass must still find the cached line
+        key = (absolute, width, self.search, base)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
