@@ -20,8 +20,11 @@ whether the stock one still leaks).
 
 from __future__ import annotations
 
+from textual.compose import compose
 from textual.dom import DOMNode
+from textual.widget import Widget
 from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
 
 
 def prune_closed_watchers(node: DOMNode) -> None:
@@ -40,9 +43,39 @@ def prune_closed_watchers(node: DOMNode) -> None:
         ]
 
 
+def _shown(widget: Widget) -> tuple[object, ...]:
+    """What a footer key shows: everything a FooterKey draws, and does when clicked."""
+    if isinstance(widget, FooterKey):
+        return (
+            FooterKey,
+            widget.key,
+            widget.key_display,
+            widget.description,
+            widget.action,
+            widget._disabled,
+            str(widget.tooltip or ""),
+            frozenset(widget.classes) - {"-compact"},  # -compact: set on mount, from compact
+        )
+    return (type(widget), id(widget))  # a group or a label: never taken as the same
+
+
 class FleetFooter(Footer):
-    """The stock Footer, whose recompose also forgets the keys it has just removed."""
+    """The stock Footer, whose recompose also forgets the keys it has just removed, and which
+    recomposes only when the keys it would show differ from the ones it shows.
+
+    Why the second: the stock Footer remounts every key on each bindings change (each focus
+    change, and a second time after the next refresh, with the same keys): about a dozen
+    FooterKeys mounted, styled and laid out per focus change, some 3 screen layouts per key
+    press (issue 16, keys during a stream). What is compared is what `compose` would yield:
+    the key, how it is displayed, its description, action, enabled state, tooltip and classes,
+    a footer with key groups always recomposes (none in this app)."""
 
     async def recompose(self) -> None:
+        if not self.is_attached or self._pruning:
+            return
+        if self._bindings_ready:
+            wanted = [_shown(w) for w in compose(self)]  # not mounted: nothing registered yet
+            if wanted == [_shown(w) for w in self._nodes]:
+                return
         await super().recompose()  # awaits the removal of the old keys: they are closed now
         prune_closed_watchers(self)
