@@ -250,6 +250,7 @@ class StreamScreen(Screen[None]):
         self._kick = asyncio.Event()  # wakes the follower: the log changed, or a capture is due
         self._title_shown: Text | None = None
         self._capture_shown: str | None = None
+        self._capture_shape: tuple[int, bool] | None = None  # (rows, all fit) of that capture
 
     @property
     def dashboard(self) -> Dashboard:
@@ -496,11 +497,22 @@ class StreamScreen(Screen[None]):
             return
         self._capture_shown = sanitized
         text = Text()
-        for i, line in enumerate(trim_bottom(sanitized.rstrip("\n").split("\n"))):
+        rows = trim_bottom(sanitized.rstrip("\n").split("\n"))
+        widest = 0
+        for i, line in enumerate(rows):
             if i:
                 text.append("\n")
-            text.append_text(ansi_to_text(line))
-        self.query_one("#stream-capture", Static).update(text)
+            styled = ansi_to_text(line)
+            widest = max(widest, styled.cell_len)
+            text.append_text(styled)
+        capture = self.query_one("#stream-capture", Static)
+        # The same number of rows, none wrapped, now and before: the same size, so no layout of
+        # the screen (during a burst a capture up to 10 times a second, keys wait behind each)
+        width = capture.content_size.width
+        shape = (len(rows), widest <= width) if width else None
+        same = shape is not None and shape[1] and shape == self._capture_shape
+        self._capture_shape = shape
+        capture.update(text, layout=not same)
         self.query_one(ScreenView).follow()
 
     def on_screen_view_follow_changed(self, event: ScreenView.FollowChanged) -> None:
