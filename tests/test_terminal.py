@@ -134,7 +134,10 @@ def wait_screen(env: FleetEnv, text: str, timeout: float = 15.0) -> str:
         shown = screen(env)
         return shown if text in shown else None
 
-    return wait_until(seen, timeout=timeout, message=f"{text!r} on the dashboard's screen")
+    try:
+        return wait_until(seen, timeout=timeout, message=f"{text!r} on the dashboard's screen")
+    except AssertionError as exc:  # say what the operator saw instead
+        raise AssertionError(f"{exc}\n--- the screen ---\n{screen(env)}") from None
 
 
 def wait_gone(env: FleetEnv, text: str, timeout: float = 15.0) -> None:
