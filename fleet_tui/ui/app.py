@@ -22,6 +22,7 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
+from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.command import CommandPalette
@@ -49,6 +50,7 @@ from fleet_tui.ui.screens.budget import BudgetScreen
 from fleet_tui.ui.screens.inbox import InboxScreen, local_time
 from fleet_tui.ui.stack import StackedApp
 from fleet_tui.ui.themes import TerminalColours, is_dumb, register_themes, use_theme
+from fleet_tui.ui.typeahead import catch_typed_ahead
 from fleet_tui.ui.workers import Polled, in_thread, poll_and_alert, watch_folder
 
 # 50 agents beating every 10 s are 5 changes a second: one refresh per second shows each within
@@ -151,6 +153,12 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
     @property
     def polling_paused(self) -> bool:
         return self.polling.paused
+
+    async def _on_key(self, event: events.Key) -> None:
+        # Runs before App._on_key (the bindings): a key typed right behind the one that opened
+        # a text box goes into the box, not to a binding of the screen in front
+        # (ui.typeahead); it then stops the event, and App._on_key is not called.
+        catch_typed_ahead(self.screen, event)
 
     # -- start -----------------------------------------------------------------------------
     def on_mount(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -15,6 +16,7 @@ from textual.widgets import Input, Static, TextArea
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord
 from fleet_tui.present.columns import question
+from fleet_tui.ui.typeahead import focus_now, replay_typed_ahead
 from fleet_tui.ui.widgets.footer import prune_closed_watchers
 
 
@@ -39,6 +41,9 @@ class ConfirmAttachScreen(ModalScreen[bool]):
     def __init__(self, record: AgentRecord) -> None:
         super().__init__(id="confirm-attach")
         self.record = record
+        self.typed_ahead: (
+            list[events.Key] | None
+        ) = []  # keys typed before it mounted (ui.typeahead)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -57,8 +62,13 @@ class ConfirmAttachScreen(ModalScreen[bool]):
             )
             yield Static("", id="confirm-error")
 
+    def type_ahead_box(self) -> Input:
+        return self.query_one("#confirm-name", Input)
+
     def on_mount(self) -> None:
-        self.query_one(Input).focus()
+        box = self.type_ahead_box()
+        focus_now(box)
+        replay_typed_ahead(self, box)  # the name typed right behind `a`
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip() == self.record.name:
@@ -84,6 +94,7 @@ class ComposeMessageScreen(ModalScreen[str | None]):
     def __init__(self, record: AgentRecord) -> None:
         super().__init__(id="compose")
         self.record = record
+        self.typed_ahead: list[events.Key] | None = []
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -105,8 +116,13 @@ class ComposeMessageScreen(ModalScreen[str | None]):
             )
             yield Static("", id="compose-error")
 
+    def type_ahead_box(self) -> TextArea:
+        return self.query_one("#compose-text", TextArea)
+
     def on_mount(self) -> None:
-        self.query_one(TextArea).focus()
+        box = self.type_ahead_box()
+        focus_now(box)
+        replay_typed_ahead(self, box)  # the text typed right behind `m`
 
     def on_unmount(self) -> None:
         # The TextArea watches app.theme (Textual #6666): without this every closed dialog stays

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.events import Resize
@@ -26,6 +27,7 @@ from fleet_tui.present.columns import is_unhealthy, needs_attention
 from fleet_tui.present.view import FleetView
 from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack, pane_action_bindings
 from fleet_tui.ui.title import TerminalTitle, title_text
+from fleet_tui.ui.typeahead import focus_now
 from fleet_tui.ui.viewfile import SavedSort, SortLoaded, SortSaved, load_sort, save_sort
 from fleet_tui.ui.widgets import FleetHeader, FleetTable
 from fleet_tui.ui.widgets.footer import FleetFooter
@@ -166,6 +168,7 @@ class FleetScreen(Screen[None]):
         self._composed = False
         self._sort_chosen = False  # the operator sorted before the remembered sort was read
         self.terminal_title = TerminalTitle()
+        self.typed_ahead: list[events.Key] | None = None  # (ui.typeahead: its box opens on `/`)
 
     @property
     def dashboard(self) -> Dashboard:
@@ -315,12 +318,18 @@ class FleetScreen(Screen[None]):
         table.move_cursor_to(key)
         table.focus()
 
+    def type_ahead_box(self) -> Input | None:
+        """The filter box while it has the focus: the keys typed right behind `/` go there."""
+        box = self.query_one("#filter", Input)
+        return box if box.display else None
+
     # -- actions ---------------------------------------------------------------------------
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
         box.value = self.view.filter
-        box.focus()
+        # at once: `r e v` typed right behind `/` are queued already (ui.typeahead)
+        focus_now(box)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
