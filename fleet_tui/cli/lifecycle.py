@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, Any
 from fleet_tui.cli.args import config_from_args
 
 if TYPE_CHECKING:
-    from fleet_tui.config.fleet import FleetConfig
-    from fleet_tui.control.lifecycle import Launch, StartResult
-    from fleet_tui.model.records import Roster, RosterAgent
+    from fleet_tui.control.lifecycle import FleetRoster, StartResult
 
 SURFACE = "cli"
 
@@ -103,98 +101,61 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
 # -- shared ---------------------------------------------------------------------------------------
 
 
-class _Ctx:
-    """The configuration, the roster and the audit trail of one lifecycle verb."""
+def _warn(line: str) -> None:
+    sys.stderr.write(line + "\n")
 
-    def __init__(self, args: argparse.Namespace, action: str) -> None:
-        from fleet_tui.config.fleet import load_configured_roster
-        from fleet_tui.config.identity import local_identity
-        from fleet_tui.errors import BadInput
 
-        self.action = action
-        self.config: FleetConfig = config_from_args(args)
-        loaded = load_configured_roster(self.config)
-        if loaded is None:
-            raise BadInput(
-                f"no roster at {self.config.roster.path}: {action} starts and stops agents "
-                "from their roster definition (--roster PATH, env MOSAIC_FLEET_ROSTER)"
-            )
-        self.roster: Roster = loaded.roster
-        self.roster_path = loaded.path
-        self.tenant, self.host = local_identity(self.roster)
+def _confirmer(action: str, yes: bool) -> Callable[[FleetRoster, str], None]:
+    """The typed-name confirmation of `attach`, called by control once the agent is found: on
+    a terminal type the name; without one only with --yes (exit 5 otherwise). Declines and
+    refusals are audited."""
 
-    def agent(self, name: str) -> RosterAgent | None:
-        return next((a for a in self.roster.agents if a.name == name), None)
-
-    def audit(self, agent: str, outcome: str, detail: str = "", *, required: bool = False) -> None:
-        """One audit record; a `required` one (written before the action) that cannot be
-        written refuses the action (exit 5); otherwise a one-line warning."""
-        from datetime import UTC, datetime
-
-        from fleet_tui.control.audit import audit_path, record_action
-        from fleet_tui.errors import AuditUnavailable
-
-        try:
-            record_action(
-                self.config.state_dir,
-                now=datetime.now(UTC),
-                tenant_id=self.tenant,
-                host=self.host,
-                action=self.action,
-                agent=agent,
-                outcome=outcome,
-                detail=detail[:500],
-                surface=SURFACE,
-            )
-        except (OSError, AuditUnavailable) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            if required:
-                raise AuditUnavailable(
-                    f"{self.action} {agent}: refused: the audit log "
-                    f"{audit_path(self.config.state_dir)} cannot be written ({why})"
-                ) from None
-            sys.stderr.write(f"warning: audit log not written: {why}\n")
-
-    def not_found(self, name: str) -> Exception:
-        from fleet_tui.core.sanitize import clean_text
-        from fleet_tui.errors import AgentNotFound
-
-        self.audit(name, "not_found", "not in the roster")
-        near = sorted(a.name for a in self.roster.agents if name in a.name or a.name in name)
-        hint = f" (did you mean {', '.join(near[:3])}?)" if near else ""
-        return AgentNotFound(
-            f"no agent named '{clean_text(name, max_len=64)}' in the roster "
-            f"{clean_text(str(self.roster_path))}{hint}"
-        )
-
-    def confirm(self, name: str, yes: bool) -> None:
-        """The typed-name confirmation of `attach`: on a terminal type the name; without one
-        only with --yes (exit 5 otherwise). Declines and refusals are audited."""
+    def confirm(fleet: FleetRoster, name: str) -> None:
+        from fleet_tui.control.lifecycle import audit_action
         from fleet_tui.core.sanitize import clean_text
         from fleet_tui.errors import Refused
 
         if yes:
             return
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
-            self.audit(name, "refused", "no terminal and no --yes")
-            raise Refused(f"{self.action} {name}: no terminal to confirm on (use --yes to skip)")
-        verb = "Stop" if self.action == "stop" else "Restart"
+            audit_action(
+                fleet,
+                action=action,
+                agent=name,
+                outcome="refused",
+                detail="no terminal and no --yes",
+                surface=SURFACE,
+                warn=_warn,
+            )
+            raise Refused(f"{action} {name}: no terminal to confirm on (use --yes to skip)")
+        verb = "Stop" if action == "stop" else "Restart"
         sys.stderr.write(
-            f"{verb} {name} (tenant {clean_text(self.tenant)}, host {clean_text(self.host)})? "
+            f"{verb} {name} (tenant {clean_text(fleet.tenant)}, host {clean_text(fleet.host)})? "
             "Type the agent's name to confirm: "
         )
         sys.stderr.flush()
         typed = sys.stdin.readline().strip()
         if typed != name:
-            self.audit(name, "declined", "typed name did not match" if typed else "nothing typed")
-            raise Refused(f"{self.action} {name}: declined (the typed name did not match)")
+            audit_action(
+                fleet,
+                action=action,
+                agent=name,
+                outcome="declined",
+                detail="typed name did not match" if typed else "nothing typed",
+                surface=SURFACE,
+                warn=_warn,
+            )
+            raise Refused(f"{action} {name}: declined (the typed name did not match)")
+
+    return confirm
 
 
-def _report(res: StartResult, socket: str) -> tuple[str, bool]:
+def _report(res: StartResult) -> tuple[str, bool]:
     """One agent's line (and the dead pane's last lines under it); whether it failed."""
     from fleet_tui.core.sanitize import clean_text
 
     pane = f", pane {res.pane.pane_id}" if res.pane is not None else ""
+    socket = res.socket
     if res.outcome == "started":
         scrubbed = f"; kept from its pane: {' '.join(res.unset)}" if res.unset else ""
         return f"{res.name}: started (socket {socket}{pane}{scrubbed})", False
@@ -204,44 +165,13 @@ def _report(res: StartResult, socket: str) -> tuple[str, bool]:
         lines = [f"{res.name}: down: {res.detail}" + ("; last output:" if res.last else "")]
         lines += [f"  | {line}" for line in res.last]
         return "\n".join(lines), True
+    if res.outcome == "left_stopped":
+        return f"{res.name}: left stopped ({res.detail}; 'up {res.name}' starts it)", False
+    if res.outcome == "not_startable":
+        return f"{res.name}: not startable (no command in the roster)", False
+    if res.outcome == "would_start":
+        return f"{res.name}: would start: {res.detail}", False
     return f"{res.name}: error: {clean_text(res.detail, max_len=300)}", True
-
-
-def _start_all(
-    ctx: _Ctx, launches: list[Launch], *, settle_s: float, extra: set[str]
-) -> dict[str, StartResult]:
-    """Start `launches` (audited: the record first), then watch them for `settle_s`."""
-    from fleet_tui.control import lifecycle as lc
-    from fleet_tui.errors import FleetError
-
-    runner = lc.lifecycle_runner(extra_secrets=extra)
-    results: dict[str, StartResult] = {}
-    for la in launches:
-        try:
-            state = lc.session_state(runner, la.socket, la.name)
-        except FleetError as exc:
-            results[la.name] = lc.StartResult(la.name, "error", str(exc))
-            ctx.audit(la.name, "failed", str(exc))
-            continue
-        if state is not None and not state.dead:
-            results[la.name] = lc.StartResult(la.name, "already_running", pane=state)
-            ctx.audit(la.name, "already_running", f"pane {state.pane_id}")
-            continue
-        ctx.audit(la.name, "started", f"socket {la.socket}", required=True)
-        try:
-            results[la.name] = lc.start(runner, la, extra_secrets=extra)
-        except FleetError as exc:
-            results[la.name] = lc.StartResult(la.name, "error", str(exc))
-    lc.settle(runner, launches, results, settle_s=settle_s)
-    for la in launches:
-        res = results[la.name]
-        if res.outcome == "started":
-            ctx.audit(la.name, "running", f"pane {res.pane.pane_id if res.pane else '?'}")
-        elif res.outcome == "down":
-            ctx.audit(la.name, "down", res.detail + "".join(f" | {x}" for x in res.last))
-        elif res.outcome == "error":
-            ctx.audit(la.name, "failed", res.detail)
-    return results
 
 
 # -- up ---------------------------------------------------------------------------------------------
@@ -249,78 +179,25 @@ def _start_all(
 
 def cmd_up(args: argparse.Namespace) -> int:
     from fleet_tui.control import lifecycle as lc
-    from fleet_tui.core.sanitize import clean_text
     from fleet_tui.errors import EXIT_FAILURE, EXIT_OK
-    from fleet_tui.tmux import check_session_name
 
     names = list(dict.fromkeys(args.names))
-    for name in names:
-        check_session_name(name)
-    ctx = _Ctx(args, "start")
-    for name in names:
-        if ctx.agent(name) is None:
-            raise ctx.not_found(name)
-    agents = [a for a in (ctx.agent(n) for n in names) if a] if names else lc.always_on(ctx.roster)
-    extra = lc.alert_secret_names(ctx.config.alerts.path)
-    stopped = lc.read_stopped(ctx.config.state_dir)
-    out: list[tuple[str, str]] = []  # (name, line); a failed one is counted
+    results = lc.start_agents(
+        config_from_args(args),
+        names,
+        dry_run=args.dry_run,
+        surface=SURFACE,
+        settle_s=args.settle,
+        warn=_warn,
+    )
     failed = False
-    launches: list[Launch] = []
-    for agent in agents:
-        if not names and agent.name in stopped:
-            who = stopped[agent.name]
-            out.append(
-                (
-                    agent.name,
-                    f"{agent.name}: left stopped (stopped by {clean_text(str(who.get('user')))} "
-                    f"at {clean_text(str(who.get('ts')))}; 'up {agent.name}' starts it)",
-                )
-            )
-            continue
-        try:
-            launch = lc.plan_launch(
-                ctx.roster,
-                agent,
-                state_dir=ctx.config.state_dir,
-                roster_path=ctx.roster_path,
-                extra_secrets=extra,
-            )
-        except lc.LaunchError as exc:
-            out.append((agent.name, f"{agent.name}: error: {exc}"))
-            failed = True
-            if not args.dry_run:
-                ctx.audit(agent.name, "failed", str(exc))
-            continue
-        if launch is None:
-            out.append((agent.name, f"{agent.name}: not startable (no command in the roster)"))
-            failed = failed or bool(names)
-            if not args.dry_run:
-                ctx.audit(agent.name, "not_startable", "no command in the roster")
-            continue
-        out.append((agent.name, ""))
-        launches.append(launch)
-    if args.dry_run:
-        runner = lc.lifecycle_runner(extra_secrets=extra)
-        lines = dict(out)
-        for la in launches:
-            state = lc.session_state(runner, la.socket, la.name)
-            if state is not None and not state.dead:
-                lines[la.name] = f"{la.name}: already running (socket {la.socket})"
-            else:
-                lines[la.name] = f"{la.name}: would start: {la.describe()}"
-        for name, _ in out:
-            print(lines[name])
-        return EXIT_FAILURE if failed else EXIT_OK
-    if names:
-        lc.forget_stops(ctx.config.state_dir, [la.name for la in launches])
-    results = _start_all(ctx, launches, settle_s=args.settle, extra=extra)
-    sockets = {la.name: la.socket for la in launches}
-    for name, line in out:
-        if name in results:
-            line, bad = _report(results[name], sockets[name])
-            failed = failed or bad
+    for res in results:
+        line, bad = _report(res)
+        if res.outcome == "already_running" and args.dry_run:
+            line = f"{res.name}: already running (socket {res.socket})"
+        failed = failed or bad or (res.outcome == "not_startable" and bool(names))
         print(line)
-    if not agents:
+    if not results:
         print("no always-on agent in the roster" if not names else "nothing to start")
     return EXIT_FAILURE if failed else EXIT_OK
 
@@ -328,97 +205,45 @@ def cmd_up(args: argparse.Namespace) -> int:
 # -- stop, restart ----------------------------------------------------------------------------------
 
 
-def _stop(ctx: _Ctx, name: str, grace: float) -> str:
-    """Stop `name` (the caller confirmed and audited); the report's line."""
+def cmd_stop(args: argparse.Namespace) -> int:
     from fleet_tui.control import lifecycle as lc
+    from fleet_tui.errors import EXIT_OK
 
-    agent = ctx.agent(name)
-    assert agent is not None
-    runner = lc.lifecycle_runner()
-    res = lc.stop_session(
-        runner, ctx.roster.agent_socket(agent), name, agent.runtime, grace_s=grace
+    res = lc.stop_agent(
+        config_from_args(args),
+        args.name,
+        grace_s=args.grace,
+        surface=SURFACE,
+        confirm=_confirmer("stop", args.yes),
+        warn=_warn,
     )
     if res.outcome == "not_running":
-        return f"{name}: was not running ({res.detail})"
-    return f"{name}: stopped ({res.detail})"
-
-
-def cmd_stop(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
-    from fleet_tui.control import lifecycle as lc
-    from fleet_tui.errors import EXIT_OK, FleetError
-    from fleet_tui.tmux import check_session_name
-
-    name = check_session_name(args.name)
-    ctx = _Ctx(args, "stop")
-    if ctx.agent(name) is None:
-        raise ctx.not_found(name)
-    ctx.confirm(name, args.yes)
-    ctx.audit(name, "started", f"grace {args.grace:g} s", required=True)
-    try:
-        line = _stop(ctx, name, args.grace)
-        lc.remember_stop(ctx.config.state_dir, name, now=datetime.now(UTC), surface=SURFACE)
-    except FleetError as exc:
-        ctx.audit(name, "failed", str(exc))
-        raise
-    ctx.audit(name, "stopped", line.split(": ", 1)[1])
-    print(line)
-    print(f"  remembered as stopped on purpose: 'fleet-tui up {name}' starts it again")
+        print(f"{res.name}: was not running ({res.detail})")
+    else:
+        print(f"{res.name}: stopped ({res.detail})")
+    print(f"  remembered as stopped on purpose: 'fleet-tui up {res.name}' starts it again")
     return EXIT_OK
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
     from fleet_tui.control import lifecycle as lc
-    from fleet_tui.errors import EXIT_FAILURE, EXIT_OK, BadInput, FleetError
-    from fleet_tui.tmux import check_session_name
+    from fleet_tui.errors import EXIT_FAILURE, EXIT_OK
 
-    name = check_session_name(args.name)
-    ctx = _Ctx(args, "restart")
-    agent = ctx.agent(name)
-    if agent is None:
-        raise ctx.not_found(name)
-    extra = lc.alert_secret_names(ctx.config.alerts.path)
-    # Planned BEFORE anything stops: an agent that cannot be started again is not stopped.
-    try:
-        launch = lc.plan_launch(
-            ctx.roster,
-            agent,
-            state_dir=ctx.config.state_dir,
-            roster_path=ctx.roster_path,
-            extra_secrets=extra,
-        )
-    except lc.LaunchError as exc:
-        ctx.audit(name, "failed", str(exc))
-        raise BadInput(f"restart {name}: {exc}; nothing stopped") from None
-    if launch is None:
-        ctx.audit(name, "not_startable", "no command in the roster")
-        raise BadInput(
-            f"restart {name}: not startable (no command in the roster); nothing stopped "
-            f"('fleet-tui stop {name}' only stops it)"
-        )
-    ctx.confirm(name, args.yes)
-    ctx.audit(name, "started", f"grace {args.grace:g} s", required=True)
-    runner = lc.lifecycle_runner(extra_secrets=extra)
-    try:
-        stopped = lc.stop_session(runner, launch.socket, name, agent.runtime, grace_s=args.grace)
-        lc.forget_stops(ctx.config.state_dir, [name])
-        res = lc.start(runner, launch, extra_secrets=extra)
-        results = {name: res}
-        lc.settle(runner, [launch], results, settle_s=args.settle)
-    except FleetError as exc:
-        ctx.audit(name, "failed", str(exc))
-        raise
-    line, bad = _report(res, launch.socket)
-    if stopped.outcome == "stopped":
-        print(f"{name}: stopped ({stopped.detail})")
-    else:
-        print(f"{name}: was not running")
-    print(line)
-    outcome = {"started": "running", "already_running": "already_running"}.get(
-        res.outcome, "down" if res.outcome == "down" else "failed"
+    res = lc.restart_agent(
+        config_from_args(args),
+        args.name,
+        grace_s=args.grace,
+        surface=SURFACE,
+        settle_s=args.settle,
+        confirm=_confirmer("restart", args.yes),
+        warn=_warn,
     )
-    ctx.audit(name, outcome, f"{stopped.detail}; {res.detail}".strip("; "))
+    if res.stop.outcome == "stopped":
+        print(f"{res.name}: stopped ({res.stop.detail})")
+    else:
+        print(f"{res.name}: was not running")
+    line, bad = _report(res.start)
+    print(line)
     return EXIT_FAILURE if bad else EXIT_OK
 
 
@@ -434,11 +259,11 @@ def cmd_units(args: argparse.Namespace) -> int:
     from fleet_tui.control import units as un
     from fleet_tui.errors import EXIT_FAILURE, EXIT_OK
 
-    ctx = _Ctx(args, "units")
-    agents = [a for a in lc.always_on(ctx.roster) if a.command]
-    skipped = [a.name for a in lc.always_on(ctx.roster) if not a.command]
+    fleet = lc.load_fleet_roster(config_from_args(args), "units")
+    agents = [a for a in lc.always_on(fleet.roster) if a.command]
+    skipped = [a.name for a in lc.always_on(fleet.roster) if not a.command]
     units = un.render_units(
-        ctx.roster, agents, roster_path=ctx.roster_path, state_dir=ctx.config.state_dir
+        fleet.roster, agents, roster_path=fleet.path, state_dir=fleet.config.state_dir
     )
     folder = un.unit_dir()
     failed = False
@@ -488,4 +313,9 @@ def cmd_units(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-VERBS = {"up": cmd_up, "stop": cmd_stop, "restart": cmd_restart, "units": cmd_units}
+VERBS = {
+    "up": cmd_up,
+    "stop": cmd_stop,
+    "restart": cmd_restart,
+    "units": cmd_units,
+}

@@ -39,19 +39,40 @@ import json
 import os
 import pwd
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fleet_tui import tmux as recipe
 from fleet_tui.core.sanitize import clean_text
-from fleet_tui.errors import BadInput, TmuxError, TmuxServerGone, TmuxTargetMissing
+from fleet_tui.errors import (
+    AgentNotFound,
+    AuditUnavailable,
+    BadInput,
+    FleetError,
+    TmuxError,
+    TmuxServerGone,
+    TmuxTargetMissing,
+)
 from fleet_tui.model.records import Lifecycle, Roster, RosterAgent
 from fleet_tui.protocol.clock import format_ts
 from fleet_tui.protocol.files import atomic_write, exclusive_lock, read_regular
+from fleet_tui.sources.lifecycle_state import MAX_BYTES as MAX_STATE_BYTES
+from fleet_tui.sources.lifecycle_state import (
+    parse_stopped,
+    parse_supervise,
+    stopped_path,
+    supervise_path,
+)
 from fleet_tui.sources.systemd import current_user
 from fleet_tui.tmux import TmuxRunner, check_session_name, probe_socket, session_target
+
+if TYPE_CHECKING:
+    from fleet_tui.config.fleet import FleetConfig
+
+T = TypeVar("T")
 
 DEFAULT_WIDTH = 100
 DEFAULT_HEIGHT = 30
@@ -302,7 +323,8 @@ def last_lines(
 
 @dataclass
 class StartResult:
-    """What became of one start: `outcome` is started | already_running | down | error."""
+    """What became of one start: `outcome` is started | already_running | down | error (and,
+    from `start_agents`, not_startable | left_stopped | would_start)."""
 
     name: str
     outcome: str
@@ -310,6 +332,8 @@ class StartResult:
     pane: PaneState | None = None
     last: list[str] = field(default_factory=list)
     unset: list[str] = field(default_factory=list)
+    socket: str = ""
+    launch: Launch | None = None
 
 
 def start(
@@ -454,13 +478,6 @@ def stop_session(
 
 # -- operator stops, remembered -------------------------------------------------------------------
 
-STOPPED_FILE = "stopped.json"
-_MAX_STOPPED_BYTES = 1 << 20
-
-
-def stopped_path(state_dir: Path) -> Path:
-    return state_dir / "lifecycle" / STOPPED_FILE
-
 
 def read_stopped(state_dir: Path) -> dict[str, dict[str, object]]:
     """Agents an operator stopped on purpose: name -> {ts, user, uid, surface}. A missing file
@@ -468,19 +485,15 @@ def read_stopped(state_dir: Path) -> dict[str, dict[str, object]]:
     take "cannot tell" for "none")."""
     path = stopped_path(state_dir)
     try:
-        raw = read_regular(path, _MAX_STOPPED_BYTES)
+        raw = read_regular(path, MAX_STATE_BYTES)
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        data = json.loads(raw)
-        agents = data["agents"]
-        if not isinstance(agents, dict) or not all(isinstance(v, dict) for v in agents.values()):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
+        return parse_stopped(raw)
+    except ValueError:
         raise BadInput(f"{path}: not a stopped-agents file (JSON with 'agents')") from None
-    return agents
 
 
 def _update_stopped(state_dir: Path, change: dict[str, dict[str, object] | None]) -> None:
@@ -522,3 +535,467 @@ def forget_stops(state_dir: Path, names: Iterable[str]) -> list[str]:
     if gone:
         _update_stopped(state_dir, {n: None for n in gone})
     return gone
+
+
+# -- the supervisor's state: restart times and holds -----------------------------------------------
+
+
+def read_supervise(state_dir: Path) -> dict[str, Any]:
+    """supervise.json (`sources.lifecycle_state.parse_supervise`): missing = empty; unreadable
+    or invalid raises `BadInput` naming it (a held agent must not be taken for a free one)."""
+    path = supervise_path(state_dir)
+    try:
+        raw = read_regular(path, MAX_STATE_BYTES)
+    except FileNotFoundError:
+        return {"agents": {}, "last_restart": None}
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return parse_supervise(raw)
+    except ValueError:
+        raise BadInput(f"{path}: not a supervise state file (JSON with 'agents')") from None
+
+
+def update_supervise(state_dir: Path, change: Callable[[dict[str, Any]], T]) -> T:
+    """Read supervise.json, let `change` edit it in place (`{"agents": {...}, "last_restart"}`),
+    write it back atomically if it changed, all under the lifecycle folder's flock (two
+    supervisors, or a supervisor and an operator's `up`, never lose each other's update).
+    Returns what `change` returns."""
+    path = supervise_path(state_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise BadInput(f"{path.parent}: cannot create: {exc.strerror or exc}") from None
+    with exclusive_lock(path.parent / ".supervise.lock", 5.0):
+        doc = read_supervise(state_dir)
+        before = json.dumps(doc, sort_keys=True)
+        out = change(doc)
+        if json.dumps(doc, sort_keys=True) != before:
+            data = json.dumps({"v": 1, **doc}, indent=1, sort_keys=True) + "\n"
+            try:
+                atomic_write(path, data, mode=0o600)
+            except OSError as exc:
+                raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
+    return out
+
+
+def release_holds(state_dir: Path, names: Iterable[str]) -> list[str]:
+    """Release the supervisor's holds on `names` (an operator starts them on purpose) and
+    forget their restart times (they get the supervisor's full allowance again); returns the
+    names that were held."""
+    wanted = list(names)
+    if not supervise_path(state_dir).exists():
+        return []
+
+    def change(doc: dict[str, Any]) -> list[str]:
+        agents = doc["agents"]
+        held = [n for n in wanted if n in agents and agents[n].get("held") is not None]
+        for n in wanted:
+            agents.pop(n, None)
+        return held
+
+    return update_supervise(state_dir, change)
+
+
+# -- operator calls: the CLI, the dashboard and the supervisor -------------------------------------
+#
+# Each call loads the roster, finds the agent(s), plans BEFORE it changes anything (an agent that
+# cannot be started again is not stopped), audits itself with the caller's `surface` (`cli`,
+# `tui`, `supervise`): the "started" record is written first and an action whose record cannot
+# be written is refused (`AuditUnavailable`, exit 5), then the outcome. Audit records written
+# after the action that fail are passed to `warn` (one line each), never raised.
+
+Warn = Callable[[str], None]
+
+
+def _ignore(_line: str) -> None:
+    return None
+
+
+@dataclass
+class FleetRoster:
+    """The configuration and roster one lifecycle call works from."""
+
+    config: FleetConfig
+    roster: Roster
+    path: Path
+    tenant: str
+    host: str
+
+    def agent(self, name: str) -> RosterAgent | None:
+        return next((a for a in self.roster.agents if a.name == name), None)
+
+    def extra_secrets(self) -> set[str]:
+        return alert_secret_names(self.config.alerts.path)
+
+    def plan(self, agent: RosterAgent, extra: Collection[str] = ()) -> Launch | None:
+        return plan_launch(
+            self.roster,
+            agent,
+            state_dir=self.config.state_dir,
+            roster_path=self.path,
+            extra_secrets=extra,
+        )
+
+
+def load_fleet_roster(config: FleetConfig, action: str = "start") -> FleetRoster:
+    """The roster `config` names; `BadInput` when there is none (`RosterError` when invalid)."""
+    from fleet_tui.config.fleet import load_configured_roster
+    from fleet_tui.config.identity import local_identity
+
+    loaded = load_configured_roster(config)
+    if loaded is None:
+        raise BadInput(
+            f"no roster at {config.roster.path}: {action} starts and stops agents "
+            "from their roster definition (--roster PATH, env MOSAIC_FLEET_ROSTER)"
+        )
+    tenant, host = local_identity(loaded.roster)
+    return FleetRoster(config, loaded.roster, loaded.path, tenant, host)
+
+
+def audit_action(
+    fleet: FleetRoster,
+    *,
+    action: str,
+    agent: str,
+    outcome: str,
+    detail: str = "",
+    surface: str,
+    required: bool = False,
+    now: datetime | None = None,
+    warn: Warn = _ignore,
+) -> None:
+    """One audit record. A `required` one (written before the action) that cannot be written
+    raises `AuditUnavailable` (the action must not happen); otherwise `warn` gets one line."""
+    from fleet_tui.control.audit import audit_path, record_action
+
+    try:
+        record_action(
+            fleet.config.state_dir,
+            now=now or datetime.now(UTC),
+            tenant_id=fleet.tenant,
+            host=fleet.host,
+            action=action,
+            agent=agent,
+            outcome=outcome,
+            detail=detail[:500],
+            surface=surface,
+        )
+    except (OSError, AuditUnavailable) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if required:
+            raise AuditUnavailable(
+                f"{action} {agent}: refused: the audit log "
+                f"{audit_path(fleet.config.state_dir)} cannot be written ({why})"
+            ) from None
+        warn(f"warning: audit log not written: {why}")
+
+
+def find_agent(
+    fleet: FleetRoster, name: str, *, action: str, surface: str, warn: Warn = _ignore
+) -> RosterAgent:
+    """The roster agent `name`; `InvalidAgentName` (exit 2) for a name tmux would rewrite,
+    `AgentNotFound` (exit 3, audited) for one not in the roster."""
+    check_session_name(name)
+    agent = fleet.agent(name)
+    if agent is not None:
+        return agent
+    audit_action(
+        fleet,
+        action=action,
+        agent=name,
+        outcome="not_found",
+        detail="not in the roster",
+        surface=surface,
+        warn=warn,
+    )
+    near = sorted(a.name for a in fleet.roster.agents if name in a.name or a.name in name)
+    hint = f" (did you mean {', '.join(near[:3])}?)" if near else ""
+    raise AgentNotFound(
+        f"no agent named '{clean_text(name, max_len=64)}' in the roster "
+        f"{clean_text(str(fleet.path))}{hint}"
+    )
+
+
+def _start_planned(
+    fleet: FleetRoster,
+    runner: TmuxRunner,
+    launches: Sequence[Launch],
+    results: dict[str, StartResult],
+    *,
+    surface: str,
+    settle_s: float,
+    extra: Collection[str],
+    warn: Warn,
+    now: datetime | None,
+) -> None:
+    """Start `launches` (audited `start`: the record first), then watch them for `settle_s`."""
+
+    def audit(name: str, outcome: str, detail: str, *, required: bool = False) -> None:
+        audit_action(
+            fleet,
+            action="start",
+            agent=name,
+            outcome=outcome,
+            detail=detail,
+            surface=surface,
+            required=required,
+            now=now,
+            warn=warn,
+        )
+
+    for la in launches:
+        try:
+            state = session_state(runner, la.socket, la.name)
+        except FleetError as exc:
+            results[la.name] = StartResult(la.name, "error", str(exc), socket=la.socket)
+            audit(la.name, "failed", str(exc))
+            continue
+        if state is not None and not state.dead:
+            results[la.name] = StartResult(la.name, "already_running", pane=state, socket=la.socket)
+            audit(la.name, "already_running", f"pane {state.pane_id}")
+            continue
+        audit(la.name, "started", f"socket {la.socket}", required=True)
+        try:
+            results[la.name] = start(runner, la, extra_secrets=extra)
+        except FleetError as exc:
+            results[la.name] = StartResult(la.name, "error", str(exc))
+        results[la.name].socket = la.socket
+    settle(runner, launches, results, settle_s=settle_s)
+    for la in launches:
+        res = results[la.name]
+        if res.outcome == "started":
+            audit(la.name, "running", f"pane {res.pane.pane_id if res.pane else '?'}")
+        elif res.outcome == "down":
+            audit(la.name, "down", res.detail + "".join(f" | {x}" for x in res.last))
+        elif res.outcome == "error":
+            audit(la.name, "failed", res.detail)
+
+
+def start_agents(
+    config: FleetConfig,
+    names: Sequence[str] = (),
+    *,
+    dry_run: bool = False,
+    surface: str = "cli",
+    settle_s: float = DEFAULT_SETTLE_S,
+    now: datetime | None = None,
+    warn: Warn = _ignore,
+    fleet: FleetRoster | None = None,
+) -> list[StartResult]:
+    """`up`: start the named agents (any lifecycle; their operator stops and supervisor holds
+    are forgotten), or with no names every always-on agent without a live session that no
+    operator stopped on purpose. One result per agent, in roster (or argument) order, outcome:
+    started | already_running | down (exited at once: detail, last lines) | error (a bad cwd,
+    env or tmux failure) | not_startable (no command) | left_stopped (stopped on purpose; detail
+    says by whom) | would_start (`dry_run`: detail is the launch; nothing changes, no audit).
+    Raises `BadInput` (no roster, a bad name, an unreadable stopped.json), `AgentNotFound` (a
+    name not in the roster: nothing started), `AuditUnavailable` (refused)."""
+    fleet = fleet or load_fleet_roster(config)
+    wanted = list(dict.fromkeys(names))
+    for name in wanted:
+        check_session_name(name)
+    agents = (
+        [find_agent(fleet, n, action="start", surface=surface, warn=warn) for n in wanted]
+        if wanted
+        else always_on(fleet.roster)
+    )
+    extra = fleet.extra_secrets()
+    stopped = read_stopped(config.state_dir)
+    results: dict[str, StartResult] = {}
+    launches: list[Launch] = []
+
+    def audit(name: str, outcome: str, detail: str) -> None:
+        if not dry_run:
+            audit_action(
+                fleet,
+                action="start",
+                agent=name,
+                outcome=outcome,
+                detail=detail,
+                surface=surface,
+                now=now,
+                warn=warn,
+            )
+
+    for agent in agents:
+        socket = fleet.roster.agent_socket(agent)
+        if not wanted and agent.name in stopped:
+            who = stopped[agent.name]
+            user, ts = clean_text(str(who.get("user"))), clean_text(str(who.get("ts")))
+            detail = f"stopped by {user} at {ts}"
+            results[agent.name] = StartResult(agent.name, "left_stopped", detail, socket=socket)
+            continue
+        try:
+            launch = fleet.plan(agent, extra)
+        except LaunchError as exc:
+            results[agent.name] = StartResult(agent.name, "error", str(exc), socket=socket)
+            audit(agent.name, "failed", str(exc))
+            continue
+        if launch is None:
+            why = "no command in the roster"
+            results[agent.name] = StartResult(agent.name, "not_startable", why, socket=socket)
+            audit(agent.name, "not_startable", why)
+            continue
+        launches.append(launch)
+    if dry_run:
+        runner = lifecycle_runner(extra_secrets=extra)
+        for la in launches:
+            state = session_state(runner, la.socket, la.name)
+            if state is not None and not state.dead:
+                res = StartResult(la.name, "already_running", pane=state, socket=la.socket)
+            else:
+                res = StartResult(la.name, "would_start", la.describe(), socket=la.socket)
+                res.launch = la
+            results[la.name] = res
+        return [results[a.name] for a in agents]
+    if wanted and launches:
+        on_purpose = [la.name for la in launches]
+        forget_stops(config.state_dir, on_purpose)
+        release_holds(config.state_dir, on_purpose)
+    runner = lifecycle_runner(extra_secrets=extra)
+    _start_planned(
+        fleet,
+        runner,
+        launches,
+        results,
+        surface=surface,
+        settle_s=settle_s,
+        extra=extra,
+        warn=warn,
+        now=now,
+    )
+    return [results[a.name] for a in agents]
+
+
+def stop_agent(
+    config: FleetConfig,
+    name: str,
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    surface: str = "cli",
+    confirm: Callable[[FleetRoster, str], None] | None = None,
+    now: datetime | None = None,
+    warn: Warn = _ignore,
+    fleet: FleetRoster | None = None,
+) -> StopResult:
+    """`stop`: ask the runtime to end, close the session after `grace_s`, remember the stop
+    (a plain `up` and the supervisor leave the agent alone until `up NAME`). `confirm` (the
+    CLI's typed name) is called once the agent is found, before anything happens; it raises to
+    refuse. Outcome stopped | not_running (also remembered). Raises `BadInput` (no roster, a bad
+    name), `AgentNotFound`, `AuditUnavailable`, and a `FleetError` from tmux (audited failed)."""
+    fleet = fleet or load_fleet_roster(config, "stop")
+    agent = find_agent(fleet, name, action="stop", surface=surface, warn=warn)
+    if confirm is not None:
+        confirm(fleet, name)
+
+    def audit(outcome: str, detail: str, *, required: bool = False) -> None:
+        audit_action(
+            fleet,
+            action="stop",
+            agent=name,
+            outcome=outcome,
+            detail=detail,
+            surface=surface,
+            required=required,
+            now=now,
+            warn=warn,
+        )
+
+    audit("started", f"grace {grace_s:g} s", required=True)
+    try:
+        runner = lifecycle_runner()
+        socket = fleet.roster.agent_socket(agent)
+        res = stop_session(runner, socket, name, agent.runtime, grace_s=grace_s)
+        remember_stop(config.state_dir, name, now=now or datetime.now(UTC), surface=surface)
+    except FleetError as exc:
+        audit("failed", str(exc))
+        raise
+    said = "was not running" if res.outcome == "not_running" else "stopped"
+    audit("stopped", f"{said} ({res.detail})")
+    return res
+
+
+@dataclass
+class RestartResult:
+    """What `restart_agent` did: the stop (stopped | not_running), then the start."""
+
+    name: str
+    stop: StopResult
+    start: StartResult
+
+    @property
+    def failed(self) -> bool:
+        return self.start.outcome not in ("started", "already_running")
+
+
+def restart_agent(
+    config: FleetConfig,
+    name: str,
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    surface: str = "cli",
+    settle_s: float = DEFAULT_SETTLE_S,
+    confirm: Callable[[FleetRoster, str], None] | None = None,
+    action: str = "restart",
+    now: datetime | None = None,
+    warn: Warn = _ignore,
+    fleet: FleetRoster | None = None,
+) -> RestartResult:
+    """`restart`: plan the start first (not startable or a bad cwd/env: `BadInput`, audited,
+    NOTHING stopped), `confirm` (raises to refuse), then stop the session if there is one,
+    start from the roster and watch it `settle_s`. An operator's restart (any surface but
+    `supervise`) forgets the agent's stop and supervisor hold. `action` is the audit action
+    (the supervisor audits a start of a missing session as `start`). Raises `BadInput`,
+    `AgentNotFound`, `AuditUnavailable`, and a `FleetError` from tmux (audited failed)."""
+    fleet = fleet or load_fleet_roster(config, action)
+    agent = find_agent(fleet, name, action=action, surface=surface, warn=warn)
+
+    def audit(outcome: str, detail: str, *, required: bool = False) -> None:
+        audit_action(
+            fleet,
+            action=action,
+            agent=name,
+            outcome=outcome,
+            detail=detail,
+            surface=surface,
+            required=required,
+            now=now,
+            warn=warn,
+        )
+
+    extra = fleet.extra_secrets()
+    try:
+        launch = fleet.plan(agent, extra)
+    except LaunchError as exc:
+        audit("failed", str(exc))
+        raise BadInput(f"{action} {name}: {exc}; nothing stopped") from None
+    if launch is None:
+        audit("not_startable", "no command in the roster")
+        raise BadInput(
+            f"{action} {name}: not startable (no command in the roster); nothing stopped "
+            f"('fleet-tui stop {name}' only stops it)"
+        )
+    if confirm is not None:
+        confirm(fleet, name)
+    audit("started", f"grace {grace_s:g} s", required=True)
+    runner = lifecycle_runner(extra_secrets=extra)
+    try:
+        stopped = stop_session(runner, launch.socket, name, agent.runtime, grace_s=grace_s)
+        if surface != "supervise":
+            forget_stops(config.state_dir, [name])
+            release_holds(config.state_dir, [name])
+        res = start(runner, launch, extra_secrets=extra)
+        res.socket = launch.socket
+        settle(runner, [launch], {name: res}, settle_s=settle_s)
+    except FleetError as exc:
+        audit("failed", str(exc))
+        raise
+    outcome = {"started": "running", "already_running": "already_running"}.get(
+        res.outcome, "down" if res.outcome == "down" else "failed"
+    )
+    detail = f"{stopped.detail}; {res.detail}".strip("; ")
+    if res.outcome == "down" and res.last:
+        detail += "".join(f" | {x}" for x in res.last)
+    audit(outcome, detail)
+    return RestartResult(name, stopped, res)
