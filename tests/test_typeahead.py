@@ -19,6 +19,7 @@ from fleet_tui.testing.fleets import NOW, FixedSource, RecordingActions, fleet_s
 from fleet_tui.ui.alerting import TerminalAlerts
 from fleet_tui.ui.app import FleetApp
 from fleet_tui.ui.dialogs import ComposeMessageScreen, ConfirmAttachScreen
+from fleet_tui.ui.screens.stream import StreamScreen
 from fleet_tui.ui.widgets import FleetTable
 
 CHARS = {"slash": "/", "space": " ", "minus": "-", "question_mark": "?"}
@@ -134,3 +135,17 @@ async def test_composer_takes_the_text_typed_right_behind_m_also_from_the_inbox(
         await settle(pilot)
         assert isinstance(app.screen, ComposeMessageScreen)
         assert app.screen.query_one(TextArea).text == "ok"
+
+
+async def test_stream_search_takes_what_is_typed_right_behind_the_slash() -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 35)) as pilot:
+        await first_poll(pilot, app)
+        burst(app, "s")
+        await settle(pilot)
+        assert isinstance(app.screen, StreamScreen)
+        # `b` would open the budgets, `q` leave the stream: typed behind `/`, they are text
+        burst(app, "slash", "b", "q", "x")
+        await settle(pilot)
+        assert isinstance(app.screen, StreamScreen)
+        assert app.screen.query_one("#stream-search", Input).value == "bqx"

@@ -41,6 +41,7 @@ from fleet_tui.core.sanitize import StreamSanitizer, clean_text, sanitize_stream
 from fleet_tui.model.records import AgentRecord
 from fleet_tui.present.ansi import ansi_to_text
 from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack
+from fleet_tui.ui.typeahead import focus_now
 from fleet_tui.ui.widgets.footer import FleetFooter
 from fleet_tui.ui.widgets.stream_log import MAX_LINES, StreamLog
 from fleet_tui.ui.workers import watch_file
@@ -251,6 +252,7 @@ class StreamScreen(Screen[None]):
         self._title_shown: Text | None = None
         self._capture_shown: str | None = None
         self._capture_shape: tuple[int, bool] | None = None  # (rows, all fit) of that capture
+        self.typed_ahead: list[events.Key] | None = None  # (ui.typeahead: its box opens on `/`)
 
     @property
     def dashboard(self) -> Dashboard:
@@ -529,17 +531,22 @@ class StreamScreen(Screen[None]):
         self._kick.set()  # screen mode: a capture; log mode: what was written meanwhile
         if self.mode == "screen":
             self._dirty = True
-            self.query_one(ScreenView).focus()
+            focus_now(self.query_one(ScreenView))
         else:
-            self.query_one(StreamLog).focus()
+            focus_now(self.query_one(StreamLog))
         self._title()
+
+    def type_ahead_box(self) -> Input | None:
+        """The search box while it is open: the keys typed right behind `/` go there."""
+        box = self.query_one("#stream-search", Input)
+        return box if box.display else None
 
     def action_search(self) -> None:
         if self.mode != "log":
             self.action_toggle_mode()
         box = self.query_one("#stream-search", Input)
         box.display = True
-        box.focus()
+        focus_now(box)  # at once: what is typed right behind `/` is queued already
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.query_one(StreamLog).set_search(event.value)
