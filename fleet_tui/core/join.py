@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from fleet_tui.core.health import Assessment, assess
 from fleet_tui.core.infer import DEFAULT_RULES, InferenceRules, infer_state
 from fleet_tui.core.sanitize import clean_text
+from fleet_tui.model.lifecycle import NO_MARKS, LifecycleMarks
 from fleet_tui.model.records import (
     AgentRecord,
     AgentState,
@@ -92,6 +93,9 @@ class FleetInputs:
     claude_sessions: Mapping[int, InferredState] = field(default_factory=dict)
     tokens_today: Mapping[str, int] = field(default_factory=dict)  # by agent name
     budgets: Mapping[str, BudgetBrief] = field(default_factory=dict)  # by agent name
+    # The agents stopped on purpose and held by `supervise` (sources/lifecycle_state.py): the
+    # `stopped` and `held` drift flags, and a warning per held agent.
+    lifecycle: LifecycleMarks = NO_MARKS
 
 
 def timeout_of(inputs: FleetInputs) -> float:
@@ -422,12 +426,19 @@ def drift_of(
     systemd: SystemdInfo | None,
     scan: SystemdScan | None,
     observed: str | None,
+    marks: LifecycleMarks = NO_MARKS,
 ) -> list[Drift]:
     """Every drift flag of one record, in the order of `Drift`: its placement's, a dead pane,
-    its unit's, and a runtime other than the roster declares (`observed`: the process tree's)."""
+    its unit's, a runtime other than the roster declares (`observed`: the process tree's), held
+    by `supervise`, and `stopped` instead of `missing_session` for an agent an operator stopped
+    on purpose (`marks`)."""
     row = placement.found.row if placement.found else None
     ragent = placement.ragent
     drift = list(placement.drift)
+    if ragent is not None and ragent.name in marks.stopped and Drift.MISSING_SESSION in drift:
+        drift[drift.index(Drift.MISSING_SESSION)] = Drift.STOPPED
+    if ragent is not None and ragent.name in marks.held:
+        drift.append(Drift.HELD)
     if row is not None and row.pane_dead:
         drift.append(Drift.PANE_DEAD)
     drift += unit_drift(ragent, systemd, scan, has_session=row is not None)
@@ -571,7 +582,7 @@ def _agent_record(
         heartbeat=heartbeat_info(hb, health.age_s),
         health=health.health,
         health_reason=health.reason,
-        drift=drift_of(placement, systemd, inputs.systemd, observed),
+        drift=drift_of(placement, systemd, inputs.systemd, observed, inputs.lifecycle),
         state_source=source,
         inferred=inferred,
         tokens_today=inputs.tokens_today.get(name),
@@ -617,6 +628,16 @@ def fleet_warnings(inputs: FleetInputs) -> list[str]:
         where = f" at {clean_text(inputs.roster_path)}" if inputs.roster_path else ""
         out.append(f"no roster found{where}: showing the sessions that look like agents")
     out.extend(inputs.extra_warnings)
+    out.extend(inputs.lifecycle.warnings)
+    if roster is not None:
+        for ragent in roster.agents:
+            hold = inputs.lifecycle.held.get(ragent.name)
+            if hold is not None:
+                name = clean_text(ragent.name)
+                out.append(
+                    f"{name} held by supervise since {clean_text(hold.since)}: "
+                    f"{clean_text(hold.reason)}; 'fleet-tui up {name}' releases it"
+                )
     if (
         inputs.systemd is not None
         and not inputs.systemd.available
@@ -674,6 +695,8 @@ def _record_inputs(inputs: FleetInputs, placement: Placement) -> tuple[object, .
         inputs.processes.get(row.pane_pid) if row and row.pane_pid else None,
         inputs.tokens_today.get(name),
         inputs.budgets.get(name),
+        inputs.lifecycle.stopped.get(name),
+        inputs.lifecycle.held.get(name),
     )
 
 

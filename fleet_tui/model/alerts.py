@@ -160,7 +160,8 @@ class AlertsConfig(_Strict):
         return next((c for c in self.channels if c.name == name), None)
 
 
-# With no alerts file, the dashboard still rings when an agent starts waiting for a human.
+# With no alerts file, the dashboard still rings when an agent starts waiting for a human, and
+# when `supervise` gives up on an agent (held: past its restart limit, an operator must act).
 DEFAULT_RULES = AlertsConfig(
     version=1,
     rules=[
@@ -168,6 +169,7 @@ DEFAULT_RULES = AlertsConfig(
             name="needs-you",
             when=When(state=[AgentState.WAITING_INPUT, AgentState.BLOCKED]),
             to=[TERMINAL],
-        )
+        ),
+        Rule(name="agent-held", when=When(drift=[Drift.HELD]), to=[TERMINAL]),
     ],
 )

@@ -66,6 +66,11 @@ class Drift(StrEnum):
     UNIT_WITHOUT_SESSION = "unit_without_session"
     BOOT_DISABLED = "boot_disabled"
     RUNTIME_MISMATCH = "runtime_mismatch"
+    # Grown since v1 (additive): `supervise` gave up on the agent (past its restart limit) until
+    # an operator starts it; an always-on agent an operator stopped on purpose (instead of
+    # `missing_session`, which would cry wolf).
+    HELD = "held"
+    STOPPED = "stopped"
 
 
 class SocketState(StrEnum):

@@ -63,6 +63,8 @@ DRIFT_SHORT = {
     "unit_without_session": "unit-only",
     "boot_disabled": "no-boot",
     "runtime_mismatch": "runtime",
+    "held": "held",
+    "stopped": "stopped",
 }
 
 

@@ -53,6 +53,7 @@ from fleet_tui.model.records import (
 )
 from fleet_tui.protocol.clock import utcnow
 from fleet_tui.sources.claude_sessions import ClaudeSessionFiles
+from fleet_tui.sources.lifecycle_state import read_lifecycle_marks
 from fleet_tui.sources.procs import ProcessSampler, pid_alive
 from fleet_tui.sources.roster import LoadedRoster
 from fleet_tui.sources.spool import HeartbeatSpool
@@ -327,6 +328,7 @@ class FleetCollector:
             extra_warnings=list(self._inference_notices),
             inference=self.inference,
             claude_sessions=self._claude_sessions(scans, beats, tenant, host, walked_now),
+            lifecycle=read_lifecycle_marks(self.config.state_dir),  # stopped, held: drift
         )
         inputs.captures = self._capture_panes(
             scans, inference_targets(inputs), fresh=not heartbeats_only
