@@ -1,5 +1,5 @@
 """The lifecycle verbs (DESIGN.md "CLI", "Lifecycle and supervision"): `up [NAME...]`,
-`stop NAME`, `restart NAME`, `units [--write]`.
+`stop NAME`, `restart NAME`, `units [--write]`, `supervise [--once] [--dry-run]`.
 
 Thin: what they do is in `control.lifecycle` (and `control.units`); here are the arguments, the
 typed-name confirmation (the same rule as `attach`: on a terminal the operator types the agent's
@@ -96,6 +96,56 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     )
     common(p)
     p.add_argument("--write", action="store_true", help="write the unit files")
+
+    p = sub.add_parser(
+        "supervise",
+        help="restart always-on agents that are down, missing or unresponsive, within limits",
+        description="Every pass (a snapshot, as 'ps' takes it) restarts the always-on roster "
+        "agents of this host that are down, have no session, or have been unresponsive for "
+        "longer than --unresponsive-after, as 'restart' does (audited, surface supervise), one "
+        "line per action. Never an ephemeral agent, one stopped on purpose ('stop'), one a "
+        "human is attached to, one without a command. Limits: one agent at most 3 restarts per "
+        "15 minutes, past that it is HELD (a drift flag and a warning in 'ps', an alert) until "
+        "'up NAME', 'restart NAME' or 'supervise --release NAME'; the fleet at most one restart "
+        "a minute (the others wait for a later pass). State: lifecycle/supervise.json in the "
+        "state dir. Without --once it runs until SIGINT/SIGTERM (exit 0); a pass that fails is "
+        "one line on stderr and the next one tries again. --once: exit 1 when a restarted "
+        "agent did not come up.",
+    )
+    common(p)
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan of a pass; change nothing"
+    )
+    p.add_argument(
+        "--every",
+        metavar="S",
+        type=_seconds,
+        default=30.0,
+        help="seconds between passes (default 30)",
+    )
+    p.add_argument(
+        "--unresponsive-after",
+        metavar="S",
+        type=_seconds,
+        default=300.0,
+        help="restart an agent unresponsive for longer than this (default 300 s)",
+    )
+    p.add_argument(
+        "--grace",
+        metavar="S",
+        type=_seconds,
+        default=10.0,
+        help="how long a runtime may take to end before its session is closed (default 10)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="also say who waits and why")
+    p.add_argument(
+        "--release",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="release the supervisor's hold on NAME (repeatable), then exit",
+    )
 
 
 # -- shared ---------------------------------------------------------------------------------------
@@ -313,9 +363,64 @@ def cmd_units(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed else EXIT_OK
 
 
+# -- supervise --------------------------------------------------------------------------------------
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    """One pass (`--once`, `--dry-run`) or passes every `--every` seconds until SIGINT/SIGTERM."""
+    import signal
+    import threading
+
+    from fleet_tui.cli.args import new_collector
+    from fleet_tui.control import supervise as sv
+    from fleet_tui.errors import EXIT_FAILURE, EXIT_OK, FleetError
+
+    config = config_from_args(args)
+    if args.release:
+        held = set(sv.release(config, args.release, surface=SURFACE))
+        for name in dict.fromkeys(args.release):
+            print(f"{name}: {'released' if name in held else 'was not held'}")
+        return EXIT_OK
+    collector = new_collector(config)
+
+    def one_pass() -> sv.PassResult:
+        return sv.run_pass(
+            config,
+            collector.collect,
+            dry_run=args.dry_run,
+            unresponsive_after_s=args.unresponsive_after,
+            grace_s=args.grace,
+            said=said,
+            verbose=args.verbose,
+            out=lambda line: print(line, flush=True),
+            warn=_warn,
+        )
+
+    said: dict[str, str] = {}
+    if args.once or args.dry_run:
+        result = one_pass()
+        return EXIT_FAILURE if result.failed else EXIT_OK
+    stop = threading.Event()
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    while not stop.is_set():
+        try:
+            one_pass()
+        except (FleetError, OSError) as exc:
+            sys.stderr.write(f"supervise: pass failed: {exc}\n")
+            sys.stderr.flush()
+        stop.wait(args.every)
+    return EXIT_OK
+
+
 VERBS = {
     "up": cmd_up,
     "stop": cmd_stop,
     "restart": cmd_restart,
     "units": cmd_units,
+    "supervise": cmd_supervise,
 }
