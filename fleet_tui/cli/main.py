@@ -218,6 +218,7 @@ EXTENSION_VERBS = {
     "stop": "fleet_tui.cli.lifecycle",
     "restart": "fleet_tui.cli.lifecycle",
     "units": "fleet_tui.cli.lifecycle",
+    "supervise": "fleet_tui.cli.lifecycle",
 }
 EXTENSIONS = tuple(dict.fromkeys(EXTENSION_VERBS.values()))
 
