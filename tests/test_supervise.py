@@ -151,6 +151,9 @@ def test_plan_restarts_a_down_agent_and_starts_a_missing_one() -> None:
     assert "fleet limit, one restart a minute" in plan.steps[1].note
     plan = plan_pass(snap(record("b", Health.DOWN, session=False)), ros, state(), {}, now=NOW)
     assert [(s.agent, s.do, s.why) for s in plan.steps] == [("b", START, "missing its session")]
+    # a socket that could not be listed (hung): no session seen, health unknown: not started
+    hung = record("b", Health.UNKNOWN, session=False, drift=[])
+    assert plan_pass(snap(hung), ros, state(), {}, now=NOW).steps == []
     # healthy, stale and unknown agents are left as they are, and nothing is said of them
     plan = plan_pass(
         snap(record("a"), record("b", Health.STALE, hb_age_s=40)), ros, state(), {}, now=NOW
@@ -296,6 +299,40 @@ def test_built_in_alert_rules_catch_a_held_agent() -> None:
     # released (`up a`): the episode resolves
     events = evaluate(DEFAULT_RULES.rules, [record("a")], NOW + timedelta(seconds=5), book)
     assert [(e.status, e.rule.name) for e in events] == [("resolved", "agent-held")]
+
+
+def _bump(state_dir: str, who: str, times: int) -> None:
+    from pathlib import Path
+
+    from fleet_tui.control.lifecycle import update_supervise
+
+    for i in range(times):
+
+        def change(doc: dict[str, Any], i: int = i) -> None:
+            entry = doc["agents"].setdefault("shared", {"restarts": []})
+            entry["restarts"].append(f"{who}-{i}")
+
+        update_supervise(Path(state_dir), change)
+
+
+def test_state_updates_are_not_lost_between_processes(fleet_env: FleetEnv) -> None:
+    """Two supervisors, or a supervisor and an operator's `up`, write supervise.json at once:
+    every change survives (read-modify-write under the flock)."""
+    import multiprocessing
+
+    from fleet_tui.control.lifecycle import read_supervise
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=_bump, args=(str(fleet_env.state_dir), f"p{n}", 25)) for n in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    got = read_supervise(fleet_env.state_dir)["agents"]["shared"]["restarts"]
+    assert sorted(got) == sorted(f"p{n}-{i}" for n in range(4) for i in range(25))
 
 
 # -- real tmux ----------------------------------------------------------------------------------------
@@ -600,6 +637,13 @@ def test_release_flag(fleet_env: FleetEnv) -> None:
     assert ("restart", "alpha", "released", "cli") in audits(env)
     assert supervise(env, "--release", "alpha").stdout == "alpha: was not held\n"
     assert supervise(env, "--release", "nobody").rc == 3
+    # an operator's restart releases a hold too
+    write_state(env, {"agents": {"alpha": {"held": hold}}})
+    assert "held" in env.ps_json()["agents"][0]["drift"]
+    res = env.cli("restart", "alpha", "--yes")
+    assert res.rc == 0, res
+    assert sup_state(env)["agents"] == {}
+    assert "held" not in env.ps_json()["agents"][0]["drift"]
 
 
 @pytest.mark.tmux

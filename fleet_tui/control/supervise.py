@@ -34,7 +34,7 @@ from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.control import lifecycle as lc
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.errors import BadInput
-from fleet_tui.model.records import AgentRecord, Drift, FleetSnapshot, Health, Lifecycle, Roster
+from fleet_tui.model.records import AgentRecord, FleetSnapshot, Health, Lifecycle, Roster
 from fleet_tui.protocol.clock import format_ts, parse_ts, utcnow
 
 AGENT_LIMIT = 3
@@ -96,6 +96,9 @@ def _is_local(record: AgentRecord, snapshot: FleetSnapshot) -> bool:
     return not record.remote and record.host == snapshot.host
 
 
+NOTHING: tuple[str | None, str, str | None] = (None, "", None)
+
+
 def _trouble(
     record: AgentRecord,
     entry: Mapping[str, Any],
@@ -103,12 +106,14 @@ def _trouble(
     unresponsive_after_s: float,
 ) -> tuple[str | None, str, str | None]:
     """(what to do: restart | start | None, why, unresponsive-since to record or None)."""
-    if record.tmux is None or Drift.MISSING_SESSION in record.drift:
-        return START, "missing its session", None
+    if record.tmux is None:
+        # down: no session (drift missing_session, or stopped); unknown: its socket is hung or
+        # could not be listed, so nobody can tell: never started on a guess
+        return (START, "missing its session", None) if record.health is Health.DOWN else NOTHING
     if record.health is Health.DOWN:
         return RESTART, f"down: {record.health_reason}", None
     if record.health is not Health.UNRESPONSIVE:
-        return None, "", None
+        return NOTHING
     seen = parse_ts(entry.get("unresponsive_since")) or now
     beat = record.heartbeat.ts if record.heartbeat is not None else None
     since = min(seen, beat) if beat is not None else seen
