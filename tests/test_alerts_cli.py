@@ -476,7 +476,7 @@ def test_readme_alerts_example_loads_and_covers_every_channel_type(case: Case) -
     res = case.alerts("list", "--json")
     assert res.rc == 0, res
     doc = json.loads(res.stdout)
-    assert {r["name"] for r in doc["rules"]} == {"needs-you", "agent-lost", "budget"}
+    assert {r["name"] for r in doc["rules"]} == {"needs-you", "agent-lost", "agent-held", "budget"}
     assert [s["source"] for s in doc["silences"]] == ["file"]
     loaded = load_alerts(case.alerts_file)
     assert {c.type for c in loaded.config.channels} == {"webhook", "ntfy", "slack", "command"}
