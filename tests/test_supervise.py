@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -729,3 +730,23 @@ def test_supervise_state_file_corrupt(fleet_env: FleetEnv) -> None:
     # ps still works, and says it once
     data = env.ps_json()
     assert f"{path}: not a supervise file: agents held by supervise unknown" in data["warnings"]
+
+
+def test_readme_supervise_unit_verifies(tmp_path: Any) -> None:
+    """The README's systemd --user unit for `supervise` is one systemd accepts."""
+    import shutil
+
+    from fleet_tui.control.units import verify
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    m = re.search(r"fleet-tui-supervise\.service` \(.*?```ini\n(.*?)```", readme, re.S)
+    assert m, "README has no supervise unit"
+    text = m.group(1)
+    assert "ExecStart=/home/you/.local/bin/fleet-tui supervise --every 30" in text
+    exe = shutil.which("fleet-tui") or str(Path(sys.executable).with_name("fleet-tui"))
+    unit = tmp_path / "fleet-tui-supervise.service"
+    unit.write_text(text.replace("/home/you/.local/bin/fleet-tui", exe))
+    got = verify([unit])
+    if got is None:
+        pytest.skip("systemd-analyze is not installed (apt package 'systemd')")
+    assert got[0], got[1]
