@@ -333,6 +333,8 @@ def run_pass(
         return result
     if plan.unresponsive_since:
         _record_unresponsive(state_dir, plan.unresponsive_since)
+    if not plan.steps and verbose:
+        say(f"nothing to do ({len(snapshot.agents)} sessions and roster agents looked at)")
     for step in plan.steps:
         if step.do == SKIP or step.do == WAIT:
             key = f"{step.do}:{step.key or step.note}"
