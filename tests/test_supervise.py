@@ -336,6 +336,30 @@ def test_state_updates_are_not_lost_between_processes(fleet_env: FleetEnv) -> No
     assert sorted(got) == sorted(f"p{n}-{i}" for n in range(4) for i in range(25))
 
 
+def test_marks_reader_sees_every_change(fleet_env: FleetEnv) -> None:
+    """The collector's reader of the lifecycle files (cached on the files' identity) gives
+    what the files say after each write, also two writes within one clock tick."""
+    from fleet_tui.control.lifecycle import forget_stops, remember_stop, update_supervise
+    from fleet_tui.sources.lifecycle_state import read_lifecycle_marks
+
+    sd = fleet_env.state_dir
+    assert read_lifecycle_marks(sd).held == {} and read_lifecycle_marks(sd).stopped == {}
+    for n in range(5):
+
+        def hold(doc: dict[str, Any], n: int = n) -> None:
+            doc["agents"][f"a{n}"] = {"held": {"since": ago(0), "reason": "r", "restarts": 3}}
+
+        update_supervise(sd, hold)
+        assert sorted(read_lifecycle_marks(sd).held) == [f"a{i}" for i in range(n + 1)]
+    remember_stop(sd, "s1", now=NOW, surface="cli")
+    assert list(read_lifecycle_marks(sd).stopped) == ["s1"]
+    forget_stops(sd, ["s1"])
+    assert read_lifecycle_marks(sd).stopped == {}
+    (sd / "lifecycle" / "supervise.json").write_text("{broken")
+    marks = read_lifecycle_marks(sd)
+    assert marks.held == {} and len(marks.warnings) == 1
+
+
 # -- real tmux ----------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ nothing, an unreadable or invalid one is nothing plus one warning naming it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,37 @@ def _text(value: object, default: str = "?") -> str:
     return value if isinstance(value, str) else default
 
 
+_FileKey = tuple[int, int, int, int] | None
+# state dir -> (the two files' identities, the marks read from them): every poll of the
+# dashboard asks, the files change when an operator or the supervisor acts. Both are replaced
+# by a rename (a new inode), so (inode, size, mtime, ctime) in nanoseconds tells a change.
+_cache: dict[Path, tuple[tuple[str, str], tuple[_FileKey, _FileKey], LifecycleMarks]] = {}
+
+
+def _key(path: str) -> _FileKey:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def read_lifecycle_marks(state_dir: Path) -> LifecycleMarks:
-    """Stopped and held agents (tolerant: see the module's doc)."""
+    """Stopped and held agents (tolerant: see the module's doc); read again only when one of
+    the two files changed (two `stat` calls a poll otherwise)."""
+    cached = _cache.get(state_dir)
+    paths = cached[0] if cached else (str(stopped_path(state_dir)), str(supervise_path(state_dir)))
+    keys = (_key(paths[0]), _key(paths[1]))
+    if cached is not None and cached[1] == keys:
+        return cached[2]
+    marks = _read_marks(state_dir)
+    if len(_cache) > 16:
+        _cache.clear()
+    _cache[state_dir] = (paths, keys, marks)
+    return marks
+
+
+def _read_marks(state_dir: Path) -> LifecycleMarks:
     warnings: list[str] = []
     stopped: dict[str, StopMark] = {}
     held: dict[str, Hold] = {}
