@@ -384,12 +384,18 @@ def _act(
     warn: lc.Warn,
 ) -> None:
     """Restart (or start) one agent: checked again just before (an operator's stop since the
-    snapshot wins; a roster entry that cannot be started is said once), the restart counted,
-    then `restart_agent` with surface `supervise`."""
+    snapshot wins, and so does an operator's `up` of a missing or dead one; a roster entry that
+    cannot be started is said once), the restart counted, then `restart_agent` with surface
+    `supervise`."""
     state_dir = fleet.config.state_dir
     if step.agent in lc.read_stopped(state_dir):
         return  # stopped on purpose since the snapshot: the next pass says so
     agent = fleet.agent(step.agent)
+    if agent is not None and (step.do == START or step.why.startswith("down")):
+        runner = lc.lifecycle_runner()
+        now_state = lc.session_state(runner, fleet.roster.agent_socket(agent), step.agent)
+        if now_state is not None and not now_state.dead:
+            return  # started meanwhile (an operator's `up`): the next pass looks again
     try:
         if agent is None or fleet.plan(agent) is None:
             raise BadInput("not startable (no command in the roster)")
