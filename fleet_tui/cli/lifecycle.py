@@ -413,7 +413,7 @@ def cmd_supervise(args: argparse.Namespace) -> int:
         except (FleetError, OSError) as exc:
             sys.stderr.write(f"supervise: pass failed: {exc}\n")
             sys.stderr.flush()
-        stop.wait(args.every)
+        stop.wait(max(args.every, 0.1))  # --every 0 is no busy loop
     return EXIT_OK
 
 
