@@ -170,18 +170,11 @@ def plan_pass(
             plan.steps.append(Step(record.name, SKIP, why, note, "held"))
         elif record.tmux is not None and record.tmux.attached_clients > 0:
             n = record.tmux.attached_clients
-            note = f"attached ({n} client{'s' if n > 1 else ''})"
+            note = f"attached, {n} client{'s' if n > 1 else ''}"
             plan.steps.append(Step(record.name, SKIP, why, note, "attached"))
         elif not (ragent.command and ragent.command.strip()):
-            plan.steps.append(
-                Step(
-                    record.name,
-                    SKIP,
-                    why,
-                    "not startable (no command in the roster)",
-                    "not_startable",
-                )
-            )
+            note = "no command in the roster"
+            plan.steps.append(Step(record.name, SKIP, why, note, "not_startable"))
         else:
             recent = recent_restarts(entry, now)
             if len(recent) >= AGENT_LIMIT:
@@ -223,7 +216,7 @@ def describe(step: Step, *, dry_run: bool) -> str:
     if step.do == WAIT:
         return f"{step.agent}: waits ({step.why}): {step.note}"
     if step.key == "not_startable":
-        return f"{step.agent}: {step.note} ({step.why})"
+        return f"{step.agent}: not startable: {step.note} ({step.why})"
     return f"{step.agent}: left alone: {step.note} ({step.why})"
 
 
