@@ -823,3 +823,45 @@ def test_passes_with_an_injected_clock_restart_wait_then_hold(fleet_env: FleetEn
     assert at(2000) == []
     drift = {a["name"]: a["drift"] for a in env.ps_json()["agents"]}
     assert drift == {"board": ["missing_session"], "crashy": ["pane_dead", "held"]}
+
+
+@pytest.mark.tmux
+def test_alerts_run_delivers_a_held_agent_to_a_webhook(fleet_env: FleetEnv) -> None:
+    """A rule `when: {drift: [held]}` to a webhook (README's alerts example): `alerts run`
+    delivers the hold with nothing of supervise's own."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    env = fleet_env
+    posts: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env.write_roster([{"name": "crashy", "role": "coder", "command": CRASH}])
+        alerts = env.config_home / "mosaic" / "alerts.yaml"
+        alerts.write_text(
+            "version: 1\nrules:\n  - name: agent-held\n    when: {drift: [held]}\n"
+            "    to: [ops]\nchannels:\n"
+            f'  - {{name: ops, type: webhook, url: "http://127.0.0.1:{server.server_port}/h"}}\n'
+        )
+        hold = {"since": real_ago(5), "reason": "3 restarts in 15 min", "restarts": 3}
+        write_state(env, {"agents": {"crashy": {"held": hold}}})
+        res = env.cli("alerts", "run", "--once")
+        assert res.rc == 0, res
+        assert [(p["status"], p["rule"], p["agent"]) for p in posts] == [
+            ("firing", "agent-held", "crashy")
+        ]
+    finally:
+        server.shutdown()
+        server.server_close()
