@@ -159,14 +159,13 @@ def plan_pass(
         held = entry.get("held")
         if record.name in stopped:
             who = stopped[record.name] if isinstance(stopped, Mapping) else {}
-            by = f" by {clean_text(str(who.get('user')))} at {who.get('ts')}" if who else ""
+            user, ts = clean_text(str(who.get("user"))), clean_text(str(who.get("ts")))
+            by = f" by {user} at {ts}" if who else ""
             note = f"stopped on purpose{by}; 'fleet-tui up {record.name}' starts it"
             plan.steps.append(Step(record.name, SKIP, why, note, "stopped"))
         elif isinstance(held, Mapping):
-            note = (
-                f"held since {held.get('since')}: {held.get('reason')}; "
-                f"'fleet-tui up {record.name}' releases it"
-            )
+            since, reason = clean_text(str(held.get("since"))), clean_text(str(held.get("reason")))
+            note = f"held since {since}: {reason}; 'fleet-tui up {record.name}' releases it"
             plan.steps.append(Step(record.name, SKIP, why, note, "held"))
         elif record.tmux is not None and record.tmux.attached_clients > 0:
             n = record.tmux.attached_clients
