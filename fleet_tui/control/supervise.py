@@ -56,6 +56,7 @@ class Step:
     why: str = ""  # what is wrong with the agent ("down: ...", "missing its session", ...)
     note: str = ""  # why not now, why held, why left alone
     key: str = ""  # a skip's kind: attached | stopped | held | not_startable
+    restarts: int = 0  # a hold's: the restarts in the window
 
 
 @dataclass
@@ -178,7 +179,7 @@ def plan_pass(
             recent = recent_restarts(entry, now)
             if len(recent) >= AGENT_LIMIT:
                 note = f"{len(recent)} restarts in {AGENT_WINDOW_S / 60:.0f} min"
-                plan.steps.append(Step(record.name, HOLD, why, note))
+                plan.steps.append(Step(record.name, HOLD, why, note, restarts=len(recent)))
             else:
                 candidates.append((len(recent), index, Step(record.name, do, why)))
     candidates.sort(key=lambda c: (c[0], c[1]))
@@ -334,8 +335,7 @@ def run_pass(
                 say(describe(step, dry_run=False))
             said[step.agent] = key
         elif step.do == HOLD:
-            count = int(step.note.split(" ", 1)[0]) if step.note[:1].isdigit() else AGENT_LIMIT
-            if _record_hold(state_dir, step.agent, now, step.note, count):
+            if _record_hold(state_dir, step.agent, now, step.note, step.restarts):
                 lc.audit_action(
                     fleet,
                     action="restart",
