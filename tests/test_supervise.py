@@ -739,6 +739,7 @@ def test_loop_restarts_and_stops_on_sigint(fleet_env: FleetEnv) -> None:
     assert out.count("alpha:") == 1, out  # one action; later passes find it healthy
 
 
+@pytest.mark.tmux
 def test_supervise_state_file_corrupt(fleet_env: FleetEnv) -> None:
     env = fleet_env
     env.write_roster([stub_agent("alpha")])
