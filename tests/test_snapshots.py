@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.paths import Located
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.errors import TmuxNotInstalled
@@ -124,3 +125,24 @@ def test_inbox(snap_compare, tmp_path: Path, utc: None, size: tuple[int, int]) -
     app = app_for(FixedSource(inbox_snapshot()))
     app.alerts = alerts
     assert snap_compare(app, terminal_size=size, run_before=_then("i"))
+
+
+# (dialog, agent, key): start on a missing agent, stop on a running one (ui.lifecycle)
+LIFECYCLE_DIALOGS = {"start_confirm": ("coder1-0", "u"), "stop_confirm": ("review", "x")}
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("case", list(LIFECYCLE_DIALOGS))
+def test_lifecycle_dialog(snap_compare, case: str, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    """The typed-name confirmations of start and stop, the agent's first letters typed."""
+    name, key = LIFECYCLE_DIALOGS[case]
+    app = app_for(FixedSource(fleet_snapshot()))
+    app.lifecycle_config = FleetConfig.from_flags()  # (the dialogs open only on a fleet)
+
+    async def run(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _ready(pilot)
+        assert app.snapshot is not None
+        app.go_to_agent(next(a.key for a in app.snapshot.agents if a.name == name))
+        await _then(key, *name[:3])(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run)

@@ -29,6 +29,7 @@ from textual.command import CommandPalette
 from textual.message import Message
 from textual.timer import Timer
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.control.actions import OperatorActions
 from fleet_tui.core.sanitize import clean_text
@@ -43,6 +44,7 @@ from fleet_tui.ui.alerting import AlertUpdate, Fired, OpenAlert, TerminalAlerts
 from fleet_tui.ui.context import Dashboard, screen_ready
 from fleet_tui.ui.crash import CrashGuard
 from fleet_tui.ui.keyhelp import binding_rows, documented_groups
+from fleet_tui.ui.lifecycle import GRACE_S, Declined, Lifecycle, LifecycleDone
 from fleet_tui.ui.operator import Operator
 from fleet_tui.ui.palette import FleetCommandPalette, FleetCommands
 from fleet_tui.ui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
@@ -107,6 +109,7 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         budget_source: BudgetSource | None = None,
         view_file: Path | None = None,
         alerts: TerminalAlerts | None = None,
+        lifecycle_config: FleetConfig | None = None,
     ) -> None:
         super().__init__()
         self.alerts = alerts  # the `terminal` alert channel (None: no alerts, as in most tests)
@@ -132,6 +135,11 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
             clock=clock,
         )
         self.operator = Operator(self, self)
+        # start / restart / stop (ui.lifecycle): the fleet they act on, from the live actions or
+        # source when not given (None: not available, e.g. a fixed fleet)
+        self.lifecycle_config = lifecycle_config or live_config(actions, source)
+        self.lifecycle_grace_s = GRACE_S
+        self.lifecycle = Lifecycle(self, self, self.operator.current_record)
         register_themes(self)
 
     @property
@@ -354,6 +362,23 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
     def action_audit(self) -> None:
         self.operator.audit()
 
+    # -- lifecycle (ui.lifecycle: each behind a typed-name confirmation, run off the loop) ----
+    def action_start(self) -> None:
+        self.lifecycle.request("start")
+
+    def action_restart(self) -> None:
+        self.lifecycle.request("restart")
+
+    def action_stop(self) -> None:
+        self.lifecycle.request("stop")
+
+    def on_lifecycle_done(self, message: LifecycleDone) -> None:
+        self.lifecycle.done(message)
+
+    def on_declined(self, message: Declined) -> None:
+        if message.error:
+            self.notify(f"audit log not written: {message.error}", severity="warning")
+
     def action_copy(self, what: str = "") -> None:
         self.operator.copy(what)
 
@@ -384,6 +409,15 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
     def binding_rows(self) -> list[tuple[str, str, str]]:
         """(keys, description, id) of every documented binding, with the user's keymap applied."""
         return binding_rows(self, self.settings.keymap, (FleetApp.BINDINGS, *documented_groups()))
+
+
+def live_config(actions: object, source: object) -> FleetConfig | None:
+    """The fleet configuration of the live actions (or the live source's collector)."""
+    for holder in (actions, getattr(source, "collector", None)):
+        config = getattr(holder, "config", None)
+        if isinstance(config, FleetConfig):
+            return config
+    return None
 
 
 def _is_a_dashboard(app: FleetApp) -> Dashboard:

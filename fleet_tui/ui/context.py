@@ -93,3 +93,15 @@ def pane_action_bindings(scope: str) -> list[Binding]:
         Binding("a", "app.attach", "Attach…", id=f"{scope}.attach"),
         Binding("m", "app.message", "Send…", id=f"{scope}.message"),
     ]
+
+
+def lifecycle_bindings(scope: str) -> list[Binding]:
+    """The lifecycle keys (the app's, on the agent in view; ui.lifecycle), with the ids
+    `scope.start`, `scope.restart`, `scope.stop` for the keymap. Lowercase (k9s/lazygit habits;
+    the uppercase letters are the fleet's sort keys); out of the footer, which has no room for
+    them at 80 columns: `?` and the palette list them."""
+    return [
+        Binding("u", "app.start", "Start (up)…", show=False, id=f"{scope}.start"),
+        Binding("r", "app.restart", "Restart…", show=False, id=f"{scope}.restart"),
+        Binding("x", "app.stop", "Stop…", show=False, id=f"{scope}.stop"),
+    ]

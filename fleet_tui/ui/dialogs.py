@@ -1,5 +1,6 @@
-"""Dialogs in front of every action that can reach an agent: the attach confirmation (type the
-agent's name), the message composer, and the audit log viewer."""
+"""Dialogs in front of every action that can reach an agent: the typed-name confirmations of
+attach and of start, restart, stop (type the agent's name), the message composer, and the audit
+log viewer."""
 
 from __future__ import annotations
 
@@ -25,39 +26,38 @@ def _target(record: AgentRecord) -> Text:
     t.append("agent ", style="dim")
     t.append(clean_text(record.name, max_len=80), style="bold")
     t.append("   tenant ", style="dim")
-    t.append(record.tenant_id, style="bold")
+    t.append(clean_text(record.tenant_id, max_len=64), style="bold")
     t.append("   host ", style="dim")
-    t.append(record.host, style="bold")
+    t.append(clean_text(record.host, max_len=64), style="bold")
     t.append("   socket ", style="dim")
-    t.append(record.socket or "-", style="bold")
+    t.append(clean_text(record.socket or "-", max_len=64), style="bold")
     return t
 
 
-class ConfirmAttachScreen(ModalScreen[bool]):
-    """Attach is a hands-on takeover: the operator types the agent's name to proceed."""
+class TypedNameScreen(ModalScreen[bool]):
+    """A confirmation the operator gives by TYPING the agent's name (enter); esc cancels. A
+    wrong name says so and clears the box: nothing happens. Dismissed with True only for the
+    name itself. Subclasses say what will happen (`lines`) and bind escape to `cancel`."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="confirm.cancel")]
-
-    def __init__(self, record: AgentRecord) -> None:
-        super().__init__(id="confirm-attach")
+    def __init__(self, record: AgentRecord, *, id: str, verb: str) -> None:
+        super().__init__(id=id)
         self.record = record
-        self.typed_ahead: (
-            list[events.Key] | None
-        ) = []  # keys typed before it mounted (ui.typeahead)
+        self.verb = verb  # "attach", "stop": the box's placeholder and the wrong-name line
+        self.typed_ahead: list[events.Key] | None = []  # keys typed before it mounted
+
+    def lines(self) -> list[Text]:
+        raise NotImplementedError
+
+    def wrong_name(self) -> str:
+        return f"That is not the agent's name: nothing {self.verb}ed."
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(Text("Attach: you will TYPE INTO this agent", style="bold red"))
-            yield Static(_target(self.record))
-            yield Static(
-                Text(
-                    "Keys you press go to the agent until you detach (C-b d). "
-                    "To only look, press w (watch) instead.",
-                    style="dim",
-                )
-            )
+            for line in self.lines():
+                yield Static(line)
             yield Input(
-                placeholder=f"type {clean_text(self.record.name, max_len=80)} to attach, esc cancels",
+                placeholder=f"type {clean_text(self.record.name, max_len=80)} to {self.verb}, "
+                "esc cancels",
                 id="confirm-name",
             )
             yield Static("", id="confirm-error")
@@ -68,19 +68,63 @@ class ConfirmAttachScreen(ModalScreen[bool]):
     def on_mount(self) -> None:
         box = self.type_ahead_box()
         focus_now(box)
-        replay_typed_ahead(self, box)  # the name typed right behind `a`
+        replay_typed_ahead(self, box)  # the name typed right behind the key (ui.typeahead)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip() == self.record.name:
             self.dismiss(True)
         else:
             self.query_one("#confirm-error", Static).update(
-                Text("That is not the agent's name: nothing attached.", style="bold yellow")
+                Text(self.wrong_name(), style="bold yellow")
             )
             event.input.value = ""
 
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+
+class ConfirmAttachScreen(TypedNameScreen):
+    """Attach is a hands-on takeover: the operator types the agent's name to proceed."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="confirm.cancel")]
+
+    def __init__(self, record: AgentRecord) -> None:
+        super().__init__(record, id="confirm-attach", verb="attach")
+
+    def lines(self) -> list[Text]:
+        return [
+            Text("Attach: you will TYPE INTO this agent", style="bold red"),
+            _target(self.record),
+            Text(
+                "Keys you press go to the agent until you detach (C-b d). "
+                "To only look, press w (watch) instead.",
+                style="dim",
+            ),
+        ]
+
+
+class ConfirmLifecycleScreen(TypedNameScreen):
+    """Start, restart, stop (ui.lifecycle): what it will do to which agent, on which host and
+    socket; the operator types the agent's name to proceed, as for attach."""
+
+    DEFAULT_CSS = "ConfirmLifecycleScreen { align: center middle; }"
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="lifecycle.cancel")]
+
+    def __init__(
+        self, record: AgentRecord, *, verb: str, headline: str, explain: str, done: str
+    ) -> None:
+        super().__init__(record, id=f"confirm-{verb}", verb=verb)
+        self.headline, self.explain, self.done = headline, explain, done
+
+    def lines(self) -> list[Text]:
+        return [
+            Text(self.headline, style="bold red"),
+            _target(self.record),
+            Text(self.explain, style="dim"),
+        ]
+
+    def wrong_name(self) -> str:
+        return f"That is not the agent's name: nothing {self.done}."
 
 
 class ComposeMessageScreen(ModalScreen[str | None]):
@@ -94,7 +138,7 @@ class ComposeMessageScreen(ModalScreen[str | None]):
     def __init__(self, record: AgentRecord) -> None:
         super().__init__(id="compose")
         self.record = record
-        self.typed_ahead: list[events.Key] | None = []
+        self.typed_ahead: list[events.Key] | None = []  # keys typed before it mounted
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):

@@ -13,7 +13,12 @@ def documented_groups() -> list[Iterable[object]]:
     """The BINDINGS of every screen and widget with keys of its own, read from the classes
     (so a key added to a screen shows in `?` without a list to keep up to date)."""
     from fleet_tui.ui.copy import CopyScreen
-    from fleet_tui.ui.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
+    from fleet_tui.ui.dialogs import (
+        AuditScreen,
+        ComposeMessageScreen,
+        ConfirmAttachScreen,
+        ConfirmLifecycleScreen,
+    )
     from fleet_tui.ui.screens import AgentDetailScreen, FleetScreen, HelpScreen, WarningsScreen
     from fleet_tui.ui.screens.budget import BudgetScreen
     from fleet_tui.ui.screens.inbox import InboxList, InboxScreen, SilenceScreen
@@ -33,6 +38,7 @@ def documented_groups() -> list[Iterable[object]]:
         SilenceScreen,
         ComposeMessageScreen,
         ConfirmAttachScreen,
+        ConfirmLifecycleScreen,
         CopyScreen,
         AuditScreen,
         WarningsScreen,

@@ -43,7 +43,13 @@ from fleet_tui.present.columns import (
     human_tokens,
     shown_state,
 )
-from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack, pane_action_bindings
+from fleet_tui.ui.context import (
+    Dashboard,
+    dashboard_of,
+    lifecycle_bindings,
+    on_stack,
+    pane_action_bindings,
+)
 from fleet_tui.ui.widgets.footer import FleetFooter
 from fleet_tui.ui.widgets.header import HEALTH_STYLE
 from fleet_tui.ui.workers import in_thread
@@ -59,6 +65,21 @@ DRIFT_EXPLAINED = {
     Drift.BOOT_DISABLED: "will not come back after a reboot (unit not enabled, or no linger)",
     Drift.RUNTIME_MISMATCH: "the runtime seen in the pane differs from the roster's",
 }
+# The lifecycle's flags (issue 17): why the agent is left down, and what releases it.
+for _flag, _why in (
+    (
+        "HELD",
+        "supervise gave up on it (more restarts within 15 minutes than its limit): "
+        "u (start) or r (restart), or 'fleet-tui up NAME', releases it",
+    ),
+    (
+        "STOPPED",
+        "an operator stopped it on purpose: supervise and 'up' leave it alone; "
+        "u (start) or 'fleet-tui up NAME' starts it again",
+    ),
+):
+    if hasattr(Drift, _flag):  # (the flags came with supervise)
+        DRIFT_EXPLAINED[Drift[_flag]] = _why
 
 
 SOURCE_EXPLAINED = {
@@ -177,7 +198,7 @@ def summary_text(r: AgentRecord) -> Text:
         t.append("\n\nDrift\n", style="bold")
         for d in r.drift:
             t.append(f"  ⚑ {d.value}", style="yellow")
-            t.append(f": {DRIFT_EXPLAINED[d]}\n")
+            t.append(f": {DRIFT_EXPLAINED.get(d, 'see README')}\n")
     return t
 
 
@@ -297,6 +318,7 @@ class AgentDetailScreen(Screen[None]):
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back", id="detail.back"),
         *pane_action_bindings("detail"),
+        *lifecycle_bindings("detail"),
     ]
 
     def __init__(self, key: str) -> None:
@@ -323,7 +345,8 @@ class AgentDetailScreen(Screen[None]):
             yield Static(
                 Text(
                     "Actions: s stream (read-only) · w watch (read-only attach) · "
-                    "a attach (asks you to type the name) · m send a message · L audit log",
+                    "a attach (asks you to type the name) · m send a message · L audit log · "
+                    "u start · r restart · x stop (each asks you to type the name)",
                     style="dim",
                 ),
                 id="actions",

@@ -25,7 +25,13 @@ from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord, FleetSnapshot
 from fleet_tui.present.columns import is_unhealthy, needs_attention
 from fleet_tui.present.view import FleetView
-from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack, pane_action_bindings
+from fleet_tui.ui.context import (
+    Dashboard,
+    dashboard_of,
+    lifecycle_bindings,
+    on_stack,
+    pane_action_bindings,
+)
 from fleet_tui.ui.title import TerminalTitle, title_text
 from fleet_tui.ui.typeahead import focus_now
 from fleet_tui.ui.viewfile import SavedSort, SortLoaded, SortSaved, load_sort, save_sort
@@ -118,6 +124,7 @@ class FleetScreen(Screen[None]):
             replace(b, show=False) if b.action in _NOT_IN_FOOTER else b
             for b in pane_action_bindings("fleet")
         ],
+        *lifecycle_bindings("fleet"),
         Binding("slash", "filter", "Filter", id="fleet.filter"),
         Binding("asterisk", "waiting", "★ Waiting", id="fleet.waiting"),
         # the app's `i` (same id, so a keymap moves both), in the footer only while the inbox

@@ -35,6 +35,7 @@ SCOPES: dict[str, str] = {
     "silence": "Silence, in the inbox (z)",
     "compose": "Send a message (m)",
     "confirm": "Attach confirmation (a)",
+    "lifecycle": "Start, restart, stop confirmation (u, r, x)",
     "copy": "Copy (y)",
     "audit": "Audit log (L)",
     "warnings": "Warnings (W)",
