@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.paths import Located
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.errors import TmuxNotInstalled
@@ -91,7 +92,10 @@ async def shoot(
     keys: tuple[str, ...],
     budgets: FixedBudgetSource | None = None,
     alerts: TerminalAlerts | None = None,
+    agent: str | None = None,
 ) -> Path:
+    """The screen after `keys`; with `agent`, on that agent's row, on a fleet whose lifecycle
+    keys open their dialogs (a configuration: nothing runs before a name is typed)."""
     app = FleetApp(
         source,
         actions=RecordingActions(),
@@ -106,6 +110,10 @@ async def shoot(
             await pilot.pause()
             if app.polls or app.poll_error:
                 break
+        if agent is not None and app.snapshot is not None:
+            app.lifecycle_config = FleetConfig.from_flags()
+            app.go_to_agent(next(a.key for a in app.snapshot.agents if a.name == agent))
+            await pilot.pause()
         if keys:
             await pilot.press(*keys)
         for _ in range(10):
@@ -134,6 +142,16 @@ async def main() -> None:
             print(await shoot(name, FixedSource(fleet_snapshot()), size, ("b",), budgets()))
     if only in "inbox":
         print(await shoot_inbox())
+    for name, agent, keys in LIFECYCLE_SHOTS:
+        if only in name:
+            print(await shoot(name, FixedSource(fleet_snapshot()), (120, 30), keys, agent=agent))
+
+
+# The typed-name confirmations of start (a missing agent) and stop (ui.lifecycle).
+LIFECYCLE_SHOTS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("start-confirm", "coder1-0", ("u", *"coder1")),
+    ("stop-confirm", "review", ("x",)),
+]
 
 
 async def shoot_inbox() -> Path:
