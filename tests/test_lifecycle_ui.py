@@ -13,17 +13,22 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from conftest import FleetEnv
+from test_typeahead import burst
+from textual.widgets import Input
 
 from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.control.actions import LiveActions
 from fleet_tui.service.poll import LiveSource
+from fleet_tui.testing.fleets import NOW, FixedSource, RecordingActions, fleet_snapshot
 from fleet_tui.ui.app import FleetApp
 from fleet_tui.ui.dialogs import ConfirmLifecycleScreen
+from fleet_tui.ui.lifecycle import HOST_ONLY, NOT_STARTABLE, refusal
 from fleet_tui.ui.screens import AgentDetailScreen, HelpScreen
 
 pytestmark = pytest.mark.tmux
@@ -218,3 +223,50 @@ async def test_keys_are_handled_while_a_stop_waits_its_grace(fleet_env: FleetEnv
         assert not has_session(env, "stubborn")
         line = next(t for t in toasts(app) if "stubborn stopped" in t)
         assert "grace period" in line
+
+
+async def test_a_start_that_fails_says_why_on_screen(fleet_env: FleetEnv) -> None:
+    env = fleet_env
+    env.write_roster([stub_agent("coder-1", cwd="/nonexistent/x")])
+    app = live_app()
+    async with app.run_test(size=(120, 35)) as pilot:
+        await on_agent(pilot, app, "coder-1")
+        await confirm(pilot, app, "u", "coder-1")
+        await wait_for(pilot, lambda: any("coder-1: error:" in t for t in toasts(app)), "toast")
+        line = next(t for t in toasts(app) if "coder-1: error:" in t)
+        assert "cwd /nonexistent/x does not exist" in line
+        assert not has_session(env, "coder-1")
+        assert ("coder-1", "failed", "tui") in audits(env, "start")
+
+
+def test_another_hosts_row_and_a_session_outside_the_roster_are_refused() -> None:
+    snap = fleet_snapshot()
+    by_name = {a.name: a for a in snap.agents}
+    remote = by_name["coder1-0"].model_copy(update={"remote": True})
+    assert refusal("start", remote, None, snap) == HOST_ONLY
+    assert refusal("stop", by_name["scratch"], None, snap) == NOT_STARTABLE  # not in the roster
+    assert refusal("start", by_name["review"], None, snap) == "already running"
+    assert refusal("start", by_name["coder1-0"], None, snap) is None  # missing: startable
+    assert refusal("start", by_name["security"], None, snap) is None  # a dead pane: startable
+    assert refusal("restart", by_name["review"], None, snap) is None
+
+
+async def test_the_name_typed_right_behind_the_key_lands_in_the_dialog() -> None:
+    app = FleetApp(
+        FixedSource(fleet_snapshot()),
+        actions=RecordingActions(),
+        settings=DashboardSettings(poll_interval_s=3600),
+        clock=lambda: NOW + timedelta(seconds=1),
+        watch=False,
+        lifecycle_config=FleetConfig.from_flags(),
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1, "the first poll")
+        assert app.snapshot is not None
+        app.go_to_agent(next(a.key for a in app.snapshot.agents if a.name == "coder1-0"))
+        await pilot.pause()
+        burst(app, "u", "c", "o", "q")  # one terminal read: `q` is text here, not quit
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmLifecycleScreen), "dialog")
+        await pilot.pause(0.2)
+        assert app.screen.query_one(Input).value == "coq"
+        await pilot.press("escape")
