@@ -24,6 +24,7 @@ from textual.widgets import Input
 from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.control.actions import LiveActions
+from fleet_tui.model.records import Drift
 from fleet_tui.service.poll import LiveSource
 from fleet_tui.testing.fleets import NOW, FixedSource, RecordingActions, fleet_snapshot
 from fleet_tui.ui.app import FleetApp
@@ -174,6 +175,16 @@ async def test_stop_and_restart_from_the_table_and_the_detail(fleet_env: FleetEn
         assert ("coder-1", "stopped", "tui") in audits(env, "stop")
         stopped = json.loads((env.state_dir / "lifecycle" / "stopped.json").read_text())
         assert stopped["agents"]["coder-1"]["surface"] == "tui"
+        # the row says `stopped` (not missing), and the detail says what starts it again
+        await polled(pilot, app)
+        assert app.snapshot is not None
+        row = next(a for a in app.snapshot.agents if a.name == "coder-1")
+        assert Drift.STOPPED in row.drift and Drift.MISSING_SESSION not in row.drift
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, AgentDetailScreen), "detail")
+        summary = str(app.screen.query_one("#summary").render())
+        assert "an operator stopped it on purpose" in summary
+        assert "u (start) here or 'fleet-tui up coder-1' starts it again" in summary
 
 
 async def test_rows_where_a_verb_does_not_apply_say_why(fleet_env: FleetEnv) -> None:
@@ -270,3 +281,13 @@ async def test_the_name_typed_right_behind_the_key_lands_in_the_dialog() -> None
         await pilot.pause(0.2)
         assert app.screen.query_one(Input).value == "coq"
         await pilot.press("escape")
+
+
+def test_the_detail_explains_a_held_agent_and_what_releases_it() -> None:
+    from fleet_tui.ui.screens.detail import summary_text
+
+    record = next(a for a in fleet_snapshot().agents if a.name == "coder1-0")
+    held = record.model_copy(update={"drift": [Drift.HELD]})
+    text = summary_text(held).plain
+    assert "⚑ held: supervise gave up on it" in text
+    assert "u (start) or r (restart) here, or 'fleet-tui up coder1-0', releases it" in text

@@ -64,22 +64,12 @@ DRIFT_EXPLAINED = {
     Drift.UNIT_WITHOUT_SESSION: "its systemd unit is active, but no session runs",
     Drift.BOOT_DISABLED: "will not come back after a reboot (unit not enabled, or no linger)",
     Drift.RUNTIME_MISMATCH: "the runtime seen in the pane differs from the roster's",
+    # the lifecycle's (issue 17): why the agent is left down, and what releases it
+    Drift.HELD: "supervise gave up on it (more restarts within 15 minutes than its limit): "
+    "u (start) or r (restart) here, or 'fleet-tui up NAME', releases it",
+    Drift.STOPPED: "an operator stopped it on purpose: supervise and 'fleet-tui up' leave it "
+    "alone; u (start) here or 'fleet-tui up NAME' starts it again",
 }
-# The lifecycle's flags (issue 17): why the agent is left down, and what releases it.
-for _flag, _why in (
-    (
-        "HELD",
-        "supervise gave up on it (more restarts within 15 minutes than its limit): "
-        "u (start) or r (restart), or 'fleet-tui up NAME', releases it",
-    ),
-    (
-        "STOPPED",
-        "an operator stopped it on purpose: supervise and 'up' leave it alone; "
-        "u (start) or 'fleet-tui up NAME' starts it again",
-    ),
-):
-    if hasattr(Drift, _flag):  # (the flags came with supervise)
-        DRIFT_EXPLAINED[Drift[_flag]] = _why
 
 
 SOURCE_EXPLAINED = {
@@ -198,7 +188,8 @@ def summary_text(r: AgentRecord) -> Text:
         t.append("\n\nDrift\n", style="bold")
         for d in r.drift:
             t.append(f"  ⚑ {d.value}", style="yellow")
-            t.append(f": {DRIFT_EXPLAINED.get(d, 'see README')}\n")
+            why = DRIFT_EXPLAINED.get(d, "see README, drift flags")
+            t.append(f": {why.replace('NAME', r.name)}\n")
     return t
 
 
