@@ -12,13 +12,15 @@ on a socket inside the folder (from /proc/net/unix), and removes the folder.
 
 Helpers (methods of `FleetEnv`): `start` a session running a command on a named socket, `stub`
 an agent running the stub runtime, `tmux` one runner call, `server_pid`, `write_roster`,
-`cli` (runs `python -m fleet_tui` as a subprocess, returns `(rc, stdout, stderr)`),
+`cli` (runs `python -m fleet_tui`, returns `(rc, stdout, stderr)`: the verbs of
+`IN_PROCESS_VERBS` through `cli.main` in this process, the others as a subprocess),
 `heartbeat`; and the module-level `wait_until`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn, TypeVar
@@ -128,6 +131,71 @@ class CliResult(NamedTuple):
     rc: int
     stdout: str
     stderr: str
+
+
+# Verbs that read the fleet's files and tmux, write files, talk HTTP and print, then return:
+# nothing of theirs outlives the call (no signal handler, no thread left working, no exec, no
+# terminal). Everything else (the dashboard, lifecycle verbs, stream, attach, send, gateway,
+# demo, hooks, alerts run, publish --every) always runs as its own process.
+IN_PROCESS_VERBS = frozenset({"ps", "heartbeat", "budget", "usage", "publish"})
+# An environment that changes what the interpreter itself does (encoding, locale, warnings):
+# only a new process shows its effect.
+_PROCESS_ENV = ("LANG", "LC_", "PYTHON", "TERM")
+
+
+def in_process(args: Sequence[str], env: dict[str, str] | None = None) -> bool:
+    """Whether `FleetEnv.cli(*args, env=env)` runs in this process (see `IN_PROCESS_VERBS`);
+    FLEET_TEST_CLI=process runs every one as its own process (to compare, or to debug)."""
+    if os.environ.get("FLEET_TEST_CLI") == "process" or not args:
+        return False
+    if args[0] not in IN_PROCESS_VERBS or "--every" in args:
+        return False
+    return not any(k.startswith(_PROCESS_ENV) for k in env or {})
+
+
+def _cli_in_process(
+    args: Sequence[str], env: dict[str, str], *, input: str | None, cwd: Path
+) -> CliResult:
+    """`cli.main(args)` as `python -m fleet_tui` would run it: `env` as the whole environment,
+    `cwd` as the folder, `input` (else nothing) on stdin, stdout and stderr as UTF-8 pipes read
+    back as `subprocess.run(text=True)` reads them; the exit status from main or SystemExit."""
+    from fleet_tui.cli.main import main
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_std = sys.stdin, sys.stdout, sys.stderr
+    out, err = io.BytesIO(), io.BytesIO()
+    stdin = io.TextIOWrapper(io.BytesIO((input or "").encode()), encoding="utf-8")
+    stdout = io.TextIOWrapper(out, encoding="utf-8", errors="strict", write_through=True)
+    stderr = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace", write_through=True)
+    sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        os.chdir(cwd)
+        try:
+            rc = main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+            rc = code if isinstance(code, int) else (0 if code is None else 1)
+            if code is not None and not isinstance(code, int):
+                stderr.write(f"{code}\n")
+        except Exception:  # what the interpreter does with an uncaught one
+            stderr.write(traceback.format_exc())
+            rc = 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.stdin, sys.stdout, sys.stderr = saved_std
+        for stream in (stdin, stdout, stderr):
+            with contextlib.suppress(ValueError):
+                stream.flush()
+            stream.detach()  # keeps the buffers open when the wrappers go
+
+    def text(data: bytes) -> str:  # subprocess's universal newlines
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+    return CliResult(rc, text(out.getvalue()), text(err.getvalue()))
 
 
 class FleetEnv:
@@ -319,10 +387,16 @@ class FleetEnv:
         timeout: float = 30.0,
         input: str | None = None,
     ) -> CliResult:
-        """Run `python -m fleet_tui ARGS` with this world's environment (plus `env`)."""
+        """Run `python -m fleet_tui ARGS` with this world's environment (plus `env`).
+
+        The verbs that only read or write files and print (`in_process`) run in this process
+        through `cli.main`, with the same environment, folder, stdin and exit status: a test
+        that is not about the process saves the ~0.5 s of CPU a new interpreter costs."""
         full = {**self.env, **(env or {})}
         for k in unset:
             full.pop(k, None)
+        if in_process(args, env):
+            return _cli_in_process(args, full, input=input, cwd=self.base)
         proc = subprocess.run(
             [sys.executable, "-m", "fleet_tui", *args],
             env=full,
