@@ -89,7 +89,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # pyproject.toml declares it too; registering here keeps `--strict-markers` runs working
     # when the suite is run from another rootdir.
     config.addinivalue_line("markers", "tmux: runs real tmux servers on private sockets")
-    config.addinivalue_line("markers", "slow: tens of seconds (builds and installs the wheel)")
+    config.addinivalue_line(
+        "markers", "slow: tens of seconds alone (the wheel install, the monkey): run first"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -66,7 +66,8 @@ from fleet_tui.ui.app import FleetApp
 from fleet_tui.ui.screens import HelpScreen
 from fleet_tui.ui.widgets import FleetTable
 
-pytestmark = pytest.mark.tmux
+# slow: about 70 s; started first under xdist (tests/conftest.py), not left for the end of the run
+pytestmark = [pytest.mark.tmux, pytest.mark.slow]
 
 SEED = int(os.environ.get("FLEET_MONKEY_SEED", "20261204"))
 KEYS = int(os.environ.get("FLEET_MONKEY_KEYS", "2000"))
