@@ -155,6 +155,15 @@ def in_process(args: Sequence[str], env: dict[str, str] | None = None) -> bool:
     return not any(k.startswith(_PROCESS_ENV) for k in env or {})
 
 
+def _set_environ(env: dict[str, str]) -> None:
+    """Make os.environ `env`, never empty on the way (not clear() then update()): a thread of
+    the test (a dashboard's poller) that starts a process meanwhile still passes the world's
+    TMUX_TMPDIR, HOME and XDG folders."""
+    os.environ.update(env)
+    for key in [k for k in os.environ if k not in env]:
+        del os.environ[key]
+
+
 def _cli_in_process(
     args: Sequence[str], env: dict[str, str], *, input: str | None, cwd: Path
 ) -> CliResult:
@@ -170,8 +179,7 @@ def _cli_in_process(
     stdout = io.TextIOWrapper(out, encoding="utf-8", errors="strict", write_through=True)
     stderr = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace", write_through=True)
     sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
-    os.environ.clear()
-    os.environ.update(env)
+    _set_environ(env)
     try:
         os.chdir(cwd)
         try:
@@ -186,8 +194,7 @@ def _cli_in_process(
             rc = 1
     finally:
         os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
+        _set_environ(saved_env)
         sys.stdin, sys.stdout, sys.stderr = saved_std
         for stream in (stdin, stdout, stderr):
             with contextlib.suppress(ValueError):
