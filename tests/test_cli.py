@@ -496,6 +496,25 @@ def test_demo_starts_a_healthy_fleet_and_down_stops_it(fleet_env: FleetEnv) -> N
         time.sleep(1)
     assert {"orchestrator", "coder0-0"} <= set(by_agent), by_agent
 
+    # Its roster says how each agent starts: the lifecycle verbs work on the demo.
+    res = fleet_env.cli("up", "research", env=env, timeout=60)
+    assert res.rc == 0 and "research: started" in res.stdout, res
+    res = fleet_env.cli("stop", "coder0-0", "--yes", "--grace", "5", env=env, timeout=60)
+    assert res.rc == 0 and "coder0-0: stopped" in res.stdout, res
+    agents = _agents(fleet_env.ps_json(env=env))
+    assert agents["coder0-0"]["drift"] == ["stopped"], agents["coder0-0"]
+    res = fleet_env.cli("up", "coder0-0", env=env, timeout=60)
+    assert res.rc == 0 and "coder0-0: started" in res.stdout, res
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        agents = _agents(fleet_env.ps_json(env=env))
+        if all(agents[n]["health"] == "healthy" for n in ("research", "coder0-0")):
+            break
+        time.sleep(0.5)
+    assert agents["research"]["health"] == "healthy", agents["research"]
+    assert agents["coder0-0"]["health"] == "healthy", agents["coder0-0"]
+    assert agents["coder0-0"]["drift"] == [], agents["coder0-0"]
+
     res = fleet_env.cli("demo", "--down")
     assert res.rc == 0 and "stopped" in res.stdout, res
     data = fleet_env.ps_json(env=env)

@@ -71,7 +71,34 @@ def demo_agents(count: int) -> list[DemoAgent]:
     return agents
 
 
+def stub_argv(agent: DemoAgent) -> list[str]:
+    """The command line of a demo agent's stub runtime."""
+    return [
+        sys.executable,
+        "-m",
+        "fleet_tui",
+        "stub",
+        agent.name,
+        "--interval",
+        str(DEMO_INTERVAL_S),
+        *agent.flags,
+    ]
+
+
+def stub_env(home: Path) -> dict[str, str]:
+    """The environment of the demo's stubs (the roster's `env`: `up` starts them the same way)."""
+    return {
+        **demo_env(home),
+        "PYTHONUNBUFFERED": "1",
+        "FLEET_STUB_TRANSCRIPTS": str(home / "claude"),
+    }
+
+
 def write_demo_roster(path: Path, agents: list[DemoAgent], host: str) -> None:
+    """The demo's roster, with each agent's `command`, `cwd` and `env`: `up`, `restart`, `stop`,
+    `supervise` and the dashboard's u/r/x work on the demo as on a real fleet."""
+    home = path.parent
+    env = stub_env(home)
     doc = {
         "version": 1,
         "tenant_id": DEMO_TENANT,
@@ -88,6 +115,9 @@ def write_demo_roster(path: Path, agents: list[DemoAgent], host: str) -> None:
                     "runtime": "stub",
                     "model": a.model,
                     "lifecycle": a.lifecycle,
+                    "command": shlex.join(stub_argv(a)),
+                    "cwd": str(home / "work" / a.name),
+                    "env": dict(env),  # a copy each: no YAML anchors in the file
                 }.items()
                 if v is not None
             }
@@ -165,28 +195,13 @@ def start_demo(
     HeartbeatSpool(state).ensure_writable()
     write_demo_roster(roster, agents, host)
     seed_demo_budgets(home, agents, host, datetime.now(UTC))
-    env = {
-        **demo_env(home),
-        "PYTHONUNBUFFERED": "1",
-        "FLEET_STUB_TRANSCRIPTS": str(home / "claude"),
-    }
+    env = stub_env(home)
     for a in agents:
-        if not a.start:
-            continue
-        argv = [
-            sys.executable,
-            "-m",
-            "fleet_tui",
-            "stub",
-            a.name,
-            "--interval",
-            str(DEMO_INTERVAL_S),
-            *a.flags,
-        ]
         # One working directory per agent: transcripts are matched to agents by it.
         workdir = home / "work" / a.name
         workdir.mkdir(parents=True, exist_ok=True)
-        new_agent_session(runner, DEMO_SOCKET, a.name, argv, env=env, cwd=str(workdir))
+        if a.start:
+            new_agent_session(runner, DEMO_SOCKET, a.name, stub_argv(a), env=env, cwd=str(workdir))
     # Wait (briefly) for the first heartbeats, so the first view is not all "unknown".
     spool = HeartbeatSpool(state)
     started = [a.name for a in agents if a.start]
