@@ -54,6 +54,7 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
 def cmd_publish(args: argparse.Namespace) -> int:
     import signal
     import sys
+    import threading
     import time
 
     from fleet_tui.core.sanitize import clean_text
@@ -94,12 +95,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
             print(clean_text(result.line(settings.display), max_len=400))
             return EXIT_OK
 
+        # A signal ends the loop between cycles: raised inside a cycle, it would surface wrapped
+        # in whatever was running (pydantic's serializer turns it into an "unexpected error").
+        # A second Ctrl-C does not wait for the cycle.
+        stopping = threading.Event()
+
         def stop(signum: int, frame: object) -> None:
-            raise KeyboardInterrupt
+            if stopping.is_set() and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            stopping.set()
 
         signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
         try:
-            while True:
+            while not stopping.is_set():
                 started = time.monotonic()
                 try:
                     result = publisher.cycle()
@@ -112,11 +121,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
                     why = exc.strerror or type(exc).__name__
                     where = f" ({exc.filename})" if exc.filename else ""
                     print(f"error: {clean_text(why + where, max_len=300)}; retrying", flush=True)
-                time.sleep(max(args.every - (time.monotonic() - started), 0.0))
+                stopping.wait(max(args.every - (time.monotonic() - started), 0.0))
         except KeyboardInterrupt:
-            files, _size = publisher.queue.usage()
-            print(f"stopped; {files} queued for the next run", flush=True)
-            return EXIT_OK
+            pass
+        files, _size = publisher.queue.usage()
+        print(f"stopped; {files} queued for the next run", flush=True)
+        return EXIT_OK
 
 
 VERBS: dict[str, Callable[[argparse.Namespace], int]] = {"publish": cmd_publish}
