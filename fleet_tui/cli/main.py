@@ -939,10 +939,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:
+        if interrupted(exc):
+            return 130
         if os.environ.get("FLEET_TUI_DEBUG"):
             raise
         sys.stderr.write(f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(str(exc))}\n")
         return EXIT_FAILURE
+
+
+def interrupted(exc: BaseException) -> bool:
+    """A Ctrl-C (or a SIGTERM made one) that arrived inside pydantic's serializer: it comes out
+    as a PydanticSerializationError naming KeyboardInterrupt in its text (nothing chained), and
+    is an interrupt (exit 130), not an "unexpected error"."""
+    return type(exc).__name__ == "PydanticSerializationError" and "KeyboardInterrupt" in str(exc)
 
 
 def _one_line(message: str) -> str:
