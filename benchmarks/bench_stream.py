@@ -249,6 +249,9 @@ class Lab(TmuxLab):
         self.sockets.add(self.ui_sock)
         res = self.run(
             self.ui_sock, "-f", str(conf), "new-session", "-d", "-s", "ui",
+            # in the tree's folder: `python -m` puts the working folder first on sys.path, so a
+            # pane started from this checkout would run this checkout whatever PYTHONPATH says
+            "-c", str(DASH_TREE),
             "-x", str(SIZE[0]), "-y", str(SIZE[1]), "-P", "-F", "#{pane_pid} #{pane_id}", *argv,
         )  # fmt: skip
         pid_s, pane = res.stdout.split()
