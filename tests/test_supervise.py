@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CliResult, FleetEnv, wait_until
+from conftest import CliResult, FleetEnv, unavailable, wait_until
 
 from fleet_tui.control.supervise import HOLD, RESTART, SKIP, START, WAIT, plan_pass
 from fleet_tui.model.records import (
@@ -772,7 +772,7 @@ def test_readme_supervise_unit_verifies(tmp_path: Any) -> None:
     unit.write_text(text.replace("/home/you/.local/bin/fleet-tui", exe))
     got = verify([unit])
     if got is None:
-        pytest.skip("systemd-analyze is not installed (apt package 'systemd')")
+        unavailable("systemd-analyze is not installed (apt package 'systemd')")
     assert got[0], got[1]
 
 
