@@ -741,6 +741,34 @@ def find_agent(
     )
 
 
+def _start_audit(
+    fleet: FleetRoster,
+    *,
+    surface: str,
+    now: datetime | None,
+    warn: Warn,
+    enabled: bool = True,
+) -> Callable[..., None]:
+    """`audit(name, outcome, detail, required=False)`: a `start` record of `surface` (nothing
+    when not `enabled`: a dry run)."""
+
+    def audit(name: str, outcome: str, detail: str, *, required: bool = False) -> None:
+        if enabled:
+            audit_action(
+                fleet,
+                action="start",
+                agent=name,
+                outcome=outcome,
+                detail=detail,
+                surface=surface,
+                required=required,
+                now=now,
+                warn=warn,
+            )
+
+    return audit
+
+
 def _start_planned(
     fleet: FleetRoster,
     runner: TmuxRunner,
@@ -754,20 +782,7 @@ def _start_planned(
     now: datetime | None,
 ) -> None:
     """Start `launches` (audited `start`: the record first), then watch them for `settle_s`."""
-
-    def audit(name: str, outcome: str, detail: str, *, required: bool = False) -> None:
-        audit_action(
-            fleet,
-            action="start",
-            agent=name,
-            outcome=outcome,
-            detail=detail,
-            surface=surface,
-            required=required,
-            now=now,
-            warn=warn,
-        )
-
+    audit = _start_audit(fleet, surface=surface, now=now, warn=warn)
     for la in launches:
         try:
             state = session_state(runner, la.socket, la.name)
@@ -829,19 +844,7 @@ def start_agents(
     results: dict[str, StartResult] = {}
     launches: list[Launch] = []
 
-    def audit(name: str, outcome: str, detail: str) -> None:
-        if not dry_run:
-            audit_action(
-                fleet,
-                action="start",
-                agent=name,
-                outcome=outcome,
-                detail=detail,
-                surface=surface,
-                now=now,
-                warn=warn,
-            )
-
+    audit = _start_audit(fleet, surface=surface, now=now, warn=warn, enabled=not dry_run)
     for agent in agents:
         socket = fleet.roster.agent_socket(agent)
         if not wanted and agent.name in stopped:
