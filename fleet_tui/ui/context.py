@@ -58,6 +58,22 @@ class Dashboard(Protocol):
     def silence_alert(self, alert: OpenAlert, until: datetime) -> None: ...
 
 
+class ActionHost(Protocol):
+    """What the operator's pane actions (ui.operator) and the lifecycle keys (ui.lifecycle) need
+    of the dashboard besides the App itself: the latest poll, its source, a poll now, a screen
+    shown with a callback."""
+
+    source: SnapshotSource
+
+    @property
+    def snapshot(self) -> FleetSnapshot | None: ...
+
+    def request_poll(self, *, heartbeats_only: bool = False) -> None: ...
+    def show_screen(
+        self, screen: Screen[Any], callback: Callable[[Any], None] | None = None
+    ) -> None: ...
+
+
 class InApp(Protocol):
     """A widget, a screen or a palette provider: anything that knows its running app."""
 

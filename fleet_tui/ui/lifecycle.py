@@ -19,12 +19,11 @@ from typing import Any, Protocol
 
 from textual.app import App
 from textual.message import Message
-from textual.screen import Screen
 
 from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord, Drift, FleetSnapshot, Roster
-from fleet_tui.service.poll import SnapshotSource
+from fleet_tui.ui.context import ActionHost
 from fleet_tui.ui.dialogs import ConfirmLifecycleScreen
 from fleet_tui.ui.workers import in_thread
 
@@ -194,20 +193,11 @@ class Declined(Message):
         self.error = error
 
 
-class Host(Protocol):
+class Host(ActionHost, Protocol):
     """What the lifecycle keys need of the dashboard besides the App itself."""
 
-    source: SnapshotSource
     lifecycle_config: FleetConfig | None
     lifecycle_grace_s: float
-
-    @property
-    def snapshot(self) -> FleetSnapshot | None: ...
-
-    def request_poll(self, *, heartbeats_only: bool = False) -> None: ...
-    def show_screen(
-        self, screen: Screen[Any], callback: Callable[[Any], None] | None = None
-    ) -> None: ...
 
 
 class Lifecycle:

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
 
 from textual.app import App, SuspendNotSupported
-from textual.screen import Screen
 
 from fleet_tui.control.actions import Handover, OperatorActions
 from fleet_tui.control.panes import wait_for_ack
 from fleet_tui.core.sanitize import clean_text
-from fleet_tui.model.records import AgentRecord, FleetSnapshot
-from fleet_tui.service.poll import SnapshotSource
+from fleet_tui.model.records import AgentRecord
 from fleet_tui.tmux import socket_dir
+from fleet_tui.ui.context import ActionHost
 from fleet_tui.ui.copy import WHAT, CopyScreen, copy_text
 from fleet_tui.ui.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
 from fleet_tui.ui.screens import FleetScreen
@@ -26,20 +24,11 @@ from fleet_tui.ui.screens.stream import StreamScreen
 from fleet_tui.ui.widgets import FleetTable
 
 
-class Host(Protocol):
+class Host(ActionHost, Protocol):
     """What the actions need of the dashboard besides the App itself."""
 
-    source: SnapshotSource
     actions: OperatorActions | None
     fleet_screen: FleetScreen
-
-    @property
-    def snapshot(self) -> FleetSnapshot | None: ...
-
-    def request_poll(self, *, heartbeats_only: bool = False) -> None: ...
-    def show_screen(
-        self, screen: Screen[Any], callback: Callable[[Any], None] | None = None
-    ) -> None: ...
 
 
 class Operator:
