@@ -169,11 +169,17 @@ def resolve_target(runner: TmuxRunner, record: AgentRecord, roster: Roster | Non
 
 class LiveActions:
     def __init__(
-        self, runner: TmuxRunner, state_dir: Path, config: FleetConfig | None = None
+        self,
+        runner: TmuxRunner,
+        state_dir: Path,
+        config: FleetConfig | None = None,
+        *,
+        surface: str = "tui",
     ) -> None:
         self.runner = runner
         self.state_dir = state_dir
         self.config = config
+        self.surface = surface  # what the audit lines say: `tui`, or `web` in a browser session
 
     # -- the target ---------------------------------------------------------------------------
     def _roster(self) -> Roster | None:
@@ -204,7 +210,7 @@ class LiveActions:
             agent=record.name,
             outcome=outcome,
             detail=detail,
-            surface="tui",
+            surface=self.surface,
         )
 
     def _intent(self, action: str, record: AgentRecord, detail: str = "") -> None:

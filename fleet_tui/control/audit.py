@@ -18,6 +18,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from fleet_tui.config.surface import web_label
 from fleet_tui.errors import AuditUnavailable
 from fleet_tui.protocol.clock import format_ts
 from fleet_tui.protocol.files import APPEND_FLAGS, NotRegularFile, ensure_regular
@@ -74,8 +75,10 @@ def record_action(
     outcome: str,
     detail: str = "",
     surface: str | None = None,
+    label: str | None = None,
 ) -> None:
-    """Append one line. Raises `AuditUnavailable` (exit 5, one line) when it cannot: the
+    """Append one line. `label` names the web token that acted (a `web` line without one
+    takes the web session's own, config.surface.web_label). Raises `AuditUnavailable` (exit 5, one line) when it cannot: the
     caller must then NOT carry out the action (write its "started" record first)."""
     line: dict[str, object] = {
         "ts": format_ts(now),
@@ -90,5 +93,8 @@ def record_action(
     }
     if surface is not None:
         line["surface"] = surface
+    label = label or web_label(surface)
+    if label:
+        line["label"] = label
     data = (json.dumps(line, ensure_ascii=False) + "\n").encode()
     append_line(audit_path(state_dir), data)

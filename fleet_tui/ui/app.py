@@ -31,6 +31,7 @@ from textual.timer import Timer
 
 from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import DashboardSettings
+from fleet_tui.config.surface import Surface
 from fleet_tui.control.actions import OperatorActions
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.alerts import Silence
@@ -110,6 +111,7 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         view_file: Path | None = None,
         alerts: TerminalAlerts | None = None,
         lifecycle_config: FleetConfig | None = None,
+        surface: Surface | None = None,
     ) -> None:
         super().__init__()
         self.alerts = alerts  # the `terminal` alert channel (None: no alerts, as in most tests)
@@ -118,6 +120,8 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         self.budget_source = budget_source
         self.view_file = view_file  # where the fleet screen remembers its sort (None: nowhere)
         self.actions = actions
+        # the terminal, or a browser session of `fleet-tui web` (its scope refuses some keys)
+        self.surface = surface or Surface()
         self.settings = settings or DashboardSettings()
         # ASCII glyphs (present.glyphs) on a terminal whose locale is not UTF-8, or by setting
         self.ascii_only = choose_ascii(self.settings.glyphs, os.environ) or is_dumb(os.environ)
@@ -175,6 +179,8 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
             self.set_keymap(self.settings.keymap)
         self.fleet_screen = self.base_screen = FleetScreen()
         self.push_screen(self.fleet_screen)
+        if self.surface.on_web:
+            self.notify(self.surface.describe(), title="Web session", timeout=8, markup=False)
         if self._startup_notice:
             # file:line: field[0]: why is not markup
             self.notify(self._startup_notice, severity="warning", timeout=10, markup=False)

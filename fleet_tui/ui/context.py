@@ -14,6 +14,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
+from fleet_tui.config.surface import Surface
 from fleet_tui.control.actions import OperatorActions
 from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.service.budgets import BudgetSource
@@ -61,9 +62,10 @@ class Dashboard(Protocol):
 class ActionHost(Protocol):
     """What the operator's pane actions (ui.operator) and the lifecycle keys (ui.lifecycle) need
     of the dashboard besides the App itself: the latest poll, its source, a poll now, a screen
-    shown with a callback."""
+    shown with a callback, and the surface it runs on (a browser session refuses some)."""
 
     source: SnapshotSource
+    surface: Surface
 
     @property
     def snapshot(self) -> FleetSnapshot | None: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import DashboardSettings, load_inference_rules, load_settings
+from fleet_tui.config.surface import Surface
 from fleet_tui.control.actions import LiveActions
 from fleet_tui.service.budgets import LiveBudgetSource
 from fleet_tui.service.poll import LiveSource
@@ -35,7 +36,8 @@ def run_dashboard(config: FleetConfig, *, settings: DashboardSettings | None = N
         inference=rules,
         inference_notices=rule_notices,
     )
-    actions = LiveActions(source.runner, config.state_dir, config)
+    surface = Surface.from_env()  # a browser session of `fleet-tui web`, or the terminal
+    actions = LiveActions(source.runner, config.state_dir, config, surface=surface.name)
     # read before the app runs (no file I/O on the event loop); an invalid file: the built-in
     # rule, and the warning joins the startup notice
     alerts, alerts_notice = TerminalAlerts.load(config.alerts, config.state_dir)
@@ -48,6 +50,7 @@ def run_dashboard(config: FleetConfig, *, settings: DashboardSettings | None = N
         budget_source=budgets,
         view_file=config.state_dir / "dashboard.json",
         alerts=alerts,
+        surface=surface,
     )
     if source.gateway is not None:
         # A gateway answer shows at once (a cheap rejoin), not at the next timer poll.

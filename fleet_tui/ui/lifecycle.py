@@ -139,25 +139,27 @@ def _start_line(name: str, res: Any) -> Outcome:
     return Outcome(f"{name}: error: {detail or res.outcome}", failed=True)
 
 
-def run_verb(config: FleetConfig, verb: str, name: str, *, grace_s: float) -> Outcome:
+def run_verb(
+    config: FleetConfig, verb: str, name: str, *, grace_s: float, surface: str = "tui"
+) -> Outcome:
     """Do `verb` to `name` (blocking: call it from a worker thread). Raises what the control
     layer raises (BadInput, AgentNotFound, AuditUnavailable, FleetError): one line each."""
     from fleet_tui.control import lifecycle as lc
 
     if verb == "start":
-        results = lc.start_agents(config, [name], surface="tui", settle_s=SETTLE_S)
+        results = lc.start_agents(config, [name], surface=surface, settle_s=SETTLE_S)
         res = next((r for r in results if r.name == name), None)
         if res is None:
             return Outcome(f"{name}: nothing was started", failed=True)
         return _start_line(name, res)
     if verb == "stop":
-        stopped = lc.stop_agent(config, name, grace_s=grace_s, surface="tui")
+        stopped = lc.stop_agent(config, name, grace_s=grace_s, surface=surface)
         detail = clean_text(stopped.detail, max_len=300)
         if stopped.outcome == "not_running":
             return Outcome(f"{name} was not running ({detail}); remembered as stopped")
         return Outcome(f"{name} stopped ({detail})")
     if verb == "restart":
-        again = lc.restart_agent(config, name, grace_s=grace_s, surface="tui", settle_s=SETTLE_S)
+        again = lc.restart_agent(config, name, grace_s=grace_s, surface=surface, settle_s=SETTLE_S)
         line = _start_line(name, again.start)
         if again.start.outcome == "started":
             was = "" if again.stop.outcome == "stopped" else "; it was not running"
@@ -166,14 +168,16 @@ def run_verb(config: FleetConfig, verb: str, name: str, *, grace_s: float) -> Ou
     raise ValueError(f"unknown lifecycle verb {verb!r}")
 
 
-def audit_declined(config: FleetConfig, verb: str, name: str, detail: str) -> None:
+def audit_declined(
+    config: FleetConfig, verb: str, name: str, detail: str, *, surface: str = "tui"
+) -> None:
     """The operator did not confirm (esc, or a wrong name): one audit record, as the CLI
     writes (blocking: call it from a worker thread)."""
     from fleet_tui.control import lifecycle as lc
 
     fleet = lc.load_fleet_roster(config, verb)
     lc.audit_action(
-        fleet, action=verb, agent=name, outcome="declined", detail=detail, surface="tui"
+        fleet, action=verb, agent=name, outcome="declined", detail=detail, surface=surface
     )
 
 
@@ -223,7 +227,9 @@ class Lifecycle:
             self.app.notify(f"{verb}: select an agent first", severity="warning")
             return
         name = clean_text(record.name, max_len=64)
-        why = refusal(verb, record, last_roster(self.host.source), self.host.snapshot)
+        why = self.host.surface.refusal(verb)  # a browser session's scope comes first
+        if why is None:
+            why = refusal(verb, record, last_roster(self.host.source), self.host.snapshot)
         if why is None and self.host.lifecycle_config is None:
             why = NOT_HERE
         if why is None:
@@ -263,7 +269,14 @@ class Lifecycle:
             return
         self.running[name] = verb
         self.app.notify(f"{VERBS[verb].doing} {shown}…", timeout=3, markup=False)
-        call = partial(run_verb, config, verb, name, grace_s=self.host.lifecycle_grace_s)
+        call = partial(
+            run_verb,
+            config,
+            verb,
+            name,
+            grace_s=self.host.lifecycle_grace_s,
+            surface=self.host.surface.name,
+        )
         in_thread(
             self.app,
             call,
@@ -295,5 +308,7 @@ class Lifecycle:
         config = self.host.lifecycle_config
         if config is None:
             return
-        call = partial(audit_declined, config, verb, record.name, detail)
+        call = partial(
+            audit_declined, config, verb, record.name, detail, surface=self.host.surface.name
+        )
         in_thread(self.app, call, Declined, name="audit", description="audit a declined action")

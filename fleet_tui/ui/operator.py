@@ -55,6 +55,10 @@ class Operator:
         if record is None:
             self.app.notify(f"{verb}: select an agent first", severity="warning")
             return None
+        why = self.host.surface.refusal(verb)  # a browser session's scope comes first
+        if why is not None:
+            self.app.notify(f"{verb}: {why}", severity="warning", markup=False)
+            return None
         if record.remote:  # from the gateway: whatever its host name says, not this host's pane
             local = self.host.snapshot.host if self.host.snapshot is not None else "this host"
             self.app.notify(
