@@ -336,7 +336,8 @@ def test_a_command_that_exits_at_once_is_reported_down(fleet_env: FleetEnv) -> N
     env = fleet_env
     crash = "printf 'loading\\n\\033]0;evil-title\\007\\033[31mconfig broken\\033[0m\\n'; exit 3"
     roster(env, [{"name": "crashy", "role": "coder", "command": crash}, stub_agent("fine")])
-    res = env.cli("up")
+    # a loaded machine may take more than the default 1.5 s to run a login shell that exits
+    res = env.cli("up", "--settle", "5")
     assert res.rc == 1, res
     assert lines_of(res)["crashy"] == (
         "down: the command exited at once (exit status 3); last output:"
@@ -348,7 +349,7 @@ def test_a_command_that_exits_at_once_is_reported_down(fleet_env: FleetEnv) -> N
     assert pane(env, "crashy", "#{pane_dead} #{pane_dead_status}") == "1 3"
     assert ("crashy", "down") in audits(env, "start")
     # up again: the dead session is replaced by a new start (it crashes again, said again)
-    res = env.cli("up", "crashy")
+    res = env.cli("up", "crashy", "--settle", "5")
     assert res.rc == 1
     assert "exit status 3" in lines_of(res)["crashy"]
 
@@ -356,7 +357,7 @@ def test_a_command_that_exits_at_once_is_reported_down(fleet_env: FleetEnv) -> N
 def test_command_not_found_is_reported_down(fleet_env: FleetEnv) -> None:
     env = fleet_env
     roster(env, [{"name": "ghost", "role": "coder", "command": "no-such-runtime-xyz --go"}])
-    res = env.cli("up")
+    res = env.cli("up", "--settle", "5")
     assert res.rc == 1
     assert "exit status 127" in lines_of(res)["ghost"]
     assert "no-such-runtime-xyz" in res.stdout

@@ -78,6 +78,7 @@ DEFAULT_WIDTH = 100
 DEFAULT_HEIGHT = 30
 DEFAULT_GRACE_S = 10.0
 DEFAULT_SETTLE_S = 1.5
+STATUS_WAIT_S = 3.0  # settle: how much longer a dead pane may take to show its exit status
 START_TIMEOUT_S = 10.0  # new-session may start a server and run the login shell's profile
 CRASH_LINES = 5  # last lines of a dead pane shown in `up`'s report
 
@@ -403,7 +404,10 @@ def settle(
     loop in the making) becomes "down" with its exit status and last lines of output."""
     todo = {la.name: la for la in launches if results[la.name].outcome == "started"}
     deadline = time.monotonic() + settle_s
+    # a pane seen dead without its status yet gets this much longer for it (a loaded machine)
+    status_deadline = deadline + STATUS_WAIT_S
     while todo:
+        unreaped = False
         for name, la in list(todo.items()):
             state = session_state(runner, la.socket, name)
             res = results[name]
@@ -412,8 +416,9 @@ def settle(
             if state is None:
                 res.outcome, res.detail = "down", "its session is gone (the command exited)"
                 del todo[name]
-            elif state.dead and state.status is None and time.monotonic() < deadline:
-                continue  # tmux marks the pane dead before it has reaped the status
+            elif state.dead and state.status is None and time.monotonic() < status_deadline:
+                unreaped = True  # tmux marks the pane dead before it has reaped the status
+                continue
             elif state.dead:
                 res.outcome, res.pane = "down", state
                 code = "?" if state.status is None else str(state.status)
@@ -422,7 +427,8 @@ def settle(
                 del todo[name]
             else:
                 res.pane = state
-        if not todo or time.monotonic() >= deadline:
+        now = time.monotonic()
+        if not todo or now >= status_deadline or (now >= deadline and not unreaped):
             break
         time.sleep(poll_s)
 
