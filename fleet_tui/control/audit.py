@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +24,16 @@ from fleet_tui.errors import AuditUnavailable
 from fleet_tui.protocol.clock import format_ts
 from fleet_tui.protocol.files import APPEND_FLAGS, NotRegularFile, ensure_regular
 from fleet_tui.sources.systemd import current_user
+
+SURFACE_ENV = "MOSAIC_FLEET_SURFACE"
+
+
+def cli_surface(surface: str, environ: Mapping[str, str] | None = None) -> str:
+    """The surface an audit line says: `ssh` for a `cli` verb that another host's dashboard
+    ran over SSH (control.remote_hands puts `env MOSAIC_FLEET_SURFACE=ssh` in the remote
+    command line; any other value is ignored), else `surface` as given."""
+    env = os.environ if environ is None else environ
+    return "ssh" if surface == "cli" and env.get(SURFACE_ENV) == "ssh" else surface
 
 
 def audit_path(state_dir: Path) -> Path:
@@ -92,7 +103,7 @@ def record_action(
         "detail": detail,
     }
     if surface is not None:
-        line["surface"] = surface
+        line["surface"] = cli_surface(surface)
     label = label or web_label(surface)
     if label:
         line["label"] = label
