@@ -219,6 +219,7 @@ EXTENSION_VERBS = {
     "restart": "fleet_tui.cli.lifecycle",
     "units": "fleet_tui.cli.lifecycle",
     "supervise": "fleet_tui.cli.lifecycle",
+    "stream": "fleet_tui.cli.stream",
 }
 EXTENSIONS = tuple(dict.fromkeys(EXTENSION_VERBS.values()))
 
