@@ -15,6 +15,13 @@ inference:                 # how a pane WITHOUT a heartbeat is read (fleet_tui/c
     busy: ["Compacting"]                 # extra regexes on screen -> busy
     title_busy: []                       # extra regexes on the pane title -> busy
     replace: false                       # true: these lists replace the defaults
+hosts:                     # hosts of the merged view reached over OpenSSH (DESIGN "Remote hands")
+  second-host:             # the host name as the gateway shows it
+    ssh: ops@10.0.0.2      # the ssh destination ([user@]host or a Host of ~/.ssh/config)
+    fleet_tui: ~/.local/bin/fleet-tui   # the command there (default: fleet-tui on its PATH)
+    port: 2222             # optional
+    connect_timeout_s: 10  # optional: ssh's ConnectTimeout
+    ssh_options: [-F, ~/.ssh/fleet_config]   # optional extra ssh arguments (your keys, configs)
 ```
 Runtimes may also sit one level down, under `inference.runtimes:` (the earlier spelling).
 
@@ -27,16 +34,26 @@ one pattern. The file is read with `read_regular`: a FIFO or a device there neve
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fleet_tui.config.paths import _xdg
 from fleet_tui.core.infer import ACTIVE_WITHIN_S, DEFAULT_RULES, InferenceRules, compile_rules
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.present.glyphs import GlyphMode
 from fleet_tui.protocol.files import read_regular
+from fleet_tui.protocol.names import HOST_RE
 
 SETTINGS_LIMIT = 1024 * 1024  # bytes: a settings file is a few hundred
 INFERENCE_KEYS = ("active_within_s", "runtimes")
@@ -92,6 +109,60 @@ class InferenceSettings(BaseModel):
         )
 
 
+# What an ssh destination or a remote command may not hold: whitespace and control characters
+# (ssh would split or pass them on to the remote shell).
+_NOT_A_WORD = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+# Options that would turn the user's host-key checking off: never accepted from the settings.
+_NO_HOST_KEY_CHECK = re.compile(r"stricthostkeychecking\s*[= ]\s*[\"']?(no|off)\b", re.IGNORECASE)
+
+
+class HostSettings(BaseModel):
+    """How to reach one host of the merged view over OpenSSH (control.remote_hands runs the
+    same verb there): `ssh` the destination, `fleet_tui` the command that runs fleet-tui
+    there. Host-key checking, keys and agents stay the user's own (ssh's configuration)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    ssh: str = Field(min_length=1, max_length=255)
+    fleet_tui: str = Field(default="fleet-tui", min_length=1, max_length=1024)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    ssh_options: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("ssh")
+    @classmethod
+    def _destination(cls, v: str) -> str:
+        if v.startswith("-"):
+            raise ValueError("an ssh destination cannot start with '-' (it would be an option)")
+        if _NOT_A_WORD.search(v):
+            raise ValueError("an ssh destination has no spaces or control characters")
+        return v
+
+    @field_validator("fleet_tui")
+    @classmethod
+    def _command(cls, v: str) -> str:
+        """One or more words (`~/.local/bin/fleet-tui`, `python3 -m fleet_tui`), split like a
+        shell would and each quoted for the remote shell (control.remote_hands)."""
+        if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in v):
+            raise ValueError("the remote fleet-tui command has control characters")
+        if not v.strip() or v.strip().startswith("-"):
+            raise ValueError("the remote fleet-tui command must be a command, not an option")
+        return v
+
+    @field_validator("ssh_options")
+    @classmethod
+    def _options(cls, v: list[str]) -> list[str]:
+        for opt in v:
+            if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in opt):
+                raise ValueError("an ssh option has control characters")
+            if _NO_HOST_KEY_CHECK.search(opt):
+                raise ValueError("host-key checking stays on: StrictHostKeyChecking=no refused")
+        return v
+
+
+HostName = Annotated[str, StringConstraints(pattern=HOST_RE)]
+
+
 class DashboardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
@@ -102,6 +173,7 @@ class DashboardSettings(BaseModel):
     alerts_bell: bool = True
     keymap: dict[str, str] = Field(default_factory=dict)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    hosts: dict[HostName, HostSettings] = Field(default_factory=dict)
 
 
 def settings_path() -> Path:
@@ -179,6 +251,10 @@ def validate_dropping_bad_keys(
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = tuple(err["loc"])
+            if err["type"] == "missing" and len(loc) > 1:
+                # a required key missing (a host's `ssh`): its whole entry goes
+                err = {**err, "msg": f"no {clean_text(str(loc[-1]), max_len=60)}"}
+                loc = loc[:-1]
             field = ".".join(
                 clean_text(str(p), max_len=60) for p in (*prefix, *loc) if p != "[key]"
             )

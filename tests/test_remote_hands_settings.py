@@ -1,0 +1,61 @@
+"""`hosts:` in fleet-tui.yaml (config/settings.py): how the dashboard maps a host of the merged
+view to an ssh destination. A bad entry drops only itself with a one-line notice naming it; a
+destination that would be an ssh option, a host name outside DESIGN's pattern and an option that
+turns host-key checking off are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fleet_tui.config.settings import load_settings
+
+
+def load(tmp_path: Path, text: str) -> tuple[dict[str, object], list[str]]:
+    cfg = tmp_path / "fleet-tui.yaml"
+    cfg.write_text(text, encoding="utf-8")
+    settings, notice = load_settings(cfg)
+    return dict(settings.hosts), (notice or "").splitlines()
+
+
+def test_a_host_mapping_loads_with_its_defaults(tmp_path: Path) -> None:
+    hosts, notices = load(
+        tmp_path,
+        "hosts:\n"
+        "  second-host: {ssh: ops@10.0.0.2, fleet_tui: ~/.local/bin/fleet-tui, port: 2222}\n"
+        "  w.example.org: {ssh: w1}\n",
+    )
+    assert notices == []
+    second = hosts["second-host"]
+    assert second.ssh == "ops@10.0.0.2" and second.port == 2222  # type: ignore[attr-defined]
+    assert second.fleet_tui == "~/.local/bin/fleet-tui"  # type: ignore[attr-defined]
+    plain = hosts["w.example.org"]
+    assert plain.fleet_tui == "fleet-tui" and plain.port is None  # type: ignore[attr-defined]
+    assert plain.ssh_options == [] and plain.connect_timeout_s == 10  # type: ignore[attr-defined]
+
+
+def test_bad_entries_drop_only_themselves_with_a_notice_each(tmp_path: Path) -> None:
+    hosts, notices = load(
+        tmp_path,
+        "theme: fleet-light\n"
+        "hosts:\n"
+        "  good: {ssh: ops@good}\n"
+        "  injected: {ssh: '-oProxyCommand=touch /tmp/pwned'}\n"
+        "  spaced: {ssh: 'ops@h -p 1'}\n"
+        "  'bad host/../x': {ssh: h}\n"
+        "  -dash: {ssh: h}\n"
+        "  lax: {ssh: lax, ssh_options: [-o, StrictHostKeyChecking=no]}\n"
+        "  badport: {ssh: h, port: 70000}\n"
+        "  nossh: {fleet_tui: fleet-tui}\n"
+        "  optcmd: {ssh: h, fleet_tui: '--help'}\n",
+    )
+    assert sorted(hosts) == ["badport", "good", "lax", "optcmd"]
+    assert hosts["lax"].ssh_options == []  # type: ignore[attr-defined]
+    assert hosts["badport"].port is None  # type: ignore[attr-defined]
+    assert hosts["optcmd"].fleet_tui == "fleet-tui"  # type: ignore[attr-defined]
+    text = "\n".join(notices)
+    assert "hosts.injected.ssh" in text and "cannot start with '-'" in text
+    assert "hosts.spaced.ssh" in text
+    assert "hosts.bad host/../x" in text and "hosts.-dash" in text
+    assert "StrictHostKeyChecking=no refused" in text
+    assert "hosts.badport.port" in text and "hosts.nossh: no ssh" in text
+    assert all(line.endswith("; ignored") for line in notices)
