@@ -219,6 +219,7 @@ EXTENSION_VERBS = {
     "restart": "fleet_tui.cli.lifecycle",
     "units": "fleet_tui.cli.lifecycle",
     "supervise": "fleet_tui.cli.lifecycle",
+    "web": "fleet_tui.cli.web",
     "stream": "fleet_tui.cli.stream",
 }
 EXTENSIONS = tuple(dict.fromkeys(EXTENSION_VERBS.values()))
@@ -848,7 +849,9 @@ def _demo_afterword(*, dashboard: bool) -> None:
 def cmd_tui(args: argparse.Namespace) -> int:
     """The dashboard. Without a terminal it refuses at once (exit 5) instead of writing escape
     sequences into a file; a crash exits 1 with one line naming the crash log (fleet_tui.ui.crash)."""
-    if not _has_tty():
+    # `fleet-tui web` runs the dashboard on Textual's web driver: pipes, not a terminal
+    web_driver = os.environ.get("TEXTUAL_DRIVER") == "textual.drivers.web_driver:WebDriver"
+    if not _has_tty() and not (web_driver and "MOSAIC_FLEET_WEB_SCOPE" in os.environ):
         raise Refused(
             "the dashboard needs a terminal (stdin and stdout must be a TTY); "
             "'fleet-tui ps' prints the table"
