@@ -246,6 +246,15 @@ def note(**attrs: object) -> None:
     trace.get_current_span().set_attributes(_attrs(attrs))
 
 
+def event(name: str, **attrs: object) -> None:
+    """Add an event (a point in time with attributes) to the current span."""
+    if _state != _ON:
+        return
+    from opentelemetry import trace
+
+    trace.get_current_span().add_event(name, _attrs(attrs))
+
+
 def inject(headers: MutableMapping[str, str]) -> None:
     """Add W3C `traceparent` (and `tracestate`) of the current span to outgoing HTTP headers."""
     if _state == _OFF or (_state == 0 and not enabled()):

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from fleet_tui import __version__
+from fleet_tui import __version__, telemetry
 from fleet_tui.cli.args import (
     add_common_flags,
     add_gateway_flags,
@@ -472,6 +472,8 @@ def _audit(
     from fleet_tui.control.audit import audit_path, record_action
     from fleet_tui.errors import AuditUnavailable
 
+    # the current span (fleet.send, fleet.probe) says who and how it ended, never the text
+    telemetry.note(tenant=tenant_id, host=host, agent=agent, outcome=outcome)
     try:
         record_action(
             state_dir,
@@ -496,6 +498,7 @@ def _audit(
         sys.stderr.write(f"warning: audit log not written: {why}\n")
 
 
+@telemetry.traced("fleet.probe")
 def cmd_probe(args: argparse.Namespace) -> int:
     import secrets
     from datetime import UTC, datetime
@@ -547,6 +550,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         audit("unanswered", f"timeout {args.timeout:g} s")
         raise NotConfirmed(f"probe {args.name}: no echo within {args.timeout:g} s")
     audit("answered", f"{rtt * 1000:.0f} ms")
+    telemetry.note(rtt_ms=round(rtt * 1000, 1))
     print(
         f"probe {args.name}: answered in {rtt * 1000:.0f} ms (seq {answered.seq}, state {answered.state.value})"
     )
@@ -653,6 +657,7 @@ def _read_message(arg: str) -> str:
     return data.decode("utf-8", "replace")
 
 
+@telemetry.traced("fleet.send")
 def cmd_send(args: argparse.Namespace) -> int:
     """Deliver a message (audited by hash and length, never by text); with --verify wait until
     the runtime's heartbeat acks its hash. Exit 3 for no such agent, no session or a dead pane."""
@@ -698,6 +703,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         ctl.audit("unconfirmed", detail + f" timeout={args.timeout:g}s")
         raise NotConfirmed(f"{shown}; not accepted within {args.timeout:g} s")
     ctl.audit("accepted", detail + f" after={took:.1f}s")
+    telemetry.note(ack_latency_ms=round(took * 1000, 1))
     print(f"{shown}; accepted in {took:.1f} s")
     return EXIT_OK
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from fleet_tui import telemetry
 from fleet_tui import tmux as recipe
 from fleet_tui.config.fleet import FleetConfig, load_configured_roster
 from fleet_tui.control import panes as control
@@ -265,16 +266,20 @@ class LiveActions:
 
     # -- send ---------------------------------------------------------------------------------
     def send(self, record: AgentRecord, text: str) -> control.SendResult:
-        target = self.resolve(record)
-        cleaned = control.clean_message(text)
-        self._intent("send", record, f"{message_hash(cleaned)} length={len(cleaned)}")
-        try:
-            result = control.send_message(self.runner, target.socket, target.pane_id, text)
-        except Exception as exc:
-            self.audit("send", record, "failed", clean_text(str(exc), max_len=200))
-            raise
-        self.audit("send", record, "delivered", f"{result.hash} length={result.length}")
-        return result
+        who = {"tenant": record.tenant_id, "host": record.host, "agent": record.name}
+        with telemetry.span("fleet.send", **who, surface=self.surface) as span:
+            target = self.resolve(record)
+            cleaned = control.clean_message(text)
+            self._intent("send", record, f"{message_hash(cleaned)} length={len(cleaned)}")
+            try:
+                result = control.send_message(self.runner, target.socket, target.pane_id, text)
+            except Exception as exc:
+                span.set(outcome="failed")
+                self.audit("send", record, "failed", clean_text(str(exc), max_len=200))
+                raise
+            span.set(outcome="delivered", length=result.length)
+            self.audit("send", record, "delivered", f"{result.hash} length={result.length}")
+            return result
 
     # -- watch, attach ------------------------------------------------------------------------
     def handover(self, record: AgentRecord, *, interactive: bool) -> Handover:

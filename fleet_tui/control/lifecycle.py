@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from fleet_tui import telemetry
 from fleet_tui import tmux as recipe
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.errors import (
@@ -696,8 +697,15 @@ def audit_action(
     warn: Warn = _ignore,
 ) -> None:
     """One audit record. A `required` one (written before the action) that cannot be written
-    raises `AuditUnavailable` (the action must not happen); otherwise `warn` gets one line."""
+    raises `AuditUnavailable` (the action must not happen); otherwise `warn` gets one line.
+    With traces on, also an event of the current `fleet.lifecycle.*` span (and its attributes:
+    the last record's agent and outcome)."""
     from fleet_tui.control.audit import audit_path, record_action
+
+    if telemetry.enabled():
+        said = {"tenant": fleet.tenant, "host": fleet.host, "agent": agent, "outcome": outcome}
+        telemetry.note(**said, surface=surface, action=action)
+        telemetry.event("fleet.audit", **said, action=action)
 
     try:
         record_action(
@@ -817,6 +825,7 @@ def _start_planned(
             audit(la.name, "failed", res.detail)
 
 
+@telemetry.traced("fleet.lifecycle.start")
 def start_agents(
     config: FleetConfig,
     names: Sequence[str] = (),
@@ -901,6 +910,7 @@ def start_agents(
     return [results[a.name] for a in agents]
 
 
+@telemetry.traced("fleet.lifecycle.stop")
 def stop_agent(
     config: FleetConfig,
     name: str,
@@ -962,6 +972,7 @@ class RestartResult:
         return self.start.outcome not in ("started", "already_running")
 
 
+@telemetry.traced("fleet.lifecycle.restart")
 def restart_agent(
     config: FleetConfig,
     name: str,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 
+from fleet_tui import telemetry
 from fleet_tui.remote.connection import GatewayConnection
 
 
@@ -25,5 +26,6 @@ class GatewayPush(GatewayConnection):
             "Content-Type": "application/json",
             "Idempotency-Key": idempotency_key or str(uuid.uuid4()),
         }
+        telemetry.inject(headers)  # W3C traceparent (traces on): the gateway continues the trace
         status, _data = self.request("POST", route, content=content, headers=headers)
         return status

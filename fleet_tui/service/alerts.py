@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fleet_tui import telemetry
 from fleet_tui.core.alerts import AlertBook, AlertEvent, Episode, evaluate
 from fleet_tui.errors import FleetError
 from fleet_tui.model.alerts import TERMINAL, AlertsConfig, Rule, Silence
@@ -217,6 +218,19 @@ class AlertEngine:
                 self.save_error = None
             except AlertStateError as exc:
                 self.save_error = str(exc)
+        for event in events if telemetry.enabled() else ():
+            ep = event.episode
+            with telemetry.span(
+                "fleet.alert",
+                tenant=ep.tenant_id,
+                host=ep.host,
+                agent=ep.agent,
+                outcome=event.status,
+                rule=ep.rule,
+                repeat=event.repeat,
+                consumer=self.consumer,
+            ):
+                pass  # an instant: the episode fired (or resolved) in this evaluation
         return events
 
     def open_episodes(self) -> list[Episode]:

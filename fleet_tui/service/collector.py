@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
+from fleet_tui import telemetry
 from fleet_tui import tmux as recipe
 from fleet_tui.config.fleet import FleetConfig, load_configured_roster
 from fleet_tui.config.identity import local_identity
@@ -252,7 +253,26 @@ class FleetCollector:
         systemd observations (what the dashboard does when a heartbeat file changes). systemd
         is asked at most every `systemd_interval_s`. With `keep_last_good`, a roster that
         turns bad while running keeps the last good one and says so in the warnings.
+
+        With traces on (`fleet_tui.telemetry`): one `fleet.poll` span, each source's time in
+        milliseconds as its attributes (`fleet.poll.tmux_ms`, ...).
         """
+        if not telemetry.enabled():
+            return self._collect(heartbeats_only, {})
+        with telemetry.span("fleet.poll", heartbeats_only=heartbeats_only) as span:
+            times: dict[str, float] = {}
+            snapshot = self._collect(heartbeats_only, times)
+            span.set(
+                tenant=snapshot.tenant_id,
+                host=snapshot.host,
+                agents=len(snapshot.agents),
+                **{f"fleet.poll.{k}_ms": round(v * 1000, 3) for k, v in times.items()},
+            )
+            return snapshot
+
+    def _collect(self, heartbeats_only: bool, times: dict[str, float]) -> FleetSnapshot:
+        clock = time.perf_counter
+        t0 = clock()
         now = self.clock()
         warnings: list[str] = []
         try:
@@ -270,32 +290,47 @@ class FleetCollector:
             )
             warnings.append(f"{exc} (showing the last good roster)")
         self._last_good_roster_seen = True
+        times["roster"] = clock() - t0
         roster = loaded.roster if loaded else None
         tenant, host = local_identity(roster)
         scans = self._last_scans
         walked_now = False  # the process trees walked in this poll (not a past one's)
         if heartbeats_only and scans is not None:
+            t0 = clock()
             beats, pings = self._read_spool()
             dead = self._dead_pids(beats, host)
+            times["heartbeats"] = clock() - t0
             processes = self._last_processes
         else:
             _ = self.runner.binary  # tmux missing is one clear error, not N degraded sockets
             if self._scan_pool is None:  # one thread kept for the collector's life
                 self._scan_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan")
-            tmux_future = self._scan_pool.submit(scan_all, self.runner)
+
+            def scan() -> list[SocketScan]:
+                t0 = clock()
+                try:
+                    return scan_all(self.runner)
+                finally:
+                    times["tmux"] = clock() - t0
+
+            tmux_future = self._scan_pool.submit(scan)
             # While tmux answers (the scan waits on subprocesses): the spool and its pids.
             # (Walking the last listing's process trees here as well was tried: the walk holds
             # the GIL, and the scan's threads, waking for each chunk of tmux's output, then wait
             # up to the 5 ms switch interval each: the 1,000-agent snapshot got ~15 % slower.)
             try:
+                t0 = clock()
                 beats, pings = self._read_spool()
                 dead = self._dead_pids(beats, host)
+                times["heartbeats"] = clock() - t0
             finally:
                 scans = tmux_future.result()
             pane_pids = [
                 row.pane_pid for scan in scans for row in scan.sessions().values() if row.pane_pid
             ]
+            t0 = clock()
             processes = self.sampler.sample(pane_pids)
+            times["processes"] = clock() - t0
             walked_now = True
             self._last_scans, self._last_processes = scans, processes
             tmux_ok = all(
@@ -310,7 +345,12 @@ class FleetCollector:
             self._marks["processes"] = (self.clock(), True, None)
         self._marks["heartbeats"] = (self.clock(), True, None)
         units = sorted({a.unit for a in roster.agents if a.unit}) if roster else []
+        t0 = clock()
         systemd = self._systemd(units, now)
+        times["systemd"] = clock() - t0
+        t0 = clock()
+        claude = self._claude_sessions(scans, beats, tenant, host, walked_now)
+        times["claude_sessions"] = clock() - t0
         inputs = FleetInputs(
             now=self.clock(),
             host=host,
@@ -327,15 +367,21 @@ class FleetCollector:
             dead_pids=dead,
             extra_warnings=list(self._inference_notices),
             inference=self.inference,
-            claude_sessions=self._claude_sessions(scans, beats, tenant, host, walked_now),
+            claude_sessions=claude,
             lifecycle=read_lifecycle_marks(self.config.state_dir),  # stopped, held: drift
         )
+        t0 = clock()
         inputs.captures = self._capture_panes(
             scans, inference_targets(inputs), fresh=not heartbeats_only
         )
+        times["captures"] = clock() - t0
+        t0 = clock()
         snapshot = build_snapshot(inputs, self.join_cache)
+        times["join"] = clock() - t0
         if not heartbeats_only:
+            t0 = clock()
             self._provide(snapshot, now)
+            times["providers"] = clock() - t0
         if self._tokens or self._budgets:
             snapshot = apply_usage(snapshot, self._tokens, self._budgets)
         return snapshot.model_copy(

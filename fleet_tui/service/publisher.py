@@ -53,6 +53,7 @@ from typing import Any, TypedDict
 
 from pydantic import BaseModel, ValidationError
 
+from fleet_tui import telemetry
 from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.errors import StateDirError
@@ -459,7 +460,25 @@ class Publisher:
     # -- one cycle ---------------------------------------------------------------------------
     def cycle(self, *, drain: bool = True) -> CycleResult:
         """Collect, queue, drain. Raises FleetError for what the operator must fix (roster,
-        state dir); gateway failures are in the result."""
+        state dir); gateway failures are in the result. With traces on: a `fleet.publish` span
+        (its requests carry `traceparent`: the gateway's route spans are its children)."""
+        with telemetry.span("fleet.publish") as span:
+            result = self._cycle(drain)
+            if span.recording:
+                error = result.error
+                outcome = "failed" if error else "backoff" if result.skipped_drain else "ok"
+                span.set(
+                    tenant=self._tenant,
+                    host=self._host,
+                    outcome=outcome,
+                    error_kind=error.kind if error else None,
+                    delivered=sum(result.delivered.values()),
+                    pending=result.pending_files,
+                    set_aside=result.set_aside,
+                )
+            return result
+
+    def _cycle(self, drain: bool) -> CycleResult:
         result = CycleResult(warnings=list(self._startup_warnings), aside_dir=self.queue.aside)
         self._startup_warnings = []
         self.queue.ensure()
