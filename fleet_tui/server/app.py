@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,6 +39,7 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 from pydantic.json_schema import models_json_schema
 
+from fleet_tui import telemetry
 from fleet_tui.server.bodies import BODY_MODELS, MAX_BODY, BodyLimit
 from fleet_tui.server.deps import (
     ANSWER_CAP,
@@ -54,7 +56,8 @@ from fleet_tui.server.deps import (
     Register,
 )
 from fleet_tui.server.errors import API, install_handlers
-from fleet_tui.server.routes import alerts, budgets, health, heartbeats, snapshot
+from fleet_tui.server.observe import Observe, RouteStats
+from fleet_tui.server.routes import alerts, budgets, health, heartbeats, metrics, snapshot
 
 
 def create_app(
@@ -73,6 +76,8 @@ def create_app(
     auth_window_s: float = AUTH_WINDOW_S,
 ) -> FastAPI:
     """The gateway app on the (already migrated) database `dsn`."""
+    telemetry.set_service_name("fleet-tui-gateway")
+    telemetry.enabled()  # traces (OTEL_*): the SDK is set up now, not in the first request
     # a request waits at most 5 s for a connection, then gets 503 (the database is down)
     pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
         dsn,
@@ -104,7 +109,14 @@ def create_app(
                 await pruner
             await pool.close()
 
+    # FastAPI's own request telemetry (newer releases) is off: `Observe` makes the route spans
+    # (named by route, with our attributes) and the /metrics figures; no body reaches a span.
+    native: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        off = ("tracing", "metrics", "logs", "operation_spans", "auto_configure")
+        native["telemetry"] = dict.fromkeys(off, False)
     app = FastAPI(
+        **native,
         title="Mosaic Fleet gateway (reference)",
         version="1",
         summary="The cross-host register of Mosaic Fleet: DESIGN.md 'Gateway API, version 1'.",
@@ -115,9 +127,12 @@ def create_app(
     )
     app.state.register = register
     app.state.limiter = FailureLimiter(auth_failures, auth_window_s)
+    app.state.route_stats = RouteStats()
     app.add_middleware(BodyLimit, limit=max_body)
+    # outermost: times every answer, the body limit's 413 too
+    app.add_middleware(Observe, stats=app.state.route_stats, router=app.router)
     install_handlers(app)
-    for area in (health, snapshot, heartbeats, budgets, alerts):
+    for area in (health, snapshot, heartbeats, budgets, alerts, metrics):
         app.include_router(area.router)
 
     generated_openapi = app.openapi

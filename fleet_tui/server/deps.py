@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
+from fleet_tui import telemetry
 from fleet_tui.server.db import APP_ROLE, token_digest
 from fleet_tui.server.errors import ApiError
 
@@ -109,6 +110,7 @@ class Register:
         fraction of a second of them, never corrupt anything). Usage and spend records, which a
         publisher forgets once accepted, keep the durable commit.
         """
+        telemetry.note(tenant=tenant)  # the route span says whose rows it served
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "SELECT set_config('role', %s, true), set_config('fleet.tenant', %s, true),"
