@@ -254,7 +254,9 @@ def test_another_hosts_row_and_a_session_outside_the_roster_are_refused() -> Non
     snap = fleet_snapshot()
     by_name = {a.name: a for a in snap.agents}
     remote = by_name["coder1-0"].model_copy(update={"remote": True})
-    assert refusal("start", remote, None, snap) == HOST_ONLY
+    assert refusal("start", remote, None, snap) == (
+        f"{HOST_ONLY}: map host {remote.host} under hosts: in fleet-tui.yaml"
+    )
     assert refusal("stop", by_name["scratch"], None, snap) == NOT_STARTABLE  # not in the roster
     assert refusal("start", by_name["review"], None, snap) == "already running"
     assert refusal("start", by_name["coder1-0"], None, snap) is None  # missing: startable

@@ -8,6 +8,11 @@ worker, never on the event loop (a stop waits up to its grace period): `control.
 before they change anything, audit themselves and fail closed. One at a time per agent: a second
 press meanwhile says "already stopping NAME". The result (or error) is a toast, and a poll is
 asked for at once so that the table follows.
+
+A remote row (from the gateway) whose host is mapped under `hosts:` in fleet-tui.yaml gets the
+same dialog, then `up -- NAME` / `stop --yes -- NAME` / `restart --yes -- NAME` runs on that host
+over SSH (control.remote_hands; that host's roster decides there); an unmapped one is refused
+with the line that says how to map it.
 """
 
 from __future__ import annotations
@@ -21,16 +26,19 @@ from textual.app import App
 from textual.message import Message
 
 from fleet_tui.config.fleet import FleetConfig
+from fleet_tui.control.remote_hands import RemoteHands, unmapped_line
 from fleet_tui.core.sanitize import clean_text
+from fleet_tui.errors import FleetError
 from fleet_tui.model.records import AgentRecord, Drift, FleetSnapshot, Roster
 from fleet_tui.ui.context import ActionHost
 from fleet_tui.ui.dialogs import ConfirmLifecycleScreen
+from fleet_tui.ui.remote import hands_of
 from fleet_tui.ui.workers import in_thread
 
 GRACE_S = 10.0  # how long a runtime asked to end may take before its session is closed
 SETTLE_S = 1.5  # how long a started agent is watched for a command that exits at once
 
-HOST_ONLY = "lifecycle acts on this host only (see issue 19)"
+HOST_ONLY = "lifecycle reaches another host only over SSH"
 NOT_STARTABLE = "not startable: no command in the roster"
 NOT_HERE = "not available in this view (no fleet configuration)"
 
@@ -87,11 +95,20 @@ VERBS: dict[str, Verb] = {
 
 
 def refusal(
-    verb: str, record: AgentRecord, roster: Roster | None, snapshot: FleetSnapshot | None
+    verb: str,
+    record: AgentRecord,
+    roster: Roster | None,
+    snapshot: FleetSnapshot | None,
+    hands: RemoteHands | None = None,
 ) -> str | None:
     """Why `verb` does not apply to `record` (one line), or None when it does. `roster` is the
-    one the last poll read (None: not known here; the worker's own check then says it)."""
-    if record.remote or (snapshot is not None and record.host != snapshot.host):
+    one the last poll read (None: not known here; the worker's own check then says it). A
+    remote row applies when `hands` maps its host (that host's fleet-tui decides the rest)."""
+    if record.remote:
+        if hands is not None and hands.mapped(record):
+            return None
+        return f"{HOST_ONLY}: {unmapped_line(record.host)}"
+    if snapshot is not None and record.host != snapshot.host:
         return HOST_ONLY
     if not record.in_roster:
         return NOT_STARTABLE
@@ -168,6 +185,17 @@ def run_verb(
     raise ValueError(f"unknown lifecycle verb {verb!r}")
 
 
+def run_remote(hands: RemoteHands, verb: str, record: AgentRecord) -> Outcome:
+    """Do `verb` to a remote row's agent on its mapped host over SSH (blocking: call it from a
+    worker thread): the remote verb's report line, or its one-line error."""
+    name = clean_text(record.name, max_len=64)
+    try:
+        line = hands.lifecycle(record, verb)
+    except FleetError as exc:
+        return Outcome(f"{name}: {clean_text(str(exc), max_len=400)}", failed=True)
+    return Outcome(f"{clean_text(line, max_len=400)} (on {clean_text(record.host, max_len=64)})")
+
+
 def audit_declined(
     config: FleetConfig, verb: str, name: str, detail: str, *, surface: str = "tui"
 ) -> None:
@@ -228,9 +256,11 @@ class Lifecycle:
             return
         name = clean_text(record.name, max_len=64)
         why = self.host.surface.refusal(verb)  # a browser session's scope comes first
+        hands = hands_of(self.app)
         if why is None:
-            why = refusal(verb, record, last_roster(self.host.source), self.host.snapshot)
-        if why is None and self.host.lifecycle_config is None:
+            roster = last_roster(self.host.source)
+            why = refusal(verb, record, roster, self.host.snapshot, hands)
+        if why is None and self.host.lifecycle_config is None and not record.remote:
             why = NOT_HERE
         if why is None:
             why = self.busy_line(record.name)
@@ -264,11 +294,22 @@ class Lifecycle:
         name = record.name
         shown = clean_text(name, max_len=64)
         busy = self.busy_line(name)
-        if busy is not None or config is None:
+        hands = hands_of(self.app) if record.remote else None
+        if busy is not None or (config is None and hands is None):
             self.app.notify(f"{verb} {shown}: {busy or NOT_HERE}", severity="warning", markup=False)
             return
         self.running[name] = verb
         self.app.notify(f"{VERBS[verb].doing} {shown}…", timeout=3, markup=False)
+        if hands is not None:  # a mapped host's agent: over SSH
+            in_thread(
+                self.app,
+                partial(run_remote, hands, verb, record),
+                partial(LifecycleDone, verb, name),
+                name=f"lifecycle {name}",
+                description=f"{verb} {shown} over ssh",
+            )
+            return
+        assert config is not None
         call = partial(
             run_verb,
             config,
@@ -305,6 +346,13 @@ class Lifecycle:
         self.host.request_poll()
 
     def _declined(self, verb: str, record: AgentRecord, detail: str) -> None:
+        hands = hands_of(self.app) if record.remote else None
+        if hands is not None:
+            remote = partial(hands.audit, verb, record, "declined", detail)
+            in_thread(
+                self.app, remote, Declined, name="audit", description="audit a declined action"
+            )
+            return
         config = self.host.lifecycle_config
         if config is None:
             return

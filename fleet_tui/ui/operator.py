@@ -1,6 +1,12 @@
 """The operator's pane actions: stream, watch, attach, send, the audit log. Each one is behind a
-screen or a confirmation, refuses a remote row or one without a pane, and is audited. Copy
-(the agent's name, attach command, pane id to the clipboard) only reads the record."""
+screen or a confirmation, refuses a row without a pane, and is audited. Copy (the agent's name,
+attach command, pane id to the clipboard) only reads the record.
+
+A remote row (from the gateway) is never acted on through its record's tmux coordinates: when
+its host is mapped under `hosts:` in fleet-tui.yaml, the same verb runs on that host over SSH
+(ui.remote, control.remote_hands: `stream --follow`, `watch`, `attach --yes` after the local
+typed confirmation, `send - --verify`); otherwise it is refused with the line that says how to
+map it. A browser session's scope (config.surface) is checked before anything else."""
 
 from __future__ import annotations
 
@@ -13,12 +19,14 @@ from textual.app import App, SuspendNotSupported
 
 from fleet_tui.control.actions import Handover, OperatorActions
 from fleet_tui.control.panes import wait_for_ack
+from fleet_tui.control.remote_hands import RemoteHands
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.records import AgentRecord
 from fleet_tui.tmux import socket_dir
 from fleet_tui.ui.context import ActionHost
 from fleet_tui.ui.copy import WHAT, CopyScreen, copy_text
 from fleet_tui.ui.dialogs import AuditScreen, ComposeMessageScreen, ConfirmAttachScreen
+from fleet_tui.ui.remote import RemoteStreamScreen, hands_of, refusal_for
 from fleet_tui.ui.screens import FleetScreen
 from fleet_tui.ui.screens.stream import StreamScreen
 from fleet_tui.ui.widgets import FleetTable
@@ -51,6 +59,8 @@ class Operator:
         return next((a for a in self.host.snapshot.agents if a.key == key), None)
 
     def _actionable(self, verb: str, *, needs_actions: bool = True) -> AgentRecord | None:
+        """The agent in view when `verb` may act on it (a remote row only when its host is
+        mapped: the caller then goes over SSH), else None after saying why in one line."""
         record = self.current_record()
         if record is None:
             self.app.notify(f"{verb}: select an agent first", severity="warning")
@@ -60,14 +70,11 @@ class Operator:
             self.app.notify(f"{verb}: {why}", severity="warning", markup=False)
             return None
         if record.remote:  # from the gateway: whatever its host name says, not this host's pane
-            local = self.host.snapshot.host if self.host.snapshot is not None else "this host"
-            self.app.notify(
-                f"{verb}: {clean_text(record.name, max_len=64)} runs on host "
-                f"{clean_text(record.host, max_len=64)}: "
-                f"panes are reached only on this host ({clean_text(local, max_len=64)})",
-                severity="warning",
-            )
-            return None
+            unmapped = refusal_for(verb, record, hands_of(self.app))
+            if unmapped is not None:
+                self.app.notify(unmapped, severity="warning", markup=False)
+                return None
+            return record  # its host is mapped: over SSH, never at the record's coordinates
         if record.tmux is None:
             self.app.notify(f"{verb}: {record.name} has no tmux session", severity="warning")
             return None
@@ -78,8 +85,19 @@ class Operator:
 
     def stream(self) -> None:
         record = self._actionable("stream", needs_actions=False)
-        if record is not None:
-            self.host.show_screen(StreamScreen(record))
+        if record is None:
+            return
+        hands = hands_of(self.app)
+        if record.remote and hands is not None:
+            try:
+                argv = hands.stream_argv(record)
+                target = hands.host(record)
+            except Exception as exc:
+                self.app.notify(f"stream: {clean_text(str(exc), max_len=200)}", severity="error")
+                return
+            self.host.show_screen(RemoteStreamScreen(record, target, argv))
+            return
+        self.host.show_screen(StreamScreen(record))
 
     def watch(self) -> None:
         record = self._actionable("watch")
@@ -92,15 +110,23 @@ class Operator:
             return
 
         def confirmed(ok: bool | None) -> None:
+            hands = hands_of(self.app)
             if ok:
                 self.hand_over(record, interactive=True)
+            elif record.remote and hands is not None:
+                hands.audit("attach", record, "declined", "confirmation cancelled")
             elif self.host.actions is not None:
                 self.host.actions.audit("attach", record, "declined", "confirmation cancelled")
 
         self.host.show_screen(ConfirmAttachScreen(record), confirmed)
 
     def hand_over(self, record: AgentRecord, *, interactive: bool) -> None:
-        """Give the terminal to `tmux attach` (read-only for watch) and come back on detach."""
+        """Give the terminal to `tmux attach` (read-only for watch) and come back on detach;
+        for a remote row of a mapped host, to `ssh -t ... watch|attach` (ui.remote)."""
+        hands = hands_of(self.app)
+        if record.remote and hands is not None:
+            self._hand_over_remote(hands, record, interactive=interactive)
+            return
         assert self.host.actions is not None
         verb = "attach" if interactive else "watch"
         try:
@@ -132,6 +158,71 @@ class Operator:
         self.host.actions.audit(verb, record, outcome)
         if rc != 0:
             self.app.notify(f"{verb}: tmux exited with status {rc}", severity="error")
+        self.host.request_poll()
+
+    def _hand_over_remote(
+        self, hands: RemoteHands, record: AgentRecord, *, interactive: bool
+    ) -> None:
+        """`ssh -t ... watch|attach --yes -- NAME` on the mapped host: in the foreground (the
+        dashboard suspended), or inside tmux in a popup; audited here (via ssh DEST) and there
+        (surface ssh). ssh's own complaint (host key, timeout...) is said in one line."""
+        import tempfile
+
+        verb = "attach" if interactive else "watch"
+        try:
+            handover = hands.handover(record, interactive=interactive)
+        except Exception as exc:
+            hands.audit(verb, record, "failed", clean_text(str(exc), max_len=200))
+            self.app.notify(f"{verb}: {clean_text(str(exc), max_len=200)}", severity="error")
+            return
+        if not handover.blocking:  # a popup on the operator's tmux: we keep running
+            self.app.run_worker(
+                self._run_remote_popup(hands, verb, record, handover),
+                group="handover",
+                exit_on_error=False,
+            )
+            return
+        target = hands.host(record)
+        with tempfile.TemporaryFile() as err:
+            try:
+                with self.app.suspend():
+                    rc = subprocess.call(handover.argv, env=handover.env, stderr=err)
+            except SuspendNotSupported:
+                hands.audit(verb, record, "failed", "this terminal cannot be handed over")
+                self.app.notify(f"{verb}: this terminal cannot be handed over", severity="error")
+                return
+            except OSError as exc:
+                hands.audit(verb, record, "failed", clean_text(str(exc), max_len=200))
+                self.app.notify(f"{verb}: {clean_text(str(exc), max_len=200)}", severity="error")
+                return
+            err.seek(0)
+            said = err.read(64 * 1024).decode("utf-8", "replace")
+        problem = target.explain(rc, said, verb)
+        hands.audit(verb, record, "detached" if problem is None else "failed", str(problem or ""))
+        if problem is not None:
+            self.app.notify(f"{verb}: {clean_text(str(problem), max_len=300)}", severity="error")
+        self.host.request_poll()
+
+    async def _run_remote_popup(
+        self, hands: RemoteHands, verb: str, record: AgentRecord, handover: Handover
+    ) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *handover.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=handover.env,
+        )
+        _out, err = await proc.communicate()
+        if proc.returncode == 0:
+            hands.audit(verb, record, "detached")
+        else:
+            said = clean_text(err.decode("utf-8", "replace").strip(), max_len=200)
+            reason = f"the popup ended with status {proc.returncode}" + (
+                f": {said}" if said else ""
+            )
+            hands.audit(verb, record, "failed", reason)
+            self.app.notify(f"{verb}: {reason}", severity="error")
         self.host.request_poll()
 
     async def _run_detached(self, verb: str, record: AgentRecord, handover: Handover) -> None:
@@ -166,6 +257,16 @@ class Operator:
         self.host.show_screen(ComposeMessageScreen(record), composed)
 
     def _send(self, record: AgentRecord, text: str) -> None:
+        hands = hands_of(self.app)
+        if record.remote and hands is not None:
+            self.app.run_worker(
+                partial(self._send_remote, hands, record, text),
+                thread=True,
+                group="send",
+                exit_on_error=False,
+                description="send a message over ssh",
+            )
+            return
         self.app.run_worker(
             partial(self._send_and_wait, record, text),
             thread=True,
@@ -207,6 +308,27 @@ class Operator:
                 f"{record.name}: delivered, not confirmed within 10 s",
                 severity="warning",
             )
+
+    def _send_remote(self, hands: RemoteHands, record: AgentRecord, text: str) -> None:
+        """`send --verify -- NAME -` on the mapped host (the message on stdin): the remote
+        verb types it and waits for the runtime's ack there; its line is the toast."""
+        name = clean_text(record.name, max_len=64)
+        self.app.call_from_thread(
+            self.app.notify, f"sending to {name} over ssh; waiting for its ack…", markup=False
+        )
+        try:
+            sent = hands.send(record, text)
+        except Exception as exc:
+            self.app.call_from_thread(
+                self.app.notify,
+                f"send to {name}: {clean_text(str(exc), max_len=300)}",
+                severity="warning" if getattr(exc, "exit_code", 0) == 4 else "error",
+                markup=False,
+            )
+            return
+        self.app.call_from_thread(
+            self.app.notify, clean_text(sent.line, max_len=300), title="Sent", markup=False
+        )
 
     def copy(self, what: str = "") -> None:
         """Copy `what` ("name", "attach", "pane") of the agent in view to the clipboard (OSC 52);
