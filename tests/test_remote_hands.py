@@ -363,3 +363,93 @@ def test_an_unmapped_host_refuses_and_says_how_to_map_it(fleet_env: FleetEnv) ->
     mapped = RemoteHands({FAR: HostSettings(ssh="h")}, fleet_env.state_dir)
     assert refusal_for("stream", record, mapped) is None
     assert refusal("stop", record, None, None, mapped) is None
+
+
+# -- the dashboard ------------------------------------------------------------------------------
+
+
+def dashboard(extra: list[AgentRecord], hosts: dict[str, object]):  # type: ignore[no-untyped-def]
+    """A live dashboard of this (local) world whose polls also carry `extra` remote rows (as
+    the gateway's merge would), with `hosts:` mapped as given."""
+    from fleet_tui.config.fleet import FleetConfig
+    from fleet_tui.config.settings import DashboardSettings
+    from fleet_tui.control.actions import LiveActions
+    from fleet_tui.service.poll import LiveSource
+    from fleet_tui.ui.app import FleetApp
+
+    class WithRemoteRows(LiveSource):
+        def poll(self, *, heartbeats_only: bool = False):  # type: ignore[no-untyped-def]
+            snap = super().poll(heartbeats_only=heartbeats_only)
+            return snap.model_copy(update={"agents": [*snap.agents, *extra]})
+
+    config = FleetConfig.from_flags()
+    source = WithRemoteRows(config, systemd_interval_s=30)
+    settings = DashboardSettings.model_validate({"poll_interval_s": 3600, "hosts": hosts})
+    return FleetApp(
+        source, settings=settings, actions=LiveActions(source.runner, config.state_dir, config)
+    )
+
+
+def shown(app) -> str:  # type: ignore[no-untyped-def]
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def wait_for(pilot, predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"{what} not seen within {timeout} s")
+
+
+async def test_s_on_a_mapped_remote_row_streams_its_pane_over_ssh(
+    fleet_env: FleetEnv, far: FleetEnv, sshd: Sshd
+) -> None:
+    from fleet_tui.ui.remote import RemoteStreamScreen
+
+    script = f"printf '{HOSTILE}'; echo FROM-THE-FAR-HOST; exec sleep 600"
+    fresh(far, "faraway", ["sh", "-c", script])
+    wait_until(
+        lambda: (
+            "FROM-THE-FAR-HOST" in far.tmux(SOCK, "capture-pane", "-p", "-t", "=faraway:").stdout
+        ),
+        message="the remote pane",
+    )
+    row = remote_record(far, "faraway")
+    app = dashboard([row], {FAR: sshd.mapping()})
+    async with app.run_test(size=(140, 30)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1, 10, "the first poll")
+        app.fleet_screen.go_to_agent(row.key)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, RemoteStreamScreen), 5, "stream")
+        await wait_for(pilot, lambda: "FROM-THE-FAR-HOST" in shown(app), 20, "the remote pane")
+        text = shown(app)
+        assert "green words" in text and "over ssh" in text
+        for secret in ("Y2xpcGJvYXJkIQ", "TITLE-ZERO", "evil.example"):
+            assert secret not in text
+        await wait_for(pilot, lambda: _piped(far, "faraway"), 10, "the remote pipe")
+        await pilot.press("escape")  # leaving ends the ssh process; the far side closes its pipe
+        await wait_for(pilot, lambda: not _piped(far, "faraway"), 15, "the remote pipe closed")
+    pipes = [a for a in far_audit(far) if a["action"] == "pipe" and a["agent"] == "faraway"]
+    assert {a["surface"] for a in pipes} == {"ssh"}
+
+
+async def test_s_on_an_unmapped_remote_row_refuses_with_the_hint(
+    fleet_env: FleetEnv, far: FleetEnv
+) -> None:
+    row = AgentRecord.model_validate({**_minimal_row(), "name": "lonely", "remote": True})
+    app = dashboard([row], {"some-other-host": {"ssh": "x"}})
+    async with app.run_test(size=(140, 30)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1, 10, "the first poll")
+        app.fleet_screen.go_to_agent(row.key)
+        for key in ("s", "w", "m"):
+            await pilot.press(key)
+        hint = f"map host {FAR} under hosts: in fleet-tui.yaml"
+        await wait_for(
+            pilot,
+            lambda: sum(hint in str(n.message) for n in app._notifications) >= 3,
+            5,
+            "the hint for s, w and m",
+        )
+        assert app.screen is app.fleet_screen  # nothing opened
