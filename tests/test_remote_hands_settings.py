@@ -59,3 +59,27 @@ def test_bad_entries_drop_only_themselves_with_a_notice_each(tmp_path: Path) -> 
     assert "StrictHostKeyChecking=no refused" in text
     assert "hosts.badport.port" in text and "hosts.nossh: no ssh" in text
     assert all(line.endswith("; ignored") for line in notices)
+
+
+def test_the_readme_hosts_example_loads_as_written(tmp_path: Path) -> None:
+    import re
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    after = text[text.index("## Remote hands") :]
+    block = re.search(r"```yaml\n(.*?)```", after, re.DOTALL)
+    assert block, "no yaml block in README's Remote hands"
+    hosts, notices = load(tmp_path, block.group(1))
+    assert notices == []
+    second = hosts["second-host"]
+    assert second.ssh == "ops@10.0.0.2" and second.port == 2222  # type: ignore[attr-defined]
+    assert second.ssh_options == ["-F", "~/.ssh/fleet_config"]  # type: ignore[attr-defined]
+
+
+def test_a_tilde_in_ssh_options_is_this_users_home() -> None:
+    from fleet_tui.config.settings import HostSettings
+    from fleet_tui.control.remote_hands import RemoteHost
+
+    host = RemoteHost("h", HostSettings(ssh="h", ssh_options=["-F", "~/.ssh/fleet_config"]))
+    argv = host.argv("stream", ["--", "a"])
+    assert str(Path.home() / ".ssh" / "fleet_config") in argv

@@ -164,7 +164,7 @@ class RemoteHost:
         if s.port is not None:
             argv += ["-p", str(s.port)]
         argv.append("-t" if use_tty else "-T")
-        argv += list(s.ssh_options)
+        argv += [os.path.expanduser(o) if o.startswith("~") else o for o in s.ssh_options]
         remote = " ".join(_quote(w) for w in self.remote_words(verb, args))
         return [*argv, "--", s.ssh, remote]
 
