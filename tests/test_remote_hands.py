@@ -453,3 +453,41 @@ async def test_s_on_an_unmapped_remote_row_refuses_with_the_hint(
             "the hint for s, w and m",
         )
         assert app.screen is app.fleet_screen  # nothing opened
+
+
+async def test_x_and_m_on_a_mapped_remote_row_run_over_ssh_after_the_local_dialogs(
+    fleet_env: FleetEnv, far: FleetEnv, sshd: Sshd
+) -> None:
+    from fleet_tui.ui.dialogs import ComposeMessageScreen, ConfirmLifecycleScreen
+
+    try:
+        far.tmux(SOCK, "kill-session", "-t", "=sayer")
+    except Exception:
+        pass
+    far.stub(SOCK, "sayer")
+    far.cli("up", "coder")
+    wait_until(lambda: _has(far, "coder"), message="the remote agent")
+    sayer, coder = remote_record(far, "sayer"), remote_record(far, "coder")
+    app = dashboard([sayer, coder], {FAR: sshd.mapping()})
+
+    def toasts() -> list[str]:
+        return [str(n.message) for n in app._notifications]
+
+    async with app.run_test(size=(140, 30)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1, 10, "the first poll")
+        app.fleet_screen.go_to_agent(sayer.key)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeMessageScreen), 5, "composer")
+        await pilot.press(*"ship it", "ctrl+s")
+        await wait_for(pilot, lambda: any("accepted in" in t for t in toasts()), 30, "the ack")
+        app.fleet_screen.go_to_agent(coder.key)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmLifecycleScreen), 5, "dialog")
+        await pilot.press(*"coder", "enter")
+        await wait_for(pilot, lambda: any("on far-host" in t for t in toasts()), 30, "the stop")
+    assert not _has(far, "coder")
+    here = [(a["action"], a["outcome"]) for a in fleet_env.audit_lines()]
+    assert ("send", "accepted") in here and ("stop", "done") in here
+    assert all("via ssh" in str(a["detail"]) for a in fleet_env.audit_lines())
+    there = [a for a in far_audit(far) if a["action"] in ("send", "stop")]
+    assert {a["surface"] for a in there} == {"ssh"}
