@@ -935,6 +935,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return fast
     parser = build_parser(_named_verb(raw))
     args = parser.parse_args(raw)
+    if telemetry.wanted():  # OTEL_*: the SDK set up (or its warning said) before the verb runs
+        telemetry.enabled()
     verbs = dict(VERBS)
     if args.verb in EXTENSION_VERBS:
         verbs.update(_extension(EXTENSION_VERBS[args.verb]).VERBS)
