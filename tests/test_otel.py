@@ -316,3 +316,34 @@ def test_off_spans_are_one_shared_object(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(telemetry, "_state", 0)
     assert telemetry.span("fleet.x", agent="a") is telemetry.OFF
     assert not telemetry.enabled()
+
+
+def test_a_heartbeat_that_inherited_otel_variables_imports_nothing_of_opentelemetry(
+    fleet_env: FleetEnv,
+) -> None:
+    """Panes may inherit the operator's OTEL_* (through the tmux server's environment): the
+    runtime's `heartbeat` makes no span, so it pays nothing for them."""
+    env = {**fleet_env.env, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "fleet_tui",
+            "heartbeat",
+            "a1",
+            "--state",
+            "idle",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "| fleet_tui.cli.main" in res.stderr  # the check sees the imports at all
+    assert "opentelemetry" not in res.stderr
+    assert fleet_env.heartbeat("a1") is not None

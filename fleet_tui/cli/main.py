@@ -935,7 +935,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return fast
     parser = build_parser(_named_verb(raw))
     args = parser.parse_args(raw)
-    if telemetry.wanted():  # OTEL_*: the SDK set up (or its warning said) before the verb runs
+    if args.verb in (None, "tui", "demo") and telemetry.wanted():
+        # OTEL_*: the SDK set up (or the missing extra said) before Textual holds stderr; other
+        # verbs set it up at their first span (a `heartbeat` in a pane that inherited OTEL_*
+        # makes none, and imports nothing of it)
         telemetry.enabled()
     verbs = dict(VERBS)
     if args.verb in EXTENSION_VERBS:
