@@ -254,3 +254,38 @@ def test_ssh_surface_is_said_in_the_audit(fleet_env: FleetEnv) -> None:
             proc.wait()
     lines = [a for a in fleet_env.audit_lines() if a["action"] == "pipe"]
     assert lines and {a["surface"] for a in lines} == {"ssh"}, json.dumps(lines)
+
+
+def test_an_operators_own_shell_is_not_streamed(fleet_env: FleetEnv) -> None:
+    fleet_env.start(
+        "default", "myshell", ["sh", "-c", "echo OPERATOR-SECRET; exec cat"], agent=False
+    )
+    wait_until(
+        lambda: (
+            "OPERATOR-SECRET"
+            in fleet_env.tmux("default", "capture-pane", "-p", "-t", "=myshell:").stdout
+        ),
+        message="the shell's output",
+    )
+    res = fleet_env.cli("stream", "myshell")
+    assert res.rc == 3
+    assert "OPERATOR-SECRET" not in res.stdout + res.stderr
+
+
+def test_a_dead_pane_is_shown_and_follow_ends_at_once(fleet_env: FleetEnv) -> None:
+    agent(fleet_env, "gone", "echo LAST-WORDS; sleep 0.3")  # the pane stays (remain-on-exit)
+    wait_until(
+        lambda: (
+            fleet_env.tmux(
+                SOCK, "display-message", "-p", "-t", "=gone:", "#{pane_dead}"
+            ).stdout.strip()
+            == "1"
+        ),
+        message="the dead pane",
+    )
+    res = fleet_env.cli("stream", "gone", "--follow", timeout=20)
+    assert res.rc == 0, res
+    assert "Pane is dead" in res.stdout  # what the pane shows: tmux scrolled its text up
+    back = fleet_env.cli("stream", "gone", "--lines", "100")
+    assert back.rc == 0 and "LAST-WORDS" in back.stdout
+    assert not [a for a in fleet_env.audit_lines() if a["action"] == "pipe"]  # no pipe tried

@@ -318,7 +318,18 @@ def follow(
 
     assert record.tmux is not None and record.socket is not None
     socket, pane = record.socket, record.tmux.pane_id
-    path, _state = actions.open_log(record)  # audited "pipe" when it opens one (fails closed)
+    try:
+        (dead,) = pane_fields(actions.runner, socket, pane, "pane_dead")
+    except (ControlError, TmuxError):
+        dead = "1"  # gone since it was found
+    if dead == "1":  # nothing more will come: what it shows, and the end
+        with contextlib.suppress(ControlError, TmuxError):
+            out.lines(first_screen(actions, record, lines))
+        return
+    try:  # audited "pipe" when it opens one (fails closed: AuditUnavailable, exit 5)
+        path, _state = actions.open_log(record)
+    except (ControlError, TmuxError):  # it ended meanwhile: the screen's new rows, if any
+        path = None
     opened = path is not None
     tail = _Tail(path) if path is not None else None
     try:
