@@ -152,13 +152,22 @@ def use_provider(provider: Any) -> None:
         _state = _ON if provider is not None else _OFF
 
 
+_NAMES: dict[str, str] = {}  # keyword -> attribute name (keywords come from the code: few)
+_PLAIN = frozenset({bool, int, float, str})
+
+
 def _attrs(attrs: Mapping[str, object]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    names = _NAMES
     for key, value in attrs.items():
         if value is None:
             continue
-        name = _SHORT.get(key) or (key if "." in key else f"fleet.{key}")
-        out[name] = value if isinstance(value, bool | int | float | str) else str(value)
+        name = names.get(key)
+        if name is None:
+            name = _SHORT.get(key) or (key if "." in key else f"fleet.{key}")
+            if len(names) < 4096:
+                names[key] = name
+        out[name] = value if type(value) in _PLAIN else str(value)
     return out
 
 
