@@ -22,10 +22,12 @@ from fleet_tui.demo.fleet import demo_env
 DEMO_AGENTS = ("orchestrator", "enhancer", "review")
 
 
-def demo_world_env(world: Any) -> dict[str, str]:
+def demo_world_env(world: Any, agents: int | None = 4) -> dict[str, str]:
     """Start the demo fleet in `world` (a conftest FleetEnv) and return the environment that
-    points at it (its roster, state dir, budgets)."""
-    res = world.cli("demo", "up", "--agents", "4", timeout=60)
+    points at it (its roster, state dir, budgets). `agents` None: the demo's default fleet (with
+    `review` waiting for input, first in the table)."""
+    size = () if agents is None else ("--agents", str(agents))
+    res = world.cli("demo", "up", *size, timeout=60)
     assert res.rc == 0, res
     home = world.state_home / "mosaic" / "fleet-demo"
     return {**world.env, **demo_env(home)}

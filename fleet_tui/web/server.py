@@ -248,6 +248,8 @@ class WebServer:
     async def _auth(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if request.path == "/favicon.ico":
+            return web.Response(status=204)
         if request.path == "/login" or request.path.startswith("/web/login"):
             return await handler(request)
         session = self.session_of(request)
@@ -559,9 +561,12 @@ _LOGIN_HTML = """<!DOCTYPE html>
 
 _INDEX_HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>fleet-tui</title>
+<link rel="preload" href="/static/fonts/RobotoMono-VariableFont_wght.ttf" as="font"
+ type="font/ttf" crossorigin>
 <link rel="stylesheet" href="/static/css/xterm.css">
 <link rel="stylesheet" href="/web/app.css">
 <script src="/static/js/textual.js"></script>
+<script src="/web/app.js"></script>
 </head>
 <body>
 <header><span class="brand">fleet-tui web</span>
