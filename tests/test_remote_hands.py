@@ -491,3 +491,52 @@ async def test_x_and_m_on_a_mapped_remote_row_run_over_ssh_after_the_local_dialo
     assert all("via ssh" in str(a["detail"]) for a in fleet_env.audit_lines())
     there = [a for a in far_audit(far) if a["action"] in ("send", "stop")]
     assert {a["surface"] for a in there} == {"ssh"}
+
+
+def test_watch_from_a_dashboard_inside_tmux_opens_ssh_in_a_popup(
+    fleet_env: FleetEnv, far: FleetEnv, sshd: Sshd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside tmux, `C-b d` must reach the FAR tmux client, not the operator's own: the ssh
+    runs in a popup on the operator's server (a plain `C-b d` there detaches the far client and
+    the popup closes)."""
+    from test_flow import OperatorTerminal
+
+    fresh(far, "popped", ["sh", "-c", "echo IN-THE-POPUP; exec cat"])
+    term = OperatorTerminal(fleet_env, 160, 50, "outer")
+    try:
+        wait_until(
+            lambda: fleet_env.tmux("outer", "list-clients", "-F", "#{client_name}").stdout.strip(),
+            message="the operator's client",
+        )
+        sock = fleet_env.runner.socket_path("outer")
+        pid = fleet_env.tmux("outer", "display-message", "-p", "#{pid}").stdout.strip()
+        monkeypatch.setenv("TMUX", f"{sock},{pid},0")
+        pane = fleet_env.tmux("outer", "display-message", "-p", "-t", "=dash:", "#{pane_id}")
+        monkeypatch.setenv("TMUX_PANE", pane.stdout.strip())
+        hands = hands_for(fleet_env, sshd)
+        handover = hands.handover(remote_record(far, "popped"), interactive=False)
+        assert not handover.blocking  # a popup: the dashboard keeps running
+        popup = subprocess.Popen(handover.argv, env=handover.env)
+        try:
+            wait_until(
+                lambda: (
+                    "1 popped"
+                    in far.tmux(
+                        SOCK, "list-clients", "-F", "#{client_readonly} #{session_name}"
+                    ).stdout
+                ),
+                timeout=20,
+                message="a read-only far client in the popup",
+            )
+            wait_until(lambda: b"IN-THE-POPUP" in term.read(), message="the far pane in the popup")
+            assert b"over ssh" in term.out  # the popup's title says where it is
+            far.tmux(SOCK, "detach-client", "-s", "=popped")
+            assert popup.wait(timeout=15) == 0
+        finally:
+            if popup.poll() is None:
+                popup.kill()
+    finally:
+        term.close()
+        fleet_env.tmux("outer", "kill-server", check=False)
+    here = [(a["action"], a["outcome"], a["detail"]) for a in fleet_env.audit_lines()]
+    assert here[0][:2] == ("watch", "started") and "popup via ssh" in str(here[0][2])

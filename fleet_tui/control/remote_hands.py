@@ -404,7 +404,10 @@ class RemoteHands:
         title = f" fleet-tui: {'ATTACHED to' if interactive else 'watching'} {record.name} "
         title += f"on {clean_text(target.name, max_len=40)} over ssh "
         # a failing ssh (host key, timeout...) keeps its message on screen until Enter
-        keep = '"$@" || { printf "\\n[fleet-tui] ssh ended with status %s: press Enter" "$?"; read _; }'
+        keep = (
+            '"$@" || { rc=$?; printf "\\n[fleet-tui] ssh ended with status %s: press Enter" '
+            '"$rc"; read _; exit "$rc"; }'
+        )
         command = shlex.join(["sh", "-c", keep, "sh", *argv])
         popup = recipe.popup("tmux", command, title=title)
         return Handover(popup, blocking=False, env=env)
