@@ -42,7 +42,6 @@ from fleet_tui.core.sanitize import clean_text
 from fleet_tui.errors import (
     EXIT_FAILURE,
     EXIT_NOT_CONFIRMED,
-    EXIT_NOT_FOUND,
     EXIT_REFUSED,
     AuditUnavailable,
     FleetError,
@@ -215,9 +214,8 @@ class RemoteHost:
                 f"{self.where}: the fleet-tui there is too old for `{verb}`: it needs "
                 f"fleet-tui >= {__version__} (the one with `stream`)"
             )
-        if rc in (EXIT_NOT_FOUND, EXIT_NOT_CONFIRMED, EXIT_REFUSED, 2, 1):
-            return RemoteFailed(f"on {self.where}: {said or f'exit {rc}'}", rc)
-        return RemoteFailed(f"on {self.where}: exit {rc}{': ' + said if said else ''}", rc)
+        # the far verb's own failure (3 no agent, 4 not confirmed, 5 refused...): its line
+        return RemoteFailed(f"on {self.where}: {said or f'exit {rc}'}", rc)
 
     def _ssh_error(self, stderr: str) -> RemoteError:
         text = stderr.lower()
