@@ -147,7 +147,7 @@ def render(
     for (m, r), row in sorted(stats.latency.items()):
         labels = f'route="{_label(r)}",method="{m}"'
         for bound, count in zip(BUCKETS, row, strict=False):
-            hist.append(f'{name}_bucket{{{labels},le="{_num(bound)}"}} {_num(count)}')
+            hist.append(f'{name}_bucket{{{labels},le="{float(bound)!r}"}} {_num(count)}')
         hist.append(f'{name}_bucket{{{labels},le="+Inf"}} {_num(row[-1])}')
         hist.append(f"{name}_sum{{{labels}}} {_num(row[-2])}")
         hist.append(f"{name}_count{{{labels}}} {_num(row[-1])}")
