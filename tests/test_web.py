@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from conftest import unavailable
 from web_support import (
     WebProc,
     alive,
@@ -406,3 +407,85 @@ async def test_stopping_the_server_ends_every_app(
         web.stop()
         await _wait(lambda: not alive(pid) and not group_members(pid), 10, "the app to end")
         await ws.close()
+
+
+# -- TLS and a proxy in front ------------------------------------------------------------------
+
+
+def _cookie_value(response: aiohttp.ClientResponse) -> str:
+    cookie = next(c for c in response.headers.getall("Set-Cookie") if "fleet_session=" in c)
+    return cookie
+
+
+async def test_under_tls_the_cookie_is_secure(
+    demo: dict[str, str], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    import shutil
+    import ssl
+
+    if not shutil.which("openssl"):
+        unavailable("openssl is needed to make a test certificate (apt-get install openssl)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    web = WebProc(demo, "--cert", str(cert), "--key", str(key))
+    try:
+        assert web.url.startswith("https://")
+        token = create_token(demo, "view", _label(request))
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        connector = aiohttp.TCPConnector(ssl=context)
+        async with aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as client:
+            r = await login(client, web.url, token)
+            assert r.status == 303
+            cookie = _cookie_value(r)
+            assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+            async with client.get(web.url + "/") as page:
+                assert page.status == 200
+                assert "Strict-Transport-Security" in page.headers
+                assert 'data-session-websocket-url="wss://127.0.0.1:' in await page.text()
+            ws = await client.ws_connect(web.url + "/ws", origin=web.url)
+            await ws.close()
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await client.ws_connect(web.url + "/ws", origin=web.url.replace("https", "http"))
+            assert refused.value.status == 403
+    finally:
+        web.stop()
+
+
+async def test_behind_a_proxy_the_forwarded_origin_counts(
+    demo: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    web = WebProc(demo, "--behind-proxy")
+    fwd = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "fleet.example"}
+    try:
+        token = create_token(demo, "view", _label(request))
+        async with new_client() as client:
+            csrf = await login_form(client, web.url)
+            r = await client.post(
+                web.url + "/login",
+                data={"token": token, "csrf": csrf},
+                headers={**fwd, "Origin": "https://fleet.example"},
+                allow_redirects=False,
+            )
+            assert r.status == 303
+            cookie = _cookie_value(r)
+            assert "Secure" in cookie  # the browser speaks https to the proxy
+            sid = cookie.split("fleet_session=")[1].split(";")[0]
+        async with aiohttp.ClientSession() as bare:  # a Secure cookie, sent by hand over http
+            headers = {**fwd, "Cookie": f"fleet_session={sid}"}
+            ws = await bare.ws_connect(
+                web.url + "/ws", origin="https://fleet.example", headers=headers
+            )
+            await ws.close()
+            for bad in (web.url, "https://evil.example"):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await bare.ws_connect(web.url + "/ws", origin=bad, headers=headers)
+                assert refused.value.status == 403
+    finally:
+        web.stop()

@@ -73,7 +73,7 @@ class WebProc:
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
         line = self.proc.stdout.readline() if ready else ""
-        m = re.search(r"serving on (http://127\.0\.0\.1:\d+)/", line)
+        m = re.search(r"serving on (https?://127\.0\.0\.1:\d+)/", line)
         if not m:
             self.stop()
             raise AssertionError(f"web did not start: {line!r} {self.proc.stderr.read()!r}")

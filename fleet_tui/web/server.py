@@ -171,11 +171,17 @@ class WebServer:
         return origin.strip().lower() == self.served_origin(request)
 
     def client_address(self, request: web.Request) -> str:
+        """The peer; behind the proxy, the address the proxy appended last to X-Forwarded-For
+        (the entries before it are the client's word, which a client can forge)."""
         if self.config.behind_proxy:
-            forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+            forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
             if forwarded:
                 return forwarded
         return request.remote or "?"
+
+    def secure(self, request: web.Request) -> bool:
+        """Cookies get Secure when the browser speaks https to us (TLS, or the proxy says so)."""
+        return self.served_origin(request).startswith("https://")
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -277,7 +283,7 @@ class WebServer:
             path="/login",
             httponly=True,
             samesite="Strict",
-            secure=self.config.tls or None,
+            secure=self.secure(request) or None,
         )
         return response
 
@@ -285,10 +291,13 @@ class WebServer:
         """Seconds until `address` may try again (0: it may now)."""
         now = time.monotonic()
         recent = self.failures.get(address)
-        if not recent:
+        if recent is None:
             return 0.0
         while recent and now - recent[0] > 60:
             recent.popleft()
+        if not recent:
+            del self.failures[address]  # forget addresses that stopped failing
+            return 0.0
         if len(recent) >= LOGIN_FAILURES_PER_MIN:
             return 60 - (now - recent[0])
         return 0.0
@@ -338,7 +347,7 @@ class WebServer:
             path="/",
             httponly=True,
             samesite="Strict",
-            secure=self.config.tls or None,
+            secure=self.secure(request) or None,
         )
         return response
 
