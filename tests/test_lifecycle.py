@@ -329,6 +329,33 @@ def test_secrets_of_a_running_server_are_kept_from_the_pane(fleet_env: FleetEnv)
     assert "SEKRIT" in env.tmux(SOCK, "show-environment", "-g").stdout
 
 
+def test_the_collectors_credentials_stay_with_the_fleet_unless_the_roster_gives_them(
+    fleet_env: FleetEnv,
+) -> None:
+    env = fleet_env
+    headers = {"OTEL_EXPORTER_OTLP_HEADERS": "api-key=FLEETKEY"}
+    own = {"OTEL_EXPORTER_OTLP_HEADERS": "api-key=AGENTKEY"}
+    roster(env, [stub_agent("alpha"), stub_agent("beta", env=own)])
+    # the fleet's server was started from a shell that traces to the fleet's collector
+    env.runner.ensure_socket_dir()
+    subprocess.run(
+        ["tmux", "-S", str(env.socket_dir / SOCK), "new-session", "-d", "-s", "ops", "sleep 600"],
+        env={**env.env, **headers},
+        check=True,
+        timeout=10,
+    )
+    res = env.cli("up")
+    assert res.rc == 0, res
+    assert lines_of(res)["alpha"].endswith("kept from its pane: OTEL_EXPORTER_OTLP_HEADERS)")
+    env.wait_heartbeat("alpha")
+    env.wait_heartbeat("beta")
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in proc_environ(env.stub_pid(SOCK, "alpha"))
+    # an agent whose roster entry sets its own keeps its own, not the fleet's
+    assert proc_environ(env.stub_pid(SOCK, "beta"))["OTEL_EXPORTER_OTLP_HEADERS"] == (
+        "api-key=AGENTKEY"
+    )
+
+
 # -- crash loop -------------------------------------------------------------------------------------
 
 
@@ -629,6 +656,9 @@ def test_which_variables_are_fleet_secrets() -> None:
     assert is_fleet_secret("OPS_TOKEN", extra={"OPS_TOKEN"})
     env = {"PATH": "/bin", "TMUX": "x", "A_DSN": "s", "OPS_TOKEN": "t"}
     assert clean_environ(env, {"OPS_TOKEN"}) == {"PATH": "/bin"}
+    # the OTLP exporter's headers: not inherited, but an agent's own roster env may set them
+    assert not is_fleet_secret("OTEL_EXPORTER_OTLP_HEADERS")
+    assert clean_environ({"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "k", "PATH": "/b"}) == {"PATH": "/b"}
 
 
 def test_login_shell_falls_back(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ DESIGN.md "Lifecycle and supervision". Starting (`plan_launch`, then `start`):
   (`MOSAIC_FLEET_STATE_DIR`, `MOSAIC_FLEET_ROSTER`), so that the runtime's hooks find the spool.
 
 Secrets of the fleet never reach the pane (`is_fleet_secret`: the gateway token, any `*_DSN`,
-the variables an alerts file names for its channels' tokens and URLs):
+the variables an alerts file names for its channels' tokens and URLs; and, unless the roster's
+`env` gives them to the agent, the OTLP exporter's headers: `is_inherited_secret`):
 
 - tmux copies the environment of the client that STARTS a server into the server's global
   environment, and every pane inherits it: the runner used here has them removed
@@ -108,13 +109,25 @@ def is_fleet_secret(name: str, extra: Collection[str] = ()) -> bool:
     return name.startswith("MOSAIC_FLEET_") and any(w in name for w in _SECRET_WORDS)
 
 
+# The fleet's own collector credentials (OTLP exporter headers often hold an API key): never
+# inherited by a pane, but a roster `env` may give an agent its own.
+INHERITED_SECRETS = frozenset(
+    f"OTEL_EXPORTER_OTLP_{part}HEADERS" for part in ("", "TRACES_", "METRICS_", "LOGS_")
+)
+
+
+def is_inherited_secret(name: str, extra: Collection[str] = ()) -> bool:
+    """Whether a pane must not inherit the variable `name` from the fleet's environment."""
+    return name in INHERITED_SECRETS or is_fleet_secret(name, extra)
+
+
 def clean_environ(environ: Mapping[str, str], extra: Collection[str] = ()) -> dict[str, str]:
     """`environ` without the fleet's secrets (and without `TMUX`/`TMUX_PANE`): the environment
     of the tmux client that may start a server, whose global environment every pane inherits."""
     return {
         k: v
         for k, v in environ.items()
-        if not is_fleet_secret(k, extra) and k not in ("TMUX", "TMUX_PANE")
+        if not is_inherited_secret(k, extra) and k not in ("TMUX", "TMUX_PANE")
     }
 
 
@@ -301,7 +314,7 @@ def server_secrets(runner: TmuxRunner, socket: str, extra: Collection[str] = ())
     for line in out.splitlines():
         if "=" in line and not line.startswith("-"):
             key = line.split("=", 1)[0]
-            if is_fleet_secret(key, extra):
+            if is_inherited_secret(key, extra):
                 names.append(key)
     return sorted(set(names))
 
@@ -348,7 +361,8 @@ def start(
         return StartResult(launch.name, "already_running", f"pane {state.pane_id}", state)
     if state is not None:
         kill_session(runner, launch.socket, launch.name)
-    unset = server_secrets(runner, launch.socket, extra_secrets)
+    # what the roster gives the agent itself stays (a fleet secret never gets that far)
+    unset = [v for v in server_secrets(runner, launch.socket, extra_secrets) if v not in launch.env]
     target = session_target(launch.name)
     scrub: list[str] = []
     for var in unset:
