@@ -24,6 +24,7 @@ from fleet_tui.ui.screens.stream import StreamScreen
 
 SCREEN_ROWS = 500  # the screen mode of a remote stream: the last rows that arrived
 READ_CHUNK = 1 << 16
+SHOW_EVERY_S = 0.1  # a burst is shown in batches, at most this often (the loop stays free)
 END_GRACE_S = 2.0  # after SIGTERM, how long ssh may take before it is killed
 
 
@@ -83,26 +84,42 @@ class RemoteStreamScreen(StreamScreen):
         sanitizer = StreamSanitizer()
         pending = ""
         rows: deque[str] = deque(maxlen=SCREEN_ROWS)
+        batch: list[str] = []  # lines not shown yet: shown at most every SHOW_EVERY_S
+        shown_at = 0.0
         got = False
+        loop = asyncio.get_running_loop()
         try:
             while self._still_wanted():
+                wait = 1.0 if not batch else max(shown_at + SHOW_EVERY_S - loop.time(), 0.0)
+                data: bytes | None = None
                 try:
-                    async with asyncio.timeout(1.0):
+                    async with asyncio.timeout(wait):
                         data = await proc.stdout.read(READ_CHUNK)
                 except TimeoutError:
-                    continue
-                if not data:
+                    pass
+                if data == b"":
                     break
-                # sanitized there, and again here: only text and canonical SGR reach the screen
-                lines = (pending + sanitizer.feed(data)).split("\n")
-                pending = lines.pop()
-                if lines:
+                if data:
+                    # sanitized there, and again here: only text and canonical SGR are shown
+                    lines = (pending + sanitizer.feed(data)).split("\n")
+                    pending = lines.pop()
+                    batch += lines
+                if batch and loop.time() - shown_at >= SHOW_EVERY_S:
                     got = True
-                    rows.extend(lines)
-                    self._ui(self._append, lines)
+                    rows.extend(batch)
+                    self._ui(self._append, batch)
                     self._ui(self._show_capture, "\n".join(rows))
+                    batch, shown_at = [], loop.time()
             if not self._still_wanted():
                 return
+            last = pending + sanitizer.flush()  # a last line without its newline
+            if last.strip():
+                batch.append(last)
+            if batch:
+                got = True
+                rows.extend(batch)
+                self._ui(self._append, batch)
+                self._ui(self._show_capture, "\n".join(rows))
             rc = await proc.wait()
             err = (await proc.stderr.read()).decode("utf-8", "replace")
             problem = self.target.explain(rc, err, "stream")
