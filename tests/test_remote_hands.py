@@ -540,3 +540,19 @@ def test_watch_from_a_dashboard_inside_tmux_opens_ssh_in_a_popup(
         fleet_env.tmux("outer", "kill-server", check=False)
     here = [(a["action"], a["outcome"], a["detail"]) for a in fleet_env.audit_lines()]
     assert here[0][:2] == ("watch", "started") and "popup via ssh" in str(here[0][2])
+
+
+async def test_s_says_on_screen_when_the_far_fleet_tui_is_missing(
+    fleet_env: FleetEnv, far: FleetEnv, sshd: Sshd
+) -> None:
+    from fleet_tui.ui.remote import RemoteStreamScreen
+
+    row = AgentRecord.model_validate({**_minimal_row(), "name": "anyone", "remote": True})
+    app = dashboard([row], {FAR: sshd.mapping(fleet_tui="/nonexistent/fleet-tui")})
+    async with app.run_test(size=(160, 30)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1, 10, "the first poll")
+        app.fleet_screen.go_to_agent(row.key)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, RemoteStreamScreen), 5, "stream")
+        await wait_for(pilot, lambda: "no fleet-tui at" in shown(app), 20, "the reason")
+        assert "hosts.far-host.fleet_tui" in shown(app)
