@@ -186,3 +186,50 @@ def test_a_browser_logs_in_sees_the_fleet_streams_an_agent_and_cannot_send(
         assert page.url == web.url + "/login"
     finally:
         web.stop()
+
+
+def test_a_control_session_sends_with_the_ack_but_never_watches_and_ends_when_revoked(
+    fleet_env: Any, browser: Any
+) -> None:
+    env = demo_world_env(fleet_env, agents=None)
+    token = create_token(env, "control", "operator")
+    web = WebProc(env)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        screen = Screen()
+        page.on("websocket", screen.attach)
+        page.goto(web.url + "/login")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        page.wait_for_url(web.url + "/")
+        assert "control" in page.locator("header").inner_text()
+        screen.wait_for(page, "AGENT", "review", "orchestrator")
+        page.focus(".xterm-helper-textarea")
+
+        # m on review (waiting for input): the composer, ctrl+s sends, the stub acks it
+        page.keyboard.press("m")
+        screen.wait_for(page, "Send a message", "It asks")
+        page.keyboard.type("yes, edit it")
+        page.keyboard.press("Control+s")
+        screen.wait_for(page, "review accepted the message")
+        sent = [
+            json.loads(line)
+            for line in open(env["MOSAIC_FLEET_STATE_DIR"] + "/audit.jsonl")
+            if '"send"' in line
+        ]
+        assert sent and sent[-1]["surface"] == "web" and sent[-1]["agent"] == "review"
+        assert "yes, edit it" not in json.dumps(sent[-1])  # by hash and length, never the text
+        assert "operator" in json.dumps(sent[-1])  # the token's label
+
+        # w: watch is a terminal action, even for a control session
+        page.keyboard.press("w")
+        text = screen.wait_for(page, "is a terminal action")
+        assert "fleet-tui watch" in " ".join(text.split())
+
+        # revoking the token ends the open session, and the page says why
+        res = fleet_env.cli("web", "token", "revoke", "operator", env=env)
+        assert res.rc == 0, res
+        page.wait_for_selector(".closed-dialog", state="visible", timeout=15_000)
+        assert "token revoked" in page.locator(".closed-dialog").inner_text()
+    finally:
+        web.stop()

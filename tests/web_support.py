@@ -141,10 +141,6 @@ async def login(client: aiohttp.ClientSession, url: str, token: str) -> aiohttp.
     return r
 
 
-def origin(url: str) -> str:
-    return url
-
-
 def group_members(pgid: int) -> list[int]:
     """Processes whose process group is `pgid` (the app runs as its own session leader)."""
     found = []
@@ -202,7 +198,3 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
-
-
-def argv_str(args: Sequence[str]) -> str:
-    return " ".join(args)

@@ -582,8 +582,8 @@ _INDEX_HTML = """<!DOCTYPE html>
 <span class="who">{what} · token '{label}'</span>
 <form method="post" action="/logout"><input type="hidden" name="csrf" value="{csrf}"><button id="logout" type="submit">Log out</button></form>
 </header>
-<div class="closed-dialog"><div class="intro"><div class="message">Session ended.
-<a href="/">Start again</a></div></div></div>
+<div class="closed-dialog"><div class="intro"><div class="message">Session ended<span
+ id="why"></span>. <a href="/">Start again</a></div></div></div>
 <div id="terminal" class="textual-terminal" data-session-websocket-url="{ws}"
  data-font-size="16"></div>
 <div id="start"></div>
