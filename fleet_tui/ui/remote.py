@@ -17,7 +17,7 @@ import contextlib
 from collections import deque
 from typing import Any
 
-from fleet_tui.control.remote_hands import RemoteError, RemoteHands, RemoteHost
+from fleet_tui.control.remote_hands import RemoteHands, RemoteHost
 from fleet_tui.core.sanitize import StreamSanitizer, clean_text
 from fleet_tui.model.records import AgentRecord
 from fleet_tui.ui.screens.stream import StreamScreen
@@ -149,6 +149,3 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-
-
-__all__ = ["RemoteError", "RemoteStreamScreen", "hands_of", "refusal_for"]
