@@ -489,3 +489,20 @@ async def test_behind_a_proxy_the_forwarded_origin_counts(
                 assert refused.value.status == 403
     finally:
         web.stop()
+
+
+async def test_a_killed_server_leaves_no_app_behind(
+    demo: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    # SIGKILL gives the server no time to end its apps: each app sees its stdin close and exits
+    web = WebProc(demo)
+    token = create_token(demo, "view", _label(request))
+    async with new_client() as client:
+        await login(client, web.url, token)
+        ws = await client.ws_connect(web.url + "/ws", origin=web.url)
+        await _painted(ws, b"orchestrator")
+        (pid,) = web.app_pids()
+        web.proc.kill()
+        web.stop()
+        await _wait(lambda: not alive(pid) and not group_members(pid), 20, "the app to end")
+        await ws.close()

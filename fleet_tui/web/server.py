@@ -499,18 +499,26 @@ class WebServer:
         """Every REVOKE_CHECK_S: end the apps of revoked or expired tokens and idle apps."""
         while True:
             await asyncio.sleep(REVOKE_CHECK_S)
-            now = time.monotonic()
-            alive = {t.token_id for t in self.tokens()}
-            for sid, session in list(self.sessions.items()):
-                if session.token_id not in alive or session.expires < time.time():
-                    self.sessions.pop(sid, None)
-                    for live in list(session.apps):
-                        await self.close_live(live, "token revoked")
-            for live in list(self.live):
-                if live.session.token_id not in alive:
-                    await self.close_live(live, "token revoked")
-                elif now - live.last_input > self.config.idle_timeout_s:
-                    await self.close_live(live, "idle timeout")
+            try:
+                await self._check_sessions()
+            except Exception as exc:  # the watcher must outlive any one failure
+                self.audit("session check failed", error=f"{type(exc).__name__}: {exc}"[:200])
+
+    async def _check_sessions(self) -> None:
+        """Sessions past their token (revoked) or their Max-Age end; so do idle apps."""
+        now = time.monotonic()
+        alive = {t.token_id for t in self.tokens()}
+        for sid, session in list(self.sessions.items()):
+            if session.token_id not in alive or session.expires < time.time():
+                self.sessions.pop(sid, None)
+                why = "token revoked" if session.token_id not in alive else "session expired"
+                for live in list(session.apps):
+                    await self.close_live(live, why)
+        for live in list(self.live):
+            if live.session.token_id not in alive:
+                await self.close_live(live, "token revoked")
+            elif now - live.last_input > self.config.idle_timeout_s:
+                await self.close_live(live, "idle timeout")
 
     async def _start_watcher(self, app: web.Application) -> None:
         self._watcher = asyncio.create_task(self._watch())
