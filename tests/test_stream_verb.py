@@ -105,6 +105,15 @@ class Follower:
                 self.data += chunk
         return self.text
 
+    def read_more(self, timeout: float) -> None:
+        """Whatever comes within `timeout` seconds (one read)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        if select.select([fd], [], [], max(timeout, 0.0))[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"ended: {self.data!r}"
+            self.data += chunk
+
     @property
     def text(self) -> str:
         return self.data.decode("utf-8")
@@ -289,3 +298,33 @@ def test_a_dead_pane_is_shown_and_follow_ends_at_once(fleet_env: FleetEnv) -> No
     back = fleet_env.cli("stream", "gone", "--lines", "100")
     assert back.rc == 0 and "LAST-WORDS" in back.stdout
     assert not [a for a in fleet_env.audit_lines() if a["action"] == "pipe"]  # no pipe tried
+
+
+def test_two_followers_share_the_pipe_and_one_leaving_does_not_stop_the_other(
+    fleet_env: FleetEnv,
+) -> None:
+    trig = trigger(fleet_env, "shared")
+    script = (
+        f"echo ready; while [ ! -e {trig} ]; do sleep 0.05; done; "
+        "while true; do echo tick-$(date +%s%N); sleep 0.2; done"
+    )
+    agent(fleet_env, "shared", script)
+    wait_until(lambda: screen_shows(fleet_env, "shared", "ready"), message="the first line")
+    first, second = Follower(fleet_env, "shared"), Follower(fleet_env, "shared")
+    try:
+        first.read_until("ready\n")
+        second.read_until("ready\n")
+        wait_until(lambda: pipe_open(fleet_env, "shared"), message="the pipe")
+        trig.touch()
+        first.read_until("tick-")
+        second.read_until("tick-")
+        first.proc.send_signal(signal.SIGTERM)  # it closes the pipe it shares on its way out
+        assert first.proc.wait(timeout=10) == 0
+        seen = second.data.count(b"tick-")
+        deadline = time.monotonic() + 10
+        while second.data.count(b"tick-") < seen + 5:  # the other goes on (it reopens the pipe)
+            assert time.monotonic() < deadline, second.data[-300:]
+            second.read_more(deadline - time.monotonic())
+    finally:
+        first.kill()
+        second.kill()
