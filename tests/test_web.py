@@ -506,3 +506,64 @@ async def test_a_killed_server_leaves_no_app_behind(
         web.stop()
         await _wait(lambda: not alive(pid) and not group_members(pid), 20, "the app to end")
         await ws.close()
+
+
+# -- what each session's app is given ------------------------------------------------------------
+
+
+def test_the_app_argv_is_the_dashboard_with_absolute_paths_and_the_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleet_tui.cli.main import build_parser
+    from fleet_tui.cli.web import _app_argv
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser("web").parse_args(
+        ["web", "--state-dir", "st", "--roster", "r.yaml", "--gateway", "https://gw.example",
+         "--token-file", "tok"]
+    )  # fmt: skip
+    argv = _app_argv(args)
+    assert argv[:4] == [sys.executable, "-P", "-m", "fleet_tui"]  # no shell, no cwd on sys.path
+    assert argv[argv.index("--state-dir") + 1] == str(tmp_path / "st")
+    assert argv[argv.index("--roster") + 1] == str(tmp_path / "r.yaml")
+    tui = argv.index("tui")
+    assert argv[tui + 1 :] == [
+        "--gateway",
+        "https://gw.example",
+        "--token-file",
+        str(tmp_path / "tok"),
+    ]
+
+
+def test_the_app_environment_is_an_allow_list() -> None:
+    from fleet_tui.web.appproc import session_environment
+
+    base = {
+        "PATH": "/usr/bin",
+        "HOME": "/h",
+        "TMUX_TMPDIR": "/t",
+        "MOSAIC_FLEET_STATE_DIR": "/s",
+        "MOSAIC_FLEET_GATEWAY_URL": "https://gw.example",
+        "MOSAIC_FLEET_GATEWAY_TOKEN": "gw-secret",
+        "MOSAIC_FLEET_GATEWAY_DSN": "postgresql://secret",
+        "MOSAIC_FLEET_WEB_SCOPE": "control",  # the server's own: never inherited
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+    }
+    env = session_environment(
+        base, scope="sudo", label="ops", width=100, height=30, with_gateway_token=False
+    )
+    assert env["MOSAIC_FLEET_WEB_SCOPE"] == "view"  # anything but view|control: view
+    assert env["MOSAIC_FLEET_WEB_LABEL"] == "ops"
+    assert env["TEXTUAL_DRIVER"] == "textual.drivers.web_driver:WebDriver"
+    assert (env["COLUMNS"], env["ROWS"]) == ("100", "30")
+    assert env["TMUX_TMPDIR"] == "/t" and env["MOSAIC_FLEET_STATE_DIR"] == "/s"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
+    for gone in ("MOSAIC_FLEET_GATEWAY_TOKEN", "MOSAIC_FLEET_GATEWAY_DSN", "AWS_SECRET_ACCESS_KEY"):
+        assert gone not in env
+    with_gw = session_environment(
+        base, scope="control", label="ops", width=80, height=24, with_gateway_token=True
+    )
+    assert with_gw["MOSAIC_FLEET_GATEWAY_TOKEN"] == "gw-secret"
+    assert with_gw["MOSAIC_FLEET_WEB_SCOPE"] == "control"
+    assert "MOSAIC_FLEET_GATEWAY_DSN" not in with_gw

@@ -90,16 +90,22 @@ def is_loopback(host: str) -> bool:
 def _app_argv(args: argparse.Namespace) -> list[str]:
     """The dashboard each browser session runs: this interpreter, `-P` (the working folder is not
     put on sys.path), `-m fleet_tui`, the server's file flags, `tui` and its gateway flags."""
+
+    def path(value: Any) -> str:
+        return os.path.abspath(os.path.expanduser(str(value)))
+
     argv = [sys.executable, "-P", "-m", "fleet_tui"]
-    for flag in ("roster", "state_dir", "heartbeat_timeout"):
+    for flag in ("roster", "state_dir"):
         value = getattr(args, flag, None)
         if value is not None:
-            argv += [f"--{flag.replace('_', '-')}", str(value)]
+            argv += [f"--{flag.replace('_', '-')}", path(value)]
+    if getattr(args, "heartbeat_timeout", None) is not None:
+        argv += ["--heartbeat-timeout", str(args.heartbeat_timeout)]
     argv.append("tui")
     if getattr(args, "gateway", None):
         argv += ["--gateway", str(args.gateway)]
     if getattr(args, "token_file", None):
-        argv += ["--token-file", str(args.token_file)]
+        argv += ["--token-file", path(args.token_file)]
     if getattr(args, "insecure", False):
         argv.append("--insecure")
     return argv

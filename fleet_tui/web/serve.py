@@ -46,7 +46,7 @@ def run(
         behind_proxy=behind_proxy,
         max_sessions=max_sessions,
         idle_timeout_s=idle_timeout_s,
-        app_cwd=str(Path.home()) if Path.home().is_dir() else "/",
+        app_cwd=None,  # the server's: relative paths in the environment mean the same there
     )
     return asyncio.run(_serve(WebServer(config), host, port, context))
 
