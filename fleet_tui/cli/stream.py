@@ -13,7 +13,9 @@ scripts, and for the dashboard of another host (`s` on a remote row runs it over
   pane, the new lines of successive screen captures are printed instead. It ends when the pane
   ends (its process exited, its session or server gone: exit 0), on SIGTERM or SIGHUP (exit
   0), on Ctrl-C (exit 130), or when the reader of stdout goes away (EPIPE, or the pipe's other
-  end closed while the pane is quiet: exit 0); in every case the pipe it opened is closed.
+  end closed while the pane is quiet: exit 0); in every case it closes the pipe on its way out,
+  as the stream screen does when it leaves (a dashboard or another follower still streaming
+  the pane sees its pipe gone and opens it again, within seconds).
 - Output: ONLY text, newline, tab and, when colour is on, the canonical SGR styling the
   sanitizer keeps (core.sanitize); no other escape sequence or control character ever passes.
   Colour (`--color auto`, the default) is on when stdout is a terminal and neither NO_COLOR
