@@ -152,6 +152,9 @@ async def test_login_sets_a_strict_session_cookie_and_the_page_has_security_head
             assert "frame-ancestors 'none'" in csp
             assert page.headers["X-Content-Type-Options"] == "nosniff"
             assert page.headers["Referrer-Policy"] == "no-referrer"
+            assert page.headers["Cache-Control"] == "no-store"
+        async with client.get(server.url + "/static/js/textual.js") as js:
+            assert js.status == 200 and "max-age" in js.headers["Cache-Control"]
     assert any(r["event"] == "login" and r["label"] == _label(request) for r in server.log())
 
 

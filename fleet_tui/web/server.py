@@ -243,7 +243,9 @@ class WebServer:
             h["X-Content-Type-Options"] = "nosniff"
             h["Referrer-Policy"] = "no-referrer"
             h["X-Frame-Options"] = "DENY"
-            h.setdefault("Cache-Control", "no-store")
+            static = request.path.startswith(("/static/", "/web/"))
+            # the client (textual.js is 0.5 MB) may be kept for an hour; pages never
+            h.setdefault("Cache-Control", "private, max-age=3600" if static else "no-store")
             if self.config.tls:
                 h["Strict-Transport-Security"] = "max-age=31536000"
         if isinstance(response, web.HTTPException) and response.status >= 400:
