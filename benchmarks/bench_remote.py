@@ -21,6 +21,10 @@ round, alternated (so that the machine's load falls on all alike):
   often): the connection is set up once and reused;
 - bare ssh: `ssh ... true` (a connection and a remote shell, no fleet-tui), for reference.
 
+Then the stream (`--marks N`): a `cat` agent; one `fleet-tui stream --follow` here and one over
+ssh (what the dashboard's `s` runs on a mapped host) read it at once; N times a marker is typed
+into the pane (`send-keys`), and the time until each follower printed it is taken.
+
 Prints a table (median and p90 in ms, and the ratio of medians to local) and writes
 benchmarks/results/remote.json.
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -49,6 +54,7 @@ AGENT = "bench-stub"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--marks", type=int, default=30)
     args = parser.parse_args()
 
     from conftest import FleetEnv  # the tests' private world
@@ -122,6 +128,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 fn(f"round {i} {name} {time.time_ns()}")  # type: ignore[operator]
                 times[name].append((time.perf_counter() - t0) * 1000)
+        marks = stream_latency(world, plain, args.marks)
         subprocess.run(
             [
                 *master.argv("send", [])[:3],
@@ -145,7 +152,7 @@ def main() -> int:
     rows = []
     for name, samples in times.items():
         med = statistics.median(samples)
-        p90 = sorted(samples)[max(int(len(samples) * 0.9) - 1, 0)]
+        p90 = sorted(samples)[max(math.ceil(len(samples) * 0.9) - 1, 0)]
         rows.append(
             {
                 "case": name,
@@ -155,10 +162,21 @@ def main() -> int:
                 "samples": len(samples),
             }
         )
+    for name, samples in marks.items():
+        rows.append(
+            {
+                "case": name,
+                "median_ms": round(statistics.median(samples), 1),
+                "p90_ms": round(sorted(samples)[max(math.ceil(len(samples) * 0.9) - 1, 0)], 1),
+                "ratio": None,
+                "samples": len(samples),
+            }
+        )
     width = max(len(r["case"]) for r in rows)
     print(f"{'case':<{width}}  median ms  p90 ms  x local")
     for r in rows:
-        print(f"{r['case']:<{width}}  {r['median_ms']:>9}  {r['p90_ms']:>6}  {r['ratio']:>7}")
+        ratio = "" if r["ratio"] is None else r["ratio"]
+        print(f"{r['case']:<{width}}  {r['median_ms']:>9}  {r['p90_ms']:>6}  {ratio:>7}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -178,6 +196,59 @@ def main() -> int:
         + "\n"
     )
     return 0
+
+
+def stream_latency(world: object, host: object, marks: int) -> dict[str, list[float]]:
+    """Milliseconds from typing a marker into a `cat` pane until a `stream --follow` here and
+    one over ssh printed it."""
+    import select
+
+    env = world.env  # type: ignore[attr-defined]
+    world.start(SOCK, "bench-cat", ["cat"])  # type: ignore[attr-defined]
+    local = subprocess.Popen(
+        [sys.executable, "-m", "fleet_tui", "stream", "--follow", "--", "bench-cat"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        cwd=str(world.base),  # type: ignore[attr-defined]
+    )
+    remote = subprocess.Popen(
+        host.argv("stream", ["--follow", "--", "bench-cat"]),  # type: ignore[attr-defined]
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+    )
+    procs = {"stream --follow here: a line seen": local, "stream over ssh: a line seen": remote}
+    seen: dict[str, bytes] = {name: b"" for name in procs}
+
+    out: dict[str, list[float]] = {name: [] for name in procs}
+    try:
+        time.sleep(3)  # both followers started (a new interpreter; ssh's connection)
+        for i in range(-1, marks):  # the first is a warm-up (both pipes open)
+            marker = f"mark-{i}-{time.time_ns()}"
+            t0 = time.perf_counter()
+            world.tmux(SOCK, "send-keys", "-t", "=bench-cat:", "-l", marker)  # type: ignore[attr-defined]
+            world.tmux(SOCK, "send-keys", "-t", "=bench-cat:", "Enter")  # type: ignore[attr-defined]
+            pending = set(procs)
+            while pending:
+                for name in list(pending):
+                    if marker.encode() in seen[name]:
+                        if i >= 0:
+                            out[name].append((time.perf_counter() - t0) * 1000)
+                        pending.discard(name)
+                if not pending:
+                    break
+                streams = {procs[n].stdout: n for n in pending}
+                ready, _, _ = select.select(list(streams), [], [], 30)
+                if not ready:
+                    raise SystemExit(f"{marker} not seen by {sorted(pending)}")
+                for stdout in ready:
+                    seen[streams[stdout]] += os.read(stdout.fileno(), 65536)  # type: ignore[union-attr]
+            time.sleep(0.2)
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(timeout=10)
+    return out
 
 
 if __name__ == "__main__":
