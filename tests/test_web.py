@@ -570,3 +570,32 @@ def test_the_app_environment_is_an_allow_list() -> None:
     assert with_gw["MOSAIC_FLEET_GATEWAY_TOKEN"] == "gw-secret"
     assert with_gw["MOSAIC_FLEET_WEB_SCOPE"] == "control"
     assert "MOSAIC_FLEET_GATEWAY_DSN" not in with_gw
+
+
+async def test_an_app_that_dies_closes_its_socket_and_frees_its_session(
+    demo: dict[str, str], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # an app that ends without saying so (a crash, a failed start): the socket closes with the
+    # reason, and the session counts no more against the cap
+    wrapper = tmp_path / "dies.py"
+    wrapper.write_text(
+        "import sys, time\nprint('__GANGLION__', flush=True)\ntime.sleep(1)\nsys.exit(1)\n"
+    )
+    web = WebProc(demo, app_argv=[sys.executable, str(wrapper)])
+    try:
+        token = create_token(demo, "view", _label(request))
+        async with new_client() as client:
+            await login(client, web.url, token)
+            ws = await client.ws_connect(web.url + "/ws", origin=web.url)
+            msg = await ws.receive(timeout=20)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+            assert "the dashboard exited" in str(msg.extra)
+            await _wait(
+                lambda: any(
+                    r["event"] == "app ended" and r["reason"] == "app exited" for r in web.log()
+                ),
+                10,
+                "the web log's 'app ended'",
+            )
+    finally:
+        web.stop()

@@ -101,6 +101,7 @@ class SessionApp(AppService):
         self._env_for = env_for  # (width, height) -> environment
         self._cwd = cwd
         self.pid: int | None = None
+        self.ended = False
 
     async def _open_app_process(self, width: int = 80, height: int = 24) -> Any:
         process = await asyncio.create_subprocess_exec(
@@ -116,6 +117,15 @@ class SessionApp(AppService):
         self._stdin = process.stdin
         self.pid = process.pid
         return process
+
+    async def run(self) -> None:
+        """textual-serve's loop, then close the socket: an app that ended without its `exit`
+        packet (it crashed, or never started) would otherwise leave the browser's socket open,
+        holding one of the sessions, until the idle timeout."""
+        await super().run()
+        self.ended = True
+        with contextlib.suppress(Exception):
+            await self.remote_close()
 
     async def stop(self) -> None:
         """Ask the app to quit, then end its process group: SIGTERM, SIGKILL after a grace."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import html
 import json
 import logging
@@ -439,7 +440,7 @@ class WebServer:
             cwd=cfg.app_cwd,
             write_bytes=ws.send_bytes,
             write_str=ws.send_str,
-            close=ws.close,
+            close=functools.partial(ws.close, message=b"the dashboard exited"),
             download_manager=self.downloads,
         )
         live = Live(session, ws, app, time.monotonic())
@@ -459,9 +460,8 @@ class WebServer:
                 await ws.close(
                     code=WSCloseCode.GOING_AWAY, message=(live.closing or "bye").encode()[:120]
                 )
-            self.audit(
-                "app ended", label=session.label, pid=app.pid, reason=live.closing or "closed"
-            )
+            reason = live.closing or ("app exited" if app.ended else "socket closed")
+            self.audit("app ended", label=session.label, pid=app.pid, reason=reason)
         return ws
 
     async def _pump(self, live: Live) -> None:
