@@ -599,3 +599,17 @@ async def test_an_app_that_dies_closes_its_socket_and_frees_its_session(
             )
     finally:
         web.stop()
+
+
+def test_the_dashboard_runs_without_a_terminal_only_on_the_web_driver_of_a_web_session(
+    demo: dict[str, str],
+) -> None:
+    driver = {"TEXTUAL_DRIVER": "textual.drivers.web_driver:WebDriver"}
+    for extra in (driver, {"MOSAIC_FLEET_WEB_SCOPE": "view"}):
+        res = subprocess.run(
+            [sys.executable, "-m", "fleet_tui", "tui"],
+            env={**demo, **extra}, capture_output=True, text=True, timeout=30,
+            stdin=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+        assert res.returncode == 5, (extra, res)
+        assert "needs a terminal" in res.stderr
