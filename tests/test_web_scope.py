@@ -20,7 +20,7 @@ from test_lifecycle_ui import (
     toasts,
     wait_for,
 )
-from textual.widgets import TextArea
+from textual.widgets import Static, TextArea
 
 from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import DashboardSettings
@@ -29,6 +29,7 @@ from fleet_tui.control.actions import LiveActions
 from fleet_tui.service.poll import LiveSource
 from fleet_tui.ui.app import FleetApp
 from fleet_tui.ui.dialogs import ComposeMessageScreen, ConfirmAttachScreen, ConfirmLifecycleScreen
+from fleet_tui.ui.screens import AgentDetailScreen
 from fleet_tui.ui.screens.stream import StreamScreen
 
 READ_ONLY = "this web session is read-only (a view token); log in with a control token"
@@ -112,6 +113,12 @@ async def test_a_view_session_streams_and_refuses_every_write(
                 t.startswith(f"{verb}: interactive {verb} is a terminal action")
                 for t in toasts(app)
             ), verb
+        # the detail lists the keys this session has, and says why the others are not there
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, AgentDetailScreen), "the detail")
+        line = str(app.screen.query_one("#actions", Static).render())
+        assert "this web session is read-only" in line and "m send" not in line
+        assert "a attach" not in line and "watch and attach are terminal actions" in line
         # the stream is there, read-only
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, StreamScreen), "the stream")

@@ -33,6 +33,7 @@ class Dashboard(Protocol):
     view_file: Path | None  # the fleet screen's remembered sort (a JSON file), None: not kept
     alerts: TerminalAlerts | None  # the `terminal` alert channel (None: alerts are off)
     open_alerts: tuple[OpenAlert, ...]  # its open episodes after the last poll, oldest first
+    surface: Surface  # the terminal, or a browser session of `fleet-tui web` (its scope)
 
     @property
     def snapshot(self) -> FleetSnapshot | None: ...

@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Sparkline, Static
 
+from fleet_tui.config.surface import Surface
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.core.timefmt import human_bytes, human_duration
 from fleet_tui.model.records import (
@@ -303,6 +304,27 @@ class Captured(Message):
         self.key, self.lines, self.error = key, lines, error
 
 
+def actions_line(surface: Surface) -> str:
+    """The detail's line of keys: the terminal's, or what this browser session may do."""
+    if not surface.on_web:
+        return (
+            "Actions: s stream (read-only) · w watch (read-only attach) · "
+            "a attach (asks you to type the name) · m send a message · L audit log · "
+            "u start · r restart · x stop (each asks you to type the name)"
+        )
+    if surface.scope == "control":
+        return (
+            "Actions: s stream (read-only) · m send a message · L audit log · u start · "
+            "r restart · x stop (each asks you to type the name) · watch and attach are "
+            "terminal actions"
+        )
+    return (
+        "Actions: s stream (read-only) · L audit log · this web session is read-only (a view "
+        "token): send, start, restart and stop need a control token; watch and attach are "
+        "terminal actions"
+    )
+
+
 class AgentDetailScreen(Screen[None]):
     """Pushed with `enter` on a row; follows the agent as snapshots arrive."""
 
@@ -333,15 +355,7 @@ class AgentDetailScreen(Screen[None]):
             yield Sparkline([], id="chart")
             yield Static(Text("Last output (read-only)", style="bold"), id="output-title")
             yield Static("", id="output")
-            yield Static(
-                Text(
-                    "Actions: s stream (read-only) · w watch (read-only attach) · "
-                    "a attach (asks you to type the name) · m send a message · L audit log · "
-                    "u start · r restart · x stop (each asks you to type the name)",
-                    style="dim",
-                ),
-                id="actions",
-            )
+            yield Static(Text(actions_line(self.dashboard.surface), style="dim"), id="actions")
         yield FleetFooter()
 
     # -- life cycle: snapshots and captures arrive at any point of it ---------------------
