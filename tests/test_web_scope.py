@@ -161,3 +161,21 @@ async def test_a_control_session_sends_and_restarts_audited_as_web_with_its_labe
     restarts = [a for a in env.audit_lines() if a["action"] == "restart"]
     assert restarts and all(a.get("label") == "ops-laptop" for a in restarts)
     assert has_session(env, "coder-1")
+
+
+def test_a_browser_session_draws_unicode_whatever_the_servers_locale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fleet_tui.testing.fleets import FixedSource, fleet_snapshot
+
+    monkeypatch.setenv("LANG", "C")
+    monkeypatch.setenv("LC_ALL", "C")
+    source = FixedSource(fleet_snapshot())
+    # a terminal under LANG=C gets ASCII glyphs; the browser always gets UTF-8 from the driver
+    assert FleetApp(source, poll=False).ascii_only
+    assert not FleetApp(source, poll=False, surface=Surface("web", "view")).ascii_only
+    # unless the settings ask for ASCII
+    ascii_settings = DashboardSettings(glyphs="ascii")
+    assert FleetApp(
+        source, poll=False, settings=ascii_settings, surface=Surface("web", "view")
+    ).ascii_only

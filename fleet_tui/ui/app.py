@@ -120,11 +120,15 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         self.budget_source = budget_source
         self.view_file = view_file  # where the fleet screen remembers its sort (None: nowhere)
         self.actions = actions
-        # the terminal, or a browser session of `fleet-tui web` (its scope refuses some keys)
-        self.surface = surface or Surface()
         self.settings = settings or DashboardSettings()
         # ASCII glyphs (present.glyphs) on a terminal whose locale is not UTF-8, or by setting
-        self.ascii_only = choose_ascii(self.settings.glyphs, os.environ) or is_dumb(os.environ)
+        # (a browser session always gets UTF-8: Textual's web driver writes it, xterm.js draws it;
+        # the server's locale says nothing about the browser)
+        self.surface = surface or Surface()
+        if self.surface.on_web:
+            self.ascii_only = choose_ascii(self.settings.glyphs, {"LANG": "C.UTF-8"})
+        else:
+            self.ascii_only = choose_ascii(self.settings.glyphs, os.environ) or is_dumb(os.environ)
         self.clock = clock
         self._watch_enabled = watch
         self._startup_notice = startup_notice
