@@ -217,6 +217,7 @@ def test_hostile_sequences_are_removed_whole() -> None:
         "a\x9b2Jb\x9d0;x\x9cc".encode(): "abc",
         b"a\x00b\x7fc\x1b": "abc",
         b"a\x1b]0;never terminated": "a",
+        b"a\x1bkevil title\x1b\\b": "ab",  # tmux's/screen's window title: payload dropped
         "a\u202eb\u2066c\u200dd".encode(): "abcd",
     }
     for data, expected in cases.items():

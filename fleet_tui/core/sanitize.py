@@ -21,14 +21,15 @@ from fleet_tui.core.lazyre import lazy_compile
 # The patterns are compiled on first use (core/lazyre.py): `ps` and the hooks import this module
 # and rarely need them; the stream sanitizer's alone take milliseconds to compile.
 
-# ESC-introduced sequences: CSI (ESC [ ... final), OSC/DCS/SOS/PM/APC strings (to BEL or ST or
-# the end), two-byte escapes, and a lone ESC. C1 equivalents (0x9B CSI, 0x9D OSC, 0x90 DCS...).
+# ESC-introduced sequences: CSI (ESC [ ... final), OSC/DCS/SOS/PM/APC strings and tmux's/screen's
+# window title (`ESC k` ... ST) to BEL or ST or the end, two-byte escapes, and a lone ESC. C1
+# equivalents (0x9B CSI, 0x9D OSC, 0x90 DCS...).
 _ESCAPES = lazy_compile(
     globals(),
     "_ESCAPES",
     r"""
     (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?          # CSI, possibly cut short
-    | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])  # OSC, DCS, SOS, PM, APC ...
+    | (?:\x1b[\]PX^_k]|[\x90\x98\x9d\x9e\x9f])  # OSC, DCS, SOS, PM, APC, tmux's title ...
       .*?(?:\x07|\x1b\\|\x9c|$)                 # ... up to BEL, ST, or the end
     | \x1b[ -/]*[0-~]?                         # other escapes (ESC c, ESC 7, charset selects)
     """,
@@ -117,7 +118,7 @@ _TOKEN = lazy_compile(
     "(?:(?<=\x1b)\\[([0-9;:]{0," + str(_SGR_MAX) + "})m"  # 1: SGR parameters
     "|(?<=\x1b)\\[[0-?]*[ -/]*([@-~])?"  # 2: CSI final byte
     "|(?<=\x9b)[0-?]*[ -/]*([@-~])?"  # 3: 8-bit CSI final byte
-    "|(?:(?<=\x1b)[\\]PX^_]|(?<=[\x90\x98\x9d\x9e\x9f]))"
+    "|(?:(?<=\x1b)[\\]PX^_k]|(?<=[\x90\x98\x9d\x9e\x9f]))"
     + _STRING_BODY
     + "(\x07|\x1b\\\\|\x9c)?"  # 4: string terminator
     "|(?<=\x1b)[ -/]*([0-~])?"  # 5: escape final byte
@@ -218,7 +219,7 @@ def _carry(tail: str) -> str:
     """
     first = tail[0]
     second = tail[1:2]
-    if first in "\x90\x98\x9d\x9e\x9f" or (first == "\x1b" and second and second in "]PX^_"):
+    if first in "\x90\x98\x9d\x9e\x9f" or (first == "\x1b" and second and second in "]PX^_k"):
         return "\x1b]"
     if first == "\x9b" or (first == "\x1b" and second == "["):
         body = tail[1:] if first == "\x9b" else tail[2:]
