@@ -238,6 +238,23 @@ async def test_z_silences_the_rule_for_that_agent_in_the_state_dir(tmp_path: Pat
         assert listing.highlighted == 1  # the cursor stayed on its episode
 
 
+async def test_a_read_only_browser_session_silences_nothing(tmp_path: Path) -> None:
+    from fleet_tui.config.surface import Surface
+
+    app = make_app(tmp_path, FixedSource(only_waiting("review")))
+    app.surface = Surface("web", "view", "wall")  # what `fleet-tui web` gives a view token
+    async with app.run_test(size=(100, 30)) as pilot:
+        await polled(pilot, app)
+        await pilot.press("i")
+        await pilot.pause()
+        await pilot.press("z")
+        await pilot.pause()
+        # no dialog, the reason in one line, nothing written
+        assert isinstance(app.screen, InboxScreen)
+        assert any(t.startswith("silence: this web session is read-only") for t in toasts(app))
+        assert not (tmp_path / "state/alerts/silences.json").exists()
+
+
 async def test_the_cursor_stays_on_its_episode_when_one_above_resolves(tmp_path: Path) -> None:
     snaps = [only_waiting("planner", "review", "scratch"), only_waiting("review", "scratch")]
     source = FixedSource(lambda: snaps[min(source.polls, 2) - 1])

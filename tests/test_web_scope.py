@@ -78,7 +78,7 @@ def test_a_terminal_refuses_nothing_a_browser_never_hands_a_terminal_over() -> N
     for verb in ("stream", "watch", "attach", "send", "start", "stop", "restart"):
         assert tui.refusal(verb) is None
     assert view.refusal("stream") is None and control.refusal("stream") is None
-    for verb in ("send", "start", "stop", "restart"):
+    for verb in ("send", "start", "stop", "restart", "silence"):
         assert view.refusal(verb) == READ_ONLY
         assert control.refusal(verb) is None
     for surface in (view, control):

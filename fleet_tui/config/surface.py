@@ -21,7 +21,8 @@ LABEL_ENV = "MOSAIC_FLEET_WEB_LABEL"
 SCOPES = ("view", "control")
 
 # The verbs a read-only (view) web session refuses, and those no web session can do.
-_WRITES = frozenset({"send", "start", "stop", "restart", "probe"})
+# (a silence mutes the fleet's alerts for every dashboard and `alerts run`: a write too)
+_WRITES = frozenset({"send", "start", "stop", "restart", "probe", "silence"})
 _HANDOVERS = frozenset({"watch", "attach"})
 
 

@@ -296,6 +296,10 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
     def silence_alert(self, alert: OpenAlert, until: datetime) -> None:
         """Silence `alert`'s rule for its agent until `until`: written in a thread worker to
         the state dir's silences.json; the inbox shows it silenced after the next poll."""
+        why = self.surface.refusal("silence")
+        if why is not None:
+            self.notify(f"silence: {why}", severity="warning", markup=False)
+            return
         alerts = self.alerts
         if alerts is None:
             self.notify("silence: alerts are not evaluated in this view", severity="warning")

@@ -232,6 +232,10 @@ class InboxScreen(Screen[None]):
         if chosen is None:
             return
         app = self.dashboard
+        why = app.surface.refusal("silence")  # a read-only browser session silences nothing
+        if why is not None:
+            self.app.notify(f"silence: {why}", severity="warning", markup=False)
+            return
 
         def picked(until: datetime | None) -> None:
             if until is not None:
