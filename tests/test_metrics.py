@@ -45,3 +45,28 @@ def test_the_latency_histogram_is_cumulative_and_counts_every_request() -> None:
     assert got["fleet_gateway_publishing_hosts"][0][2] == 2
     assert got["fleet_gateway_db_pool_size"][0][2] == 2
     assert got["fleet_gateway_db_pool_requests"][0][2] == 0  # a counter not yet counted: 0
+
+
+async def test_made_up_methods_share_one_label_so_no_client_can_grow_the_metrics() -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from fleet_tui.server.observe import Observe
+
+    async def healthz(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    inner = Starlette(routes=[Route("/healthz", healthz, methods=["GET"])])
+    stats = RouteStats()
+    transport = httpx.ASGITransport(app=Observe(inner, stats, inner.router))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        for i in range(50):
+            await client.request(f"M{i:06d}", "/healthz")  # no token needed to send these
+        assert (await client.get("/healthz")).status_code == 200
+    got = families(render(stats, None, None))
+    methods = {s[1]["method"] for s in got["fleet_gateway_requests"]}
+    assert methods == {"OTHER", "GET"}
+    assert len(got["fleet_gateway_requests"]) == 2

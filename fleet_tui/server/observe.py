@@ -35,6 +35,11 @@ UNMATCHED = "unmatched"  # the route label of a request no route took (404): nev
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+# The methods counted under their own name; any other (a client may send anything) is `OTHER`,
+# so an unauthenticated client cannot grow the metrics, their memory or a span name at will.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class RouteStats:
     """Requests by (method, route template, status) and their latency histogram by (method,
     route). The event loop is the only writer: no lock."""
@@ -87,6 +92,8 @@ class Observe:
             await self.app(scope, receive, send)
             return
         method = str(scope.get("method", "GET"))
+        if method not in METHODS:  # a made-up method is one label, not one series each
+            method = "OTHER"
         status = 500  # what the client gets when the app fails before answering
 
         async def answer(message: Message) -> None:
