@@ -231,6 +231,75 @@ async def test_failed_logins_are_rate_limited_per_address(
     assert any(r["event"] == "login rate-limited" for r in server.log())
 
 
+async def test_a_burst_of_parallel_guesses_is_rate_limited_too(server: WebProc) -> None:
+    async with new_client() as client:
+        csrf = await login_form(client, server.url)
+
+        async def guess() -> int:
+            async with client.post(
+                server.url + "/login",
+                data={"token": "fweb_wrong", "csrf": csrf},
+                allow_redirects=False,
+            ) as r:
+                return r.status
+
+        statuses = await asyncio.gather(*(guess() for _ in range(20)))
+    assert statuses.count(401) <= 5 and statuses.count(429) >= 15, statuses
+
+
+async def test_a_page_under_another_host_name_is_refused(server: WebProc) -> None:
+    # DNS rebinding: evil.example resolving to 127.0.0.1 reaches us with its own Host (and
+    # Origin), and could then pass the same-site checks of its own pages: 421 before anything
+    port = server.url.rsplit(":", 1)[1]
+    async with new_client() as client:
+        for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}"):
+            async with client.get(
+                server.url + "/login", headers={"Host": host}, allow_redirects=False
+            ) as r:
+                assert r.status == 421, host
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            async with client.get(
+                server.url + "/login", headers={"Host": host}, allow_redirects=False
+            ) as r:
+                assert r.status == 200, host
+
+
+async def test_only_the_login_page_and_its_style_are_public(server: WebProc) -> None:
+    async with new_client() as client:
+        async with client.get(server.url + "/web/login.css") as r:
+            assert r.status == 200
+        # a path that starts like a public one but is not one (the static router resolves `..`)
+        url = server.url + "/web/login/../app.js"
+        async with client.get(yarl_raw(url), allow_redirects=False) as r:
+            assert r.status == 401
+
+
+def yarl_raw(url: str) -> Any:
+    import yarl
+
+    return yarl.URL(url, encoded=True)  # as given: `..` is sent, not resolved by the client
+
+
+async def test_a_message_without_its_payload_is_ignored_not_the_end_of_the_session(
+    server: WebProc, demo: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    token = create_token(demo, "view", _label(request))
+    async with new_client() as client:
+        await login(client, server.url, token)
+        ws = await client.ws_connect(server.url + "/ws?width=100&height=30", origin=server.url)
+        await _painted(ws, b"orchestrator")
+        for bad in ('["stdin"]', '["ping"]', '["resize"]', "[]", "{}", '"x"', "[1, 2]"):
+            await ws.send_str(bad)
+        await ws.send_str('["ping", "still-here"]')
+        while True:  # the app goes on drawing; the pong comes back on the same socket
+            msg = await ws.receive(timeout=30)
+            if msg.type == aiohttp.WSMsgType.TEXT and "still-here" in msg.data:
+                break
+            assert msg.type == aiohttp.WSMsgType.BINARY, msg
+        assert not ws.closed
+        await ws.close()
+
+
 # -- the socket and its app --------------------------------------------------------------------
 
 
@@ -279,11 +348,14 @@ async def test_closing_the_socket_ends_the_app_and_its_children(
     demo: dict[str, str], request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     # the dashboard, started by a wrapper that first starts a child of its own (as a runtime's
-    # helper would be): ending only the app's pid would leave that child behind
+    # helper would be): ending only the app's pid would leave that child behind; and one in a
+    # process group of its own, as the remote stream's ssh is (ui/remote.py): ending the group
+    # alone would leave that one
     wrapper = tmp_path / "app.py"
     wrapper.write_text(
         "import subprocess, sys\n"
         "subprocess.Popen(['sleep', '300'])\n"
+        "subprocess.Popen(['sleep', '301'], process_group=0)\n"
         "from fleet_tui.cli.main import main\n"
         "sys.exit(main(['tui']))\n"
     )
@@ -296,8 +368,8 @@ async def test_closing_the_socket_ends_the_app_and_its_children(
             await _painted(ws, b"orchestrator")
             (pid,) = web.app_pids()
             kids = children_of(pid)
-            assert alive(pid) and kids, "the app and its child run"
-            assert set(kids) <= set(group_members(pid))
+            assert alive(pid) and len(kids) == 2, "the app and its children run"
+            assert len(set(kids) & set(group_members(pid))) == 1  # one in a group of its own
             await ws.close()
             await _wait(
                 lambda: not alive(pid) and not any(alive(k) for k in kids),

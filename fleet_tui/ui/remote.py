@@ -75,7 +75,10 @@ class RemoteStreamScreen(StreamScreen):
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # a Ctrl-C meant for the dashboard is not ssh's
+                # a process group of its own: a Ctrl-C meant for the dashboard (a terminal in
+                # cooked mode during a hand-over) is not ssh's. The same session, though: the
+                # web server, which ends a browser session's app by its session, ends this too.
+                process_group=0,
             )
         except OSError as exc:
             self._end(f"ssh could not be started: {exc.strerror or exc}")

@@ -51,6 +51,8 @@ _PASS = (
     "CLAUDE_CONFIG_DIR",
     "CODEX_HOME",
     "NO_COLOR",
+    # remote hands (hosts: in fleet-tui.yaml) use the operator's own ssh agent, as in a terminal
+    "SSH_AUTH_SOCK",
 )
 _PASS_PREFIXES = ("OTEL_",)
 GATEWAY_TOKEN_ENV = "MOSAIC_FLEET_GATEWAY_TOKEN"
@@ -164,6 +166,30 @@ class SessionApp(AppService):
                     await asyncio.sleep(0.05)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)  # anything still in the group
+        # and anything of its session in a group of its own (a remote stream's ssh)
+        for pid in session_members(pgid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def session_members(sid: int) -> list[int]:
+    """The pids whose session id is `sid` (from /proc; empty where there is no /proc)."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 3 and fields[3] == str(sid) and fields[0] != "Z":
+            found.append(int(entry))
+    return found
 
 
 def _group_alive(pgid: int) -> bool:

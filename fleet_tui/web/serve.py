@@ -4,6 +4,7 @@ every session's app (process groups included) before exiting."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import signal
 import ssl
@@ -47,8 +48,22 @@ def run(
         max_sessions=max_sessions,
         idle_timeout_s=idle_timeout_s,
         app_cwd=None,  # the server's: relative paths in the environment mean the same there
+        host_names=None if behind_proxy else loopback_names(host),
     )
     return asyncio.run(_serve(WebServer(config), host, port, context))
+
+
+def loopback_names(host: str) -> frozenset[str] | None:
+    """The `Host` names a server listening on loopback `host` answers to; None (any) when it
+    listens beyond loopback (with TLS, under whatever name its certificate gives)."""
+    bare = host.strip("[]").lower()
+    if bare != "localhost":
+        try:
+            if not ipaddress.ip_address(bare).is_loopback:
+                return None
+        except ValueError:
+            return None
+    return frozenset({bare, "localhost", "127.0.0.1", "::1"})
 
 
 async def _serve(server: WebServer, host: str, port: int, context: ssl.SSLContext | None) -> int:

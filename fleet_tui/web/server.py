@@ -57,6 +57,7 @@ LOGIN_FAILURES_PER_MIN = 5
 REVOKE_CHECK_S = 2.0
 MARK_USED_EVERY_S = 60.0
 STATIC = Path(__file__).resolve().parent / "static"
+PUBLIC_PATHS = frozenset({"/login", "/web/login.css"})  # exactly these; all else needs a session
 
 
 def textual_serve_static() -> Path:
@@ -76,6 +77,9 @@ class WebConfig:
     max_sessions: int = 8
     idle_timeout_s: float = 1800.0
     app_cwd: str | None = None
+    # The host names a request's `Host` may give (None: any). Listening on loopback without a
+    # proxy, only loopback names: a DNS-rebinding page (evil.example -> 127.0.0.1) gets 421.
+    host_names: frozenset[str] | None = None
 
 
 @dataclass
@@ -171,6 +175,17 @@ class WebServer:
             return not required
         return origin.strip().lower() == self.served_origin(request)
 
+    def host_ok(self, request: web.Request) -> bool:
+        names = self.config.host_names
+        if names is None:
+            return True
+        host = request.headers.get("Host", "").strip().lower()
+        if host.startswith("["):
+            name = host[1 : host.find("]")] if "]" in host else host
+        else:
+            name = host.rsplit(":", 1)[0] if ":" in host else host
+        return name in names
+
     def client_address(self, request: web.Request) -> str:
         """The peer; behind the proxy, the address the proxy appended last to X-Forwarded-For
         (the entries before it are the client's word, which a client can forge)."""
@@ -203,8 +218,13 @@ class WebServer:
         if now - self._last_marked.get(token_id, -1e9) < MARK_USED_EVERY_S:
             return
         self._last_marked[token_id] = now
-        with contextlib.suppress(TokenStoreError):
-            self.store.mark_used(token_id)
+        # in a thread, never waiting for the lock: a slow holder of tokens.lock (or a slow
+        # disk's fsync) must not stall every session's socket on this loop
+        asyncio.get_running_loop().run_in_executor(None, self._mark_used_now, token_id)
+
+    def _mark_used_now(self, token_id: str) -> None:
+        with contextlib.suppress(TokenStoreError, OSError):  # BlockingIOError: skipped this time
+            self.store.mark_used(token_id, wait=False)
 
     # -- the aiohttp app -----------------------------------------------------------------------
 
@@ -257,9 +277,13 @@ class WebServer:
     async def _auth(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if not self.host_ok(request):
+            raise web.HTTPMisdirectedRequest(
+                text="this server answers to its own loopback address only (Host refused)\n"
+            )
         if request.path == "/favicon.ico":
             return web.Response(status=204)
-        if request.path == "/login" or request.path.startswith("/web/login"):
+        if request.path in PUBLIC_PATHS:
             return await handler(request)
         session = self.session_of(request)
         if session is None:
@@ -317,6 +341,9 @@ class WebServer:
                 text=f"too many failed logins; try again in {int(wait) + 1} s\n",
                 headers={"Retry-After": str(int(wait) + 1)},
             )
+        # counted before the body is read (a burst of parallel guesses all pass the check
+        # above otherwise); forgotten again on success
+        self.failures.setdefault(address, deque()).append(time.monotonic())
         form = await request.post()
         csrf_cookie = request.cookies.get(LOGIN_COOKIE, "")
         csrf_field = form.get("csrf")
@@ -332,7 +359,6 @@ class WebServer:
         presented = form.get("token")
         record = find(self.tokens(), presented.strip()) if isinstance(presented, str) else None
         if record is None:
-            self.failures.setdefault(address, deque()).append(time.monotonic())
             self.audit("login failed", address=address)
             return await self.login_page(request, "That token is not valid.", status=401)
         self.failures.pop(address, None)
@@ -474,6 +500,8 @@ class WebServer:
                 kind = envelope[0]
             except (ValueError, IndexError, KeyError, TypeError):
                 continue
+            if not isinstance(envelope, list) or len(envelope) < 2:
+                continue  # every message we take has a payload
             if kind == "stdin" and isinstance(envelope[1], str):
                 live.last_input = time.monotonic()
                 await app.send_bytes(envelope[1].encode("utf-8"))

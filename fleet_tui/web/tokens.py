@@ -73,11 +73,12 @@ class TokenStore:
             raise TokenStoreError(f"cannot create {self.folder}: {exc.strerror}") from None
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, *, wait: bool = True) -> Iterator[None]:
+        """The store's lock; `wait=False` raises BlockingIOError when someone holds it."""
         self._ensure_folder()
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             yield
         finally:
             os.close(fd)  # closing releases the lock
@@ -163,8 +164,10 @@ class TokenStore:
                 self._save([t for t in tokens if t is not gone])
         return gone
 
-    def mark_used(self, token_id: str) -> None:
-        with self._locked():
+    def mark_used(self, token_id: str, *, wait: bool = True) -> None:
+        """Note that `token_id` was used now. `wait=False` (the web server): skipped, raising
+        BlockingIOError, while someone else holds the lock; it is only bookkeeping."""
+        with self._locked(wait=wait):
             tokens = self.load()
             now = _now()
             self._save([t if t.token_id != token_id else _used(t, now) for t in tokens])
