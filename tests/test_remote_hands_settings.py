@@ -56,7 +56,7 @@ def test_bad_entries_drop_only_themselves_with_a_notice_each(tmp_path: Path) -> 
     assert "hosts.injected.ssh" in text and "cannot start with '-'" in text
     assert "hosts.spaced.ssh" in text
     assert "hosts.bad host/../x" in text and "hosts.-dash" in text
-    assert "StrictHostKeyChecking=no refused" in text
+    assert "StrictHostKeyChecking=no and known hosts in /dev/null are refused" in text
     assert "hosts.badport.port" in text and "hosts.nossh: no ssh" in text
     assert all(line.endswith("; ignored") for line in notices)
 
@@ -83,3 +83,27 @@ def test_a_tilde_in_ssh_options_is_this_users_home() -> None:
     host = RemoteHost("h", HostSettings(ssh="h", ssh_options=["-F", "~/.ssh/fleet_config"]))
     argv = host.argv("stream", ["--", "a"])
     assert str(Path.home() / ".ssh" / "fleet_config") in argv
+
+
+def test_every_spelling_that_turns_host_key_checking_off_is_refused() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from fleet_tui.config.settings import HostSettings
+
+    for options in (
+        ["-oStrictHostKeyChecking=false"],
+        ["-o", "StrictHostKeyChecking=Off"],
+        ["-o", "StrictHostKeyChecking no"],
+        ["-o", "stricthostkeychecking='no'"],
+        ["-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=/dev/null"],
+        ["-oGlobalKnownHostsFile=/dev/null"],
+    ):
+        with pytest.raises(ValidationError):
+            HostSettings(ssh="ops@h", ssh_options=options)
+    # what keeps checking on is taken as written
+    for options in (
+        ["-o", "StrictHostKeyChecking=accept-new"],
+        ["-o", "StrictHostKeyChecking=yes"],
+    ):
+        assert HostSettings(ssh="ops@h", ssh_options=options).ssh_options == options

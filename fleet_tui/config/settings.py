@@ -113,7 +113,12 @@ class InferenceSettings(BaseModel):
 # (ssh would split or pass them on to the remote shell).
 _NOT_A_WORD = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 # Options that would turn the user's host-key checking off: never accepted from the settings.
-_NO_HOST_KEY_CHECK = re.compile(r"stricthostkeychecking\s*[= ]\s*[\"']?(no|off)\b", re.IGNORECASE)
+# (ssh reads `no`, `off` and `false` alike; known hosts in /dev/null forget every key it learns)
+_NO_HOST_KEY_CHECK = re.compile(
+    r"stricthostkeychecking\s*[= ]\s*[\"']?(no|off|false)\b"
+    r"|(?:user|global)knownhostsfile\s*[= ]\s*[\"']?/dev/null",
+    re.IGNORECASE,
+)
 
 
 class HostSettings(BaseModel):
@@ -156,7 +161,10 @@ class HostSettings(BaseModel):
             if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in opt):
                 raise ValueError("an ssh option has control characters")
             if _NO_HOST_KEY_CHECK.search(opt):
-                raise ValueError("host-key checking stays on: StrictHostKeyChecking=no refused")
+                raise ValueError(
+                    "host-key checking stays on: StrictHostKeyChecking=no and known hosts in "
+                    "/dev/null are refused"
+                )
         return v
 
 
