@@ -323,3 +323,63 @@ def test_a_crash_exits_1_with_one_line_and_a_crash_log_never_agent_data_on_scree
     text = log.read_text()
     assert "Traceback (most recent call last)" in text and "_crash_for_tests" in text
     assert secret not in text  # the traceback, not the locals holding the agent's record
+
+
+def _dashboard_pid(env: FleetEnv) -> int:
+    """The dashboard's process: the child of the pane's `sh -c` wrapper (then_shell)."""
+    shell = int(env.tmux(OUTER, "display-message", "-p", "-t", "=op:", "#{pane_pid}").stdout)
+    kids = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+    assert len(kids) == 1, kids
+    return int(kids[0])
+
+
+def _pipe_open(env: FleetEnv, name: str) -> bool:
+    out = env.tmux(AGENTS, "display-message", "-p", "-t", f"={name}:", "#{pane_pipe}").stdout
+    return out.strip() == "1"
+
+
+def test_sigterm_quits_like_q_closing_the_stream_and_giving_the_terminal_back(
+    fleet_env: FleetEnv, tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    fleet_env.write_roster(ROSTER)
+    fleet_env.stub(AGENTS, "orchestrator")
+    dashboard(fleet_env, tmp_path / "out.bin", then_shell=True)
+    wait_screen(fleet_env, "orchestrator")
+    select(fleet_env, "orchestrator")
+    keys(fleet_env, "s")
+    wait_screen(fleet_env, "read-only")
+    wait_until(lambda: _pipe_open(fleet_env, "orchestrator"), timeout=10, message="the pipe")
+    os.kill(_dashboard_pid(fleet_env), signal.SIGTERM)  # `kill`, systemd, a web server
+    wait_screen(fleet_env, "exit=", timeout=20)
+    lines = [line for line in screen(fleet_env).splitlines() if line.strip()]
+    assert lines == ["exit=0"], lines  # a clean quit: nothing left of the dashboard on screen
+    mode = fleet_env.tmux(
+        OUTER, "display-message", "-p", "-t", "=op:", "#{alternate_on} #{cursor_flag}"
+    ).stdout.strip()
+    assert mode == "0 1"  # the terminal is given back
+    assert not _pipe_open(fleet_env, "orchestrator")  # the stream's pipe-pane is closed
+    closed = [a for a in fleet_env.audit_lines() if a["action"] == "pipe"]
+    assert closed and closed[-1]["outcome"] == "closed"
+
+
+def test_a_hang_up_ends_the_dashboard_and_closes_its_stream(
+    fleet_env: FleetEnv, tmp_path: Path
+) -> None:
+    import os
+
+    fleet_env.write_roster(ROSTER)
+    fleet_env.stub(AGENTS, "orchestrator")
+    dashboard(fleet_env, tmp_path / "out.bin", then_shell=True)
+    wait_screen(fleet_env, "orchestrator")
+    select(fleet_env, "orchestrator")
+    keys(fleet_env, "s")
+    wait_screen(fleet_env, "read-only")
+    wait_until(lambda: _pipe_open(fleet_env, "orchestrator"), timeout=10, message="the pipe")
+    pid = _dashboard_pid(fleet_env)
+    # the operator's terminal (or ssh connection) goes away: tmux hangs up the pane
+    fleet_env.tmux(OUTER, "kill-session", "-t", "=op")
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), timeout=20, message="the dashboard")
+    assert not _pipe_open(fleet_env, "orchestrator")

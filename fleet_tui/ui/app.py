@@ -15,7 +15,11 @@ Here, on the event loop, only what the operator notices: one bell per poll that 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -61,6 +65,7 @@ from fleet_tui.ui.workers import Polled, in_thread, poll_and_alert, watch_folder
 HEARTBEAT_REFRESH_S = 1.0
 TOASTS_AT_ONCE = 3  # more agents firing on one poll: one toast that counts them
 ALERT_TOAST_S = 10.0
+END_GRACE_S = 5.0  # after SIGTERM/SIGHUP, how long a clean quit may take before the process ends
 
 
 class Silenced(Message):
@@ -178,6 +183,7 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
 
     # -- start -----------------------------------------------------------------------------
     def on_mount(self) -> None:
+        self._catch_end_signals()
         use_theme(self, self.settings.theme)
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
@@ -202,6 +208,29 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
                     exit_on_error=False,
                     description="watch the heartbeat spool",
                 )
+
+    def _catch_end_signals(self) -> None:
+        """SIGTERM (`kill`, systemd, the web server ending a session) and SIGHUP (the terminal or
+        the ssh connection went away) end the dashboard as `q` does: its screens close (a
+        stream's pipe-pane and ssh with them) and the terminal is given back, instead of the
+        process dying in the alternate screen with the pipe left open. Not in a headless test
+        app, whose loop is the test's."""
+        if self.is_headless:
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._end_on_signal, sig)
+
+    def _end_on_signal(self, sig: int) -> None:
+        """Quit as `q` does. Textual's shutdown may then block for good writing to a terminal
+        that is gone (SIGHUP: its output thread dies on EIO and the queue to it fills): the
+        screens have closed their pipes by then, so after END_GRACE_S the process just ends
+        (exit 128 + the signal)."""
+        self.exit()
+        watchdog = threading.Timer(END_GRACE_S, os._exit, args=(128 + sig,))
+        watchdog.daemon = True
+        watchdog.start()
 
     # -- polling (when: the scheduler; how: a thread worker; the result: a Polled message) ---
     def request_poll(self, *, heartbeats_only: bool = False) -> None:
