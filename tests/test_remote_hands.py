@@ -314,7 +314,7 @@ def test_a_dead_port_and_a_silent_one_fail_within_the_connect_timeout(sshd: Sshd
     with pytest.raises(HostUnreachable) as err:
         host_for(sshd, port=closed, connect_timeout_s=2).run("stream", ["--", "x"], timeout_s=10)
     assert "cannot be reached" in str(err.value) and "refused" in str(err.value).lower()
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 20  # refused at once when quiet (~0.3 s)
     with socket.socket() as silent:  # accepts the connection, never says a word
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -324,7 +324,9 @@ def test_a_dead_port_and_a_silent_one_fail_within_the_connect_timeout(sshd: Sshd
             host_for(sshd, port=port, connect_timeout_s=2).run("stream", ["--", "x"], timeout_s=10)
         took = time.monotonic() - t0
     assert "did not answer within 2 s" in str(err.value)
-    assert took < 10, took  # the connect timeout (2 s), with room for a loaded machine
+    # "within 2 s": ssh's own connect timeout ended it (our deadline for the call would say
+    # 12 s); nothing hangs (2 s when quiet, 10x over for a loaded machine)
+    assert took < 20, took
 
 
 def test_a_missing_or_too_old_remote_fleet_tui_is_said(sshd: Sshd) -> None:
