@@ -23,7 +23,6 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -31,7 +30,7 @@ from fleet_tui import telemetry
 from fleet_tui import tmux as recipe
 from fleet_tui.config.fleet import FleetConfig, load_configured_roster
 from fleet_tui.control import panes as control
-from fleet_tui.control.audit import audit_path, record_action
+from fleet_tui.control.audit import audit_path, record_agent_action
 from fleet_tui.core.join import FLEET_SOCKETS, roster_sockets
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.errors import AuditUnavailable, Refused
@@ -202,17 +201,7 @@ class LiveActions:
 
     # -- the audit ----------------------------------------------------------------------------
     def _record(self, action: str, record: AgentRecord, outcome: str, detail: str) -> None:
-        record_action(
-            self.state_dir,
-            now=datetime.now(UTC),
-            tenant_id=record.tenant_id,
-            host=record.host,
-            action=action,
-            agent=record.name,
-            outcome=outcome,
-            detail=detail,
-            surface=self.surface,
-        )
+        record_agent_action(self.state_dir, record, action, outcome, detail, surface=self.surface)
 
     def _intent(self, action: str, record: AgentRecord, detail: str = "") -> None:
         """The record written before acting: raises `AuditUnavailable` (do not act)."""

@@ -16,14 +16,18 @@ import errno
 import json
 import os
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleet_tui.config.surface import web_label
 from fleet_tui.errors import AuditUnavailable
 from fleet_tui.protocol.clock import format_ts
 from fleet_tui.protocol.files import APPEND_FLAGS, NotRegularFile, ensure_regular
 from fleet_tui.sources.systemd import current_user
+
+if TYPE_CHECKING:  # the records' module is pydantic: not imported for the hooks' sake
+    from fleet_tui.model.records import AgentRecord
 
 SURFACE_ENV = "MOSAIC_FLEET_SURFACE"
 
@@ -109,3 +113,21 @@ def record_action(
         line["label"] = label
     data = (json.dumps(line, ensure_ascii=False) + "\n").encode()
     append_line(audit_path(state_dir), data)
+
+
+def record_agent_action(
+    state_dir: Path, record: AgentRecord, action: str, outcome: str, detail: str, *, surface: str
+) -> None:
+    """`record_action` for an operator's action on `record`'s agent, now (its tenant, host and
+    name); raises `AuditUnavailable` as record_action does."""
+    record_action(
+        state_dir,
+        now=datetime.now(UTC),
+        tenant_id=record.tenant_id,
+        host=record.host,
+        action=action,
+        agent=record.name,
+        outcome=outcome,
+        detail=detail,
+        surface=surface,
+    )

@@ -30,13 +30,12 @@ import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from fleet_tui import __version__
 from fleet_tui.config.settings import HostSettings
 from fleet_tui.control.actions import Handover, check_agent_name, need_client
-from fleet_tui.control.audit import SURFACE_ENV, record_action
+from fleet_tui.control.audit import SURFACE_ENV, record_agent_action
 from fleet_tui.control.panes import operator_server
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.errors import (
@@ -301,17 +300,7 @@ class RemoteHands:
 
     # -- the audit ----------------------------------------------------------------------------
     def _record(self, action: str, record: AgentRecord, outcome: str, detail: str) -> None:
-        record_action(
-            self.state_dir,
-            now=datetime.now(UTC),
-            tenant_id=record.tenant_id,
-            host=record.host,
-            action=action,
-            agent=record.name,
-            outcome=outcome,
-            detail=detail,
-            surface=self.surface,
-        )
+        record_agent_action(self.state_dir, record, action, outcome, detail, surface=self.surface)
 
     def intent(self, action: str, record: AgentRecord, detail: str = "") -> RemoteHost:
         """The mapped host, after the "started" record (raises AuditUnavailable: do not act)."""
