@@ -327,10 +327,11 @@ def test_a_crash_exits_1_with_one_line_and_a_crash_log_never_agent_data_on_scree
 
 def _dashboard_pid(env: FleetEnv) -> int:
     """The dashboard's process: the child of the pane's `sh -c` wrapper (then_shell)."""
+    from fleet_tui.sources.procs import children
+
     shell = int(env.tmux(OUTER, "display-message", "-p", "-t", "=op:", "#{pane_pid}").stdout)
-    kids = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
-    assert len(kids) == 1, kids
-    return int(kids[0])
+    (kid,) = children(shell)
+    return kid
 
 
 def _pipe_open(env: FleetEnv, name: str) -> bool:
@@ -338,12 +339,8 @@ def _pipe_open(env: FleetEnv, name: str) -> bool:
     return out.strip() == "1"
 
 
-def test_sigterm_quits_like_q_closing_the_stream_and_giving_the_terminal_back(
-    fleet_env: FleetEnv, tmp_path: Path
-) -> None:
-    import os
-    import signal
-
+def _streaming_in_a_shell(fleet_env: FleetEnv, tmp_path: Path) -> None:
+    """The dashboard (then a shell) streaming the orchestrator's pane, its pipe open."""
     fleet_env.write_roster(ROSTER)
     fleet_env.stub(AGENTS, "orchestrator")
     dashboard(fleet_env, tmp_path / "out.bin", then_shell=True)
@@ -352,6 +349,15 @@ def test_sigterm_quits_like_q_closing_the_stream_and_giving_the_terminal_back(
     keys(fleet_env, "s")
     wait_screen(fleet_env, "read-only")
     wait_until(lambda: _pipe_open(fleet_env, "orchestrator"), timeout=10, message="the pipe")
+
+
+def test_sigterm_quits_like_q_closing_the_stream_and_giving_the_terminal_back(
+    fleet_env: FleetEnv, tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    _streaming_in_a_shell(fleet_env, tmp_path)
     os.kill(_dashboard_pid(fleet_env), signal.SIGTERM)  # `kill`, systemd, a web server
     wait_screen(fleet_env, "exit=", timeout=20)
     lines = [line for line in screen(fleet_env).splitlines() if line.strip()]
@@ -370,14 +376,7 @@ def test_a_hang_up_ends_the_dashboard_and_closes_its_stream(
 ) -> None:
     import os
 
-    fleet_env.write_roster(ROSTER)
-    fleet_env.stub(AGENTS, "orchestrator")
-    dashboard(fleet_env, tmp_path / "out.bin", then_shell=True)
-    wait_screen(fleet_env, "orchestrator")
-    select(fleet_env, "orchestrator")
-    keys(fleet_env, "s")
-    wait_screen(fleet_env, "read-only")
-    wait_until(lambda: _pipe_open(fleet_env, "orchestrator"), timeout=10, message="the pipe")
+    _streaming_in_a_shell(fleet_env, tmp_path)
     pid = _dashboard_pid(fleet_env)
     # the operator's terminal (or ssh connection) goes away: tmux hangs up the pane
     fleet_env.tmux(OUTER, "kill-session", "-t", "=op")

@@ -74,6 +74,16 @@ async def _painted(ws: aiohttp.ClientWebSocketResponse, needle: bytes, timeout: 
         seen += msg.data
 
 
+async def _open_app(
+    client: aiohttp.ClientSession, web: WebProc
+) -> tuple[aiohttp.ClientWebSocketResponse, int]:
+    """The logged-in `client`'s socket, once its app has drawn the fleet; the app's pid."""
+    ws = await client.ws_connect(web.url + "/ws", origin=web.url)
+    await _painted(ws, b"orchestrator")
+    (pid,) = web.app_pids()
+    return ws, pid
+
+
 def _token_file_mode(web: WebProc) -> int:
     return stat.S_IMODE(os.stat(web.state_dir / "web" / "tokens.json").st_mode)
 
@@ -328,9 +338,7 @@ async def test_the_app_gets_its_session_environment_and_no_secrets(
         token = create_token(demo, "control", _label(request))
         async with new_client() as client:
             await login(client, web.url, token)
-            ws = await client.ws_connect(web.url + "/ws", origin=web.url)
-            await _painted(ws, b"orchestrator")
-            (pid,) = web.app_pids()
+            ws, pid = await _open_app(client, web)
             app_env = environ_of(pid)
             assert app_env["MOSAIC_FLEET_WEB_SCOPE"] == "control"
             assert app_env["MOSAIC_FLEET_WEB_LABEL"] == _label(request)
@@ -364,9 +372,7 @@ async def test_closing_the_socket_ends_the_app_and_its_children(
         token = create_token(demo, "view", _label(request))
         async with new_client() as client:
             await login(client, web.url, token)
-            ws = await client.ws_connect(web.url + "/ws", origin=web.url)
-            await _painted(ws, b"orchestrator")
-            (pid,) = web.app_pids()
+            ws, pid = await _open_app(client, web)
             kids = children_of(pid)
             assert alive(pid) and len(kids) == 2, "the app and its children run"
             assert len(set(kids) & set(group_members(pid))) == 1  # one in a group of its own
@@ -428,9 +434,7 @@ async def test_a_revoked_token_ends_its_live_session(
     token = create_token(demo, "view", label)
     async with new_client() as client:
         await login(client, server.url, token)
-        ws = await client.ws_connect(server.url + "/ws", origin=server.url)
-        await _painted(ws, b"orchestrator")
-        (pid,) = server.app_pids()
+        ws, pid = await _open_app(client, server)
         res = subprocess.run(
             [sys.executable, "-m", "fleet_tui", "web", "token", "revoke", label],
             env=demo, capture_output=True, text=True, timeout=30, check=False,
@@ -456,9 +460,7 @@ async def test_an_idle_session_is_closed(
         token = create_token(demo, "view", _label(request))
         async with new_client() as client:
             await login(client, web.url, token)
-            ws = await client.ws_connect(web.url + "/ws", origin=web.url)
-            await _painted(ws, b"orchestrator")
-            (pid,) = web.app_pids()
+            ws, pid = await _open_app(client, web)
             while True:
                 msg = await ws.receive(timeout=30)
                 if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
@@ -476,9 +478,7 @@ async def test_stopping_the_server_ends_every_app(
     token = create_token(demo, "view", _label(request))
     async with new_client() as client:
         await login(client, web.url, token)
-        ws = await client.ws_connect(web.url + "/ws", origin=web.url)
-        await _painted(ws, b"orchestrator")
-        (pid,) = web.app_pids()
+        ws, pid = await _open_app(client, web)
         web.stop()
         await _wait(lambda: not alive(pid) and not group_members(pid), 10, "the app to end")
         await ws.close()
@@ -574,9 +574,7 @@ async def test_a_killed_server_leaves_no_app_behind(
     token = create_token(demo, "view", _label(request))
     async with new_client() as client:
         await login(client, web.url, token)
-        ws = await client.ws_connect(web.url + "/ws", origin=web.url)
-        await _painted(ws, b"orchestrator")
-        (pid,) = web.app_pids()
+        ws, pid = await _open_app(client, web)
         web.proc.kill()
         web.stop()
         await _wait(lambda: not alive(pid) and not group_members(pid), 20, "the app to end")

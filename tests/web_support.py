@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +141,8 @@ async def login(client: aiohttp.ClientSession, url: str, token: str) -> aiohttp.
     return r
 
 
-def group_members(pgid: int) -> list[int]:
-    """Processes whose process group is `pgid` (the app runs as its own session leader)."""
-    found = []
+def _stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command name) of every process."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -151,24 +150,16 @@ def group_members(pgid: int) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:  # state, ppid, pgrp
-            found.append(int(entry))
-    return found
+        yield int(entry), stat.rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, ...
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes whose process group is `pgid` (the app runs as its own session leader)."""
+    return [pid for pid, f in _stats() if f[0] != "Z" and int(f[2]) == pgid]
 
 
 def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry))
-    return found
+    return [child for child, f in _stats() if int(f[1]) == pid]
 
 
 def alive(pid: int) -> bool:
