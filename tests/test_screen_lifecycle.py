@@ -202,3 +202,24 @@ async def test_a_screen_closed_twice_never_takes_the_fleet_screen_with_it(closer
         app.go_to_agent(agent_key(app, "coder0-0"))
         await settle(pilot, app)
         assert app.fleet_screen.query_one(FleetTable).cursor_key == agent_key(app, "coder0-0")
+
+
+async def test_a_poll_landing_while_the_app_exits_does_not_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the app stops running, then closes its screens, which stay on the stack while their
+    # widgets go: a poll landing in between (seen in CI at the end of a test) found no table
+    from fleet_tui.ui.widgets import FleetHeader
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await first_poll(pilot, app)
+        snap = app.snapshot
+        assert snap is not None
+
+        def poll_lands(self: FleetHeader) -> None:  # as the fleet's widgets are removed
+            app.apply_snapshot(snap)
+
+        monkeypatch.setattr(FleetHeader, "on_unmount", poll_lands, raising=False)
+        monkeypatch.setattr(FleetTable, "on_unmount", poll_lands, raising=False)
+    assert not app.is_running  # and leaving run_test re-raised nothing

@@ -92,8 +92,11 @@ def dashboard_of(node: InApp) -> Dashboard:
 def on_stack(screen: Screen[Any]) -> bool:
     """True while `screen` is on the app's stack and the app is not exiting. A popped screen
     leaves the stack at once and loses its widgets a few turns of the loop later, while it is
-    removed; from then on nothing may query them."""
-    return screen.is_attached and screen in screen.app.screen_stack
+    removed; from then on nothing may query them. An exiting app (`q`, a signal, the end of a
+    test) stops running before it closes its screens, which stay on the stack while their
+    widgets go: a poll landing then finds no widgets."""
+    app = screen.app
+    return app.is_running and screen.is_attached and screen in app.screen_stack
 
 
 def screen_ready(screen: Screen[Any]) -> bool:
