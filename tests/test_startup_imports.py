@@ -26,6 +26,11 @@ NOT_IMPORTED = (
     "fleet_tui.core.usage",
     "fleet_tui.remote.client",
     "fleet_tui.service.alerts",
+    # no roster, heartbeat or settings file to validate: the snapshot's records are dataclasses
+    "pydantic",
+    "pydantic_core",
+    "fleet_tui.model.validated",
+    "fleet_tui.config.settings",
 )
 
 

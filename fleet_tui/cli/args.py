@@ -10,10 +10,12 @@ imported when a verb runs.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fleet_tui.config.fleet import FleetConfig
+    from fleet_tui.core.infer import InferenceRules
     from fleet_tui.remote.connection import GatewaySettings
     from fleet_tui.service.collector import BudgetProvider, FleetCollector, UsageProvider
 
@@ -104,6 +106,23 @@ def gateway_from_args(args: argparse.Namespace) -> GatewaySettings | None:
     )
 
 
+def _inference_rules() -> tuple[InferenceRules, list[str]]:
+    """The settings file's inference rules; the defaults, without building the settings models
+    (pydantic), when there is no settings file: most runs (issue 16, `ps` start-up)."""
+    from fleet_tui.config.paths import settings_path
+    from fleet_tui.core.infer import DEFAULT_RULES
+
+    try:
+        os.stat(settings_path())
+    except (FileNotFoundError, NotADirectoryError):
+        return DEFAULT_RULES, []
+    except OSError:
+        pass  # the settings reader says what is wrong with it
+    from fleet_tui.config.settings import load_inference_rules
+
+    return load_inference_rules()
+
+
 def new_collector(
     config: FleetConfig,
     *,
@@ -113,10 +132,9 @@ def new_collector(
 ) -> FleetCollector:
     """A collector for `config` with the inference rules of the settings file (its `inference`
     section; what is wrong there is said in every snapshot's warnings)."""
-    from fleet_tui.config.settings import load_inference_rules
     from fleet_tui.service.collector import FleetCollector
 
-    rules, notices = load_inference_rules()
+    rules, notices = _inference_rules()
     return FleetCollector(
         config,
         keep_last_good=keep_last_good,

@@ -329,15 +329,7 @@ _JSON_ESCAPED = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud8
 def _snapshot_json(snapshot: FleetSnapshot) -> str:
     """ps v1 JSON of `snapshot`, names exactly as they are (scripts address sessions by them),
     yet safe to `cat` on a terminal and always valid UTF-8 (see _JSON_ESCAPED)."""
-    import json
-
-    from pydantic_core import PydanticSerializationError
-
-    try:
-        text = str(snapshot.to_json(indent=2))
-    except PydanticSerializationError:  # lone surrogates: pydantic will not encode them
-        data = snapshot.model_dump(mode="json", by_alias=True)
-        text = json.dumps(data, indent=2, ensure_ascii=False)
+    text = snapshot.to_json(indent=2)  # lone surrogates stay in the text: escaped below
     return _JSON_ESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 

@@ -12,6 +12,12 @@ def _xdg(var: str, fallback: str) -> Path:
     return Path(value) if value and os.path.isabs(value) else Path.home() / fallback
 
 
+def settings_path() -> Path:
+    """The dashboard's settings file, fleet-tui.yaml (read by `config.settings`)."""
+    env = os.environ.get("MOSAIC_FLEET_TUI_CONFIG")
+    return Path(env) if env else _xdg("XDG_CONFIG_HOME", ".config") / "mosaic" / "fleet-tui.yaml"
+
+
 def default_roster_path() -> Path:
     return _xdg("XDG_CONFIG_HOME", ".config") / "mosaic" / "roster.yaml"
 

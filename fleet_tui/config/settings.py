@@ -33,7 +33,6 @@ one pattern. The file is read with `read_regular`: a FIFO or a device there neve
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -48,7 +47,7 @@ from pydantic import (
     model_validator,
 )
 
-from fleet_tui.config.paths import _xdg
+from fleet_tui.config.paths import settings_path as settings_path
 from fleet_tui.core.infer import ACTIVE_WITHIN_S, DEFAULT_RULES, InferenceRules, compile_rules
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.present.glyphs import GlyphMode
@@ -182,11 +181,6 @@ class DashboardSettings(BaseModel):
     keymap: dict[str, str] = Field(default_factory=dict)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     hosts: dict[HostName, HostSettings] = Field(default_factory=dict)
-
-
-def settings_path() -> Path:
-    env = os.environ.get("MOSAIC_FLEET_TUI_CONFIG")
-    return Path(env) if env else _xdg("XDG_CONFIG_HOME", ".config") / "mosaic" / "fleet-tui.yaml"
 
 
 class _Unreadable(Exception):

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from fleet_tui.core.timefmt import human_duration
-from fleet_tui.model.records import Health, Heartbeat, Ping
+from fleet_tui.model.records import Health
+
+if TYPE_CHECKING:
+    from fleet_tui.model.validated import Heartbeat, Ping
 
 CLOCK_SKEW_S = 5.0
 

@@ -23,9 +23,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, TypeVar
 
 from fleet_tui.core.health import Assessment, assess
 from fleet_tui.core.infer import DEFAULT_RULES, InferenceRules, infer_state
@@ -38,15 +36,11 @@ from fleet_tui.model.records import (
     Drift,
     FleetSnapshot,
     Health,
-    Heartbeat,
     HeartbeatInfo,
     InferredState,
     Lifecycle,
     PaneRow,
-    Ping,
     ProcessInfo,
-    Roster,
-    RosterAgent,
     SocketInfo,
     SocketScan,
     SocketState,
@@ -58,6 +52,9 @@ from fleet_tui.model.records import (
     TmuxInfo,
     TreeSample,
 )
+
+if TYPE_CHECKING:  # validated input models (pydantic): types only here
+    from fleet_tui.model.validated import Heartbeat, Ping, Roster, RosterAgent
 
 FLEET_SOCKETS = ("mosaic-fleet", "mosaic-factory")
 DEFAULT_TIMEOUT_S = 30.0
@@ -700,21 +697,16 @@ def _record_inputs(inputs: FleetInputs, placement: Placement) -> tuple[object, .
     )
 
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M")
 
 
 def _moved(model: M, update: Mapping[str, object]) -> M:
-    """A copy of a (frozen) record with `update` set, without validation: what `model_copy` does
-    for a model without extras or private attributes, at a third of its cost (it copies through
-    `copy.copy` three times). Only for values of the fields' own types, none of them what the
-    record's cached `key` is made of (it is kept)."""
+    """A copy of a (frozen) record with `update` set, keeping a record's cached `key` (unlike
+    `model_copy`). Only for values of the fields' own types, none of them what the key is made
+    of."""
     cls = type(model)
     new = cls.__new__(cls)
-    _set = object.__setattr__
-    _set(new, "__dict__", {**model.__dict__, **update})
-    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
-    _set(new, "__pydantic_extra__", None)
-    _set(new, "__pydantic_private__", None)
+    object.__setattr__(new, "__dict__", {**model.__dict__, **update})
     return new
 
 

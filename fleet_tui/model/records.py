@@ -1,192 +1,181 @@
-"""Records and enums of the fleet: the `ps --json` v1 contract and the heartbeat protocol v1.
+"""Records and enums of the fleet: the `ps --json` v1 contract and its parts.
 
-Pure data (pydantic); imports nothing of the project. Field names follow DESIGN.md exactly, since
-other tools, hooks and hosts read them.
+Plain frozen dataclasses: a snapshot is built by the join from data already checked, so building
+one validates nothing and imports no pydantic (issue 16: pydantic was most of a `ps`'s start-up).
+What comes from outside is validated: `model_validate` (an answer of the gateway, a remote ps
+document) builds a pydantic TypeAdapter of the class on first use, with unknown fields refused.
+The validated input models (roster, heartbeat, ping, ledger records) are in `validated`; their
+names are given here too, loaded on first use. Field names follow DESIGN.md exactly, since other
+tools, hooks and hosts read them. Imports nothing of the project above `protocol`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
-from typing import Annotated, Any, Self
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
-
+from fleet_tui.model.kinds import KNOWN_RUNTIMES as KNOWN_RUNTIMES
+from fleet_tui.model.kinds import AgentState as AgentState
+from fleet_tui.model.kinds import BudgetStatus as BudgetStatus
+from fleet_tui.model.kinds import Drift as Drift
+from fleet_tui.model.kinds import Health as Health
+from fleet_tui.model.kinds import Lifecycle as Lifecycle
+from fleet_tui.model.kinds import SocketState as SocketState
+from fleet_tui.model.kinds import StateSource as StateSource
 from fleet_tui.protocol.clock import format_ts
-from fleet_tui.protocol.names import (
-    AGENT_NAME_CHARS,
-    AGENT_NAME_MAX,
-    AGENT_NAME_RE,
-    HOST_RE,
-    LEDGER_TEXT_RE,
-    SOCKET_NAME_RE,
-    TENANT_RE,
-    row_name_problem,
-)
+
+if TYPE_CHECKING:  # re-exported: `from fleet_tui.model.records import Heartbeat` still works
+    from fleet_tui.model.validated import AwareTimestamp as AwareTimestamp
+    from fleet_tui.model.validated import Heartbeat as Heartbeat
+    from fleet_tui.model.validated import Ping as Ping
+    from fleet_tui.model.validated import Roster as Roster
+    from fleet_tui.model.validated import RosterAgent as RosterAgent
+    from fleet_tui.model.validated import RowName as RowName
+    from fleet_tui.model.validated import SpendRecord as SpendRecord
+    from fleet_tui.model.validated import Timestamp as Timestamp
+    from fleet_tui.model.validated import UsageSample as UsageSample
 
 PS_SCHEMA = "mosaic.fleet.ps/v1"
 
-
-Timestamp = Annotated[datetime, PlainSerializer(format_ts, return_type=str)]
-
-
-class Health(StrEnum):
-    """Liveness only (DESIGN.md "Health"); `state` is shown beside it."""
-
-    HEALTHY = "healthy"
-    STALE = "stale"
-    UNRESPONSIVE = "unresponsive"
-    UNKNOWN = "unknown"
-    DOWN = "down"
-
-
-class AgentState(StrEnum):
-    """What the runtime says it is doing (heartbeat `state`)."""
-
-    STARTING = "starting"
-    IDLE = "idle"
-    BUSY = "busy"
-    WAITING_INPUT = "waiting_input"
-    BLOCKED = "blocked"
-    ERROR = "error"
-    STOPPING = "stopping"
+_VALIDATED = frozenset(
+    {
+        "AwareTimestamp",
+        "Heartbeat",
+        "Ping",
+        "Roster",
+        "RosterAgent",
+        "RowName",
+        "SpendRecord",
+        "Timestamp",
+        "UsageSample",
+    }
+)
 
 
-class Drift(StrEnum):
-    """Differences between what the roster says and what runs (DESIGN.md "Drift flags")."""
+def __getattr__(name: str) -> Any:
+    """The validated models by their old address (`records.Heartbeat`...), imported (with
+    pydantic) only when asked for."""
+    if name in _VALIDATED:
+        from fleet_tui.model import validated
 
-    MISSING_SESSION = "missing_session"
-    NOT_IN_ROSTER = "not_in_roster"
-    SOCKET_MISMATCH = "socket_mismatch"
-    DUPLICATE = "duplicate"
-    PANE_DEAD = "pane_dead"
-    UNIT_INACTIVE = "unit_inactive"
-    UNIT_WITHOUT_SESSION = "unit_without_session"
-    BOOT_DISABLED = "boot_disabled"
-    RUNTIME_MISMATCH = "runtime_mismatch"
-    # Grown since v1 (additive): `supervise` gave up on the agent (past its restart limit) until
-    # an operator starts it; an always-on agent an operator stopped on purpose (instead of
-    # `missing_session`, which would cry wolf).
-    HELD = "held"
-    STOPPED = "stopped"
+        return getattr(validated, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class SocketState(StrEnum):
-    """What a socket file in the tmux folder turned out to be."""
+# -- The records of a snapshot ------------------------------------------------------------------
 
-    LIVE = "live"
-    STALE = "stale"
-    HUNG = "hung"
-    DENIED = "denied"
+_ADAPTERS: dict[type, Any] = {}
 
 
-class Lifecycle(StrEnum):
-    ALWAYS_ON = "always-on"
-    EPHEMERAL = "ephemeral"
+_SCALARS = frozenset({str, int, bool, type(None)})  # JSON as they are
 
 
-KNOWN_RUNTIMES = ("claude", "codex", "pi", "opencode", "stub", "other")
+def _jsonable(value: Any, nulls: bool = False) -> Any:
+    """`value` as JSON data, as pydantic dumped the models in JSON mode: records as objects (by
+    alias), enums by value, times in the protocol's text; a non-finite float stays one, or
+    becomes null with `nulls` (JSON text has no NaN: pydantic wrote null there)."""
+    if value is None or value is True or value is False:
+        return value
+    kind = type(value)
+    if kind is str or kind is int:
+        return value
+    if kind is float:
+        return None if nulls and not math.isfinite(value) else value
+    if isinstance(value, PlainRecord):
+        d = value.__dict__
+        return {
+            out: v if (v := d[n]).__class__ in _SCALARS else _jsonable(v, nulls)
+            for n, out in value.json_names
+        }
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return format_ts(value)
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, nulls) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, nulls) for k, v in value.items()}
+    return value
 
 
-# Every model here is built on first use (`defer_build`), not at import: a `ps` never validates
-# a roster, a heartbeat, a ping or a ledger record when there is none (issue 16, start-up).
-# An empty list default is written `= []` (pydantic copies it for each instance), not
-# `Field(default_factory=list)`: for a factory the schema build asks `inspect.signature(list)`,
-# whose first call compiles the tokenize module's patterns (~5 ms of every start-up).
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+class PlainRecord:
+    """What every record of a snapshot can do besides holding its fields (frozen dataclasses).
 
-
-_NO_NUL = r"^[^\x00]*$"
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=255)]
-EnvValue = Annotated[str, Field(max_length=8192, pattern=_NO_NUL)]
-
-
-class RosterAgent(_Record):
-    """One agent of roster.yaml v1."""
-
-    name: str = Field(pattern=AGENT_NAME_CHARS, max_length=AGENT_NAME_MAX)
-    role: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
-    alias: str | None = None
-    runtime: str = "other"
-    model: str | None = None
-    lifecycle: Lifecycle = Lifecycle.ALWAYS_ON
-    unit: str | None = None
-    socket_name: str | None = Field(default=None, pattern=SOCKET_NAME_RE)
-    # Lifecycle (`up`, `restart`): what the pane runs (through the login shell), where, with
-    # which extra environment, and the window's fixed size. No command: not startable.
-    command: str | None = Field(default=None, min_length=1, max_length=8192, pattern=_NO_NUL)
-    cwd: str | None = Field(default=None, min_length=1, max_length=4096, pattern=_NO_NUL)
-    env: dict[EnvName, EnvValue] | None = None
-    width: int | None = Field(default=None, ge=20, le=1000)
-    height: int | None = Field(default=None, ge=5, le=500)
-
-    def __hash__(self) -> int:  # `env` is a dict: hash by name (equal agents share a name)
-        return hash((type(self), self.name))
-
-
-class Roster(_Record):
-    """roster.yaml v1, validated."""
-
-    version: int
-    tenant_id: str = Field(pattern=TENANT_RE)  # what the gateway accepts, no more
-    host: str | None = None
-    socket_name: str | None = Field(default=None, pattern=SOCKET_NAME_RE)
-    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=86400)
-    agents: list[RosterAgent] = []
-
-    def agent_socket(self, agent: RosterAgent) -> str:
-        """The socket an agent is expected on: its own, else the roster's, else `default`."""
-        return agent.socket_name or self.socket_name or "default"
-
-
-class Heartbeat(BaseModel):
-    """A heartbeat v1 record as written to `heartbeats/<agent>.json`.
-
-    Unknown fields are kept (the contract may grow); types are checked.
+    The method names are pydantic's, which these records were: `model_copy`, `model_dump`,
+    `model_dump_json`, `model_validate`, `model_fields`.
     """
 
-    model_config = ConfigDict(extra="allow", defer_build=True)
+    model_fields: ClassVar[dict[str, dataclasses.Field[Any]]] = {}
+    model_aliases: ClassVar[dict[str, str]] = {}  # field -> its name in JSON, when not the same
+    json_names: ClassVar[tuple[tuple[str, str], ...]] = ()  # (field, its name in JSON), in order
+    # Read by pydantic when `model_validate` builds its adapter: unknown fields are refused.
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
-    v: int = 1
-    tenant_id: str
-    host: str
-    agent: str
-    seq: int = Field(ge=0)
-    ts: Timestamp
-    interval_s: float = Field(gt=0)
-    state: AgentState
-    detail: str | None = None
-    runtime: str | None = None
-    model: str | None = None
-    pid: int | None = None
-    echo: str | None = None
-    acks: list[str] = []
-    usage: dict[str, Any] | None = None
-    # Grown after v1: who wrote it when not the runtime itself ("hook:claude", "hook:codex",
-    # "keepalive:claude"). Absent means the runtime speaks the protocol natively.
-    via: str | None = None
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with `update` set, not validated (values of the fields' own types). A record's
+        cached `key` is dropped: an update may change what it is made of."""
+        cls = type(self)
+        new = cls.__new__(cls)
+        d = dict(self.__dict__)
+        d.pop("key", None)
+        if update:
+            d.update(update)
+        if deep:
+            import copy
+
+            d = copy.deepcopy(d)
+        object.__setattr__(new, "__dict__", d)
+        return new
+
+    def model_dump(self, *, mode: str = "json", by_alias: bool = True) -> dict[str, Any]:
+        """The record as JSON data (`mode` is accepted for the callers of the pydantic days;
+        the data is always JSON's), by alias unless `by_alias` is False."""
+        data: dict[str, Any] = _jsonable(self)
+        if not by_alias:
+            names = {alias: name for name, alias in self.model_aliases.items()}
+            data = {names.get(k, k): v for k, v in data.items()}
+        return data
+
+    def model_dump_json(self, *, indent: int | None = None) -> str:
+        """The record as JSON text: compact, or indented by `indent`; non-ASCII as is."""
+        return json.dumps(
+            _jsonable(self, nulls=True),
+            indent=indent,
+            ensure_ascii=False,
+            separators=(",", ":") if indent is None else (",", ": "),
+        )
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Self:
+        """A record from untrusted data (an answer, a document), checked field by field with
+        pydantic (imported here, on first use); raises pydantic's ValidationError."""
+        adapter = _ADAPTERS.get(cls)
+        if adapter is None:
+            from pydantic import TypeAdapter
+
+            adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+        if cls.model_aliases and isinstance(data, Mapping):
+            names = {alias: name for name, alias in cls.model_aliases.items()}
+            data = {names.get(k, k): v for k, v in data.items()}
+        record: Self = adapter.validate_python(data)
+        return record
 
 
-class Ping(BaseModel):
-    """A ping written by an observer to `pings/<agent>.json`."""
-
-    model_config = ConfigDict(defer_build=True)
-
-    nonce: str
-    ts: Timestamp
-
-
-class TmuxInfo(_Record):
+@dataclass(frozen=True, kw_only=True)
+class TmuxInfo(PlainRecord):
     session_id: str
     pane_id: str
     pane_pid: int | None
     pane_dead: bool
     current_command: str | None
     attached_clients: int
-    activity_at: Timestamp | None
+    activity_at: datetime | None
     idle_s: float | None
     pane_title: str | None = None
     pane_pipe: bool = False
@@ -195,7 +184,8 @@ class TmuxInfo(_Record):
     cwd: str | None = None  # pane_current_path: what transcripts of this agent are matched on
 
 
-class SystemdInfo(_Record):
+@dataclass(frozen=True, kw_only=True)
+class SystemdInfo(PlainRecord):
     unit: str
     active_state: str | None
     sub_state: str | None = None
@@ -203,7 +193,8 @@ class SystemdInfo(_Record):
     linger: bool | None
 
 
-class ProcessInfo(_Record):
+@dataclass(frozen=True, kw_only=True)
+class ProcessInfo(PlainRecord):
     pid: int
     runtime_detected: str | None
     cpu_percent: float | None
@@ -211,8 +202,9 @@ class ProcessInfo(_Record):
     processes: int = 1
 
 
-class HeartbeatInfo(_Record):
-    ts: Timestamp
+@dataclass(frozen=True, kw_only=True)
+class HeartbeatInfo(PlainRecord):
+    ts: datetime
     age_s: float
     seq: int
     state: AgentState
@@ -222,7 +214,8 @@ class HeartbeatInfo(_Record):
     echo: str | None = None
 
 
-class SocketInfo(_Record):
+@dataclass(frozen=True, kw_only=True)
+class SocketInfo(PlainRecord):
     name: str
     path: str
     state: SocketState
@@ -231,31 +224,16 @@ class SocketInfo(_Record):
     listed_in_ms: float | None = None
 
 
-class StateSource(StrEnum):
-    HEARTBEAT = "heartbeat"
-    HOOK = "hook"
-    SESSION = "session"  # Claude Code's own session status file (sources/claude_sessions.py)
-    INFERRED = "inferred"
-
-
-class InferredState(_Record):
+@dataclass(frozen=True, kw_only=True)
+class InferredState(PlainRecord):
     """A state read off the pane (activity, title, prompt patterns): a guess, shown as one."""
 
     state: AgentState
     reason: str
 
 
-class BudgetStatus(StrEnum):
-    """Where an account window's use stands against its even spread (core/pacing.py)."""
-
-    ON_PACE = "on_pace"
-    AHEAD = "ahead"
-    BEHIND = "behind"
-    EXHAUSTED = "exhausted"
-    UNKNOWN = "unknown"
-
-
-class BudgetBrief(_Record):
+@dataclass(frozen=True, kw_only=True)
+class BudgetBrief(PlainRecord):
     """The budget of the account an agent spends from, in one line (the fleet table's cell)."""
 
     account: str
@@ -266,69 +244,8 @@ class BudgetBrief(_Record):
     rung: str | None = None
 
 
-# Bounds of the ledger records (UsageSample, SpendRecord), shared with the gateway, which
-# reuses these classes: what a host accepts locally is exactly what the gateway accepts.
-
-
-def _row_name(v: str) -> str:
-    problem = row_name_problem(v)
-    if problem is not None:
-        raise ValueError(problem)
-    return v
-
-
-RowName = Annotated[str, Field(pattern=LEDGER_TEXT_RE), AfterValidator(_row_name)]
-_INT32_MAX = 2**31 - 1  # PostgreSQL integer
-_INT64_MAX = 2**63 - 1  # PostgreSQL bigint
-AwareTimestamp = Annotated[AwareDatetime, PlainSerializer(format_ts, return_type=str)]
-
-
-class UsageSample(BaseModel):
-    """One usage-vs-limit observation of an account window (`usage.jsonl`, DESIGN.md Budgets).
-
-    The one schema of a sample, here and at the gateway (which reuses this class): names within
-    the DESIGN patterns, timezone-aware times, finite numbers, integers within the database's
-    column types. Lenient on the percentage on purpose: readers report one outside 0..100 with
-    file and line instead of losing the rest of the ledger.
-    """
-
-    model_config = ConfigDict(extra="allow", defer_build=True)
-
-    tenant_id: str = Field(pattern=TENANT_RE)
-    host: str = Field(pattern=HOST_RE)
-    account: RowName
-    window: RowName
-    window_minutes: int | None = Field(default=None, ge=1, le=_INT32_MAX)
-    used_percent: float = Field(allow_inf_nan=False)
-    resets_at: AwareTimestamp | None = None
-    reset_confidence: str = Field(default="unknown", max_length=64)
-    observed_at: AwareTimestamp
-    source: str = Field(max_length=255)
-
-
-class SpendRecord(BaseModel):
-    """One metered spend (`spend.jsonl`, DESIGN.md Budgets); the one schema of a spend record,
-    here and at the gateway (which reuses this class)."""
-
-    model_config = ConfigDict(extra="allow", defer_build=True)
-
-    tenant_id: str = Field(pattern=TENANT_RE)
-    host: str = Field(pattern=HOST_RE)
-    ts: AwareTimestamp
-    agent: str | None = Field(default=None, pattern=AGENT_NAME_RE)
-    account: RowName
-    model: str | None = Field(default=None, max_length=255)
-    mission: str | None = Field(default=None, max_length=1024)
-    task: str | None = Field(default=None, max_length=1024)
-    input_tokens: int = Field(default=0, ge=0, le=_INT64_MAX)
-    output_tokens: int = Field(default=0, ge=0, le=_INT64_MAX)
-    cache_read_tokens: int = Field(default=0, ge=0, le=_INT64_MAX)
-    cache_write_tokens: int = Field(default=0, ge=0, le=_INT64_MAX)
-    cost_usd: float | None = Field(default=None, allow_inf_nan=False)
-    projected_tokens: int | None = Field(default=None, ge=0, le=_INT64_MAX)
-
-
-class AgentRecord(_Record):
+@dataclass(frozen=True, kw_only=True)
+class AgentRecord(PlainRecord):
     tenant_id: str
     host: str
     name: str
@@ -378,27 +295,25 @@ class AgentRecord(_Record):
             k = d["key"] = f"{self.tenant_id}/{self.host}/{self.socket or '-'}/{self.name}"
         return k
 
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A copy whose `key` is computed anew (an update may change the fields it is made of)."""
-        copy = super().model_copy(update=update, deep=deep)
-        copy.__dict__.pop("key", None)
-        return copy
 
-
-class SourceStatus(_Record):
+@dataclass(frozen=True, kw_only=True)
+class SourceStatus(PlainRecord):
     """How fresh one source's data in a snapshot is, and whether its last read failed."""
 
     name: str
-    observed_at: Timestamp | None
+    observed_at: datetime | None
     ok: bool = True
     detail: str | None = None
 
 
-class FleetSnapshot(_Record):
+@dataclass(frozen=True, kw_only=True)
+class FleetSnapshot(PlainRecord):
     """The joined fleet at one moment: what `ps --json` prints and the dashboard renders."""
 
-    schema_: str = Field(default=PS_SCHEMA, alias="schema")
-    generated_at: Timestamp
+    model_aliases: ClassVar[dict[str, str]] = {"schema_": "schema"}
+
+    schema_: str = PS_SCHEMA
+    generated_at: datetime
     host: str
     tenant_id: str
     heartbeat_timeout_s: float
@@ -408,12 +323,27 @@ class FleetSnapshot(_Record):
     sockets: list[SocketInfo]
     agents: list[AgentRecord]
     warnings: list[str]
-    sources: list[SourceStatus] = []
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+    sources: list[SourceStatus] = field(default_factory=list)
 
     def to_json(self, *, indent: int | None = None) -> str:
-        return self.model_dump_json(by_alias=True, indent=indent)
+        """`ps --json` v1 text of this snapshot."""
+        return self.model_dump_json(indent=indent)
+
+
+for _cls in (
+    TmuxInfo,
+    SystemdInfo,
+    ProcessInfo,
+    HeartbeatInfo,
+    SocketInfo,
+    InferredState,
+    BudgetBrief,
+    AgentRecord,
+    SourceStatus,
+    FleetSnapshot,
+):
+    _cls.model_fields = {f.name: f for f in dataclasses.fields(_cls)}
+    _cls.json_names = tuple((n, _cls.model_aliases.get(n, n)) for n in _cls.model_fields)
 
 
 # -- Observations of the sources (plain data handed from sources to the core join) --------------

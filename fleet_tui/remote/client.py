@@ -28,6 +28,7 @@ from fleet_tui.model.records import (
     FleetSnapshot,
     HeartbeatInfo,
     InferredState,
+    PlainRecord,
     ProcessInfo,
     StateSource,
     SystemdInfo,
@@ -48,7 +49,7 @@ MAX_BUDGET_SAMPLES = 10000  # usage samples taken from one budgets answer
 
 # What a remote ps document may hold, by record type: unknown fields (a newer publisher's) are
 # ignored instead of failing the whole answer, since contracts grow fields.
-_NESTED: dict[str, type[BaseModel]] = {
+_NESTED: dict[str, type[PlainRecord]] = {
     "tmux": TmuxInfo,
     "systemd": SystemdInfo,
     "process": ProcessInfo,
@@ -58,12 +59,9 @@ _NESTED: dict[str, type[BaseModel]] = {
 }
 
 
-def _known(model: type[BaseModel], data: dict[str, object]) -> dict[str, object]:
+def _known(model: type[PlainRecord], data: dict[str, object]) -> dict[str, object]:
     """The fields of `data` that `model` declares (by name or alias)."""
-    names = set(model.model_fields)
-    for f in model.model_fields.values():
-        if f.alias:
-            names.add(f.alias)
+    names = set(model.model_fields) | set(model.model_aliases.values())
     return {k: v for k, v in data.items() if k in names}
 
 

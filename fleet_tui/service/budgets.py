@@ -38,7 +38,13 @@ from fleet_tui.core.pacing import (
     window_curve,
     worst,
 )
-from fleet_tui.model.records import AgentRecord, BudgetBrief, FleetSnapshot, UsageSample
+from fleet_tui.model.records import (
+    AgentRecord,
+    BudgetBrief,
+    BudgetStatus,
+    FleetSnapshot,
+    UsageSample,
+)
 from fleet_tui.present import budget_fmt
 from fleet_tui.protocol.clock import format_ts
 from fleet_tui.protocol.files import atomic_write, open_regular_binary, read_regular
@@ -654,7 +660,7 @@ def briefs_for(report: BudgetReport, agents: Iterable[AgentRecord]) -> dict[str,
             window=w.name if w else None,
             used_percent=round(w.used_percent, 1) if w and w.used_percent is not None else None,
             pace=round(w.pace, 2) if w and w.pace is not None else None,
-            status=w.status if w else "unknown",
+            status=w.status if w else BudgetStatus.UNKNOWN,
             rung=acct.rung,
         )
     return out

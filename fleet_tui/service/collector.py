@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from fleet_tui import telemetry
 from fleet_tui import tmux as recipe
@@ -45,7 +45,6 @@ from fleet_tui.model.records import (
     FleetSnapshot,
     InferredState,
     PaneRow,
-    Ping,
     SocketScan,
     SourceStatus,
     SpoolRead,
@@ -61,6 +60,9 @@ from fleet_tui.sources.spool import HeartbeatSpool
 from fleet_tui.sources.systemd import scan_systemd
 from fleet_tui.sources.tmux import scan_all
 from fleet_tui.tmux import TmuxRunner
+
+if TYPE_CHECKING:
+    from fleet_tui.model.validated import Ping
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")

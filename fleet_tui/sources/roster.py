@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from fleet_tui.errors import RosterError
-from fleet_tui.model.records import Roster
 from fleet_tui.protocol.yamldoc import (
     Lines,
     parse_yaml,
@@ -17,6 +14,9 @@ from fleet_tui.protocol.yamldoc import (
     require_version_1,
     validation_error,
 )
+
+if TYPE_CHECKING:
+    from fleet_tui.model.validated import Roster
 
 MAX_ROSTER_BYTES = 1 << 20
 ROLES_FLOOR = ("orchestrator", "enhancer")
@@ -42,6 +42,10 @@ def parse_roster(text: str, path: Path) -> LoadedRoster:
             f"{path}:1: the roster must be a mapping with 'version', 'tenant_id', 'agents'"
         )
     require_version_1(data, lines, path, "roster", RosterError)
+    from pydantic import ValidationError  # only with a roster to read (issue 16, start-up)
+
+    from fleet_tui.model.validated import Roster
+
     try:
         roster = Roster.model_validate(data)
     except ValidationError as exc:

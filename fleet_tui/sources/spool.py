@@ -19,13 +19,16 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from fleet_tui.errors import StateDirError
-from fleet_tui.model.records import Heartbeat, Ping, SpoolRead
+from fleet_tui.model.records import SpoolRead
 from fleet_tui.protocol import heartbeat as protocol
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from fleet_tui.model.validated import Heartbeat, Ping
 
 LOCK_WAIT_S = 5.0  # a writer stuck longer than this holding the lock is not waited for
 
@@ -78,6 +81,11 @@ class HeartbeatSpool:
         problem = protocol.version_problem(data)
         if problem is not None:
             return SpoolRead(None, problem, mtime)
+        # pydantic only once there is a heartbeat to validate (issue 16, start-up)
+        from pydantic import ValidationError
+
+        from fleet_tui.model.validated import Heartbeat
+
         try:
             hb = Heartbeat.model_validate(data)
         except ValidationError as exc:
@@ -90,6 +98,10 @@ class HeartbeatSpool:
         data = protocol.read_ping(self.state_dir, agent)
         if data is None:
             return None
+        from pydantic import ValidationError
+
+        from fleet_tui.model.validated import Ping
+
         try:
             return Ping.model_validate(data)
         except ValidationError:
@@ -122,7 +134,7 @@ class HeartbeatSpool:
         """Write a heartbeat: a model, or a `protocol.heartbeat.heartbeat_record` (validated by
         the readers)."""
         self.ensure_writable()
-        agent = hb.agent if isinstance(hb, Heartbeat) else str(hb["agent"])
+        agent = str(hb["agent"]) if isinstance(hb, Mapping) else hb.agent
         with _state_dir_error(self.heartbeats):
             return protocol.write_heartbeat(self.state_dir, agent, hb)
 
@@ -150,6 +162,8 @@ class HeartbeatSpool:
         return hb
 
     def write_ping(self, agent: str, nonce: str, ts: datetime) -> Ping:
+        from fleet_tui.model.validated import Ping
+
         self.ensure_writable()
         ping = Ping(nonce=nonce, ts=ts)
         with _state_dir_error(self.pings):
