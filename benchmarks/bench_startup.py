@@ -7,7 +7,10 @@ Run from the repository root:
 Each tree is run with its own interpreter (`TREE/.venv/bin/python`, else this one) from its own
 folder, so `python -m fleet_tui` imports that tree's package. The fleet is empty: a temporary
 HOME, XDG folders and TMUX_TMPDIR (no tmux server, no roster, no spool, no settings file, no
-usage index), and no MOSAIC_* or TMUX variables.
+usage index), and no MOSAIC_* or TMUX variables. `--agents N` instead runs the commands on a
+fleet of N `sleep` panes over 10 private sockets in that TMUX_TMPDIR, with a roster naming them
+and a fresh heartbeat each (MOSAIC_FLEET_ROSTER / MOSAIC_FLEET_STATE_DIR): what `ps` costs
+when it has a fleet to read, validate, join and print.
 
 Bytecode: by default each tree gets its own PYTHONPYCACHEPREFIX in the temporary folder (the
 trees are not written to) and PYTHONDONTWRITEBYTECODE is unset, and one warm-up run fills it:
@@ -152,6 +155,57 @@ def imports_of(python: str, cwd: Path, env: dict[str, str]) -> dict[str, Any]:
     }
 
 
+REAL_SOCKETS = 10
+
+
+def start_fleet(tmp: Path, n: int, env: dict[str, str]) -> tuple[Path, Path]:
+    """N `sleep` sessions (agent0000..) over REAL_SOCKETS private sockets in `env`'s
+    TMUX_TMPDIR (one tmux call a socket), a roster naming them, one fresh `busy` heartbeat
+    each (the heartbeat v1 JSON, written directly: no fleet_tui import here)."""
+    tmux = shutil.which("tmux") or "tmux"
+    folder = Path(env["TMUX_TMPDIR"]) / f"tmux-{os.getuid()}"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    by_sock: dict[str, list[str]] = {f"fleet{k}": [] for k in range(REAL_SOCKETS)}
+    for i in range(n):
+        by_sock[f"fleet{i % REAL_SOCKETS}"].append(f"agent{i:04d}")
+    for sock, names in by_sock.items():
+        argv = [tmux, "-S", str(folder / sock), "-f", "/dev/null"]
+        for k, name in enumerate(names):
+            argv += [";"] if k else []
+            argv += ["new-session", "-d", "-s", name, "-x", "120", "-y", "40", "sleep", "3600"]
+        if names:
+            subprocess.run(argv, env=env, check=True, timeout=120, stdin=subprocess.DEVNULL)
+    roster, state = tmp / "roster.yaml", tmp / "fleet-state"
+    lines = [
+        "version: 1",
+        "tenant_id: bench",
+        "host: bench",
+        "heartbeat_timeout_s: 3600",
+        "agents:",
+    ]
+    for sock, names in by_sock.items():
+        for name in names:
+            lines += [f"  - name: {name}", "    role: coder", f"    socket_name: {sock}"]
+    roster.write_text("\n".join(lines) + "\n")
+    beats = state / "heartbeats"
+    beats.mkdir(parents=True, mode=0o700)
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    for names in by_sock.values():
+        for name in names:
+            hb = {"v": 1, "tenant_id": "bench", "host": "bench", "agent": name, "seq": 1,
+                  "ts": now, "interval_s": 3600, "state": "busy"}  # fmt: skip
+            (beats / f"{name}.json").write_text(json.dumps(hb))
+    return roster, state
+
+
+def stop_fleet(env: dict[str, str]) -> None:
+    tmux = shutil.which("tmux") or "tmux"
+    folder = Path(env["TMUX_TMPDIR"]) / f"tmux-{os.getuid()}"
+    for sock in sorted(folder.glob("fleet*")):
+        subprocess.run([tmux, "-S", str(sock), "kill-server"], env=env, check=False,
+                       capture_output=True, timeout=30)  # fmt: skip
+
+
 def pct(samples: list[float], q: float) -> float:
     s = sorted(samples)
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
@@ -164,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--no-bytecode", action="store_true", help="keep PYTHONDONTWRITEBYTECODE")
     ap.add_argument("--only", default=None, help="comma-separated command names to run")
+    ap.add_argument(
+        "--agents",
+        type=int,
+        default=0,
+        help="a fleet of N sleep panes on 10 sockets, with roster and heartbeats (default: empty)",
+    )
     args = ap.parse_args(argv)
 
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
@@ -177,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ftstart", dir="/tmp"))
     try:
         envs = {t: empty_env(tmp, t, not args.no_bytecode) for t in trees}
+        if args.agents:
+            roster, state = start_fleet(tmp, args.agents, envs["after"])
+            for env in envs.values():
+                env.update(MOSAIC_FLEET_ROSTER=str(roster), MOSAIC_FLEET_STATE_DIR=str(state))
         jobs = [
             (t, c) for t in trees for c in commands if not (c == "python -c pass" and t != "after")
         ]
@@ -196,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         load1 = os.getloadavg()
         imports = {t: imports_of(python_of(trees[t]), trees[t], envs[t]) for t in trees}
     finally:
+        if args.agents:
+            stop_fleet(envs["after"])
         shutil.rmtree(tmp, ignore_errors=True)
 
     rows = []
@@ -213,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     by = {(r["tree"], r["command"]): r for r in rows}
     print(
-        f"start-up, empty fleet: {args.rounds} rounds, bytecode "
+        f"start-up, {f'{args.agents} agents' if args.agents else 'empty fleet'}: {args.rounds} rounds, bytecode "
         f"{'as the shell has it' if args.no_bytecode else 'cached'}; load average "
         f"{load0[0]:.2f} -> {load1[0]:.2f} ({os.cpu_count()} cores)"
     )
@@ -235,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             f"fleet_tui); of the heavy ones: {', '.join(info['heavy']) or 'none'}"
         )
     after = by.get(("after", "ps --json"))
-    if after:
+    if after and not args.agents:
         verdict = "met" if after["median_ms"] < GOAL_MS else "MISSED"
         print(f"goal ps --json < {GOAL_MS:.0f} ms (median wall): {verdict}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -246,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": platform.platform(),
                 "python": platform.python_version(),
                 "rounds": args.rounds,
+                "agents": args.agents,
                 "bytecode_cached": not args.no_bytecode,
                 "loadavg": [load0, load1],
                 "trees": {k: str(v) for k, v in trees.items()},
