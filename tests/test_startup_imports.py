@@ -128,3 +128,22 @@ def test_ps_json_on_an_empty_fleet_leaves_unbuilt_what_it_does_not_use(tmp_path:
         "settings built: []",
         "patterns compiled: []",
     ]
+
+
+def test_the_dashboards_modules_load_no_http_client(tmp_path: Path) -> None:
+    """httpx is imported when a gateway is asked, not with the dashboard's modules (it was
+    ~60-90 ms of every dashboard's start, with or without a gateway)."""
+    env = _empty_env(tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import fleet_tui.ui.launch"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    names = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if "|" in line}
+    assert "fleet_tui.remote.connection" in names  # the gateway's code is there, not httpx
+    assert not any(n == "httpx" or n.startswith(("httpx.", "httpcore")) for n in names)

@@ -18,8 +18,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from fleet_tui.model.records import (
@@ -38,6 +38,9 @@ from fleet_tui.model.records import (
 )
 from fleet_tui.protocol.clock import utcnow
 from fleet_tui.remote.connection import GatewayConnection, GatewayError, GatewaySettings
+
+if TYPE_CHECKING:
+    import httpx
 
 SNAPSHOT_SCHEMA = "mosaic.fleet.snapshot/v1"
 MAX_HOSTS = 1000  # hosts taken from one answer; the rest are dropped with a warning

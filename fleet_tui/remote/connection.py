@@ -26,12 +26,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
 from fleet_tui.errors import BadInput
+
+if TYPE_CHECKING:
+    import httpx
 
 URL_ENV = "MOSAIC_FLEET_GATEWAY_URL"
 TOKEN_ENV = "MOSAIC_FLEET_GATEWAY_TOKEN"
@@ -294,6 +295,8 @@ class GatewayConnection:
         *,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        import httpx  # here, not at import: a dashboard without a gateway never loads it
+
         self.settings = settings
         headers = {"Accept": "application/json", "User-Agent": "fleet-tui"}
         self._client = httpx.Client(
@@ -341,6 +344,8 @@ class GatewayConnection:
         headers: Mapping[str, str] | None = None,
     ) -> tuple[int, object]:
         """One request; returns (status, decoded JSON) for a 2xx answer, raises GatewayError."""
+        import httpx
+
         headers = {**self._auth(), **(headers or {})}
         where = f"gateway {self.settings.display}"
         deadline = time.monotonic() + self.settings.deadline_s
