@@ -90,14 +90,58 @@ def pytest_configure(config: pytest.Config) -> None:
     # when the suite is run from another rootdir.
     config.addinivalue_line("markers", "tmux: runs real tmux servers on private sockets")
     config.addinivalue_line(
-        "markers", "slow: tens of seconds alone (the wheel install, the monkey): run first"
+        "markers",
+        "slow(seconds): tens of seconds alone (the wheel install, the monkey): each starts a"
+        " worker's share of the run, the longest first",
     )
 
 
+def _slow_seconds(item: pytest.Item) -> float | None:
+    mark = item.get_closest_marker("slow")
+    if mark is None:
+        return None
+    return float(mark.kwargs.get("seconds", mark.args[0] if mark.args else 10.0))
+
+
+def _shares(total: int, workers: int) -> list[int]:
+    """How xdist's `--dist worksteal` first splits `total` tests among `workers` idle workers:
+    consecutive runs, each the pending count divided by the workers still to serve."""
+    sizes = []
+    for i in range(workers):
+        size = total // (workers - i)
+        sizes.append(size)
+        total -= size
+    return sizes
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`slow` tests first (stable order otherwise): under `pytest -n 2` one worker takes them
-    while the other runs the rest, instead of one long test alone at the end of the run."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """`slow` tests each start a worker's share of the run, the longest on the least loaded
+    share (by their `seconds`); the rest keep their order (a module's tests stay together, and
+    so do its module fixtures). Under `-n N --dist worksteal` (pyproject's addopts) the first
+    split gives worker i the i-th consecutive share: the slow tests start at once on different
+    workers, instead of one after the other on one worker, and an idle worker steals from the
+    end of a busy one's share, never its slow head. Without xdist: slow tests first."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    slow = sorted(
+        (item for item in items if _slow_seconds(item) is not None),
+        key=lambda item: -(_slow_seconds(item) or 0.0),
+    )
+    if not slow:
+        return
+    rest = [item for item in items if _slow_seconds(item) is None]
+    sizes = _shares(len(items), max(1, min(workers, len(items))))
+    heads: list[list[pytest.Item]] = [[] for _ in sizes]
+    loads = [0.0] * len(sizes)
+    for item in slow:
+        i = min(range(len(sizes)), key=lambda k: (loads[k], k))
+        heads[i].append(item)
+        loads[i] += _slow_seconds(item) or 0.0
+    ordered: list[pytest.Item] = []
+    for head, size in zip(heads, sizes, strict=True):
+        take = max(0, size - len(head))
+        ordered += head + rest[:take]
+        del rest[:take]
+    items[:] = ordered + rest
 
 
 def unavailable(reason: str) -> NoReturn:

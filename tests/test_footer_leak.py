@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 from datetime import timedelta
 
+import pytest
 from textual.widgets import TextArea
 from textual.widgets._footer import FooterKey
 
@@ -66,6 +67,7 @@ async def test_focus_changes_do_not_keep_old_footer_keys() -> None:
         assert alive(FooterKey) <= max(before, shown) + 10
 
 
+@pytest.mark.slow(seconds=20)  # 10-25 s of Textual work: started first on a worker (conftest)
 async def test_screen_switches_and_dialogs_do_not_keep_what_they_showed() -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

@@ -67,8 +67,9 @@ from fleet_tui.ui.app import FleetApp
 from fleet_tui.ui.screens import HelpScreen
 from fleet_tui.ui.widgets import FleetTable
 
-# slow: about 70 s; started first under xdist (tests/conftest.py), not left for the end of the run
-pytestmark = [pytest.mark.tmux, pytest.mark.slow]
+# slow: about 70 s; started first on a worker of its own under xdist (tests/conftest.py), not
+# left for the end of the run
+pytestmark = [pytest.mark.tmux, pytest.mark.slow(seconds=75)]
 
 SEED = int(os.environ.get("FLEET_MONKEY_SEED", "20261204"))
 KEYS = int(os.environ.get("FLEET_MONKEY_KEYS", "2000"))

@@ -25,7 +25,8 @@ import pytest
 from conftest import unavailable
 from web_support import WebProc, create_token, demo_world_env
 
-pytestmark = pytest.mark.tmux
+# 20 s each with the suite running: each starts first on a worker of its own (conftest)
+pytestmark = [pytest.mark.tmux, pytest.mark.slow(seconds=20)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

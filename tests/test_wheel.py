@@ -6,8 +6,8 @@ What it guards: `styles/` lives at the top of the checkout and only reaches the 
 through pyproject's `force-include` ("styles" -> fleet_tui/styles). A wheel without it still
 imports, but the dashboard then starts with no stylesheet (or not at all).
 
-Slow (a venv and a pip install, ~10-30 s): marked `slow`, NOT skipped. conftest runs `slow` tests
-first so that under `-n 2` one worker installs while the other runs the rest of the suite.
+Slow (a venv and a pip install, ~10-30 s): marked `slow`, NOT skipped. conftest starts each `slow`
+test first on a worker of its own: under `-n 2` one worker installs while the other runs the rest.
 pip runs with the environment the session started with (conftest's `fleet_env` points HOME and
 XDG_* at a temporary world for each test), so it keeps the user's pip config and cache.
 """
@@ -30,7 +30,7 @@ from conftest import FleetEnv
 
 from fleet_tui.model.records import PS_SCHEMA
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=60)  # ~25 s quiet, 60 s with the suite running
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 # Taken at import (collection), before any test's `fleet_env` replaced HOME and XDG_*: pip finds
