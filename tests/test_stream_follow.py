@@ -92,6 +92,22 @@ def test_a_replaced_log_is_read_from_its_start(tmp_path: Path) -> None:
     assert tail.read()[0] == ["created again, a long first line"]
 
 
+def test_a_log_created_again_on_the_old_inode_is_read_from_its_start(tmp_path: Path) -> None:
+    # ext4 can give a new file the inode number of the one just removed (CI saw the rest of a
+    # long first line); linking the old inode back under the name does the same, every time
+    log = tmp_path / "pane.log"
+    log.write_text("replaced 1\nreplaced 2\n")
+    tail = LogTail(log)
+    assert tail.read()[0] == ["replaced 1", "replaced 2"]
+    keep = tmp_path / "kept"
+    os.link(log, keep)
+    log.unlink()
+    assert tail.read() == ([], False, False)
+    os.link(keep, log)
+    log.write_text("created again, a long first line\n")  # truncates, then writes
+    assert tail.read()[0] == ["created again, a long first line"]
+
+
 def test_a_log_that_does_not_exist_yet_is_read_once_it_appears(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "pane.log"
     tail = LogTail(log)

@@ -130,6 +130,14 @@ class LogTail:
         """(new lines, whether the log grew, whether more is left unread)."""
         try:  # never through a link, never blocking on something that is not a file
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        except FileNotFoundError:
+            # gone: the next file under the name is read from its start, even when the file
+            # system gives it the old inode number back (seen in CI: the rest of a longer
+            # first line was shown)
+            if self._file is not None:
+                self._file = None
+                self._restart()
+            return [], False, False
         except OSError:
             return [], False, False
         with os.fdopen(fd, "rb") as fh:
