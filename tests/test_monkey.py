@@ -33,7 +33,8 @@ At the end: the app is still running, every main screen was reached, the poller 
 final `?` opens the help and `esc` closes it, and a session started last reaches the table. Pilot
 re-raises any exception the app had. `FLEET_MONKEY_SEED=N` tries another seed,
 `FLEET_MONKEY_KEYS=N` another length (2000 keys; on a loaded machine the run stops after
-`FLEET_MONKEY_SECONDS`, 70, but must have sent 500 keys).
+`FLEET_MONKEY_SECONDS`, 70, once it has sent 500 keys; a machine so loaded that 500 keys take
+more than four budgets fails).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ SEED = int(os.environ.get("FLEET_MONKEY_SEED", "20261204"))
 KEYS = int(os.environ.get("FLEET_MONKEY_KEYS", "2000"))
 # A loaded CI machine gets a time budget: quietly 2000 keys take about 55 s here.
 BUDGET_S = float(os.environ.get("FLEET_MONKEY_SECONDS", "70"))
-MIN_KEYS = min(KEYS, 500)  # 5x slower than quiet still sends these within the budget
+MIN_KEYS = min(KEYS, 500)  # sent in any case: the budget ends the run only after these
+HARD_S = 4 * BUDGET_S  # ... unless the machine is ~20x slower than quiet
 SOCKET = "mosaic-fleet"
 AGENTS = [f"a{i}" for i in range(6)]
 ROLES = ["orchestrator", "coder", "coder", "review", "research", "enhancer"]
@@ -280,8 +282,10 @@ async def test_a_monkey_cannot_crash_the_dashboard_while_the_fleet_churns(
             polls_before = app.polls
             sent = 0
             until = time.monotonic() + BUDGET_S
+            hard = time.monotonic() + HARD_S
             for i in range(KEYS):
-                if not app.is_running or time.monotonic() > until:
+                now = time.monotonic()
+                if not app.is_running or now > hard or (now > until and sent >= MIN_KEYS):
                     break
                 if i % 150 == 75:
                     size = rng.choice(SIZES)
@@ -318,7 +322,7 @@ async def test_a_monkey_cannot_crash_the_dashboard_while_the_fleet_churns(
             assert churn.error is None, f"the churn itself failed: {churn.error!r}"
             assert churn.changes > 20, "the fleet hardly churned"
             assert app.polls > polls_before + 3, "the poller stopped polling"
-            assert sent >= MIN_KEYS, f"only {sent} keys handled in {BUDGET_S:g} s"
+            assert sent >= MIN_KEYS, f"only {sent} keys handled in {HARD_S:g} s"
             # Responsive at the end: back to the fleet, help opens and closes on a key. (A
             # dialog asked for just before may still come up: it waits for its old one to go.)
             await pilot.pause(0.3)

@@ -165,10 +165,12 @@ async def test_a_stream_log_is_emptied_at_its_size_cap(
                 largest, last = max(largest, size), size
         assert done.exists()
         # The log only ever grows unless it is emptied: with a 64 KiB cap and ~890 KB of output
-        # it is emptied many times. (How far past the cap it gets depends on how fast the reader
-        # keeps up, which a loaded machine decides: the test counts the emptyings instead.)
-        assert largest > 0 and drops >= 2, (largest, drops)
-        assert log.stat().st_size < 890_000
+        # it is emptied many times. How far past the cap it gets depends on how fast the reader
+        # keeps up, and how many emptyings a look every 0.05 s catches on how busy the machine
+        # is (CI's loaded run saw 1 of ~12): seen emptied, and never holding half of the output
+        # (emptied once only, it would end near 830 KB).
+        assert largest > 0 and drops >= 1, (largest, drops)
+        assert largest < 445_000 and log.stat().st_size < 445_000, largest
 
 
 def test_our_pipe_is_recognised_after_a_restart(fleet_env: FleetEnv) -> None:
