@@ -94,6 +94,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "slow(seconds): tens of seconds alone (the wheel install, the monkey): each starts a"
         " worker's share of the run, the longest first",
     )
+    # Started in the background of a script (bash without job control: CI runners, `cmd &`
+    # in a script), the suite inherits SIGINT ignored, and so would every program it starts:
+    # Python keeps an inherited SIG_IGN, so the tests of Ctrl-C (exit 130) would wait for a
+    # process that cannot be interrupted. An operator's Ctrl-C is never ignored: restore it.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _slow_seconds(item: pytest.Item) -> float | None:

@@ -329,3 +329,28 @@ def test_two_followers_share_the_pipe_and_one_leaving_does_not_stop_the_other(
     finally:
         first.kill()
         second.kill()
+
+
+def test_an_interrupt_right_after_the_pipe_opened_still_closes_it(fleet_env: FleetEnv) -> None:
+    # Ctrl-C (or SIGTERM) can land while open_log is still writing its audit line, after
+    # tmux opened the pipe: the follow must close it on its way out all the same. (A signal
+    # cannot be aimed at that instant from outside: the interrupt is raised there in process.)
+    from fleet_tui.cli import stream as verb
+    from fleet_tui.cli.main import build_parser
+    from fleet_tui.control.actions import LiveActions
+
+    agent(fleet_env, "quick", "echo hi; exec sleep 600")
+    wait_until(lambda: screen_shows(fleet_env, "quick", "hi"), message="the first line")
+    args = build_parser("stream").parse_args(["stream", "quick", "--follow"])
+    actions, record = verb.find_record(args)
+
+    class InterruptedOpen(LiveActions):
+        def open_log(self, record):  # type: ignore[no-untyped-def]
+            super().open_log(record)
+            assert pipe_open(fleet_env, "quick")
+            raise KeyboardInterrupt
+
+    late = InterruptedOpen(actions.runner, actions.state_dir, actions.config, surface="cli")
+    with open(os.devnull, "wb") as sink, pytest.raises(KeyboardInterrupt):
+        verb.follow(late, record, verb.Output(sink, color=False), None, sink.fileno())
+    assert not pipe_open(fleet_env, "quick"), "the pipe was left open"

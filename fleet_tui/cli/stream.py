@@ -328,13 +328,15 @@ def follow(
         with contextlib.suppress(ControlError, TmuxError):
             out.lines(first_screen(actions, record, lines))
         return
-    try:  # audited "pipe" when it opens one (fails closed: AuditUnavailable, exit 5)
-        path, _state = actions.open_log(record)
-    except (ControlError, TmuxError):  # it ended meanwhile: the screen's new rows, if any
-        path = None
-    opened = path is not None
-    tail = _Tail(path) if path is not None else None
+    path: Path | None = None
+    opening = True  # a signal inside open_log may come after the pipe opened: close it too
     try:
+        try:  # audited "pipe" when it opens one (fails closed: AuditUnavailable, exit 5)
+            path, _state = actions.open_log(record)
+        except (ControlError, TmuxError):  # it ended meanwhile: the screen's new rows, if any
+            path = None
+        opening = False
+        tail = _Tail(path) if path is not None else None
         if tail is not None:
             tail.start_at_end()
         screen = first_screen(actions, record, lines)
@@ -376,7 +378,7 @@ def follow(
             time.sleep(POLL_S)  # the pipe's last bytes
             out.lines(tail.rest())
     finally:
-        if opened:
+        if path is not None or opening:  # closes only a pipe of ours (control.close_pipe_log)
             with contextlib.suppress(Exception):  # the pane or its server may be gone
                 actions.close_log(record)
 
