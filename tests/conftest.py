@@ -20,6 +20,7 @@ an agent running the stub runtime, `tmux` one runner call, `server_pid`, `write_
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import json
 import os
@@ -594,6 +595,35 @@ def fleet_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[FleetEnv]:
     finally:
         monkeypatch.undo()
         world.close()
+
+
+@pytest.fixture
+def snap_compare(snap_compare: Callable[..., bool]) -> Callable[..., bool]:
+    """pytest-textual-snapshot's `snap_compare`, with text cursors that do not blink: a cursor
+    blinks every 0.5 s from its focus, and on a loaded machine the screenshot can come after
+    the first blink (CI once saw a composer without its cursor). A focused cursor stays shown,
+    as it is on focus, which is what the stored snapshots have."""
+
+    def compare(app: Any, *args: Any, run_before: Any = None, **kwargs: Any) -> bool:
+        async def steady(pilot: Any) -> None:
+            if run_before is not None:
+                result = run_before(pilot)
+                if inspect.isawaitable(result):
+                    await result
+            from textual.widgets import Input, TextArea
+
+            for screen in pilot.app.screen_stack:
+                for widget in screen.query("Input, TextArea"):
+                    if isinstance(widget, Input | TextArea):
+                        widget.cursor_blink = False
+                        # TextArea keeps the lines drawn while the cursor blinked off under
+                        # the key of a steady cursor: drop them (a style change does the same)
+                        widget.notify_style_update()
+            await pilot.pause()
+
+        return snap_compare(app, *args, run_before=steady, **kwargs)
+
+    return compare
 
 
 @pytest.fixture(scope="module")
