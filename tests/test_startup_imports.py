@@ -54,9 +54,15 @@ def _empty_env(tmp_path: Path) -> dict[str, str]:
 
 
 def _imported(tmp_path: Path, *argv: str) -> tuple[set[str], str]:
+    """The modules `python -m fleet_tui ARGV` imports, and what it printed."""
+    return _imported_by(tmp_path, "-m", "fleet_tui", *argv)
+
+
+def _imported_by(tmp_path: Path, *args: str) -> tuple[set[str], str]:
+    """The modules `python -X importtime ARGS` imports (an empty environment), and its stdout."""
     env = _empty_env(tmp_path)
     res = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "fleet_tui", *argv],
+        [sys.executable, "-X", "importtime", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -133,17 +139,6 @@ def test_ps_json_on_an_empty_fleet_leaves_unbuilt_what_it_does_not_use(tmp_path:
 def test_the_dashboards_modules_load_no_http_client(tmp_path: Path) -> None:
     """httpx is imported when a gateway is asked, not with the dashboard's modules (it was
     ~60-90 ms of every dashboard's start, with or without a gateway)."""
-    env = _empty_env(tmp_path)
-    res = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import fleet_tui.ui.launch"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    names = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if "|" in line}
+    names, _ = _imported_by(tmp_path, "-c", "import fleet_tui.ui.launch")
     assert "fleet_tui.remote.connection" in names  # the gateway's code is there, not httpx
     assert not any(n == "httpx" or n.startswith(("httpx.", "httpcore")) for n in names)
