@@ -47,14 +47,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from fleet_tui.control.actions import LiveActions
-    from fleet_tui.core.sanitize import StreamSanitizer
     from fleet_tui.model.records import AgentRecord
 
 MAX_LINES = 100_000
 POLL_S = 0.05  # how often the pipe log is looked at for new bytes
 CHECK_S = 1.0  # how often the pane is asked whether it still lives and still has a pipe
 CAPTURE_S = 0.5  # without a pipe of ours: how often the screen is captured
-READ_CHUNK = 1 << 20
 
 
 def _lines(text: str) -> int:
@@ -230,61 +228,6 @@ def _signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-class _Tail:
-    """The pipe log's new bytes, sanitized into complete lines (the stream screen's reader,
-    without its display limits). Never follows a link, never blocks on a special file."""
-
-    def __init__(self, path: Path) -> None:
-        from fleet_tui.core.sanitize import StreamSanitizer
-
-        self.path = path
-        self.offset = 0
-        self.ident: tuple[int, int] | None = None
-        self.pending = ""
-        self.sanitizer: StreamSanitizer = StreamSanitizer()
-
-    def start_at_end(self) -> None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return
-        self.ident, self.offset = (st.st_dev, st.st_ino), st.st_size
-
-    def read(self) -> list[str]:
-        import stat
-
-        from fleet_tui.core.sanitize import StreamSanitizer
-
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-        except OSError:
-            return []
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return []
-            ident = (st.st_dev, st.st_ino)
-            if (self.ident is not None and ident != self.ident) or st.st_size < self.offset:
-                # another file under the name, or emptied (a dashboard's cap): start over
-                self.offset, self.pending, self.sanitizer = 0, "", StreamSanitizer()
-            self.ident = ident
-            if st.st_size == self.offset:
-                return []
-            fh.seek(self.offset)
-            data = fh.read(READ_CHUNK)
-        self.offset += len(data)
-        lines = (self.pending + self.sanitizer.feed(data)).split("\n")
-        self.pending = lines.pop()
-        return lines
-
-    def rest(self) -> list[str]:
-        """At the end: what is left, the last line even without its newline."""
-        lines = self.read()
-        last = self.pending + self.sanitizer.flush()
-        self.pending = ""
-        return [*lines, last] if last.strip() else lines
-
-
 def _reader_gone(fd: int) -> bool:
     """True when stdout is a pipe or socket whose reader went away (POLLERR/POLLHUP): a quiet
     pane would otherwise keep a follower whose ssh connection closed alive until it wrote."""
@@ -317,6 +260,7 @@ def follow(
     """Print the first screen, then the pane's new output until it ends (see the module doc)."""
     from fleet_tui.control.panes import ControlError, pane_fields
     from fleet_tui.errors import TmuxError
+    from fleet_tui.sources.pipelog import PipeLogTail
 
     assert record.tmux is not None and record.socket is not None
     socket, pane = record.socket, record.tmux.pane_id
@@ -336,7 +280,7 @@ def follow(
         except (ControlError, TmuxError):  # it ended meanwhile: the screen's new rows, if any
             path = None
         opening = False
-        tail = _Tail(path) if path is not None else None
+        tail = PipeLogTail(path) if path is not None else None
         if tail is not None:
             tail.start_at_end()
         screen = first_screen(actions, record, lines)
@@ -362,9 +306,9 @@ def follow(
                     except ControlError:
                         break
                     if again is not None and again != tail.path:
-                        tail = _Tail(again)
+                        tail = PipeLogTail(again)
             if tail is not None:
-                out.lines(tail.read())
+                out.lines(tail.read()[0])
             elif now >= next_capture:  # another program's pipe: the screen's new rows
                 next_capture = now + CAPTURE_S
                 try:

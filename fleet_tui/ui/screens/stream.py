@@ -17,8 +17,6 @@ ever sent to the agent: this screen has no path to `send-keys`.
 from __future__ import annotations
 
 import asyncio
-import os
-import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,9 +35,10 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input, Static
 
 from fleet_tui.control.actions import StreamActions
-from fleet_tui.core.sanitize import StreamSanitizer, clean_text, sanitize_stream
+from fleet_tui.core.sanitize import clean_text, sanitize_stream
 from fleet_tui.model.records import AgentRecord
 from fleet_tui.present.ansi import ansi_to_text
+from fleet_tui.sources.pipelog import PipeLogTail
 from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack
 from fleet_tui.ui.typeahead import focus_now
 from fleet_tui.ui.widgets.footer import FleetFooter
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-READ_CHUNK = 1 << 20
 MAX_BACKLOG = 2 << 20  # more unread than this: skip ahead (those lines would scroll away)
 INITIAL_TAIL = 256 << 10
 CAPTURE_MIN_INTERVAL_S = 0.1
@@ -80,93 +78,14 @@ def trim_bottom(lines: list[str]) -> list[str]:
     return lines[:end]
 
 
-class LogTail:
-    """The unread end of a pipe log, read in the follower's thread (never on the event loop).
-
-    `read` returns the new complete lines, sanitized, from the last offset. The log starts over
-    from its beginning when it shrank (emptied at LOG_CAP, or by someone) or is another file
-    (a new inode: replaced, or removed and created again); a missing log is not an error (the
-    pipe creates it). Far behind (more than MAX_BACKLOG unread), it skips ahead: those lines
-    would scroll out of the bounded view anyway."""
+class LogTail(PipeLogTail):
+    """The stream screen's reader of its pipe log (`sources.pipelog`), in the follower's thread
+    (never on the event loop): far behind (more than MAX_BACKLOG unread) it skips ahead, those
+    lines would scroll out of the bounded view anyway; a log past LOG_CAP is emptied. `peek`
+    (screen mode) tells a change without reading: log mode reads what it shows when shown."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self._file: tuple[int, int] | None = None  # (device, inode) of the file being read
-        self._seen: tuple[int, int, int] | None = None  # (device, inode, size) last looked at
-        self._pending = ""
-        self._sanitizer = StreamSanitizer()
-
-    def _restart(self, offset: int = 0) -> None:
-        self.offset, self._pending = offset, ""
-        self._sanitizer = StreamSanitizer()
-
-    def start_at_end(self) -> None:
-        """Read only what is written from now on."""
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return
-        self._file, self.offset = (st.st_dev, st.st_ino), st.st_size
-
-    def peek(self) -> bool:
-        """Whether the log changed since it was last looked at, without reading it (screen mode:
-        log mode reads what it shows when it is shown; past MAX_BACKLOG it skips ahead anyway).
-        A log past LOG_CAP is emptied here too."""
-        try:
-            st = os.lstat(self.path)
-        except OSError:
-            return False
-        seen = (st.st_dev, st.st_ino, st.st_size)
-        changed, self._seen = seen != self._seen, seen
-        if st.st_size > LOG_CAP and stat.S_ISREG(st.st_mode):
-            try:
-                os.truncate(self.path, 0)  # the writer appends (O_APPEND): it goes on at 0
-            except OSError:
-                pass
-        return changed
-
-    def read(self) -> tuple[list[str], bool, bool]:
-        """(new lines, whether the log grew, whether more is left unread)."""
-        try:  # never through a link, never blocking on something that is not a file
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-        except FileNotFoundError:
-            # gone: the next file under the name is read from its start, even when the file
-            # system gives it the old inode number back (seen in CI: the rest of a longer
-            # first line was shown)
-            if self._file is not None:
-                self._file = None
-                self._restart()
-            return [], False, False
-        except OSError:
-            return [], False, False
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return [], False, False
-            ident = (st.st_dev, st.st_ino)
-            if self._file is not None and ident != self._file:
-                self._restart()  # another file under the name
-            self._file = ident
-            size = st.st_size
-            self._seen = (*ident, size)
-            if size < self.offset:  # emptied: start over
-                self._restart()
-            if size == self.offset:
-                return [], False, False
-            if size - self.offset > MAX_BACKLOG:
-                self._restart(size - MAX_BACKLOG)
-            fh.seek(self.offset)
-            data = fh.read(READ_CHUNK)
-        self.offset += len(data)
-        lines = (self._pending + self._sanitizer.feed(data)).split("\n")
-        self._pending = lines.pop()
-        if self.offset > LOG_CAP:
-            try:
-                os.truncate(self.path, 0)  # the writer appends (O_APPEND): it goes on at 0
-            except OSError:
-                pass
-        return lines, True, size > self.offset
+        super().__init__(path, max_backlog=MAX_BACKLOG, cap=LOG_CAP)
 
 
 class _Calls:
