@@ -167,10 +167,10 @@ async def test_a_stream_log_is_emptied_at_its_size_cap(
         # The log only ever grows unless it is emptied: with a 64 KiB cap and ~890 KB of output
         # it is emptied many times. How far past the cap it gets depends on how fast the reader
         # keeps up, and how many emptyings a look every 0.05 s catches on how busy the machine
-        # is (CI's loaded run saw 1 of ~12): seen emptied, and never holding half of the output
-        # (emptied once only, it would end near 830 KB).
+        # is (CI's loaded runs saw 1 of ~12, and a reader behind by 446 KB): seen emptied, and
+        # never holding nearly all of the ~890 KB written.
         assert largest > 0 and drops >= 1, (largest, drops)
-        assert largest < 445_000 and log.stat().st_size < 445_000, largest
+        assert largest < 800_000 and log.stat().st_size < 800_000, largest
 
 
 def test_our_pipe_is_recognised_after_a_restart(fleet_env: FleetEnv) -> None:
