@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -240,6 +241,69 @@ def test_stream_shows_live_output_and_typing_never_reaches_the_agent(
     beat = fleet_env.heartbeat("orchestrator") or {}
     assert message_hash("hello agent") not in beat.get("acks", [])
     assert not any(message_hash(t) in beat.get("acks", []) for t in ("hello", "hello agent\n"))
+
+
+def _table_names(shown: str, names: Sequence[str]) -> list[str]:
+    """The agent names in the order the terminal shows the table's rows (a row: a line with
+    its health, `healthy` or `stale`)."""
+    order = []
+    for line in shown.splitlines():
+        if "healthy" not in line and "stale" not in line:
+            continue
+        order += [n for n in names if re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", line)]
+    return order
+
+
+def _old_beat(env: FleetEnv, name: str, age: timedelta) -> None:
+    """A heartbeat `age` old (dated back: its HB age and health stay the same at every poll)."""
+    res = env.cli("heartbeat", name, "--state", "busy", "--interval", "3600")
+    assert res.rc == 0, res
+    path = env.heartbeat_path(name)
+    beat = json.loads(path.read_text())
+    beat["ts"] = (datetime.now(UTC) - age).isoformat().replace("+00:00", "Z")
+    tmp = path.with_name(f".{name}.tmp")
+    tmp.write_text(json.dumps(beat))
+    tmp.replace(path)
+
+
+def test_a_reordered_table_shows_every_row_once_in_the_new_order(
+    fleet_env: FleetEnv, tmp_path: Path
+) -> None:
+    """A health change reorders the table (the urgency order puts a stale agent above the
+    healthy ones): every line of the operator's terminal shows the new order, none is left
+    showing the old one (the table repaints only the lines whose row changed). The terminal is
+    the heartbeats are dated back (HB reads `1 h`), the panes print all the time (IDLE reads
+    `0 s`) and no alert fires: only the moves change lines of the table."""
+    names = [f"worker-{i}" for i in range(8)]
+    fleet_env.write_roster([{"name": n, "role": "coder"} for n in names], timeout_s=86400)
+    for n in names:
+        fleet_env.start(AGENTS, n, ["sh", "-c", "while :; do echo tick; sleep 0.2; done"])
+        _old_beat(fleet_env, n, timedelta(hours=1))
+    dashboard(fleet_env, tmp_path / "out.bin")
+    wait_until(
+        lambda: sorted(_table_names(screen(fleet_env), names)) == names,
+        timeout=15,
+        message="every agent on screen",
+    )
+    before = _table_names(screen(fleet_env), names)
+    for moved in (before[-1], before[3], before[-1]):
+        _old_beat(fleet_env, moved, timedelta(days=1, hours=1))  # stale: over the timeout
+        wait_until(
+            lambda moved=moved: _table_names(screen(fleet_env), names)[:1] == [moved],
+            timeout=15,
+            message=f"{moved} moved to the top",
+        )
+        time.sleep(0.5)  # a frame still on its way would only add lines, never fix them
+        expected = [moved] + [n for n in before if n != moved]
+        assert _table_names(screen(fleet_env), names) == expected, screen(fleet_env)
+        _old_beat(fleet_env, moved, timedelta(hours=1))
+        wait_until(
+            lambda moved=moved: _table_names(screen(fleet_env), names)[:1] != [moved],
+            timeout=15,
+            message=f"{moved} back in its place",
+        )
+        time.sleep(0.5)
+        assert _table_names(screen(fleet_env), names) == before, screen(fleet_env)
 
 
 def test_hostile_output_never_reaches_the_operators_terminal(

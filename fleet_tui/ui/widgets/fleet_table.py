@@ -292,17 +292,26 @@ class FleetTable(ScrollView, can_focus=True):
         """Show these records in this order (already filtered and sorted by the screen).
         `fleet` is every record the view could show (the snapshot, unfiltered): the columns and
         their widths are chosen from it, so they do not move when a filter or a state changes."""
-        row_of = self._row_of
+        row_of, made, ascii_only = self._row_of, self._made, self.ascii_only
         rows: dict[str, Row] = {}
-        for r in fleet or records:
-            row = row_of(r)
-            rows[row.key] = row
         shown: list[Row] = []
-        for r in records:
-            row = row_of(r)
-            rows.setdefault(row.key, row)
-            shown.append(row)
-        made = self._made
+        # At a poll most records are the objects shown last time (or a filter or sort shows
+        # the same snapshot again): their rows are taken from `_made` here, without a call
+        # per record (1,000 records, each seen twice, made this loop ~1/4 of an update).
+        for r in fleet or records:
+            key = r.key
+            m = made.get(key)
+            row = m[1] if m is not None and m[0] is r and m[2] == ascii_only else row_of(r)
+            rows[key] = row
+            if not fleet:
+                shown.append(row)
+        if fleet:
+            for r in records:
+                key = r.key
+                m = made.get(key)
+                row = m[1] if m is not None and m[0] is r and m[2] == ascii_only else row_of(r)
+                rows.setdefault(key, row)
+                shown.append(row)
         if len(made) != len(rows):  # _made holds every key of rows: drop the others
             for key in [k for k in made if k not in rows]:
                 self._count(made.pop(key)[1].cells, -1)
@@ -398,26 +407,33 @@ class FleetTable(ScrollView, can_focus=True):
             self._columns = columns
         layout_changed = self._relayout()
         self.virtual_size = Size(self.size.width, len(rows) + 1)
+        cursor_moved = False
         if self.cursor_key not in self._index:
             was = old_keys.index(self.cursor_key) if self.cursor_key in old_keys else 0
             self.cursor_key = rows[min(was, len(rows) - 1)].key if rows else None
             self.post_message(self.Highlighted(self.cursor_key))
+            cursor_moved = True
         if not same_order:
             index = self._index
             for key in [k for k in self._strips if k not in index]:
                 del self._strips[key]
-        if layout_changed or not same_order:
+        if layout_changed or cursor_moved:
             self.refresh()
             return
-        # Same rows in the same order: repaint the header (its sort arrow may have changed) and
-        # only the rows that changed and are on screen (the others are not even compared).
+        # The same columns: repaint the header (its sort arrow may have changed) and only the
+        # lines on screen whose row changed. A new order moves rows off screen, not the lines
+        # that show the same row as before (a state change reorders a 1,000-row fleet at most
+        # polls; repainting the whole table then cost ~5 ms a frame). Rows off screen are not
+        # even compared.
         self.refresh(Region(0, 0, self.size.width, 1))
-        top = int(self.scroll_offset.y)
-        height = self.size.height
-        for i in range(max(top, 0), min(top + height - 1, len(rows))):
-            old, new = old_rows[i], rows[i]
+        top = max(int(self.scroll_offset.y), 0)
+        width = self.size.width
+        n_old, n_new = len(old_rows), len(rows)
+        for i in range(top, min(top + self.size.height - 1, max(n_old, n_new))):
+            old = old_rows[i] if i < n_old else None
+            new = rows[i] if i < n_new else None
             if old is not new and old != new:
-                self.refresh(Region(0, i - top + 1, self.size.width, 1))
+                self.refresh(Region(0, i - top + 1, width, 1))
 
     def _natural_widths(self, rows: list[Row]) -> dict[str, int]:
         # one column at a time, in C: the cells transposed, max(map(len, ...)) over each column
