@@ -17,7 +17,7 @@ from fleet_tui.cli.main import main
 from fleet_tui.ui import crash
 
 
-def _crashing_dashboard(config: object) -> int:
+def _crashing_dashboard(config: object, **kw: object) -> int:
     agent_cwd = "/home/op/secret-project"  # a local, as an agent's record would be
     raise RuntimeError("boom \x1b]52;c;UFdORUQ=\x07 " + str(len(agent_cwd)))
 

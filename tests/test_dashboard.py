@@ -587,3 +587,25 @@ async def test_keys_typed_right_behind_the_one_that_closed_the_palette_leave_the
         await pilot.press("escape", "escape")
         assert app.screen is app.fleet_screen
         assert table(app).row_count > 0
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_on_started_runs_once_when_the_first_poll_is_on_screen(fails: bool) -> None:
+    """The start's end (the CLI turns garbage collection back on there): once, after the first
+    poll's result is drawn, whether the poll gave a fleet or an error; not at later polls."""
+    source = FixedSource(TmuxNotInstalled("tmux is not installed") if fails else fleet_snapshot())
+    seen: list[str] = []
+    app = make_app(source, on_started=lambda: seen.append(screen_text(app)))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await first_poll(pilot, app)
+        for _ in range(20):
+            await pilot.pause()
+            if seen:
+                break
+        assert len(seen) == 1
+        if not fails:
+            assert "orchestrator (Mos)" in seen[0]  # the fleet was on the table by then
+        app.request_poll()
+        for _ in range(5):
+            await pilot.pause()
+        assert len(seen) == 1

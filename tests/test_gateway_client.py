@@ -503,7 +503,7 @@ def test_the_dashboard_verb_hands_its_gateway_flags_to_the_live_source(
 
     seen: list[LiveSource] = []
 
-    def fake_dashboard(config: FleetConfig) -> int:  # stands in for the Textual app
+    def fake_dashboard(config: FleetConfig, **kw: object) -> int:  # stands in for the Textual app
         seen.append(LiveSource(config))
         return 0
 

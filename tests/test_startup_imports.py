@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -142,3 +145,36 @@ def test_the_dashboards_modules_load_no_http_client(tmp_path: Path) -> None:
     names, _ = _imported_by(tmp_path, "-c", "import fleet_tui.ui.launch")
     assert "fleet_tui.remote.connection" in names  # the gateway's code is there, not httpx
     assert not any(n == "httpx" or n.startswith(("httpx.", "httpcore")) for n in names)
+
+
+def test_the_dashboard_starts_without_garbage_collection_and_resumes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`fleet-tui` (the dashboard) collects no garbage while it starts, and collects again from
+    the app's `on_started` on, or when it ends without ever getting there."""
+    import gc
+
+    import fleet_tui.cli.main
+    import fleet_tui.ui.launch
+
+    seen: list[tuple[bool, bool]] = []
+
+    def dashboard(config: object, *, on_started: Callable[[], None] | None = None) -> int:
+        before = gc.isenabled()
+        if on_started is not None and len(seen) == 0:
+            on_started()
+        seen.append((before, gc.isenabled()))
+        return 0
+
+    monkeypatch.setattr(fleet_tui.ui.launch, "run_dashboard", dashboard)
+    monkeypatch.setattr(fleet_tui.cli.main, "_has_tty", lambda: True)  # pytest's stdio is no TTY
+    assert gc.isenabled()
+    try:
+        assert fleet_tui.cli.main.main(["tui"]) == 0
+        assert seen == [(False, True)]  # off while starting, on from `on_started`
+        assert gc.isenabled()
+        assert fleet_tui.cli.main.main(["tui"]) == 0  # never started: on again at the end
+        assert seen[1] == (False, False) and gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()

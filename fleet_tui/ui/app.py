@@ -117,8 +117,11 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         alerts: TerminalAlerts | None = None,
         lifecycle_config: FleetConfig | None = None,
         surface: Surface | None = None,
+        on_started: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
+        # run once, after the first poll's result (a snapshot or an error) has been drawn
+        self._on_started = on_started
         self.alerts = alerts  # the `terminal` alert channel (None: no alerts, as in most tests)
         self.open_alerts: tuple[OpenAlert, ...] = ()
         self.source = source
@@ -267,6 +270,9 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         self.polling.landed(message.snapshot, message.error)
         if message.snapshot is not None or message.error is not None:
             self._publish()
+            started, self._on_started = self._on_started, None
+            if started is not None:
+                self.call_after_refresh(started)
 
     def apply_snapshot(self, snapshot: FleetSnapshot) -> None:
         self.polling.record(snapshot)

@@ -8,6 +8,8 @@ replace this one function.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import DashboardSettings, load_inference_rules, load_settings
 from fleet_tui.config.surface import Surface
@@ -19,8 +21,14 @@ from fleet_tui.ui.alerting import TerminalAlerts
 from fleet_tui.ui.app import FleetApp
 
 
-def run_dashboard(config: FleetConfig, *, settings: DashboardSettings | None = None) -> int:
-    """Start the dashboard on the live sources (blocks until the operator quits)."""
+def run_dashboard(
+    config: FleetConfig,
+    *,
+    settings: DashboardSettings | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> int:
+    """Start the dashboard on the live sources (blocks until the operator quits). `on_started`
+    runs once, when the first poll has landed (or failed) and been drawn."""
 
     notice = None
     if settings is None:
@@ -51,6 +59,7 @@ def run_dashboard(config: FleetConfig, *, settings: DashboardSettings | None = N
         view_file=config.state_dir / "dashboard.json",
         alerts=alerts,
         surface=surface,
+        on_started=on_started,
     )
     if source.gateway is not None:
         # A gateway answer shows at once (a cheap rejoin), not at the next timer poll.
