@@ -239,3 +239,39 @@ def test_exact_targets_never_hit_a_prefix_or_a_window(fleet_env: FleetEnv) -> No
         screen = fleet_env.tmux(sock, "capture-pane", "-p", "-t", pane_id).stdout
         assert "MARKER" not in screen
         assert "x" not in opt
+
+
+def test_a_heartbeat_pid_that_is_gone_or_a_zombie_is_unresponsive(fleet_env: FleetEnv) -> None:
+    """A heartbeat names its runtime's pid. Running (in the pane's tree or not): healthy. A
+    zombie in the pane's tree (exited, never reaped by its parent) or a pid that no longer
+    exists: unresponsive, whatever the heartbeat's age."""
+    names = ("live", "zombie", "gone")
+    fleet_env.write_roster([{"name": n, "role": "coder"} for n in names], timeout_s=3600)
+    pidfile = fleet_env.base / "zombie.pid"
+    # `sleep 600` takes over the shell's pid and never reaps the background child: a zombie
+    # once it ends (it outlives the exec: a shell may reap a child that ends before it)
+    fleet_env.start(
+        "mosaic-fleet", "zombie", ["sh", "-c", f"sleep 2 & echo $! > {pidfile}; exec sleep 600"]
+    )
+    fleet_env.start("mosaic-fleet", "live", SLEEP)
+    fleet_env.start("mosaic-fleet", "gone", SLEEP)
+    zombie = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=10))
+
+    def state(pid: int) -> str:
+        raw = open(f"/proc/{pid}/stat", "rb").read()
+        return raw[raw.rfind(b")") + 2 :][:1].decode()
+
+    wait_until(lambda: state(zombie) == "Z", timeout=20, message="the zombie")
+    gone_pid = os.fork()
+    if gone_pid == 0:
+        os._exit(0)
+    os.waitpid(gone_pid, 0)  # reaped: no such process any more
+    pids = {"live": fleet_env.pane_pid("mosaic-fleet", "live"), "zombie": zombie, "gone": gone_pid}
+    for name, pid in pids.items():
+        res = fleet_env.cli("heartbeat", name, "--state", "busy", "--pid", str(pid))
+        assert res.rc == 0, res
+    agents = {a.name: a for a in FleetCollector(FleetConfig.from_flags()).collect().agents}
+    assert agents["live"].health is Health.HEALTHY, agents["live"].health_reason
+    for name in ("zombie", "gone"):
+        assert agents[name].health is Health.UNRESPONSIVE, agents[name].health_reason
+        assert f"heartbeat pid {pids[name]} is not running" in agents[name].health_reason

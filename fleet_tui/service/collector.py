@@ -20,6 +20,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -323,7 +324,6 @@ class FleetCollector:
             try:
                 t0 = clock()
                 beats, pings = self._read_spool()
-                dead = self._dead_pids(beats, host)
                 times["heartbeats"] = clock() - t0
             finally:
                 scans = tmux_future.result()
@@ -332,6 +332,9 @@ class FleetCollector:
             ]
             t0 = clock()
             processes = self.sampler.sample(pane_pids)
+            # A heartbeat's pid is most often in a pane's tree, just read by the sample: only
+            # the others are looked up (1,000 agents: ~20 ms of /proc reads otherwise).
+            dead = self._dead_pids(beats, host, self.sampler.alive)
             times["processes"] = clock() - t0
             walked_now = True
             self._last_scans, self._last_processes = scans, processes
@@ -575,13 +578,18 @@ class FleetCollector:
         members = {pid: m for pid, m in self.sampler.members.items() if m.root in wanted}
         return self.claude_sessions.by_pane(members, walked_now=walked_now)
 
-    def _dead_pids(self, beats: dict[str, SpoolRead], host: str) -> set[int]:
+    def _dead_pids(
+        self, beats: dict[str, SpoolRead], host: str, alive: AbstractSet[int] = frozenset()
+    ) -> set[int]:
+        """The pids of this host's heartbeats whose process is gone (or a zombie); `alive`:
+        pids known to be running, not looked up again."""
         return {
             r.heartbeat.pid
             for r in beats.values()
             if r.heartbeat is not None
             and r.heartbeat.pid is not None
             and r.heartbeat.host == host
+            and r.heartbeat.pid not in alive
             and not pid_alive(r.heartbeat.pid)
         }
 

@@ -36,6 +36,7 @@ class ProcStat(NamedTuple):
     ticks: int
     start_ticks: int
     rss_bytes: int
+    state: str = "R"  # field 3: "Z" a zombie, "X" dead
 
 
 def _read(path: str) -> bytes:
@@ -76,6 +77,7 @@ def read_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
             ticks=int(rest[11]) + int(rest[12]),
             start_ticks=int(rest[19]),
             rss_bytes=int(rest[21]) * _PAGE,
+            state=rest[0][:1].decode("ascii", "replace"),
         )
     except (IndexError, ValueError):
         return None
@@ -230,8 +232,10 @@ class ProcessSampler:
         out: dict[int, TreeSample] = {}
         seen: set[tuple[int, int]] = set()
         members: dict[int, Member] = {}
-        self._walk(pane_pids, out, seen, members)
+        alive: set[int] = set()
+        self._walk(pane_pids, out, seen, members, alive)
         self.members = members
+        self.alive = alive
         for key in list(self._prev):
             if key not in seen:
                 del self._prev[key]
@@ -244,6 +248,7 @@ class ProcessSampler:
         out: dict[int, TreeSample],
         seen: set[tuple[int, int]],
         members: dict[int, Member],
+        alive: set[int],
     ) -> None:
         now = time.time()
         for root in pane_pids:
@@ -252,6 +257,8 @@ class ProcessSampler:
                 continue
             for order, st in enumerate(tree):
                 members.setdefault(st.pid, Member(root, st.start_ticks, order))
+                if st.state not in ("Z", "X"):
+                    alive.add(st.pid)
             cpu = 0.0
             rss = 0
             runtime: str | None = None
