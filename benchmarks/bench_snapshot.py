@@ -372,7 +372,6 @@ def breakdown(collector: Any) -> dict[str, float]:
     from fleet_tui.config.fleet import load_configured_roster
     from fleet_tui.config.identity import local_identity
     from fleet_tui.core.join import FleetInputs, build_snapshot
-    from fleet_tui.sources.procs import pid_alive
     from fleet_tui.sources.systemd import scan_systemd
     from fleet_tui.sources.tmux import scan_all
 
@@ -393,17 +392,9 @@ def breakdown(collector: Any) -> dict[str, float]:
     tenant, host = local_identity(roster)
     pane_pids = [r.pane_pid for s in scans for r in s.sessions().values() if r.pane_pid]
     processes = timed("processes", lambda: collector.sampler.sample(pane_pids))
-    dead = timed(
-        "dead_pids",
-        lambda: {
-            r.heartbeat.pid
-            for r in beats.values()
-            if r.heartbeat is not None
-            and r.heartbeat.pid is not None
-            and r.heartbeat.host == host
-            and not pid_alive(r.heartbeat.pid)
-        },
-    )
+    # the collector's own check: the pids the sample found running are not looked up again
+    alive = getattr(collector.sampler, "alive", frozenset())
+    dead = timed("dead_pids", lambda: collector._dead_pids(beats, host, alive))
     units = sorted({a.unit for a in roster.agents if a.unit}) if roster else []
     systemd = timed("systemd", lambda: scan_systemd(units))
     inputs = FleetInputs(
