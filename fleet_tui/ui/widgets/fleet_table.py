@@ -297,7 +297,7 @@ class FleetTable(ScrollView, can_focus=True):
         shown: list[Row] = []
         # At a poll most records are the objects shown last time (or a filter or sort shows
         # the same snapshot again): their rows are taken from `_made` here, without a call
-        # per record (1,000 records, each seen twice, made this loop ~1/4 of an update).
+        # per record (with 1,000 records, each seen twice, those calls were ~1/4 of an update).
         for r in fleet or records:
             key = r.key
             m = made.get(key)
@@ -421,10 +421,10 @@ class FleetTable(ScrollView, can_focus=True):
             self.refresh()
             return
         # The same columns: repaint the header (its sort arrow may have changed) and only the
-        # lines on screen whose row changed. A new order moves rows off screen, not the lines
-        # that show the same row as before (a state change reorders a 1,000-row fleet at most
-        # polls; repainting the whole table then cost ~5 ms a frame). Rows off screen are not
-        # even compared.
+        # lines on screen whose row changed: a new order (a state change moves a row) leaves
+        # alone the lines above the moved rows, and a change below the screen the whole screen
+        # (at 1,000 rows, a repaint of the whole table cost ~5 ms a frame). Rows off screen are
+        # not even compared.
         self.refresh(Region(0, 0, self.size.width, 1))
         top = max(int(self.scroll_offset.y), 0)
         width = self.size.width
