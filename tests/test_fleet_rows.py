@@ -138,3 +138,120 @@ async def test_a_moved_age_and_a_changed_field_show_on_screen_at_the_next_update
             app.apply_snapshot(base.model_copy(update={"agents": without}))
             await pilot.pause()
         assert table.render_line(0).text == header
+
+
+class _Terminal:
+    """What an operator's terminal shows: every frame the app writes (full or partial), fed
+    to a terminal emulator (pyte) as the escape sequences a real terminal would get."""
+
+    def __init__(self, app: FleetApp, size: tuple[int, int]) -> None:
+        import pyte
+
+        self._pyte = pyte
+        self.size = size
+        self.screen = pyte.Screen(*size)
+        self.stream = pyte.Stream(self.screen)
+        original = app._display
+
+        def display(screen: object, renderable: object) -> None:
+            from textual._compositor import CompositorUpdate
+
+            if isinstance(renderable, CompositorUpdate) and not app._batch_count:
+                self.stream.feed(renderable.render_segments(app.console))
+            original(screen, renderable)  # type: ignore[arg-type]
+
+        app._display = display  # type: ignore[method-assign]
+
+    def table_lines(self, table: FleetTable) -> list[str]:
+        """The table's lines as the terminal shows them (left of its scrollbar)."""
+        r = table.scrollable_content_region
+        return [line[r.x : r.x + r.width] for line in self.screen.display[r.y : r.y + r.height]]
+
+
+def _table_now(table: FleetTable) -> list[str]:
+    """The table's lines drawn from what it holds now (not from any cache of earlier frames),
+    as wide and as many as the terminal shows."""
+    r = table.scrollable_content_region
+    return [table.render_line(y).text[: r.width] for y in range(r.height)]
+
+
+async def test_what_the_terminal_shows_after_churn_is_what_a_full_redraw_shows() -> None:
+    """Random polls that change states (the default order moves agents waiting for the
+    operator to the top), drop and bring back agents, while the table is scrolled and the
+    cursor moves: after each, every table line the terminal shows is the line the table holds
+    now (no line left from an earlier order)."""
+    from fleet_tui.model.records import AgentState
+
+    base = big_snapshot(120, seed=11)
+    rng = random.Random(5)
+    states = [AgentState.BUSY, AgentState.IDLE, AgentState.WAITING_INPUT, AgentState.BLOCKED]
+    size = (100, 30)
+    app = FleetApp(
+        FixedSource(base),
+        settings=DashboardSettings(poll_interval_s=3600),
+        clock=lambda: NOW + timedelta(seconds=1),
+        watch=False,
+    )
+    async with app.run_test(size=size) as pilot:
+        term = _Terminal(app, size)
+        for _ in range(100):
+            await pilot.pause()
+            if app.polls >= 1:
+                break
+        table = app.fleet_screen.query_one(FleetTable)
+        agents = list(base.agents)
+        for step in range(40):
+            agents = list(agents)
+            for i in rng.sample(range(len(agents)), 6):
+                a = agents[i]
+                if a.heartbeat is not None:
+                    beat = a.heartbeat.model_copy(update={"state": rng.choice(states)})
+                    agents[i] = a.model_copy(update={"heartbeat": beat})
+            # now and then some go (and come back at the next step); most polls keep the
+            # same agents, so the table repaints line by line, not whole (a new length does)
+            gone = set(rng.sample(range(len(agents)), 3)) if step % 7 == 6 else set()
+            shown = [a for i, a in enumerate(agents) if i not in gone]
+            app.apply_snapshot(base.model_copy(update={"agents": shown}))
+            if step % 8 == 4:
+                table.scroll_to(y=rng.randrange(0, 60), animate=False)
+            if step % 5 == 2:
+                table.action_cursor(rng.choice([-3, -1, 1, 4]))
+            for _ in range(3):
+                await pilot.pause()
+            got, want = term.table_lines(table), _table_now(table)
+            assert got == want, f"step {step}: " + "\n".join(
+                f"{y:2}: {a!r}\n    {b!r}"
+                for y, (a, b) in enumerate(zip(got, want, strict=True))
+                if a != b
+            )
+
+
+@pytest.mark.parametrize("size", [(100, 30), (80, 24), (160, 48)])
+async def test_a_fleet_taller_than_the_table_uses_every_line_and_nothing_hides_under_the_scrollbar(
+    size: tuple[int, int],
+) -> None:
+    """More agents than lines: a vertical scrollbar, never a horizontal one (it took the
+    table's last line, a bar across the screen); the columns end left of the scrollbar."""
+    app = FleetApp(
+        FixedSource(big_snapshot(120, seed=3)),
+        settings=DashboardSettings(poll_interval_s=3600),
+        clock=lambda: NOW + timedelta(seconds=1),
+        watch=False,
+    )
+    async with app.run_test(size=size) as pilot:
+        term = _Terminal(app, size)
+        for _ in range(100):
+            await pilot.pause()
+            if app.polls >= 1:
+                break
+        table = app.fleet_screen.query_one(FleetTable)
+        table.refresh()
+        for _ in range(3):
+            await pilot.pause()
+        assert table.show_vertical_scrollbar and not table.show_horizontal_scrollbar
+        r, whole = table.scrollable_content_region, table.region
+        assert r.height == whole.height and r.width == whole.width - 1
+        last = term.table_lines(table)[-1]
+        assert last.split()[0].startswith("agent"), last  # a row, not a scrollbar
+        for y in range(r.height):
+            assert not table.render_line(y).text[r.width :].strip(), y

@@ -220,8 +220,10 @@ class FleetTable(ScrollView, can_focus=True):
     # ahead of pace or exhausted stands out; its cell also carries » or ✖ (never colour alone).
     # "Needs you" (attention: the name, the state, the question) has a colour of its own
     # (styles/app.tcss), never the orange of stale and budget-ahead.
+    # Never a horizontal scrollbar: the columns are fitted to the width (with `auto`, Textual
+    # showed one as soon as the vertical one took a column, over the table's last line).
     DEFAULT_CSS = """
-    FleetTable { height: 1fr; }
+    FleetTable { height: 1fr; overflow-x: hidden; }
     FleetTable > .fleet-table--inferred { text-style: italic dim; }
     FleetTable > .fleet-table--old-state { text-style: dim; }
     FleetTable > .fleet-table--budget-ahead { color: $warning; text-style: bold; }
@@ -406,7 +408,7 @@ class FleetTable(ScrollView, can_focus=True):
         if columns is not None:
             self._columns = columns
         layout_changed = self._relayout()
-        self.virtual_size = Size(self.size.width, len(rows) + 1)
+        self.virtual_size = Size(self._text_width(), len(rows) + 1)
         cursor_moved = False
         if self.cursor_key not in self._index:
             was = old_keys.index(self.cursor_key) if self.cursor_key in old_keys else 0
@@ -448,9 +450,19 @@ class FleetTable(ScrollView, can_focus=True):
             widths[c.key] = w
         return widths
 
+    def _text_width(self) -> int:
+        """The columns the rows may use: the widget's width less the vertical scrollbar's when
+        the rows (and the title line) overflow its height, as Textual's `overflow-y: auto`
+        decides (worked out here from the rows, not read from the scrollbar, which Textual
+        shows or hides only at the next layout)."""
+        width = self.size.width
+        if len(self._rows) + 1 > self.size.height:
+            width -= self.styles.scrollbar_size_vertical
+        return width
+
     def _relayout(self) -> bool:
         """Choose columns for the current width; True when the layout changed."""
-        width = max(self.size.width, 20)
+        width = max(self._text_width(), 20)
         natural = dict(self._fleet_widths)
         if any(c.key not in natural for c in self._columns):  # rows given by set_rows alone
             natural = self._natural_widths(self._rows) | natural
@@ -474,7 +486,7 @@ class FleetTable(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         if self._relayout():
             self.refresh()
-        self.virtual_size = Size(self.size.width, len(self._rows) + 1)
+        self.virtual_size = Size(self._text_width(), len(self._rows) + 1)
 
     def _style(self, name: str) -> Style:
         if self._styles is None:
