@@ -609,3 +609,20 @@ async def test_on_started_runs_once_when_the_first_poll_is_on_screen(fails: bool
         for _ in range(5):
             await pilot.pause()
         assert len(seen) == 1
+
+
+async def test_on_started_runs_once_even_when_no_poll_ever_lands() -> None:
+    """A first poll that never lands (polling off here; a hang in life) still ends the start,
+    after `started_latest_s`: the CLI's garbage collection is never left off."""
+    seen: list[int] = []
+    app = make_app(FixedSource(fleet_snapshot()), poll=False, on_started=lambda: seen.append(1))
+    app.started_latest_s = 0.2
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if seen:
+                break
+        assert seen == [1]
+        assert app.polls == 0
+        await pilot.pause(0.3)
+        assert seen == [1]

@@ -66,6 +66,8 @@ HEARTBEAT_REFRESH_S = 1.0
 TOASTS_AT_ONCE = 3  # more agents firing on one poll: one toast that counts them
 ALERT_TOAST_S = 10.0
 END_GRACE_S = 5.0  # after SIGTERM/SIGHUP, how long a clean quit may take before the process ends
+# `on_started` runs at the latest this long after the app mounted, whatever the first poll does
+STARTED_LATEST_S = 30.0
 
 
 class Silenced(Message):
@@ -120,8 +122,10 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         on_started: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
-        # run once, after the first poll's result (a snapshot or an error) has been drawn
+        # run once, after the first poll's result (a snapshot or an error) has been drawn, or
+        # STARTED_LATEST_S after the mount if no poll has landed by then
         self._on_started = on_started
+        self.started_latest_s = STARTED_LATEST_S
         self.alerts = alerts  # the `terminal` alert channel (None: no alerts, as in most tests)
         self.open_alerts: tuple[OpenAlert, ...] = ()
         self.source = source
@@ -187,6 +191,8 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
     # -- start -----------------------------------------------------------------------------
     def on_mount(self) -> None:
         self._catch_end_signals()
+        if self._on_started is not None:
+            self.set_timer(self.started_latest_s, self._started, name="started at the latest")
         use_theme(self, self.settings.theme)
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
@@ -270,9 +276,12 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         self.polling.landed(message.snapshot, message.error)
         if message.snapshot is not None or message.error is not None:
             self._publish()
-            started, self._on_started = self._on_started, None
-            if started is not None:
-                self.call_after_refresh(started)
+            self.call_after_refresh(self._started)
+
+    def _started(self) -> None:
+        started, self._on_started = self._on_started, None
+        if started is not None:
+            started()
 
     def apply_snapshot(self, snapshot: FleetSnapshot) -> None:
         self.polling.record(snapshot)
