@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import FleetEnv, wait_until
 
+from fleet_tui.model.records import AgentState
+from fleet_tui.model.validated import Heartbeat
 from fleet_tui.protocol.acks import message_hash
+from fleet_tui.sources.spool import HeartbeatSpool
 
 pytestmark = pytest.mark.tmux
 
@@ -255,15 +258,18 @@ def _table_names(shown: str, names: Sequence[str]) -> list[str]:
 
 
 def _old_beat(env: FleetEnv, name: str, age: timedelta) -> None:
-    """A heartbeat `age` old (dated back: its HB age and health stay the same at every poll)."""
-    res = env.cli("heartbeat", name, "--state", "busy", "--interval", "3600")
-    assert res.rc == 0, res
-    path = env.heartbeat_path(name)
-    beat = json.loads(path.read_text())
-    beat["ts"] = (datetime.now(UTC) - age).isoformat().replace("+00:00", "Z")
-    tmp = path.with_name(f".{name}.tmp")
-    tmp.write_text(json.dumps(beat))
-    tmp.replace(path)
+    """A heartbeat `age` old (dated back: its HB age and health stay the same at every poll),
+    as the roster's tenant and host (write_roster's defaults)."""
+    beat = Heartbeat(
+        tenant_id="acme",
+        host="h1",
+        agent=name,
+        seq=int(time.time() * 1000),
+        ts=datetime.now(UTC) - age,
+        interval_s=3600,
+        state=AgentState.BUSY,
+    )
+    HeartbeatSpool(env.state_dir).write_heartbeat(beat)
 
 
 def test_a_reordered_table_shows_every_row_once_in_the_new_order(
@@ -271,8 +277,8 @@ def test_a_reordered_table_shows_every_row_once_in_the_new_order(
 ) -> None:
     """A health change reorders the table (the urgency order puts a stale agent above the
     healthy ones): every line of the operator's terminal shows the new order, none is left
-    showing the old one (the table repaints only the lines whose row changed). The terminal is
-    the heartbeats are dated back (HB reads `1 h`), the panes print all the time (IDLE reads
+    showing the old one (the table repaints only the lines whose row changed). The heartbeats
+    are dated back (HB reads `1 h`), the panes print all the time (IDLE reads
     `0 s`) and no alert fires: only the moves change lines of the table."""
     names = [f"worker-{i}" for i in range(8)]
     fleet_env.write_roster([{"name": n, "role": "coder"} for n in names], timeout_s=86400)

@@ -23,6 +23,7 @@ from fleet_tui.errors import (
 )
 from fleet_tui.model.records import Health, SocketState
 from fleet_tui.service.collector import FleetCollector
+from fleet_tui.sources.procs import read_stat_state
 from fleet_tui.sources.tmux import discover_sockets, scan_all
 from fleet_tui.tmux import Liveness, TmuxRunner, check_session_name, probe_socket, session_target
 
@@ -257,11 +258,7 @@ def test_a_heartbeat_pid_that_is_gone_or_a_zombie_is_unresponsive(fleet_env: Fle
     fleet_env.start("mosaic-fleet", "gone", SLEEP)
     zombie = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=10))
 
-    def state(pid: int) -> str:
-        raw = open(f"/proc/{pid}/stat", "rb").read()
-        return raw[raw.rfind(b")") + 2 :][:1].decode()
-
-    wait_until(lambda: state(zombie) == "Z", timeout=20, message="the zombie")
+    wait_until(lambda: read_stat_state(zombie) == "Z", timeout=20, message="the zombie")
     gone_pid = os.fork()
     if gone_pid == 0:
         os._exit(0)

@@ -307,12 +307,14 @@ class FleetTable(ScrollView, can_focus=True):
             rows[key] = row
             if not fleet:
                 shown.append(row)
-        if fleet:
+        if fleet:  # the view's records are the fleet's objects: their rows were just made
             for r in records:
-                key = r.key
-                m = made.get(key)
-                row = m[1] if m is not None and m[0] is r and m[2] == ascii_only else row_of(r)
-                rows.setdefault(key, row)
+                kept = rows.get(r.key)
+                if kept is not None and made[r.key][0] is r:
+                    shown.append(kept)
+                    continue
+                row = row_of(r)  # a record that is not the fleet's
+                rows.setdefault(r.key, row)
                 shown.append(row)
         if len(made) != len(rows):  # _made holds every key of rows: drop the others
             for key in [k for k in made if k not in rows]:
