@@ -50,7 +50,16 @@ _GONE_MARKERS = (
     "error connecting to",
     "lost server",
 )
-_MISSING_MARKERS = ("can't find session", "can't find pane", "can't find window", "no such session")
+# "no current target": a server that holds no session at all answers any `-t` with it (measured
+# on 3.3a: one with exit-empty off, and one exiting right after its last session closed, which a
+# liveness probe still sees live), so the target is missing, not the call broken.
+_MISSING_MARKERS = (
+    "can't find session",
+    "can't find pane",
+    "can't find window",
+    "no such session",
+    "no current target",
+)
 
 
 def check_session_name(name: str) -> str:

@@ -8,13 +8,16 @@ environment (/proc/PID/environ), the audit log and the remembered stops.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
 import select
 import shlex
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from typing import Any
 import pytest
 from conftest import CliResult, FleetEnv, wait_until
 
-from fleet_tui.tmux import TmuxTargetMissing, session_target
+from fleet_tui.tmux import TmuxError, TmuxTargetMissing, session_target
 
 pytestmark = pytest.mark.tmux
 
@@ -634,6 +637,63 @@ def test_up_on_a_dead_server_socket(fleet_env: FleetEnv) -> None:
     env.wait_heartbeat("alpha")
     with pytest.raises(TmuxTargetMissing):
         env.tmux(SOCK, "has-session", "-t", "=other")
+
+
+def test_up_on_a_server_that_holds_no_session(fleet_env: FleetEnv) -> None:
+    """A server with no session left answers any target with "no current target" (one whose
+    tmux.conf turns exit-empty off; one exiting after its last session closed): that is no
+    session, so `up` (and a restart, the supervisor's) starts one there."""
+    env = fleet_env
+    roster(env, [stub_agent("alpha")])
+    env.start(SOCK, "other", ["sleep", "600"])
+    env.tmux(SOCK, "set-option", "-g", "exit-empty", "off")
+    env.tmux(SOCK, "kill-session", "-t", "=other")
+    with pytest.raises(TmuxError, match="no current target"):
+        env.tmux(SOCK, "list-panes", "-s", "-t", session_target("alpha"))
+    res = env.cli("up")
+    assert res.rc == 0, res
+    assert lines_of(res)["alpha"].startswith("started"), res
+    env.wait_heartbeat("alpha")
+
+
+def test_up_when_the_server_reached_was_exiting(fleet_env: FleetEnv) -> None:
+    """A server exiting as `up` calls drops the call ("server exited unexpectedly") without
+    making the session (a restart of a socket's only agent: its dead session just closed).
+    `up` waits for it to be gone and starts the session on a new server. The exiting server is
+    played by a socket that reads each call and closes it, and goes away after new-session."""
+    env = fleet_env
+    roster(env, [stub_agent("alpha")])
+    path = env.runner.ensure_socket_dir() / SOCK
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(8)
+    dropped: list[bytes] = []
+
+    def exiting_server() -> None:
+        while True:
+            conn, _ = listener.accept()
+            conn.settimeout(2.0)
+            data = b""
+            with contextlib.suppress(OSError), conn:
+                while not any(v in data for v in (b"new-session", b"list-", b"show-")):
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            if b"new-session" in data:
+                dropped.append(data)
+                listener.close()
+                path.unlink()
+                return
+
+    thread = threading.Thread(target=exiting_server, daemon=True)
+    thread.start()
+    res = env.cli("up")
+    thread.join(5)
+    assert dropped, "up never reached the exiting server"
+    assert res.rc == 0, res
+    assert lines_of(res)["alpha"].startswith("started"), res
+    env.wait_heartbeat("alpha")
 
 
 # -- the pieces -------------------------------------------------------------------------------------

@@ -377,12 +377,25 @@ def start(
         env=launch.env,
     )
     try:
-        runner.run(launch.socket, *args, *scrub, timeout=START_TIMEOUT_S)
+        try:
+            runner.run(launch.socket, *args, *scrub, timeout=START_TIMEOUT_S)
+        except TmuxServerGone:
+            # The server was exiting (its last session, this agent's dead one, just closed) and
+            # dropped the call before making the session: once it is gone, a new one starts.
+            _wait_gone(runner.socket_path(launch.socket))
+            runner.run(launch.socket, *args, *scrub, timeout=START_TIMEOUT_S)
     except TmuxError as exc:
         if "duplicate session" in exc.stderr:
             return StartResult(launch.name, "already_running", "started meanwhile by someone else")
         return StartResult(launch.name, "error", str(exc))
     return StartResult(launch.name, "started", unset=unset)
+
+
+def _wait_gone(path: Path, limit_s: float = 2.0, poll_s: float = 0.02) -> None:
+    """Wait (at most `limit_s`) until no server answers on `path` any more."""
+    deadline = time.monotonic() + limit_s
+    while probe_socket(path) == recipe.Liveness.LIVE and time.monotonic() < deadline:
+        time.sleep(poll_s)
 
 
 def zombie_status(state: PaneState) -> PaneState:
