@@ -256,3 +256,36 @@ def test_a_huge_file_is_refused_without_parsing(tmp_path: Path) -> None:
 def test_parse_roster_uses_the_given_path_in_messages() -> None:
     with pytest.raises(RosterError, match=r"^/etc/x/roster\.yaml:2: version: "):
         parse_roster("tenant_id: j\nversion: 3\n", Path("/etc/x/roster.yaml"))
+
+
+def test_a_roster_is_parsed_once_while_its_file_is_unchanged_and_again_when_it_changed(
+    tmp_path: Path,
+) -> None:
+    """The dashboard's budgets and its poller read the roster at start, then every poll: one
+    parse while the file is unchanged; an edit is seen at the next read, even one that keeps
+    the size and puts the old modification time back."""
+    import os
+    import time
+
+    from fleet_tui.protocol.files import stable_key
+
+    path = tmp_path / "roster.yaml"
+    text = "version: 1\ntenant_id: acme\nagents:\n  - name: aaaa\n    role: coder\n"
+    path.write_text(text)
+    old = path.stat().st_mtime_ns
+
+    def settled() -> None:  # a file just written may change again unseen: not cached before
+        deadline = time.monotonic() + 10
+        while stable_key(str(path), path.stat()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    settled()
+    first = load_roster(path)
+    assert load_roster(path) is first  # not parsed again
+    path.write_text(text.replace("aaaa", "bbbb"))  # same size, same inode
+    os.utime(path, ns=(old, old))  # and the same mtime: only the change time moved
+    settled()
+    assert [a.name for a in load_roster(path).roster.agents] == ["bbbb"]
+    path.write_text("version: 1\ntenant_id: acme\nagents: [\n")
+    with pytest.raises(RosterError, match="not valid YAML"):
+        load_roster(path)

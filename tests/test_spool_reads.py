@@ -11,7 +11,7 @@ import pytest
 from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.paths import Located
 from fleet_tui.model.records import AgentState
-from fleet_tui.service import collector as collector_mod
+from fleet_tui.protocol import files as files_mod
 from fleet_tui.service.collector import FleetCollector
 from fleet_tui.sources.spool import HeartbeatSpool
 from fleet_tui.testing.fleets import heartbeat
@@ -71,7 +71,7 @@ def test_settled_files_are_not_opened_and_a_rewrite_with_the_same_bytes_is_not_d
     spool = spool_of(collector)
     spool.write_heartbeat(heartbeat("c1"))
     spool.heartbeat_path("bad").write_text("not json")
-    monkeypatch.setattr(collector_mod, "_SETTLED_NS", 0)  # every file counts as settled
+    monkeypatch.setattr(files_mod, "_SETTLED_NS", 0)  # every file counts as settled
     first, _ = collector._read_spool()
     assert first["bad"].error == "heartbeat file is not JSON"
     opened: list[str] = []

@@ -107,6 +107,29 @@ def read_regular(path: Path | str, limit: int) -> bytes:
         os.close(fd)
 
 
+FileKey = tuple[str, int, int, int, int, int]
+# File times are coarse (a clock tick) and inode numbers are reused: a file changed within this
+# long may change again with the same stat, so it is not cached ("racy" entries, as in git).
+# A file system whose times are whole seconds (or coarser: FAT's 2 s) needs the long wait; one
+# with finer times stamps them from the kernel's coarse clock, a tick (1-10 ms) behind at most,
+# so a file older than _FINE_SETTLED_NS when stat'ed cannot be rewritten later with the same
+# times. (Heartbeats rewritten every 2 s were otherwise fresh, so read again, at every poll.)
+_SETTLED_NS = 2_000_000_000
+_FINE_SETTLED_NS = 100_000_000
+_NS = 1_000_000_000
+
+
+def stable_key(path: str, st: os.stat_result) -> FileKey | None:
+    """What identifies one version of a file, for a cache of what was read from it (stat it
+    BEFORE reading); None when it changed too recently to be trusted."""
+    mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
+    coarse = mtime % _NS == 0 and ctime % _NS == 0
+    settle = _SETTLED_NS if coarse else min(_SETTLED_NS, _FINE_SETTLED_NS)
+    if time.time_ns() - max(mtime, ctime) < settle:
+        return None
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def is_regular(path: Path | str) -> bool:
     """True when `path` (links followed) is a regular file; never opens it."""
     try:

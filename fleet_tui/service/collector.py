@@ -24,7 +24,6 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from fleet_tui import telemetry
@@ -53,6 +52,7 @@ from fleet_tui.model.records import (
     TreeSample,
 )
 from fleet_tui.protocol.clock import utcnow
+from fleet_tui.protocol.files import FileKey, stable_key
 from fleet_tui.sources.claude_sessions import ClaudeSessionFiles
 from fleet_tui.sources.lifecycle_state import read_lifecycle_marks
 from fleet_tui.sources.procs import ProcessSampler, pid_alive
@@ -86,40 +86,11 @@ CAPTURE_TIMEOUT_S = 2.0
 CAPTURE_SETTLE_S = 2.0
 
 
-_FileKey = tuple[str, int, int, int, int, int]
-# File times are coarse (a clock tick) and inode numbers are reused: a file changed within this
-# long may change again with the same stat, so it is not cached ("racy" entries, as in git).
-# A file system whose times are whole seconds (or coarser: FAT's 2 s) needs the long wait; one
-# with finer times stamps them from the kernel's coarse clock, a tick (1-10 ms) behind at most,
-# so a file older than _FINE_SETTLED_NS when stat'ed cannot be rewritten later with the same
-# times. (Heartbeats rewritten every 2 s were otherwise fresh, so read again, at every poll.)
-_SETTLED_NS = 2_000_000_000
-_FINE_SETTLED_NS = 100_000_000
-_NS = 1_000_000_000
-
-
-def _stat_key(path: str, st: os.stat_result) -> _FileKey | None:
-    """What identifies one version of a file; None when it is too fresh to be trusted."""
-    mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
-    coarse = mtime % _NS == 0 and ctime % _NS == 0
-    settle = _SETTLED_NS if coarse else min(_SETTLED_NS, _FINE_SETTLED_NS)
-    if time.time_ns() - max(mtime, ctime) < settle:
-        return None
-    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _file_key(path: Path) -> _FileKey | None:
-    try:
-        return _stat_key(str(path), path.stat())
-    except OSError:
-        return None
-
-
 class _BeatEntry(NamedTuple):
     """A heartbeat as last read: the file's identity (None while too fresh to trust), the
     read, and the bytes it was decoded from (None when the file could not be read)."""
 
-    key: _FileKey | None
+    key: FileKey | None
     read: SpoolRead
     raw: bytes | None
 
@@ -154,12 +125,11 @@ class FleetCollector:
         self.sampler = sampler or ProcessSampler()
         self.claude_sessions = claude_sessions or ClaudeSessionFiles(proc=self.sampler.proc)
         self.spool = HeartbeatSpool(config.state_dir)
-        # Polls are far more frequent than file changes: parsing a 300-agent roster costs
-        # ~100 ms, so it is re-read only when the file's identity (path, device, inode, size,
-        # mtime, ctime) changed, or while it is fresh. A heartbeat (~50-100 us to decode and
-        # validate) is not even opened while its identity holds; a changed or fresh one is
-        # read (~10 us) and decoded again only when its bytes differ from the last read.
-        self._roster_cache: tuple[_FileKey, LoadedRoster] | None = None
+        # Polls are far more frequent than file changes (the roster is parsed again only when
+        # its file changed: sources.roster). A heartbeat (~50-100 us to decode and validate)
+        # is not even opened while its identity (path, device, inode, size, mtime, ctime)
+        # holds; a changed or fresh one is read (~10 us) and decoded again only when its bytes
+        # differ from the last read.
         self._beat_cache: dict[str, _BeatEntry] = {}
         self.heartbeats_decoded = 0  # heartbeat files decoded so far (for tests and benchmarks)
         self.keep_last_good = keep_last_good
@@ -190,13 +160,7 @@ class FleetCollector:
         self._provided_at: dict[str, datetime] = {}
 
     def _load_roster(self) -> LoadedRoster | None:
-        key = _file_key(self.config.roster.path)
-        cached = self._roster_cache
-        if key is not None and cached is not None and cached[0] == key:
-            return cached[1]
-        loaded = load_configured_roster(self.config)
-        self._roster_cache = (key, loaded) if key is not None and loaded is not None else None
-        return loaded
+        return load_configured_roster(self.config)  # parsed again only when the file changed
 
     def _read_spool(self) -> tuple[dict[str, SpoolRead], dict[str, Ping]]:
         beats: dict[str, SpoolRead] = {}
@@ -214,7 +178,7 @@ class FleetCollector:
                 agent = fname[:-5]
                 if is_beat:
                     try:
-                        key = _stat_key(entry.path, entry.stat())
+                        key = stable_key(entry.path, entry.stat())
                     except OSError:
                         key = None
                     cached = self._beat_cache.get(agent)
