@@ -54,9 +54,10 @@ MAX_BACKLOG = 2 << 20  # more unread than this: skip ahead (those lines would sc
 INITIAL_TAIL = 256 << 10
 CAPTURE_MIN_INTERVAL_S = 0.1
 READ_PAUSE_S = 0.05  # between two reads of the log at least this (one batch a frame at most)
-READ_SHARE = 1.0  # and at least this many times as long as the read took: at 10 MB/s the
+READ_SHARE = 3.0  # and at least this many times as long as the read took: at 10 MB/s the
 # reader's sanitizing would hold the GIL nearly all the time and the keys would wait; it reads
-# at most half the time and skips ahead (MAX_BACKLOG) what it did not get to
+# at most a quarter of the time and skips ahead (MAX_BACKLOG) what it did not get to (half the
+# time, 1.0: Tab p95 237-255 ms during a 10 MB/s burst; a quarter: 186-198 ms, bench_stream)
 LOG_CAP = 16 << 20  # a stream log past this size is emptied (the reader starts over)
 # What no file event tells, so these stay timed:
 ACTIVITY_PROBE_S = 0.5  # a pane without our pipe: only tmux's activity stamp shows news
