@@ -18,7 +18,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The checkout whose fleet_tui is measured: bench_dashboard's `--tree` hands it down in this
+# variable, and it must come first here too, since this module imports fleet_tui (with REPO
+# first, an in-process `--tree` run measured this checkout instead of the tree).
+sys.path.insert(0, str(Path(os.environ.get("FLEET_BENCH_TREE") or REPO).resolve()))
 
 from fleet_tui.sources.procs import pid_alive  # noqa: E402
 from fleet_tui.tmux import Liveness, probe_socket  # noqa: E402
