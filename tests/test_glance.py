@@ -493,3 +493,40 @@ async def test_a_column_grows_at_once_and_shrinks_only_after_a_while() -> None:
         t.set_records(fleet, fleet)
         await pilot.pause()
         assert header(app) == plain
+
+
+async def test_a_view_changed_after_the_poll_thread_prepared_a_snapshot_is_the_one_shown() -> None:
+    """The poll thread works out what the fleet screen shows of each snapshot under the view
+    of that moment (`FleetApp.prepare_snapshot`); a filter typed before the snapshot is shown
+    wins: the table shows the filtered fleet, and the header counts the new snapshot."""
+    from dataclasses import replace
+
+    snap = fleet_snapshot()
+    app = FleetApp(
+        FixedSource(snap),
+        settings=DashboardSettings(poll_interval_s=3600),
+        clock=lambda: NOW,
+        poll=False,
+        watch=False,
+    )
+    async with app.run_test(size=(160, 40)) as pilot:
+        app.apply_snapshot(snap)
+        await pilot.pause()
+        table = app.fleet_screen.query_one(FleetTable)
+        assert len(table.keys) > 2
+        fewer = snap.model_copy(update={"agents": [a for a in snap.agents if a.name != "review"]})
+        app.prepare_snapshot(fewer)  # in the poll thread, under the unfiltered view
+        app.fleet_screen.view = replace(app.fleet_screen.view, filter="coder0")  # meanwhile
+        app.apply_snapshot(fewer)
+        await pilot.pause()
+        assert sorted(k.rsplit("/", 1)[1] for k in table.keys) == [
+            "coder0-0",
+            "coder0-1",
+            "coder0-2",
+        ]
+        counts = app.fleet_screen.query_one("FleetHeader").counts()  # type: ignore[attr-defined]
+        assert counts.agents == sum(1 for a in fewer.agents if a.is_agent)
+        app.fleet_screen.view = replace(app.fleet_screen.view, filter="")
+        app.fleet_screen.refresh_view()  # the view it was prepared for: its rows, all of them
+        await pilot.pause()
+        assert len(table.keys) == sum(1 for a in fewer.agents if a.is_agent)

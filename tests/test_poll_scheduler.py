@@ -113,3 +113,26 @@ def test_disabled_it_polls_when_asked_and_arms_no_timer() -> None:
     h.scheduler.request()
     h.scheduler.landed(fleet_snapshot())
     assert h.started == [False] and h.timers == []
+
+
+def test_ages_noted_in_the_poll_thread_are_not_counted_again_when_the_poll_lands() -> None:
+    """The poll thread notes each heartbeat's age (`note_ages`); the same snapshot landing on
+    the event loop adds no second point to the detail's chart, a snapshot it did not note does,
+    and a poll whose result never landed (a newer one replaced it) leaves its one point."""
+    h = Harness()
+    s = h.scheduler
+    first, second, third = fleet_snapshot(), fleet_snapshot(), fleet_snapshot()
+    key = next(a.key for a in first.agents if a.heartbeat is not None)
+    s.request()
+    s.note_ages(first)
+    s.landed(first)
+    assert len(s.history(key)) == 1 and s.polls == 1
+    s.request()
+    s.note_ages(second)  # its message gave way to the next poll's
+    s.note_ages(third)
+    s.landed(third)
+    assert len(s.history(key)) == 3 and s.polls == 2
+    s.record(second)  # landing after all: noted already
+    assert len(s.history(key)) == 3
+    s.record(fleet_snapshot())  # not noted in the poll thread: noted now
+    assert len(s.history(key)) == 4

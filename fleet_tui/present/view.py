@@ -14,9 +14,10 @@ With no sort chosen the rows come in `urgency_order` (who needs a human first).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
-from fleet_tui.model.records import AgentRecord, Health, StateSource
+from fleet_tui.model.records import AgentRecord, FleetSnapshot, Health, StateSource
 from fleet_tui.present.columns import (
     COLUMNS_BY_KEY,
     HOOK_MARK,
@@ -214,3 +215,49 @@ def fleet_counts(records: list[AgentRecord]) -> FleetCounts:
         tenants.add(a.tenant_id)
         hosts.add(a.host)
     return FleetCounts(agents, waiting, health, frozenset(tenants), frozenset(hosts))
+
+
+class PollDigest:
+    """What the fleet screen works out of each snapshot (the header's counts, the records its view
+    shows and those its columns are fitted to), worked out in the poll thread as each poll ends,
+    so the event loop takes them ready (1,000 agents: the view's filter and sort ~1.3 ms, the
+    counts ~0.75 ms of each update). Asked on the event loop, it answers from what the poll
+    thread left for that snapshot and that view, or works it out there and then (a snapshot
+    given by other means, a view changed since). Kept for the last few snapshots; the lists it
+    gives are shared: read them, never change them.
+
+    Safe across the two threads: a deque's append and `list()` each run whole under the GIL."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._counts: deque[tuple[FleetSnapshot, FleetCounts]] = deque(maxlen=self.KEEP)
+        self._views: deque[
+            tuple[FleetSnapshot, FleetView, list[AgentRecord], list[AgentRecord]]
+        ] = deque(maxlen=self.KEEP)
+
+    def prepare(self, snapshot: FleetSnapshot, view: FleetView) -> None:
+        """In the poll thread: work out what the screen will ask of `snapshot` under `view`."""
+        self.counts(snapshot)
+        self.shown(snapshot, view)
+
+    def counts(self, snapshot: FleetSnapshot) -> FleetCounts:
+        for kept, counts in list(self._counts):
+            if kept is snapshot:
+                return counts
+        counts = fleet_counts(snapshot.agents)
+        self._counts.append((snapshot, counts))
+        return counts
+
+    def shown(
+        self, snapshot: FleetSnapshot, view: FleetView
+    ) -> tuple[list[AgentRecord], list[AgentRecord]]:
+        """(the records `view` shows, in its order; every record it could show, whatever its
+        filter: what the columns are fitted to)."""
+        for kept, kept_view, shown, fleet in list(self._views):
+            if kept is snapshot and kept_view == view:
+                return shown, fleet
+        shown = view.apply(snapshot.agents)
+        fleet = [a for a in snapshot.agents if view.show_all or a.is_agent]
+        self._views.append((snapshot, view, shown, fleet))
+        return shown, fleet

@@ -15,6 +15,7 @@ calls `landed()` when it ends, `arm(delay_s, callback)` sets a timer and returns
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
@@ -56,6 +57,10 @@ class PollScheduler:
         self._running_full = True
         self._timer: Stoppable | None = None
         self._history: dict[str, deque[float]] = {}
+        # noted by note_ages, not yet recorded (polls never overlap: one, at times two; one
+        # whose message gave way to a newer one ages out)
+        self._noted: deque[FleetSnapshot] = deque(maxlen=4)
+        self._noted_lock = threading.Lock()
 
     def request(self, *, heartbeats_only: bool = False) -> None:
         """Poll now, or right after the poll that is running (never two at once)."""
@@ -85,11 +90,28 @@ class PollScheduler:
             self._timer = self._arm(self.interval_s, self.request)
 
     def record(self, snapshot: FleetSnapshot) -> None:
-        """Keep `snapshot` as the latest poll (and each agent's heartbeat age for its chart)."""
+        """Keep `snapshot` as the latest poll (and each agent's heartbeat age for its chart,
+        unless `note_ages` did already, in the poll thread)."""
         self.snapshot = snapshot
         self.error = None
         self.polled_at = self.clock()
         self.polls += 1
+        with self._noted_lock:
+            noted = next((i for i, s in enumerate(self._noted) if s is snapshot), None)
+            if noted is not None:
+                del self._noted[noted]
+                return
+        self._note(snapshot)
+
+    def note_ages(self, snapshot: FleetSnapshot) -> None:
+        """In the poll thread, as the poll ends: each agent's heartbeat age for its chart (a
+        deque's append, and the chart's `list()` of it, each run whole under the GIL), so that
+        `record` of the same snapshot has nothing left to do on the event loop."""
+        self._note(snapshot)
+        with self._noted_lock:
+            self._noted.append(snapshot)
+
+    def _note(self, snapshot: FleetSnapshot) -> None:
         history = self._history
         for a in snapshot.agents:
             if a.heartbeat is not None:

@@ -41,6 +41,7 @@ from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.alerts import Silence
 from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.present.glyphs import choose_ascii
+from fleet_tui.present.view import FleetView, PollDigest
 from fleet_tui.protocol.clock import utcnow
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
@@ -147,6 +148,7 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         # When the armed timer of the next full poll fires (monotonic), None when none is armed:
         # a spool change that close to it waits for that poll instead of polling on its own.
         self._full_due: float | None = None
+        self.digest = PollDigest()  # what the fleet screen asks of each snapshot, made ready
         self.polling = PollScheduler(
             self._start_poll,
             self._arm_full_poll,
@@ -266,9 +268,22 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         if not heartbeats_only:
             self._full_due = None  # the timer fired, or was stopped for this poll
         poll = partial(
-            poll_and_alert, self.source, self.alerts, self.clock, heartbeats_only=heartbeats_only
+            poll_and_alert,
+            self.source,
+            self.alerts,
+            self.clock,
+            heartbeats_only=heartbeats_only,
+            prepare=self.prepare_snapshot,
         )
         in_thread(self, poll, Polled.landed, name="poll", description="poll the fleet")
+
+    def prepare_snapshot(self, snapshot: FleetSnapshot) -> None:
+        """In the poll thread, as a poll ends: the heartbeat ages of the details' charts, and
+        what the fleet screen will show of `snapshot` under its view as it is now (a view that
+        changes meanwhile is worked out when shown). Keeps O(fleet) work off the event loop."""
+        self.polling.note_ages(snapshot)
+        screen = getattr(self, "fleet_screen", None)  # (an immutable FleetView, read whole)
+        self.digest.prepare(snapshot, screen.view if screen is not None else FleetView())
 
     def on_polled(self, message: Polled) -> None:
         if message.alerts is not None:

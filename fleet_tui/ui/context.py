@@ -17,6 +17,7 @@ from textual.screen import Screen
 from fleet_tui.config.surface import Surface
 from fleet_tui.control.actions import OperatorActions
 from fleet_tui.model.records import FleetSnapshot
+from fleet_tui.present.view import PollDigest
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
 from fleet_tui.ui.alerting import OpenAlert, TerminalAlerts
@@ -34,6 +35,7 @@ class Dashboard(Protocol):
     alerts: TerminalAlerts | None  # the `terminal` alert channel (None: alerts are off)
     open_alerts: tuple[OpenAlert, ...]  # its open episodes after the last poll, oldest first
     surface: Surface  # the terminal, or a browser session of `fleet-tui web` (its scope)
+    digest: PollDigest  # what the fleet screen shows of each snapshot, made in the poll thread
 
     @property
     def snapshot(self) -> FleetSnapshot | None: ...

@@ -8,6 +8,7 @@ result: on the event loop, in order, with no Worker.StateChanged bookkeeping by 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -92,17 +93,23 @@ def poll_and_alert(
     clock: Callable[[], datetime],
     *,
     heartbeats_only: bool = False,
+    prepare: Callable[[FleetSnapshot], None] | None = None,
 ) -> PollResult:
     """In the poll thread: poll, then evaluate the alert rules over the new snapshot (the
     engine's evaluation and its file writes stay off the event loop). An evaluation that fails
-    does not lose the poll: it is said as a notice."""
+    does not lose the poll: it is said as a notice. `prepare(snapshot)` then works out what the
+    screens will ask of it (a failure there loses nothing: they work it out themselves)."""
     snapshot = source.poll(heartbeats_only=heartbeats_only)
-    if alerts is None:
-        return snapshot, None
-    try:
-        return snapshot, alerts.step(snapshot, clock())
-    except Exception as exc:  # the fleet is still shown; the operator is told once per poll
-        return snapshot, AlertUpdate(open=alerts.last_open, notice=f"alerts: {error_text(exc)}")
+    update: AlertUpdate | None = None
+    if alerts is not None:
+        try:
+            update = alerts.step(snapshot, clock())
+        except Exception as exc:  # the fleet is still shown; the operator is told once per poll
+            update = AlertUpdate(open=alerts.last_open, notice=f"alerts: {error_text(exc)}")
+    if prepare is not None:
+        with contextlib.suppress(Exception):
+            prepare(snapshot)
+    return snapshot, update
 
 
 async def watch_folder(folder: Path, changed: Callable[[], None], *, every_s: float) -> None:

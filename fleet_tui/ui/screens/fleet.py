@@ -263,13 +263,16 @@ class FleetScreen(Screen[None]):
             self.refresh_view()
 
     def visible_records(self) -> list[AgentRecord]:
-        return self.view.apply(self.snapshot.agents) if self.snapshot else []
+        """The records the view shows, in its order (shared: never changed)."""
+        if self.snapshot is None:
+            return []
+        return self.dashboard.digest.shown(self.snapshot, self.view)[0]
 
     def fleet_records(self) -> list[AgentRecord]:
         """Every record the view could show, whatever the filter: what the columns fit."""
         if self.snapshot is None:
             return []
-        return [a for a in self.snapshot.agents if self.view.show_all or a.is_agent]
+        return self.dashboard.digest.shown(self.snapshot, self.view)[1]
 
     def refresh_view(self) -> None:
         records = self.visible_records()
@@ -278,6 +281,8 @@ class FleetScreen(Screen[None]):
         table.set_records(records, self.fleet_records())
         header = self.query_one(FleetHeader)
         header.snapshot = self.snapshot
+        if self.snapshot is not None:  # counted in the poll thread, as a rule
+            header.counted(self.snapshot, self.dashboard.digest.counts(self.snapshot))
         if self.snapshot is not None:
             title = title_text(
                 self.snapshot.agents, ascii_only=self.dashboard.ascii_only, counts=header.counts()

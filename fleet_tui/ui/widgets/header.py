@@ -177,6 +177,10 @@ class FleetHeader(Static):
         self.polled_at = polled_at
         self.tick()
 
+    def counted(self, snapshot: FleetSnapshot, counts: FleetCounts) -> None:
+        """The counts of `snapshot`, worked out already (the poll thread's `PollDigest`)."""
+        self._counts = (snapshot, counts)
+
     def counts(self) -> FleetCounts | None:
         """The agents of the snapshot shown, counted once per snapshot (the header is drawn
         again every second, and up to three times to fit)."""
