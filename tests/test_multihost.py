@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pg_support
 import pytest
 from conftest import FleetEnv
 from pg_support import GatewayServer
@@ -26,9 +25,6 @@ from fleet_tui.ui.app import FleetApp
 from fleet_tui.ui.widgets import FleetTable
 
 pytestmark = pytest.mark.tmux
-# the PostgreSQL and gateway fixtures (tests/pg_support.py), used by name below
-pg_cluster = pg_support.pg_cluster
-gateway = pg_support.gateway
 
 
 class OtherHost:

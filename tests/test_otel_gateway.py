@@ -29,9 +29,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.tmux
 
-pg_cluster = pg_support.pg_cluster
-gateway = pg_support.gateway
-
 
 @dataclass
 class Received:

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pg_support
 import pytest
 from conftest import FleetEnv, wait_until
 from pg_support import GatewayServer
@@ -24,9 +23,6 @@ from fleet_tui.remote.push import GatewayPush
 from fleet_tui.service.publisher import QUEUE_DIR, Publisher, QueueLimits
 
 pytestmark = pytest.mark.tmux
-# the PostgreSQL and gateway fixtures (tests/pg_support.py), used by name below
-pg_cluster = pg_support.pg_cluster
-gateway = pg_support.gateway
 
 T0 = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 

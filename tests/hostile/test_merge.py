@@ -9,7 +9,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pg_support
 import pytest
 from conftest import FleetEnv
 from pg_support import GatewayServer
@@ -22,8 +21,6 @@ from fleet_tui.remote.connection import GatewaySettings, Secret
 from fleet_tui.service.poll import LiveSource
 
 pytestmark = pytest.mark.tmux
-pg_cluster = pg_support.pg_cluster
-gateway = pg_support.gateway
 
 
 def store_row(gw: GatewayServer, host: str, ps: dict[str, Any], observed: datetime) -> None:

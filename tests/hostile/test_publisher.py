@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pg_support
 import pytest
 from conftest import FleetEnv, unavailable, wait_until
 from pg_support import GatewayServer
@@ -25,8 +24,6 @@ from pg_support import GatewayServer
 from fleet_tui.service.publisher import QUEUE_DIR, REJECTED_DIR
 
 pytestmark = pytest.mark.tmux
-pg_cluster = pg_support.pg_cluster
-gateway = pg_support.gateway
 
 
 def usage_record(i: int, **kw: Any) -> dict[str, Any]:
