@@ -25,7 +25,7 @@ from fleet_tui.ui.app import FleetApp
 from fleet_tui.ui.dialogs import ComposeMessageScreen
 from fleet_tui.ui.title import title_text
 from fleet_tui.ui.viewfile import SavedSort, load_sort
-from fleet_tui.ui.widgets import FleetTable
+from fleet_tui.ui.widgets import FleetHeader, FleetTable
 
 URGENT = ["planner", "review", "scratch", "coder0-1", "coder0-0", "coder1-0", "security"]
 REST = ["orchestrator", "enhancer", "coder0-2", "research"]
@@ -502,31 +502,20 @@ async def test_a_view_changed_after_the_poll_thread_prepared_a_snapshot_is_the_o
     from dataclasses import replace
 
     snap = fleet_snapshot()
-    app = FleetApp(
-        FixedSource(snap),
-        settings=DashboardSettings(poll_interval_s=3600),
-        clock=lambda: NOW,
-        poll=False,
-        watch=False,
-    )
+    app = make_app(FixedSource(snap))
     async with app.run_test(size=(160, 40)) as pilot:
-        app.apply_snapshot(snap)
-        await pilot.pause()
-        table = app.fleet_screen.query_one(FleetTable)
-        assert len(table.keys) > 2
+        await ready(pilot)
+        shown = table(app)
+        assert len(shown.keys) > 2
         fewer = snap.model_copy(update={"agents": [a for a in snap.agents if a.name != "review"]})
         app.prepare_snapshot(fewer)  # in the poll thread, under the unfiltered view
         app.fleet_screen.view = replace(app.fleet_screen.view, filter="coder0")  # meanwhile
         app.apply_snapshot(fewer)
         await pilot.pause()
-        assert sorted(k.rsplit("/", 1)[1] for k in table.keys) == [
-            "coder0-0",
-            "coder0-1",
-            "coder0-2",
-        ]
-        counts = app.fleet_screen.query_one("FleetHeader").counts()  # type: ignore[attr-defined]
-        assert counts.agents == sum(1 for a in fewer.agents if a.is_agent)
+        assert sorted(names(app)) == ["coder0-0", "coder0-1", "coder0-2"]
+        counts = app.fleet_screen.query_one(FleetHeader).counts()
+        assert counts is not None and counts.agents == sum(1 for a in fewer.agents if a.is_agent)
         app.fleet_screen.view = replace(app.fleet_screen.view, filter="")
         app.fleet_screen.refresh_view()  # the view it was prepared for: its rows, all of them
         await pilot.pause()
-        assert len(table.keys) == sum(1 for a in fewer.agents if a.is_agent)
+        assert len(shown.keys) == sum(1 for a in fewer.agents if a.is_agent)

@@ -41,7 +41,7 @@ from fleet_tui.core.sanitize import clean_text
 from fleet_tui.model.alerts import Silence
 from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.present.glyphs import choose_ascii
-from fleet_tui.present.view import FleetView, PollDigest
+from fleet_tui.present.view import PollDigest
 from fleet_tui.protocol.clock import utcnow
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
@@ -282,8 +282,7 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         what the fleet screen will show of `snapshot` under its view as it is now (a view that
         changes meanwhile is worked out when shown). Keeps O(fleet) work off the event loop."""
         self.polling.note_ages(snapshot)
-        screen = getattr(self, "fleet_screen", None)  # (an immutable FleetView, read whole)
-        self.digest.prepare(snapshot, screen.view if screen is not None else FleetView())
+        self.digest.prepare(snapshot, self.fleet_screen.view)  # (immutable, read whole)
 
     def on_polled(self, message: Polled) -> None:
         if message.alerts is not None:

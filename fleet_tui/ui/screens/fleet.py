@@ -275,15 +275,17 @@ class FleetScreen(Screen[None]):
         return self.dashboard.digest.shown(self.snapshot, self.view)[1]
 
     def refresh_view(self) -> None:
-        records = self.visible_records()
+        records, fleet = (
+            self.dashboard.digest.shown(self.snapshot, self.view) if self.snapshot else ([], [])
+        )
         table = self.query_one(FleetTable)
         table.sort_key, table.sort_reverse = self.view.sort_key, self.view.sort_reverse
-        table.set_records(records, self.fleet_records())
+        table.set_records(records, fleet)
         header = self.query_one(FleetHeader)
         header.snapshot = self.snapshot
-        if self.snapshot is not None:  # counted in the poll thread, as a rule
-            header.counted(self.snapshot, self.dashboard.digest.counts(self.snapshot))
         if self.snapshot is not None:
+            # counted in the poll thread, as a rule
+            header.counted(self.snapshot, self.dashboard.digest.counts(self.snapshot))
             title = title_text(
                 self.snapshot.agents, ascii_only=self.dashboard.ascii_only, counts=header.counts()
             )
