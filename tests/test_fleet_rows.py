@@ -253,3 +253,69 @@ async def test_a_fleet_taller_than_the_table_uses_every_line_and_nothing_hides_u
         assert last.split()[0].startswith("agent"), last  # a row, not a scrollbar
         for y in range(r.height):
             assert not table.render_line(y).text[r.width :].strip(), y
+
+
+def _churn(base: FleetSnapshot, steps: int) -> list[FleetSnapshot]:
+    """Polls of a fleet as it churns: every age moves, states change (the default order moves
+    agents), a long role comes and goes (its column widens, then narrows after SHRINK_AFTER
+    polls), agents leave and come back, new ones arrive."""
+    from fleet_tui.model.records import AgentState
+
+    rng = random.Random(9)
+    states = [AgentState.BUSY, AgentState.IDLE, AgentState.WAITING_INPUT, AgentState.BLOCKED]
+    agents = list(base.agents)
+    extra = list(big_snapshot(90, seed=21).agents)[80:]  # other names: newcomers
+    polls = []
+    for step in range(steps):
+        agents = [_aged(a, 3.0 * step + i % 5, 4.0 * step + i % 7) for i, a in enumerate(agents)]
+        for i in rng.sample(range(len(agents)), 5):
+            a = agents[i]
+            if a.heartbeat is not None:
+                beat = a.heartbeat.model_copy(update={"state": rng.choice(states)})
+                agents[i] = a.model_copy(update={"heartbeat": beat})
+        now = list(agents)
+        if step == 3:
+            now[0] = now[0].model_copy(update={"role": "reviewer-of-very-long-things"})
+        elif 4 <= step < 4 + SHRINK_AFTER + 2:
+            now = now[1:]  # the long role's agent is gone long enough for the column to narrow
+        if step % 6 == 5:
+            now = [a for i, a in enumerate(now) if i % 9 != 4]  # some leave for one poll
+        if step >= 10:
+            now += extra[: step - 9]
+        polls.append(base.model_copy(update={"agents": now}))
+    return polls
+
+
+async def _lines_after_each(polls: list[FleetSnapshot], *, poll_thread: bool) -> list[list[str]]:
+    import asyncio
+
+    app = _fixed_app(polls[0])
+    seen = []
+    async with app.run_test(size=(130, 30)) as pilot:
+        table = await _first_poll(pilot, app)
+        for snapshot in polls:
+            if poll_thread:  # what the poll thread does as each poll ends, in a thread
+                await asyncio.to_thread(app.prepare_snapshot, snapshot)
+                records, fleet = app.digest.shown(snapshot, app.fleet_screen.view)
+                assert app.row_books.find(records, fleet) is not None
+            app.apply_snapshot(snapshot)
+            await pilot.pause()
+            seen.append(_table_now(table))
+    return seen
+
+
+async def test_rows_made_in_the_poll_thread_show_what_rows_made_on_screen_show() -> None:
+    """The poll thread makes each poll's rows from the last poll's (issue 16: off the event
+    loop at 1,000 agents). Through churn, every line (and so every column's width, which
+    comes from counts of the fleet's cell lengths) is what the table shows when it makes the
+    rows itself."""
+    polls = _churn(big_snapshot(60, seed=12), 30)
+    made_there = await _lines_after_each(polls, poll_thread=True)
+    made_here = await _lines_after_each(polls, poll_thread=False)
+    # the long role changed the columns (at 130 wide, ROLE no longer fits), and they came
+    # back once it had been gone for SHRINK_AFTER polls
+    assert "ROLE" in made_there[2][0] and "ROLE" not in made_there[3][0]
+    assert "ROLE" not in made_there[4 + SHRINK_AFTER - 2][0]
+    assert "ROLE" in made_there[4 + SHRINK_AFTER + 1][0]
+    for step, (there, here) in enumerate(zip(made_there, made_here, strict=True)):
+        assert there == here, f"poll {step}"

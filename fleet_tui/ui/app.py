@@ -59,6 +59,7 @@ from fleet_tui.ui.screens.inbox import InboxScreen, local_time
 from fleet_tui.ui.stack import StackedApp
 from fleet_tui.ui.themes import TerminalColours, is_dumb, register_themes, use_theme
 from fleet_tui.ui.typeahead import catch_typed_ahead
+from fleet_tui.ui.widgets.fleet_table import RowBooks
 from fleet_tui.ui.workers import Polled, in_thread, poll_and_alert, watch_folder
 
 # 50 agents beating every 10 s are 5 changes a second: one refresh per second shows each within
@@ -149,6 +150,7 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         # a spool change that close to it waits for that poll instead of polling on its own.
         self._full_due: float | None = None
         self.digest = PollDigest()  # what the fleet screen asks of each snapshot, made ready
+        self.row_books = RowBooks()  # and the fleet table's rows of it
         self.polling = PollScheduler(
             self._start_poll,
             self._arm_full_poll,
@@ -282,7 +284,10 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         what the fleet screen will show of `snapshot` under its view as it is now (a view that
         changes meanwhile is worked out when shown). Keeps O(fleet) work off the event loop."""
         self.polling.note_ages(snapshot)
-        self.digest.prepare(snapshot, self.fleet_screen.view)  # (immutable, read whole)
+        view = self.fleet_screen.view  # (immutable, read whole)
+        self.digest.prepare(snapshot, view)
+        shown, fleet = self.digest.shown(snapshot, view)
+        self.row_books.prepare(fleet, shown, ascii_only=self.ascii_only)
 
     def on_polled(self, message: Polled) -> None:
         if message.alerts is not None:

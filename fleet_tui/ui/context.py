@@ -21,6 +21,7 @@ from fleet_tui.present.view import PollDigest
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
 from fleet_tui.ui.alerting import OpenAlert, TerminalAlerts
+from fleet_tui.ui.widgets.fleet_table import RowBooks
 
 
 class Dashboard(Protocol):
@@ -36,6 +37,7 @@ class Dashboard(Protocol):
     open_alerts: tuple[OpenAlert, ...]  # its open episodes after the last poll, oldest first
     surface: Surface  # the terminal, or a browser session of `fleet-tui web` (its scope)
     digest: PollDigest  # what the fleet screen shows of each snapshot, made in the poll thread
+    row_books: RowBooks  # the fleet table's rows of each snapshot, made there too
 
     @property
     def snapshot(self) -> FleetSnapshot | None: ...

@@ -11,10 +11,14 @@ Columns stay put: which columns show and how wide they are is computed from the 
 the filtered rows), and a width grows at once but shrinks only after SHRINK_AFTER updates in a row
 asked for less, so the header does not jump as agents start or stop waiting or a filter changes.
 Clicking a column's title sorts by it (`HeaderClicked`; a second click reverses).
+
+The rows of each poll are made in the poll thread (`RowBooks.prepare`, from the rows of the poll
+before): at 1,000 agents the event loop then takes them whole instead of going over every record.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import NamedTuple
 
 from rich.cells import set_cell_size
@@ -181,6 +185,138 @@ def _remake(
     return Row(old.key, new_cells, tags), remake
 
 
+def _count(lengths: list[dict[int, int]], cells: tuple[str, ...], step: int) -> None:
+    """Add (step 1) or take away (-1) a row's cells in per-column counts of cell lengths."""
+    for counts, text in zip(lengths, cells, strict=True):
+        n = counts.get(len(text), 0) + step
+        if n:
+            counts[len(text)] = n
+        else:
+            del counts[len(text)]
+
+
+def _recount(
+    lengths: list[dict[int, int]],
+    old: tuple[str, ...],
+    new: tuple[str, ...],
+    cells: tuple[int, ...],
+) -> None:
+    """Move the given cells of a row from their old length to their new one in the counts."""
+    for ci in cells:
+        a, b = len(old[ci]), len(new[ci])
+        if a != b:
+            counts = lengths[ci]
+            n = counts[a] - 1
+            if n:
+                counts[a] = n
+            else:
+                del counts[a]
+            counts[b] = counts.get(b, 0) + 1
+
+
+Made = dict[str, tuple[AgentRecord, Row, bool]]
+
+
+class RowBook:
+    """The rows of one poll's fleet, made in the poll thread: what `FleetTable.set_records`
+    would otherwise work out on the event loop (each record's row, the per-column counts of cell
+    lengths its widths come from, the columns the fleet needs, the view's rows in order).
+    Never changed once made: the table copies what it keeps."""
+
+    __slots__ = (
+        "ascii_only",
+        "columns",
+        "fleet",
+        "lengths",
+        "made",
+        "shown",
+        "shown_keys",
+        "shown_rows",
+    )
+
+    def __init__(
+        self,
+        fleet: list[AgentRecord],
+        shown: list[AgentRecord],
+        made: Made,
+        lengths: list[dict[int, int]],
+        ascii_only: bool,
+    ) -> None:
+        self.fleet, self.shown, self.made, self.lengths = fleet, shown, made, lengths
+        self.ascii_only = ascii_only
+        self.columns = visible_columns(fleet, COLUMNS)
+        rows: list[Row] = []
+        for r in shown:
+            m = made.get(r.key)
+            if m is None or m[0] is not r:  # a record the view shows that is not the fleet's
+                rows = []
+                break
+            rows.append(m[1])
+        self.shown_rows: list[Row] | None = rows if len(rows) == len(shown) else None
+        self.shown_keys = [row.key for row in rows]
+
+
+class RowBooks:
+    """The rows of the last few polls, each made from the one before (`prepare`, in the poll
+    thread: only the rows of records that changed are made again), for the table to take
+    (`find`, on the event loop). Polls never overlap, so `prepare` never runs twice at once."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._books: deque[RowBook] = deque(maxlen=self.KEEP)
+        self._last: RowBook | None = None
+
+    def prepare(
+        self, fleet: list[AgentRecord], shown: list[AgentRecord], *, ascii_only: bool
+    ) -> RowBook | None:
+        """The rows of `fleet` and of the view's records `shown` (which are fleet records).
+        None when the fleet holds two records of one key (the table then works it out itself)."""
+        last = self._last
+        if last is None or last.ascii_only != ascii_only:
+            before: Made = {}
+            lengths: list[dict[int, int]] = [{} for _ in COLUMNS]
+        else:
+            before, lengths = last.made, [dict(c) for c in last.lengths]
+        made: Made = {}
+        added = 0
+        for r in fleet:
+            key = r.key
+            m = before.get(key)
+            if m is None:
+                row = make_row(r, ascii_only=ascii_only)
+                _count(lengths, row.cells, 1)
+                added += 1
+            elif m[0] is r:
+                row = m[1]
+            else:
+                row, remade = _remake(m[0], m[1], r, ascii_only)
+                if remade is None:
+                    _count(lengths, m[1].cells, -1)
+                    _count(lengths, row.cells, 1)
+                elif remade:
+                    _recount(lengths, m[1].cells, row.cells, remade)
+            if key in made:
+                self._last = None  # (the next poll starts afresh)
+                return None
+            made[key] = (r, row, ascii_only)
+        if len(made) - added != len(before):  # rows of agents gone since
+            for key, m in before.items():
+                if key not in made:
+                    _count(lengths, m[1].cells, -1)
+        book = RowBook(fleet, shown, made, lengths, ascii_only)
+        self._last = book
+        self._books.append(book)
+        return book
+
+    def find(self, shown: list[AgentRecord], fleet: list[AgentRecord]) -> RowBook | None:
+        """The book made for exactly these lists (the digest's), if any."""
+        for book in list(self._books):
+            if book.fleet is fleet and book.shown is shown:
+                return book
+        return None
+
+
 _ITALIC = Style(italic=True)
 _BOLD = Style(bold=True)
 
@@ -257,6 +393,7 @@ class FleetTable(ScrollView, can_focus=True):
         self._widths: dict[str, int] = {}
         self._layout_version = 0
         self._layout_for: tuple[int, tuple[str, ...], tuple[int, ...]] | None = None
+        self._layout_asked: tuple[int, list[str], dict[str, int]] | None = None
         self._strips: dict[str, tuple[tuple[object, ...], Strip]] = {}
         self._styles: dict[str, Style] | None = None
         self._base: Style | None = None  # self.rich_style, which walks every ancestor
@@ -289,11 +426,28 @@ class FleetTable(ScrollView, can_focus=True):
         return self._index.get(self.cursor_key) if self.cursor_key is not None else None
 
     def set_records(
-        self, records: list[AgentRecord], fleet: list[AgentRecord] | None = None
+        self,
+        records: list[AgentRecord],
+        fleet: list[AgentRecord] | None = None,
+        book: RowBook | None = None,
     ) -> None:
         """Show these records in this order (already filtered and sorted by the screen).
         `fleet` is every record the view could show (the snapshot, unfiltered): the columns and
-        their widths are chosen from it, so they do not move when a filter or a state changes."""
+        their widths are chosen from it, so they do not move when a filter or a state changes.
+        `book`: these lists' rows, made in the poll thread (`RowBooks`), taken as they are."""
+        if (
+            book is not None
+            and book.fleet is fleet
+            and book.shown is records
+            and book.shown_rows is not None
+            and book.ascii_only == self.ascii_only
+        ):
+            self._made = dict(book.made)
+            self._lengths = [dict(c) for c in book.lengths]
+            self._fleet_columns = list(book.columns)
+            self._update_fleet_widths(self._counted_widths())
+            self._set_rows(book.shown_rows, self._fleet_columns, book.shown_keys)
+            return
         row_of, made, ascii_only = self._row_of, self._made, self.ascii_only
         rows: dict[str, Row] = {}
         shown: list[Row] = []
@@ -321,7 +475,11 @@ class FleetTable(ScrollView, can_focus=True):
                 self._count(made.pop(key)[1].cells, -1)
         columns = visible_columns(fleet or records, COLUMNS)
         self._fleet_columns = [c for c in COLUMNS if c in columns]
-        self._update_fleet_widths(rows)
+        if len(made) == len(rows) and all(made[k][1] is row for k, row in rows.items()):
+            natural = self._counted_widths()  # the rows are those counted in _lengths
+        else:  # (two records of one key in an update)
+            natural = self._natural_widths(list(rows.values()))
+        self._update_fleet_widths(natural)
         self.set_rows(shown, self._fleet_columns)
 
     def _row_of(self, record: AgentRecord) -> Row:
@@ -345,35 +503,15 @@ class FleetTable(ScrollView, can_focus=True):
                 self._count(old.cells, -1)
                 self._count(row.cells, 1)
             elif remade:
-                lengths, a_cells, b_cells = self._lengths, old.cells, row.cells
-                for ci in remade:
-                    a, b = len(a_cells[ci]), len(b_cells[ci])
-                    if a != b:
-                        counts = lengths[ci]
-                        n = counts[a] - 1
-                        if n:
-                            counts[a] = n
-                        else:
-                            del counts[a]
-                        counts[b] = counts.get(b, 0) + 1
+                _recount(self._lengths, old.cells, row.cells, remade)
         self._made[key] = (record, row, ascii_only)
         return row
 
     def _count(self, cells: tuple[str, ...], step: int) -> None:
-        for counts, text in zip(self._lengths, cells, strict=True):
-            n = counts.get(len(text), 0) + step
-            if n:
-                counts[len(text)] = n
-            else:
-                del counts[len(text)]
+        _count(self._lengths, cells, step)
 
-    def _update_fleet_widths(self, rows: dict[str, Row]) -> None:
+    def _update_fleet_widths(self, natural: dict[str, int]) -> None:
         """Grow a column at once; shrink it only after SHRINK_AFTER updates asked for less."""
-        made = self._made
-        if len(made) == len(rows) and all(made[k][1] is row for k, row in rows.items()):
-            natural = self._counted_widths()  # the rows are those counted in _lengths
-        else:  # (two records of one key in an update)
-            natural = self._natural_widths(list(rows.values()))
         for key, w in natural.items():
             kept = self._fleet_widths.get(key, 0)
             if w >= kept:
@@ -399,9 +537,11 @@ class FleetTable(ScrollView, can_focus=True):
         return widths
 
     def set_rows(self, rows: list[Row], columns: list[Column] | None = None) -> None:
+        self._set_rows(rows, columns, [r.key for r in rows])
+
+    def _set_rows(self, rows: list[Row], columns: list[Column] | None, keys: list[str]) -> None:
         old_rows = self._rows
         old_keys = self._keys
-        keys = [r.key for r in rows]
         same_order = keys == old_keys
         self._rows = rows
         self._keys = keys
@@ -468,6 +608,12 @@ class FleetTable(ScrollView, can_focus=True):
         natural = dict(self._fleet_widths)
         if any(c.key not in natural for c in self._columns):  # rows given by set_rows alone
             natural = self._natural_widths(self._rows) | natural
+        # the same width, columns and natural widths as last time: the same layout (most
+        # polls: fitting the columns again cost ~0.3 ms of each update)
+        asked = (width, [c.key for c in self._columns], natural)
+        if asked == self._layout_asked:
+            return False
+        self._layout_asked = asked
         chosen, widths = fit_columns(self._columns, natural, width)
         signature = (width, tuple(c.key for c in chosen), tuple(widths[c.key] for c in chosen))
         if signature == self._layout_for:
