@@ -58,6 +58,13 @@ class _AliasBomb(Exception):
         self.why, self.line = why, line
 
 
+def may_alias(text: str) -> bool:
+    """False when `text` cannot hold an alias: every alias is written `*name`, so a document
+    without a `*` is a tree as large as its text, and `check_aliases` need not walk it (a
+    1,000-agent roster: ~12 ms of each parse)."""
+    return "*" in text
+
+
 def check_aliases(root: yaml.Node) -> None:
     """Refuse a composed document whose aliases are too many, expand past MAX_NODES, or
     recurse (`&a [*a]`). Walks the node graph once (each node's expanded size is memoised), so
@@ -111,7 +118,8 @@ def safe_load_file(path: Path, max_bytes: int) -> Any:
         if node is None:
             return None
         try:
-            check_aliases(node)
+            if may_alias(text):
+                check_aliases(node)
         except _AliasBomb as exc:
             raise ValueError(f"{path}:{exc.line}: refused: {exc.why}") from None
         return loader.construct_document(node)
@@ -218,7 +226,8 @@ def parse_yaml(text: str, path: Path, empty: str, error: type[BadInput]) -> tupl
         raise error(f"{path}: {empty}")
     lines: Lines = {}
     try:
-        check_aliases(node)
+        if may_alias(text):
+            check_aliases(node)
         index_lines(node, lines, ())
         data = loader.construct_document(node)
     except _DupKey as exc:
