@@ -29,6 +29,20 @@ from fleet_tui.tmux import Liveness, probe_socket  # noqa: E402
 TMUX_TIMEOUT_S = 30.0
 
 
+def fresh_bytecode(tree: Path) -> None:
+    """Compile `tree`'s fleet_tui to bytecode with its own interpreter, as an installed package
+    is: every tree measured then imports from up-to-date .pyc files. Without it, under
+    PYTHONDONTWRITEBYTECODE (or in a read-only checkout) a tree whose .pyc files were never
+    written compiled every module at every start: a first paint ~150 ms slower than the same
+    code in a checkout with .pyc files (found comparing two checkouts of one commit)."""
+    python = tree / ".venv" / "bin" / "python"
+    subprocess.run(
+        [str(python if python.exists() else sys.executable), "-m", "compileall", "-q",
+         str(tree / "fleet_tui")],
+        check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONDONTWRITEBYTECODE=""),
+    )  # fmt: skip
+
+
 def connects(path: Path) -> bool:
     """A tmux server answers on this socket file."""
     return probe_socket(path) == Liveness.LIVE

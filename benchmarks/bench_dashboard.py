@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 # variable.
 TREE = Path(os.environ.get("FLEET_BENCH_TREE") or REPO).resolve()
 sys.path.insert(0, str(TREE))
-from _lab import TmuxLab, cpu_ticks, rss_kb  # noqa: E402
+from _lab import TmuxLab, cpu_ticks, fresh_bytecode, rss_kb  # noqa: E402
 
 from fleet_tui.sources.procs import pid_alive  # noqa: E402
 
@@ -1055,6 +1055,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.call([py, str(Path(__file__).resolve()), *rest], env=env)
     global N_UPDATE, N_START
     N_UPDATE = N_START = args.agents
+    fresh_bytecode(TREE)  # the tree's start-up as installed (see _lab.fresh_bytecode)
     kinds = {"updates", "idle", "startup", "memory", "real"}
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     if not only <= kinds:

@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 # `--tree PATH`: the dashboard under test runs PATH's checkout with PATH's interpreter (the
 # writer, the stub and this script stay this checkout's), for before/after in the same run.
 DASH_TREE = REPO
-from _lab import TmuxLab, cpu_ticks, rss_kb  # noqa: E402
+from _lab import TmuxLab, cpu_ticks, fresh_bytecode, rss_kb  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "stream.json"
 SIZE = (160, 48)
@@ -559,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tree:
         global DASH_TREE
         DASH_TREE = Path(args.tree).resolve()
+    fresh_bytecode(DASH_TREE)  # the tree's start-up as installed (see _lab.fresh_bytecode)
     if not shutil.which("tmux"):
         print("tmux is not installed", file=sys.stderr)
         return 2
