@@ -13,7 +13,7 @@ from conftest import FleetEnv
 
 from fleet_tui.config.fleet import FleetConfig
 from fleet_tui.config.settings import DashboardSettings
-from fleet_tui.model.records import FleetSnapshot, Health, SocketState
+from fleet_tui.model.records import Health, SocketState
 from fleet_tui.service.collector import FleetCollector
 from fleet_tui.service.poll import LiveSource
 from fleet_tui.ui.app import FleetApp
@@ -150,35 +150,3 @@ async def test_polling_pauses_while_another_program_holds_the_terminal(fleet_env
         await wait_for(pilot, lambda: app.polls > paused_at, 5, "polls after resume")
         assert app.snapshot is not None
         assert app.snapshot.generated_at <= datetime.now(UTC)
-
-
-async def test_the_watch_s_first_poll_waits_for_the_first_frame(fleet_env: FleetEnv) -> None:
-    """The spool watch asks for a heartbeat-only poll as it starts. Asked right behind the
-    first full poll, it ran beside the first frame (at 1,000 agents ~60 ms of CPU on the one
-    interpreter, a later first paint). It now starts once the first poll is drawn, and still
-    runs: a heartbeat written while the dashboard starts shows without a full poll."""
-    fleet_env.write_roster(ROSTER, timeout_s=30)
-    fleet_env.start("mosaic-fleet", "orchestrator", ["sleep", "300"])
-    events: list[str] = []
-    app = live_app()  # the timer would poll only after an hour
-    source = app.source
-    real_poll, real_started = source.poll, app._started
-
-    def poll(*, heartbeats_only: bool = False) -> FleetSnapshot:  # in the poll thread
-        events.append("heartbeats-only poll" if heartbeats_only else "full poll")
-        if heartbeats_only:  # news for it: written after the first poll, before this one
-            assert fleet_env.cli("heartbeat", "orchestrator", "--state", "blocked").rc == 0
-        return real_poll(heartbeats_only=heartbeats_only)
-
-    def started() -> None:
-        if "first frame" not in events:
-            events.append("first frame")
-        real_started()
-
-    source.poll = poll  # type: ignore[method-assign]
-    app._started = started  # type: ignore[method-assign]
-    async with app.run_test(size=(160, 40)) as pilot:
-        await wait_for(
-            pilot, lambda: "★ blocked" in row_text(app, "orchestrator"), 15, "the new heartbeat"
-        )
-    assert events[:3] == ["full poll", "first frame", "heartbeats-only poll"], events

@@ -128,8 +128,6 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         # STARTED_LATEST_S after the mount if no poll has landed by then
         self._on_started = on_started
         self.started_latest_s = STARTED_LATEST_S
-        self._first_drawn = False  # the first poll's result is on screen (see _spool_changed)
-        self._spool_news_held = False
         self.alerts = alerts  # the `terminal` alert channel (None: no alerts, as in most tests)
         self.open_alerts: tuple[OpenAlert, ...] = ()
         self.source = source
@@ -261,15 +259,7 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
     def _spool_changed(self) -> None:
         """A heartbeat file changed: a heartbeat-only poll, unless the timer's full poll (which
         reads the spool too) starts within `HEARTBEAT_REFRESH_S` anyway: the new heartbeat shows
-        as soon, and the fleet is polled and redrawn once instead of twice.
-
-        Until the first poll is on screen (it reads the spool as well), a heartbeat-only poll
-        waits for that frame: asked now (the watch asks once as it starts), it would run right
-        behind the first poll, beside the first frame, on the one interpreter (1,000 agents:
-        ~60 ms of CPU that delayed the first paint). Nothing is lost: it runs once drawn."""
-        if not self._first_drawn:
-            self._spool_news_held = True
-            return
+        as soon, and the fleet is polled and redrawn once instead of twice."""
         due = self._full_due
         if due is not None and not self.polling.running:
             if 0.0 <= due - time.monotonic() <= HEARTBEAT_REFRESH_S:
@@ -308,11 +298,6 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
             self.call_after_refresh(self._started)
 
     def _started(self) -> None:
-        if not self._first_drawn:
-            self._first_drawn = True
-            if self._spool_news_held:
-                self._spool_news_held = False
-                self.request_poll(heartbeats_only=True)
         started, self._on_started = self._on_started, None
         if started is not None:
             started()
