@@ -280,10 +280,15 @@ def test_usage_reader_reports_out_of_range_and_keeps_the_rest(tmp_path: Path) ->
 
 
 def _setup(tmp_path: Path, budgets: str = GOOD) -> tuple[Path, Path]:
+    """A budgets file and a state dir. GOOD's fixed weekly reset becomes one 3 days from now
+    (the window began 4 days ago): samples of the last hours are in the current window
+    whatever the day and hour the suite runs (with the fixed one, a sample 3 h old fell in the
+    window before during the first hours of each week's window)."""
     state = tmp_path / "state"
     state.mkdir()
     bpath = tmp_path / "budgets.yaml"
-    bpath.write_text(budgets)
+    anchor = (NOW + timedelta(days=3)).isoformat().replace("+00:00", "Z")
+    bpath.write_text(budgets.replace("2026-11-30T00:00:00Z", anchor))
     return bpath, state
 
 
