@@ -31,9 +31,9 @@ TMUX_TIMEOUT_S = 30.0
 
 def fresh_bytecode(tree: Path) -> None:
     """Compile `tree`'s fleet_tui to bytecode with its own interpreter, as an installed package
-    is: every tree measured then imports from up-to-date .pyc files. Without it, under
-    PYTHONDONTWRITEBYTECODE (or in a read-only checkout) a tree whose .pyc files were never
-    written compiled every module at every start: a first paint ~150 ms slower than the same
+    is: every tree measured then imports from up-to-date .pyc files (the tree must be writable).
+    Without it, under PYTHONDONTWRITEBYTECODE a tree whose .pyc files were never written
+    compiled every module at every start: a first paint ~150 ms slower than the same
     code in a checkout with .pyc files (found comparing two checkouts of one commit)."""
     python = tree / ".venv" / "bin" / "python"
     subprocess.run(

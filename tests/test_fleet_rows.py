@@ -286,32 +286,56 @@ def _churn(base: FleetSnapshot, steps: int) -> list[FleetSnapshot]:
     return polls
 
 
-async def _lines_after_each(polls: list[FleetSnapshot], *, poll_thread: bool) -> list[list[str]]:
+async def _lines_after_each(
+    polls: list[FleetSnapshot], *, poll_thread: bool, ascii_only: bool
+) -> list[list[str]]:
     import asyncio
 
-    app = _fixed_app(polls[0])
+    app = FleetApp(
+        FixedSource(polls[0]),
+        settings=DashboardSettings(
+            poll_interval_s=3600, glyphs="ascii" if ascii_only else "unicode"
+        ),
+        clock=lambda: NOW + timedelta(seconds=1),
+        watch=False,
+    )
     seen = []
     async with app.run_test(size=(130, 30)) as pilot:
         table = await _first_poll(pilot, app)
+        assert table.ascii_only is ascii_only
+        made_here = 0
+        row_of = table._row_of
+
+        def counted(record: AgentRecord) -> object:
+            nonlocal made_here
+            made_here += 1
+            return row_of(record)
+
+        table._row_of = counted  # type: ignore[assignment,method-assign]
         for snapshot in polls:
             if poll_thread:  # what the poll thread does as each poll ends, in a thread
                 await asyncio.to_thread(app.prepare_snapshot, snapshot)
                 records, fleet = app.digest.shown(snapshot, app.fleet_screen.view)
-                assert app.row_books.find(records, fleet) is not None
+                assert app.row_books.find(fleet, records) is not None
             app.apply_snapshot(snapshot)
             await pilot.pause()
             seen.append(_table_now(table))
+        # rows made in the poll thread are taken whole: the table made none itself
+        assert (made_here == 0) is poll_thread, made_here
     return seen
 
 
-async def test_rows_made_in_the_poll_thread_show_what_rows_made_on_screen_show() -> None:
+@pytest.mark.parametrize("ascii_only", [False, True])
+async def test_rows_made_in_the_poll_thread_show_what_rows_made_on_screen_show(
+    ascii_only: bool,
+) -> None:
     """The poll thread makes each poll's rows from the last poll's (issue 16: off the event
     loop at 1,000 agents). Through churn, every line (and so every column's width, which
     comes from counts of the fleet's cell lengths) is what the table shows when it makes the
     rows itself."""
     polls = _churn(big_snapshot(60, seed=12), 30)
-    made_there = await _lines_after_each(polls, poll_thread=True)
-    made_here = await _lines_after_each(polls, poll_thread=False)
+    made_there = await _lines_after_each(polls, poll_thread=True, ascii_only=ascii_only)
+    made_here = await _lines_after_each(polls, poll_thread=False, ascii_only=ascii_only)
     # the long role changed the columns (at 130 wide, ROLE no longer fits), and they came
     # back once it had been gone for SHRINK_AFTER polls
     assert "ROLE" in made_there[2][0] and "ROLE" not in made_there[3][0]
@@ -319,3 +343,22 @@ async def test_rows_made_in_the_poll_thread_show_what_rows_made_on_screen_show()
     assert "ROLE" in made_there[4 + SHRINK_AFTER + 1][0]
     for step, (there, here) in enumerate(zip(made_there, made_here, strict=True)):
         assert there == here, f"poll {step}"
+
+
+def test_a_fleet_with_two_records_of_one_key_gets_no_book_and_no_error() -> None:
+    """Two records of one key (a join gone wrong): the poll thread makes no rows for that poll
+    (the table then works it out itself, as it always could) instead of failing on the counts."""
+    from fleet_tui.ui.widgets.fleet_table import RowBooks
+
+    books = RowBooks()
+    first = list(big_snapshot(5, seed=3).agents)
+    books.prepare(first, first, ascii_only=False)
+    assert books.find(first, first) is not None
+    aged = [_aged(a, 400.0, 500.0) for a in first]
+    twice = [*aged, aged[0]]
+    books.prepare(twice, twice, ascii_only=False)
+    assert books.find(twice, twice) is None
+    books.prepare(aged, aged, ascii_only=False)  # and the next poll is made afresh
+    book = books.find(aged, aged)
+    assert book is not None
+    assert book.shown_rows == [make_row(a) for a in aged]

@@ -10,7 +10,8 @@ Hostile files: the file must be a regular file (a FIFO or `/dev/zero` is refused
 read: `protocol.files.read_regular`), and aliases are bounded before anything walks or validates
 the document: at most MAX_ALIASES references to an anchor, at most MAX_NODES nodes once every
 alias is expanded, and no alias inside its own anchor. A "billion laughs" file is refused in
-one line in well under a second instead of expanding for minutes.
+one line in well under a second instead of expanding for minutes. A text without a `*` holds no
+alias and is not walked: its size is bounded by the file's byte limit alone.
 """
 
 from __future__ import annotations

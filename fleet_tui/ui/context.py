@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from textual.app import App
 from textual.binding import Binding
@@ -21,7 +21,9 @@ from fleet_tui.present.view import PollDigest
 from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
 from fleet_tui.ui.alerting import OpenAlert, TerminalAlerts
-from fleet_tui.ui.widgets.fleet_table import RowBooks
+
+if TYPE_CHECKING:
+    from fleet_tui.ui.widgets.fleet_table import RowBooks
 
 
 class Dashboard(Protocol):

@@ -280,7 +280,7 @@ class FleetScreen(Screen[None]):
         )
         table = self.query_one(FleetTable)
         table.sort_key, table.sort_reverse = self.view.sort_key, self.view.sort_reverse
-        table.set_records(records, fleet, self.dashboard.row_books.find(records, fleet))
+        table.set_records(records, fleet, self.dashboard.row_books.find(fleet, records))
         header = self.query_one(FleetHeader)
         header.snapshot = self.snapshot
         if self.snapshot is not None:

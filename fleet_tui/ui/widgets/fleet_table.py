@@ -217,6 +217,33 @@ def _recount(
 Made = dict[str, tuple[AgentRecord, Row, bool]]
 
 
+def _advance(
+    lengths: list[dict[int, int]],
+    last: tuple[AgentRecord, Row, bool] | None,
+    record: AgentRecord,
+    ascii_only: bool,
+) -> Row:
+    """The row of `record` from `last`, its key's last (record, row, ascii_only) or None: that
+    row for the same record object, else remade from it (only the cells whose inputs changed),
+    else made anew; the cells that changed are moved in `lengths`, the per-column counts of
+    cell lengths."""
+    if last is None or last[2] != ascii_only:
+        row = make_row(record, ascii_only=ascii_only)
+        if last is not None:
+            _count(lengths, last[1].cells, -1)
+        _count(lengths, row.cells, 1)
+        return row
+    if last[0] is record:
+        return last[1]
+    row, remade = _remake(last[0], last[1], record, ascii_only)
+    if remade is None:
+        _count(lengths, last[1].cells, -1)
+        _count(lengths, row.cells, 1)
+    elif remade:
+        _recount(lengths, last[1].cells, row.cells, remade)
+    return row
+
+
 class RowBook:
     """The rows of one poll's fleet, made in the poll thread: what `FleetTable.set_records`
     would otherwise work out on the event loop (each record's row, the per-column counts of cell
@@ -259,7 +286,8 @@ class RowBook:
 class RowBooks:
     """The rows of the last few polls, each made from the one before (`prepare`, in the poll
     thread: only the rows of records that changed are made again), for the table to take
-    (`find`, on the event loop). Polls never overlap, so `prepare` never runs twice at once."""
+    (`find`, on the event loop). A book is never changed once made (the table copies what it
+    keeps); `prepare` is called by one thread at a time (the poll thread: polls never overlap)."""
 
     KEEP = 4
 
@@ -269,9 +297,9 @@ class RowBooks:
 
     def prepare(
         self, fleet: list[AgentRecord], shown: list[AgentRecord], *, ascii_only: bool
-    ) -> RowBook | None:
-        """The rows of `fleet` and of the view's records `shown` (which are fleet records).
-        None when the fleet holds two records of one key (the table then works it out itself)."""
+    ) -> None:
+        """Make the book of `fleet` and of the view's records `shown` (fleet records). None is
+        made when the fleet holds two records of one key (the table then works it out)."""
         last = self._last
         if last is None or last.ascii_only != ascii_only:
             before: Made = {}
@@ -282,24 +310,13 @@ class RowBooks:
         added = 0
         for r in fleet:
             key = r.key
+            if key in made:  # before any count: a key's last row is moved once
+                self._last = None  # (the next poll starts afresh)
+                return
             m = before.get(key)
             if m is None:
-                row = make_row(r, ascii_only=ascii_only)
-                _count(lengths, row.cells, 1)
                 added += 1
-            elif m[0] is r:
-                row = m[1]
-            else:
-                row, remade = _remake(m[0], m[1], r, ascii_only)
-                if remade is None:
-                    _count(lengths, m[1].cells, -1)
-                    _count(lengths, row.cells, 1)
-                elif remade:
-                    _recount(lengths, m[1].cells, row.cells, remade)
-            if key in made:
-                self._last = None  # (the next poll starts afresh)
-                return None
-            made[key] = (r, row, ascii_only)
+            made[key] = (r, _advance(lengths, m, r, ascii_only), ascii_only)
         if len(made) - added != len(before):  # rows of agents gone since
             for key, m in before.items():
                 if key not in made:
@@ -307,9 +324,8 @@ class RowBooks:
         book = RowBook(fleet, shown, made, lengths, ascii_only)
         self._last = book
         self._books.append(book)
-        return book
 
-    def find(self, shown: list[AgentRecord], fleet: list[AgentRecord]) -> RowBook | None:
+    def find(self, fleet: list[AgentRecord], shown: list[AgentRecord]) -> RowBook | None:
         """The book made for exactly these lists (the digest's), if any."""
         for book in list(self._books):
             if book.fleet is fleet and book.shown is shown:
@@ -406,7 +422,7 @@ class FleetTable(ScrollView, can_focus=True):
         self._narrower_for: dict[str, int] = {}
         self._fleet_columns: list[Column] = list(COLUMNS)
         # per key, the last record shown and its row, and whether it was made in ASCII
-        self._made: dict[str, tuple[AgentRecord, Row, bool]] = {}
+        self._made: Made = {}
         # per column (index in COLUMNS), how many rows of `_made` have a cell of each length:
         # the fleet's natural widths without going over every row at each update
         self._lengths: list[dict[int, int]] = [{} for _ in COLUMNS]
@@ -477,7 +493,7 @@ class FleetTable(ScrollView, can_focus=True):
         self._fleet_columns = [c for c in COLUMNS if c in columns]
         if len(made) == len(rows) and all(made[k][1] is row for k, row in rows.items()):
             natural = self._counted_widths()  # the rows are those counted in _lengths
-        else:  # (two records of one key in an update)
+        else:  # (two records of one key, or a view's record that is not the fleet's)
             natural = self._natural_widths(list(rows.values()))
         self._update_fleet_widths(natural)
         self.set_rows(shown, self._fleet_columns)
@@ -487,23 +503,11 @@ class FleetTable(ScrollView, can_focus=True):
         that changes shows the same snapshot's records again), else made from the last row of
         its key (only the cells whose inputs changed), else made anew."""
         key = record.key
-        made = self._made.get(key)
+        last = self._made.get(key)
         ascii_only = self.ascii_only
-        if made is None or made[2] != ascii_only:
-            row = make_row(record, ascii_only=ascii_only)
-            if made is not None:
-                self._count(made[1].cells, -1)
-            self._count(row.cells, 1)
-        elif made[0] is record:
-            return made[1]
-        else:
-            old = made[1]
-            row, remade = _remake(made[0], old, record, ascii_only)
-            if remade is None:
-                self._count(old.cells, -1)
-                self._count(row.cells, 1)
-            elif remade:
-                _recount(self._lengths, old.cells, row.cells, remade)
+        if last is not None and last[0] is record and last[2] == ascii_only:
+            return last[1]
+        row = _advance(self._lengths, last, record, ascii_only)
         self._made[key] = (record, row, ascii_only)
         return row
 
