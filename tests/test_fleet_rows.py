@@ -167,13 +167,30 @@ class _Terminal:
         return [line[r.x : r.x + r.width] for line in self.screen.display[r.y : r.y + r.height]]
 
 
-def _fixed_app(snapshot: FleetSnapshot) -> FleetApp:
+def _fixed_app(snapshot: FleetSnapshot, *, ascii_only: bool | None = None) -> FleetApp:
+    glyphs = "auto" if ascii_only is None else "ascii" if ascii_only else "unicode"
     return FleetApp(
         FixedSource(snapshot),
-        settings=DashboardSettings(poll_interval_s=3600),
+        settings=DashboardSettings(poll_interval_s=3600, glyphs=glyphs),
         clock=lambda: NOW + timedelta(seconds=1),
         watch=False,
     )
+
+
+def _with_new_states(
+    agents: list[AgentRecord], rng: random.Random, count: int
+) -> list[AgentRecord]:
+    """`agents` with the heartbeat state of `count` of them (at random) drawn anew."""
+    from fleet_tui.model.records import AgentState
+
+    states = [AgentState.BUSY, AgentState.IDLE, AgentState.WAITING_INPUT, AgentState.BLOCKED]
+    agents = list(agents)
+    for i in rng.sample(range(len(agents)), count):
+        a = agents[i]
+        if a.heartbeat is not None:
+            beat = a.heartbeat.model_copy(update={"state": rng.choice(states)})
+            agents[i] = a.model_copy(update={"heartbeat": beat})
+    return agents
 
 
 async def _first_poll(pilot: Pilot[None], app: FleetApp) -> FleetTable:
@@ -196,11 +213,8 @@ async def test_what_the_terminal_shows_after_churn_is_what_the_table_holds() -> 
     operator to the top), drop and bring back agents, while the table is scrolled and the
     cursor moves: after each, every table line the terminal shows is the line the table holds
     now (no line left from an earlier order)."""
-    from fleet_tui.model.records import AgentState
-
     base = big_snapshot(120, seed=11)
     rng = random.Random(5)
-    states = [AgentState.BUSY, AgentState.IDLE, AgentState.WAITING_INPUT, AgentState.BLOCKED]
     size = (100, 30)
     app = _fixed_app(base)
     async with app.run_test(size=size) as pilot:
@@ -208,12 +222,7 @@ async def test_what_the_terminal_shows_after_churn_is_what_the_table_holds() -> 
         table = await _first_poll(pilot, app)
         agents = list(base.agents)
         for step in range(40):
-            agents = list(agents)
-            for i in rng.sample(range(len(agents)), 6):
-                a = agents[i]
-                if a.heartbeat is not None:
-                    beat = a.heartbeat.model_copy(update={"state": rng.choice(states)})
-                    agents[i] = a.model_copy(update={"heartbeat": beat})
+            agents = _with_new_states(agents, rng, 6)
             # now and then some go (and come back at the next step); most polls keep the
             # same agents, so the table repaints line by line, not whole (a new length does)
             gone = set(rng.sample(range(len(agents)), 3)) if step % 7 == 6 else set()
@@ -259,20 +268,13 @@ def _churn(base: FleetSnapshot, steps: int) -> list[FleetSnapshot]:
     """Polls of a fleet as it churns: every age moves, states change (the default order moves
     agents), a long role comes and goes (its column widens, then narrows after SHRINK_AFTER
     polls), agents leave and come back, new ones arrive."""
-    from fleet_tui.model.records import AgentState
-
     rng = random.Random(9)
-    states = [AgentState.BUSY, AgentState.IDLE, AgentState.WAITING_INPUT, AgentState.BLOCKED]
     agents = list(base.agents)
     extra = list(big_snapshot(90, seed=21).agents)[80:]  # other names: newcomers
     polls = []
     for step in range(steps):
         agents = [_aged(a, 3.0 * step + i % 5, 4.0 * step + i % 7) for i, a in enumerate(agents)]
-        for i in rng.sample(range(len(agents)), 5):
-            a = agents[i]
-            if a.heartbeat is not None:
-                beat = a.heartbeat.model_copy(update={"state": rng.choice(states)})
-                agents[i] = a.model_copy(update={"heartbeat": beat})
+        agents = _with_new_states(agents, rng, 5)
         now = list(agents)
         if step == 3:
             now[0] = now[0].model_copy(update={"role": "reviewer-of-very-long-things"})
@@ -291,14 +293,7 @@ async def _lines_after_each(
 ) -> list[list[str]]:
     import asyncio
 
-    app = FleetApp(
-        FixedSource(polls[0]),
-        settings=DashboardSettings(
-            poll_interval_s=3600, glyphs="ascii" if ascii_only else "unicode"
-        ),
-        clock=lambda: NOW + timedelta(seconds=1),
-        watch=False,
-    )
+    app = _fixed_app(polls[0], ascii_only=ascii_only)
     seen = []
     async with app.run_test(size=(130, 30)) as pilot:
         table = await _first_poll(pilot, app)

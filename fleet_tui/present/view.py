@@ -236,10 +236,13 @@ class PollDigest:
             tuple[FleetSnapshot, FleetView, list[AgentRecord], list[AgentRecord]]
         ] = deque(maxlen=self.KEEP)
 
-    def prepare(self, snapshot: FleetSnapshot, view: FleetView) -> None:
-        """In the poll thread: work out what the screen will ask of `snapshot` under `view`."""
+    def prepare(
+        self, snapshot: FleetSnapshot, view: FleetView
+    ) -> tuple[list[AgentRecord], list[AgentRecord]]:
+        """In the poll thread: work out what the screen will ask of `snapshot` under `view`;
+        returns `shown(snapshot, view)`."""
         self.counts(snapshot)
-        self.shown(snapshot, view)
+        return self.shown(snapshot, view)
 
     def counts(self, snapshot: FleetSnapshot) -> FleetCounts:
         for kept, counts in list(self._counts):

@@ -284,9 +284,7 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         what the fleet screen will show of `snapshot` under its view as it is now (a view that
         changes meanwhile is worked out when shown). Keeps O(fleet) work off the event loop."""
         self.polling.note_ages(snapshot)
-        view = self.fleet_screen.view  # (immutable, read whole)
-        self.digest.prepare(snapshot, view)
-        shown, fleet = self.digest.shown(snapshot, view)
+        shown, fleet = self.digest.prepare(snapshot, self.fleet_screen.view)  # (immutable)
         self.row_books.prepare(fleet, shown, ascii_only=self.ascii_only)
 
     def on_polled(self, message: Polled) -> None:

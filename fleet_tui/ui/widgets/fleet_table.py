@@ -272,15 +272,14 @@ class RowBook:
         self.fleet, self.shown, self.made, self.lengths = fleet, shown, made, lengths
         self.ascii_only = ascii_only
         self.columns = visible_columns(fleet, COLUMNS)
-        rows: list[Row] = []
+        self.shown_rows: list[Row] | None = []
         for r in shown:
             m = made.get(r.key)
             if m is None or m[0] is not r:  # a record the view shows that is not the fleet's
-                rows = []
+                self.shown_rows = None
                 break
-            rows.append(m[1])
-        self.shown_rows: list[Row] | None = rows if len(rows) == len(shown) else None
-        self.shown_keys = [row.key for row in rows]
+            self.shown_rows.append(m[1])
+        self.shown_keys = [r.key for r in shown]
 
 
 class RowBooks:
@@ -488,7 +487,7 @@ class FleetTable(ScrollView, can_focus=True):
                 shown.append(row)
         if len(made) != len(rows):  # _made holds every key of rows: drop the others
             for key in [k for k in made if k not in rows]:
-                self._count(made.pop(key)[1].cells, -1)
+                _count(self._lengths, made.pop(key)[1].cells, -1)
         columns = visible_columns(fleet or records, COLUMNS)
         self._fleet_columns = [c for c in COLUMNS if c in columns]
         if len(made) == len(rows) and all(made[k][1] is row for k, row in rows.items()):
@@ -510,9 +509,6 @@ class FleetTable(ScrollView, can_focus=True):
         row = _advance(self._lengths, last, record, ascii_only)
         self._made[key] = (record, row, ascii_only)
         return row
-
-    def _count(self, cells: tuple[str, ...], step: int) -> None:
-        _count(self._lengths, cells, step)
 
     def _update_fleet_widths(self, natural: dict[str, int]) -> None:
         """Grow a column at once; shrink it only after SHRINK_AFTER updates asked for less."""
