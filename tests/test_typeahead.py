@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from textual import events
 from textual.widgets import Input, TextArea
 
@@ -131,6 +132,25 @@ async def test_composer_takes_the_text_typed_right_behind_m_also_from_the_inbox(
         burst(app, "escape")
         await settle(pilot)
         # the inbox's `m` (it answers the agent in view): opened and typed into at once
+        burst(app, "i", "m", "o", "k")
+        await settle(pilot)
+        assert isinstance(app.screen, ComposeMessageScreen)
+        assert app.screen.query_one(TextArea).text == "ok"
+
+
+async def test_the_inbox_shows_its_episodes_from_its_mount_not_from_its_first_resize(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inbox draws its episodes as it mounts: an `m` typed right behind `i` answers the
+    first one. (It drew them only at its first resize; on a busy machine the `m` came first and
+    said "nothing is selected (the inbox is empty)". Here no resize draws them at all.)"""
+    from fleet_tui.ui.screens.inbox import InboxScreen
+
+    monkeypatch.setattr(InboxScreen, "on_resize", lambda self, event: None)
+    alerts, _ = TerminalAlerts.load(Located(tmp_path / "alerts.yaml", False), tmp_path / "st")
+    app = make_app(alerts=alerts)
+    async with app.run_test(size=(120, 35)) as pilot:
+        await first_poll(pilot, app)
         burst(app, "i", "m", "o", "k")
         await settle(pilot)
         assert isinstance(app.screen, ComposeMessageScreen)

@@ -127,14 +127,22 @@ class InboxScreen(Screen[None]):
         super().__init__()  # no id: one being removed would clash with a new one
         self.alerts: tuple[OpenAlert, ...] = ()
         self._drawn = False
+        self._composed = False  # set in on_mount (where Textual's is_mounted is still False)
 
     @property
     def dashboard(self) -> Dashboard:
         return dashboard_of(self)
 
+    def _widgets_ready(self) -> bool:
+        """Its widgets can be queried: composed (from on_mount on) and still on the stack (a
+        popped screen loses them). Not `is_mounted`: Textual sets it only after on_mount, so
+        the inbox drew nothing at its mount, only at its first resize, and an `m` typed right
+        behind `i` found nothing selected ("the inbox is empty") on a busy machine."""
+        return self._composed and on_stack(self)
+
     @property
     def selected(self) -> OpenAlert | None:
-        if not on_stack(self) or not self.is_mounted:
+        if not self._widgets_ready():
             return None
         index = self.query_one(InboxList).highlighted
         if index is None or not 0 <= index < len(self.alerts):
@@ -155,6 +163,7 @@ class InboxScreen(Screen[None]):
         yield FleetFooter()
 
     def on_mount(self) -> None:
+        self._composed = True
         self.query_one(InboxList).focus()
         self.receive_snapshot()
         self.set_interval(REFRESH_S, self._tick, name="inbox ages")
@@ -176,7 +185,7 @@ class InboxScreen(Screen[None]):
         self._show()
 
     def _show(self) -> None:
-        if not on_stack(self) or not self.is_mounted:
+        if not self._widgets_ready():
             return
         self._drawn = True
         app = self.dashboard
