@@ -9,8 +9,16 @@ from datetime import timedelta
 
 import pytest
 
-from fleet_tui.core.join import FleetInputs, JoinCache, build_snapshot
-from fleet_tui.model.records import FleetSnapshot, Ping, SpoolRead, StateSource
+from fleet_tui.core.join import FleetInputs, JoinCache, build_snapshot, inference_targets
+from fleet_tui.model.records import (
+    AgentRecord,
+    AgentState,
+    FleetSnapshot,
+    InferredState,
+    Ping,
+    SpoolRead,
+    StateSource,
+)
 from fleet_tui.testing.fleets import big_snapshot, fleet_inputs
 
 
@@ -41,8 +49,7 @@ def test_changed_inputs_are_built_again_and_the_rest_kept() -> None:
     first = both(base, cache)
     again = both(base, cache)
     for a, b in zip(first.agents, again.agents, strict=True):
-        kept = a.inferred is None  # inferred states are worked out on every join
-        assert (a is b) == kept, a.name
+        assert a is b, a.name  # inferred states too: nothing moved
     # one heartbeat rewritten (a new seq): that agent's record changes, the others are kept
     name = next(a.name for a in first.agents if a.state_source is StateSource.HEARTBEAT)
     read = base.heartbeats[name]
@@ -53,7 +60,7 @@ def test_changed_inputs_are_built_again_and_the_rest_kept() -> None:
     for a, b in zip(again.agents, third.agents, strict=True):
         if a.name == name:
             assert a is not b and b.heartbeat is not None and b.heartbeat.seq == newer.seq
-        elif a.inferred is None:
+        else:
             assert a is b, a.name
     # a ping that goes unanswered, a pid that died, a process sample and token use that moved
     later = base.now + timedelta(seconds=45)
@@ -70,6 +77,47 @@ def test_changed_inputs_are_built_again_and_the_rest_kept() -> None:
     both(replace(base, roster=None), cache)
     both(replace(base, host="elsewhere"), cache)
     both(base, cache)
+
+
+def state(record: AgentRecord) -> AgentState | None:
+    """The state a record without a heartbeat shows (inferred, or Claude Code's)."""
+    return record.inferred.state if record.inferred else None
+
+
+def test_states_without_a_heartbeat_follow_the_clock_the_screen_and_the_session_file() -> None:
+    base = fleet_inputs(heartbeats=False)
+    targets = inference_targets(base)
+    assert len(targets) >= 5
+    cache = JoinCache()
+    # the clock: output 2 s ago is busy (most panes wrote 5 s before `base.now`), 58 s later
+    # the same panes are idle
+    first = both(replace(base, now=base.now - timedelta(seconds=3)), cache)
+    guessed = [a for a in first.agents if a.state_source is StateSource.INFERRED]
+    assert len(guessed) >= 5
+    assert any(state(a) is AgentState.BUSY for a in guessed if a.tmux and a.tmux.idle_s == 2)
+    built = cache.built
+    later = both(replace(base, now=base.now + timedelta(seconds=55)), cache)
+    assert cache.built == built  # worked out again from the kept records, none built anew
+    names = {g.name for g in guessed}
+    assert {a.name: state(a) for a in later.agents if a.name in names} != {
+        g.name: state(g) for g in guessed
+    }
+    # the screen: a prompt shows on one pane, then goes
+    ask = {targets[0]: ["Do you want to proceed?", "> 1. Yes", "  2. No"]}
+    asked = both(replace(base, now=base.now + timedelta(seconds=61), captures=ask), cache)
+    who = next(a for a in asked.agents if a.tmux and (a.socket, a.tmux.pane_id) == targets[0])
+    assert state(who) is AgentState.WAITING_INPUT, who.inferred
+    both(replace(base, now=base.now + timedelta(seconds=62)), cache)
+    # Claude Code's session file for a Claude pane: its state, then none again
+    pid = next(a.tmux.pane_pid for a in guessed if a.runtime == "claude" and a.tmux)
+    sessions = {pid: InferredState(state=AgentState.BLOCKED, reason="session: rate limited")}
+    blocked = both(replace(base, claude_sessions=sessions), cache)
+    assert any(
+        a.state_source is StateSource.SESSION and state(a) is AgentState.BLOCKED
+        for a in blocked.agents
+    )
+    again = both(base, cache)
+    assert all(a.state_source is not StateSource.SESSION for a in again.agents)
 
 
 def test_a_big_fleet_rebuilds_nothing_when_only_the_clock_moves() -> None:

@@ -670,8 +670,9 @@ class JoinCache:
     anew (health and its reason, the heartbeat's age, the pane's idle time), and when none of
     that moved either, the record is the same OBJECT as in the last snapshot. So a consumer may
     skip a record that `is` the one it saw last (it is equal in every field); an equal record is
-    not always the same object. A record whose state is inferred from the pane or read from
-    Claude Code's session file is always built again (the guess uses the idle time).
+    not always the same object. A state without a heartbeat (inferred from the pane, or read
+    from Claude Code's session file) is worked out again on every join (the guess reads the
+    idle time), from the kept record's pane and process: a guess is cheap beside a record.
     """
 
     context: tuple[object, ...] = ()
@@ -682,8 +683,8 @@ class JoinCache:
 
 def _record_inputs(inputs: FleetInputs, placement: Placement) -> tuple[object, ...]:
     """What `agent_record` reads for one placement, but for `now`, pings, dead pids, captures
-    and Claude Code's session states (health, worked out on every join, reads the first three;
-    only inferred states read the last two, and those records are never reused)."""
+    and Claude Code's session states: `refreshed_record` works out again, on every join, the
+    health (which reads the first three) and a state without a heartbeat (the last two)."""
     name, found = placement.name, placement.found
     row = found.row if found else None
     return (
@@ -718,8 +719,9 @@ def _idle_s(tmux: TmuxInfo, now: datetime) -> float | None:
 def refreshed_record(
     inputs: FleetInputs, placement: Placement, kept: _Kept, timeout_s: float
 ) -> tuple[AgentRecord, list[str]]:
-    """A kept record at `inputs.now`: health, the heartbeat's age and the pane's idle time
-    worked out as `agent_record` does; the kept object itself when none of them moved."""
+    """A kept record at `inputs.now`: health, the heartbeat's age, the pane's idle time and a
+    state without a heartbeat (inferred from the pane, or Claude Code's session file) worked
+    out as `agent_record` does; the kept object itself when none of them moved."""
     beat, record = kept.beat, kept.record
     health = health_of(
         placement,
@@ -737,7 +739,22 @@ def refreshed_record(
     if tmux is not None:
         idle = _idle_s(tmux, inputs.now)
         if idle != tmux.idle_s:
-            update["tmux"] = _moved(tmux, {"idle_s": idle})
+            tmux = update["tmux"] = _moved(tmux, {"idle_s": idle})
+    if beat.heartbeat is None:
+        process = record.process
+        source, inferred = state_of(
+            placement,
+            None,
+            tmux,
+            process.runtime_detected if process else None,
+            captures=inputs.captures,
+            rules=inputs.inference,
+            sessions=inputs.claude_sessions,
+        )
+        if source is not record.state_source:
+            update["state_source"] = source
+        if inferred != record.inferred:
+            update["inferred"] = inferred
     hbinfo = record.heartbeat
     if hbinfo is not None:
         age = round(health.age_s if health.age_s is not None else 0.0, 1)
@@ -795,7 +812,7 @@ def _build_incremental(
         key = (p.name, p.found.socket if p.found else None)
         sig = _record_inputs(inputs, p)
         old = last.get(key)
-        if old is not None and old.record.inferred is None and old.inputs == sig:
+        if old is not None and old.inputs == sig:
             record, warnings = refreshed_record(inputs, p, old, timeout_s)
             cache.reused += 1
             entry = old if record is old.record else _Kept(sig, old.beat, record)
