@@ -4,8 +4,9 @@ whose inputs did not change is not built again, and is the same object when noth
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -118,6 +119,72 @@ def test_states_without_a_heartbeat_follow_the_clock_the_screen_and_the_session_
     )
     again = both(base, cache)
     assert all(a.state_source is not StateSource.SESSION for a in again.agents)
+
+
+SCREENS: list[list[str] | None] = [
+    None,
+    ["Do you want to proceed?", "> 1. Yes", "  2. No"],
+    ["esc to interrupt"],
+    ["$ "],
+    ["Allow command? (y/n)"],
+]
+
+
+def _step(rng: random.Random, base: FleetInputs, now: datetime) -> FleetInputs:
+    """`base` at `now`, with a random share of what a poll may change for states without a
+    heartbeat: screens, session files, the runtime seen under a pane, titles and activity."""
+    rows = [(scan, row) for scan in base.sockets for row in scan.panes]
+    captures = {
+        (scan.name, row.pane_id): list(screen)
+        for scan, row in rows
+        if (screen := rng.choice(SCREENS)) is not None
+    }
+    sessions = {
+        row.pane_pid: InferredState(state=rng.choice(list(AgentState)), reason="session: x")
+        for _, row in rows
+        if row.pane_pid and rng.random() < 0.3
+    }
+    processes = {
+        pid: replace(sample, runtime=rng.choice(["claude", "codex", None]))
+        if rng.random() < 0.2
+        else sample
+        for pid, sample in base.processes.items()
+    }
+    t = int(now.timestamp())
+    sockets = [
+        replace(
+            scan,
+            panes=[
+                replace(row, window_activity=t - rng.randint(0, 9), pane_title="⠙ busy")
+                if rng.random() < 0.2
+                else row
+                for row in scan.panes
+            ],
+        )
+        for scan in base.sockets
+    ]
+    return replace(
+        base,
+        now=now,
+        captures=captures,
+        claude_sessions=sessions,
+        processes=processes,
+        sockets=sockets,
+    )
+
+
+@pytest.mark.parametrize("heartbeats", [False, True])
+def test_random_polls_give_the_snapshot_of_a_join_from_scratch(heartbeats: bool) -> None:
+    rng = random.Random(16)
+    base = fleet_inputs(heartbeats=heartbeats)
+    cache = JoinCache()
+    now = base.now
+    for _ in range(150):
+        now += timedelta(seconds=rng.choice([0, 0.05, 1, 2, 3, 40]))
+        # half the polls change nothing but the clock: the kept records are refreshed
+        inputs = _step(rng, base, now) if rng.random() < 0.5 else replace(base, now=now)
+        both(inputs, cache)
+    assert cache.reused > 0 and cache.built > 0
 
 
 def test_a_big_fleet_rebuilds_nothing_when_only_the_clock_moves() -> None:

@@ -665,14 +665,14 @@ class JoinCache:
     """The records of the last join, for the next one (kept by the caller, e.g. the collector).
 
     A record whose inputs are equal to the last join's (its placement with the pane's row, its
-    heartbeat as read, its process sample, token use and budget, under the same tenant, host,
-    systemd scan and rules) is not built again: only what moves with the clock is worked out
-    anew (health and its reason, the heartbeat's age, the pane's idle time), and when none of
+    heartbeat as read, its process sample, token use, budget and lifecycle marks, under the same
+    tenant, host, systemd scan and rules) is not built again: only what moves with the clock or
+    with a poll's screens is worked out anew (health and its reason, the heartbeat's age, the
+    pane's idle time, and a state without a heartbeat: inferred from the pane's screen, or read
+    from Claude Code's session file, from the kept record's pane and process), and when none of
     that moved either, the record is the same OBJECT as in the last snapshot. So a consumer may
     skip a record that `is` the one it saw last (it is equal in every field); an equal record is
-    not always the same object. A state without a heartbeat (inferred from the pane, or read
-    from Claude Code's session file) is worked out again on every join (the guess reads the
-    idle time), from the kept record's pane and process: a guess is cheap beside a record.
+    not always the same object.
     """
 
     context: tuple[object, ...] = ()
@@ -684,7 +684,8 @@ class JoinCache:
 def _record_inputs(inputs: FleetInputs, placement: Placement) -> tuple[object, ...]:
     """What `agent_record` reads for one placement, but for `now`, pings, dead pids, captures
     and Claude Code's session states: `refreshed_record` works out again, on every join, the
-    health (which reads the first three) and a state without a heartbeat (the last two)."""
+    health (which reads the first three) and a state without a heartbeat (which reads `now`,
+    through the idle time, and the last two)."""
     name, found = placement.name, placement.found
     row = found.row if found else None
     return (
