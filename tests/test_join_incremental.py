@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from fleet_tui.core.infer import compile_rules
 from fleet_tui.core.join import FleetInputs, JoinCache, build_snapshot, inference_targets
 from fleet_tui.model.records import (
     AgentRecord,
@@ -20,7 +21,7 @@ from fleet_tui.model.records import (
     SpoolRead,
     StateSource,
 )
-from fleet_tui.testing.fleets import big_snapshot, fleet_inputs
+from fleet_tui.testing.fleets import big_snapshot, fleet_inputs, heartbeat
 
 
 def both(inputs: FleetInputs, cache: JoinCache) -> FleetSnapshot:
@@ -119,6 +120,43 @@ def test_states_without_a_heartbeat_follow_the_clock_the_screen_and_the_session_
     )
     again = both(base, cache)
     assert all(a.state_source is not StateSource.SESSION for a in again.agents)
+
+
+def test_kept_guesses_follow_the_rules_the_runtime_and_whose_heartbeat_it_is() -> None:
+    base = fleet_inputs(heartbeats=False)
+    cache = JoinCache()
+    first = both(base, cache)
+    # new rules: every record is built again, and a screen's text now reads as busy
+    words = {"busy": ["plain words"]}
+    rules, notices = compile_rules(dict.fromkeys(("claude", "codex", "shell"), words))
+    assert notices == []
+    target = inference_targets(base)[0]
+    screen = {target: ["plain words on the screen"]}
+    built = cache.built
+    later = base.now + timedelta(seconds=120)
+    both(replace(base, now=later, captures=screen), cache)
+    busy = both(replace(base, now=later, captures=screen, inference=rules), cache)
+    assert cache.built - built == len(first.agents)  # the rules changed: none kept
+    who = next(a for a in busy.agents if a.tmux and (a.socket, a.tmux.pane_id) == target)
+    assert state(who) is AgentState.BUSY, who.inferred
+    # a session file under a pane whose process is Codex says nothing of that agent's state
+    codex = next(a for a in first.agents if a.process and a.process.runtime_detected == "codex")
+    assert codex.tmux is not None and codex.tmux.pane_pid is not None
+    sessions = {codex.tmux.pane_pid: InferredState(state=AgentState.BLOCKED, reason="s")}
+    kept = both(replace(base, claude_sessions=sessions), cache)
+    assert next(a for a in kept.agents if a.name == codex.name).state_source is not (
+        StateSource.SESSION
+    )
+    # a heartbeat of another tenant is no heartbeat: the state is still a guess, kept
+    other = {codex.name: SpoolRead(heartbeat(codex.name, 3, now=base.now, tenant_id="other"))}
+    built = cache.built
+    both(replace(base, heartbeats=other), cache)
+    both(replace(base, heartbeats=other, now=base.now + timedelta(seconds=1)), cache)
+    assert cache.built - built == 1  # built when the file appeared, kept after
+    guessed = both(replace(base, heartbeats=other, now=base.now + timedelta(seconds=2)), cache)
+    assert next(a for a in guessed.agents if a.name == codex.name).state_source is (
+        StateSource.INFERRED
+    )
 
 
 SCREENS: list[list[str] | None] = [
