@@ -147,6 +147,18 @@ def test_kept_guesses_follow_the_rules_the_runtime_and_whose_heartbeat_it_is() -
     assert next(a for a in kept.agents if a.name == codex.name).state_source is not (
         StateSource.SESSION
     )
+    # a Claude pane whose session file says it waits: the prompt read off the pane joins the
+    # reason while it shows, and leaves it when it goes
+    claude = next(a for a in first.agents if a.process and a.process.runtime_detected == "claude")
+    assert claude.tmux is not None and claude.tmux.pane_pid is not None
+    waits = {claude.tmux.pane_pid: InferredState(state=AgentState.WAITING_INPUT, reason="s")}
+    where = (claude.socket, claude.tmux.pane_id)
+    prompt = {where: ["Do you want to proceed?", "> 1. Yes", "  2. No"]}
+    for screen, asks in ((prompt, True), ({}, False), (prompt, True)):
+        shown = both(replace(base, claude_sessions=waits, captures=screen), cache)
+        got = next(a for a in shown.agents if a.name == claude.name)
+        assert got.state_source is StateSource.SESSION and got.inferred is not None
+        assert ("prompt: '" in got.inferred.reason) is asks, got.inferred.reason
     # a heartbeat of another tenant is no heartbeat: the state is still a guess, kept
     other = {codex.name: SpoolRead(heartbeat(codex.name, 3, now=base.now, tenant_id="other"))}
     built = cache.built
