@@ -932,7 +932,7 @@ def print_report(doc: dict[str, Any]) -> list[str]:
         print(
             f"   the poll thread's share before it (FleetApp.prepare_snapshot), off the event "
             f"loop: 30 changed {up['dashboard30_poll_thread_ms']:.2f} ms, all changed "
-            f"{up.get('dashboardall_poll_thread_ms', float('nan')):.2f} ms"
+            f"{up['dashboardall_poll_thread_ms']:.2f} ms"
         )
         if up["fleet_layout_changes"]:
             print(f"   note: FleetTable relaid out {up['fleet_layout_changes']} times (unexpected)")
@@ -1024,8 +1024,8 @@ def print_report(doc: dict[str, Any]) -> list[str]:
         )
         print(
             f"   first paint {real['first_paint_s'] * 1000:.0f} ms (CPU to it "
-            f"{real.get('first_paint_cpu_s', 0) * 1000:.0f} ms, "
-            f"{real.get('first_paint_cpu_with_children_s', 0) * 1000:.0f} ms with children); RSS "
+            f"{real['first_paint_cpu_s'] * 1000:.0f} ms, "
+            f"{real['first_paint_cpu_with_children_s'] * 1000:.0f} ms with children); RSS "
             f"{real['rss_after_paint_mb']:.1f} MB after it, {real['rss_after_window_mb']:.1f} MB "
             f"after {real['window_s']:g} s; CPU {real['cpu_pct']:.1f} % "
             f"({real['cpu_pct_with_children']:.1f} % with its tmux children)"

@@ -47,7 +47,7 @@ from fleet_tui.service.budgets import BudgetSource
 from fleet_tui.service.poll import SnapshotSource
 from fleet_tui.service.scheduler import PollScheduler
 from fleet_tui.ui.alerting import AlertUpdate, Fired, OpenAlert, TerminalAlerts
-from fleet_tui.ui.context import Dashboard, screen_ready
+from fleet_tui.ui.context import Dashboard, PollScreen
 from fleet_tui.ui.crash import CrashGuard
 from fleet_tui.ui.keyhelp import binding_rows, documented_groups
 from fleet_tui.ui.lifecycle import GRACE_S, Declined, Lifecycle, LifecycleDone
@@ -309,13 +309,12 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
 
         A poll lands at any moment: right after a push (the new screen has not composed yet),
         right after a pop (the old one is being removed, and is already off the stack). Only
-        screens that have mounted and are not closing get it, through their
+        poll screens whose widgets are ready (`PollScreen.widgets_ready`) get it, through their
         `receive_snapshot()`; each reads `snapshot`, `poll_error`, `polled_at` from here, and
         reads them again when it mounts, so nothing published meanwhile is lost."""
         for screen in list(self.screen_stack):
-            receive = getattr(screen, "receive_snapshot", None)
-            if callable(receive) and screen_ready(screen):
-                receive()
+            if isinstance(screen, PollScreen) and screen.widgets_ready():
+                screen.receive_snapshot()
 
     # -- alerts (the `terminal` channel) ------------------------------------------------------
     def _take_alerts(self, update: AlertUpdate) -> None:

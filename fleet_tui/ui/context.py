@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widget import Widget
 
 from fleet_tui.config.surface import Surface
 from fleet_tui.control.actions import OperatorActions
@@ -105,11 +106,27 @@ def on_stack(screen: Screen[Any]) -> bool:
     return app.is_running and screen.is_attached and screen in app.screen_stack
 
 
-def screen_ready(screen: Screen[Any]) -> bool:
-    """True while `screen` has composed and mounted and is on the stack: the only time its
-    widgets can be queried. A screen just pushed has not composed yet (its compose runs on a
-    later turn of the loop); a popped one loses its widgets while it is removed."""
-    return screen.is_mounted and on_stack(screen)
+class PollScreen(Screen[None]):
+    """A screen that shows the app's polls: `receive_snapshot()` is called by the app on each
+    one (`FleetApp._publish`) while `widgets_ready()`; the screen reads the latest poll again
+    in its own `on_mount`, so nothing published before that is lost."""
+
+    _composed = False
+
+    async def mount_composed_widgets(self, widgets: list[Widget]) -> None:
+        await super().mount_composed_widgets(widgets)
+        self._composed = True  # before on_mount: a subclass's on_mount runs before its bases'
+
+    def widgets_ready(self) -> bool:
+        """True from the end of its compose (so in its own `on_mount`) while it is on the
+        stack: the only time its widgets can be queried. A screen just pushed has not composed
+        yet (its compose runs on a later turn of the loop); a popped one loses its widgets
+        while it is removed. Not Textual's `is_mounted`, set only once `on_mount` has returned:
+        the inbox drew nothing at its mount, and a key typed right behind `i` found it empty."""
+        return self._composed and on_stack(self)
+
+    def receive_snapshot(self) -> None:
+        """The app published a poll: show it (from `dashboard_of(self)`)."""
 
 
 def pane_action_bindings(scope: str) -> list[Binding]:

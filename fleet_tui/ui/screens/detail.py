@@ -18,7 +18,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Sparkline, Static
 
 from fleet_tui.config.surface import Surface
@@ -46,9 +45,9 @@ from fleet_tui.present.columns import (
 )
 from fleet_tui.ui.context import (
     Dashboard,
+    PollScreen,
     dashboard_of,
     lifecycle_bindings,
-    on_stack,
     pane_action_bindings,
 )
 from fleet_tui.ui.widgets.footer import FleetFooter
@@ -325,7 +324,7 @@ def actions_line(surface: Surface) -> str:
     )
 
 
-class AgentDetailScreen(Screen[None]):
+class AgentDetailScreen(PollScreen):
     """Pushed with `enter` on a row; follows the agent as snapshots arrive."""
 
     BINDINGS = [
@@ -338,7 +337,6 @@ class AgentDetailScreen(Screen[None]):
         super().__init__()  # no id: one being removed would clash with a new one
         self.key = key
         self._last_activity: object = None
-        self._composed = False  # the widgets exist (from on_mount until unmount)
         self._behind = False  # a snapshot arrived while another screen hid this one
 
     @property
@@ -362,15 +360,8 @@ class AgentDetailScreen(Screen[None]):
     # Pushed, the screen composes on a later turn of the loop; popped, it loses its widgets
     # while it is removed; under a stream it is hidden. Whatever arrives then is not shown
     # from here: `on_mount` and `on_screen_resume` read the app's latest snapshot instead.
-    def _widgets_ready(self) -> bool:
-        return self._composed and on_stack(self)
-
     def on_mount(self) -> None:
-        self._composed = True
         self.refresh_record()
-
-    def on_unmount(self) -> None:
-        self._composed = False
 
     def on_screen_resume(self) -> None:
         if self._behind:
@@ -386,7 +377,7 @@ class AgentDetailScreen(Screen[None]):
             return
         self.key = key
         self._last_activity = object()  # never equal: capture the new agent's pane
-        if not self._widgets_ready():
+        if not self.widgets_ready():
             return  # on_mount shows it
         self.query_one("#output", Static).update("")
         self.query_one("#detail-body", VerticalScroll).scroll_home(animate=False)
@@ -401,7 +392,7 @@ class AgentDetailScreen(Screen[None]):
     def refresh_record(self) -> None:
         """Show the app's latest snapshot of the agent: now if this screen is on view, else
         when it is shown again."""
-        if not self._widgets_ready():
+        if not self.widgets_ready():
             return
         if not self.is_current:
             self._behind = True  # under a stream or a dialog: no capture of a hidden pane
@@ -440,7 +431,7 @@ class AgentDetailScreen(Screen[None]):
     ) -> None:
         if key is not None and key != self.key:
             return  # a late capture of the agent shown before
-        if not self._widgets_ready():
+        if not self.widgets_ready():
             return  # closed (or not yet composed) while the capture ran
         out = self.query_one("#output", Static)
         if error:

@@ -18,7 +18,6 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.events import Resize
-from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from fleet_tui.core.sanitize import clean_text
@@ -27,9 +26,9 @@ from fleet_tui.present.columns import is_unhealthy, needs_attention
 from fleet_tui.present.view import FleetView
 from fleet_tui.ui.context import (
     Dashboard,
+    PollScreen,
     dashboard_of,
     lifecycle_bindings,
-    on_stack,
     pane_action_bindings,
 )
 from fleet_tui.ui.title import TerminalTitle, title_text
@@ -116,7 +115,7 @@ def empty_text(snapshot: FleetSnapshot | None, error: str | None, view: FleetVie
     return t
 
 
-class FleetScreen(Screen[None]):
+class FleetScreen(PollScreen):
     """The main screen. The app hands it snapshots; it keeps its own view (filter, sort)."""
 
     BINDINGS = [
@@ -172,7 +171,6 @@ class FleetScreen(Screen[None]):
         self.snapshot: FleetSnapshot | None = None
         self.error: str | None = None
         self.polled_at: datetime | None = None
-        self._composed = False
         self._sort_chosen = False  # the operator sorted before the remembered sort was read
         self.terminal_title = TerminalTitle()
         self.typed_ahead: list[events.Key] | None = None  # (ui.typeahead: its box opens on `/`)
@@ -192,7 +190,6 @@ class FleetScreen(Screen[None]):
         yield FleetFooter()
 
     def on_mount(self) -> None:
-        self._composed = True
         self.query_one("#filter", Input).display = False
         self.query_one("#empty", Static).display = False
         self.set_interval(1.0, self._tick_header, name="header clock")
@@ -212,12 +209,11 @@ class FleetScreen(Screen[None]):
             )
 
     def on_unmount(self) -> None:
-        self._composed = False
         self.terminal_title.restore(self.app)
 
     def on_sort_loaded(self, message: SortLoaded) -> None:
         sort = message.sort
-        if sort is None or sort.key is None or self._sort_chosen or not self._widgets_ready():
+        if sort is None or sort.key is None or self._sort_chosen or not self.widgets_ready():
             return
         self.view = replace(self.view, sort_key=sort.key, sort_reverse=sort.reverse)
         self.refresh_view()
@@ -240,11 +236,8 @@ class FleetScreen(Screen[None]):
             description="remember the sort",
         )
 
-    def _widgets_ready(self) -> bool:
-        return self._composed and on_stack(self)
-
     def _tick_header(self) -> None:
-        if self.dashboard.polling_paused or not self._widgets_ready():
+        if self.dashboard.polling_paused or not self.widgets_ready():
             return
         self.query_one(FleetHeader).tick()
 
@@ -259,25 +252,26 @@ class FleetScreen(Screen[None]):
     ) -> None:
         """Keep the snapshot; show it now if the widgets exist, else when they are mounted."""
         self.snapshot, self.error, self.polled_at = snapshot, error, polled_at
-        if self._widgets_ready():
+        if self.widgets_ready():
             self.refresh_view()
 
-    def visible_records(self) -> list[AgentRecord]:
-        """The records the view shows, in its order (shared: never changed)."""
+    def shown_records(self) -> tuple[list[AgentRecord], list[AgentRecord]]:
+        """The records the view shows, in its order, and every record it could show whatever
+        the filter (what the columns fit); shared, never changed."""
         if self.snapshot is None:
-            return []
-        return self.dashboard.digest.shown(self.snapshot, self.view)[0]
+            return [], []
+        return self.dashboard.digest.shown(self.snapshot, self.view)
+
+    def visible_records(self) -> list[AgentRecord]:
+        """The records the view shows, in its order."""
+        return self.shown_records()[0]
 
     def fleet_records(self) -> list[AgentRecord]:
-        """Every record the view could show, whatever the filter: what the columns fit."""
-        if self.snapshot is None:
-            return []
-        return self.dashboard.digest.shown(self.snapshot, self.view)[1]
+        """Every record the view could show, whatever the filter."""
+        return self.shown_records()[1]
 
     def refresh_view(self) -> None:
-        records, fleet = (
-            self.dashboard.digest.shown(self.snapshot, self.view) if self.snapshot else ([], [])
-        )
+        records, fleet = self.shown_records()
         table = self.query_one(FleetTable)
         table.sort_key, table.sort_reverse = self.view.sort_key, self.view.sort_reverse
         table.set_records(records, fleet, self.dashboard.row_books.find(fleet, records))
@@ -314,7 +308,7 @@ class FleetScreen(Screen[None]):
 
     def go_to_agent(self, key: str) -> None:
         """Put the cursor on an agent, clearing a filter that hides it."""
-        if self.snapshot is None or not self._widgets_ready():
+        if self.snapshot is None or not self.widgets_ready():
             return  # (a palette command can run as the app exits)
         record = next((a for a in self.snapshot.agents if a.key == key), None)
         if record is None:

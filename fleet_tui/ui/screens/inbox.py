@@ -17,14 +17,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.events import Resize
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from fleet_tui.core.sanitize import clean_text
 from fleet_tui.present.columns import ATTENTION_STATES, age_cell
 from fleet_tui.ui.alerting import OpenAlert
-from fleet_tui.ui.context import Dashboard, dashboard_of, on_stack
+from fleet_tui.ui.context import Dashboard, PollScreen, dashboard_of
 from fleet_tui.ui.widgets.footer import FleetFooter
 
 REFRESH_S = 5.0  # the ages move on between polls
@@ -116,7 +116,7 @@ class InboxList(OptionList):
     BINDINGS = [Binding("enter", "select", "Detail", id="inbox.detail")]
 
 
-class InboxScreen(Screen[None]):
+class InboxScreen(PollScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="inbox.back"),
         Binding("m", "message", "Answer…", id="inbox.message"),
@@ -127,22 +127,14 @@ class InboxScreen(Screen[None]):
         super().__init__()  # no id: one being removed would clash with a new one
         self.alerts: tuple[OpenAlert, ...] = ()
         self._drawn = False
-        self._composed = False  # set in on_mount (where Textual's is_mounted is still False)
 
     @property
     def dashboard(self) -> Dashboard:
         return dashboard_of(self)
 
-    def _widgets_ready(self) -> bool:
-        """Its widgets can be queried: composed (from on_mount on) and still on the stack (a
-        popped screen loses them). Not `is_mounted`: Textual sets it only after on_mount, so
-        the inbox drew nothing at its mount, only at its first resize, and an `m` typed right
-        behind `i` found nothing selected ("the inbox is empty") on a busy machine."""
-        return self._composed and on_stack(self)
-
     @property
     def selected(self) -> OpenAlert | None:
-        if not self._widgets_ready():
+        if not self.widgets_ready():
             return None
         index = self.query_one(InboxList).highlighted
         if index is None or not 0 <= index < len(self.alerts):
@@ -163,7 +155,6 @@ class InboxScreen(Screen[None]):
         yield FleetFooter()
 
     def on_mount(self) -> None:
-        self._composed = True
         self.query_one(InboxList).focus()
         self.receive_snapshot()
         self.set_interval(REFRESH_S, self._tick, name="inbox ages")
@@ -185,7 +176,7 @@ class InboxScreen(Screen[None]):
         self._show()
 
     def _show(self) -> None:
-        if not self._widgets_ready():
+        if not self.widgets_ready():
             return
         self._drawn = True
         app = self.dashboard

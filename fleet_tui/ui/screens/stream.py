@@ -201,10 +201,6 @@ class StreamScreen(Screen[None]):
         self._title()
         self.follow_pane()
 
-    def receive_snapshot(self) -> None:
-        """A new poll: nothing to redraw (the follower reads the pane itself). Safe at any
-        point of the screen's life, before compose and after it left."""
-
     def _title(self, extra: str = "") -> None:
         r = self.record
         t = Text()
