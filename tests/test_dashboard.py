@@ -12,6 +12,7 @@ from textual.widgets import Input, Sparkline, Static
 
 from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.errors import TmuxNotInstalled
+from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.testing.fleets import NOW, FixedSource, big_snapshot, empty_snapshot, fleet_snapshot
 from fleet_tui.ui.app import FleetApp
 from fleet_tui.ui.screens import AgentDetailScreen, HelpScreen
@@ -609,6 +610,31 @@ async def test_on_started_runs_once_when_the_first_poll_is_on_screen(fails: bool
         for _ in range(5):
             await pilot.pause()
         assert len(seen) == 1
+
+
+async def test_a_poll_asked_for_while_the_first_is_drawn_runs_right_after_its_frame() -> None:
+    """The spool watcher asks for a poll as it starts, most often while the first poll runs.
+    That poll is not lost, keeps its kind (heartbeats only), and starts once the first poll is
+    on the screen rather than beside its drawing (it would take the GIL from the first frame)."""
+    seen: list[str] = []
+    polls: list[tuple[bool, bool]] = []  # (heartbeats_only, the first frame was drawn)
+    app: FleetApp
+
+    class Source(FixedSource):
+        def poll(self, *, heartbeats_only: bool = False) -> FleetSnapshot:
+            polls.append((heartbeats_only, bool(seen)))
+            if len(polls) == 1:  # as the watcher does, while the first poll runs
+                app.call_from_thread(app.request_poll, heartbeats_only=True)
+            return super().poll(heartbeats_only=heartbeats_only)
+
+    app = make_app(Source(fleet_snapshot()), on_started=lambda: seen.append(screen_text(app)))
+    async with app.run_test(size=(160, 48)) as pilot:
+        for _ in range(100):
+            await pilot.pause()
+            if app.polls >= 2:
+                break
+        assert polls == [(False, False), (True, True)]
+        assert "orchestrator (Mos)" in seen[0]  # the first frame showed the fleet
 
 
 async def test_on_started_runs_once_even_when_no_poll_ever_lands() -> None:
