@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -234,12 +234,17 @@ class BudgetService:
         *,
         tenant_id: str | None = None,
         host: str | None = None,
+        identity: Callable[[], tuple[str | None, str | None]] | None = None,
         checkpoints: bool = True,
     ) -> None:
+        """`tenant_id` and `host` are the fallbacks used when the budgets file names none;
+        `identity` gives them on first use instead (the dashboard: its roster is parsed by the
+        poll thread, not on the way to the first frame)."""
         self.budgets_at = budgets
         self.state_dir = state_dir
-        self.tenant_fallback = tenant_id
-        self.host_fallback = host or socket.gethostname()
+        self._identity = identity
+        self._tenant_fallback = tenant_id
+        self._host_fallback = host
         self.checkpoints = checkpoints
         self.usage = UsageLedgerReader(usage_path(state_dir))
         self.spend = ModelSpendReader(spend_path(state_dir))
@@ -251,6 +256,30 @@ class BudgetService:
         if checkpoints:
             self._restore("usage", self.usage)
             self._restore("spend", self.spend)
+
+    def _resolve_identity(self) -> None:
+        identity, self._identity = self._identity, None
+        if identity is not None:
+            tenant, host = identity()
+            self._tenant_fallback = self._tenant_fallback or tenant
+            self._host_fallback = self._host_fallback or host
+
+    @property
+    def tenant_fallback(self) -> str | None:
+        self._resolve_identity()
+        return self._tenant_fallback
+
+    @tenant_fallback.setter
+    def tenant_fallback(self, tenant: str | None) -> None:
+        self._identity = None
+        self._tenant_fallback = tenant
+
+    @property
+    def host_fallback(self) -> str:
+        self._resolve_identity()
+        if not self._host_fallback:
+            self._host_fallback = socket.gethostname()
+        return self._host_fallback
 
     # -- checkpoints ------------------------------------------------------------------------
     def _ckpt_path(self, name: str) -> Path:
@@ -770,9 +799,12 @@ class LiveBudgetSource:
         *,
         tenant_id: str | None = None,
         host: str | None = None,
+        identity: Callable[[], tuple[str | None, str | None]] | None = None,
         gateway: GatewaySettings | None = None,
     ) -> None:
-        self.service = BudgetService(budgets, state_dir, tenant_id=tenant_id, host=host)
+        self.service = BudgetService(
+            budgets, state_dir, tenant_id=tenant_id, host=host, identity=identity
+        )
         self.gateway = gateway  # GatewaySettings: its budgets are asked every 30 s
         self._gateway_at = float("-inf")
         self._gateway_warnings: list[str] = []
@@ -784,13 +816,11 @@ class LiveBudgetSource:
     def for_config(cls, config: FleetConfig) -> LiveBudgetSource:
         """For the dashboard: the budgets of the environment, the tenant of the roster (else
         the login name), so that spend still shows while the budgets file is broken."""
-        # not strict: a broken roster is the fleet screen's to report
-        tenant, host = configured_identity(config, strict=False)
+        # not strict: a broken roster is the fleet screen's to report; read when first needed
         return cls(
             budgets_location(),
             config.state_dir,
-            tenant_id=tenant,
-            host=host,
+            identity=lambda: configured_identity(config, strict=False),
             gateway=config.gateway,
         )
 
