@@ -159,7 +159,9 @@ def test_the_dashboard_starts_without_garbage_collection_and_resumes_it(
 
     seen: list[tuple[bool, bool]] = []
 
-    def dashboard(config: object, *, on_started: Callable[[], None] | None = None) -> int:
+    def dashboard(
+        config: object, *, on_started: Callable[[], None] | None = None, **kw: object
+    ) -> int:
         before = gc.isenabled()
         if on_started is not None and len(seen) == 0:
             on_started()

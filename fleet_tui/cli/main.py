@@ -878,15 +878,31 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def _run_dashboard(args: argparse.Namespace, on_started: Callable[[], None] | None) -> int:
-    from fleet_tui.ui import crash, launch
+    from fleet_tui.ui import crash
 
     gateway = gateway_from_args(args)
     config = config_from_args(args)
     config.gateway = gateway
     crash.arm(config.state_dir)
+    first = None
     try:
         try:
-            code = launch.run_dashboard(config, on_started=on_started)
+            from fleet_tui.config.settings import load_settings
+            from fleet_tui.service.firstpoll import FirstPoll
+
+            settings, notice = load_settings()
+            # Forked before Textual is imported: the first poll runs on the other core while
+            # this process imports the UI and starts the app (issue 16, first paint).
+            first = FirstPoll.start(config, settings)
+            from fleet_tui.ui import launch
+
+            code = launch.run_dashboard(
+                config,
+                settings=settings,
+                settings_notice=notice,
+                on_started=on_started,
+                first_poll=first,
+            )
         except Exception as exc:  # escaped the app (start-up, teardown): the same crash log
             if os.environ.get("FLEET_TUI_DEBUG"):
                 raise
@@ -896,6 +912,8 @@ def _run_dashboard(args: argparse.Namespace, on_started: Callable[[], None] | No
             return EXIT_FAILURE
         return code
     finally:
+        if first is not None:
+            first.cancel()  # (the app took it already, unless it never started)
         crash.disarm()
 
 

@@ -57,6 +57,13 @@ class SnapshotSource(Protocol):
         """A stamp that changes when the pane shows something new."""
 
 
+class FirstSnapshot(Protocol):
+    """A snapshot taken elsewhere for the first poll (`service.firstpoll.FirstPoll`)."""
+
+    def take(self) -> FleetSnapshot | None:
+        """The snapshot, or None (then the source collects its own)."""
+
+
 class GatewayFeed:
     """The gateway's hosts for the dashboard: fetched in a background thread, never two at
     once, skipped while backing off after failures; `view()` is what is known now."""
@@ -289,6 +296,14 @@ class LiveSource:
         self._tenant: str | None = None
         self.host: str | None = None
         self._merge_cache: dict[tuple[Any, ...], list[AgentRecord]] = {}
+        self._first: FirstSnapshot | None = None
+        self._full_next = False
+
+    def use_first(self, first: FirstSnapshot) -> None:
+        """The next poll takes `first`'s snapshot (a child's, taken while the dashboard
+        started), or collects as usual when it has none. The poll after it is a full one
+        (its tmux, processes and providers are this source's first)."""
+        self._first = first
 
     @property
     def watch_dir(self) -> Path | None:
@@ -303,6 +318,15 @@ class LiveSource:
         return self._tenant
 
     def poll(self, *, heartbeats_only: bool = False) -> FleetSnapshot:
+        first, self._first = self._first, None
+        if first is not None:
+            snapshot = first.take()
+            if snapshot is not None:
+                self._tenant, self.host = snapshot.tenant_id, snapshot.host
+                self._full_next = True
+                return snapshot
+        if self._full_next:
+            heartbeats_only, self._full_next = False, False
         feed = self.gateway
         if feed is not None:
             tenant = self._local_tenant()

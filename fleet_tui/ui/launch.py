@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fleet_tui.config.fleet import FleetConfig
-from fleet_tui.config.settings import DashboardSettings, load_inference_rules, load_settings
+from fleet_tui.config.settings import DashboardSettings, load_settings
 from fleet_tui.config.surface import Surface
 from fleet_tui.control.actions import LiveActions
-from fleet_tui.service.budgets import LiveBudgetSource
-from fleet_tui.service.poll import LiveSource
-from fleet_tui.service.providers import budget_provider, dashboard_usage_provider
+from fleet_tui.service.firstpoll import FirstPoll, dashboard_source
 from fleet_tui.ui.alerting import TerminalAlerts
 from fleet_tui.ui.app import FleetApp
 
@@ -25,25 +23,22 @@ def run_dashboard(
     config: FleetConfig,
     *,
     settings: DashboardSettings | None = None,
+    settings_notice: str | None = None,
     on_started: Callable[[], None] | None = None,
+    first_poll: FirstPoll | None = None,
 ) -> int:
     """Start the dashboard on the live sources (blocks until the operator quits). `on_started`
-    runs once, when the first poll has landed (or failed) and been drawn."""
+    runs once, when the first poll has landed (or failed) and been drawn. `settings_notice`:
+    what loading `settings` found wrong (shown at start). `first_poll`: the first poll's
+    snapshot comes from it (`service.firstpoll`; the CLI starts it)."""
 
-    notice = None
+    notice = settings_notice
     if settings is None:
         settings, notice = load_settings()
 
-    budgets = LiveBudgetSource.for_config(config)
-    rules, rule_notices = load_inference_rules()  # the settings file's `inference` section
-    source = LiveSource(
-        config,
-        systemd_interval_s=settings.systemd_interval_s,
-        usage_provider=dashboard_usage_provider(config),
-        budget_provider=budget_provider(budgets),
-        inference=rules,
-        inference_notices=rule_notices,
-    )
+    source, budgets = dashboard_source(config, settings)
+    if first_poll is not None:
+        source.use_first(first_poll)
     surface = Surface.from_env()  # a browser session of `fleet-tui web`, or the terminal
     actions = LiveActions(source.runner, config.state_dir, config, surface=surface.name)
     # read before the app runs (no file I/O on the event loop); an invalid file: the built-in
@@ -69,5 +64,7 @@ def run_dashboard(
     try:
         app.run()
     finally:
+        if first_poll is not None:
+            first_poll.cancel()
         source.close()
     return 0

@@ -1,0 +1,203 @@
+"""The dashboard's first poll taken by a forked child (service.firstpoll): the same fleet as
+the dashboard's own poll, nothing lost when the child fails or hangs, and never forked where a
+fork is not safe. Real tmux servers on private sockets; the forks run in a subprocess of the
+test (a script), never in the test runner itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FleetEnv
+
+from fleet_tui.config.fleet import FleetConfig
+from fleet_tui.config.settings import DashboardSettings
+from fleet_tui.model.records import FleetSnapshot
+from fleet_tui.remote.connection import GatewaySettings, Secret
+from fleet_tui.service.firstpoll import FirstPoll
+from fleet_tui.service.poll import LiveSource
+from fleet_tui.testing.fleets import big_snapshot
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Runs in a fresh interpreter, as the CLI would: settings loaded, the child forked, then the
+# child's snapshot (or the failure) and the dashboard's own poll of the same fleet, as JSON.
+SCRIPT = r"""
+import json, os, sys, time
+from fleet_tui.config.fleet import FleetConfig
+from fleet_tui.config.settings import load_settings
+from fleet_tui.service.firstpoll import FirstPoll, dashboard_source
+
+def view(snapshot):
+    out = []
+    for a in snapshot.agents:
+        d = a.model_dump()
+        out.append({k: d[k] for k in ("name", "socket", "session", "in_roster", "health",
+                                      "state_source", "drift")}
+                   | {"pane_pid": (d["tmux"] or {}).get("pane_pid"),
+                      "beat": (d["heartbeat"] or {}).get("state"),
+                      "inferred": (d["inferred"] or {}).get("state")})
+    return sorted(out, key=lambda r: (r["socket"] or "", r["name"]))
+
+config = FleetConfig.from_flags()
+if sys.argv[1] == "cancel":
+    config.tmux_timeout_s = 60.0  # the child would wait this long on the stopped server
+settings, _ = load_settings()
+first = FirstPoll.start(config, settings)
+out = {"forked": first is not None, "pid": first.pid if first else None}
+if sys.argv[1] == "cancel":
+    time.sleep(0.3)  # the child is waiting on the stopped tmux server by now
+    t = time.monotonic()
+    first.cancel()
+    out["cancel_s"] = time.monotonic() - t
+    out["taken"] = first.take() is not None
+else:
+    snap = first.take()
+    out["taken"] = snap is not None
+    if snap is not None:
+        out["child"] = view(snap)
+    source, _ = dashboard_source(config, settings, usage=False)
+    try:
+        out["own"] = view(source.poll())
+    except Exception as exc:
+        out["own_error"] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(out))
+"""
+
+
+def run_script(env: FleetEnv, mode: str) -> tuple[dict[str, Any], str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, mode],
+        env={**env.env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out: dict[str, Any] = json.loads(proc.stdout)
+    return out, proc.stderr
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.tmux
+def test_the_childs_first_poll_is_the_fleet_the_dashboard_polls(fleet_env: FleetEnv) -> None:
+    """An agent with heartbeats, one guessed from its pane, one not running, and a session
+    outside the roster: the child's snapshot shows each as the dashboard's own poll does."""
+    fleet_env.write_roster(
+        [
+            {"name": "orchestrator", "role": "orchestrator"},
+            {"name": "enhancer", "role": "enhancer", "runtime": "claude"},
+            {"name": "coder1", "role": "coder"},
+        ]
+    )
+    fleet_env.stub("mosaic-fleet", "orchestrator", interval=30)
+    fleet_env.start("mosaic-fleet", "enhancer", ["sleep", "300"])
+    fleet_env.start("mosaic-fleet", "scratch", ["sleep", "300"], agent=False)
+    out, err = run_script(fleet_env, "same")
+    assert out["forked"] and out["taken"], out
+    assert out["child"] == out["own"]
+    names = {(r["name"], r["health"]) for r in out["child"]}
+    assert ("orchestrator", "healthy") in names and ("coder1", "down") in names
+    assert {r["name"] for r in out["child"]} >= {"orchestrator", "enhancer", "coder1", "scratch"}
+    assert err == ""  # the child wrote nothing where the operator would see it
+    assert gone(out["pid"])  # reaped
+
+
+@pytest.mark.tmux
+def test_a_child_that_fails_leaves_the_first_poll_to_the_dashboard(fleet_env: FleetEnv) -> None:
+    """A broken roster: the child gives nothing (and prints nothing); the dashboard's own poll
+    reports the roster's error, as it would without the child."""
+    fleet_env.write_roster(text="version: 1\ntenant_id: acme\nagents:\n  - name: [oops\n")
+    out, err = run_script(fleet_env, "bad")
+    assert out["forked"] and not out["taken"]
+    assert out["own_error"].startswith("RosterError: ") and "roster.yaml" in out["own_error"]
+    assert err == ""
+    assert gone(out["pid"])
+
+
+@pytest.mark.tmux
+def test_quitting_stops_a_child_stuck_on_a_hung_tmux(fleet_env: FleetEnv) -> None:
+    """The tmux server stopped (SIGSTOP): the child waits on it; the dashboard quitting stops
+    the child at once (SIGTERM, SIGKILL after a grace), and nothing is taken afterwards."""
+    fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}])
+    fleet_env.start("mosaic-fleet", "orchestrator", ["sleep", "300"])
+    server = fleet_env.server_pid("mosaic-fleet")
+    os.kill(server, signal.SIGSTOP)
+    try:
+        out, _ = run_script(fleet_env, "cancel")
+    finally:
+        os.kill(server, signal.SIGCONT)
+    assert out["forked"] and not out["taken"]
+    assert out["cancel_s"] < 5.0  # not the tmux timeout (60 s): at most the 1 s grace, 5x
+    assert gone(out["pid"])
+
+
+def test_no_child_where_a_fork_is_not_safe(
+    fleet_env: FleetEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not forked with a gateway (its feed belongs to one process), with another thread
+    running (a fork copies none), or when the operator turned it off."""
+    settings = DashboardSettings()
+    config = FleetConfig.from_flags()
+    config.gateway = GatewaySettings(url="https://gw.invalid", token=Secret("t"))
+    assert FirstPoll.start(config, settings) is None
+    config.gateway = None
+    monkeypatch.setenv("FLEET_TUI_NO_FIRST_POLL", "1")
+    assert FirstPoll.start(config, settings) is None
+    monkeypatch.delenv("FLEET_TUI_NO_FIRST_POLL")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name="another")
+    other.start()
+    try:
+        assert FirstPoll.start(config, settings) is None
+    finally:
+        stop.set()
+        other.join()
+
+
+class _Given:
+    def __init__(self, snapshot: FleetSnapshot | None) -> None:
+        self.snapshot = snapshot
+        self.takes = 0
+
+    def take(self) -> FleetSnapshot | None:
+        self.takes += 1
+        return self.snapshot
+
+
+@pytest.mark.tmux
+def test_the_source_serves_the_first_snapshot_then_polls_in_full(fleet_env: FleetEnv) -> None:
+    """`use_first`: the next poll is the given snapshot; the one after it is the source's own,
+    in full even when asked for heartbeats only (the source has no tmux listing of its own yet).
+    A first poll with no snapshot to give is the source's own."""
+    fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}])
+    fleet_env.start("mosaic-fleet", "orchestrator", ["sleep", "300"])
+    given = big_snapshot(3)
+    source = LiveSource(FleetConfig.from_flags())
+    first = _Given(given)
+    source.use_first(first)
+    assert source.poll() is given
+    own = source.poll(heartbeats_only=True)
+    assert first.takes == 1
+    row = next(a for a in own.agents if a.name == "orchestrator")
+    assert row.tmux is not None and row.tmux.pane_pid == fleet_env.pane_pid(
+        "mosaic-fleet", "orchestrator"
+    )
+    again = LiveSource(FleetConfig.from_flags())
+    again.use_first(_Given(None))
+    assert any(a.name == "orchestrator" and a.tmux for a in again.poll().agents)
