@@ -88,6 +88,12 @@ def test_an_unreadable_or_broken_file_gives_the_defaults_and_one_line(tmp_path: 
     settings, notice = load_settings(cfg)
     assert settings == DashboardSettings() and notice is not None and len(notice.splitlines()) == 1
     assert load_settings(tmp_path / "absent.yaml") == (DashboardSettings(), None)
+    cfg.write_text("# nothing yet\n")  # an empty file: the defaults, and nothing to say
+    assert load_settings(cfg) == (DashboardSettings(), None)
+    # (built without validating: the same values, fields and dump as validated defaults)
+    defaults, _ = load_settings(cfg)
+    assert defaults.model_dump() == DashboardSettings().model_dump()
+    assert defaults.model_fields_set == set() and defaults.inference.rules()[1] == []
 
 
 @pytest.mark.parametrize("what", ["settings", "ps"])

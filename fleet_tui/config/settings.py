@@ -183,6 +183,15 @@ class DashboardSettings(BaseModel):
     hosts: dict[HostName, HostSettings] = Field(default_factory=dict)
 
 
+def default_settings() -> DashboardSettings:
+    """`DashboardSettings()`, equal to it, without validating: most runs have no settings file,
+    and validating nothing built pydantic's validators (and looked up its plugins: ~40 ms) on
+    the way to the dashboard's first frame (issue 16)."""
+    return DashboardSettings.model_construct(
+        _fields_set=set(), inference=InferenceSettings.model_construct(_fields_set=set())
+    )
+
+
 class _Unreadable(Exception):
     """The file is there but gives no settings: `where` (the file, and a line for bad YAML)
     and the reason."""
@@ -280,10 +289,12 @@ def load_settings(path: Path | None = None) -> tuple[DashboardSettings, str | No
     try:
         doc = _read_yaml(path)
     except _Unreadable as exc:
-        return DashboardSettings(), f"{exc}; using defaults"
+        return default_settings(), f"{exc}; using defaults"
     data = _as_mapping(doc)
     if data is None:
-        return DashboardSettings(), f"{path}: not a mapping of settings; using defaults"
+        return default_settings(), f"{path}: not a mapping of settings; using defaults"
+    if not data:  # no file, or an empty one
+        return default_settings(), None
     if isinstance(data.get("inference"), dict):
         data["inference"] = normalize_inference(data["inference"])
     settings, dropped = validate_dropping_bad_keys(DashboardSettings, data)

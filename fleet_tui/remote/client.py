@@ -89,7 +89,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 class _HostRow(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     host: str
     tenant_id: str
@@ -241,7 +241,7 @@ class AlertLease:
 
 
 class _LeaseAnswer(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     holder: str = Field(min_length=1, max_length=200)
     held: bool = Field(strict=True)
@@ -250,7 +250,7 @@ class _LeaseAnswer(BaseModel):
 
 
 class _ReleaseAnswer(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     released: bool = Field(strict=True)
 

@@ -53,7 +53,7 @@ class BudgetsError(BadInput):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _timestamp_only(v: Any) -> Any:
