@@ -169,7 +169,7 @@ def _child(config: FleetConfig, settings: DashboardSettings, write_fd: int) -> N
     code = 1
     try:
         signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: unwind too
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
