@@ -53,11 +53,20 @@ settings, _ = load_settings()
 first = FirstPoll.start(config, settings)
 out = {"forked": first is not None, "pid": first.pid if first else None}
 if sys.argv[1] == "cancel":
+    import threading
+    got = {}
+    def taker():  # the dashboard's poll thread, waiting for the child
+        got["snapshot"] = first.take()
+        got["at"] = time.monotonic()
+    waiting = threading.Thread(target=taker)
+    waiting.start()
     time.sleep(0.3)  # the child is waiting on the stopped tmux server by now
     t = time.monotonic()
-    first.cancel()
+    first.cancel()  # the operator quits
     out["cancel_s"] = time.monotonic() - t
-    out["taken"] = first.take() is not None
+    waiting.join(20)
+    out["take_s"] = got["at"] - t if "at" in got else None
+    out["taken"] = got.get("snapshot") is not None or first.take() is not None
 else:
     snap = first.take()
     out["taken"] = snap is not None
@@ -132,8 +141,9 @@ def test_a_child_that_fails_leaves_the_first_poll_to_the_dashboard(fleet_env: Fl
 
 @pytest.mark.tmux
 def test_quitting_stops_a_child_stuck_on_a_hung_tmux(fleet_env: FleetEnv) -> None:
-    """The tmux server stopped (SIGSTOP): the child waits on it; the dashboard quitting stops
-    the child at once (SIGTERM, SIGKILL after a grace), and nothing is taken afterwards."""
+    """The tmux server stopped (SIGSTOP): the child waits on it, and the dashboard's first
+    poll waits on the child. Quitting stops the child at once (SIGTERM, SIGKILL after a
+    grace), the waiting poll gives up with nothing, and nothing is taken afterwards."""
     fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}])
     fleet_env.start("mosaic-fleet", "orchestrator", ["sleep", "300"])
     server = fleet_env.server_pid("mosaic-fleet")
@@ -144,6 +154,7 @@ def test_quitting_stops_a_child_stuck_on_a_hung_tmux(fleet_env: FleetEnv) -> Non
         os.kill(server, signal.SIGCONT)
     assert out["forked"] and not out["taken"]
     assert out["cancel_s"] < 5.0  # not the tmux timeout (60 s): at most the 1 s grace, 5x
+    assert out["take_s"] is not None and out["take_s"] < 5.0  # the waiting poll gave up too
     assert gone(out["pid"])
 
 

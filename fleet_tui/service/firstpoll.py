@@ -69,6 +69,7 @@ class FirstPoll:
     def __init__(self, pid: int, fd: int) -> None:
         self.pid = pid
         self._fd: int | None = fd
+        self._reaped = False  # once reaped, its pid may be another process's: never signalled
         self._lock = threading.Lock()
 
     @classmethod
@@ -107,10 +108,12 @@ class FirstPoll:
             return None
         data = bytearray()
         deadline = time.monotonic() + timeout
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
         try:
             while len(data) <= MAX_ANSWER:
                 left = deadline - time.monotonic()
-                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                if left <= 0 or not poller.poll(left * 1000):
                     data.clear()  # no answer in time: the dashboard polls itself
                     break
                 chunk = os.read(fd, 1 << 20)
@@ -131,28 +134,43 @@ class FirstPoll:
         return snapshot if isinstance(snapshot, FleetSnapshot) else None
 
     def cancel(self) -> None:
-        """Stop waiting: the child is told to stop (it cleans up what it was writing)."""
+        """Stop the child if it still runs (it cleans up what it was writing) and reap it; a
+        `take()` waiting meanwhile in another thread then returns None."""
         with self._lock:
             fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
-            self._reap(kill=True)
+        self._reap(kill=True)
 
     def _reap(self, *, kill: bool) -> None:
         """Wait for the child's end; `kill`: ask it to stop first (SIGTERM; SIGKILL after
-        GRACE_S, e.g. while it waits on a hung tmux)."""
-        try:
-            if kill:
-                os.kill(self.pid, signal.SIGTERM)
-                deadline = time.monotonic() + GRACE_S
-                while time.monotonic() < deadline:
-                    if os.waitpid(self.pid, os.WNOHANG)[0]:
-                        return
-                    time.sleep(0.01)
-                os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        except (ChildProcessError, ProcessLookupError):
-            pass  # reaped already
+        GRACE_S, e.g. while it waits on a hung tmux). Safe from two threads at once."""
+        deadline = time.monotonic() + GRACE_S if kill else None
+        if kill:
+            self._signal(signal.SIGTERM)
+        while True:
+            with self._lock:
+                if self._reaped:
+                    return
+                try:
+                    ended = os.waitpid(self.pid, os.WNOHANG)[0] != 0
+                except ChildProcessError:
+                    ended = True
+                if ended:
+                    self._reaped = True
+                    return
+            if deadline is not None and time.monotonic() > deadline:
+                self._signal(signal.SIGKILL)
+                deadline = None
+            time.sleep(0.005)
+
+    def _signal(self, sig: int) -> None:
+        with self._lock:
+            if not self._reaped:
+                try:
+                    os.kill(self.pid, sig)
+                except ProcessLookupError:
+                    pass
 
 
 def _stop(signum: int, frame: object) -> None:
