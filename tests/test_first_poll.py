@@ -18,7 +18,6 @@ import pytest
 from conftest import FleetEnv
 
 from fleet_tui.config.fleet import FleetConfig
-from fleet_tui.config.settings import DashboardSettings
 from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.remote.connection import GatewaySettings, Secret
 from fleet_tui.service.firstpoll import FirstPoll
@@ -27,7 +26,7 @@ from fleet_tui.testing.fleets import big_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Runs in a fresh interpreter, as the CLI would: settings loaded, the child forked, then the
+# Runs in a fresh interpreter, as the CLI would: the child forked, the settings loaded, then the
 # child's snapshot (or the failure) and the dashboard's own poll of the same fleet, as JSON.
 SCRIPT = r"""
 import json, os, sys, time
@@ -49,8 +48,8 @@ def view(snapshot):
 config = FleetConfig.from_flags()
 if sys.argv[1] == "cancel":
     config.tmux_timeout_s = 60.0  # the child would wait this long on the stopped server
+first = FirstPoll.start(config)
 settings, _ = load_settings()
-first = FirstPoll.start(config, settings)
 out = {"forked": first is not None, "pid": first.pid if first else None}
 if sys.argv[1] == "cancel":
     import threading
@@ -163,19 +162,18 @@ def test_no_child_where_a_fork_is_not_safe(
 ) -> None:
     """Not forked with a gateway (its feed belongs to one process), with another thread
     running (a fork copies none), or when the operator turned it off."""
-    settings = DashboardSettings()
     config = FleetConfig.from_flags()
     config.gateway = GatewaySettings(url="https://gw.invalid", token=Secret("t"))
-    assert FirstPoll.start(config, settings) is None
+    assert FirstPoll.start(config) is None
     config.gateway = None
     monkeypatch.setenv("FLEET_TUI_NO_FIRST_POLL", "1")
-    assert FirstPoll.start(config, settings) is None
+    assert FirstPoll.start(config) is None
     monkeypatch.delenv("FLEET_TUI_NO_FIRST_POLL")
     stop = threading.Event()
     other = threading.Thread(target=stop.wait, name="another")
     other.start()
     try:
-        assert FirstPoll.start(config, settings) is None
+        assert FirstPoll.start(config) is None
     finally:
         stop.set()
         other.join()

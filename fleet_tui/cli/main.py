@@ -890,10 +890,10 @@ def _run_dashboard(args: argparse.Namespace, on_started: Callable[[], None] | No
             from fleet_tui.config.settings import load_settings
             from fleet_tui.service.firstpoll import FirstPoll
 
+            # Forked before the settings are validated and Textual is imported: the first poll
+            # runs on the other core while this process starts the app (issue 16, first paint).
+            first = FirstPoll.start(config)
             settings, notice = load_settings()
-            # Forked before Textual is imported: the first poll runs on the other core while
-            # this process imports the UI and starts the app (issue 16, first paint).
-            first = FirstPoll.start(config, settings)
             from fleet_tui.ui import launch
 
             code = launch.run_dashboard(

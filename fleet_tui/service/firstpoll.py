@@ -3,8 +3,8 @@
 The start of the dashboard is CPU work on one thread: its imports (Textual, pydantic, our
 modules: ~0.5-0.7 s here), then the first poll (~0.3 s of CPU at 1,000 agents). A thread
 cannot overlap them (both hold the GIL; tried in the seventh round: no gain), a second process
-can. The CLI loads the settings and calls `FirstPoll.start` before it imports the UI: the child,
-forked with the poll's modules and the settings already in memory, builds the same live source
+can. The CLI imports the poll's modules and calls `FirstPoll.start` before it validates the
+settings and imports the UI: the child, forked with those modules in memory, builds the same live source
 as the dashboard (`dashboard_source`), polls once and hands the snapshot back through a pipe
 (pickled: the child is this process's own fork and the pipe is private). The dashboard's first
 poll takes it (`LiveSource.use_first`) instead of collecting; every poll after is its own.
@@ -32,7 +32,7 @@ import threading
 import time
 
 from fleet_tui.config.fleet import FleetConfig
-from fleet_tui.config.settings import DashboardSettings, load_inference_rules
+from fleet_tui.config.settings import DashboardSettings, default_settings, load_inference_rules
 from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.service.budgets import LiveBudgetSource
 from fleet_tui.service.poll import LiveSource
@@ -73,7 +73,7 @@ class FirstPoll:
         self._lock = threading.Lock()
 
     @classmethod
-    def start(cls, config: FleetConfig, settings: DashboardSettings) -> FirstPoll | None:
+    def start(cls, config: FleetConfig) -> FirstPoll | None:
         """Fork the child, or None where it is not done (see the module's docstring)."""
         if (
             not sys.platform.startswith("linux")
@@ -92,7 +92,7 @@ class FirstPoll:
         if pid == 0:  # the child: never returns
             try:
                 os.close(read_fd)
-                _child(config, settings, write_fd)
+                _child(config, write_fd)
             finally:
                 os._exit(1)
         os.close(write_fd)
@@ -180,7 +180,7 @@ def _stop(signum: int, frame: object) -> None:
     raise SystemExit(1)
 
 
-def _child(config: FleetConfig, settings: DashboardSettings, write_fd: int) -> None:
+def _child(config: FleetConfig, write_fd: int) -> None:
     """Poll once and write the pickled snapshot to `write_fd`; exits without returning, and
     without the parent's exit handlers. Its terminal is /dev/null: it writes nothing on the
     operator's screen, and the tmux it runs inherits that."""
@@ -192,7 +192,9 @@ def _child(config: FleetConfig, settings: DashboardSettings, write_fd: int) -> N
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.close(null)
-        source, _ = dashboard_source(config, settings, usage=False)
+        # The settings only say how often systemd is asked, which a first poll always does:
+        # the defaults spare the child their validation (the parent validates them meanwhile).
+        source, _ = dashboard_source(config, default_settings(), usage=False)
         try:
             snapshot = source.poll()
         finally:
