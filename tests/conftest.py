@@ -590,6 +590,10 @@ def fleet_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[FleetEnv]:
         monkeypatch.delenv(k, raising=False)
     for k in ("TMUX_TMPDIR", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "HOME"):
         monkeypatch.setenv(k, world.env[k])
+    # A dashboard started in this process (`main(["tui"])` with the app stubbed) forks no
+    # first-poll child of the test runner; the dashboards tests start in panes (world.env,
+    # made before this) take the real path, child and all.
+    monkeypatch.setenv("FLEET_TUI_NO_FIRST_POLL", "1")
     try:
         yield world
     finally:

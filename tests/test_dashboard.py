@@ -4,6 +4,7 @@ help, palette, degraded states, and the cursor staying on its agent across updat
 from __future__ import annotations
 
 import io
+import threading
 from datetime import timedelta
 
 import pytest
@@ -635,6 +636,30 @@ async def test_a_poll_asked_for_while_the_first_is_drawn_runs_right_after_its_fr
                 break
         assert polls == [(False, False), (True, True)]
         assert "orchestrator (Mos)" in seen[0]  # the first frame showed the fleet
+
+
+async def test_quitting_runs_on_exit_while_a_poll_still_waits() -> None:
+    """`on_exit` runs as the app shuts down, while its poll thread still waits (the first
+    poll on its forked child: on_exit stops the child, which lets the poll go); not after the
+    interpreter has waited for that thread."""
+    release = threading.Event()
+    calls: list[bool] = []
+
+    class Waiting(FixedSource):
+        def poll(self, *, heartbeats_only: bool = False) -> FleetSnapshot:
+            release.wait(30)
+            return super().poll(heartbeats_only=heartbeats_only)
+
+    def on_exit() -> None:
+        calls.append(release.is_set())  # the poll was still waiting
+        release.set()
+
+    app = make_app(Waiting(fleet_snapshot()), on_exit=on_exit)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.2)
+        assert app.polls == 0
+        await pilot.press("q")
+    assert calls == [False]
 
 
 async def test_on_started_runs_once_even_when_no_poll_ever_lands() -> None:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ import pytest
 from conftest import FleetEnv
 
 from fleet_tui.config.fleet import FleetConfig
+from fleet_tui.errors import RosterError
 from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.remote.connection import GatewaySettings, Secret
 from fleet_tui.service.firstpoll import FirstPoll
 from fleet_tui.service.poll import LiveSource
+from fleet_tui.sources.roster import LoadedRoster, load_roster
 from fleet_tui.testing.fleets import big_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = r"""
 import json, os, sys, time
 from fleet_tui.config.fleet import FleetConfig
+from fleet_tui.errors import RosterError
 from fleet_tui.config.settings import load_settings
 from fleet_tui.service.firstpoll import FirstPoll, dashboard_source
 
@@ -43,7 +47,16 @@ def view(snapshot):
                    | {"pane_pid": (d["tmux"] or {}).get("pane_pid"),
                       "beat": (d["heartbeat"] or {}).get("state"),
                       "inferred": (d["inferred"] or {}).get("state")})
-    return sorted(out, key=lambda r: (r["socket"] or "", r["name"]))
+    out.sort(key=lambda r: (r["socket"] or "", r["name"]))
+    # the sources the header shows (their details: "reading", a degraded one's reason)
+    return out, sorted([src.name, src.ok, src.detail] for src in snapshot.sources)
+
+def reaped(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True  # FirstPoll reaped it: no zombie left behind
+    return False
 
 config = FleetConfig.from_flags()
 if sys.argv[1] == "cancel":
@@ -67,15 +80,17 @@ if sys.argv[1] == "cancel":
     out["take_s"] = got["at"] - t if "at" in got else None
     out["taken"] = got.get("snapshot") is not None or first.take() is not None
 else:
-    snap = first.take()
-    out["taken"] = snap is not None
-    if snap is not None:
-        out["child"] = view(snap)
-    source, _ = dashboard_source(config, settings, usage=False)
+    taken = first.take()
+    out["taken"] = taken is not None
+    if taken is not None:
+        out["child"] = view(taken[0])
+        out["roster"] = [a.name for a in taken[1].roster.agents] if taken[1] else None
+    source, _ = dashboard_source(config, settings)  # the dashboard's own, token use and all
     try:
         out["own"] = view(source.poll())
     except Exception as exc:
         out["own_error"] = f"{type(exc).__name__}: {exc}"
+out["reaped"] = reaped(first.pid)
 print(json.dumps(out))
 """
 
@@ -94,14 +109,6 @@ def run_script(env: FleetEnv, mode: str) -> tuple[dict[str, Any], str]:
     return out, proc.stderr
 
 
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 @pytest.mark.tmux
 def test_the_childs_first_poll_is_the_fleet_the_dashboard_polls(fleet_env: FleetEnv) -> None:
     """An agent with heartbeats, one guessed from its pane, one not running, and a session
@@ -118,12 +125,15 @@ def test_the_childs_first_poll_is_the_fleet_the_dashboard_polls(fleet_env: Fleet
     fleet_env.start("mosaic-fleet", "scratch", ["sleep", "300"], agent=False)
     out, err = run_script(fleet_env, "same")
     assert out["forked"] and out["taken"], out
-    assert out["child"] == out["own"]
-    names = {(r["name"], r["health"]) for r in out["child"]}
+    assert out["child"] == out["own"]  # the rows, and the sources the header shows
+    rows, sources = out["child"]
+    names = {(r["name"], r["health"]) for r in rows}
     assert ("orchestrator", "healthy") in names and ("coder1", "down") in names
-    assert {r["name"] for r in out["child"]} >= {"orchestrator", "enhancer", "coder1", "scratch"}
+    assert {r["name"] for r in rows} >= {"orchestrator", "enhancer", "coder1", "scratch"}
+    assert ["usage", True, "reading"] in sources  # as the real token reader's first answer
+    assert out["roster"] == ["orchestrator", "enhancer", "coder1"]  # kept as the last good one
     assert err == ""  # the child wrote nothing where the operator would see it
-    assert gone(out["pid"])  # reaped
+    assert out["reaped"]
 
 
 @pytest.mark.tmux
@@ -135,7 +145,7 @@ def test_a_child_that_fails_leaves_the_first_poll_to_the_dashboard(fleet_env: Fl
     assert out["forked"] and not out["taken"]
     assert out["own_error"].startswith("RosterError: ") and "roster.yaml" in out["own_error"]
     assert err == ""
-    assert gone(out["pid"])
+    assert out["reaped"]
 
 
 @pytest.mark.tmux
@@ -154,7 +164,7 @@ def test_quitting_stops_a_child_stuck_on_a_hung_tmux(fleet_env: FleetEnv) -> Non
     assert out["forked"] and not out["taken"]
     assert out["cancel_s"] < 5.0  # not the tmux timeout (60 s): at most the 1 s grace, 5x
     assert out["take_s"] is not None and out["take_s"] < 5.0  # the waiting poll gave up too
-    assert gone(out["pid"])
+    assert out["reaped"]
 
 
 def test_no_child_where_a_fork_is_not_safe(
@@ -162,6 +172,7 @@ def test_no_child_where_a_fork_is_not_safe(
 ) -> None:
     """Not forked with a gateway (its feed belongs to one process), with another thread
     running (a fork copies none), or when the operator turned it off."""
+    monkeypatch.delenv("FLEET_TUI_NO_FIRST_POLL", raising=False)  # (conftest's, for the runner)
     config = FleetConfig.from_flags()
     config.gateway = GatewaySettings(url="https://gw.invalid", token=Secret("t"))
     assert FirstPoll.start(config) is None
@@ -180,29 +191,36 @@ def test_no_child_where_a_fork_is_not_safe(
 
 
 class _Given:
-    def __init__(self, snapshot: FleetSnapshot | None) -> None:
-        self.snapshot = snapshot
+    def __init__(self, taken: tuple[FleetSnapshot, LoadedRoster | None] | None) -> None:
+        self.taken = taken
         self.takes = 0
 
-    def take(self) -> FleetSnapshot | None:
+    def take(self) -> tuple[FleetSnapshot, LoadedRoster | None] | None:
         self.takes += 1
-        return self.snapshot
+        return self.taken
 
 
 @pytest.mark.tmux
 def test_the_source_serves_the_first_snapshot_then_polls_in_full(fleet_env: FleetEnv) -> None:
     """`use_first`: the next poll is the given snapshot; the one after it is the source's own,
-    in full even when asked for heartbeats only (the source has no tmux listing of its own yet).
-    A first poll with no snapshot to give is the source's own."""
+    in full even when asked for heartbeats only: tmux listed, and the token and budget
+    providers asked (the dashboard's first poll of them). A first poll with no snapshot to give
+    is the source's own."""
     fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}])
     fleet_env.start("mosaic-fleet", "orchestrator", ["sleep", "300"])
     given = big_snapshot(3)
-    source = LiveSource(FleetConfig.from_flags())
-    first = _Given(given)
+    asked: list[str] = []
+
+    def usage(snapshot: FleetSnapshot, now: datetime) -> dict[str, int]:
+        asked.append("usage")
+        return {}
+
+    source = LiveSource(FleetConfig.from_flags(), usage_provider=usage)
+    first = _Given((given, None))
     source.use_first(first)
-    assert source.poll() is given
+    assert source.poll() is given and asked == []
     own = source.poll(heartbeats_only=True)
-    assert first.takes == 1
+    assert first.takes == 1 and asked == ["usage"]
     row = next(a for a in own.agents if a.name == "orchestrator")
     assert row.tmux is not None and row.tmux.pane_pid == fleet_env.pane_pid(
         "mosaic-fleet", "orchestrator"
@@ -210,3 +228,26 @@ def test_the_source_serves_the_first_snapshot_then_polls_in_full(fleet_env: Flee
     again = LiveSource(FleetConfig.from_flags())
     again.use_first(_Given(None))
     assert any(a.name == "orchestrator" and a.tmux for a in again.poll().agents)
+
+
+@pytest.mark.tmux
+def test_a_roster_broken_before_the_dashboards_own_first_read_keeps_the_childs(
+    fleet_env: FleetEnv,
+) -> None:
+    """The roster the child read is the dashboard's last good one: broken right after the
+    first frame, the fleet still shows with it and says why, as when the dashboard had read
+    it itself (it does not stop at the roster's error)."""
+    fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}])
+    fleet_env.start("mosaic-fleet", "orchestrator", ["sleep", "300"])
+    config = FleetConfig.from_flags()
+    good = load_roster(fleet_env.roster_path)
+    source = LiveSource(config)
+    source.use_first(_Given((big_snapshot(3), good)))
+    source.poll()
+    fleet_env.write_roster(text="version: 1\ntenant_id: acme\nagents:\n  - name: [oops\n")
+    shown = source.poll()
+    assert [a.name for a in shown.agents if a.in_roster] == ["orchestrator"]
+    assert any("showing the last good roster" in w for w in shown.warnings)
+    fresh = LiveSource(config)  # without the child's roster: the error, as before the change
+    with pytest.raises(RosterError):
+        fresh.poll()

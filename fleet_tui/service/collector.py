@@ -159,6 +159,13 @@ class FleetCollector:
         self._budgets: Mapping[str, BudgetBrief] = {}
         self._provided_at: dict[str, datetime] = {}
 
+    def keep_roster(self, loaded: LoadedRoster) -> None:
+        """`loaded` was read and was good (by the dashboard's first poll, taken elsewhere):
+        with `keep_last_good`, a roster that turns bad before this collector's own first
+        read keeps it and says so, as if this collector had read it."""
+        self._last_roster = loaded
+        self._last_good_roster_seen = True
+
     def _load_roster(self) -> LoadedRoster | None:
         return load_configured_roster(self.config)  # parsed again only when the file changed
 

@@ -30,13 +30,16 @@ import signal
 import sys
 import threading
 import time
+from datetime import datetime
 
-from fleet_tui.config.fleet import FleetConfig
+from fleet_tui.config.fleet import FleetConfig, load_configured_roster
 from fleet_tui.config.settings import DashboardSettings, default_settings, load_inference_rules
+from fleet_tui.errors import NotReadYet
 from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.service.budgets import LiveBudgetSource
 from fleet_tui.service.poll import LiveSource
 from fleet_tui.service.providers import budget_provider, dashboard_usage_provider
+from fleet_tui.sources.roster import LoadedRoster
 
 WAIT_S = 30.0  # at most this long for the child's answer (tmux calls time out well before)
 GRACE_S = 1.0  # a child told to stop has this long before it is killed
@@ -47,20 +50,24 @@ def dashboard_source(
     config: FleetConfig, settings: DashboardSettings, *, usage: bool = True
 ) -> tuple[LiveSource, LiveBudgetSource]:
     """The dashboard's live source and its budget source, built from the settings file's
-    inference rules. `usage=False`: without the token-use provider (the first poll's child:
-    that provider answers nothing at its first call anyway, and starts an index refresh the
-    child would leave half done)."""
+    inference rules. `usage=False` (the first poll's child): the token-use provider answers
+    "reading" as the real one does at its first call, without starting the index refresh the
+    child would leave half done (the dashboard's own next poll starts it)."""
     budgets = LiveBudgetSource.for_config(config)
     rules, rule_notices = load_inference_rules()  # the settings file's `inference` section
     source = LiveSource(
         config,
         systemd_interval_s=settings.systemd_interval_s,
-        usage_provider=dashboard_usage_provider(config) if usage else None,
+        usage_provider=dashboard_usage_provider(config) if usage else _reading,
         budget_provider=budget_provider(budgets),
         inference=rules,
         inference_notices=rule_notices,
     )
     return source, budgets
+
+
+def _reading(snapshot: FleetSnapshot, now: datetime) -> dict[str, int]:
+    raise NotReadYet("the token use is read by the dashboard's own polls")
 
 
 class FirstPoll:
@@ -82,26 +89,34 @@ class FirstPoll:
             or os.environ.get("FLEET_TUI_NO_FIRST_POLL")
         ):
             return None
-        read_fd, write_fd = os.pipe()
+        try:
+            read_fd, write_fd = os.pipe()
+        except OSError:  # no file descriptor left: the dashboard polls itself
+            return None
+        # No Ctrl-C or SIGTERM between the fork and the child's own handlers: the child must
+        # never unwind into the caller's code.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             pid = os.fork()
         except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(read_fd)
             os.close(write_fd)
             return None
         if pid == 0:  # the child: never returns
             try:
                 os.close(read_fd)
-                _child(config, write_fd)
+                _child(config, write_fd, mask)
             finally:
                 os._exit(1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_fd)
         return cls(pid, read_fd)
 
-    def take(self, timeout: float = WAIT_S) -> FleetSnapshot | None:
-        """The child's snapshot (blocks until it answers, at most `timeout`); None when it
-        failed, did not answer in time, or was taken or cancelled already. Call it from a
-        thread, never the event loop."""
+    def take(self, timeout: float = WAIT_S) -> tuple[FleetSnapshot, LoadedRoster | None] | None:
+        """The child's snapshot and the roster it read (blocks until it answers, at most
+        `timeout`); None when it failed, did not answer in time, or was taken or cancelled
+        already. Call it from a thread, never the event loop."""
         with self._lock:
             fd, self._fd = self._fd, None
         if fd is None:
@@ -128,10 +143,12 @@ class FirstPoll:
         if not data or len(data) > MAX_ANSWER:
             return None
         try:
-            snapshot = pickle.loads(bytes(data))  # our own child's answer
+            snapshot, roster = pickle.loads(bytes(data))  # our own child's answer
         except Exception:
             return None
-        return snapshot if isinstance(snapshot, FleetSnapshot) else None
+        if not isinstance(snapshot, FleetSnapshot):
+            return None
+        return snapshot, (roster if isinstance(roster, LoadedRoster) else None)
 
     def cancel(self) -> None:
         """Stop the child if it still runs (it cleans up what it was writing) and reap it; a
@@ -180,7 +197,7 @@ def _stop(signum: int, frame: object) -> None:
     raise SystemExit(1)
 
 
-def _child(config: FleetConfig, write_fd: int) -> None:
+def _child(config: FleetConfig, write_fd: int, mask: set[int | signal.Signals]) -> None:
     """Poll once and write the pickled snapshot to `write_fd`; exits without returning, and
     without the parent's exit handlers. Its terminal is /dev/null: it writes nothing on the
     operator's screen, and the tmux it runs inherits that."""
@@ -188,6 +205,7 @@ def _child(config: FleetConfig, write_fd: int) -> None:
     try:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: unwind too
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
@@ -199,7 +217,10 @@ def _child(config: FleetConfig, write_fd: int) -> None:
             snapshot = source.poll()
         finally:
             source.close()
-        data = pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL)
+        # the roster the poll read (the parse is cached by the file's identity): kept by the
+        # dashboard as its last good one
+        roster = load_configured_roster(config, strict=False)
+        data = pickle.dumps((snapshot, roster), protocol=pickle.HIGHEST_PROTOCOL)
         view = memoryview(data)
         while view:
             view = view[os.write(write_fd, view) :]

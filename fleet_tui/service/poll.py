@@ -29,6 +29,7 @@ from fleet_tui.protocol.files import atomic_write
 from fleet_tui.remote.client import GatewayClient, parse_snapshot_answer
 from fleet_tui.remote.connection import Backoff, GatewayError, GatewaySettings
 from fleet_tui.service.collector import BudgetProvider, FleetCollector, UsageProvider
+from fleet_tui.sources.roster import LoadedRoster
 from fleet_tui.tmux import TmuxRunner
 
 CAPTURE_LINES = 30
@@ -60,8 +61,9 @@ class SnapshotSource(Protocol):
 class FirstSnapshot(Protocol):
     """A snapshot taken elsewhere for the first poll (`service.firstpoll.FirstPoll`)."""
 
-    def take(self) -> FleetSnapshot | None:
-        """The snapshot, or None (then the source collects its own)."""
+    def take(self) -> tuple[FleetSnapshot, LoadedRoster | None] | None:
+        """The snapshot and the roster it was made with, or None (then the source collects
+        its own)."""
 
 
 class GatewayFeed:
@@ -320,8 +322,11 @@ class LiveSource:
     def poll(self, *, heartbeats_only: bool = False) -> FleetSnapshot:
         first, self._first = self._first, None
         if first is not None:
-            snapshot = first.take()
-            if snapshot is not None:
+            taken = first.take()
+            if taken is not None:
+                snapshot, roster = taken
+                if roster is not None:
+                    self.collector.keep_roster(roster)
                 self._tenant, self.host = snapshot.tenant_id, snapshot.host
                 self._full_next = True
                 return snapshot

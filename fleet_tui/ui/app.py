@@ -123,11 +123,15 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         lifecycle_config: FleetConfig | None = None,
         surface: Surface | None = None,
         on_started: Callable[[], None] | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         # run once, after the first poll's result (a snapshot or an error) has been drawn, or
         # STARTED_LATEST_S after the mount if no poll has landed by then
         self._on_started = on_started
+        # run as the app shuts down, before the interpreter waits for the poll thread (a first
+        # poll waiting on its forked child is let go there: ui.launch)
+        self._on_exit = on_exit
         self.started_latest_s = STARTED_LATEST_S
         self.alerts = alerts  # the `terminal` alert channel (None: no alerts, as in most tests)
         self.open_alerts: tuple[OpenAlert, ...] = ()
@@ -227,6 +231,11 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
                     exit_on_error=False,
                     description="watch the heartbeat spool",
                 )
+
+    def on_unmount(self) -> None:
+        on_exit, self._on_exit = self._on_exit, None
+        if on_exit is not None:
+            on_exit()
 
     def _catch_end_signals(self) -> None:
         """SIGTERM (`kill`, systemd, the web server ending a session) and SIGHUP (the terminal or

@@ -55,6 +55,8 @@ def run_dashboard(
         alerts=alerts,
         surface=surface,
         on_started=on_started,
+        # quitting while the first poll still waits on the child stops it then, not after
+        on_exit=first_poll.cancel if first_poll is not None else None,
     )
     if source.gateway is not None:
         # A gateway answer shows at once (a cheap rejoin), not at the next timer poll.
