@@ -913,7 +913,7 @@ def _run_dashboard(args: argparse.Namespace, on_started: Callable[[], None] | No
         return code
     finally:
         if first is not None:
-            first.cancel()  # (the app took it already, unless it never started)
+            first.cancel()  # (done at the app's exit already, unless it never started)
         crash.disarm()
 
 

@@ -268,6 +268,8 @@ class FleetCollector:
         roster = loaded.roster if loaded else None
         tenant, host = local_identity(roster)
         scans = self._last_scans
+        if scans is None:  # nothing observed yet to reuse: a full poll, providers and all
+            heartbeats_only = False
         walked_now = False  # the process trees walked in this poll (not a past one's)
         if heartbeats_only and scans is not None:
             t0 = clock()

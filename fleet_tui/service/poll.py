@@ -299,12 +299,12 @@ class LiveSource:
         self.host: str | None = None
         self._merge_cache: dict[tuple[Any, ...], list[AgentRecord]] = {}
         self._first: FirstSnapshot | None = None
-        self._full_next = False
 
     def use_first(self, first: FirstSnapshot) -> None:
         """The next poll takes `first`'s snapshot (a child's, taken while the dashboard
-        started), or collects as usual when it has none. The poll after it is a full one
-        (its tmux, processes and providers are this source's first)."""
+        started), or collects as usual when it has none. The poll after it is a full one, as
+        every collector's first is (its tmux, processes and providers are this source's
+        first)."""
         self._first = first
 
     @property
@@ -328,10 +328,7 @@ class LiveSource:
                 if roster is not None:
                     self.collector.keep_roster(roster)
                 self._tenant, self.host = snapshot.tenant_id, snapshot.host
-                self._full_next = True
                 return snapshot
-        if self._full_next:
-            heartbeats_only, self._full_next = False, False
         feed = self.gateway
         if feed is not None:
             tenant = self._local_tenant()

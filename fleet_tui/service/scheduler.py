@@ -8,6 +8,8 @@
   never empty); the timer goes on at the same interval (no backoff: each poll is cheap and
   bounded by its own timeouts).
 - Paused (another program holds the terminal): no poll starts and no timer runs; resuming polls.
+- Held (`hold()`, the app: while the first poll's frame is drawn): a request is remembered as
+  while a poll runs, and started by `release()`.
 
 The app gives it two callables: `start(heartbeats_only)` runs a poll off the event loop and
 calls `landed()` when it ends, `arm(delay_s, callback)` sets a timer and returns it (`stop()`).
@@ -51,6 +53,7 @@ class PollScheduler:
         self.polled_at: datetime | None = None
         self.polls = 0
         self.paused = False
+        self.held = False
         self.running = False
         self._again = False
         self._again_full = False
@@ -66,7 +69,7 @@ class PollScheduler:
         """Poll now, or right after the poll that is running (never two at once)."""
         if self.paused:
             return
-        if self.running:
+        if self.running or self.held:
             self._again = True
             self._again_full = self._again_full or not heartbeats_only
             return
@@ -84,10 +87,24 @@ class PollScheduler:
         elif error is not None:
             self.error = error
         if self._again:
-            full, self._again, self._again_full = self._again_full, False, False
-            self.request(heartbeats_only=not full)
+            self._request_again()
         elif self.enabled and not self.paused and (self._running_full or self._timer is None):
             self._timer = self._arm(self.interval_s, self.request)
+
+    def hold(self) -> None:
+        """Start no poll until `release()`: requests meanwhile are remembered."""
+        self.held = True
+
+    def release(self) -> None:
+        """End a `hold()`: a request remembered meanwhile starts now (unless a poll runs:
+        then when it lands)."""
+        self.held = False
+        if self._again and not self.running:
+            self._request_again()
+
+    def _request_again(self) -> None:
+        full, self._again, self._again_full = self._again_full, False, False
+        self.request(heartbeats_only=not full)
 
     def record(self, snapshot: FleetSnapshot) -> None:
         """Keep `snapshot` as the latest poll (and each agent's heartbeat age for its chart,

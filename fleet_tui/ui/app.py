@@ -25,7 +25,6 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Literal
 
 from textual import events
 from textual.app import App
@@ -154,11 +153,10 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         # When the armed timer of the next full poll fires (monotonic), None when none is armed:
         # a spool change that close to it waits for that poll instead of polling on its own.
         self._full_due: float | None = None
-        # Between the first poll's landing and its frame: a poll asked for meanwhile (the
-        # spool watcher asks for one as it starts) waits for that frame instead of taking the
-        # GIL from it. None: none waits; else whether it is heartbeat-only.
-        self._first_frame: Literal["due", "drawing", "drawn"] = "due"
-        self._held_poll: bool | None = None
+        # Between the first poll's landing and its frame, polling is held: a poll asked for
+        # meanwhile (the spool watcher asks for one as it starts) waits for that frame instead
+        # of taking the GIL from it.
+        self._first_frame_drawn = False
         self.digest = PollDigest()  # what the fleet screen asks of each snapshot, made ready
         self.row_books = RowBooks()  # and the fleet table's rows of it
         self.polling = PollScheduler(
@@ -282,10 +280,6 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         self.request_poll(heartbeats_only=True)
 
     def _start_poll(self, heartbeats_only: bool) -> None:
-        if self._first_frame == "drawing":
-            held = self._held_poll
-            self._held_poll = heartbeats_only and (held is None or held)
-            return
         if not heartbeats_only:
             self._full_due = None  # the timer fired, or was stopped for this poll
         poll = partial(
@@ -310,19 +304,17 @@ class FleetApp(CrashGuard, TerminalColours, StackedApp):
         if message.alerts is not None:
             self._take_alerts(message.alerts)
         landed = message.snapshot is not None or message.error is not None
-        if landed and self._first_frame == "due":
-            self._first_frame = "drawing"
+        if landed and not self._first_frame_drawn:
+            self.polling.hold()  # released by _started, once this is on the screen
         self.polling.landed(message.snapshot, message.error)
         if landed:
             self._publish()
             self.call_after_refresh(self._started)
 
     def _started(self) -> None:
-        if self._first_frame == "drawing":
-            self._first_frame = "drawn"
-            held, self._held_poll = self._held_poll, None
-            if held is not None:
-                self._start_poll(held)
+        if not self._first_frame_drawn:
+            self._first_frame_drawn = True
+            self.polling.release()
         started, self._on_started = self._on_started, None
         if started is not None:
             started()

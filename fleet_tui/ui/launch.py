@@ -66,7 +66,5 @@ def run_dashboard(
     try:
         app.run()
     finally:
-        if first_poll is not None:
-            first_poll.cancel()
         source.close()
     return 0
