@@ -11,14 +11,16 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FleetEnv
+from conftest import FleetEnv, wait_until
 
 from fleet_tui.config.fleet import FleetConfig
+from fleet_tui.core.infer import ACTIVE_WITHIN_S
 from fleet_tui.errors import RosterError
 from fleet_tui.model.records import FleetSnapshot
 from fleet_tui.remote.connection import GatewaySettings, Secret
@@ -26,6 +28,7 @@ from fleet_tui.service.firstpoll import FirstPoll
 from fleet_tui.service.poll import LiveSource
 from fleet_tui.sources.roster import LoadedRoster, load_roster
 from fleet_tui.testing.fleets import big_snapshot
+from fleet_tui.tmux import session_target
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,9 +123,28 @@ def test_the_childs_first_poll_is_the_fleet_the_dashboard_polls(fleet_env: Fleet
             {"name": "coder1", "role": "coder"},
         ]
     )
-    fleet_env.stub("mosaic-fleet", "orchestrator", interval=30)
     fleet_env.start("mosaic-fleet", "enhancer", ["sleep", "300"])
     fleet_env.start("mosaic-fleet", "scratch", ["sleep", "300"], agent=False)
+    fleet_env.stub("mosaic-fleet", "orchestrator", interval=30)
+    # The enhancer's state is guessed from its pane: busy while its last output is at most
+    # ACTIVE_WITHIN_S old. Both polls must see the same side of that edge (the dashboard's own
+    # poll runs a second or two after the child's on a loaded machine): wait until it is past.
+    activity = max(
+        int(v)
+        for v in fleet_env.tmux(
+            "mosaic-fleet",
+            "display-message",
+            "-p",
+            "-t",
+            session_target("enhancer"),
+            "#{window_activity} #{session_activity}",
+        ).stdout.split()
+    )
+    wait_until(
+        lambda: time.time() > activity + ACTIVE_WITHIN_S + 1.5,
+        timeout=ACTIVE_WITHIN_S + 10,
+        message="the enhancer's pane quiet for longer than the busy window",
+    )
     out, err = run_script(fleet_env, "same")
     assert out["forked"] and out["taken"], out
     assert out["child"] == out["own"]  # the rows, and the sources the header shows
