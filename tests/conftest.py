@@ -66,7 +66,19 @@ def _cache_bytecode() -> None:
     sys.dont_write_bytecode = False
 
 
+def _utf8_locale() -> None:
+    """The suite's own process draws as a UTF-8 terminal would, whatever the shell that started
+    it (a bare `ssh host cmd`, cron and a fresh CI image have no locale, under which the
+    dashboard and the verbs rightly draw ASCII): tests about the locale set their own, and the
+    worlds of `FleetEnv` pass C.UTF-8 to what they start."""
+    for name in ("LANGUAGE", "LC_CTYPE"):
+        os.environ.pop(name, None)
+    os.environ["LANG"] = "C.UTF-8"
+    os.environ["LC_ALL"] = "C.UTF-8"
+
+
 _cache_bytecode()
+_utf8_locale()
 pytest_plugins = ["pg_support"]
 T = TypeVar("T")
 

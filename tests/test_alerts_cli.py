@@ -464,6 +464,13 @@ def test_alerts_list_json_and_silence_errors(case: Case, receiver: Receiver) -> 
     assert text.rc == 0 and "list1@h1" in text.stdout and "[silenced]" in text.stdout
     assert os.path.basename(SECRET_PATH) not in text.stdout
 
+    # a stdout that cannot encode UTF-8: the same words, the separator in ASCII, no crash
+    args = ("alerts", "list", "--alerts", str(case.alerts_file), "--state-dir", str(case.state))
+    plain = case.env.cli(*args, env={"PYTHONIOENCODING": "ascii"})
+    assert plain.rc == 0, plain
+    assert plain.stdout.isascii() and "list1@h1" in plain.stdout
+    assert "OUTBOX  pending 0 . given up 0" in plain.stdout
+
 
 # -- the README's alerts example -----------------------------------------------------------------
 

@@ -388,6 +388,27 @@ def test_budget_human_output(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "warning:" in err  # the ladder rung 'codex' that no account pays for
 
 
+def test_budget_human_output_is_ascii_under_lang_c(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No locale (LANG=C), as the dashboard: Python's own UTF-8 mode says nothing of the
+    terminal, so the gauges, marks and separators are ASCII and the words are the same."""
+    for name in ("LC_ALL", "LC_CTYPE", "LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "C")
+    text = GOOD.replace("2026-11-30T00:00:00Z", (NOW + timedelta(days=3, hours=12)).isoformat())
+    bpath, state = _setup(tmp_path, text)
+    (state / "usage.jsonl").write_text(usage_line(used=90.0) + "\n")
+    rc = main(["budget", "--budgets", str(bpath), "--state-dir", str(state)])
+    out, _ = capsys.readouterr()
+    assert rc == 0
+    assert out.isascii(), [c for c in out if not c.isascii()]
+    weekly = next(line for line in out.splitlines() if line.strip().startswith("weekly"))
+    assert "90.0 % used" in weekly and "ideal 50.0 %" in weekly and "^ AHEAD" in weekly
+    assert "[" in weekly and "#" in weekly  # the gauge, drawn in ASCII
+    assert "THROTTLE - rung claude-opus" in out
+
+
 def test_explicit_missing_budgets_is_exit_2_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -110,3 +110,65 @@ def test_output_that_cannot_be_parsed_is_said_not_an_empty_fleet(fleet_env: Flee
     (scan,) = scan_all(_NoUtf8Runner(env=_c_locale(fleet_env), timeout=3.0))
     assert scan.panes == []
     assert scan.reason is not None and "could not be read" in scan.reason, scan.reason
+
+
+def _ps(world: FleetEnv, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "fleet_tui", "ps", "--all", *args],
+        env=env,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+        cwd=str(world.base),
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "locale_env",
+    [_c_locale, _no_locale, lambda w: {**_no_locale(w), "PYTHONIOENCODING": "ascii"}],
+    ids=["LANG=C", "unset", "PYTHONIOENCODING=ascii"],
+)
+def test_ps_table_is_ascii_where_the_terminal_may_not_be_utf8(
+    fleet_env: FleetEnv, locale_env: object
+) -> None:
+    """Like the dashboard: Python's own UTF-8 mode under LANG=C says nothing of the terminal.
+    Every row and the summary are ASCII (an agent's letters are `?`), nothing is lost, exit 0."""
+    _start_fleet(fleet_env)
+    proc = _ps(fleet_env, locale_env(fleet_env))  # type: ignore[operator]
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.isascii(), proc.stdout
+    out = proc.stdout.decode("ascii")
+    assert "caf?-??" in out and "na?ve_2" in out
+    assert out.splitlines()[-1].startswith("3 agents")
+
+
+def test_ps_table_keeps_unicode_in_a_utf8_locale(fleet_env: FleetEnv) -> None:
+    _start_fleet(fleet_env)
+    proc = _ps(fleet_env, {**_no_locale(fleet_env), "LANG": "C.UTF-8"})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.decode("utf-8")
+    assert "café-日本" in out and "·" in out.splitlines()[-1]
+
+
+def test_ps_json_to_an_ascii_stdout_is_escaped_not_lost(fleet_env: FleetEnv) -> None:
+    """A stdout that cannot encode UTF-8 gets every non-ASCII character as a JSON escape: the
+    same document, no crash."""
+    _start_fleet(fleet_env)
+    env = {**fleet_env.env, "PYTHONIOENCODING": "ascii"}
+    proc = _ps(fleet_env, env, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.isascii()
+    names = {a["name"] for a in json.loads(proc.stdout)["agents"]}
+    assert names == set(NAMES)
+    agents = {a["name"]: a for a in json.loads(proc.stdout)["agents"]}
+    assert agents["coder0"]["tmux"]["pane_title"] == "tïtle ✓"
+
+
+def test_the_json_escape_keeps_characters_beyond_the_bmp() -> None:
+    from fleet_tui.cli.main import _NON_ASCII, _json_escape
+
+    text = json.dumps({"title": "ship it 🚀 ✓ é"}, ensure_ascii=False)
+    escaped = _NON_ASCII.sub(_json_escape, text)
+    assert escaped.isascii()
+    assert json.loads(escaped) == {"title": "ship it 🚀 ✓ é"}

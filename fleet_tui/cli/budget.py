@@ -35,6 +35,7 @@ def render_report(report: BudgetReport, *, ascii_only: bool = False) -> str:
     countdown and its confidence, allowed vs recent rate, status; the rung and why."""
     from fleet_tui.core.sanitize import clean_text
     from fleet_tui.present import budget_fmt as fmt
+    from fleet_tui.present.glyphs import to_ascii
 
     marks = fmt.STATUS_MARK_ASCII if ascii_only else fmt.STATUS_MARK
     out: list[str] = []
@@ -97,17 +98,19 @@ def render_report(report: BudgetReport, *, ascii_only: bool = False) -> str:
         out.append(f"concurrency: at most {report.max_agents} agents")
     text = "\n".join(out)
     if ascii_only:  # an ASCII terminal (LANG=C): no separator or name may fail to print
-        text = text.replace("·", "-").replace("⚠", "!").encode("ascii", "replace").decode("ascii")
+        text = to_ascii(text.replace("·", "-"))  # ▲ ^, ▽ v, ⚠ !; a name's letters ?
     return text
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
     import json
+    import os
     import sys
 
     from fleet_tui.config.fleet import configured_identity
     from fleet_tui.config.paths import budgets_location
     from fleet_tui.errors import EXIT_OK
+    from fleet_tui.present.glyphs import text_is_ascii
     from fleet_tui.service.budgets import BudgetService, report_json
 
     config = config_from_args(args)
@@ -139,8 +142,7 @@ def cmd_budget(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(report_json(report), indent=2) + "\n")
         return EXIT_OK
-    enc = (sys.stdout.encoding or "").lower().replace("-", "")
-    print(render_report(report, ascii_only=enc not in ("utf8", "utf_8")))
+    print(render_report(report, ascii_only=text_is_ascii(sys.stdout.encoding, os.environ)))
     from fleet_tui.core.sanitize import clean_text
 
     for w in report.warnings:

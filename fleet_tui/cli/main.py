@@ -40,6 +40,7 @@ from fleet_tui.errors import (
     NotConfirmed,
     Refused,
 )
+from fleet_tui.present.glyphs import ascii_fallback, is_utf8_encoding, text_is_ascii, to_ascii
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -295,7 +296,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
     ]
     if args.json:
         shown = snapshot.model_copy(update={"agents": agents})
-        sys.stdout.write(_snapshot_json(shown) + "\n")
+        ascii_json = not is_utf8_encoding(sys.stdout.encoding)
+        sys.stdout.write(_snapshot_json(shown, ascii_only=ascii_json) + "\n")
         if gateway is not None:  # an unreachable gateway is said on stderr too
             for w in snapshot.warnings:
                 if w.startswith("gateway "):
@@ -307,7 +309,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     width = shutil.get_terminal_size((100, 24)).columns if tty else None
     if width is None and os.environ.get("COLUMNS", "").isdigit():
         width = int(os.environ["COLUMNS"])
-    ascii_only = (sys.stdout.encoding or "").lower().replace("-", "") not in ("utf8", "utf_8")
+    ascii_only = text_is_ascii(sys.stdout.encoding, os.environ)
     color = use_color(tty)
     if agents:
         print(render_table(snapshot, agents, width=width, color=color, ascii_only=ascii_only))
@@ -315,7 +317,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
         print(_no_match_hint(listed, args))
     else:
         print(_empty_hint(snapshot, args))
-    print(_fold_summary(render_summary(snapshot, agents), width))
+    summary = _fold_summary(render_summary(snapshot, agents), width)
+    print(to_ascii(summary) if ascii_only else summary)
     for w in snapshot.warnings:
         sys.stderr.write(f"warning: {w}\n")
     return EXIT_OK
@@ -327,11 +330,23 @@ def cmd_ps(args: argparse.Namespace) -> int:
 _JSON_ESCAPED = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
-def _snapshot_json(snapshot: FleetSnapshot) -> str:
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+
+def _json_escape(m: re.Match[str]) -> str:
+    n = ord(m.group())
+    if n < 0x10000:
+        return f"\\u{n:04x}"
+    n -= 0x10000
+    return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
+
+
+def _snapshot_json(snapshot: FleetSnapshot, *, ascii_only: bool = False) -> str:
     """ps v1 JSON of `snapshot`, names exactly as they are (scripts address sessions by them),
-    yet safe to `cat` on a terminal and always valid UTF-8 (see _JSON_ESCAPED)."""
+    yet safe to `cat` on a terminal and always valid UTF-8 (see _JSON_ESCAPED). `ascii_only`
+    (a stdout that cannot encode UTF-8): every non-ASCII character escaped, still lossless."""
     text = snapshot.to_json(indent=2)  # lone surrogates stay in the text: escaped below
-    return _JSON_ESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return (_NON_ASCII if ascii_only else _JSON_ESCAPED).sub(_json_escape, text)
 
 
 def _fold_summary(text: str, width: int | None) -> str:
@@ -637,8 +652,7 @@ def _has_tty() -> bool:
 
 
 def _ellipsis() -> str:
-    enc = (sys.stdout.encoding or "").lower().replace("-", "")
-    return "…" if enc in ("utf8", "utf_8") else "..."
+    return "..." if text_is_ascii(sys.stdout.encoding, os.environ) else "…"
 
 
 def _read_message(arg: str) -> str:
@@ -967,6 +981,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fast = fast_main(raw)
         if fast is not None:
             return fast
+    _guard_streams()
     parser = build_parser(_named_verb(raw))
     args = parser.parse_args(raw)
     if args.verb in (None, "tui", "demo") and telemetry.wanted():
@@ -994,6 +1009,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(str(exc))}\n")
         return EXIT_FAILURE
+
+
+def _guard_streams() -> None:
+    """stdout and stderr that cannot encode UTF-8 (`PYTHONIOENCODING=ascii`, a Latin-1 locale)
+    write what they cannot encode as its ASCII fallback instead of raising mid-line."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and not is_utf8_encoding(getattr(stream, "encoding", None)):
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(errors=ascii_fallback())
 
 
 def interrupted(exc: BaseException) -> bool:

@@ -7,12 +7,16 @@ break every column after them. In ASCII mode every glyph below is translated at 
 text reaches the screen (`to_ascii`), so the producers keep one spelling.
 
 The mode is chosen once per process (`choose_ascii`): the setting `glyphs: auto|unicode|ascii`
-(`auto` by default: ASCII unless the locale says UTF-8), or for `ps` the encoding of stdout.
+(`auto` by default: ASCII unless the locale says UTF-8); for the verbs' text (`ps`, `budget`,
+`send`) the same locale rule, or a stdout that cannot encode UTF-8 (`text_is_ascii`). A stream
+that cannot encode a character falls back to the same table (`ascii_fallback`, an error handler
+for `TextIOWrapper.reconfigure`) rather than raising in the middle of a line.
 Pure: stdlib only, no I/O.
 """
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Mapping
 from typing import Literal
 
@@ -118,3 +122,34 @@ def choose_ascii(mode: str, env: Mapping[str, str]) -> bool:
     if mode == "unicode":
         return False
     return not locale_is_utf8(env)
+
+
+def is_utf8_encoding(encoding: str | None) -> bool:
+    """True for the names Python gives UTF-8 (`utf-8`, `UTF8`, `utf_8`)."""
+    return (encoding or "").lower().replace("-", "").replace("_", "") == "utf8"
+
+
+def text_is_ascii(encoding: str | None, env: Mapping[str, str]) -> bool:
+    """True when a verb's text for people should be ASCII: the stream's `encoding` is not UTF-8,
+    or the locale is not (the dashboard's `auto` rule: Python's own UTF-8 mode under `LANG=C`
+    says nothing of the terminal)."""
+    return not is_utf8_encoding(encoding) or not locale_is_utf8(env)
+
+
+ASCII_FALLBACK_ERRORS = "fleet-ascii"
+
+
+def _fallback(err: UnicodeError) -> tuple[str, int]:
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    return to_ascii(err.object[err.start : err.end]), err.end
+
+
+def ascii_fallback() -> str:
+    """The name of an encode error handler that writes what a codec cannot encode as its ASCII
+    fallback (`to_ascii`: a glyph's one-cell stand-in, else `?`); registered on first call."""
+    try:
+        codecs.lookup_error(ASCII_FALLBACK_ERRORS)
+    except LookupError:
+        codecs.register_error(ASCII_FALLBACK_ERRORS, _fallback)
+    return ASCII_FALLBACK_ERRORS
