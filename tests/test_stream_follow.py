@@ -290,3 +290,38 @@ async def test_leaving_the_stream_ends_its_watcher(fleet_env: FleetEnv) -> None:
         await pilot.pause(1.0)
         assert screen.turns == turns
         assert WatchCount.live == watchers
+
+
+@pytest.mark.tmux
+@pytest.mark.parametrize("piped", [True, False], ids=["our-pipe", "another-pipe"])
+async def test_a_pane_that_goes_away_is_said_and_its_return_is_followed(
+    fleet_env: FleetEnv, monkeypatch: pytest.MonkeyPatch, piped: bool
+) -> None:
+    """The agent's session ends while the operator watches: the title says the pane is gone
+    (at the left, where an 80-column terminal still shows it) and the last screen stays; the
+    agent started again under its name: the stream follows its new pane and the note goes.
+    Both ways a stream follows a pane: its own pipe's log, or (another pipe holds the pane)
+    tmux's activity stamp."""
+    monkeypatch.setattr(stream_mod, "PIPE_CHECK_S", 0.3)
+    feed = feeding_agent(fleet_env)
+    if not piped:
+        fleet_env.tmux(SOCK, "pipe-pane", "-t", "=orchestrator:", "cat > /dev/null")
+    app = live_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_stream(pilot, app)
+        assert (screen.log_state == "piped to the state dir") is piped, screen.log_state
+        append(feed, "BEFORE-THE-END\n")
+        await wait_for(pilot, lambda: "BEFORE-THE-END" in shown(app), 10, "the pane")
+        assert "PANE GONE" not in shown(app)
+
+        fleet_env.tmux(SOCK, "kill-session", "-t", "=orchestrator")
+        await wait_for(pilot, lambda: "PANE GONE" in shown(app), 10, "the note")
+        title = shown(app).splitlines()[0]
+        assert title.startswith(" orchestrator  PANE GONE: no agent session 'orchestrator'"), title
+        assert "BEFORE-THE-END" in shown(app)  # the last screen is kept
+        assert screen.is_current
+
+        fleet_env.start(SOCK, "orchestrator", ["tail", "-n", "+1", "-F", "-s", "0.1", str(feed)])
+        await wait_for(pilot, lambda: "PANE GONE" not in shown(app), 10, "the note's end")
+        append(feed, "AFTER-THE-RESTART\n")
+        await wait_for(pilot, lambda: "AFTER-THE-RESTART" in shown(app), 10, "the new pane")

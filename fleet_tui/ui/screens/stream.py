@@ -171,6 +171,7 @@ class StreamScreen(Screen[None]):
         self.record = record
         self.mode = "screen"
         self.log_state = "starting"
+        self.pane_lost = ""  # why the pane cannot be reached now ("": it can); said in the title
         self.captures = 0
         self.turns = 0  # times the follower woke up (a quiet pane: about one a second)
         self._dirty = True
@@ -205,6 +206,9 @@ class StreamScreen(Screen[None]):
         r = self.record
         t = Text()
         t.append(f" {clean_text(r.name, max_len=80)}", style="bold")
+        if self.pane_lost:  # first, where a narrow terminal still shows it
+            t.append(f"  PANE GONE: {clean_text(self.pane_lost, max_len=120)}", style="bold red")
+            t.append(" (the last screen is kept)", style="red")
         t.append(f"  {r.tenant_id}@{r.host} · {r.socket or '-'} · read-only · ", style="dim")
         t.append(f"{self.mode} mode", style="bold cyan")
         try:
@@ -316,6 +320,7 @@ class StreamScreen(Screen[None]):
         now = time.monotonic()
         next_probe = now
         next_pipe_check = now + PIPE_CHECK_S
+        next_lookup = now  # a pane without our pipe that stopped answering: found by name again
         try:
             while self._still_wanted():
                 self._kick.clear()  # what wakes it from here on is news for the next turn
@@ -338,8 +343,12 @@ class StreamScreen(Screen[None]):
                         next_pipe_check = now + PIPE_CHECK_S
                         try:  # another dashboard that streamed this pane may have closed it
                             again, _state = await call(stream.open_log, record)
-                        except Exception:
+                        except Exception as exc:  # the session ended, or tmux did not answer
                             again = None
+                            self._ui(self._set_pane_lost, str(exc) or type(exc).__name__)
+                        else:
+                            if self.pane_lost:  # back (an agent restarted): its new pane
+                                record = await self._found_again(call, stream, record)
                         if again is not None and again != tail.path:
                             tail = LogTail(again)
                             if watcher is not None:
@@ -350,8 +359,16 @@ class StreamScreen(Screen[None]):
                         next_probe = now + ACTIVITY_PROBE_S
                         try:
                             stamp = await call(source.pane_activity, record)
-                        except Exception:
-                            stamp = None
+                        except Exception as exc:
+                            stamp = activity  # no news: the last screen stays as it was
+                            if stream is None:
+                                self._ui(self._set_pane_lost, str(exc) or type(exc).__name__)
+                            elif now >= next_lookup:  # by name: the pane, or the agent's new one
+                                next_lookup = now + PIPE_CHECK_S
+                                record = await self._found_again(call, stream, record)
+                        else:
+                            if self.pane_lost:
+                                self._ui(self._set_pane_lost, "")
                         if stamp != activity:
                             activity, grew = stamp, True
                 if grew:
@@ -390,6 +407,20 @@ class StreamScreen(Screen[None]):
             if watcher is not None:
                 watcher.cancel()
 
+    async def _found_again(
+        self, call: _Calls, stream: StreamActions, record: AgentRecord
+    ) -> AgentRecord:
+        """The pane is reachable again: the record of its (maybe new) pane, the note gone and a
+        capture due; if the resolution fails, the note stays and so does `record`."""
+        try:
+            record = await call(stream.resolve_record, record)
+        except Exception as exc:
+            self._ui(self._set_pane_lost, str(exc) or type(exc).__name__)
+            return record
+        self._dirty = True
+        self._ui(self._set_pane_lost, "")
+        return record
+
     def _still_wanted(self) -> bool:
         """False once the screen left or the app is exiting (the worker is also cancelled when
         the screen unmounts; this ends it as soon as the screen is popped)."""
@@ -406,6 +437,11 @@ class StreamScreen(Screen[None]):
             fn(*args)
         except NoMatches:
             pass
+
+    def _set_pane_lost(self, why: str) -> None:
+        if why != self.pane_lost:
+            self.pane_lost = why
+            self._title()
 
     def _set_log_state(self, state: str) -> None:
         self.log_state = state
