@@ -144,16 +144,19 @@ async def test_a_stream_log_is_emptied_at_its_size_cap(
     fleet_env: FleetEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(stream_mod, "LOG_CAP", 64 << 10)
-    done = fleet_env.base / "done"
+    done, go = fleet_env.base / "done", fleet_env.base / "go"
     fleet_env.write_roster([{"name": "orchestrator", "role": "orchestrator"}])
-    script = (  # about 890 KB of output over a few seconds, then a mark
-        f"sleep 1; i=0; while [ $i -lt 100 ]; do seq 1 2000; sleep 0.02; i=$((i+1)); done; "
+    script = (  # once the stream is open: about 890 KB of output over a few seconds, a mark
+        f"while [ ! -e {go} ]; do sleep 0.05; done; "
+        f"i=0; while [ $i -lt 100 ]; do seq 1 2000; sleep 0.02; i=$((i+1)); done; "
         f"touch {done}; exec cat"
     )
     fleet_env.start(SOCK, "orchestrator", ["sh", "-c", script])
     app = live_app()
     async with app.run_test(size=(120, 30)) as pilot:
+        # (a fixed head start was not enough: a loaded run opened the pipe after the output)
         await open_stream(pilot, app)
+        go.touch()
         log = fleet_env.state_dir / "logs" / f"{SOCK}.orchestrator.log"
         largest, drops, last = 0, 0, 0
         deadline = time.monotonic() + 60
