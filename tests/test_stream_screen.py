@@ -263,7 +263,8 @@ async def test_an_unwritable_audit_log_refuses_the_pipe_and_the_message(
         await wait_for(pilot, lambda: "action refused" in shown(app), 10, "the reason")
         assert "Is a directory" in shown(app)
         assert pipe(fleet_env, SOCK, "orchestrator") == "0"
-        assert "QUESTION" in shown(app)  # the screen itself is still shown (read-only)
+        # the screen itself is still shown (read-only), as soon as the pane has printed it
+        await wait_for(pilot, lambda: "QUESTION" in shown(app), 10, "the pane's screen")
         await pilot.press("escape")
         await wait_for(pilot, lambda: screen not in app.screen_stack, 10, "back")
         app.fleet_screen.go_to_agent(record(app, "orchestrator").key)
