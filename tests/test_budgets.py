@@ -372,12 +372,18 @@ def test_budget_json_v1_through_main(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert f"{state / 'spend.jsonl'}:2: not JSON" in out["warnings"]
 
 
-def test_budget_human_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _human_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`fleet-tui budget` of GOOD (the weekly window resets in 3.5 days, 90 % used): rc, out, err."""
     text = GOOD.replace("2026-11-30T00:00:00Z", (NOW + timedelta(days=3, hours=12)).isoformat())
     bpath, state = _setup(tmp_path, text)
     (state / "usage.jsonl").write_text(usage_line(used=90.0) + "\n")
     rc = main(["budget", "--budgets", str(bpath), "--state-dir", str(state)])
     out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_budget_human_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = _human_report(tmp_path, capsys)
     assert rc == 0
     assert "claude-max-a  anthropic subscription" in out
     weekly = next(line for line in out.splitlines() if line.strip().startswith("weekly"))
@@ -396,11 +402,7 @@ def test_budget_human_output_is_ascii_under_lang_c(
     for name in ("LC_ALL", "LC_CTYPE", "LANGUAGE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LANG", "C")
-    text = GOOD.replace("2026-11-30T00:00:00Z", (NOW + timedelta(days=3, hours=12)).isoformat())
-    bpath, state = _setup(tmp_path, text)
-    (state / "usage.jsonl").write_text(usage_line(used=90.0) + "\n")
-    rc = main(["budget", "--budgets", str(bpath), "--state-dir", str(state)])
-    out, _ = capsys.readouterr()
+    rc, out, _ = _human_report(tmp_path, capsys)
     assert rc == 0
     assert out.isascii(), [c for c in out if not c.isascii()]
     weekly = next(line for line in out.splitlines() if line.strip().startswith("weekly"))

@@ -27,9 +27,10 @@ NAMES = ("coder0", "café-日本", "naïve_2")
 _LOCALE_VARS = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES")
 
 
-def _ps_json(world: FleetEnv, env: dict[str, str]) -> dict[str, object]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "fleet_tui", "ps", "--json", "--all"],
+def _ps(world: FleetEnv, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
+    """`fleet-tui ps --all ARGS` as its own process in `env` (the locale is the process's)."""
+    return subprocess.run(
+        [sys.executable, "-m", "fleet_tui", "ps", "--all", *args],
         env=env,
         capture_output=True,
         stdin=subprocess.DEVNULL,
@@ -37,6 +38,10 @@ def _ps_json(world: FleetEnv, env: dict[str, str]) -> dict[str, object]:
         cwd=str(world.base),
         check=False,
     )
+
+
+def _ps_json(world: FleetEnv, env: dict[str, str]) -> dict[str, object]:
+    proc = _ps(world, env, "--json")
     assert proc.returncode == 0, proc.stderr
     data: dict[str, object] = json.loads(proc.stdout.decode("utf-8"))
     return data
@@ -112,18 +117,6 @@ def test_output_that_cannot_be_parsed_is_said_not_an_empty_fleet(fleet_env: Flee
     assert scan.reason is not None and "could not be read" in scan.reason, scan.reason
 
 
-def _ps(world: FleetEnv, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "fleet_tui", "ps", "--all", *args],
-        env=env,
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        timeout=30,
-        cwd=str(world.base),
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     "locale_env",
     [_c_locale, _no_locale, lambda w: {**_no_locale(w), "PYTHONIOENCODING": "ascii"}],
@@ -159,9 +152,8 @@ def test_ps_json_to_an_ascii_stdout_is_escaped_not_lost(fleet_env: FleetEnv) -> 
     proc = _ps(fleet_env, env, "--json")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.isascii()
-    names = {a["name"] for a in json.loads(proc.stdout)["agents"]}
-    assert names == set(NAMES)
     agents = {a["name"]: a for a in json.loads(proc.stdout)["agents"]}
+    assert set(agents) == set(NAMES)
     assert agents["coder0"]["tmux"]["pane_title"] == "tïtle ✓"
 
 

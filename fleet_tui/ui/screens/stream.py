@@ -99,6 +99,11 @@ class _Calls:
         return self._loop.run_in_executor(self._pool, fn, *args)
 
 
+def _why(exc: BaseException) -> str:
+    """An error as the title says it: its message, else its type's name."""
+    return str(exc) or type(exc).__name__
+
+
 def _close_quietly(stream: StreamActions, record: AgentRecord) -> None:
     try:
         stream.close_log(record)
@@ -345,7 +350,7 @@ class StreamScreen(Screen[None]):
                             again, _state = await call(stream.open_log, record)
                         except Exception as exc:  # the session ended, or tmux did not answer
                             again = None
-                            self._ui(self._set_pane_lost, str(exc) or type(exc).__name__)
+                            self._ui(self._set_pane_lost, _why(exc))
                         else:
                             if self.pane_lost:  # back (an agent restarted): its new pane
                                 record = await self._found_again(call, stream, record)
@@ -362,7 +367,7 @@ class StreamScreen(Screen[None]):
                         except Exception as exc:
                             stamp = activity  # no news: the last screen stays as it was
                             if stream is None:
-                                self._ui(self._set_pane_lost, str(exc) or type(exc).__name__)
+                                self._ui(self._set_pane_lost, _why(exc))
                             elif now >= next_lookup:  # by name: the pane, or the agent's new one
                                 next_lookup = now + PIPE_CHECK_S
                                 record = await self._found_again(call, stream, record)
@@ -415,7 +420,7 @@ class StreamScreen(Screen[None]):
         try:
             record = await call(stream.resolve_record, record)
         except Exception as exc:
-            self._ui(self._set_pane_lost, str(exc) or type(exc).__name__)
+            self._ui(self._set_pane_lost, _why(exc))
             return record
         self._dirty = True
         self._ui(self._set_pane_lost, "")
